@@ -1,0 +1,269 @@
+//! steer-agent's config: which PoP it speaks for, where steerd is, and what
+//! to probe.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    duration::parse_duration,
+    error::{ConfigErrors, Reporter},
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    pop: Spanned<String>,
+    steerd: Vec<Spanned<String>>,
+    report_interval: Option<Spanned<String>>,
+    capacity_rps: Option<Spanned<f64>>,
+    load_rps: Option<Spanned<f64>>,
+    probes: Vec<Spanned<RawProbe>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    name: Spanned<String>,
+    service: Spanned<String>,
+    kind: Spanned<String>,
+    /// tcp: host:port.
+    target: Option<Spanned<String>>,
+    /// http: http://host:port/path.
+    url: Option<Spanned<String>>,
+    expect_status: Option<Spanned<u16>>,
+    body_contains: Option<String>,
+    /// exec: argv.
+    command: Option<Spanned<Vec<String>>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpProbe {
+    /// host:port to connect to.
+    pub addr: SocketAddr,
+    /// Host header value.
+    pub host: String,
+    pub path: String,
+    pub expect_status: u16,
+    pub body_contains: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProbeKind {
+    Tcp { target: SocketAddr },
+    Http(HttpProbe),
+    Exec { command: Vec<String> },
+}
+
+impl ProbeKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Tcp { .. } => "tcp",
+            Self::Http(_) => "http",
+            Self::Exec { .. } => "exec",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeConfig {
+    pub name: String,
+    pub service: String,
+    pub kind: ProbeKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    pub pop: String,
+    /// gRPC endpoints, e.g. `http://127.0.0.1:50051`; the agent reports to all.
+    pub steerd: Vec<String>,
+    pub report_interval: Duration,
+    pub capacity_rps: f64,
+    pub load_rps: f64,
+    pub probes: Vec<ProbeConfig>,
+}
+
+pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors> {
+    let mut r = Reporter::new(path.display().to_string(), src);
+    let raw: RawAgent = match toml::from_str(src) {
+        Ok(raw) => raw,
+        Err(e) => {
+            r.from_toml(&e);
+            return Err(r.into_errors());
+        }
+    };
+    if raw.pop.get_ref().is_empty() {
+        r.at(raw.pop.span(), "pop must not be empty");
+    }
+    if raw.steerd.is_empty() {
+        r.at(raw.pop.span(), "`steerd` needs at least one endpoint");
+    }
+    for ep in &raw.steerd {
+        let e = ep.get_ref();
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            r.at(
+                ep.span(),
+                format!("{e:?} must start with http:// or https://"),
+            );
+        }
+    }
+    let report_interval = duration(&mut r, &raw.report_interval, Duration::from_secs(1));
+    let positive = |r: &mut Reporter<'_>, v: &Option<Spanned<f64>>| -> f64 {
+        match v {
+            None => 0.0,
+            Some(v) if v.get_ref().is_finite() && *v.get_ref() >= 0.0 => *v.get_ref(),
+            Some(v) => {
+                r.at(v.span(), "must be a non-negative number");
+                0.0
+            }
+        }
+    };
+    let capacity_rps = positive(&mut r, &raw.capacity_rps);
+    let load_rps = positive(&mut r, &raw.load_rps);
+    if raw.probes.is_empty() {
+        r.at(raw.pop.span(), "at least one [[probes]] entry is required");
+    }
+    let probes = raw
+        .probes
+        .iter()
+        .filter_map(|p| probe(&mut r, p.get_ref()))
+        .collect();
+    r.finish(AgentConfig {
+        pop: raw.pop.get_ref().clone(),
+        steerd: raw.steerd.iter().map(|s| s.get_ref().clone()).collect(),
+        report_interval,
+        capacity_rps,
+        load_rps,
+        probes,
+    })
+}
+
+fn duration(r: &mut Reporter<'_>, v: &Option<Spanned<String>>, default: Duration) -> Duration {
+    match v {
+        None => default,
+        Some(v) => match parse_duration(v.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                r.at(v.span(), "must be greater than zero");
+                default
+            }
+            Err(e) => {
+                r.at(v.span(), e);
+                default
+            }
+        },
+    }
+}
+
+fn probe(r: &mut Reporter<'_>, p: &RawProbe) -> Option<ProbeConfig> {
+    let require = |r: &mut Reporter<'_>, what: &str| {
+        r.at(
+            p.kind.span(),
+            format!("a {} probe needs `{what}`", p.kind.get_ref()),
+        );
+    };
+    let kind = match p.kind.get_ref().as_str() {
+        "tcp" => {
+            let Some(t) = &p.target else {
+                require(r, "target");
+                return None;
+            };
+            match t.get_ref().parse() {
+                Ok(target) => ProbeKind::Tcp { target },
+                Err(_) => {
+                    r.at(t.span(), format!("{:?} is not an ip:port", t.get_ref()));
+                    return None;
+                }
+            }
+        }
+        "http" => {
+            let Some(u) = &p.url else {
+                require(r, "url");
+                return None;
+            };
+            match parse_http_url(u.get_ref()) {
+                Ok((addr, host, path)) => ProbeKind::Http(HttpProbe {
+                    addr,
+                    host,
+                    path,
+                    expect_status: p.expect_status.as_ref().map_or(200, |s| *s.get_ref()),
+                    body_contains: p.body_contains.clone(),
+                }),
+                Err(e) => {
+                    r.at(u.span(), e);
+                    return None;
+                }
+            }
+        }
+        "exec" => {
+            let Some(c) = &p.command else {
+                require(r, "command");
+                return None;
+            };
+            if c.get_ref().is_empty() {
+                r.at(c.span(), "command must name a program");
+                return None;
+            }
+            ProbeKind::Exec {
+                command: c.get_ref().clone(),
+            }
+        }
+        other => {
+            r.at(
+                p.kind.span(),
+                format!("unknown probe kind {other:?} (tcp, http or exec)"),
+            );
+            return None;
+        }
+    };
+    let interval = duration(r, &p.interval, Duration::from_secs(1));
+    let timeout = duration(r, &p.timeout, Duration::from_millis(500));
+    if timeout > interval {
+        if let Some(t) = &p.timeout {
+            r.at(t.span(), "timeout must not exceed interval");
+        }
+    }
+    let count = |r: &mut Reporter<'_>, v: &Option<Spanned<u32>>| match v {
+        None => 1,
+        Some(v) if (1..=100).contains(v.get_ref()) => *v.get_ref(),
+        Some(v) => {
+            r.at(v.span(), "must be between 1 and 100");
+            1
+        }
+    };
+    Some(ProbeConfig {
+        name: p.name.get_ref().clone(),
+        service: p.service.get_ref().clone(),
+        kind,
+        interval,
+        timeout,
+        rise: count(r, &p.rise),
+        fall: count(r, &p.fall),
+    })
+}
+
+/// `http://ip:port/path` → (addr, host header, path). Probes target a local
+/// IP so that a DNS failure never looks like a service failure.
+fn parse_http_url(url: &str) -> Result<(SocketAddr, String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority
+        .parse()
+        .or_else(|_| format!("{authority}:80").parse())
+        .map_err(|_| format!("{url:?}: host must be an IP address with optional :port"))?;
+    Ok((addr, authority.to_owned(), path.to_owned()))
+}

@@ -1,0 +1,43 @@
+//! Configuration files for `steerd` and `steer-agent`.
+//!
+//! Loading is two passes: serde parses the TOML into raw structs (unknown keys
+//! refused), then validation checks every cross-reference and collects *all*
+//! problems. Each problem names the file, line, column and dotted key, so an
+//! operator can fix a config in one go. Nothing is applied unless the whole
+//! file is valid.
+
+mod agent;
+mod duration;
+mod error;
+mod steerd;
+
+pub use agent::{AgentConfig, HttpProbe, ProbeConfig, ProbeKind};
+pub use duration::parse_duration;
+pub use error::{ConfigError, ConfigErrors};
+pub use steerd::{AuthMode, ServerSettings, SteerConfig};
+
+use std::path::Path;
+
+/// Reads and validates a steerd config file.
+pub fn load_steerd(path: &Path) -> Result<SteerConfig, ConfigErrors> {
+    let src = read(path)?;
+    steerd::parse(path, &src)
+}
+
+/// Reads and validates a steer-agent config file.
+pub fn load_agent(path: &Path) -> Result<AgentConfig, ConfigErrors> {
+    let src = read(path)?;
+    agent::parse(path, &src)
+}
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read config file: {e}"),
+        }])
+    })
+}

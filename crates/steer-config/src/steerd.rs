@@ -1,0 +1,632 @@
+//! steerd's config: listeners, storage, health settings, zones and the world.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use steer_types::{
+    ClientNetwork, HealthSettings, Pop, PopId, RecordData, Region, RegionId, Service, ServiceId,
+    Soa, StaticRecord, Topology, UnknownHealth, Zone,
+};
+use toml::Spanned;
+
+use crate::{
+    duration::parse_duration,
+    error::{ConfigErrors, Reporter},
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    auth: Spanned<RawAuth>,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    zones: Vec<Spanned<RawZone>>,
+    regions: Vec<Spanned<RawRegion>>,
+    pops: Vec<Spanned<RawPop>>,
+    #[serde(default)]
+    services: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    dns_listen: Option<Spanned<String>>,
+    grpc_listen: Option<Spanned<String>>,
+    http_listen: Option<Spanned<String>>,
+    state_dir: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    mode: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    unknown_health: Option<Spanned<String>>,
+    stale_after: Option<Spanned<String>>,
+    max_stale: Option<Spanned<String>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    origin: Spanned<String>,
+    #[serde(default = "default_zone_ttl")]
+    ttl: u32,
+    ns: Vec<Spanned<String>>,
+    soa: RawSoa,
+    #[serde(default)]
+    records: Vec<Spanned<RawRecord>>,
+}
+
+fn default_zone_ttl() -> u32 {
+    3600
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSoa {
+    mname: Spanned<String>,
+    rname: Spanned<String>,
+    serial: u32,
+    #[serde(default = "default_refresh")]
+    refresh: i32,
+    #[serde(default = "default_retry")]
+    retry: i32,
+    #[serde(default = "default_expire")]
+    expire: i32,
+    #[serde(default = "default_minimum")]
+    minimum: u32,
+}
+
+fn default_refresh() -> i32 {
+    3600
+}
+fn default_retry() -> i32 {
+    600
+}
+fn default_expire() -> i32 {
+    604_800
+}
+fn default_minimum() -> u32 {
+    60
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    rtype: Spanned<String>,
+    value: Spanned<String>,
+    ttl: Option<u32>,
+    /// MX preference.
+    preference: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    id: Spanned<String>,
+    #[serde(default)]
+    networks: Vec<Spanned<String>>,
+    #[serde(default)]
+    fallback: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPop {
+    id: Spanned<String>,
+    region: Spanned<String>,
+    ipv4: Option<Spanned<String>>,
+    ipv6: Option<Spanned<String>>,
+    capacity_rps: Spanned<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    id: Spanned<String>,
+    name: Spanned<String>,
+    ttl: Spanned<u32>,
+    #[serde(default = "default_max_records")]
+    max_records: Spanned<u32>,
+    pops: Vec<Spanned<String>>,
+}
+
+fn default_max_records() -> Spanned<u32> {
+    Spanned::new(0..0, 2)
+}
+
+/// How callers of the gRPC APIs are authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No authentication; only for loopback setups like the quickstart.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerSettings {
+    /// UDP and TCP.
+    pub dns_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub state_dir: PathBuf,
+}
+
+/// A fully validated steerd config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SteerConfig {
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub auth: AuthMode,
+    pub topology: Topology,
+    pub zones: Vec<Zone>,
+}
+
+pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
+    let mut r = Reporter::new(path.display().to_string(), src);
+    let raw: RawConfig = match toml::from_str(src) {
+        Ok(raw) => raw,
+        Err(e) => {
+            r.from_toml(&e);
+            return Err(r.into_errors());
+        }
+    };
+    let server = server_settings(&mut r, &raw.server);
+    let auth = match raw.auth.get_ref().mode.get_ref().as_str() {
+        "none" => AuthMode::None,
+        other => {
+            r.at(
+                raw.auth.get_ref().mode.span(),
+                format!("unknown auth mode {other:?}; this version supports only \"none\""),
+            );
+            AuthMode::None
+        }
+    };
+    let health = health_settings(&mut r, &raw.health);
+    let zones = zones(&mut r, &raw.zones);
+    let topology = topology(&mut r, &raw, &zones, health);
+    r.finish(SteerConfig {
+        source: path.to_path_buf(),
+        server,
+        auth,
+        topology,
+        zones,
+    })
+}
+
+fn server_settings(r: &mut Reporter<'_>, raw: &RawServer) -> ServerSettings {
+    let mut addr = |v: &Option<Spanned<String>>, default: u16| match v {
+        None => SocketAddr::from((Ipv4Addr::LOCALHOST, default)),
+        Some(s) => s.get_ref().parse().unwrap_or_else(|_| {
+            r.at(
+                s.span(),
+                format!(
+                    "{:?} is not an address:port such as 127.0.0.1:5353",
+                    s.get_ref()
+                ),
+            );
+            SocketAddr::from((Ipv4Addr::LOCALHOST, default))
+        }),
+    };
+    ServerSettings {
+        dns_listen: addr(&raw.dns_listen, 5353),
+        grpc_listen: addr(&raw.grpc_listen, 50051),
+        http_listen: addr(&raw.http_listen, 9100),
+        state_dir: PathBuf::from(raw.state_dir.as_deref().unwrap_or(".steer-state")),
+    }
+}
+
+fn health_settings(r: &mut Reporter<'_>, raw: &RawHealth) -> HealthSettings {
+    let mut s = HealthSettings::default();
+    if let Some(u) = &raw.unknown_health {
+        s.unknown_health = match u.get_ref().as_str() {
+            "assume-up" => UnknownHealth::AssumeUp,
+            "assume-down" => UnknownHealth::AssumeDown,
+            other => {
+                r.at(
+                    u.span(),
+                    format!(
+                        "unknown_health must be \"assume-up\" or \"assume-down\", got {other:?}"
+                    ),
+                );
+                s.unknown_health
+            }
+        };
+    }
+    let mut dur = |v: &Option<Spanned<String>>, into: &mut Duration| {
+        if let Some(v) = v {
+            match parse_duration(v.get_ref()) {
+                Ok(d) if !d.is_zero() => *into = d,
+                Ok(_) => r.at(v.span(), "must be greater than zero"),
+                Err(e) => r.at(v.span(), e),
+            }
+        }
+    };
+    dur(&raw.stale_after, &mut s.stale_after);
+    dur(&raw.max_stale, &mut s.max_stale);
+    for (v, into) in [(&raw.rise, &mut s.rise), (&raw.fall, &mut s.fall)] {
+        if let Some(v) = v {
+            if *v.get_ref() == 0 || *v.get_ref() > 100 {
+                r.at(v.span(), "must be between 1 and 100");
+            } else {
+                *into = *v.get_ref();
+            }
+        }
+    }
+    s
+}
+
+/// Lower-cases and checks a fully-qualified name (trailing dot required).
+fn fqdn(r: &mut Reporter<'_>, name: &Spanned<String>) -> String {
+    let n = name.get_ref().to_ascii_lowercase();
+    if !n.ends_with('.') {
+        r.at(
+            name.span(),
+            format!(
+                "{:?} must be fully qualified (end with a dot)",
+                name.get_ref()
+            ),
+        );
+    }
+    if n.split('.').any(|l| l.len() > 63) || n.len() > 254 {
+        r.at(name.span(), "name or label too long");
+    }
+    n
+}
+
+fn zones(r: &mut Reporter<'_>, raw: &[Spanned<RawZone>]) -> Vec<Zone> {
+    let mut seen = HashSet::new();
+    raw.iter()
+        .map(|z| {
+            let z = z.get_ref();
+            let origin = fqdn(r, &z.origin);
+            if !seen.insert(origin.clone()) {
+                r.at(z.origin.span(), format!("zone {origin} is defined twice"));
+            }
+            if z.ns.is_empty() {
+                r.at(z.origin.span(), "a zone needs at least one `ns`");
+            }
+            let ns = z.ns.iter().map(|n| fqdn(r, n)).collect();
+            let soa = Soa {
+                mname: fqdn(r, &z.soa.mname),
+                rname: fqdn(r, &z.soa.rname),
+                serial: z.soa.serial,
+                refresh: z.soa.refresh,
+                retry: z.soa.retry,
+                expire: z.soa.expire,
+                minimum: z.soa.minimum,
+            };
+            let records = z
+                .records
+                .iter()
+                .filter_map(|rec| record(r, &origin, z.ttl, rec))
+                .collect();
+            Zone {
+                origin,
+                soa,
+                soa_ttl: z.ttl,
+                ns,
+                ns_ttl: z.ttl,
+                records,
+            }
+        })
+        .collect()
+}
+
+fn absolute(origin: &str, name: &str) -> String {
+    let name = name.to_ascii_lowercase();
+    if name == "@" {
+        origin.to_owned()
+    } else if name.ends_with('.') {
+        name
+    } else {
+        format!("{name}.{origin}")
+    }
+}
+
+fn record(
+    r: &mut Reporter<'_>,
+    origin: &str,
+    zone_ttl: u32,
+    raw: &Spanned<RawRecord>,
+) -> Option<StaticRecord> {
+    let rec = raw.get_ref();
+    let name = absolute(origin, rec.name.get_ref());
+    if !(name == origin || name.ends_with(&format!(".{origin}"))) {
+        r.at(rec.name.span(), format!("{name} is outside zone {origin}"));
+        return None;
+    }
+    let value = rec.value.get_ref();
+    let bad = |r: &mut Reporter<'_>, what: &str| {
+        r.at(rec.value.span(), format!("{value:?} is not a valid {what}"));
+    };
+    let data = match rec.rtype.get_ref().to_ascii_uppercase().as_str() {
+        "A" => match value.parse::<Ipv4Addr>() {
+            Ok(a) => RecordData::A(a),
+            Err(_) => {
+                bad(r, "IPv4 address");
+                return None;
+            }
+        },
+        "AAAA" => match value.parse::<Ipv6Addr>() {
+            Ok(a) => RecordData::Aaaa(a),
+            Err(_) => {
+                bad(r, "IPv6 address");
+                return None;
+            }
+        },
+        "CNAME" => RecordData::Cname(absolute(origin, value)),
+        "NS" => RecordData::Ns(absolute(origin, value)),
+        "TXT" => RecordData::Txt(value.clone()),
+        "MX" => RecordData::Mx {
+            preference: rec.preference.unwrap_or(10),
+            exchange: absolute(origin, value),
+        },
+        other => {
+            r.at(
+                rec.rtype.span(),
+                format!(
+                    "record type {other:?} is not supported here (A, AAAA, CNAME, NS, MX, TXT)"
+                ),
+            );
+            return None;
+        }
+    };
+    Some(StaticRecord {
+        name,
+        ttl: rec.ttl.unwrap_or(zone_ttl),
+        data,
+    })
+}
+
+fn topology(
+    r: &mut Reporter<'_>,
+    raw: &RawConfig,
+    zones: &[Zone],
+    health: HealthSettings,
+) -> Topology {
+    let mut region_ids = HashSet::new();
+    for reg in &raw.regions {
+        let id = reg.get_ref().id.get_ref();
+        if !valid_id(id) {
+            r.at(
+                reg.get_ref().id.span(),
+                format!("region id {id:?} must be [a-z0-9-]+"),
+            );
+        }
+        if !region_ids.insert(id.clone()) {
+            r.at(
+                reg.get_ref().id.span(),
+                format!("region {id} is defined twice"),
+            );
+        }
+    }
+    if raw.regions.is_empty() {
+        r.at(0..0, "at least one [[regions]] entry is required");
+    }
+    let mut client_networks = Vec::new();
+    let mut seen_nets = HashSet::new();
+    let regions = raw
+        .regions
+        .iter()
+        .map(|reg| {
+            let reg = reg.get_ref();
+            let id = RegionId::new(reg.id.get_ref());
+            for net in &reg.networks {
+                match net.get_ref().parse::<IpNet>() {
+                    Ok(n) if n.trunc() != n => r.at(
+                        net.span(),
+                        format!("{n} has host bits set; did you mean {}?", n.trunc()),
+                    ),
+                    Ok(n) => {
+                        if !seen_nets.insert(n) {
+                            r.at(net.span(), format!("network {n} is mapped twice"));
+                        }
+                        client_networks.push(ClientNetwork {
+                            prefix: n,
+                            region: id.clone(),
+                        });
+                    }
+                    Err(_) => r.at(
+                        net.span(),
+                        format!(
+                            "{:?} is not a CIDR prefix such as 10.1.0.0/16",
+                            net.get_ref()
+                        ),
+                    ),
+                }
+            }
+            let fallback = reg
+                .fallback
+                .iter()
+                .filter_map(|f| {
+                    if !region_ids.contains(f.get_ref()) {
+                        r.at(f.span(), format!("unknown region {:?}", f.get_ref()));
+                        None
+                    } else if f.get_ref() == reg.id.get_ref() {
+                        r.at(f.span(), "a region cannot fall back to itself");
+                        None
+                    } else {
+                        Some(RegionId::new(f.get_ref()))
+                    }
+                })
+                .collect();
+            Region { id, fallback }
+        })
+        .collect();
+
+    let mut pop_ids = HashSet::new();
+    let pops: Vec<Pop> = raw
+        .pops
+        .iter()
+        .map(|p| {
+            let p = p.get_ref();
+            let id = p.id.get_ref();
+            if !valid_id(id) {
+                r.at(p.id.span(), format!("pop id {id:?} must be [a-z0-9-]+"));
+            }
+            if !pop_ids.insert(id.clone()) {
+                r.at(p.id.span(), format!("pop {id} is defined twice"));
+            }
+            if !region_ids.contains(p.region.get_ref()) {
+                r.at(
+                    p.region.span(),
+                    format!("unknown region {:?}", p.region.get_ref()),
+                );
+            }
+            let ipv4 = p
+                .ipv4
+                .as_ref()
+                .and_then(|a| match a.get_ref().parse::<IpAddr>() {
+                    Ok(IpAddr::V4(v4)) => Some(v4),
+                    _ => {
+                        r.at(
+                            a.span(),
+                            format!("{:?} is not an IPv4 address", a.get_ref()),
+                        );
+                        None
+                    }
+                });
+            let ipv6 = p
+                .ipv6
+                .as_ref()
+                .and_then(|a| match a.get_ref().parse::<IpAddr>() {
+                    Ok(IpAddr::V6(v6)) => Some(v6),
+                    _ => {
+                        r.at(
+                            a.span(),
+                            format!("{:?} is not an IPv6 address", a.get_ref()),
+                        );
+                        None
+                    }
+                });
+            if p.ipv4.is_none() && p.ipv6.is_none() {
+                r.at(p.id.span(), "a pop needs `ipv4`, `ipv6` or both");
+            }
+            let cap = *p.capacity_rps.get_ref();
+            if !cap.is_finite() || cap <= 0.0 {
+                r.at(
+                    p.capacity_rps.span(),
+                    "capacity_rps must be a positive number",
+                );
+            }
+            Pop {
+                id: PopId::new(id),
+                region: RegionId::new(p.region.get_ref()),
+                ipv4,
+                ipv6,
+                capacity_rps: cap,
+            }
+        })
+        .collect();
+    if raw.pops.is_empty() {
+        r.at(0..0, "at least one [[pops]] entry is required");
+    }
+
+    let mut service_ids = HashSet::new();
+    let mut service_names = HashSet::new();
+    let services = raw
+        .services
+        .iter()
+        .map(|s| {
+            let s = s.get_ref();
+            let id = s.id.get_ref();
+            if !valid_id(id) {
+                r.at(s.id.span(), format!("service id {id:?} must be [a-z0-9-]+"));
+            }
+            if !service_ids.insert(id.clone()) {
+                r.at(s.id.span(), format!("service {id} is defined twice"));
+            }
+            let name = fqdn(r, &s.name);
+            if !service_names.insert(name.clone()) {
+                r.at(
+                    s.name.span(),
+                    format!("{name} is already served by another service"),
+                );
+            }
+            if !zones
+                .iter()
+                .any(|z| name == z.origin || name.ends_with(&format!(".{}", z.origin)))
+            {
+                r.at(
+                    s.name.span(),
+                    format!("{name} is not inside any configured zone"),
+                );
+            }
+            if let Some(z) = zones
+                .iter()
+                .find(|z| z.records.iter().any(|rec| rec.name == name))
+            {
+                r.at(
+                    s.name.span(),
+                    format!(
+                        "{name} also has static records in zone {}; pick one",
+                        z.origin
+                    ),
+                );
+            }
+            let max_records = *s.max_records.get_ref();
+            if max_records == 0 || max_records > 16 {
+                r.at(s.max_records.span(), "max_records must be between 1 and 16");
+            }
+            if *s.ttl.get_ref() > 86_400 {
+                r.at(s.ttl.span(), "ttl above one day defeats steering");
+            }
+            if s.pops.is_empty() {
+                r.at(s.id.span(), "a service needs at least one pop");
+            }
+            let pops = s
+                .pops
+                .iter()
+                .filter_map(|p| {
+                    if pop_ids.contains(p.get_ref()) {
+                        Some(PopId::new(p.get_ref()))
+                    } else {
+                        r.at(p.span(), format!("unknown pop {:?}", p.get_ref()));
+                        None
+                    }
+                })
+                .collect();
+            Service {
+                id: ServiceId::new(id),
+                fqdn: name,
+                ttl: *s.ttl.get_ref(),
+                max_records: max_records as usize,
+                pops,
+            }
+        })
+        .collect();
+
+    Topology {
+        regions,
+        pops,
+        services,
+        client_networks,
+        health,
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}

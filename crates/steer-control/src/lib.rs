@@ -1,0 +1,385 @@
+//! The control loop: the one owner of mutable control-plane state.
+//!
+//! IO tasks (health ingest, operator API, a ticker) send it messages; it
+//! applies them, recomputes the plan with `steer_policy::compute`, and
+//! publishes a new version only when the plan body changed. Intent changes
+//! are made durable (audit entry, then state) before they are published or
+//! acknowledged, so a `kill -9` at any point loses nothing that was confirmed.
+
+mod clock;
+
+use std::{sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use steer_api::{ApiCommand, ApiError, DrainOutcome, UndrainOutcome};
+use steer_health::{HealthAggregator, ObservedReport};
+use steer_store::{AuditEntry, PersistedState, StateStore, StoreError};
+use steer_types::{
+    Drain, DrainScope, Intents, Plan, Topology,
+    status::{PopStatus, RegionStatus, StatusReport},
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+pub use clock::{Clock, SystemClock};
+
+/// Channels and read handles the IO tasks use.
+pub struct ControlHandles {
+    /// The current plan, for lock-free readers.
+    pub plan: Arc<ArcSwap<Plan>>,
+    /// Notified on every publication.
+    pub plan_watch: watch::Receiver<Arc<Plan>>,
+    pub health_tx: mpsc::Sender<ObservedReport>,
+    pub api_tx: mpsc::Sender<ApiCommand>,
+}
+
+pub struct ControlLoop {
+    topology: Arc<Topology>,
+    aggregator: HealthAggregator,
+    intents: Intents,
+    store: Box<dyn StateStore>,
+    clock: Box<dyn Clock>,
+    plan: Arc<ArcSwap<Plan>>,
+    plan_tx: watch::Sender<Arc<Plan>>,
+    health_rx: mpsc::Receiver<ObservedReport>,
+    api_rx: mpsc::Receiver<ApiCommand>,
+}
+
+impl ControlLoop {
+    /// Loads persisted intents and computes the first plan, so data planes
+    /// can start serving before any IO task runs.
+    pub fn new(
+        topology: Arc<Topology>,
+        store: Box<dyn StateStore>,
+        clock: Box<dyn Clock>,
+    ) -> Result<(Self, ControlHandles), StoreError> {
+        let saved = store.load()?.unwrap_or_default();
+        let mut intents = saved.intents;
+        // Drop intents that no longer match the topology (config changed
+        // while we were down), loudly.
+        intents.drains.retain(|d| {
+            let known = match &d.scope {
+                DrainScope::Pop(p) => topology.pop(p.as_str()).is_some(),
+                DrainScope::Region(r) => topology.region(r.as_str()).is_some(),
+            };
+            if !known {
+                warn!(intent = %d.id, scope = %d.scope.describe(), "dropping persisted drain for a scope no longer in the config");
+            }
+            known
+        });
+        let aggregator = HealthAggregator::new(
+            topology.health.clone(),
+            topology.pops.iter().map(|p| p.id.clone()),
+        );
+        let now = clock.now();
+        let body = steer_policy::compute(&topology, &aggregator.snapshot(now), &intents, now);
+        let plan = Arc::new(Plan {
+            version: saved.plan_version + 1,
+            computed_at: now,
+            body,
+        });
+        let (plan_tx, plan_watch) = watch::channel(plan.clone());
+        let plan_handle = Arc::new(ArcSwap::new(plan));
+        let (health_tx, health_rx) = mpsc::channel(1024);
+        let (api_tx, api_rx) = mpsc::channel(64);
+        info!(
+            drains = intents.drains.len(),
+            plan_version = saved.plan_version + 1,
+            "control loop restored state"
+        );
+        let this = Self {
+            topology,
+            aggregator,
+            intents,
+            store,
+            clock,
+            plan: plan_handle.clone(),
+            plan_tx,
+            health_rx,
+            api_rx,
+        };
+        this.persist(this.current().version)?;
+        this.export_metrics();
+        Ok((
+            this,
+            ControlHandles {
+                plan: plan_handle,
+                plan_watch,
+                health_tx,
+                api_tx,
+            },
+        ))
+    }
+
+    fn current(&self) -> Arc<Plan> {
+        self.plan.load_full()
+    }
+
+    /// Runs until every sender is gone. `tick` bounds how late staleness and
+    /// expiry are noticed.
+    pub async fn run(mut self, tick: Duration) {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                report = self.health_rx.recv() => match report {
+                    Some(report) => {
+                        let now = self.clock.now();
+                        self.aggregator.observe(&report, now);
+                        // Drain whatever else queued, then recompute once.
+                        while let Ok(more) = self.health_rx.try_recv() {
+                            self.aggregator.observe(&more, now);
+                        }
+                        self.recompute_and_publish();
+                    }
+                    None => break,
+                },
+                cmd = self.api_rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    self.recompute_and_publish();
+                }
+            }
+        }
+        info!("control loop stopped");
+    }
+
+    /// Recomputes; publishes a new version if anything changed. Returns the
+    /// version now current.
+    fn recompute_and_publish(&mut self) -> u64 {
+        let now = self.clock.now();
+        let body = steer_policy::compute(
+            &self.topology,
+            &self.aggregator.snapshot(now),
+            &self.intents,
+            now,
+        );
+        let current = self.current();
+        if body == current.body {
+            return current.version;
+        }
+        let version = current.version + 1;
+        let plan = Arc::new(Plan {
+            version,
+            computed_at: now,
+            body,
+        });
+        if let Err(e) = self.persist(version) {
+            // Publishing anyway keeps answers fresh; the version may repeat
+            // after a crash, which watchers tolerate by comparing bodies.
+            error!(error = %e, "could not persist plan version");
+        }
+        self.plan.store(plan.clone());
+        self.plan_tx.send_replace(plan);
+        metrics::counter!("steer_plan_publications_total").increment(1);
+        info!(version, "published plan");
+        self.export_metrics();
+        version
+    }
+
+    fn persist(&self, plan_version: u64) -> Result<(), StoreError> {
+        let state = PersistedState {
+            intents: self.intents.clone(),
+            plan_version,
+        };
+        tokio::task::block_in_place(|| self.store.save(&state))
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        tokio::task::block_in_place(|| self.store.append_audit(entry))
+    }
+
+    fn handle(&mut self, cmd: ApiCommand) {
+        match cmd {
+            ApiCommand::Drain {
+                scope,
+                reason,
+                principal,
+                reply,
+            } => {
+                let _ = reply.send(self.drain(scope, reason, principal));
+            }
+            ApiCommand::Undrain {
+                scope,
+                reason,
+                principal,
+                reply,
+            } => {
+                let _ = reply.send(self.undrain(scope, reason, principal));
+            }
+            ApiCommand::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn check_scope(&self, scope: &DrainScope) -> Result<(), ApiError> {
+        let known = match scope {
+            DrainScope::Pop(p) => self.topology.pop(p.as_str()).is_some(),
+            DrainScope::Region(r) => self.topology.region(r.as_str()).is_some(),
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!(
+                "{} is not in the configuration",
+                scope.describe()
+            )))
+        }
+    }
+
+    /// Applies an intent change durably: audit, then state, then publish.
+    /// On a storage failure nothing changes.
+    fn commit(&mut self, next: Intents, mut entry: AuditEntry) -> Result<u64, ApiError> {
+        let previous = std::mem::replace(&mut self.intents, next);
+        entry.plan_version = self.current().version + 1;
+        let durable = self
+            .audit(&entry)
+            .and_then(|()| self.persist(self.current().version));
+        if let Err(e) = durable {
+            self.intents = previous;
+            error!(error = %e, "intent change not stored; rejected");
+            return Err(ApiError::Unavailable(format!(
+                "could not store the change durably, nothing was changed: {e}"
+            )));
+        }
+        metrics::counter!("steer_intent_changes_total", "action" => if entry.action == "drain" { "drain" } else { "undrain" }).increment(1);
+        Ok(self.recompute_and_publish())
+    }
+
+    fn drain(
+        &mut self,
+        scope: DrainScope,
+        reason: String,
+        principal: String,
+    ) -> Result<DrainOutcome, ApiError> {
+        self.check_scope(&scope)?;
+        if let Some(existing) = self.intents.drains.iter().find(|d| d.scope == scope) {
+            return Ok(DrainOutcome {
+                intent_id: existing.id.clone(),
+                plan_version: self.current().version,
+            });
+        }
+        let now = self.clock.now();
+        let mut next = self.intents.clone();
+        next.next_id += 1;
+        let id = format!("drain-{}", next.next_id);
+        next.drains.push(Drain {
+            id: id.clone(),
+            scope: scope.clone(),
+            reason: reason.clone(),
+            principal: principal.clone(),
+            created: now,
+        });
+        let version = self.commit(
+            next,
+            AuditEntry {
+                at: now,
+                principal,
+                action: "drain".into(),
+                scope: scope.describe(),
+                reason,
+                intent_id: Some(id.clone()),
+                plan_version: 0,
+            },
+        )?;
+        info!(intent = %id, scope = %scope.describe(), "drain applied");
+        Ok(DrainOutcome {
+            intent_id: id,
+            plan_version: version,
+        })
+    }
+
+    fn undrain(
+        &mut self,
+        scope: DrainScope,
+        reason: String,
+        principal: String,
+    ) -> Result<UndrainOutcome, ApiError> {
+        self.check_scope(&scope)?;
+        let mut next = self.intents.clone();
+        let before = next.drains.len();
+        next.drains.retain(|d| d.scope != scope);
+        let lifted = u32::try_from(before - next.drains.len()).unwrap_or(u32::MAX);
+        if lifted == 0 {
+            return Ok(UndrainOutcome {
+                lifted: 0,
+                plan_version: self.current().version,
+            });
+        }
+        let version = self.commit(
+            next,
+            AuditEntry {
+                at: self.clock.now(),
+                principal,
+                action: "undrain".into(),
+                scope: scope.describe(),
+                reason,
+                intent_id: None,
+                plan_version: 0,
+            },
+        )?;
+        info!(scope = %scope.describe(), "undrain applied");
+        Ok(UndrainOutcome {
+            lifted,
+            plan_version: version,
+        })
+    }
+
+    fn status(&self) -> StatusReport {
+        let plan = self.current();
+        let now = self.clock.now();
+        let snapshot = self.aggregator.snapshot(now);
+        StatusReport {
+            plan_version: plan.version,
+            plan_computed_at: plan.computed_at,
+            pops: plan
+                .body
+                .pops
+                .iter()
+                .map(|p| {
+                    let h = snapshot.pops.get(&p.id);
+                    PopStatus {
+                        pop: p.id.clone(),
+                        region: p.region.clone(),
+                        health: p.health.as_str().to_owned(),
+                        usable: p.usable,
+                        drained_by: p.drained_by.clone(),
+                        weight_permille: p.weight,
+                        reason: p.reason.clone(),
+                        last_report_age_ms: h
+                            .and_then(|h| h.last_report)
+                            .map(|t| now.unix_ms() - t.unix_ms()),
+                        load_rps: h.map_or(0.0, |h| h.load_rps),
+                    }
+                })
+                .collect(),
+            regions: plan
+                .body
+                .regions
+                .iter()
+                .map(|r| RegionStatus {
+                    region: r.id.clone(),
+                    served_by: r.served_by.clone(),
+                })
+                .collect(),
+            drains: self.intents.drains.clone(),
+        }
+    }
+
+    fn export_metrics(&self) {
+        let plan = self.current();
+        metrics::gauge!("steer_plan_version").set(plan.version as f64);
+        metrics::gauge!("steer_drains_active").set(self.intents.drains.len() as f64);
+        for p in &plan.body.pops {
+            let pop = p.id.to_string();
+            metrics::gauge!("steer_pop_usable", "pop" => pop.clone())
+                .set(f64::from(u8::from(p.usable)));
+            metrics::gauge!("steer_pop_drained", "pop" => pop.clone())
+                .set(f64::from(u8::from(p.drained_by.is_some())));
+            metrics::gauge!("steer_pop_weight_permille", "pop" => pop).set(f64::from(p.weight));
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The answer function: question + client → response parts, from a view.
+//! Pure and synchronous so it can be unit-tested and benchmarked without
+//! sockets.
+
+use std::net::IpAddr;
+
+use hickory_server::proto::{
+    op::ResponseCode,
+    rr::{DNSClass, LowerName, Record, RecordType},
+};
+use ipnet::IpNet;
+
+use crate::{
+    select::{STICKY_V4, STICKY_V6, pick, subnet_key},
+    view::{CompiledSet, DnsView},
+};
+
+pub struct Question<'a> {
+    pub name: &'a LowerName,
+    pub qtype: RecordType,
+    pub qclass: DNSClass,
+}
+
+/// Who is asking: the EDNS Client Subnet if the query carried one, else the
+/// resolver's own address.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientInfo {
+    pub addr: IpAddr,
+    /// ECS source prefix length, or the full length for a resolver address.
+    pub source_prefix: u8,
+    pub from_ecs: bool,
+}
+
+impl ClientInfo {
+    pub fn resolver(addr: IpAddr) -> Self {
+        let full = if addr.is_ipv4() { 32 } else { 128 };
+        Self {
+            addr,
+            source_prefix: full,
+            from_ecs: false,
+        }
+    }
+}
+
+/// Response parts borrowed from the view.
+#[derive(Debug)]
+pub struct Answer<'v> {
+    pub rcode: ResponseCode,
+    pub authoritative: bool,
+    pub answers: Vec<&'v Record>,
+    /// SOA for negative answers (RFC 2308).
+    pub soa: Option<&'v Record>,
+    /// ECS scope prefix to return, when the query had ECS.
+    pub ecs_scope: u8,
+    /// Client region index the answer was steered for, if a GSLB answer.
+    pub region: Option<usize>,
+}
+
+impl<'v> Answer<'v> {
+    fn refused() -> Self {
+        Self {
+            rcode: ResponseCode::Refused,
+            authoritative: false,
+            answers: Vec::new(),
+            soa: None,
+            ecs_scope: 0,
+            region: None,
+        }
+    }
+
+    fn negative(rcode: ResponseCode, soa: &'v Record) -> Self {
+        Self {
+            rcode,
+            authoritative: true,
+            answers: Vec::new(),
+            soa: Some(soa),
+            ecs_scope: 0,
+            region: None,
+        }
+    }
+}
+
+/// Answers one question. Never panics on any input.
+pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> Answer<'v> {
+    if q.qclass != DNSClass::IN {
+        return Answer::refused();
+    }
+    let Some(zone) = view
+        .zones
+        .iter()
+        .filter(|z| z.origin.zone_of(q.name))
+        .max_by_key(|z| z.origin.num_labels())
+    else {
+        return Answer::refused();
+    };
+
+    if let Some(svc) = view.services.get(q.name) {
+        let zone = &view.zones[svc.zone];
+        let (region, matched_len) = client_region(view, client);
+        let set = region.map_or(&svc.global, |i| &svc.regional[i]);
+        let v6 = match q.qtype {
+            RecordType::A | RecordType::ANY => false,
+            RecordType::AAAA => true,
+            _ => return Answer::negative(ResponseCode::NoError, &zone.soa_negative),
+        };
+        let (keyed, idx) = if v6 {
+            (&set.v6, &set.v6_targets)
+        } else {
+            (&set.v4, &set.v4_targets)
+        };
+        if keyed.is_empty() {
+            return Answer::negative(ResponseCode::NoError, &zone.soa_negative);
+        }
+        let mut chosen = Vec::with_capacity(svc.max_records);
+        let key = subnet_key(client.addr, client.source_prefix);
+        pick(key, keyed, svc.max_records, &mut chosen);
+        let answers = chosen
+            .iter()
+            .filter_map(|&i| record(set, idx[i], v6))
+            .collect();
+        let hashed = keyed.len() > svc.max_records;
+        return Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers,
+            soa: None,
+            ecs_scope: ecs_scope(svc.uniform, hashed, matched_len, client),
+            region,
+        };
+    }
+
+    let records = zone.records.get(q.name);
+    match records {
+        Some(records) => {
+            let mut answers: Vec<&Record> = records
+                .iter()
+                .filter(|r| q.qtype == RecordType::ANY || r.record_type() == q.qtype)
+                .collect();
+            if q.qtype == RecordType::ANY {
+                // RFC 8482: answer ANY minimally, with one RRset.
+                if let Some(first) = answers.first().map(|r| r.record_type()) {
+                    answers.retain(|r| r.record_type() == first);
+                }
+            }
+            if answers.is_empty() {
+                answers.extend(
+                    records
+                        .iter()
+                        .filter(|r| r.record_type() == RecordType::CNAME),
+                );
+            }
+            if answers.is_empty() {
+                return Answer::negative(ResponseCode::NoError, &zone.soa_negative);
+            }
+            Answer {
+                rcode: ResponseCode::NoError,
+                authoritative: true,
+                answers,
+                soa: None,
+                ecs_scope: 0,
+                region: None,
+            }
+        }
+        None if zone.names.contains(q.name) => {
+            Answer::negative(ResponseCode::NoError, &zone.soa_negative)
+        }
+        None => Answer::negative(ResponseCode::NXDomain, &zone.soa_negative),
+    }
+}
+
+fn record(set: &CompiledSet, target: usize, v6: bool) -> Option<&Record> {
+    let t = set.targets.get(target)?;
+    if v6 { t.aaaa.as_ref() } else { t.a.as_ref() }
+}
+
+/// The client's region index and the prefix length of the mapping that
+/// decided it.
+fn client_region(view: &DnsView, client: &ClientInfo) -> (Option<usize>, u8) {
+    if client.source_prefix == 0 {
+        return (None, 0);
+    }
+    let Ok(net) = IpNet::new(client.addr, client.source_prefix) else {
+        return (None, 0);
+    };
+    match view.client_map.get_lpm(&net.trunc()) {
+        Some((prefix, &region)) => (Some(region), prefix.prefix_len()),
+        None => (None, client.source_prefix),
+    }
+}
+
+/// RFC 7871 scope: how much of the client address the answer depended on.
+fn ecs_scope(uniform: bool, hashed: bool, matched_len: u8, client: &ClientInfo) -> u8 {
+    if !client.from_ecs {
+        return 0;
+    }
+    let sticky = if client.addr.is_ipv4() {
+        STICKY_V4
+    } else {
+        STICKY_V6
+    };
+    let scope = match (uniform, hashed) {
+        (true, false) => 0,
+        (true, true) => sticky,
+        (false, false) => matched_len,
+        (false, true) => matched_len.max(sticky),
+    };
+    scope.min(client.source_prefix.max(matched_len))
+}

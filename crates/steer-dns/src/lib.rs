@@ -1,0 +1,22 @@
+//! Authoritative DNS for Steer.
+//!
+//! The control plane publishes Plans; [`DnsView::compile`] turns a Plan plus
+//! the static zones and client map into a query-ready view (pre-built
+//! records, a prefix trie for client regions, pre-hashed PoP seeds), and the
+//! [`DnsHandler`] answers every query from the current view with a single
+//! lock-free `load`. The view is rebuilt only when the plan changes.
+//!
+//! This crate knows the Plan, never the policy or the store.
+
+mod answer;
+mod handler;
+mod select;
+mod view;
+
+pub use answer::{Answer, ClientInfo, Question, answer};
+pub use handler::{DnsHandler, serve};
+pub use select::{pick, subnet_key};
+pub use view::{DnsView, ViewError};
+
+/// UDP payload size we advertise and cap responses at (DNS flag day 2020).
+pub const DEFAULT_UDP_PAYLOAD: u16 = 1232;

@@ -1,0 +1,121 @@
+//! Sticky weighted selection: weighted rendezvous hashing over the client's
+//! subnet. The same /24 (IPv4) or /56 (IPv6) gets the same records while the
+//! answer set is unchanged, and when a target leaves only the clients that
+//! had it move.
+
+use std::net::IpAddr;
+
+/// IPv4 clients are grouped by /24, IPv6 by /56.
+pub(crate) const STICKY_V4: u8 = 24;
+pub(crate) const STICKY_V6: u8 = 56;
+
+/// The stable key of a client's subnet (its address masked to the sticky
+/// prefix, or to `source_prefix` when ECS gave less than that).
+pub fn subnet_key(addr: IpAddr, source_prefix: u8) -> u64 {
+    match addr {
+        IpAddr::V4(v4) => {
+            let len = source_prefix.min(STICKY_V4);
+            let bits = u32::from(v4);
+            let masked = if len == 0 {
+                0
+            } else {
+                bits & (u32::MAX << (32 - u32::from(len)))
+            };
+            mix(u64::from(masked) ^ (u64::from(len) << 40) ^ 0x4)
+        }
+        IpAddr::V6(v6) => {
+            let len = source_prefix.min(STICKY_V6);
+            let bits = u128::from(v6);
+            let masked = if len == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - u32::from(len)))
+            };
+            mix((masked >> 64) as u64 ^ mix(masked as u64 ^ u64::from(len)) ^ 0x6)
+        }
+    }
+}
+
+/// FNV-1a, for seeding a target from its PoP id.
+pub(crate) fn seed(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// splitmix64 finaliser: a fast, well-distributed 64-bit mixer.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Picks up to `n` of `targets` (given as `(seed, weight)`), writing their
+/// indexes into `out` in descending score order. Deterministic for a given
+/// `key`; each target's chance to be first is proportional to its weight.
+pub fn pick(key: u64, targets: &[(u64, f64)], n: usize, out: &mut Vec<usize>) {
+    out.clear();
+    if targets.len() <= n {
+        out.extend(0..targets.len());
+        return;
+    }
+    // Keep the best n in a small sorted buffer; n is tiny (<= 16).
+    let mut best: Vec<(f64, usize)> = Vec::with_capacity(n + 1);
+    for (i, &(seed, weight)) in targets.iter().enumerate() {
+        // u in (0, 1]; score = -w / ln(u) is the weighted rendezvous score.
+        let h = mix(key ^ seed);
+        let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let score = -weight / u.ln().min(-f64::MIN_POSITIVE);
+        let pos = best.partition_point(|&(s, j)| s > score || (s == score && j < i));
+        if pos < n {
+            best.insert(pos, (score, i));
+            best.truncate(n);
+        }
+    }
+    out.extend(best.iter().map(|&(_, i)| i));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sticky_within_subnet() {
+        let a = subnet_key("10.1.2.3".parse().unwrap_or([0u8; 4].into()), 32);
+        let b = subnet_key("10.1.2.200".parse().unwrap_or([0u8; 4].into()), 32);
+        let c = subnet_key("10.1.3.3".parse().unwrap_or([0u8; 4].into()), 32);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn weights_are_respected() {
+        let targets = [(seed("a"), 900.0), (seed("b"), 100.0)];
+        let mut out = Vec::new();
+        let mut first_a = 0;
+        for k in 0..10_000u64 {
+            pick(mix(k), &targets, 1, &mut out);
+            if out[0] == 0 {
+                first_a += 1;
+            }
+        }
+        assert!((8_700..9_300).contains(&first_a), "a first {first_a} times");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn picks_distinct_and_bounded(key: u64, weights in proptest::collection::vec(1u32..1000, 1..12), n in 1usize..5) {
+            let targets: Vec<(u64, f64)> = weights.iter().enumerate().map(|(i, w)| (seed(&i.to_string()), f64::from(*w))).collect();
+            let mut out = Vec::new();
+            pick(key, &targets, n, &mut out);
+            proptest::prop_assert_eq!(out.len(), n.min(targets.len()));
+            let mut sorted = out.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            proptest::prop_assert_eq!(sorted.len(), out.len());
+            let mut again = Vec::new();
+            pick(key, &targets, n, &mut again);
+            proptest::prop_assert_eq!(out, again);
+        }
+    }
+}

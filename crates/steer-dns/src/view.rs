@@ -1,0 +1,244 @@
+//! A query-ready compilation of (zones, client map, Plan).
+//!
+//! Everything a query needs is built here, once per plan: owner names,
+//! records, the client-region trie and per-target hash seeds. The query path
+//! only looks things up and borrows records.
+
+use std::{
+    collections::{HashMap, HashSet},
+    str::FromStr,
+};
+
+use hickory_server::proto::rr::{
+    LowerName, Name, RData, Record,
+    rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
+};
+use ipnet::IpNet;
+use prefix_trie::joint::map::JointPrefixMap;
+use steer_types::{AnswerSet, ClientNetwork, Plan, RecordData, RegionId, Zone};
+
+use crate::select::seed;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewError {
+    #[error("invalid DNS name {name:?}: {reason}")]
+    Name { name: String, reason: String },
+}
+
+fn name(text: &str) -> Result<Name, ViewError> {
+    Name::from_str(text).map_err(|e| ViewError::Name {
+        name: text.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) struct CompiledZone {
+    pub(crate) origin: LowerName,
+    /// Negative answers carry this (TTL = min(SOA TTL, SOA minimum)).
+    pub(crate) soa_negative: Record,
+    /// Records by owner name, all types.
+    pub(crate) records: HashMap<LowerName, Vec<Record>>,
+    /// Names that exist (owners and their ancestors within the zone), so an
+    /// empty non-terminal answers NODATA rather than NXDOMAIN.
+    pub(crate) names: HashSet<LowerName>,
+}
+
+pub(crate) struct CompiledTarget {
+    pub(crate) seed: u64,
+    pub(crate) weight: f64,
+    pub(crate) a: Option<Record>,
+    pub(crate) aaaa: Option<Record>,
+}
+
+pub(crate) struct CompiledSet {
+    pub(crate) v4: Vec<(u64, f64)>,
+    pub(crate) v4_targets: Vec<usize>,
+    pub(crate) v6: Vec<(u64, f64)>,
+    pub(crate) v6_targets: Vec<usize>,
+    pub(crate) targets: Vec<CompiledTarget>,
+}
+
+pub(crate) struct CompiledService {
+    pub(crate) zone: usize,
+    pub(crate) max_records: usize,
+    /// Indexed like `DnsView::regions`.
+    pub(crate) regional: Vec<CompiledSet>,
+    pub(crate) global: CompiledSet,
+    /// Whether every region gets the same answer set (then ECS scope is 0).
+    pub(crate) uniform: bool,
+}
+
+/// The immutable view the DNS handler answers from.
+pub struct DnsView {
+    pub(crate) plan_version: u64,
+    pub(crate) zones: Vec<CompiledZone>,
+    pub(crate) services: HashMap<LowerName, CompiledService>,
+    pub(crate) regions: Vec<RegionId>,
+    pub(crate) client_map: JointPrefixMap<IpNet, usize>,
+    pub(crate) udp_payload: u16,
+}
+
+impl DnsView {
+    /// Builds a view. Fails only on names hickory cannot represent, which
+    /// config validation already rules out.
+    pub fn compile(
+        zones: &[Zone],
+        client_networks: &[ClientNetwork],
+        plan: &Plan,
+        udp_payload: u16,
+    ) -> Result<Self, ViewError> {
+        let regions: Vec<RegionId> = plan.body.regions.iter().map(|r| r.id.clone()).collect();
+        let mut client_map = JointPrefixMap::new();
+        for net in client_networks {
+            if let Some(i) = regions.iter().position(|r| *r == net.region) {
+                client_map.insert(net.prefix, i);
+            }
+        }
+        let compiled_zones = zones
+            .iter()
+            .map(compile_zone)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut services = HashMap::new();
+        for svc in &plan.body.services {
+            let owner = name(&svc.fqdn)?;
+            let lower = LowerName::new(&owner);
+            let Some(zone) = compiled_zones.iter().position(|z| z.origin.zone_of(&lower)) else {
+                continue;
+            };
+            let compile = |set: &AnswerSet| compile_set(&owner, svc.ttl, set);
+            let regional: Vec<CompiledSet> = regions
+                .iter()
+                .map(|r| compile(svc.for_region(Some(r))))
+                .collect();
+            let uniform = regions
+                .iter()
+                .all(|r| svc.for_region(Some(r)).targets == svc.global.targets);
+            services.insert(
+                lower,
+                CompiledService {
+                    zone,
+                    max_records: svc.max_records.max(1),
+                    regional,
+                    global: compile(&svc.global),
+                    uniform,
+                },
+            );
+        }
+        Ok(Self {
+            plan_version: plan.version,
+            zones: compiled_zones,
+            services,
+            regions,
+            client_map,
+            udp_payload,
+        })
+    }
+
+    pub fn plan_version(&self) -> u64 {
+        self.plan_version
+    }
+
+    /// Name of the region at `index` (as returned in [`crate::Answer::region`]).
+    pub fn region(&self, index: usize) -> Option<&RegionId> {
+        self.regions.get(index)
+    }
+}
+
+fn compile_set(owner: &Name, ttl: u32, set: &AnswerSet) -> CompiledSet {
+    let targets: Vec<CompiledTarget> = set
+        .targets
+        .iter()
+        .map(|t| CompiledTarget {
+            seed: seed(t.pop.as_str()),
+            weight: f64::from(t.weight.max(1)),
+            a: t.ipv4
+                .map(|a| Record::from_rdata(owner.clone(), ttl, RData::A(A(a)))),
+            aaaa: t
+                .ipv6
+                .map(|a| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a)))),
+        })
+        .collect();
+    let family = |has: fn(&CompiledTarget) -> bool| {
+        let idx: Vec<usize> = (0..targets.len()).filter(|&i| has(&targets[i])).collect();
+        let keyed = idx
+            .iter()
+            .map(|&i| (targets[i].seed, targets[i].weight))
+            .collect();
+        (keyed, idx)
+    };
+    let (v4, v4_targets) = family(|t| t.a.is_some());
+    let (v6, v6_targets) = family(|t| t.aaaa.is_some());
+    CompiledSet {
+        v4,
+        v4_targets,
+        v6,
+        v6_targets,
+        targets,
+    }
+}
+
+fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
+    let origin = name(&zone.origin)?;
+    let soa_rdata = SOA::new(
+        name(&zone.soa.mname)?,
+        name(&zone.soa.rname)?,
+        zone.soa.serial,
+        zone.soa.refresh,
+        zone.soa.retry,
+        zone.soa.expire,
+        zone.soa.minimum,
+    );
+    let mut records: HashMap<LowerName, Vec<Record>> = HashMap::new();
+    let mut add = |owner: &Name, rec: Record| {
+        records.entry(LowerName::new(owner)).or_default().push(rec);
+    };
+    add(
+        &origin,
+        Record::from_rdata(origin.clone(), zone.soa_ttl, RData::SOA(soa_rdata.clone())),
+    );
+    for ns in &zone.ns {
+        add(
+            &origin,
+            Record::from_rdata(origin.clone(), zone.ns_ttl, RData::NS(NS(name(ns)?))),
+        );
+    }
+    for rec in &zone.records {
+        let owner = name(&rec.name)?;
+        let rdata = match &rec.data {
+            RecordData::A(a) => RData::A(A(*a)),
+            RecordData::Aaaa(a) => RData::AAAA(AAAA(*a)),
+            RecordData::Cname(target) => RData::CNAME(CNAME(name(target)?)),
+            RecordData::Ns(target) => RData::NS(NS(name(target)?)),
+            RecordData::Mx {
+                preference,
+                exchange,
+            } => RData::MX(MX::new(*preference, name(exchange)?)),
+            RecordData::Txt(text) => RData::TXT(TXT::new(vec![text.clone()])),
+        };
+        add(&owner, Record::from_rdata(owner.clone(), rec.ttl, rdata));
+    }
+    let origin_lower = LowerName::new(&origin);
+    let mut names = HashSet::new();
+    for owner in records.keys() {
+        let mut n = owner.clone();
+        loop {
+            names.insert(n.clone());
+            if n == origin_lower || n.is_root() {
+                break;
+            }
+            n = n.base_name();
+        }
+    }
+    Ok(CompiledZone {
+        origin: origin_lower,
+        soa_negative: Record::from_rdata(
+            origin,
+            zone.soa_ttl.min(zone.soa.minimum),
+            RData::SOA(soa_rdata),
+        ),
+        records,
+        names,
+    })
+}

@@ -1,0 +1,221 @@
+//! gRPC health ingest: one bidirectional stream per agent.
+//!
+//! Each report is validated into an [`ObservedReport`] and sent to the control
+//! loop, which owns the aggregator. Sequence numbers are checked here, per PoP
+//! and agent instance, so duplicates and reordering never reach the core.
+
+use std::{pin::Pin, sync::Arc};
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use futures::Stream;
+use steer_proto::v1::{
+    HealthReport, PopDesiredState, ReportAck, ServiceStatus, health_ingest_server::HealthIngest,
+};
+use steer_types::{Plan, PopId, ServiceId};
+use tokio::sync::mpsc;
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::aggregator::{Observation, ObservedReport};
+
+/// Last accepted (agent instance, sequence) per PoP.
+type SequenceTable = DashMap<PopId, (u64, u64)>;
+
+#[derive(Clone)]
+pub struct IngestService {
+    plan: Arc<ArcSwap<Plan>>,
+    to_control: mpsc::Sender<ObservedReport>,
+    sequences: Arc<SequenceTable>,
+}
+
+impl IngestService {
+    pub fn new(plan: Arc<ArcSwap<Plan>>, to_control: mpsc::Sender<ObservedReport>) -> Self {
+        Self {
+            plan,
+            to_control,
+            sequences: Arc::new(DashMap::new()),
+        }
+    }
+}
+
+/// Why a report was rejected; each maps to a metric label and a status.
+#[derive(Debug)]
+enum Rejection {
+    Invalid(String),
+    UnknownPop(String),
+}
+
+impl Rejection {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::UnknownPop(_) => "unknown_pop",
+        }
+    }
+
+    fn into_status(self) -> Status {
+        match self {
+            Self::Invalid(msg) => Status::invalid_argument(msg),
+            Self::UnknownPop(pop) => Status::not_found(format!(
+                "pop {pop:?} is not in steerd's configuration; check the agent's `pop` key"
+            )),
+        }
+    }
+}
+
+/// Proto → domain, with every check a malformed report could fail.
+fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Rejection> {
+    if report.pop.is_empty() {
+        return Err(Rejection::Invalid("report has an empty `pop`".into()));
+    }
+    if plan.pop(&report.pop).is_none() {
+        return Err(Rejection::UnknownPop(report.pop.clone()));
+    }
+    if report.sequence == 0 {
+        return Err(Rejection::Invalid("`sequence` must start at 1".into()));
+    }
+    for (name, v) in [
+        ("capacity_rps", report.capacity_rps),
+        ("load_rps", report.load_rps),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(Rejection::Invalid(format!(
+                "`{name}` must be a finite, non-negative number, got {v}"
+            )));
+        }
+    }
+    let mut services = Vec::with_capacity(report.services.len());
+    let mut evidence = Vec::new();
+    for s in &report.services {
+        if plan
+            .body
+            .services
+            .iter()
+            .all(|p| p.id.as_str() != s.service)
+        {
+            // Agents may probe services this steerd does not steer; skip them.
+            continue;
+        }
+        let obs = match ServiceStatus::try_from(s.status) {
+            Ok(ServiceStatus::Up | ServiceStatus::Degraded) => Observation::Up,
+            Ok(ServiceStatus::Down) => Observation::Down,
+            Ok(ServiceStatus::Unspecified) | Err(_) => {
+                return Err(Rejection::Invalid(format!(
+                    "service {:?} has no valid status ({})",
+                    s.service, s.status
+                )));
+            }
+        };
+        let probes: Vec<String> = s
+            .probes
+            .iter()
+            .map(|p| format!("{} {} {}", p.kind, p.name, p.detail))
+            .collect();
+        evidence.push(format!("{}: {}", s.service, probes.join(", ")));
+        services.push((ServiceId::new(&s.service), obs));
+    }
+    Ok(ObservedReport {
+        pop: PopId::new(&report.pop),
+        services,
+        load_rps: report.load_rps,
+        capacity_rps: (report.capacity_rps > 0.0).then_some(report.capacity_rps),
+        evidence: evidence.join("; "),
+    })
+}
+
+fn desired_state(plan: &Plan, pop: &str) -> Option<PopDesiredState> {
+    plan.pop(pop).map(|p| PopDesiredState {
+        drained: p.drained_by.is_some(),
+        weight_permille: p.weight,
+        plan_version: plan.version,
+    })
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<ReportAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl HealthIngest for IngestService {
+    type ReportStream = AckStream;
+
+    async fn report(
+        &self,
+        request: Request<Streaming<HealthReport>>,
+    ) -> Result<Response<Self::ReportStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<ReportAck, Status>>(16);
+        let this = self.clone();
+        metrics::gauge!("steer_health_streams").increment(1.0);
+        info!(%peer, "health stream opened");
+        tokio::spawn(async move {
+            while let Some(item) = inbound.next().await {
+                let report = match item {
+                    Ok(r) => r,
+                    Err(status) => {
+                        debug!(%peer, %status, "health stream ended with error");
+                        break;
+                    }
+                };
+                let plan = this.plan.load();
+                let observed = match validate(&report, &plan) {
+                    Ok(o) => o,
+                    Err(rej) => {
+                        metrics::counter!("steer_health_reports_rejected_total", "reason" => rej.label())
+                            .increment(1);
+                        warn!(%peer, pop = %report.pop, ?rej, "rejected health report");
+                        let _ = tx.send(Err(rej.into_status())).await;
+                        break;
+                    }
+                };
+                let fresh = {
+                    let mut entry = this
+                        .sequences
+                        .entry(observed.pop.clone())
+                        .or_insert((report.agent_instance, 0));
+                    let (instance, seq) = *entry;
+                    if instance != report.agent_instance || report.sequence > seq {
+                        *entry = (report.agent_instance, report.sequence);
+                        true
+                    } else {
+                        false
+                    }
+                };
+                let ack = if fresh {
+                    metrics::counter!("steer_health_reports_total", "pop" => observed.pop.to_string())
+                        .increment(1);
+                    if this.to_control.send(observed).await.is_err() {
+                        let _ = tx
+                            .send(Err(Status::unavailable("control loop stopped")))
+                            .await;
+                        break;
+                    }
+                    ReportAck {
+                        sequence: report.sequence,
+                        accepted: true,
+                        detail: String::new(),
+                        desired: desired_state(&this.plan.load(), &report.pop),
+                    }
+                } else {
+                    metrics::counter!("steer_health_reports_rejected_total", "reason" => "stale_sequence")
+                        .increment(1);
+                    ReportAck {
+                        sequence: report.sequence,
+                        accepted: false,
+                        detail: "duplicate or out-of-order sequence; ignored".into(),
+                        desired: desired_state(&plan, &report.pop),
+                    }
+                };
+                if tx.send(Ok(ack)).await.is_err() {
+                    break;
+                }
+            }
+            metrics::gauge!("steer_health_streams").decrement(1.0);
+            info!(%peer, "health stream closed");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,259 @@
+//! The policy engine: a pure function from the world as we know it to a Plan.
+//!
+//! `compute` reads no clock, does no IO and uses no randomness, so the same
+//! inputs always give the same plan (replayable, property-testable).
+//!
+//! Decision order for each service and client region:
+//! 1. PoPs of the client's own region that are usable (healthy per the
+//!    snapshot and `unknown_health`, and not drained);
+//! 2. else the first region in its fallback order that has usable PoPs;
+//! 3. else any other region, in topology order;
+//! 4. else fail static: every undrained PoP regardless of health, because a
+//!    signal that says "everything is down" is more likely broken than true.
+//!
+//! Within the chosen region, weights are proportional to capacity.
+
+mod weights;
+
+use steer_types::{
+    AnswerSet, Intents, PlanBody, Pop, PopHealth, PopPlan, RegionId, RegionPlan, Service,
+    ServicePlan, Timestamp, Topology, UnknownHealth, WeightedTarget,
+    health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
+};
+
+pub use weights::apportion;
+
+/// Computes the plan body for the given inputs at `now`.
+pub fn compute(
+    topology: &Topology,
+    health: &HealthSnapshot,
+    intents: &Intents,
+    _now: Timestamp,
+) -> PlanBody {
+    let unknown = PopHealthReport::unknown();
+    let report = |pop: &Pop| health.pops.get(&pop.id).unwrap_or(&unknown);
+
+    let services: Vec<ServicePlan> = topology
+        .services
+        .iter()
+        .map(|service| plan_service(topology, service, intents, &report))
+        .collect();
+
+    let first = services.first();
+    let pops = topology
+        .pops
+        .iter()
+        .map(|pop| {
+            let r = report(pop);
+            let drain = intents.drain_for(&pop.id, &pop.region);
+            let health = pop_health(r.state);
+            let usable = drain.is_none() && state_usable(r.state, topology.health.unknown_health);
+            let weight = first
+                .map(|s| s.for_region(Some(&pop.region)))
+                .and_then(|set| set.targets.iter().find(|t| t.pop == pop.id))
+                .map_or(0, |t| t.weight);
+            let reason = match drain {
+                Some(d) => format!("drained by {} ({}): {}", d.id, d.principal, d.reason),
+                None => format!("{}: {}", health.as_str(), r.evidence),
+            };
+            PopPlan {
+                id: pop.id.clone(),
+                region: pop.region.clone(),
+                health,
+                usable,
+                drained_by: drain.map(|d| d.id.clone()),
+                weight,
+                reason,
+            }
+        })
+        .collect();
+
+    let regions = topology
+        .regions
+        .iter()
+        .map(|region| {
+            let mut served_by: Vec<RegionId> = Vec::new();
+            if let Some(set) = first.map(|s| s.for_region(Some(&region.id))) {
+                for t in &set.targets {
+                    if let Some(p) = topology.pop(t.pop.as_str())
+                        && !served_by.contains(&p.region)
+                    {
+                        served_by.push(p.region.clone());
+                    }
+                }
+            }
+            RegionPlan {
+                id: region.id.clone(),
+                served_by,
+            }
+        })
+        .collect();
+
+    PlanBody {
+        services,
+        pops,
+        regions,
+    }
+}
+
+fn pop_health(state: TargetState) -> PopHealth {
+    match state {
+        TargetState::Up => PopHealth::Up,
+        TargetState::Down => PopHealth::Down,
+        TargetState::Unknown => PopHealth::Unknown,
+        TargetState::Stale {
+            last: StaleLast::Up,
+        } => PopHealth::StaleUp,
+        TargetState::Stale {
+            last: StaleLast::Down,
+        } => PopHealth::StaleDown,
+    }
+}
+
+fn state_usable(state: TargetState, unknown: UnknownHealth) -> bool {
+    match state {
+        TargetState::Up
+        | TargetState::Stale {
+            last: StaleLast::Up,
+        } => true,
+        TargetState::Down
+        | TargetState::Stale {
+            last: StaleLast::Down,
+        } => false,
+        TargetState::Unknown => unknown == UnknownHealth::AssumeUp,
+    }
+}
+
+fn plan_service<'a>(
+    topology: &'a Topology,
+    service: &Service,
+    intents: &Intents,
+    report: &impl Fn(&Pop) -> &'a PopHealthReport,
+) -> ServicePlan {
+    let pops: Vec<&Pop> = service
+        .pops
+        .iter()
+        .filter_map(|id| topology.pop(id.as_str()))
+        .collect();
+    let usable: Vec<&Pop> = pops
+        .iter()
+        .copied()
+        .filter(|p| {
+            intents.drain_for(&p.id, &p.region).is_none()
+                && state_usable(
+                    report(p).service_state(&service.id),
+                    topology.health.unknown_health,
+                )
+        })
+        .collect();
+
+    let regional = topology
+        .regions
+        .iter()
+        .map(|region| {
+            let order = std::iter::once(&region.id)
+                .chain(region.fallback.iter())
+                .chain(topology.regions.iter().map(|r| &r.id));
+            let mut chosen = None;
+            for candidate in order {
+                let in_region: Vec<&Pop> = usable
+                    .iter()
+                    .copied()
+                    .filter(|p| &p.region == candidate)
+                    .collect();
+                if !in_region.is_empty() {
+                    chosen = Some((candidate, in_region));
+                    break;
+                }
+            }
+            match chosen {
+                Some((serving, set)) => {
+                    let reason = if serving == &region.id {
+                        format!("{} usable PoP(s) in own region", set.len())
+                    } else {
+                        format!("no usable PoP in {}: spilled to {serving}", region.id)
+                    };
+                    answer_set(Some(region.id.clone()), &set, report, reason)
+                }
+                None => fail_static(Some(region.id.clone()), &pops, intents, report),
+            }
+        })
+        .collect();
+
+    let global = if usable.is_empty() {
+        fail_static(None, &pops, intents, report)
+    } else {
+        answer_set(
+            None,
+            &usable,
+            report,
+            format!("{} usable PoP(s), weighted by capacity", usable.len()),
+        )
+    };
+
+    ServicePlan {
+        id: service.id.clone(),
+        fqdn: service.fqdn.clone(),
+        ttl: service.ttl,
+        max_records: service.max_records,
+        regional,
+        global,
+    }
+}
+
+/// No usable PoP anywhere: serve every undrained PoP (or, if the operator
+/// drained all of them, every PoP) rather than nothing.
+fn fail_static<'a>(
+    region: Option<RegionId>,
+    pops: &[&Pop],
+    intents: &Intents,
+    report: &impl Fn(&Pop) -> &'a PopHealthReport,
+) -> AnswerSet {
+    let undrained: Vec<&Pop> = pops
+        .iter()
+        .copied()
+        .filter(|p| intents.drain_for(&p.id, &p.region).is_none())
+        .collect();
+    let (set, reason) = if undrained.is_empty() {
+        (
+            pops.to_vec(),
+            "every PoP is drained: ignoring drains rather than answering nothing",
+        )
+    } else {
+        (
+            undrained,
+            "no healthy PoP anywhere: health signal distrusted, serving all undrained PoPs (fail static)",
+        )
+    };
+    answer_set(region, &set, report, reason.to_owned())
+}
+
+fn answer_set<'a>(
+    region: Option<RegionId>,
+    pops: &[&Pop],
+    report: &impl Fn(&Pop) -> &'a PopHealthReport,
+    reason: String,
+) -> AnswerSet {
+    let capacities: Vec<f64> = pops
+        .iter()
+        .map(|p| report(p).reported_capacity_rps.unwrap_or(p.capacity_rps))
+        .collect();
+    let weights = apportion(&capacities);
+    AnswerSet {
+        region,
+        targets: pops
+            .iter()
+            .zip(weights)
+            .map(|(p, weight)| WeightedTarget {
+                pop: p.id.clone(),
+                weight,
+                ipv4: p.ipv4,
+                ipv6: p.ipv6,
+            })
+            .collect(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests;

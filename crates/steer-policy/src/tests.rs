@@ -1,0 +1,208 @@
+#![allow(clippy::unwrap_used)]
+
+use std::{collections::BTreeMap, time::Duration};
+
+use proptest::prelude::*;
+use steer_types::{
+    ClientNetwork, Drain, DrainScope, HealthSettings, Intents, PERMILLE, Pop, PopId, Region,
+    RegionId, Service, ServiceId, Timestamp, Topology, UnknownHealth,
+    health::{HealthSnapshot, PopHealthReport, TargetState},
+};
+
+use super::*;
+
+const POPS: [(&str, &str); 6] = [
+    ("fra1", "eu-west"),
+    ("ams1", "eu-west"),
+    ("iad1", "us-east"),
+    ("ord1", "us-east"),
+    ("sin1", "ap-south"),
+    ("bom1", "ap-south"),
+];
+
+fn topology(unknown: UnknownHealth) -> Topology {
+    let region = |id: &str, fb: [&str; 2]| Region {
+        id: RegionId::new(id),
+        fallback: fb.iter().map(RegionId::new).collect(),
+    };
+    Topology {
+        regions: vec![
+            region("eu-west", ["us-east", "ap-south"]),
+            region("us-east", ["eu-west", "ap-south"]),
+            region("ap-south", ["eu-west", "us-east"]),
+        ],
+        pops: POPS
+            .iter()
+            .enumerate()
+            .map(|(i, (id, region))| Pop {
+                id: PopId::new(id),
+                region: RegionId::new(region),
+                ipv4: Some(format!("192.0.2.{}", i + 10).parse().unwrap()),
+                ipv6: None,
+                capacity_rps: 10_000.0,
+            })
+            .collect(),
+        services: vec![Service {
+            id: ServiceId::new("app"),
+            fqdn: "app.example.test.".into(),
+            ttl: 30,
+            max_records: 2,
+            pops: POPS.iter().map(|(id, _)| PopId::new(id)).collect(),
+        }],
+        client_networks: vec![ClientNetwork {
+            prefix: "10.1.0.0/16".parse().unwrap(),
+            region: RegionId::new("eu-west"),
+        }],
+        health: HealthSettings {
+            unknown_health: unknown,
+            stale_after: Duration::from_secs(10),
+            max_stale: Duration::from_secs(60),
+            rise: 1,
+            fall: 1,
+        },
+    }
+}
+
+fn health(states: &[(&str, TargetState)]) -> HealthSnapshot {
+    let mut pops = BTreeMap::new();
+    for (id, state) in states {
+        let mut r = PopHealthReport::unknown();
+        r.state = *state;
+        pops.insert(PopId::new(id), r);
+    }
+    HealthSnapshot { pops }
+}
+
+fn drain(scope: DrainScope) -> Drain {
+    Drain {
+        id: "drain-1".into(),
+        scope,
+        reason: "test".into(),
+        principal: "tester".into(),
+        created: Timestamp(0),
+    }
+}
+
+fn region_pops(body: &PlanBody, region: &str) -> Vec<String> {
+    body.services[0]
+        .for_region(Some(&RegionId::new(region)))
+        .targets
+        .iter()
+        .map(|t| t.pop.to_string())
+        .collect()
+}
+
+#[test]
+fn assume_up_serves_own_region() {
+    let body = compute(
+        &topology(UnknownHealth::AssumeUp),
+        &HealthSnapshot::default(),
+        &Intents::default(),
+        Timestamp(0),
+    );
+    assert_eq!(region_pops(&body, "eu-west"), ["fra1", "ams1"]);
+    assert_eq!(region_pops(&body, "ap-south"), ["sin1", "bom1"]);
+    assert_eq!(body.services[0].global.targets.len(), 6);
+    assert_eq!(body.pops[0].weight, 500);
+}
+
+#[test]
+fn down_pop_leaves_its_region_answer() {
+    let h = health(&[("fra1", TargetState::Down)]);
+    let body = compute(
+        &topology(UnknownHealth::AssumeUp),
+        &h,
+        &Intents::default(),
+        Timestamp(0),
+    );
+    assert_eq!(region_pops(&body, "eu-west"), ["ams1"]);
+    assert!(!body.pops[0].usable);
+}
+
+#[test]
+fn region_drain_spills_to_fallback() {
+    let intents = Intents {
+        drains: vec![drain(DrainScope::Region(RegionId::new("eu-west")))],
+        next_id: 2,
+    };
+    let body = compute(
+        &topology(UnknownHealth::AssumeUp),
+        &HealthSnapshot::default(),
+        &intents,
+        Timestamp(0),
+    );
+    assert_eq!(region_pops(&body, "eu-west"), ["iad1", "ord1"]);
+    assert_eq!(body.regions[0].served_by, [RegionId::new("us-east")]);
+    assert_eq!(body.pops[0].drained_by.as_deref(), Some("drain-1"));
+}
+
+#[test]
+fn assume_down_with_no_reports_fails_static() {
+    let body = compute(
+        &topology(UnknownHealth::AssumeDown),
+        &HealthSnapshot::default(),
+        &Intents::default(),
+        Timestamp(0),
+    );
+    // Nothing is known to be up: serve everything rather than nothing.
+    assert_eq!(body.services[0].global.targets.len(), 6);
+    assert!(body.services[0].global.reason.contains("fail static"));
+}
+
+#[test]
+fn apportion_sums_and_floors() {
+    assert_eq!(apportion(&[1.0, 1.0, 1.0]), [334, 333, 333]);
+    assert_eq!(apportion(&[1.0, 0.0]), [500, 500]);
+    assert_eq!(apportion(&[1e9, 1.0]), [999, 1]);
+    assert!(apportion(&[]).is_empty());
+}
+
+fn arb_state() -> impl Strategy<Value = TargetState> {
+    prop_oneof![
+        Just(TargetState::Up),
+        Just(TargetState::Down),
+        Just(TargetState::Unknown),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn apportion_invariants(shares in proptest::collection::vec(0.0f64..1e6, 1..50)) {
+        let w = apportion(&shares);
+        prop_assert_eq!(w.len(), shares.len());
+        prop_assert_eq!(w.iter().sum::<u32>(), PERMILLE);
+        prop_assert!(w.iter().all(|x| *x >= 1));
+    }
+
+    /// Every answer set is non-empty with weights summing to PERMILLE; drained
+    /// PoPs are never answered while an undrained one exists; same inputs,
+    /// same plan.
+    #[test]
+    fn plan_invariants(
+        states in proptest::collection::vec(arb_state(), 6),
+        drained in proptest::collection::vec(proptest::bool::ANY, 6),
+        assume_up in proptest::bool::ANY,
+    ) {
+        let topo = topology(if assume_up { UnknownHealth::AssumeUp } else { UnknownHealth::AssumeDown });
+        let pairs: Vec<(&str, TargetState)> = POPS.iter().map(|(id, _)| *id).zip(states).collect();
+        let h = health(&pairs);
+        let intents = Intents {
+            drains: POPS.iter().zip(&drained).filter(|(_, d)| **d)
+                .map(|((id, _), _)| drain(DrainScope::Pop(PopId::new(id)))).collect(),
+            next_id: 0,
+        };
+        let body = compute(&topo, &h, &intents, Timestamp(0));
+        prop_assert_eq!(&body, &compute(&topo, &h, &intents, Timestamp(0)));
+        let any_undrained = drained.iter().any(|d| !d);
+        for set in body.services[0].regional.iter().chain([&body.services[0].global]) {
+            prop_assert!(!set.targets.is_empty());
+            prop_assert_eq!(set.targets.iter().map(|t| t.weight).sum::<u32>(), PERMILLE);
+            if any_undrained {
+                for t in &set.targets {
+                    let idx = POPS.iter().position(|(id, _)| *id == t.pop.as_str()).unwrap();
+                    prop_assert!(!drained[idx], "drained {} answered", t.pop);
+                }
+            }
+        }
+    }
+}

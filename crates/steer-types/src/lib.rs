@@ -1,0 +1,24 @@
+//! Steer's domain vocabulary, shared by every other crate.
+//!
+//! This crate is pure: no tokio, no clocks, no sockets. Time enters as a
+//! [`Timestamp`] value chosen by the caller, so everything built on these
+//! types can be replayed and property-tested.
+
+pub mod health;
+mod ids;
+mod intent;
+mod plan;
+pub mod status;
+mod time;
+mod topology;
+mod zone;
+
+pub use ids::{PopId, RegionId, ServiceId};
+pub use intent::{Drain, DrainScope, IntentId, Intents};
+pub use plan::{
+    AnswerSet, PERMILLE, Plan, PlanBody, PopHealth, PopPlan, RegionPlan, ServicePlan,
+    WeightedTarget,
+};
+pub use time::Timestamp;
+pub use topology::{ClientNetwork, HealthSettings, Pop, Region, Service, Topology, UnknownHealth};
+pub use zone::{RecordData, Soa, StaticRecord, Zone};

@@ -1,0 +1,124 @@
+//! The Plan: the immutable, versioned output of the policy that every data
+//! plane serves from. Readers only ever `load()` a published plan.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{PopId, RegionId, ServiceId, Timestamp};
+
+/// Weights in an answer set add up to this.
+pub const PERMILLE: u32 = 1000;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightedTarget {
+    pub pop: PopId,
+    /// Share of this answer set, per-mille; never 0 for a listed target.
+    pub weight: u32,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+/// The weighted targets answered to one client region (or to unmapped
+/// clients when `region` is `None`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnswerSet {
+    pub region: Option<RegionId>,
+    pub targets: Vec<WeightedTarget>,
+    /// Why this set looks the way it does, in one line.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServicePlan {
+    pub id: ServiceId,
+    pub fqdn: String,
+    pub ttl: u32,
+    pub max_records: usize,
+    /// One answer set per topology region, in topology order.
+    pub regional: Vec<AnswerSet>,
+    /// For clients that map to no region.
+    pub global: AnswerSet,
+}
+
+impl ServicePlan {
+    pub fn for_region(&self, region: Option<&RegionId>) -> &AnswerSet {
+        region
+            .and_then(|r| self.regional.iter().find(|a| a.region.as_ref() == Some(r)))
+            .unwrap_or(&self.global)
+    }
+}
+
+/// The health the policy acted on for one PoP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PopHealth {
+    Up,
+    Down,
+    /// Never reported; treated per `unknown_health`.
+    Unknown,
+    /// Reports stopped; last known state kept (fail static).
+    StaleUp,
+    StaleDown,
+}
+
+impl PopHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Unknown => "unknown",
+            Self::StaleUp => "stale-up",
+            Self::StaleDown => "stale-down",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PopPlan {
+    pub id: PopId,
+    pub region: RegionId,
+    pub health: PopHealth,
+    /// Whether the policy may send traffic here at all.
+    pub usable: bool,
+    /// Id of the drain intent covering this PoP, if any.
+    pub drained_by: Option<String>,
+    /// Share of its own region's answers (first service), per-mille.
+    pub weight: u32,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionPlan {
+    pub id: RegionId,
+    /// Region whose PoPs actually serve this region's clients (itself unless
+    /// it spilled over), per the first service.
+    pub served_by: Vec<RegionId>,
+}
+
+/// Everything the policy decided, without the version stamp. Two bodies that
+/// compare equal mean nothing changed and nothing is published.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanBody {
+    pub services: Vec<ServicePlan>,
+    pub pops: Vec<PopPlan>,
+    pub regions: Vec<RegionPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Strictly increasing across publications of one control plane.
+    pub version: u64,
+    pub computed_at: Timestamp,
+    pub body: PlanBody,
+}
+
+impl Plan {
+    pub fn service_by_fqdn(&self, fqdn: &str) -> Option<&ServicePlan> {
+        self.body.services.iter().find(|s| s.fqdn == fqdn)
+    }
+
+    pub fn pop(&self, id: &str) -> Option<&PopPlan> {
+        self.body.pops.iter().find(|p| p.id.as_str() == id)
+    }
+}

@@ -1,0 +1,37 @@
+//! The operator-facing status view: the plan joined with health and intents.
+//! Served as JSON on `/status` and over gRPC `GetStatus`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Drain, PopId, RegionId, Timestamp};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PopStatus {
+    pub pop: PopId,
+    pub region: RegionId,
+    /// `up`, `down`, `unknown`, `stale-up`, `stale-down`.
+    pub health: String,
+    pub usable: bool,
+    pub drained_by: Option<String>,
+    /// Share of its own region's answers (first service), per-mille.
+    pub weight_permille: u32,
+    pub reason: String,
+    /// Milliseconds since the last accepted report; `None` if never.
+    pub last_report_age_ms: Option<i64>,
+    pub load_rps: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionStatus {
+    pub region: RegionId,
+    pub served_by: Vec<RegionId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub plan_version: u64,
+    pub plan_computed_at: Timestamp,
+    pub pops: Vec<PopStatus>,
+    pub regions: Vec<RegionStatus>,
+    pub drains: Vec<Drain>,
+}

@@ -1,0 +1,72 @@
+//! steer-agent: runs at a PoP, probes local services and streams health to
+//! every configured steerd. It never exits because a probe or a steerd
+//! failed: probes report down, streams reconnect with jittered backoff.
+
+mod probe;
+mod report;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::Parser;
+use tracing::{error, info};
+
+#[derive(Parser, Debug)]
+#[command(name = "steer-agent", version, about = "Steer PoP health agent")]
+struct Args {
+    /// Path to the agent TOML config.
+    #[arg(long, env = "STEER_AGENT_CONFIG")]
+    config: PathBuf,
+    /// Validate the config and exit (0 = valid, 2 = invalid).
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match steer_config::load_agent(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("steer-agent: invalid config\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,h2=warn,hyper=warn,tower=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("steer-agent: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let config = Arc::new(config);
+        let board = probe::start(&config);
+        info!(pop = %config.pop, probes = config.probes.len(), steerd = ?config.steerd, "steer-agent started");
+        let mut streams = Vec::new();
+        for endpoint in &config.steerd {
+            streams.push(tokio::spawn(report::stream_forever(
+                endpoint.clone(),
+                config.clone(),
+                board.clone(),
+            )));
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("shutting down"),
+            _ = futures::future::join_all(streams) => error!("all report streams ended"),
+        }
+    });
+    ExitCode::SUCCESS
+}

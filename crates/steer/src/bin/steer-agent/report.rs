@@ -1,0 +1,162 @@
+//! One report stream per steerd endpoint, reconnecting forever with
+//! jittered exponential backoff.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use steer_config::AgentConfig;
+use steer_proto::v1::{
+    HealthReport, ProbeResult, ServiceHealth, ServiceStatus,
+    health_ingest_client::HealthIngestClient,
+};
+use tokio::sync::mpsc;
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use crate::probe::Board;
+
+/// One per process: a restart is a new instance, which resets sequences.
+fn instance_id() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Builds a report from the board. A service is up only if every probe of
+/// it is up; services whose probes have not run yet are left out.
+fn build_report(config: &AgentConfig, board: &Board, instance: u64) -> HealthReport {
+    let mut services: BTreeMap<String, ServiceHealth> = BTreeMap::new();
+    for p in board.snapshot() {
+        let Some(up) = p.state.is_up() else { continue };
+        let entry = services
+            .entry(p.service.clone())
+            .or_insert_with(|| ServiceHealth {
+                service: p.service.clone(),
+                status: ServiceStatus::Up.into(),
+                ..Default::default()
+            });
+        if !up {
+            entry.status = ServiceStatus::Down.into();
+        }
+        entry.probes.push(ProbeResult {
+            name: p.name,
+            kind: p.kind.to_owned(),
+            ok: up,
+            detail: p.detail,
+            latency_ms: u32::try_from(p.latency.as_millis()).unwrap_or(u32::MAX),
+        });
+    }
+    HealthReport {
+        pop: config.pop.clone(),
+        sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1,
+        agent_time_unix_ms: now_ms(),
+        services: services.into_values().collect(),
+        capacity_rps: config.capacity_rps,
+        load_rps: config.load_rps,
+        agent_instance: instance,
+    }
+}
+
+/// Full jitter: a random delay in [base/2, base], from a cheap hash of time.
+fn jittered(base: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let frac = 0.5 + f64::from(nanos % 1000) / 2000.0;
+    base.mul_f64(frac)
+}
+
+pub(crate) async fn stream_forever(endpoint: String, config: Arc<AgentConfig>, board: Board) {
+    let instance = instance_id();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut opened = false;
+        match stream_once(&endpoint, &config, &board, instance, &mut opened).await {
+            Ok(()) => warn!(%endpoint, "steerd closed the report stream; reconnecting"),
+            Err(e) => warn!(%endpoint, error = %e, "report stream failed; reconnecting"),
+        }
+        // A stream that got established starts the backoff over.
+        if opened {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::time::sleep(jittered(backoff)).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn stream_once(
+    endpoint: &str,
+    config: &AgentConfig,
+    board: &Board,
+    instance: u64,
+    opened: &mut bool,
+) -> Result<(), String> {
+    let channel = Channel::from_shared(endpoint.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut client = HealthIngestClient::new(channel);
+    let (tx, rx) = mpsc::channel::<HealthReport>(8);
+    // Send the first report before opening the call so steerd hears from us
+    // at once.
+    tx.send(build_report(config, board, instance))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut acks = client
+        .report(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+        .into_inner();
+    info!(%endpoint, "report stream open");
+    *opened = true;
+
+    let mut changed = board.changed.clone();
+    let mut ticker = tokio::time::interval(config.report_interval);
+    ticker.tick().await;
+    let mut last_drained = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                tx.send(build_report(config, board, instance)).await.map_err(|e| e.to_string())?;
+            }
+            r = changed.changed() => {
+                if r.is_err() {
+                    return Err("probe board closed".into());
+                }
+                tx.send(build_report(config, board, instance)).await.map_err(|e| e.to_string())?;
+            }
+            ack = acks.next() => match ack {
+                None => return Ok(()),
+                Some(Err(s)) => return Err(format!("{}: {}", s.code(), s.message())),
+                Some(Ok(ack)) => {
+                    if let Some(d) = ack.desired {
+                        if last_drained != Some(d.drained) {
+                            info!(drained = d.drained, weight_permille = d.weight_permille, plan_version = d.plan_version, "desired state from steerd");
+                            last_drained = Some(d.drained);
+                        }
+                    }
+                }
+            },
+        }
+    }
+}

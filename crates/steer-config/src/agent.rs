@@ -97,7 +97,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
     let raw: RawAgent = match toml::from_str(src) {
         Ok(raw) => raw,
         Err(e) => {
-            r.from_toml(&e);
+            r.toml_error(&e);
             return Err(r.into_errors());
         }
     };
@@ -227,10 +227,10 @@ fn probe(r: &mut Reporter<'_>, p: &RawProbe) -> Option<ProbeConfig> {
     };
     let interval = duration(r, &p.interval, Duration::from_secs(1));
     let timeout = duration(r, &p.timeout, Duration::from_millis(500));
-    if timeout > interval {
-        if let Some(t) = &p.timeout {
-            r.at(t.span(), "timeout must not exceed interval");
-        }
+    if timeout > interval
+        && let Some(t) = &p.timeout
+    {
+        r.at(t.span(), "timeout must not exceed interval");
     }
     let count = |r: &mut Reporter<'_>, v: &Option<Spanned<u32>>| match v {
         None => 1,

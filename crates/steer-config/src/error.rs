@@ -73,7 +73,7 @@ impl<'a> Reporter<'a> {
         });
     }
 
-    pub(crate) fn from_toml(&mut self, err: &toml::de::Error) {
+    pub(crate) fn toml_error(&mut self, err: &toml::de::Error) {
         let span = err.span().unwrap_or(0..0);
         self.at(span, err.message().trim().to_owned());
     }

@@ -184,7 +184,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     let raw: RawConfig = match toml::from_str(src) {
         Ok(raw) => raw,
         Err(e) => {
-            r.from_toml(&e);
+            r.toml_error(&e);
             return Err(r.into_errors());
         }
     };

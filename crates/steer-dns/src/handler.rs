@@ -172,7 +172,7 @@ impl RequestHandler for DnsHandler {
             metadata,
             result.answers.iter().copied(),
             std::iter::empty(),
-            result.soa.into_iter(),
+            result.soa,
             std::iter::empty(),
         );
         match response_handle.send_response(response).await {

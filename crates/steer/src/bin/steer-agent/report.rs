@@ -149,11 +149,11 @@ async fn stream_once(
                 None => return Ok(()),
                 Some(Err(s)) => return Err(format!("{}: {}", s.code(), s.message())),
                 Some(Ok(ack)) => {
-                    if let Some(d) = ack.desired {
-                        if last_drained != Some(d.drained) {
+                    if let Some(d) = ack.desired
+                        && last_drained != Some(d.drained)
+                    {
                             info!(drained = d.drained, weight_permille = d.weight_permille, plan_version = d.plan_version, "desired state from steerd");
                             last_drained = Some(d.drained);
-                        }
                     }
                 }
             },

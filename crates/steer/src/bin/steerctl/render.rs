@@ -60,8 +60,8 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
     let _ = writeln!(out, "plan version {}", s.plan_version);
     let _ = writeln!(
         out,
-        "{:<8} {:<10} {:<10} {:>6} {:<8} {:>7}  {}",
-        "POP", "REGION", "HEALTH", "WEIGHT", "DRAINED", "REPORT", "REASON"
+        "{:<8} {:<10} {:<10} {:>6} {:<8} {:>7}  REASON",
+        "POP", "REGION", "HEALTH", "WEIGHT", "DRAINED", "REPORT"
     );
     for p in &s.pops {
         let age = if p.last_report_age_ms < 0 {

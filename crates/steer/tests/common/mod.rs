@@ -1,0 +1,236 @@
+//! Test harness: starts the real binaries on free loopback ports, talks to
+//! them with real clients (dig, steerctl, raw HTTP), polls with deadlines,
+//! and kills what it started.
+
+#![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+pub const STEERD: &str = env!("CARGO_BIN_EXE_steerd");
+pub const STEERCTL: &str = env!("CARGO_BIN_EXE_steerctl");
+pub const AGENT: &str = env!("CARGO_BIN_EXE_steer-agent");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn quickstart() -> PathBuf {
+    repo_root().join("configs/quickstart.toml")
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port found");
+}
+
+/// A fresh directory under the target dir, unique per test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "steer-it-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls `f` every 50 ms until it returns `Some` or `within` passes.
+pub fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Steerd {
+    pub proc: Proc,
+    pub dns: u16,
+    pub grpc: u16,
+    pub http: u16,
+    pub state_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Steerd {
+    pub fn start(name: &str) -> Self {
+        Self::start_with(quickstart(), temp_dir(name).join("state"))
+    }
+
+    pub fn start_with(config: PathBuf, state_dir: PathBuf) -> Self {
+        let (dns, grpc, http) = (free_port(), free_port(), free_port());
+        let log = state_dir.with_extension("steerd.log");
+        let proc = Proc::spawn(
+            Command::new(STEERD)
+                .arg("--config")
+                .arg(&config)
+                .arg("--state-dir")
+                .arg(&state_dir)
+                .arg("--dns-listen")
+                .arg(format!("127.0.0.1:{dns}"))
+                .arg("--grpc-listen")
+                .arg(format!("127.0.0.1:{grpc}"))
+                .arg("--http-listen")
+                .arg(format!("127.0.0.1:{http}")),
+            log,
+        );
+        let mut s = Self {
+            proc,
+            dns,
+            grpc,
+            http,
+            state_dir,
+            config,
+        };
+        let ready = poll(Duration::from_secs(20), || {
+            if let Ok(Some(status)) = s.proc.child.try_wait() {
+                panic!("steerd exited early ({status}):\n{}", s.proc.log_text());
+            }
+            let healthy = http_get(s.http, "/healthz").is_some_and(|(code, _)| code == 200);
+            (healthy
+                && s.dig(&["www.example.test", "A", "+short"])
+                    .contains("192.0.2.80"))
+            .then_some(())
+        });
+        assert!(ready.is_some(), "steerd not ready:\n{}", s.proc.log_text());
+        s
+    }
+
+    /// Restarts with the same ports, config and state directory.
+    pub fn restart_after_kill9(self) -> Self {
+        let Self {
+            mut proc,
+            state_dir,
+            config,
+            ..
+        } = self;
+        proc.kill();
+        drop(proc);
+        Self::start_with(config, state_dir)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    /// Runs dig against this server; returns stdout.
+    pub fn dig(&self, args: &[&str]) -> String {
+        dig(self.dns, args)
+    }
+
+    /// Sorted addresses answered for `name`/`qtype` with `+subnet=subnet`.
+    pub fn answers(&self, name: &str, qtype: &str, subnet: &str) -> Vec<String> {
+        let out = self.dig(&[name, qtype, &format!("+subnet={subnet}"), "+short"]);
+        let mut v: Vec<String> = out
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn steerctl(&self, args: &[&str]) -> Output {
+        Command::new(STEERCTL)
+            .arg("--endpoint")
+            .arg(self.endpoint())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Polls until EU-region answers for app equal `expected` (sorted).
+    pub fn wait_answers(
+        &self,
+        subnet: &str,
+        expected: &[&str],
+        within: Duration,
+    ) -> Result<(), Vec<String>> {
+        let mut last = Vec::new();
+        let ok = poll(within, || {
+            last = self.answers("app.example.test", "A", subnet);
+            (last == expected).then_some(())
+        });
+        ok.ok_or(last)
+    }
+}
+
+pub fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg("@127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run dig (install bind9-dnsutils; .ci/run does): {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Minimal HTTP/1.0 GET on loopback; returns (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}

@@ -1,0 +1,243 @@
+//! The gRPC surface with real gRPC clients: grpc.health.v1, reflection v1
+//! and v1alpha, health ingest validation, operator API status codes.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use steer_proto::v1::{
+    DrainRequest, HealthReport, Scope, ServiceHealth, ServiceStatus,
+    health_ingest_client::HealthIngestClient, operator_client::OperatorClient,
+};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+async fn channel(s: &Steerd) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(s.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn grpc_health_and_reflection_v1_and_v1alpha() {
+    let s = Steerd::start("grpc-health");
+    rt().block_on(async {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&s).await);
+        for service in ["", "steer.v1.Operator", "steer.v1.HealthIngest"] {
+            let resp = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                resp.status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+                "{service}"
+            );
+        }
+
+        use tonic_reflection::pb::{v1, v1alpha};
+        let mut c1 = v1::server_reflection_client::ServerReflectionClient::new(channel(&s).await);
+        let req = v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        };
+        let mut stream = c1
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let resp = stream.next().await.unwrap().unwrap();
+        let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            resp.message_response
+        else {
+            panic!("unexpected reflection v1 response");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(names.contains(&"steer.v1.Operator".to_owned()), "{names:?}");
+        assert!(
+            names.contains(&"steer.v1.HealthIngest".to_owned()),
+            "{names:?}"
+        );
+
+        let mut c0 =
+            v1alpha::server_reflection_client::ServerReflectionClient::new(channel(&s).await);
+        let req = v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    "steer.v1.Operator".into(),
+                ),
+            ),
+        };
+        let mut stream = c0
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let resp = stream.next().await.unwrap().unwrap();
+        assert!(matches!(
+            resp.message_response,
+            Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+        ));
+    });
+}
+
+fn report(pop: &str, sequence: u64, up: bool) -> HealthReport {
+    HealthReport {
+        pop: pop.into(),
+        sequence,
+        agent_time_unix_ms: 0,
+        services: vec![ServiceHealth {
+            service: "app".into(),
+            status: if up {
+                ServiceStatus::Up
+            } else {
+                ServiceStatus::Down
+            }
+            .into(),
+            ..Default::default()
+        }],
+        capacity_rps: 10_000.0,
+        load_rps: 100.0,
+        agent_instance: 42,
+    }
+}
+
+#[test]
+fn health_ingest_validates_and_ignores_stale_sequences() {
+    let s = Steerd::start("ingest");
+    rt().block_on(async {
+        let mut client = HealthIngestClient::connect(s.endpoint()).await.unwrap();
+
+        // Valid, then a duplicate sequence: the duplicate is acked but ignored.
+        let reports = vec![
+            report("ams1", 5, false),
+            report("ams1", 5, true),
+            report("ams1", 4, true),
+        ];
+        let mut acks = client
+            .report(tokio_stream::iter(reports))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = acks.next().await.unwrap().unwrap();
+        assert!(first.accepted);
+        assert!(first.desired.is_some());
+        let dup = acks.next().await.unwrap().unwrap();
+        assert!(!dup.accepted && dup.detail.contains("sequence"), "{dup:?}");
+        let older = acks.next().await.unwrap().unwrap();
+        assert!(!older.accepted);
+
+        // Bad input ends the stream with a proper status and changes nothing.
+        for (bad, code) in [
+            (report("", 1, true), Code::InvalidArgument),
+            (report("zzz9", 1, true), Code::NotFound),
+            (
+                HealthReport {
+                    load_rps: f64::NAN,
+                    ..report("fra1", 1, true)
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                HealthReport {
+                    sequence: 0,
+                    ..report("fra1", 1, true)
+                },
+                Code::InvalidArgument,
+            ),
+        ] {
+            let mut acks = client
+                .report(tokio_stream::iter([bad]))
+                .await
+                .unwrap()
+                .into_inner();
+            let err = acks.next().await.unwrap().unwrap_err();
+            assert_eq!(err.code(), code, "{err:?}");
+        }
+    });
+    // ams1 is down (first report), and the ignored "up" duplicates did not flip it.
+    s.wait_answers(
+        "10.1.0.0/24",
+        &["192.0.2.11"],
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap_or_else(|got| panic!("{got:?}"));
+}
+
+#[test]
+fn operator_api_uses_proper_status_codes() {
+    let s = Steerd::start("operator-codes");
+    rt().block_on(async {
+        let mut op = OperatorClient::connect(s.endpoint()).await.unwrap();
+        let err = op
+            .drain(DrainRequest {
+                scope: None,
+                reason: "x".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let err = op
+            .drain(DrainRequest {
+                scope: Some(Scope {
+                    kind: 0,
+                    id: "fra1".into(),
+                }),
+                reason: "x".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let err = op
+            .drain(DrainRequest {
+                scope: Some(Scope {
+                    kind: 2,
+                    id: "mars".into(),
+                }),
+                reason: "x".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        // Draining twice is idempotent: same intent.
+        let a = op
+            .drain(DrainRequest {
+                scope: Some(Scope {
+                    kind: 1,
+                    id: "fra1".into(),
+                }),
+                reason: "x".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let b = op
+            .drain(DrainRequest {
+                scope: Some(Scope {
+                    kind: 1,
+                    id: "fra1".into(),
+                }),
+                reason: "y".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(a.intent_id, b.intent_id);
+    });
+}

@@ -11,7 +11,7 @@ use steer_proto::v1::{
     self as pb, DrainRequest, DrainResponse, GetStatusRequest, GetStatusResponse, ScopeKind,
     UndrainRequest, UndrainResponse, operator_server::Operator,
 };
-use steer_types::{DrainScope, PopId, RegionId, status::StatusReport};
+use steer_types::{DrainScope, PopId, RegionId, ServiceId, status::StatusReport};
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
@@ -112,10 +112,21 @@ fn scope(scope: Option<&pb::Scope>) -> Result<DrainScope, Status> {
         ));
     }
     match ScopeKind::try_from(s.kind) {
-        Ok(ScopeKind::Pop) => Ok(DrainScope::Pop(PopId::new(&s.id))),
-        Ok(ScopeKind::Region) => Ok(DrainScope::Region(RegionId::new(&s.id))),
+        Ok(ScopeKind::Pop) => Ok(DrainScope::Pop {
+            pop: PopId::new(&s.id),
+        }),
+        Ok(ScopeKind::Region) => Ok(DrainScope::Region {
+            region: RegionId::new(&s.id),
+        }),
+        Ok(ScopeKind::ServicePop) if !s.service.trim().is_empty() => Ok(DrainScope::ServicePop {
+            service: ServiceId::new(&s.service),
+            pop: PopId::new(&s.id),
+        }),
+        Ok(ScopeKind::ServicePop) => Err(Status::invalid_argument(
+            "a service-at-pop scope needs `scope.service`",
+        )),
         _ => Err(Status::invalid_argument(
-            "`scope.kind` must be SCOPE_KIND_POP or SCOPE_KIND_REGION",
+            "`scope.kind` must be SCOPE_KIND_POP, SCOPE_KIND_REGION or SCOPE_KIND_SERVICE_POP",
         )),
     }
 }
@@ -195,13 +206,20 @@ impl Operator for OperatorService {
 
 fn scope_to_proto(scope: &DrainScope) -> pb::Scope {
     match scope {
-        DrainScope::Pop(p) => pb::Scope {
+        DrainScope::Pop { pop } => pb::Scope {
             kind: ScopeKind::Pop.into(),
-            id: p.to_string(),
+            id: pop.to_string(),
+            service: String::new(),
         },
-        DrainScope::Region(r) => pb::Scope {
+        DrainScope::Region { region } => pb::Scope {
             kind: ScopeKind::Region.into(),
-            id: r.to_string(),
+            id: region.to_string(),
+            service: String::new(),
+        },
+        DrainScope::ServicePop { service, pop } => pb::Scope {
+            kind: ScopeKind::ServicePop.into(),
+            id: pop.to_string(),
+            service: service.to_string(),
         },
     }
 }

@@ -10,8 +10,8 @@ use std::{
 use ipnet::IpNet;
 use serde::Deserialize;
 use steer_types::{
-    ClientNetwork, HealthSettings, Pop, PopId, RecordData, Region, RegionId, Service, ServiceId,
-    Soa, StaticRecord, Topology, UnknownHealth, Zone,
+    ClientNetwork, HealthSettings, PolicySettings, Pop, PopId, RecordData, Region, RegionId,
+    Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
 };
 use toml::Spanned;
 
@@ -28,6 +28,8 @@ struct RawConfig {
     auth: Spanned<RawAuth>,
     #[serde(default)]
     health: RawHealth,
+    #[serde(default)]
+    policy: RawPolicy,
     #[serde(default)]
     zones: Vec<Spanned<RawZone>>,
     regions: Vec<Spanned<RawRegion>>,
@@ -59,6 +61,13 @@ struct RawHealth {
     max_stale: Option<Spanned<String>>,
     rise: Option<Spanned<u32>>,
     fall: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    min_announce_share: Option<Spanned<f64>>,
+    prepend_count: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +156,8 @@ struct RawService {
     #[serde(default = "default_max_records")]
     max_records: Spanned<u32>,
     pops: Vec<Spanned<String>>,
+    #[serde(default)]
+    anycast: Vec<Spanned<String>>,
 }
 
 fn default_max_records() -> Spanned<u32> {
@@ -200,8 +211,10 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         }
     };
     let health = health_settings(&mut r, &raw.health);
+    let policy = policy_settings(&mut r, &raw.policy);
     let zones = zones(&mut r, &raw.zones);
-    let topology = topology(&mut r, &raw, &zones, health);
+    let mut topology = topology(&mut r, &raw, &zones, health);
+    topology.policy = policy;
     r.finish(SteerConfig {
         source: path.to_path_buf(),
         server,
@@ -271,6 +284,25 @@ fn health_settings(r: &mut Reporter<'_>, raw: &RawHealth) -> HealthSettings {
         }
     }
     s
+}
+
+fn policy_settings(r: &mut Reporter<'_>, raw: &RawPolicy) -> PolicySettings {
+    let mut p = PolicySettings::default();
+    if let Some(v) = &raw.min_announce_share {
+        if (0.0..=1.0).contains(v.get_ref()) {
+            p.min_announce_share = *v.get_ref();
+        } else {
+            r.at(v.span(), "min_announce_share must be between 0 and 1");
+        }
+    }
+    if let Some(v) = &raw.prepend_count {
+        if (1..=10).contains(v.get_ref()) {
+            p.prepend_count = *v.get_ref();
+        } else {
+            r.at(v.span(), "prepend_count must be between 1 and 10");
+        }
+    }
+    p
 }
 
 /// Lower-cases and checks a fully-qualified name (trailing dot required).
@@ -604,12 +636,31 @@ fn topology(
                     }
                 })
                 .collect();
+            let anycast = s
+                .anycast
+                .iter()
+                .filter_map(|a| match a.get_ref().parse::<IpNet>() {
+                    Ok(n) if n.trunc() == n => Some(n),
+                    Ok(n) => {
+                        r.at(
+                            a.span(),
+                            format!("{n} has host bits set; did you mean {}?", n.trunc()),
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        r.at(a.span(), format!("{:?} is not a CIDR prefix", a.get_ref()));
+                        None
+                    }
+                })
+                .collect();
             Service {
                 id: ServiceId::new(id),
                 fqdn: name,
                 ttl: *s.ttl.get_ref(),
                 max_records: max_records as usize,
                 pops,
+                anycast,
             }
         })
         .collect();
@@ -620,6 +671,7 @@ fn topology(
         services,
         client_networks,
         health,
+        policy: PolicySettings::default(),
     }
 }
 

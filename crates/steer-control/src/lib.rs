@@ -15,7 +15,7 @@ use steer_api::{ApiCommand, ApiError, DrainOutcome, UndrainOutcome};
 use steer_health::{HealthAggregator, ObservedReport};
 use steer_store::{AuditEntry, PersistedState, StateStore, StoreError};
 use steer_types::{
-    Drain, DrainScope, Intents, Plan, Topology,
+    Drain, DrainMode, DrainScope, Intents, Plan, Topology,
     status::{PopStatus, RegionStatus, StatusReport},
 };
 use tokio::sync::{mpsc, watch};
@@ -59,8 +59,11 @@ impl ControlLoop {
         // while we were down), loudly.
         intents.drains.retain(|d| {
             let known = match &d.scope {
-                DrainScope::Pop(p) => topology.pop(p.as_str()).is_some(),
-                DrainScope::Region(r) => topology.region(r.as_str()).is_some(),
+                DrainScope::Pop { pop } => topology.pop(pop.as_str()).is_some(),
+                DrainScope::Region { region } => topology.region(region.as_str()).is_some(),
+                DrainScope::ServicePop { service, pop } => {
+                    topology.pop(pop.as_str()).is_some() && topology.service(service.as_str()).is_some()
+                }
             };
             if !known {
                 warn!(intent = %d.id, scope = %d.scope.describe(), "dropping persisted drain for a scope no longer in the config");
@@ -217,8 +220,12 @@ impl ControlLoop {
 
     fn check_scope(&self, scope: &DrainScope) -> Result<(), ApiError> {
         let known = match scope {
-            DrainScope::Pop(p) => self.topology.pop(p.as_str()).is_some(),
-            DrainScope::Region(r) => self.topology.region(r.as_str()).is_some(),
+            DrainScope::Pop { pop } => self.topology.pop(pop.as_str()).is_some(),
+            DrainScope::Region { region } => self.topology.region(region.as_str()).is_some(),
+            DrainScope::ServicePop { service, pop } => {
+                self.topology.pop(pop.as_str()).is_some()
+                    && self.topology.service(service.as_str()).is_some()
+            }
         };
         if known {
             Ok(())
@@ -269,9 +276,13 @@ impl ControlLoop {
         next.drains.push(Drain {
             id: id.clone(),
             scope: scope.clone(),
+            mode: DrainMode::Hard,
+            ramp: Duration::ZERO,
             reason: reason.clone(),
             principal: principal.clone(),
             created: now,
+            expires: None,
+            forced: false,
         });
         let version = self.commit(
             next,

@@ -13,11 +13,14 @@
 //!
 //! Within the chosen region, weights are proportional to capacity.
 
+mod announce;
 mod weights;
 
+use std::time::Duration;
+
 use steer_types::{
-    AnswerSet, Intents, PlanBody, Pop, PopHealth, PopPlan, RegionId, RegionPlan, Service,
-    ServicePlan, Timestamp, Topology, UnknownHealth, WeightedTarget,
+    AnswerSet, DrainMode, Intents, PlanBody, Pop, PopHealth, PopPlan, RegionId, RegionPlan,
+    Service, ServicePlan, Timestamp, Topology, UnknownHealth, WeightedTarget,
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
 
@@ -28,7 +31,7 @@ pub fn compute(
     topology: &Topology,
     health: &HealthSnapshot,
     intents: &Intents,
-    _now: Timestamp,
+    now: Timestamp,
 ) -> PlanBody {
     let unknown = PopHealthReport::unknown();
     let report = |pop: &Pop| health.pops.get(&pop.id).unwrap_or(&unknown);
@@ -36,7 +39,7 @@ pub fn compute(
     let services: Vec<ServicePlan> = topology
         .services
         .iter()
-        .map(|service| plan_service(topology, service, intents, &report))
+        .map(|service| plan_service(topology, service, intents, &report, now))
         .collect();
 
     let first = services.first();
@@ -89,10 +92,12 @@ pub fn compute(
         })
         .collect();
 
+    let announcements = announce::plan(topology, intents, &report, now);
     PlanBody {
         services,
         pops,
         regions,
+        announcements,
     }
 }
 
@@ -124,22 +129,50 @@ fn state_usable(state: TargetState, unknown: UnknownHealth) -> bool {
     }
 }
 
+/// Share of its normal weight a PoP keeps for `service` under drains:
+/// 1 undrained, 0 hard-drained or past its ramp, linear in between.
+fn drain_factor(service: &Service, pop: &Pop, intents: &Intents, now: Timestamp) -> f64 {
+    let Some(drain) = intents.drain_for_service(&service.id, &pop.id, &pop.region) else {
+        return 1.0;
+    };
+    match drain.mode {
+        DrainMode::Hard => 0.0,
+        DrainMode::Soft => {
+            let ramp = effective_ramp(drain.ramp, service.ttl);
+            let elapsed = now.since(drain.created);
+            (1.0 - elapsed.as_secs_f64() / ramp.as_secs_f64()).clamp(0.0, 1.0)
+        }
+    }
+}
+
+/// A zero ramp means five TTLs: long enough for resolvers to drop the
+/// old answers before the weight reaches zero.
+pub fn effective_ramp(ramp: Duration, ttl: u32) -> Duration {
+    if ramp.is_zero() {
+        Duration::from_secs(u64::from(ttl.max(1)) * 5)
+    } else {
+        ramp
+    }
+}
+
 fn plan_service<'a>(
     topology: &'a Topology,
     service: &Service,
     intents: &Intents,
     report: &impl Fn(&Pop) -> &'a PopHealthReport,
+    now: Timestamp,
 ) -> ServicePlan {
     let pops: Vec<&Pop> = service
         .pops
         .iter()
         .filter_map(|id| topology.pop(id.as_str()))
         .collect();
+    let factor = |p: &Pop| drain_factor(service, p, intents, now);
     let usable: Vec<&Pop> = pops
         .iter()
         .copied()
         .filter(|p| {
-            intents.drain_for(&p.id, &p.region).is_none()
+            factor(p) > 0.0
                 && state_usable(
                     report(p).service_state(&service.id),
                     topology.health.unknown_health,
@@ -173,20 +206,21 @@ fn plan_service<'a>(
                     } else {
                         format!("no usable PoP in {}: spilled to {serving}", region.id)
                     };
-                    answer_set(Some(region.id.clone()), &set, report, reason)
+                    answer_set(Some(region.id.clone()), &set, report, &factor, reason)
                 }
-                None => fail_static(Some(region.id.clone()), &pops, intents, report),
+                None => fail_static(Some(region.id.clone()), &pops, report, &factor),
             }
         })
         .collect();
 
     let global = if usable.is_empty() {
-        fail_static(None, &pops, intents, report)
+        fail_static(None, &pops, report, &factor)
     } else {
         answer_set(
             None,
             &usable,
             report,
+            &factor,
             format!("{} usable PoP(s), weighted by capacity", usable.len()),
         )
     };
@@ -206,14 +240,10 @@ fn plan_service<'a>(
 fn fail_static<'a>(
     region: Option<RegionId>,
     pops: &[&Pop],
-    intents: &Intents,
     report: &impl Fn(&Pop) -> &'a PopHealthReport,
+    factor: &impl Fn(&Pop) -> f64,
 ) -> AnswerSet {
-    let undrained: Vec<&Pop> = pops
-        .iter()
-        .copied()
-        .filter(|p| intents.drain_for(&p.id, &p.region).is_none())
-        .collect();
+    let undrained: Vec<&Pop> = pops.iter().copied().filter(|p| factor(p) > 0.0).collect();
     let (set, reason) = if undrained.is_empty() {
         (
             pops.to_vec(),
@@ -225,18 +255,19 @@ fn fail_static<'a>(
             "no healthy PoP anywhere: health signal distrusted, serving all undrained PoPs (fail static)",
         )
     };
-    answer_set(region, &set, report, reason.to_owned())
+    answer_set(region, &set, report, &|_: &Pop| 1.0, reason.to_owned())
 }
 
 fn answer_set<'a>(
     region: Option<RegionId>,
     pops: &[&Pop],
     report: &impl Fn(&Pop) -> &'a PopHealthReport,
+    factor: &impl Fn(&Pop) -> f64,
     reason: String,
 ) -> AnswerSet {
     let capacities: Vec<f64> = pops
         .iter()
-        .map(|p| report(p).reported_capacity_rps.unwrap_or(p.capacity_rps))
+        .map(|p| report(p).reported_capacity_rps.unwrap_or(p.capacity_rps) * factor(p))
         .collect();
     let weights = apportion(&capacities);
     AnswerSet {

@@ -4,8 +4,9 @@ use std::{collections::BTreeMap, time::Duration};
 
 use proptest::prelude::*;
 use steer_types::{
-    ClientNetwork, Drain, DrainScope, HealthSettings, Intents, PERMILLE, Pop, PopId, Region,
-    RegionId, Service, ServiceId, Timestamp, Topology, UnknownHealth,
+    AnnounceState, ClientNetwork, Drain, DrainMode, DrainScope, HealthSettings, Intents, PERMILLE,
+    PolicySettings, Pop, PopId, Region, RegionId, Service, ServiceId, Timestamp, Topology,
+    UnknownHealth,
     health::{HealthSnapshot, PopHealthReport, TargetState},
 };
 
@@ -48,6 +49,7 @@ fn topology(unknown: UnknownHealth) -> Topology {
             ttl: 30,
             max_records: 2,
             pops: POPS.iter().map(|(id, _)| PopId::new(id)).collect(),
+            anycast: vec!["203.0.113.0/24".parse().unwrap()],
         }],
         client_networks: vec![ClientNetwork {
             prefix: "10.1.0.0/16".parse().unwrap(),
@@ -60,6 +62,7 @@ fn topology(unknown: UnknownHealth) -> Topology {
             rise: 1,
             fall: 1,
         },
+        policy: PolicySettings::default(),
     }
 }
 
@@ -77,9 +80,13 @@ fn drain(scope: DrainScope) -> Drain {
     Drain {
         id: "drain-1".into(),
         scope,
+        mode: DrainMode::Hard,
+        ramp: Duration::ZERO,
         reason: "test".into(),
         principal: "tester".into(),
         created: Timestamp(0),
+        expires: None,
+        forced: false,
     }
 }
 
@@ -122,7 +129,9 @@ fn down_pop_leaves_its_region_answer() {
 #[test]
 fn region_drain_spills_to_fallback() {
     let intents = Intents {
-        drains: vec![drain(DrainScope::Region(RegionId::new("eu-west")))],
+        drains: vec![drain(DrainScope::Region {
+            region: RegionId::new("eu-west"),
+        })],
         next_id: 2,
     };
     let body = compute(
@@ -147,6 +156,110 @@ fn assume_down_with_no_reports_fails_static() {
     // Nothing is known to be up: serve everything rather than nothing.
     assert_eq!(body.services[0].global.targets.len(), 6);
     assert!(body.services[0].global.reason.contains("fail static"));
+}
+
+fn soft(scope: DrainScope, ramp_s: u64) -> Drain {
+    Drain {
+        mode: DrainMode::Soft,
+        ramp: Duration::from_secs(ramp_s),
+        ..drain(scope)
+    }
+}
+
+fn fra1_announce(body: &PlanBody) -> AnnounceState {
+    body.announcements
+        .iter()
+        .find(|a| a.pop.as_str() == "fra1")
+        .unwrap()
+        .state
+}
+
+#[test]
+fn soft_drain_ramps_weight_then_prepends_then_withdraws() {
+    let intents = Intents {
+        drains: vec![soft(
+            DrainScope::Pop {
+                pop: PopId::new("fra1"),
+            },
+            100,
+        )],
+        next_id: 2,
+    };
+    let topo = topology(UnknownHealth::AssumeUp);
+    let at = |s: i64| {
+        compute(
+            &topo,
+            &HealthSnapshot::default(),
+            &intents,
+            Timestamp(s * 1000),
+        )
+    };
+    let weight = |b: &PlanBody| {
+        b.services[0].regional[0]
+            .targets
+            .iter()
+            .find(|t| t.pop.as_str() == "fra1")
+            .map_or(0, |t| t.weight)
+    };
+    assert_eq!(weight(&at(0)), 500);
+    assert_eq!(weight(&at(50)), 334, "half way: fra1 at half capacity");
+    assert_eq!(weight(&at(100)), 0);
+    assert_eq!(fra1_announce(&at(50)), AnnounceState::Announce);
+    assert_eq!(fra1_announce(&at(150)), AnnounceState::Prepend { count: 3 });
+    assert_eq!(fra1_announce(&at(200)), AnnounceState::Withdraw);
+}
+
+#[test]
+fn zero_ramp_means_five_ttls() {
+    assert_eq!(effective_ramp(Duration::ZERO, 30), Duration::from_secs(150));
+    assert_eq!(
+        effective_ramp(Duration::from_secs(7), 30),
+        Duration::from_secs(7)
+    );
+}
+
+#[test]
+fn service_pop_drain_leaves_other_scopes_alone() {
+    let intents = Intents {
+        drains: vec![drain(DrainScope::ServicePop {
+            service: ServiceId::new("app"),
+            pop: PopId::new("fra1"),
+        })],
+        next_id: 2,
+    };
+    let body = compute(
+        &topology(UnknownHealth::AssumeUp),
+        &HealthSnapshot::default(),
+        &intents,
+        Timestamp(0),
+    );
+    assert_eq!(region_pops(&body, "eu-west"), ["ams1"]);
+    assert_eq!(fra1_announce(&body), AnnounceState::Withdraw);
+}
+
+#[test]
+fn min_announce_rail_keeps_prefix_up_when_everything_fails() {
+    let all_down: Vec<(&str, TargetState)> = POPS
+        .iter()
+        .map(|(id, _)| (*id, TargetState::Down))
+        .collect();
+    let body = compute(
+        &topology(UnknownHealth::AssumeUp),
+        &health(&all_down),
+        &Intents::default(),
+        Timestamp(0),
+    );
+    let announcing: Vec<_> = body
+        .announcements
+        .iter()
+        .filter(|a| a.state != AnnounceState::Withdraw)
+        .collect();
+    assert_eq!(announcing.len(), 3);
+    assert!(
+        announcing
+            .iter()
+            .all(|a| a.reason.starts_with("min-announce rail"))
+    );
 }
 
 #[test]
@@ -188,12 +301,14 @@ proptest! {
         let h = health(&pairs);
         let intents = Intents {
             drains: POPS.iter().zip(&drained).filter(|(_, d)| **d)
-                .map(|((id, _), _)| drain(DrainScope::Pop(PopId::new(id)))).collect(),
+                .map(|((id, _), _)| drain(DrainScope::Pop { pop: PopId::new(id) })).collect(),
             next_id: 0,
         };
         let body = compute(&topo, &h, &intents, Timestamp(0));
         prop_assert_eq!(&body, &compute(&topo, &h, &intents, Timestamp(0)));
         let any_undrained = drained.iter().any(|d| !d);
+        let announcing = body.announcements.iter().filter(|a| a.state != AnnounceState::Withdraw).count();
+        prop_assert!(announcing >= 3, "min-announce rail broken: {announcing} of 6");
         for set in body.services[0].regional.iter().chain([&body.services[0].global]) {
             prop_assert!(!set.targets.is_empty());
             prop_assert_eq!(set.targets.iter().map(|t| t.weight).sum::<u32>(), PERMILLE);

@@ -110,7 +110,7 @@ impl StateStore for FileStore {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use steer_types::{Drain, DrainScope, PopId, Timestamp};
+    use steer_types::{Drain, DrainMode, DrainScope, PopId, Timestamp};
 
     use super::*;
 
@@ -128,10 +128,16 @@ mod tests {
         let mut state = PersistedState::default();
         state.intents.drains.push(Drain {
             id: "drain-1".into(),
-            scope: DrainScope::Pop(PopId::new("fra1")),
+            scope: DrainScope::Pop {
+                pop: PopId::new("fra1"),
+            },
+            mode: DrainMode::Soft,
+            ramp: std::time::Duration::from_secs(150),
             reason: "maintenance".into(),
             principal: "alice".into(),
             created: Timestamp(5),
+            expires: Some(Timestamp(99)),
+            forced: true,
         });
         state.plan_version = 7;
         store.save(&state).unwrap();

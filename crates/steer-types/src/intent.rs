@@ -1,36 +1,97 @@
 //! Operator intent: what humans asked for, as opposed to what health says.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::{PopId, RegionId, Timestamp};
+use crate::{PopId, RegionId, ServiceId, Timestamp};
 
 /// Stable identifier of one intent, e.g. `drain-7`.
 pub type IntentId = String;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DrainScope {
-    Pop(PopId),
-    Region(RegionId),
+    Pop {
+        pop: PopId,
+    },
+    Region {
+        region: RegionId,
+    },
+    /// One service at one PoP; other services there keep their traffic.
+    ServicePop {
+        service: ServiceId,
+        pop: PopId,
+    },
 }
 
 impl DrainScope {
     pub fn describe(&self) -> String {
         match self {
-            Self::Pop(p) => format!("pop {p}"),
-            Self::Region(r) => format!("region {r}"),
+            Self::Pop { pop } => format!("pop {pop}"),
+            Self::Region { region } => format!("region {region}"),
+            Self::ServicePop { service, pop } => format!("service {service} at pop {pop}"),
         }
     }
+
+    /// Whether this scope covers `service` at `pop` (which is in `region`).
+    pub fn covers(&self, service: Option<&ServiceId>, pop: &PopId, region: &RegionId) -> bool {
+        match self {
+            Self::Pop { pop: p } => p == pop,
+            Self::Region { region: r } => r == region,
+            Self::ServicePop { service: s, pop: p } => {
+                p == pop && service.is_none_or(|svc| svc == s)
+            }
+        }
+    }
+}
+
+/// How a drain takes traffic away.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainMode {
+    /// Ramp DNS weight to zero over the ramp, then de-prefer and withdraw
+    /// anycast in phases.
+    #[default]
+    Soft,
+    /// Out of answers and withdrawn at once.
+    Hard,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Drain {
     pub id: IntentId,
     pub scope: DrainScope,
+    #[serde(default)]
+    pub mode: DrainMode,
+    /// Soft drains ramp over this long (default 5 × the service TTL when
+    /// zero).
+    #[serde(default, with = "millis")]
+    pub ramp: Duration,
     pub reason: String,
-    /// Who asked: token principal, certificate subject, or `anonymous`.
+    /// Who asked: token principal, certificate subject, or `anonymous@addr`.
     pub principal: String,
     pub created: Timestamp,
+    /// The drain lifts itself at this time.
+    #[serde(default)]
+    pub expires: Option<Timestamp>,
+    /// Applied despite a capacity refusal.
+    #[serde(default)]
+    pub forced: bool,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 /// The full set of live intents. Order is creation order.
@@ -42,11 +103,22 @@ pub struct Intents {
 }
 
 impl Intents {
-    /// The drain covering this PoP (directly or through its region), if any.
+    /// The first drain covering this PoP as a whole (PoP or region scope).
     pub fn drain_for(&self, pop: &PopId, region: &RegionId) -> Option<&Drain> {
-        self.drains.iter().find(|d| match &d.scope {
-            DrainScope::Pop(p) => p == pop,
-            DrainScope::Region(r) => r == region,
+        self.drains.iter().find(|d| {
+            d.scope.covers(None, pop, region) && !matches!(d.scope, DrainScope::ServicePop { .. })
         })
+    }
+
+    /// The first drain covering `service` at this PoP (any scope).
+    pub fn drain_for_service(
+        &self,
+        service: &ServiceId,
+        pop: &PopId,
+        region: &RegionId,
+    ) -> Option<&Drain> {
+        self.drains
+            .iter()
+            .find(|d| d.scope.covers(Some(service), pop, region))
     }
 }

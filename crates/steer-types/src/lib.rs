@@ -14,11 +14,13 @@ mod topology;
 mod zone;
 
 pub use ids::{PopId, RegionId, ServiceId};
-pub use intent::{Drain, DrainScope, IntentId, Intents};
+pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents};
 pub use plan::{
-    AnswerSet, PERMILLE, Plan, PlanBody, PopHealth, PopPlan, RegionPlan, ServicePlan,
-    WeightedTarget,
+    AnnounceState, Announcement, AnswerSet, PERMILLE, Plan, PlanBody, PopHealth, PopPlan,
+    RegionPlan, ServicePlan, WeightedTarget,
 };
 pub use time::Timestamp;
-pub use topology::{ClientNetwork, HealthSettings, Pop, Region, Service, Topology, UnknownHealth};
+pub use topology::{
+    ClientNetwork, HealthSettings, PolicySettings, Pop, Region, Service, Topology, UnknownHealth,
+};
 pub use zone::{RecordData, Soa, StaticRecord, Zone};

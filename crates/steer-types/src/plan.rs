@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::{PopId, RegionId, ServiceId, Timestamp};
@@ -96,6 +97,27 @@ pub struct RegionPlan {
     pub served_by: Vec<RegionId>,
 }
 
+/// What one PoP does with one anycast prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AnnounceState {
+    Announce,
+    /// Announced with our AS prepended `count` extra times (de-preferred).
+    Prepend {
+        count: u8,
+    },
+    Withdraw,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub pop: PopId,
+    pub prefix: IpNet,
+    pub state: AnnounceState,
+    /// Why, including any rail that overrode the wish (e.g. min-announce).
+    pub reason: String,
+}
+
 /// Everything the policy decided, without the version stamp. Two bodies that
 /// compare equal mean nothing changed and nothing is published.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,6 +125,9 @@ pub struct PlanBody {
     pub services: Vec<ServicePlan>,
     pub pops: Vec<PopPlan>,
     pub regions: Vec<RegionPlan>,
+    /// Per (PoP, anycast prefix), in topology order.
+    #[serde(default)]
+    pub announcements: Vec<Announcement>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -37,6 +37,9 @@ pub struct Service {
     /// At most this many address records per answer.
     pub max_records: usize,
     pub pops: Vec<PopId>,
+    /// Anycast prefixes announced over BGP for this service from its PoPs.
+    #[serde(default)]
+    pub anycast: Vec<IpNet>,
 }
 
 /// A client network mapped to a region (resolver address or ECS subnet).
@@ -81,6 +84,25 @@ impl Default for HealthSettings {
     }
 }
 
+/// Knobs of the policy and its safety rails.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicySettings {
+    /// Never let fewer than this share of a prefix's PoPs announce it
+    /// (rounded up, at least one).
+    pub min_announce_share: f64,
+    /// Extra copies of our AS in the path when a PoP is de-preferred.
+    pub prepend_count: u8,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            min_announce_share: 0.5,
+            prepend_count: 3,
+        }
+    }
+}
+
 /// The whole configured world. Lists keep config order, which is also the
 /// order the Plan reports things in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,6 +112,8 @@ pub struct Topology {
     pub services: Vec<Service>,
     pub client_networks: Vec<ClientNetwork>,
     pub health: HealthSettings,
+    #[serde(default)]
+    pub policy: PolicySettings,
 }
 
 impl Topology {

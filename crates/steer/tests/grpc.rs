@@ -189,6 +189,7 @@ fn operator_api_uses_proper_status_codes() {
             .drain(DrainRequest {
                 scope: None,
                 reason: "x".into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -198,8 +199,10 @@ fn operator_api_uses_proper_status_codes() {
                 scope: Some(Scope {
                     kind: 0,
                     id: "fra1".into(),
+                    service: String::new(),
                 }),
                 reason: "x".into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -209,8 +212,10 @@ fn operator_api_uses_proper_status_codes() {
                 scope: Some(Scope {
                     kind: 2,
                     id: "mars".into(),
+                    service: String::new(),
                 }),
                 reason: "x".into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -221,8 +226,10 @@ fn operator_api_uses_proper_status_codes() {
                 scope: Some(Scope {
                     kind: 1,
                     id: "fra1".into(),
+                    service: String::new(),
                 }),
                 reason: "x".into(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -232,8 +239,10 @@ fn operator_api_uses_proper_status_codes() {
                 scope: Some(Scope {
                     kind: 1,
                     id: "fra1".into(),
+                    service: String::new(),
                 }),
                 reason: "y".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -87,6 +87,7 @@ impl ScopeArg {
         Scope {
             kind: kind.into(),
             id: id.to_owned(),
+            service: String::new(),
         }
     }
 }
@@ -153,6 +154,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 .drain(DrainRequest {
                     scope: Some(kind.scope(id)),
                     reason: reason.clone(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(|s| describe(&s))?

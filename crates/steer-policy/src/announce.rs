@@ -1,0 +1,150 @@
+//! Anycast announcement state per (PoP, prefix).
+//!
+//! Wish per PoP: announce while usable; a soft drain goes DNS ramp (still
+//! announced) → prepend for one more ramp → withdraw; a hard drain or a
+//! down PoP withdraws. Then the min-announce rail: if fewer than
+//! `min_announce_share` of a prefix's PoPs would announce, the best
+//! withdrawn ones are kept announcing, prepended, and say why. A correlated
+//! failure must never take a prefix off the Internet.
+
+use steer_types::{
+    AnnounceState, Announcement, DrainMode, Intents, Pop, Service, Timestamp, Topology,
+    UnknownHealth,
+    health::{PopHealthReport, StaleLast, TargetState},
+};
+
+use crate::effective_ramp;
+
+/// Why a PoP would withdraw, ordered by how willing we are to override it
+/// with the rail (drained first: the PoP can still serve).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum WithdrawCause {
+    Drained,
+    Unhealthy,
+}
+
+pub(crate) fn plan<'a>(
+    topology: &'a Topology,
+    intents: &Intents,
+    report: &impl Fn(&Pop) -> &'a PopHealthReport,
+    now: Timestamp,
+) -> Vec<Announcement> {
+    let mut out = Vec::new();
+    for service in &topology.services {
+        let pops: Vec<&Pop> = service
+            .pops
+            .iter()
+            .filter_map(|id| topology.pop(id.as_str()))
+            .collect();
+        for prefix in &service.anycast {
+            let mut wishes: Vec<(Announcement, Option<WithdrawCause>)> = pops
+                .iter()
+                .map(|pop| wish(topology, service, pop, intents, report(pop), now))
+                .zip(&pops)
+                .map(|((state, cause, reason), pop)| {
+                    (
+                        Announcement {
+                            pop: pop.id.clone(),
+                            prefix: *prefix,
+                            state,
+                            reason,
+                        },
+                        cause,
+                    )
+                })
+                .collect();
+            min_announce_rail(topology, &mut wishes);
+            out.extend(wishes.into_iter().map(|(a, _)| a));
+        }
+    }
+    out
+}
+
+fn wish(
+    topology: &Topology,
+    service: &Service,
+    pop: &Pop,
+    intents: &Intents,
+    health: &PopHealthReport,
+    now: Timestamp,
+) -> (AnnounceState, Option<WithdrawCause>, String) {
+    let prepend = AnnounceState::Prepend {
+        count: topology.policy.prepend_count,
+    };
+    if let Some(d) = intents.drain_for_service(&service.id, &pop.id, &pop.region) {
+        return match d.mode {
+            DrainMode::Hard => (
+                AnnounceState::Withdraw,
+                Some(WithdrawCause::Drained),
+                format!("hard drain {}", d.id),
+            ),
+            DrainMode::Soft => {
+                let ramp = effective_ramp(d.ramp, service.ttl);
+                let elapsed = now.since(d.created);
+                if elapsed < ramp {
+                    (
+                        AnnounceState::Announce,
+                        None,
+                        format!("soft drain {}: DNS ramp phase", d.id),
+                    )
+                } else if elapsed < ramp * 2 {
+                    (prepend, None, format!("soft drain {}: prepend phase", d.id))
+                } else {
+                    (
+                        AnnounceState::Withdraw,
+                        Some(WithdrawCause::Drained),
+                        format!("soft drain {}: withdrawn", d.id),
+                    )
+                }
+            }
+        };
+    }
+    let up = match health.service_state(&service.id) {
+        TargetState::Up
+        | TargetState::Stale {
+            last: StaleLast::Up,
+        } => true,
+        TargetState::Unknown => topology.health.unknown_health == UnknownHealth::AssumeUp,
+        _ => false,
+    };
+    if up {
+        (AnnounceState::Announce, None, "healthy".to_owned())
+    } else {
+        (
+            AnnounceState::Withdraw,
+            Some(WithdrawCause::Unhealthy),
+            format!("unhealthy: {}", health.evidence),
+        )
+    }
+}
+
+fn min_announce_rail(topology: &Topology, wishes: &mut [(Announcement, Option<WithdrawCause>)]) {
+    let n = wishes.len();
+    if n == 0 {
+        return;
+    }
+    let share = topology.policy.min_announce_share.clamp(0.0, 1.0);
+    let min = ((share * n as f64).ceil() as usize).clamp(1, n);
+    let announcing = wishes
+        .iter()
+        .filter(|(a, _)| a.state != AnnounceState::Withdraw)
+        .count();
+    if announcing >= min {
+        return;
+    }
+    let mut candidates: Vec<usize> = (0..n)
+        .filter(|&i| wishes[i].0.state == AnnounceState::Withdraw)
+        .collect();
+    // Drained before unhealthy; config order breaks ties (deterministic).
+    candidates.sort_by_key(|&i| (wishes[i].1, i));
+    for &i in candidates.iter().take(min - announcing) {
+        let (a, _) = &mut wishes[i];
+        a.state = AnnounceState::Prepend {
+            count: topology.policy.prepend_count,
+        };
+        a.reason = format!(
+            "min-announce rail: kept (prepended) so at least {min} of {n} PoPs announce; wished withdraw: {}",
+            a.reason
+        );
+    }
+}

@@ -220,7 +220,7 @@ fn operator_api_uses_proper_status_codes() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::NotFound);
-        // Draining twice is idempotent: same intent.
+        // Draining the same scope again replaces the drain: one intent stays.
         let a = op
             .drain(DrainRequest {
                 scope: Some(Scope {
@@ -247,6 +247,14 @@ fn operator_api_uses_proper_status_codes() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(a.intent_id, b.intent_id);
+        assert_ne!(a.intent_id, b.intent_id);
+        let list = op
+            .list_intents(steer_proto::v1::ListIntentsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(list.intents.len(), 1);
+        assert_eq!(list.intents[0].id, b.intent_id);
+        assert_eq!(list.intents[0].reason, "y");
     });
 }

@@ -280,6 +280,7 @@ fn explain_agrees_with_dig_for_100_clients() {
                 name: "app.example.test".into(),
                 qtype: qtype.into(),
                 client: client.clone(),
+                plan_version: 0,
             }))
             .unwrap()
             .into_inner();

@@ -205,6 +205,31 @@ impl ControlLoop {
         self.plan.load_full()
     }
 
+    // Synchronous driving, for simulation (simlab) and replay: the same
+    // code paths as `run`, with time taken from the loop's clock.
+
+    /// Applies reports received together, as the ingest path does.
+    pub fn step_reports(&mut self, reports: &[ObservedReport]) {
+        let now = self.clock.now();
+        self.observe_batch(reports, now);
+    }
+
+    /// One ticker tick: expiry, staleness, ramps.
+    pub fn step_tick(&mut self) {
+        self.expire_intents();
+        self.tick();
+    }
+
+    /// Handles one operator command, as the API path does.
+    pub fn step_command(&mut self, cmd: ApiCommand) {
+        self.handle(cmd);
+    }
+
+    /// The plan in force.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.current()
+    }
+
     /// Runs until every sender is gone. `tick` bounds how late staleness,
     /// ramps and expiry are noticed.
     pub async fn run(mut self, tick: Duration) {

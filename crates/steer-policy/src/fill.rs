@@ -37,6 +37,8 @@ struct World<'a> {
     capacity: Vec<f64>,
     /// Preference order of regions for each region's clients.
     pref: Vec<Vec<usize>>,
+    /// Each region and its configured fallbacks (the panic-mode scope).
+    serving: Vec<Vec<usize>>,
 }
 
 impl<'a> World<'a> {
@@ -100,6 +102,13 @@ impl<'a> World<'a> {
                 order
             })
             .collect();
+        let serving = (0..topo.regions.len())
+            .map(|r| {
+                std::iter::once(r)
+                    .chain(topo.regions[r].fallback.iter().filter_map(&region_index))
+                    .collect()
+            })
+            .collect();
         Self {
             topo,
             pop_region,
@@ -107,6 +116,7 @@ impl<'a> World<'a> {
             pop_index,
             capacity,
             pref,
+            serving,
         }
     }
 }
@@ -194,17 +204,8 @@ fn candidates<'h>(
             if threshold <= 0.0 {
                 return false;
             }
-            // The region itself and its configured fallbacks.
-            let serving: Vec<usize> = std::iter::once(r)
-                .chain(
-                    topo.regions[r]
-                        .fallback
-                        .iter()
-                        .filter_map(|f| topo.regions.iter().position(|x| &x.id == f)),
-                )
-                .collect();
             let (mut total, mut ok) = (0.0, 0.0);
-            for &region in &serving {
+            for &region in &world.serving[r] {
                 for &p in &world.region_pops[region] {
                     if member[p] && cap[p] > 0.0 {
                         total += cap[p];

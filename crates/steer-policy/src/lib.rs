@@ -74,6 +74,12 @@ pub fn compute_step(
     }
 
     let first = services.first();
+    let region_index: std::collections::HashMap<&str, usize> = topology
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
     let pop_region: std::collections::HashMap<&str, &RegionId> = topology
         .pops
         .iter()
@@ -89,11 +95,9 @@ pub fn compute_step(
             let usable = drain.is_none() && state_usable(r.state, topology.health.unknown_health);
             let weight = first
                 .and_then(|s| {
-                    topology
-                        .regions
-                        .iter()
-                        .position(|r| r.id == pop.region)
-                        .and_then(|i| s.regional.get(i))
+                    region_index
+                        .get(pop.region.as_str())
+                        .and_then(|&i| s.regional.get(i))
                 })
                 .and_then(|set| set.targets.iter().find(|t| t.pop == pop.id))
                 .map_or(0, |t| t.weight);

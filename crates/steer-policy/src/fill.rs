@@ -425,8 +425,8 @@ fn plan_service(
             region: None,
             targets,
             reason: format!(
-                "{:.0} rps from unmapped clients spread by headroom{note}",
-                global_demand
+                "{} rps from unmapped clients spread by headroom{note}",
+                global_demand.round() as u64
             ),
             demand_rps: global_demand,
         }

@@ -36,6 +36,7 @@ struct RawConfig {
     pops: Vec<Spanned<RawPop>>,
     #[serde(default)]
     services: Vec<Spanned<RawService>>,
+    bgp: Option<Spanned<crate::bgp::RawBgp>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -188,6 +189,8 @@ pub struct SteerConfig {
     pub auth: AuthMode,
     pub topology: Topology,
     pub zones: Vec<Zone>,
+    /// The anycast speaker; `None` when the file has no `[bgp]` table.
+    pub bgp: Option<steer_types::bgp::BgpSettings>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -215,12 +218,17 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     let zones = zones(&mut r, &raw.zones);
     let mut topology = topology(&mut r, &raw, &zones, health);
     topology.policy = policy;
+    let bgp = raw
+        .bgp
+        .as_ref()
+        .map(|b| crate::bgp::bgp_settings(&mut r, b, &topology));
     r.finish(SteerConfig {
         source: path.to_path_buf(),
         server,
         auth,
         topology,
         zones,
+        bgp,
     })
 }
 

@@ -4,6 +4,7 @@
 //! [`Timestamp`] value chosen by the caller, so everything built on these
 //! types can be replayed and property-tested.
 
+pub mod bgp;
 pub mod health;
 mod ids;
 mod intent;

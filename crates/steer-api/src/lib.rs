@@ -69,13 +69,26 @@ pub enum ApiCommand {
     },
 }
 
+/// Reads the BGP speaker's status for `GetStatus`.
+pub type BgpStatusSource = std::sync::Arc<dyn Fn() -> steer_types::bgp::BgpStatus + Send + Sync>;
+
 pub struct OperatorService {
     to_control: mpsc::Sender<ApiCommand>,
+    bgp: Option<BgpStatusSource>,
 }
 
 impl OperatorService {
     pub fn new(to_control: mpsc::Sender<ApiCommand>) -> Self {
-        Self { to_control }
+        Self {
+            to_control,
+            bgp: None,
+        }
+    }
+
+    /// Adds the BGP speaker's sessions and routes to `GetStatus`.
+    pub fn with_bgp_status(mut self, source: BgpStatusSource) -> Self {
+        self.bgp = Some(source);
+        self
     }
 
     async fn call<T>(
@@ -200,7 +213,11 @@ impl Operator for OperatorService {
         let status = self
             .call("GetStatus", |reply| ApiCommand::Status { reply })
             .await?;
-        Ok(Response::new(status_to_proto(&status)))
+        let mut resp = status_to_proto(&status);
+        if let Some(bgp) = &self.bgp {
+            bgp_to_proto(&bgp(), &mut resp);
+        }
+        Ok(Response::new(resp))
     }
 }
 
@@ -222,6 +239,35 @@ fn scope_to_proto(scope: &DrainScope) -> pb::Scope {
             service: service.to_string(),
         },
     }
+}
+
+fn bgp_to_proto(b: &steer_types::bgp::BgpStatus, resp: &mut GetStatusResponse) {
+    resp.bgp_peers = b
+        .peers
+        .iter()
+        .map(|p| pb::BgpPeerStatus {
+            pop: p.pop.to_string(),
+            peer: p.peer.clone(),
+            peer_as: p.peer_as,
+            state: p.state.clone(),
+            uptime_secs: p.uptime_secs.map_or(-1, |s| s as i64),
+            flaps: p.flaps,
+            prefixes_sent: p.prefixes_sent as u32,
+            updates_sent: p.updates_sent,
+            last_error: p.last_error.clone().unwrap_or_default(),
+        })
+        .collect();
+    resp.bgp_routes = b
+        .routes
+        .iter()
+        .map(|r| pb::BgpRouteStatus {
+            pop: r.pop.to_string(),
+            prefix: r.prefix.to_string(),
+            state: r.state.clone(),
+            reason: r.reason.clone(),
+        })
+        .collect();
+    resp.bgp_refused_plan = b.refused_plan.clone().unwrap_or_default();
 }
 
 fn status_to_proto(s: &StatusReport) -> GetStatusResponse {
@@ -252,5 +298,6 @@ fn status_to_proto(s: &StatusReport) -> GetStatusResponse {
                 created_unix_ms: d.created.unix_ms(),
             })
             .collect(),
+        ..Default::default()
     }
 }

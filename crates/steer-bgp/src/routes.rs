@@ -210,14 +210,18 @@ impl Routes {
             .collect()
     }
 
+    /// In Plan (topology) order.
     pub fn status(&self) -> Vec<BgpRouteStatus> {
-        self.phases
+        self.wishes
             .iter()
-            .map(|((pop, prefix), (phase, reason))| BgpRouteStatus {
-                pop: pop.clone(),
-                prefix: *prefix,
-                state: phase.label(),
-                reason: reason.clone(),
+            .filter_map(|w| {
+                let (phase, reason) = self.phases.get(&(w.pop.clone(), w.prefix))?;
+                Some(BgpRouteStatus {
+                    pop: w.pop.clone(),
+                    prefix: w.prefix,
+                    state: phase.label(),
+                    reason: reason.clone(),
+                })
             })
             .collect()
     }

@@ -62,7 +62,12 @@ enum Command {
         reason: String,
     },
     /// Show plan version, per-PoP health, weight and drains.
-    Status,
+    Status {
+        /// Show the BGP speaker instead: sessions (state, uptime, flaps,
+        /// prefixes sent, last error) and what each PoP announces.
+        #[arg(long)]
+        bgp: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -200,15 +205,17 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 ),
             }
         }
-        Command::Status => {
+        Command::Status { bgp } => {
             let resp = client
                 .get_status(GetStatusRequest {})
                 .await
                 .map_err(|s| describe(&s))?
                 .into_inner();
-            match cli.output {
-                Output::Json => render::json(&render::status_json(&resp)),
-                Output::Table => print!("{}", render::status_table(&resp)),
+            match (cli.output, bgp) {
+                (Output::Json, false) => render::json(&render::status_json(&resp)),
+                (Output::Table, false) => print!("{}", render::status_table(&resp)),
+                (Output::Json, true) => render::json(&render::bgp_json(&resp)),
+                (Output::Table, true) => print!("{}", render::bgp_table(&resp)),
             }
         }
     }

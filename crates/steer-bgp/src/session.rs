@@ -350,6 +350,8 @@ impl Session {
             }
         }
         set_status(&self.status, |s, _| s.state = "connect".to_owned());
+        metrics::counter!("steer_bgp_connect_attempts_total", "peer" => addr.to_string())
+            .increment(1);
 
         // Adj-RIB-Out: what this peer holds from us right now.
         let mut sent: RouteTable = BTreeMap::new();

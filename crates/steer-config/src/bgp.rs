@@ -171,10 +171,10 @@ pub(crate) fn bgp_settings(
     let default_hold = hold_time(r, &b.hold_time, 90);
     let reconnect_min = duration(r, &b.reconnect_min, Duration::from_secs(1));
     let reconnect_max = duration(r, &b.reconnect_max, Duration::from_secs(30));
-    if reconnect_min.is_zero() || reconnect_max < reconnect_min {
-        if let Some(s) = b.reconnect_max.as_ref().or(b.reconnect_min.as_ref()) {
-            r.at(s.span(), "need 0 < reconnect_min <= reconnect_max");
-        }
+    if (reconnect_min.is_zero() || reconnect_max < reconnect_min)
+        && let Some(s) = b.reconnect_max.as_ref().or(b.reconnect_min.as_ref())
+    {
+        r.at(s.span(), "need 0 < reconnect_min <= reconnect_max");
     }
     let on_shutdown = match &b.on_shutdown {
         None => BgpShutdownAction::GracefulRestart,
@@ -298,13 +298,13 @@ pub(crate) fn bgp_settings(
                 }),
                 None => pop.and_then(|pop| pop.ipv6),
             };
-            if wants_v4 && next_hop_ipv4.is_none() && p.next_hop_ipv4.is_none() {
+            if pop.is_some() && wants_v4 && next_hop_ipv4.is_none() && p.next_hop_ipv4.is_none() {
                 r.at(
                     p.pop.span(),
                     "IPv4 anycast prefixes need next_hop_ipv4 (or an ipv4 on the pop)",
                 );
             }
-            if wants_v6 && next_hop_ipv6.is_none() && p.next_hop_ipv6.is_none() {
+            if pop.is_some() && wants_v6 && next_hop_ipv6.is_none() && p.next_hop_ipv6.is_none() {
                 r.at(
                     p.pop.span(),
                     "IPv6 anycast prefixes need next_hop_ipv6 (or an ipv6 on the pop)",

@@ -11,6 +11,7 @@ mod bgp;
 mod duration;
 mod error;
 mod steerd;
+mod tokens;
 
 pub use agent::{AgentConfig, HttpProbe, ProbeConfig, ProbeKind};
 pub use duration::parse_duration;

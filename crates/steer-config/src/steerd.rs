@@ -9,6 +9,7 @@ use std::{
 
 use ipnet::IpNet;
 use serde::Deserialize;
+use steer_types::auth::Identity;
 use steer_types::{
     ClientNetwork, HealthSettings, PolicySettings, Pop, PopId, RecordData, Region, RegionId,
     Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
@@ -52,6 +53,8 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     mode: Spanned<String>,
+    /// For mode = "token": path of the tokens file, relative to this config.
+    tokens_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -170,6 +173,8 @@ fn default_max_records() -> Spanned<u32> {
 pub enum AuthMode {
     /// No authentication; only for loopback setups like the quickstart.
     None,
+    /// Bearer tokens from a file: token → identity.
+    Tokens(Vec<(String, Identity)>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -203,16 +208,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         }
     };
     let server = server_settings(&mut r, &raw.server);
-    let auth = match raw.auth.get_ref().mode.get_ref().as_str() {
-        "none" => AuthMode::None,
-        other => {
-            r.at(
-                raw.auth.get_ref().mode.span(),
-                format!("unknown auth mode {other:?}; this version supports only \"none\""),
-            );
-            AuthMode::None
-        }
-    };
+    let auth = auth_mode(&mut r, path, raw.auth.get_ref());
     let health = health_settings(&mut r, &raw.health);
     let policy = policy_settings(&mut r, &raw.policy);
     let zones = zones(&mut r, &raw.zones);
@@ -230,6 +226,42 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         zones,
         bgp,
     })
+}
+
+fn auth_mode(r: &mut Reporter<'_>, config_path: &Path, raw: &RawAuth) -> AuthMode {
+    match raw.mode.get_ref().as_str() {
+        "none" => {
+            if let Some(f) = &raw.tokens_file {
+                r.at(f.span(), "tokens_file is only used with mode = \"token\"");
+            }
+            AuthMode::None
+        }
+        "token" => {
+            let Some(f) = &raw.tokens_file else {
+                r.at(raw.mode.span(), "mode = \"token\" needs `tokens_file`");
+                return AuthMode::None;
+            };
+            let path = config_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(f.get_ref());
+            match crate::tokens::load(&path) {
+                Ok(tokens) => AuthMode::Tokens(tokens),
+                Err(errors) => {
+                    let text = errors.to_string();
+                    r.at(f.span(), format!("tokens file is invalid:\n{text}"));
+                    AuthMode::None
+                }
+            }
+        }
+        other => {
+            r.at(
+                raw.mode.span(),
+                format!("unknown auth mode {other:?} (\"none\" or \"token\")"),
+            );
+            AuthMode::None
+        }
+    }
 }
 
 fn server_settings(r: &mut Reporter<'_>, raw: &RawServer) -> ServerSettings {

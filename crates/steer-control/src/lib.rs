@@ -7,15 +7,17 @@
 //! acknowledged, so a `kill -9` at any point loses nothing that was confirmed.
 
 mod clock;
+mod intents;
 
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
-use steer_api::{ApiCommand, ApiError, DrainOutcome, UndrainOutcome};
+use steer_api::{ApiCommand, ApiError};
 use steer_health::{HealthAggregator, ObservedReport};
-use steer_store::{AuditEntry, PersistedState, StateStore, StoreError};
+use steer_store::{PersistedState, StateStore, StoreError};
 use steer_types::{
-    Drain, DrainMode, DrainScope, Intents, Plan, Topology,
+    DrainScope, Intents, Plan, Timestamp, Topology,
+    audit::AuditEntry,
     status::{PopStatus, RegionStatus, StatusReport},
 };
 use tokio::sync::{mpsc, watch};
@@ -45,6 +47,39 @@ pub struct ControlLoop {
     api_rx: mpsc::Receiver<ApiCommand>,
 }
 
+/// Whether a scope names things that exist in `topology`.
+fn scope_known(topology: &Topology, scope: &DrainScope) -> bool {
+    match scope {
+        DrainScope::Pop { pop } => topology.pop(pop.as_str()).is_some(),
+        DrainScope::Region { region } => topology.region(region.as_str()).is_some(),
+        DrainScope::ServicePop { service, pop } => {
+            topology.pop(pop.as_str()).is_some() && topology.service(service.as_str()).is_some()
+        }
+    }
+}
+
+/// Drops intents whose scope left the config, loudly. Returns what was dropped.
+fn retain_known(topology: &Topology, intents: &mut Intents) -> Vec<String> {
+    let mut dropped = Vec::new();
+    intents.drains.retain(|d| {
+        let known = scope_known(topology, &d.scope);
+        if !known {
+            warn!(intent = %d.id, scope = %d.scope.describe(), "dropping drain for a scope no longer in the config");
+            dropped.push(d.id.clone());
+        }
+        known
+    });
+    intents.overrides.retain(|o| {
+        let known = topology.pop(o.pop.as_str()).is_some();
+        if !known {
+            warn!(intent = %o.id, pop = %o.pop, "dropping override for a PoP no longer in the config");
+            dropped.push(o.id.clone());
+        }
+        known
+    });
+    dropped
+}
+
 impl ControlLoop {
     /// Loads persisted intents and computes the first plan, so data planes
     /// can start serving before any IO task runs.
@@ -55,21 +90,7 @@ impl ControlLoop {
     ) -> Result<(Self, ControlHandles), StoreError> {
         let saved = store.load()?.unwrap_or_default();
         let mut intents = saved.intents;
-        // Drop intents that no longer match the topology (config changed
-        // while we were down), loudly.
-        intents.drains.retain(|d| {
-            let known = match &d.scope {
-                DrainScope::Pop { pop } => topology.pop(pop.as_str()).is_some(),
-                DrainScope::Region { region } => topology.region(region.as_str()).is_some(),
-                DrainScope::ServicePop { service, pop } => {
-                    topology.pop(pop.as_str()).is_some() && topology.service(service.as_str()).is_some()
-                }
-            };
-            if !known {
-                warn!(intent = %d.id, scope = %d.scope.describe(), "dropping persisted drain for a scope no longer in the config");
-            }
-            known
-        });
+        retain_known(&topology, &mut intents);
         let aggregator = HealthAggregator::new(
             topology.health.clone(),
             topology.pops.iter().map(|p| p.id.clone()),
@@ -87,6 +108,7 @@ impl ControlLoop {
         let (api_tx, api_rx) = mpsc::channel(64);
         info!(
             drains = intents.drains.len(),
+            overrides = intents.overrides.len(),
             plan_version = saved.plan_version + 1,
             "control loop restored state"
         );
@@ -118,8 +140,8 @@ impl ControlLoop {
         self.plan.load_full()
     }
 
-    /// Runs until every sender is gone. `tick` bounds how late staleness and
-    /// expiry are noticed.
+    /// Runs until every sender is gone. `tick` bounds how late staleness,
+    /// ramps and expiry are noticed.
     pub async fn run(mut self, tick: Duration) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -133,7 +155,7 @@ impl ControlLoop {
                         while let Ok(more) = self.health_rx.try_recv() {
                             self.aggregator.observe(&more, now);
                         }
-                        self.recompute_and_publish();
+                        self.recompute_and_publish(false);
                     }
                     None => break,
                 },
@@ -142,25 +164,25 @@ impl ControlLoop {
                     None => break,
                 },
                 _ = ticker.tick() => {
-                    self.recompute_and_publish();
+                    self.expire_intents();
+                    self.recompute_and_publish(false);
                 }
             }
         }
         info!("control loop stopped");
     }
 
-    /// Recomputes; publishes a new version if anything changed. Returns the
-    /// version now current.
-    fn recompute_and_publish(&mut self) -> u64 {
+    fn compute_body(&self, intents: &Intents, now: Timestamp) -> steer_types::PlanBody {
+        steer_policy::compute(&self.topology, &self.aggregator.snapshot(now), intents, now)
+    }
+
+    /// Recomputes; publishes a new version if anything changed (or if
+    /// `force`, e.g. after a config reload). Returns the current version.
+    fn recompute_and_publish(&mut self, force: bool) -> u64 {
         let now = self.clock.now();
-        let body = steer_policy::compute(
-            &self.topology,
-            &self.aggregator.snapshot(now),
-            &self.intents,
-            now,
-        );
+        let body = self.compute_body(&self.intents, now);
         let current = self.current();
-        if body == current.body {
+        if body == current.body && !force {
             return current.version;
         }
         let version = current.version + 1;
@@ -194,49 +216,6 @@ impl ControlLoop {
         tokio::task::block_in_place(|| self.store.append_audit(entry))
     }
 
-    fn handle(&mut self, cmd: ApiCommand) {
-        match cmd {
-            ApiCommand::Drain {
-                scope,
-                reason,
-                principal,
-                reply,
-            } => {
-                let _ = reply.send(self.drain(scope, reason, principal));
-            }
-            ApiCommand::Undrain {
-                scope,
-                reason,
-                principal,
-                reply,
-            } => {
-                let _ = reply.send(self.undrain(scope, reason, principal));
-            }
-            ApiCommand::Status { reply } => {
-                let _ = reply.send(self.status());
-            }
-        }
-    }
-
-    fn check_scope(&self, scope: &DrainScope) -> Result<(), ApiError> {
-        let known = match scope {
-            DrainScope::Pop { pop } => self.topology.pop(pop.as_str()).is_some(),
-            DrainScope::Region { region } => self.topology.region(region.as_str()).is_some(),
-            DrainScope::ServicePop { service, pop } => {
-                self.topology.pop(pop.as_str()).is_some()
-                    && self.topology.service(service.as_str()).is_some()
-            }
-        };
-        if known {
-            Ok(())
-        } else {
-            Err(ApiError::NotFound(format!(
-                "{} is not in the configuration",
-                scope.describe()
-            )))
-        }
-    }
-
     /// Applies an intent change durably: audit, then state, then publish.
     /// On a storage failure nothing changes.
     fn commit(&mut self, next: Intents, mut entry: AuditEntry) -> Result<u64, ApiError> {
@@ -252,91 +231,140 @@ impl ControlLoop {
                 "could not store the change durably, nothing was changed: {e}"
             )));
         }
-        metrics::counter!("steer_intent_changes_total", "action" => if entry.action == "drain" { "drain" } else { "undrain" }).increment(1);
-        Ok(self.recompute_and_publish())
+        metrics::counter!("steer_intent_changes_total", "action" => entry.action.clone())
+            .increment(1);
+        Ok(self.recompute_and_publish(true))
     }
 
-    fn drain(
-        &mut self,
-        scope: DrainScope,
-        reason: String,
-        principal: String,
-    ) -> Result<DrainOutcome, ApiError> {
-        self.check_scope(&scope)?;
-        if let Some(existing) = self.intents.drains.iter().find(|d| d.scope == scope) {
-            return Ok(DrainOutcome {
-                intent_id: existing.id.clone(),
-                plan_version: self.current().version,
-            });
+    /// Records an attempt that changed nothing (refused, denied, dry run).
+    fn audit_only(&self, entry: &AuditEntry) {
+        if let Err(e) = self.audit(entry) {
+            error!(error = %e, action = %entry.action, "could not write audit entry");
         }
-        let now = self.clock.now();
+    }
+
+    fn handle(&mut self, cmd: ApiCommand) {
+        match cmd {
+            ApiCommand::Drain { cmd, reply } => {
+                let _ = reply.send(self.drain(cmd));
+            }
+            ApiCommand::Undrain {
+                scope,
+                reason,
+                principal,
+                reply,
+            } => {
+                let _ = reply.send(self.undrain(scope, reason, principal));
+            }
+            ApiCommand::ListIntents { reply } => {
+                let _ = reply.send(self.intents.clone());
+            }
+            ApiCommand::SetOverride {
+                pop,
+                weight,
+                expires_in,
+                reason,
+                principal,
+                reply,
+            } => {
+                let _ = reply.send(self.set_override(pop, weight, expires_in, reason, principal));
+            }
+            ApiCommand::ClearOverride {
+                pop,
+                reason,
+                principal,
+                reply,
+            } => {
+                let _ = reply.send(self.clear_override(pop, reason, principal));
+            }
+            ApiCommand::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            ApiCommand::Audit { filter, reply } => {
+                let result = tokio::task::block_in_place(|| self.store.read_audit(usize::MAX))
+                    .map(|all| {
+                        let mut hits: Vec<AuditEntry> =
+                            all.into_iter().filter(|e| filter.matches(e)).collect();
+                        let skip = hits.len().saturating_sub(filter.limit);
+                        hits.split_off(skip)
+                    })
+                    .map_err(|e| ApiError::Unavailable(format!("cannot read the audit log: {e}")));
+                let _ = reply.send(result);
+            }
+            ApiCommand::RecordDenied {
+                principal,
+                action,
+                scope,
+                reason,
+            } => {
+                let entry = AuditEntry {
+                    at: self.clock.now(),
+                    principal,
+                    action,
+                    scope,
+                    reason,
+                    intent_id: None,
+                    plan_version: self.current().version,
+                    dry_run: false,
+                    forced: false,
+                    outcome: "denied".into(),
+                };
+                self.audit_only(&entry);
+            }
+            ApiCommand::Reload {
+                topology,
+                principal,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.reload(topology, principal, reason));
+            }
+        }
+    }
+
+    fn reload(
+        &mut self,
+        topology: Arc<Topology>,
+        principal: String,
+        reason: String,
+    ) -> Result<u64, ApiError> {
         let mut next = self.intents.clone();
-        next.next_id += 1;
-        let id = format!("drain-{}", next.next_id);
-        next.drains.push(Drain {
-            id: id.clone(),
-            scope: scope.clone(),
-            mode: DrainMode::Hard,
-            ramp: Duration::ZERO,
-            reason: reason.clone(),
-            principal: principal.clone(),
-            created: now,
-            expires: None,
+        let dropped = retain_known(&topology, &mut next);
+        let previous = std::mem::replace(&mut self.topology, topology);
+        self.aggregator.reconfigure(
+            self.topology.health.clone(),
+            self.topology.pops.iter().map(|p| p.id.clone()),
+        );
+        let mut why = reason;
+        if !dropped.is_empty() {
+            why.push_str(&format!(
+                " (intents dropped, scope gone: {})",
+                dropped.join(", ")
+            ));
+        }
+        let entry = AuditEntry {
+            at: self.clock.now(),
+            principal,
+            action: "reload".into(),
+            scope: "config".into(),
+            reason: why,
+            intent_id: None,
+            plan_version: 0,
+            dry_run: false,
             forced: false,
-        });
-        let version = self.commit(
-            next,
-            AuditEntry {
-                at: now,
-                principal,
-                action: "drain".into(),
-                scope: scope.describe(),
-                reason,
-                intent_id: Some(id.clone()),
-                plan_version: 0,
-            },
-        )?;
-        info!(intent = %id, scope = %scope.describe(), "drain applied");
-        Ok(DrainOutcome {
-            intent_id: id,
-            plan_version: version,
-        })
-    }
-
-    fn undrain(
-        &mut self,
-        scope: DrainScope,
-        reason: String,
-        principal: String,
-    ) -> Result<UndrainOutcome, ApiError> {
-        self.check_scope(&scope)?;
-        let mut next = self.intents.clone();
-        let before = next.drains.len();
-        next.drains.retain(|d| d.scope != scope);
-        let lifted = u32::try_from(before - next.drains.len()).unwrap_or(u32::MAX);
-        if lifted == 0 {
-            return Ok(UndrainOutcome {
-                lifted: 0,
-                plan_version: self.current().version,
-            });
+            outcome: "applied".into(),
+        };
+        match self.commit(next, entry) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.topology = previous;
+                self.aggregator.reconfigure(
+                    self.topology.health.clone(),
+                    self.topology.pops.iter().map(|p| p.id.clone()),
+                );
+                Err(e)
+            }
         }
-        let version = self.commit(
-            next,
-            AuditEntry {
-                at: self.clock.now(),
-                principal,
-                action: "undrain".into(),
-                scope: scope.describe(),
-                reason,
-                intent_id: None,
-                plan_version: 0,
-            },
-        )?;
-        info!(scope = %scope.describe(), "undrain applied");
-        Ok(UndrainOutcome {
-            lifted,
-            plan_version: version,
-        })
     }
 
     fn status(&self) -> StatusReport {
@@ -364,6 +392,13 @@ impl ControlLoop {
                             .and_then(|h| h.last_report)
                             .map(|t| now.unix_ms() - t.unix_ms()),
                         load_rps: h.map_or(0.0, |h| h.load_rps),
+                        announcements: plan
+                            .body
+                            .announcements
+                            .iter()
+                            .filter(|a| a.pop == p.id)
+                            .map(|a| format!("{} {}: {}", a.prefix, a.state.describe(), a.reason))
+                            .collect(),
                     }
                 })
                 .collect(),
@@ -377,6 +412,7 @@ impl ControlLoop {
                 })
                 .collect(),
             drains: self.intents.drains.clone(),
+            overrides: self.intents.overrides.clone(),
         }
     }
 
@@ -384,6 +420,7 @@ impl ControlLoop {
         let plan = self.current();
         metrics::gauge!("steer_plan_version").set(plan.version as f64);
         metrics::gauge!("steer_drains_active").set(self.intents.drains.len() as f64);
+        metrics::gauge!("steer_overrides_active").set(self.intents.overrides.len() as f64);
         for p in &plan.body.pops {
             let pop = p.id.to_string();
             metrics::gauge!("steer_pop_usable", "pop" => pop.clone())

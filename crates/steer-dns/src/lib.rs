@@ -9,11 +9,13 @@
 //! This crate knows the Plan, never the policy or the store.
 
 mod answer;
+mod explain;
 mod handler;
 mod select;
 mod view;
 
 pub use answer::{Answer, ClientInfo, Question, answer};
+pub use explain::explain;
 pub use handler::{DnsHandler, serve};
 pub use select::{pick, subnet_key};
 pub use view::{DnsView, ViewError};

@@ -123,6 +123,22 @@ impl HealthAggregator {
         }
     }
 
+    /// Adopts new settings and PoP set (config reload): known PoPs keep
+    /// their state, new ones start unknown, removed ones are forgotten.
+    pub fn reconfigure(
+        &mut self,
+        settings: AggregatorSettings,
+        pops: impl IntoIterator<Item = PopId>,
+    ) {
+        let mut next = BTreeMap::new();
+        for p in pops {
+            let tracker = self.pops.remove(&p).unwrap_or_else(PopTracker::new);
+            next.insert(p, tracker);
+        }
+        self.pops = next;
+        self.settings = settings;
+    }
+
     /// Applies one report received at `now`. Returns false if the PoP is not
     /// configured.
     pub fn observe(&mut self, report: &ObservedReport, now: Timestamp) -> bool {

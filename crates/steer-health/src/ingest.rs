@@ -12,7 +12,7 @@ use futures::Stream;
 use steer_proto::v1::{
     HealthReport, PopDesiredState, ReportAck, ServiceStatus, health_ingest_server::HealthIngest,
 };
-use steer_types::{Plan, PopId, ServiceId};
+use steer_types::{Plan, PopId, ServiceId, auth::Caller};
 use tokio::sync::mpsc;
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
@@ -146,6 +146,27 @@ impl HealthIngest for IngestService {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        // A PoP may only report for itself: bind the stream to the caller.
+        let bound_pop: Option<PopId> = match request.extensions().get::<Caller>() {
+            Some(Caller::Open { .. }) => None,
+            Some(Caller::Known(id)) => match &id.pop {
+                Some(pop) => Some(pop.clone()),
+                None => {
+                    metrics::counter!("steer_health_reports_rejected_total", "reason" => "permission_denied").increment(1);
+                    return Err(Status::permission_denied(format!(
+                        "{} is not an agent identity (its token has no `pop`)",
+                        id.principal
+                    )));
+                }
+            },
+            Some(Caller::Unknown { why }) => {
+                metrics::counter!("steer_health_reports_rejected_total", "reason" => "unauthenticated").increment(1);
+                return Err(Status::unauthenticated(*why));
+            }
+            None => {
+                return Err(Status::unauthenticated("no caller identity"));
+            }
+        };
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<ReportAck, Status>>(16);
         let this = self.clone();
@@ -160,6 +181,19 @@ impl HealthIngest for IngestService {
                         break;
                     }
                 };
+                if let Some(pop) = &bound_pop
+                    && pop.as_str() != report.pop
+                {
+                    metrics::counter!("steer_health_reports_rejected_total", "reason" => "permission_denied").increment(1);
+                    warn!(%peer, allowed = %pop, claimed = %report.pop, "report for another PoP refused");
+                    let _ = tx
+                        .send(Err(Status::permission_denied(format!(
+                            "this identity may only report for {pop}, not {:?}",
+                            report.pop
+                        ))))
+                        .await;
+                    break;
+                }
                 let plan = this.plan.load();
                 let observed = match validate(&report, &plan) {
                     Ok(o) => o,

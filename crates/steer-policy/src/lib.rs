@@ -14,16 +14,18 @@
 //! Within the chosen region, weights are proportional to capacity.
 
 mod announce;
+mod projection;
 mod weights;
 
 use std::time::Duration;
 
 use steer_types::{
-    AnswerSet, DrainMode, Intents, PlanBody, Pop, PopHealth, PopPlan, RegionId, RegionPlan,
-    Service, ServicePlan, Timestamp, Topology, UnknownHealth, WeightedTarget,
+    AnswerSet, DrainMode, Intents, PERMILLE, PlanBody, Pop, PopHealth, PopPlan, RegionId,
+    RegionPlan, Service, ServicePlan, Timestamp, Topology, UnknownHealth, WeightedTarget,
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
 
+pub use projection::project;
 pub use weights::apportion;
 
 /// Computes the plan body for the given inputs at `now`.
@@ -206,7 +208,14 @@ fn plan_service<'a>(
                     } else {
                         format!("no usable PoP in {}: spilled to {serving}", region.id)
                     };
-                    answer_set(Some(region.id.clone()), &set, report, &factor, reason)
+                    answer_set(
+                        Some(region.id.clone()),
+                        &set,
+                        intents,
+                        report,
+                        &factor,
+                        reason,
+                    )
                 }
                 None => fail_static(Some(region.id.clone()), &pops, report, &factor),
             }
@@ -219,6 +228,7 @@ fn plan_service<'a>(
         answer_set(
             None,
             &usable,
+            intents,
             report,
             &factor,
             format!("{} usable PoP(s), weighted by capacity", usable.len()),
@@ -255,12 +265,66 @@ fn fail_static<'a>(
             "no healthy PoP anywhere: health signal distrusted, serving all undrained PoPs (fail static)",
         )
     };
-    answer_set(region, &set, report, &|_: &Pop| 1.0, reason.to_owned())
+    answer_set(
+        region,
+        &set,
+        &Intents::default(),
+        report,
+        &|_: &Pop| 1.0,
+        reason.to_owned(),
+    )
+}
+
+/// Pins the given targets' weights and shares what is left among the rest
+/// in proportion to their computed weights. Targets pinned to 0 leave the
+/// set's traffic entirely (weight 0 is dropped by the caller).
+fn apply_overrides(weights: &[u32], pinned: &[(usize, u32)]) -> Vec<u32> {
+    let others: Vec<usize> = (0..weights.len())
+        .filter(|i| pinned.iter().all(|&(j, _)| j != *i))
+        .collect();
+    let mut out = vec![0; weights.len()];
+    if others.is_empty() {
+        // Only pinned targets: keep their proportions, fill the set.
+        let shares: Vec<f64> = pinned.iter().map(|&(_, w)| f64::from(w.max(1))).collect();
+        for (k, w) in apportion(&shares).into_iter().enumerate() {
+            out[pinned[k].0] = w;
+        }
+        return out;
+    }
+    let mut budget = PERMILLE;
+    for &(i, w) in pinned {
+        let w = w.min(budget);
+        out[i] = w;
+        budget -= w;
+    }
+    let shares: Vec<f64> = others.iter().map(|&i| f64::from(weights[i])).collect();
+    let spread = apportion(&shares);
+    // apportion fills PERMILLE; rescale to the budget, largest remainder.
+    let exact: Vec<f64> = spread
+        .iter()
+        .map(|&w| f64::from(w) * f64::from(budget) / f64::from(PERMILLE))
+        .collect();
+    let mut given = 0;
+    for (k, &i) in others.iter().enumerate() {
+        out[i] = exact[k].floor() as u32;
+        given += out[i];
+    }
+    let mut order: Vec<usize> = (0..others.len()).collect();
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
+    for k in order.into_iter().take((budget - given) as usize) {
+        out[others[k]] += 1;
+    }
+    out
 }
 
 fn answer_set<'a>(
     region: Option<RegionId>,
     pops: &[&Pop],
+    intents: &Intents,
     report: &impl Fn(&Pop) -> &'a PopHealthReport,
     factor: &impl Fn(&Pop) -> f64,
     reason: String,
@@ -269,12 +333,31 @@ fn answer_set<'a>(
         .iter()
         .map(|p| report(p).reported_capacity_rps.unwrap_or(p.capacity_rps) * factor(p))
         .collect();
-    let weights = apportion(&capacities);
+    let mut weights = apportion(&capacities);
+    let mut reason = reason;
+    let pinned: Vec<(usize, u32)> = pops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            intents
+                .override_for(&p.id)
+                .map(|o| (i, o.weight.min(PERMILLE)))
+        })
+        .collect();
+    if !pinned.is_empty() {
+        weights = apply_overrides(&weights, &pinned);
+        let names: Vec<String> = pinned
+            .iter()
+            .map(|&(i, w)| format!("{}={}‰", pops[i].id, w))
+            .collect();
+        reason.push_str(&format!("; weight override {}", names.join(", ")));
+    }
     AnswerSet {
         region,
         targets: pops
             .iter()
             .zip(weights)
+            .filter(|(_, weight)| *weight > 0)
             .map(|(p, weight)| WeightedTarget {
                 pop: p.id.clone(),
                 weight,

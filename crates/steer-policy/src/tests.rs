@@ -133,6 +133,7 @@ fn region_drain_spills_to_fallback() {
             region: RegionId::new("eu-west"),
         })],
         next_id: 2,
+        ..Default::default()
     };
     let body = compute(
         &topology(UnknownHealth::AssumeUp),
@@ -184,6 +185,7 @@ fn soft_drain_ramps_weight_then_prepends_then_withdraws() {
             100,
         )],
         next_id: 2,
+        ..Default::default()
     };
     let topo = topology(UnknownHealth::AssumeUp);
     let at = |s: i64| {
@@ -226,6 +228,7 @@ fn service_pop_drain_leaves_other_scopes_alone() {
             pop: PopId::new("fra1"),
         })],
         next_id: 2,
+        ..Default::default()
     };
     let body = compute(
         &topology(UnknownHealth::AssumeUp),
@@ -260,6 +263,95 @@ fn min_announce_rail_keeps_prefix_up_when_everything_fails() {
             .iter()
             .all(|a| a.reason.starts_with("min-announce rail"))
     );
+}
+
+#[test]
+fn override_pins_a_weight_and_rescales_the_rest() {
+    let mut intents = Intents::default();
+    intents.overrides.push(steer_types::WeightOverride {
+        id: "override-1".into(),
+        pop: PopId::new("fra1"),
+        weight: 800,
+        reason: "canary".into(),
+        principal: "t".into(),
+        created: Timestamp(0),
+        expires: None,
+    });
+    let body = compute(
+        &topology(UnknownHealth::AssumeUp),
+        &HealthSnapshot::default(),
+        &intents,
+        Timestamp(0),
+    );
+    let eu = &body.services[0].regional[0];
+    let w: Vec<(String, u32)> = eu
+        .targets
+        .iter()
+        .map(|t| (t.pop.to_string(), t.weight))
+        .collect();
+    assert_eq!(w, [("fra1".to_owned(), 800), ("ams1".to_owned(), 200)]);
+    assert!(eu.reason.contains("override"));
+    // In the global set fra1 also holds 800, the other five share 200.
+    let g = &body.services[0].global;
+    assert_eq!(
+        g.targets
+            .iter()
+            .find(|t| t.pop.as_str() == "fra1")
+            .unwrap()
+            .weight,
+        800
+    );
+    assert_eq!(g.targets.iter().map(|t| t.weight).sum::<u32>(), PERMILLE);
+}
+
+#[test]
+fn projection_refuses_a_drain_that_overloads_the_fallback() {
+    let topo = topology(UnknownHealth::AssumeUp);
+    let loads = [
+        ("fra1", 5000.0),
+        ("ams1", 5000.0),
+        ("iad1", 7000.0),
+        ("ord1", 7000.0),
+        ("sin1", 5000.0),
+        ("bom1", 5000.0),
+    ];
+    let mut h = HealthSnapshot::default();
+    for (id, load) in loads {
+        let mut r = PopHealthReport::unknown();
+        r.state = TargetState::Up;
+        r.load_rps = load;
+        h.pops.insert(PopId::new(id), r);
+    }
+    let now = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    let drained = Intents {
+        drains: vec![drain(DrainScope::Region {
+            region: RegionId::new("eu-west"),
+        })],
+        ..Default::default()
+    };
+    let after = compute(&topo, &h, &drained, Timestamp(0));
+    let p = project(&topo, &h, &now, &after);
+    assert!(p.over_capacity, "{}", p.summary);
+    assert!(
+        p.summary.contains("iad1") && p.summary.contains("ord1"),
+        "{}",
+        p.summary
+    );
+    let fra1 = p.pops.iter().find(|x| x.pop.as_str() == "fra1").unwrap();
+    assert_eq!(fra1.projected_rps, 0.0);
+    // Load is conserved: everything that was served is still served.
+    let before: f64 = p.pops.iter().map(|x| x.current_rps).sum();
+    let projected: f64 = p.pops.iter().map(|x| x.projected_rps).sum();
+    assert!((before - projected).abs() < 1e-6, "{before} vs {projected}");
+    // Draining one PoP fits: ams1 takes fra1's regional share.
+    let one = Intents {
+        drains: vec![drain(DrainScope::Pop {
+            pop: PopId::new("fra1"),
+        })],
+        ..Default::default()
+    };
+    let p1 = project(&topo, &h, &now, &compute(&topo, &h, &one, Timestamp(0)));
+    assert!(!p1.over_capacity, "{}", p1.summary);
 }
 
 #[test]
@@ -303,6 +395,7 @@ proptest! {
             drains: POPS.iter().zip(&drained).filter(|(_, d)| **d)
                 .map(|((id, _), _)| drain(DrainScope::Pop { pop: PopId::new(id) })).collect(),
             next_id: 0,
+            ..Default::default()
         };
         let body = compute(&topo, &h, &intents, Timestamp(0));
         prop_assert_eq!(&body, &compute(&topo, &h, &intents, Timestamp(0)));

@@ -153,6 +153,9 @@ mod tests {
                     reason: "r".into(),
                     intent_id: None,
                     plan_version: 1,
+                    dry_run: false,
+                    forced: false,
+                    outcome: "applied".into(),
                 })
                 .unwrap();
         }

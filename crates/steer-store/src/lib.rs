@@ -8,7 +8,8 @@
 mod file;
 
 use serde::{Deserialize, Serialize};
-use steer_types::{Intents, Timestamp};
+use steer_types::Intents;
+pub use steer_types::audit::AuditEntry;
 
 pub use file::FileStore;
 
@@ -31,21 +32,6 @@ pub enum StoreError {
 pub struct PersistedState {
     pub intents: Intents,
     /// Last published plan version, so versions keep increasing across restarts.
-    pub plan_version: u64,
-}
-
-/// One audited change of intent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub at: Timestamp,
-    pub principal: String,
-    /// e.g. `drain`, `undrain`.
-    pub action: String,
-    /// e.g. `pop fra1`.
-    pub scope: String,
-    pub reason: String,
-    pub intent_id: Option<String>,
-    /// First plan version that reflects the change.
     pub plan_version: u64,
 }
 

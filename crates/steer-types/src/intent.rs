@@ -94,10 +94,26 @@ mod millis {
     }
 }
 
+/// Pins a PoP's share in every answer set it is part of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WeightOverride {
+    pub id: IntentId,
+    pub pop: PopId,
+    /// Per-mille share, 0..=1000.
+    pub weight: u32,
+    pub reason: String,
+    pub principal: String,
+    pub created: Timestamp,
+    #[serde(default)]
+    pub expires: Option<Timestamp>,
+}
+
 /// The full set of live intents. Order is creation order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Intents {
     pub drains: Vec<Drain>,
+    #[serde(default)]
+    pub overrides: Vec<WeightOverride>,
     /// Next numeric suffix for intent ids; persisted so ids are never reused.
     pub next_id: u64,
 }
@@ -108,6 +124,19 @@ impl Intents {
         self.drains.iter().find(|d| {
             d.scope.covers(None, pop, region) && !matches!(d.scope, DrainScope::ServicePop { .. })
         })
+    }
+
+    pub fn override_for(&self, pop: &PopId) -> Option<&WeightOverride> {
+        self.overrides.iter().find(|o| &o.pop == pop)
+    }
+
+    /// The earliest expiry among all intents, if any.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.drains
+            .iter()
+            .filter_map(|d| d.expires)
+            .chain(self.overrides.iter().filter_map(|o| o.expires))
+            .min()
     }
 
     /// The first drain covering `service` at this PoP (any scope).

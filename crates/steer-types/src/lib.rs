@@ -4,18 +4,22 @@
 //! [`Timestamp`] value chosen by the caller, so everything built on these
 //! types can be replayed and property-tested.
 
+pub mod audit;
+pub mod auth;
 pub mod bgp;
+pub mod explain;
 pub mod health;
 mod ids;
 mod intent;
 mod plan;
+pub mod projection;
 pub mod status;
 mod time;
 mod topology;
 mod zone;
 
 pub use ids::{PopId, RegionId, ServiceId};
-pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents};
+pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{
     AnnounceState, Announcement, AnswerSet, PERMILLE, Plan, PlanBody, PopHealth, PopPlan,
     RegionPlan, ServicePlan, WeightedTarget,

@@ -147,3 +147,68 @@ impl Plan {
         self.body.pops.iter().find(|p| p.id.as_str() == id)
     }
 }
+
+impl Plan {
+    /// Human-readable changes from `old` to `self`, one line each: PoP
+    /// usability, drains, own-region weights and announcements.
+    pub fn changes_since(&self, old: &Plan) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.body.pops {
+            let Some(o) = old.pop(p.id.as_str()) else {
+                out.push(format!("{} added", p.id));
+                continue;
+            };
+            if o.health != p.health {
+                out.push(format!(
+                    "{} health {} -> {}",
+                    p.id,
+                    o.health.as_str(),
+                    p.health.as_str()
+                ));
+            }
+            if o.drained_by != p.drained_by {
+                match &p.drained_by {
+                    Some(d) => out.push(format!("{} drained ({d})", p.id)),
+                    None => out.push(format!("{} undrained", p.id)),
+                }
+            }
+            if o.weight != p.weight {
+                out.push(format!("{} weight {}‰ -> {}‰", p.id, o.weight, p.weight));
+            }
+        }
+        for a in &self.body.announcements {
+            let before = old
+                .body
+                .announcements
+                .iter()
+                .find(|o| o.pop == a.pop && o.prefix == a.prefix)
+                .map(|o| o.state);
+            if before != Some(a.state) {
+                out.push(format!("{} {} {}", a.pop, a.prefix, a.state.describe()));
+            }
+        }
+        for r in &self.body.regions {
+            let before = old
+                .body
+                .regions
+                .iter()
+                .find(|o| o.id == r.id)
+                .map(|o| &o.served_by);
+            if before != Some(&r.served_by) {
+                let by: Vec<&str> = r.served_by.iter().map(RegionId::as_str).collect();
+                out.push(format!("region {} served by {}", r.id, by.join("+")));
+            }
+        }
+        out
+    }
+}
+
+impl AnnounceState {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Announce => "announce".to_owned(),
+            Self::Prepend { count } => format!("prepend x{count}"),
+            Self::Withdraw => "withdraw".to_owned(),
+        }
+    }
+}

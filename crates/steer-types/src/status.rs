@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Drain, PopId, RegionId, Timestamp};
+use crate::{Drain, PopId, RegionId, Timestamp, WeightOverride};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PopStatus {
@@ -19,6 +19,9 @@ pub struct PopStatus {
     /// Milliseconds since the last accepted report; `None` if never.
     pub last_report_age_ms: Option<i64>,
     pub load_rps: f64,
+    /// One line per anycast prefix, e.g. `203.0.113.0/24 announce`.
+    #[serde(default)]
+    pub announcements: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,4 +37,6 @@ pub struct StatusReport {
     pub pops: Vec<PopStatus>,
     pub regions: Vec<RegionStatus>,
     pub drains: Vec<Drain>,
+    #[serde(default)]
+    pub overrides: Vec<WeightOverride>,
 }

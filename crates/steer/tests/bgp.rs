@@ -11,7 +11,7 @@ mod common;
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use common::*;
@@ -133,8 +133,8 @@ struct World {
 }
 
 /// quickstart.toml with the peer ports replaced by free ones and faster
-/// timers; optionally a pre-seeded state (drains) before steerd starts.
-fn world(name: &str, seed_state: Option<String>) -> World {
+/// timers.
+fn world(name: &str) -> World {
     let dir = temp_dir(name);
     let (p1, p2) = (free_port(), free_port());
     let fra1 = Bird::start(&dir, "fra1", "127.0.0.2", p1, 65001);
@@ -162,10 +162,6 @@ fn world(name: &str, seed_state: Option<String>) -> World {
     let config = dir.join("steerd.toml");
     std::fs::write(&config, text).unwrap();
     let state = dir.join("state");
-    if let Some(s) = seed_state {
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::write(state.join("state.json"), s).unwrap();
-    }
     let steerd = Steerd::start_with(config, state);
     World {
         dir,
@@ -197,7 +193,7 @@ const SESSION: Duration = Duration::from_secs(10);
 
 #[test]
 fn routes_carry_path_community_and_pop_next_hop_and_follow_hard_drains() {
-    let w = world("bgp-announce", None);
+    let w = world("bgp-announce");
     assert!(
         poll(SESSION, || (w.fra1.established() && w.ams1.established())
             .then_some(()))
@@ -262,23 +258,24 @@ fn routes_carry_path_community_and_pop_next_hop_and_follow_hard_drains() {
     let _ = &w.dir;
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 #[test]
 fn soft_drain_prepends_then_withdraws_and_undrain_reannounces() {
-    // A soft drain with a 3 s ramp, as the operator API stores it: DNS ramp
-    // (still announced) → prepend for one more ramp → withdraw, the last
-    // step after 2 s of GRACEFUL_SHUTDOWN.
-    let state = format!(
-        r#"{{"intents":{{"drains":[{{"id":"drain-1","scope":{{"kind":"pop","pop":"fra1"}},"mode":"soft","ramp":3000,"reason":"soft bgp test","principal":"test","created":{}}}],"next_id":1}},"plan_version":1}}"#,
-        now_ms()
-    );
-    let w = world("bgp-soft", Some(state));
+    let w = world("bgp-soft");
+    w.fra1
+        .wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
+    // Soft drain with a 3 s ramp: DNS ramp (still announced) → prepend for
+    // one more ramp → withdraw, the last step after 2 s of GRACEFUL_SHUTDOWN.
+    w.ok(&[
+        "drain",
+        "pop",
+        "fra1",
+        "--mode",
+        "soft",
+        "--ramp",
+        "3s",
+        "--reason",
+        "soft bgp test",
+    ]);
     let start = Instant::now();
     let r = w.fra1.wait_route(V4, Duration::from_secs(8), |r| {
         r.contains("BGP.as_path: 65000 65000 65000 65000\n")
@@ -314,7 +311,7 @@ fn soft_drain_prepends_then_withdraws_and_undrain_reannounces() {
 
 #[test]
 fn sessions_heal_after_bird_restart_and_graceful_restart_survives_steerd_kill_9() {
-    let mut w = world("bgp-heal", None);
+    let mut w = world("bgp-heal");
     w.fra1
         .wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
 
@@ -399,11 +396,18 @@ fn sessions_heal_after_bird_restart_and_graceful_restart_survives_steerd_kill_9(
 
 #[test]
 fn min_announce_rail_keeps_the_prefix_and_says_so() {
-    let w = world("bgp-rail", None);
+    let w = world("bgp-rail");
     w.fra1
         .wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
     for region in ["eu-west", "us-east", "ap-south"] {
-        w.ok(&["drain", "region", region, "--reason", "everything at once"]);
+        w.ok(&[
+            "drain",
+            "region",
+            region,
+            "--force",
+            "--reason",
+            "everything at once",
+        ]);
     }
     // Every PoP drained: the rail keeps the first half (fra1, ams1, iad1)
     // announcing, prepended.

@@ -220,7 +220,7 @@ fn operator_api_uses_proper_status_codes() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::NotFound);
-        // Draining twice is idempotent: same intent.
+        // Draining the same scope again replaces the drain: one intent stays.
         let a = op
             .drain(DrainRequest {
                 scope: Some(Scope {
@@ -247,6 +247,34 @@ fn operator_api_uses_proper_status_codes() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(a.intent_id, b.intent_id);
+        assert_ne!(a.intent_id, b.intent_id);
+        let list = op
+            .list_intents(steer_proto::v1::ListIntentsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(list.intents.len(), 1);
+        assert_eq!(list.intents[0].id, b.intent_id);
+        assert_eq!(list.intents[0].reason, "y");
     });
+}
+
+/// A generic client (Python grpcio, no Steer protos) via reflection only.
+#[test]
+fn generic_python_client_via_reflection() {
+    let s = Steerd::start("python-reflection");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reflection_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("127.0.0.1:{}", s.grpc))
+        .output()
+        .expect("python3 (scripts/test installs grpcio and grpcio-reflection)");
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
 }

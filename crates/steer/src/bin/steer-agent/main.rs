@@ -36,8 +36,9 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,h2=warn,hyper=warn,tower=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn".into()
+            }),
         )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -5,14 +5,21 @@
 
 mod render;
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use prost::Message;
 use steer_proto::v1::{
-    DrainRequest, GetStatusRequest, Scope, ScopeKind, UndrainRequest,
+    self as pb, DrainRequest, GetStatusRequest, Scope, ScopeKind, UndrainRequest,
     operator_client::OperatorClient,
 };
-use tonic::{Code, transport::Channel};
+use tokio_stream::StreamExt;
+use tonic::{
+    Code, Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "steerctl", version, about = "Operate a Steer control plane")]
@@ -25,6 +32,9 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     endpoint: String,
+    /// File holding a bearer token (when steerd has auth on).
+    #[arg(long, global = true, env = "STEER_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -41,32 +51,117 @@ enum Output {
     Json,
 }
 
+fn duration(text: &str) -> Result<Duration, String> {
+    steer_config::parse_duration(text)
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Take a PoP or a region out of answers.
+    /// Take a PoP, a region, or one service at a PoP out of traffic.
     Drain {
         #[arg(value_enum)]
         kind: ScopeArg,
-        /// PoP or region id, e.g. fra1 or eu-west.
+        /// PoP or region id (for `service`: the service id, with --pop).
         id: String,
+        /// For `drain service <id>`: the PoP.
+        #[arg(long)]
+        pop: Option<String>,
         /// Why: recorded in the audit log with your identity.
         #[arg(long)]
         reason: String,
+        /// hard: out of answers at once; soft: ramp DNS weight down over
+        /// --ramp, then prepend, then withdraw anycast.
+        #[arg(long, value_enum, default_value_t = ModeArg::Hard)]
+        mode: ModeArg,
+        /// Soft-drain ramp, e.g. 2m (default: 5 x the service TTL).
+        #[arg(long, value_parser = duration)]
+        ramp: Option<Duration>,
+        /// Lift the drain by itself after this long, e.g. 1h.
+        #[arg(long, value_parser = duration)]
+        expires: Option<Duration>,
+        /// Show the projected load and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply even if the capacity projection says no (audited).
+        #[arg(long)]
+        force: bool,
     },
-    /// Lift a drain on a PoP or a region.
+    /// Lift a drain.
     Undrain {
         #[arg(value_enum)]
         kind: ScopeArg,
         id: String,
+        #[arg(long)]
+        pop: Option<String>,
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Show plan version, per-PoP health, weight and drains.
+    /// List live drains and overrides.
+    Intents,
+    /// Pin or release a PoP's weight.
+    Override {
+        #[command(subcommand)]
+        action: OverrideAction,
+    },
+    /// Plan version, per-PoP health, weight, drains and announcements.
     Status {
-        /// Show the BGP speaker instead: sessions (state, uptime, flaps,
-        /// prefixes sent, last error) and what each PoP announces.
+        /// Show one PoP in detail.
         #[arg(long)]
+        pop: Option<String>,
+        /// Show the BGP speaker: sessions (state, uptime, flaps, prefixes
+        /// sent, last error) and what each PoP announces, and why.
+        #[arg(long, conflicts_with = "pop")]
         bgp: bool,
+    },
+    /// Why does a client get the answer it gets?
+    Explain {
+        /// e.g. app.example.test
+        name: String,
+        /// Client address or prefix, e.g. 10.1.2.3 or 10.1.2.0/24.
+        #[arg(long)]
+        client: String,
+        /// A or AAAA.
+        #[arg(long = "type", default_value = "A")]
+        qtype: String,
+    },
+    /// Stream plan changes, one line each.
+    Watch,
+    /// Read the audit log.
+    Audit {
+        /// Only entries newer than this, e.g. 1h.
+        #[arg(long, value_parser = duration)]
+        since: Option<Duration>,
+        #[arg(long)]
+        principal: Option<String>,
+        /// Substring of the scope, e.g. fra1.
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Validate and apply steerd's config file.
+    Reload {
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OverrideAction {
+    /// Pin a PoP's share (per-mille, 0-1000) in every answer set it is in.
+    Set {
+        pop: String,
+        weight: u32,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, value_parser = duration)]
+        expires: Option<Duration>,
+    },
+    /// Release a pinned weight.
+    Clear {
+        pop: String,
+        #[arg(long, default_value = "")]
+        reason: String,
     },
 }
 
@@ -74,26 +169,44 @@ enum Command {
 enum ScopeArg {
     Pop,
     Region,
+    Service,
 }
 
-impl ScopeArg {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Pop => "pop",
-            Self::Region => "region",
-        }
-    }
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Soft,
+    Hard,
+}
 
-    fn scope(self, id: &str) -> Scope {
-        let kind = match self {
-            Self::Pop => ScopeKind::Pop,
-            Self::Region => ScopeKind::Region,
-        };
-        Scope {
-            kind: kind.into(),
+fn scope(kind: ScopeArg, id: &str, pop: Option<&str>) -> Result<Scope, String> {
+    Ok(match kind {
+        ScopeArg::Pop => Scope {
+            kind: ScopeKind::Pop.into(),
             id: id.to_owned(),
             service: String::new(),
-        }
+        },
+        ScopeArg::Region => Scope {
+            kind: ScopeKind::Region.into(),
+            id: id.to_owned(),
+            service: String::new(),
+        },
+        ScopeArg::Service => Scope {
+            kind: ScopeKind::ServicePop.into(),
+            id: pop.ok_or("`service` scope needs --pop <pop>")?.to_owned(),
+            service: id.to_owned(),
+        },
+    })
+}
+
+/// Exit 1 for refusals and failures, 2 for usage.
+enum Failure {
+    Refused(String),
+    Usage(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Self::Refused(s)
     }
 }
 
@@ -111,16 +224,47 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
+        Err(Failure::Refused(msg)) => {
             eprintln!("steerctl: {msg}");
             ExitCode::FAILURE
+        }
+        Err(Failure::Usage(msg)) => {
+            eprintln!("steerctl: {msg}");
+            ExitCode::from(2)
         }
     }
 }
 
-async fn connect(cli: &Cli) -> Result<OperatorClient<Channel>, String> {
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = OperatorClient<InterceptedService<Channel, Bearer>>;
+
+async fn connect(cli: &Cli) -> Result<Client, Failure> {
+    let token = match &cli.token_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::Usage(format!("cannot read --token-file {}: {e}", path.display()))
+            })?;
+            let value =
+                MetadataValue::try_from(format!("Bearer {}", text.trim())).map_err(|_| {
+                    Failure::Usage(format!("{} does not hold a valid token", path.display()))
+                })?;
+            Some(value)
+        }
+    };
     let endpoint = Channel::from_shared(cli.endpoint.clone())
-        .map_err(|e| format!("invalid --endpoint {:?}: {e}", cli.endpoint))?
+        .map_err(|e| Failure::Usage(format!("invalid --endpoint {:?}: {e}", cli.endpoint)))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(cli.timeout));
     let channel = endpoint.connect().await.map_err(|e| {
@@ -130,15 +274,15 @@ async fn connect(cli: &Cli) -> Result<OperatorClient<Channel>, String> {
             cause = s.to_string();
             src = s.source();
         }
-        format!(
+        Failure::Refused(format!(
             "cannot reach steerd at {}: {cause} (is steerd running? set --endpoint or STEER_ENDPOINT)",
             cli.endpoint
-        )
+        ))
     })?;
-    Ok(OperatorClient::new(channel))
+    Ok(OperatorClient::with_interceptor(channel, Bearer(token)))
 }
 
-fn describe(status: &tonic::Status) -> String {
+fn describe(status: &Status) -> String {
     let what = match status.code() {
         Code::NotFound => "not found",
         Code::InvalidArgument => "invalid request",
@@ -148,75 +292,272 @@ fn describe(status: &tonic::Status) -> String {
         Code::Unavailable => "unavailable",
         _ => "failed",
     };
-    format!("{what}: {}", status.message())
+    let mut out = format!("{what}: {}", status.message());
+    if status.code() == Code::FailedPrecondition
+        && let Ok(p) = pb::Projection::decode(status.details())
+    {
+        out.push('\n');
+        out.push_str(&render::projection_table(&p));
+    }
+    out
 }
 
-async fn run(cli: &Cli) -> Result<(), String> {
+fn ms(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+async fn run(cli: &Cli) -> Result<(), Failure> {
     let mut client = connect(cli).await?;
+    let json = cli.output == Output::Json;
     match &cli.command {
-        Command::Drain { kind, id, reason } => {
+        Command::Drain {
+            kind,
+            id,
+            pop,
+            reason,
+            mode,
+            ramp,
+            expires,
+            dry_run,
+            force,
+        } => {
             let resp = client
                 .drain(DrainRequest {
-                    scope: Some(kind.scope(id)),
+                    scope: Some(scope(*kind, id, pop.as_deref()).map_err(Failure::Usage)?),
                     reason: reason.clone(),
-                    ..Default::default()
+                    mode: match mode {
+                        ModeArg::Soft => pb::DrainMode::Soft,
+                        ModeArg::Hard => pb::DrainMode::Hard,
+                    }
+                    .into(),
+                    ramp_ms: ms(*ramp),
+                    expires_in_ms: ms(*expires),
+                    dry_run: *dry_run,
+                    force: *force,
                 })
                 .await
                 .map_err(|s| describe(&s))?
                 .into_inner();
-            match cli.output {
-                Output::Json => render::json(&serde_json::json!({
-                    "intent_id": resp.intent_id,
-                    "plan_version": resp.plan_version,
-                })),
-                Output::Table => println!(
-                    "drained {} {id} ({}); plan version {}",
-                    kind.label(),
-                    resp.intent_id,
-                    resp.plan_version
-                ),
+            if json {
+                render::json(&render::drain_json(&resp));
+            } else {
+                print!("{}", render::drain_text(&resp));
             }
         }
-        Command::Undrain { kind, id, reason } => {
+        Command::Undrain {
+            kind,
+            id,
+            pop,
+            reason,
+        } => {
             let resp = client
                 .undrain(UndrainRequest {
-                    scope: Some(kind.scope(id)),
+                    scope: Some(scope(*kind, id, pop.as_deref()).map_err(Failure::Usage)?),
                     reason: reason.clone(),
                 })
                 .await
                 .map_err(|s| describe(&s))?
                 .into_inner();
-            match cli.output {
-                Output::Json => render::json(&serde_json::json!({
+            if json {
+                render::json(&serde_json::json!({
                     "lifted": resp.lifted,
                     "plan_version": resp.plan_version,
-                })),
-                Output::Table if resp.lifted == 0 => {
-                    println!(
-                        "{} {id} had no drain of its own; nothing lifted",
-                        kind.label()
-                    )
-                }
-                Output::Table => println!(
-                    "undrained {} {id} ({} drain(s) lifted); plan version {}",
-                    kind.label(),
-                    resp.lifted,
-                    resp.plan_version
-                ),
+                }));
+            } else if resp.lifted == 0 {
+                println!("no drain of that exact scope; nothing lifted");
+            } else {
+                println!(
+                    "lifted {} drain(s); plan version {}",
+                    resp.lifted, resp.plan_version
+                );
             }
         }
-        Command::Status { bgp } => {
+        Command::Intents => {
+            let resp = client
+                .list_intents(pb::ListIntentsRequest {})
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            if json {
+                render::json(&render::intents_json(&resp.intents));
+            } else {
+                print!("{}", render::intents_table(&resp.intents));
+            }
+        }
+        Command::Override { action } => match action {
+            OverrideAction::Set {
+                pop,
+                weight,
+                reason,
+                expires,
+            } => {
+                let resp = client
+                    .set_weight_override(pb::SetWeightOverrideRequest {
+                        pop: pop.clone(),
+                        weight_permille: *weight,
+                        reason: reason.clone(),
+                        expires_in_ms: ms(*expires),
+                    })
+                    .await
+                    .map_err(|s| describe(&s))?
+                    .into_inner();
+                if json {
+                    render::json(&serde_json::json!({
+                        "intent_id": resp.intent_id,
+                        "plan_version": resp.plan_version,
+                    }));
+                } else {
+                    println!(
+                        "pinned {pop} at {weight}‰ ({}); plan version {}",
+                        resp.intent_id, resp.plan_version
+                    );
+                }
+            }
+            OverrideAction::Clear { pop, reason } => {
+                let resp = client
+                    .clear_override(pb::ClearOverrideRequest {
+                        pop: pop.clone(),
+                        reason: reason.clone(),
+                    })
+                    .await
+                    .map_err(|s| describe(&s))?
+                    .into_inner();
+                if json {
+                    render::json(&serde_json::json!({
+                        "cleared": resp.cleared,
+                        "plan_version": resp.plan_version,
+                    }));
+                } else {
+                    println!(
+                        "cleared {} override(s) on {pop}; plan version {}",
+                        resp.cleared, resp.plan_version
+                    );
+                }
+            }
+        },
+        Command::Status { pop, bgp: true } => {
+            let _ = pop;
             let resp = client
                 .get_status(GetStatusRequest {})
                 .await
                 .map_err(|s| describe(&s))?
                 .into_inner();
-            match (cli.output, bgp) {
-                (Output::Json, false) => render::json(&render::status_json(&resp)),
-                (Output::Table, false) => print!("{}", render::status_table(&resp)),
-                (Output::Json, true) => render::json(&render::bgp_json(&resp)),
-                (Output::Table, true) => print!("{}", render::bgp_table(&resp)),
+            if json {
+                render::json(&render::bgp_json(&resp));
+            } else {
+                print!("{}", render::bgp_table(&resp));
             }
+        }
+        Command::Status { pop, bgp: false } => {
+            let resp = client
+                .get_status(GetStatusRequest {})
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            match (json, pop) {
+                (true, _) => render::json(&render::status_json(&resp)),
+                (false, Some(p)) => print!(
+                    "{}",
+                    render::pop_detail(&resp, p)
+                        .ok_or_else(|| Failure::Refused(format!("not found: pop {p}")))?
+                ),
+                (false, None) => print!("{}", render::status_table(&resp)),
+            }
+        }
+        Command::Explain {
+            name,
+            client: who,
+            qtype,
+        } => {
+            let resp = client
+                .explain(pb::ExplainRequest {
+                    name: name.clone(),
+                    qtype: qtype.clone(),
+                    client: who.clone(),
+                })
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            if json {
+                render::json(&serde_json::json!({
+                    "plan_version": resp.plan_version,
+                    "region": resp.region,
+                    "answers": resp.answers,
+                    "ttl": resp.ttl,
+                    "ecs_scope": resp.ecs_scope,
+                    "steps": resp.steps,
+                }));
+            } else {
+                println!("plan version {}", resp.plan_version);
+                for (i, step) in resp.steps.iter().enumerate() {
+                    println!("{:>2}. {step}", i + 1);
+                }
+                println!(
+                    "answer: {} (TTL {}, ECS scope /{})",
+                    resp.answers.join(" "),
+                    resp.ttl,
+                    resp.ecs_scope
+                );
+            }
+        }
+        Command::Watch => {
+            let mut stream = client
+                .watch_plan(pb::WatchPlanRequest {})
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            while let Some(event) = stream.next().await {
+                let e = event.map_err(|s| describe(&s))?;
+                if json {
+                    render::json_line(&serde_json::json!({
+                        "plan_version": e.plan_version,
+                        "computed_unix_ms": e.computed_unix_ms,
+                        "diff": e.diff,
+                        "changes": e.changes,
+                    }));
+                } else {
+                    println!("v{:<6} {}", e.plan_version, e.diff);
+                }
+            }
+        }
+        Command::Audit {
+            since,
+            principal,
+            scope,
+            limit,
+        } => {
+            let since_unix_ms = since.map_or(0, |d| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                i64::try_from(now.saturating_sub(d).as_millis()).unwrap_or(0)
+            });
+            let resp = client
+                .get_audit(pb::GetAuditRequest {
+                    since_unix_ms,
+                    until_unix_ms: 0,
+                    principal: principal.clone().unwrap_or_default(),
+                    scope: scope.clone().unwrap_or_default(),
+                    limit: *limit,
+                })
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            if json {
+                render::json(&render::audit_json(&resp.entries));
+            } else {
+                print!("{}", render::audit_table(&resp.entries));
+            }
+        }
+        Command::Reload { reason } => {
+            let resp = client
+                .reload_config(pb::ReloadConfigRequest {
+                    reason: reason.clone(),
+                })
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            println!("{}; plan version {}", resp.detail, resp.plan_version);
         }
     }
     Ok(())

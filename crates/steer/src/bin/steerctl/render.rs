@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use steer_proto::v1::{GetStatusResponse, ScopeKind};
+use chrono_free::format_ms;
+use steer_proto::v1::{self as pb, GetStatusResponse, ScopeKind};
 
 pub(crate) fn json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
@@ -11,37 +12,16 @@ pub(crate) fn json(value: &serde_json::Value) {
     }
 }
 
-fn scope_text(scope: Option<&steer_proto::v1::Scope>) -> String {
-    scope.map_or_else(String::new, |s| {
-        let kind = match ScopeKind::try_from(s.kind) {
-            Ok(ScopeKind::Pop) => "pop",
-            Ok(ScopeKind::Region) => "region",
-            _ => "?",
-        };
-        format!("{kind} {}", s.id)
-    })
+pub(crate) fn json_line(value: &serde_json::Value) {
+    println!("{value}");
 }
 
-pub(crate) fn status_json(s: &GetStatusResponse) -> serde_json::Value {
-    serde_json::json!({
-        "plan_version": s.plan_version,
-        "plan_computed_unix_ms": s.plan_computed_unix_ms,
-        "pops": s.pops.iter().map(|p| serde_json::json!({
-            "pop": p.pop,
-            "region": p.region,
-            "health": p.health,
-            "drained": p.drained,
-            "weight_permille": p.weight_permille,
-            "reason": p.reason,
-            "last_report_age_ms": (p.last_report_age_ms >= 0).then_some(p.last_report_age_ms),
-        })).collect::<Vec<_>>(),
-        "intents": s.intents.iter().map(|i| serde_json::json!({
-            "id": i.id,
-            "scope": scope_text(i.scope.as_ref()),
-            "reason": i.reason,
-            "principal": i.principal,
-            "created_unix_ms": i.created_unix_ms,
-        })).collect::<Vec<_>>(),
+pub(crate) fn scope_text(scope: Option<&pb::Scope>) -> String {
+    scope.map_or_else(String::new, |s| match ScopeKind::try_from(s.kind) {
+        Ok(ScopeKind::Pop) => format!("pop {}", s.id),
+        Ok(ScopeKind::Region) => format!("region {}", s.id),
+        Ok(ScopeKind::ServicePop) => format!("service {}@{}", s.service, s.id),
+        _ => format!("? {}", s.id),
     })
 }
 
@@ -55,9 +35,192 @@ fn truncate(s: &str, width: usize) -> String {
     }
 }
 
+/// Minimal UTC formatting without a date crate.
+mod chrono_free {
+    pub(crate) fn format_ms(ms: i64) -> String {
+        if ms <= 0 {
+            return "-".to_owned();
+        }
+        let secs = ms.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        // Civil-from-days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = if m <= 2 { y + 1 } else { y };
+        format!(
+            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
+    }
+}
+
+pub(crate) fn projection_table(p: &pb::Projection) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "projection: {}", p.summary);
+    let _ = writeln!(
+        out,
+        "{:<8} {:>10} {:>10} {:>10} {:>6}",
+        "POP", "CAPACITY", "NOW", "PROJECTED", "UTIL"
+    );
+    for x in &p.pops {
+        let _ = writeln!(
+            out,
+            "{:<8} {:>10.0} {:>10.0} {:>10.0} {:>5.0}%{}",
+            truncate(&x.pop, 8),
+            x.capacity_rps,
+            x.current_rps,
+            x.projected_rps,
+            x.projected_utilisation * 100.0,
+            if x.projected_utilisation > 1.0 {
+                "  OVER"
+            } else {
+                ""
+            }
+        );
+    }
+    out
+}
+
+fn projection_json(p: &pb::Projection) -> serde_json::Value {
+    serde_json::json!({
+        "summary": p.summary,
+        "over_capacity": p.over_capacity,
+        "pops": p.pops.iter().map(|x| serde_json::json!({
+            "pop": x.pop,
+            "capacity_rps": x.capacity_rps,
+            "current_rps": x.current_rps,
+            "projected_rps": x.projected_rps,
+            "projected_utilisation": x.projected_utilisation,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn drain_json(r: &pb::DrainResponse) -> serde_json::Value {
+    serde_json::json!({
+        "intent_id": r.intent_id,
+        "plan_version": r.plan_version,
+        "applied": r.applied,
+        "projection": r.projection.as_ref().map(projection_json),
+    })
+}
+
+pub(crate) fn drain_text(r: &pb::DrainResponse) -> String {
+    let mut out = String::new();
+    if r.applied {
+        let _ = writeln!(
+            out,
+            "drain {} applied; plan version {}",
+            r.intent_id, r.plan_version
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "dry run: nothing changed (plan version {})",
+            r.plan_version
+        );
+    }
+    if let Some(p) = &r.projection {
+        out.push_str(&projection_table(p));
+    }
+    out
+}
+
+fn intent_json(i: &pb::Intent) -> serde_json::Value {
+    serde_json::json!({
+        "id": i.id,
+        "kind": i.kind,
+        "scope": scope_text(i.scope.as_ref()),
+        "mode": i.mode,
+        "ramp_ms": i.ramp_ms,
+        "weight_permille": i.weight_permille,
+        "reason": i.reason,
+        "principal": i.principal,
+        "created_unix_ms": i.created_unix_ms,
+        "expires_unix_ms": (i.expires_unix_ms > 0).then_some(i.expires_unix_ms),
+        "forced": i.forced,
+    })
+}
+
+pub(crate) fn intents_json(intents: &[pb::Intent]) -> serde_json::Value {
+    serde_json::Value::Array(intents.iter().map(intent_json).collect())
+}
+
+pub(crate) fn intents_table(intents: &[pb::Intent]) -> String {
+    let mut out = String::new();
+    if intents.is_empty() {
+        out.push_str("no drains or overrides\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<12} {:<18} {:<10} {:<16} {:<20} REASON",
+        "ID", "SCOPE", "WHAT", "BY", "EXPIRES"
+    );
+    for i in intents {
+        let what = if i.kind == "override" {
+            format!("pin {}‰", i.weight_permille)
+        } else if i.forced {
+            format!("{}!", i.mode)
+        } else {
+            i.mode.clone()
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:<18} {:<10} {:<16} {:<20} {}",
+            truncate(&i.id, 12),
+            truncate(&scope_text(i.scope.as_ref()), 18),
+            truncate(&what, 10),
+            truncate(&i.principal, 16),
+            format_ms(i.expires_unix_ms),
+            truncate(&i.reason, 18),
+        );
+    }
+    out
+}
+
+pub(crate) fn status_json(s: &GetStatusResponse) -> serde_json::Value {
+    serde_json::json!({
+        "plan_version": s.plan_version,
+        "plan_computed_unix_ms": s.plan_computed_unix_ms,
+        "pops": s.pops.iter().map(|p| serde_json::json!({
+            "pop": p.pop,
+            "region": p.region,
+            "health": p.health,
+            "usable": p.usable,
+            "drained": p.drained,
+            "drained_by": (!p.drained_by.is_empty()).then_some(&p.drained_by),
+            "weight_permille": p.weight_permille,
+            "load_rps": p.load_rps,
+            "reason": p.reason,
+            "last_report_age_ms": (p.last_report_age_ms >= 0).then_some(p.last_report_age_ms),
+            "announcements": p.announcements,
+        })).collect::<Vec<_>>(),
+        "regions": s.regions.iter().map(|r| serde_json::json!({
+            "region": r.region,
+            "served_by": r.served_by,
+        })).collect::<Vec<_>>(),
+        "intents": intents_json(&s.intents),
+    })
+}
+
 pub(crate) fn status_table(s: &GetStatusResponse) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "plan version {}", s.plan_version);
+    let _ = writeln!(
+        out,
+        "plan version {} (computed {})",
+        s.plan_version,
+        format_ms(s.plan_computed_unix_ms)
+    );
     let _ = writeln!(
         out,
         "{:<8} {:<10} {:<10} {:>6} {:<8} {:>7}  REASON",
@@ -76,23 +239,114 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
             truncate(&p.region, 10),
             truncate(&p.health, 10),
             f64::from(p.weight_permille) / 10.0,
-            if p.drained { "yes" } else { "no" },
+            if p.drained {
+                truncate(&p.drained_by, 8)
+            } else {
+                "no".to_owned()
+            },
             age,
             truncate(&p.reason, 40),
         );
     }
+    let spilled: Vec<String> = s
+        .regions
+        .iter()
+        .filter(|r| r.served_by.iter().any(|b| b != &r.region))
+        .map(|r| format!("{} -> {}", r.region, r.served_by.join("+")))
+        .collect();
+    if !spilled.is_empty() {
+        let _ = writeln!(out, "\nspill: {}", spilled.join(", "));
+    }
     if !s.intents.is_empty() {
-        let _ = writeln!(out, "\nDRAINS");
-        for i in &s.intents {
-            let _ = writeln!(
-                out,
-                "{:<10} {:<18} {:<24} {}",
-                truncate(&i.id, 10),
-                truncate(&scope_text(i.scope.as_ref()), 18),
-                truncate(&i.principal, 24),
-                truncate(&i.reason, 44),
-            );
+        let _ = writeln!(out);
+        out.push_str(&intents_table(&s.intents));
+    }
+    out
+}
+
+pub(crate) fn pop_detail(s: &GetStatusResponse, pop: &str) -> Option<String> {
+    let p = s.pops.iter().find(|p| p.pop == pop)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "pop        {} ({})", p.pop, p.region);
+    let _ = writeln!(
+        out,
+        "health     {}{}",
+        p.health,
+        if p.usable { "" } else { " (not usable)" }
+    );
+    let _ = writeln!(
+        out,
+        "weight     {:.1}% of its region",
+        f64::from(p.weight_permille) / 10.0
+    );
+    let _ = writeln!(
+        out,
+        "drained    {}",
+        if p.drained {
+            p.drained_by.as_str()
+        } else {
+            "no"
         }
+    );
+    let _ = writeln!(out, "load       {:.0} rps", p.load_rps);
+    let age = if p.last_report_age_ms < 0 {
+        "never".to_owned()
+    } else {
+        format!("{:.1}s ago", p.last_report_age_ms as f64 / 1000.0)
+    };
+    let _ = writeln!(out, "report     {age}");
+    let _ = writeln!(out, "evidence   {}", p.reason);
+    for a in &p.announcements {
+        let _ = writeln!(out, "anycast    {a}");
+    }
+    Some(out)
+}
+
+pub(crate) fn audit_json(entries: &[pb::AuditEntry]) -> serde_json::Value {
+    serde_json::Value::Array(
+        entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "at_unix_ms": e.at_unix_ms,
+                    "principal": e.principal,
+                    "action": e.action,
+                    "scope": e.scope,
+                    "reason": e.reason,
+                    "intent_id": e.intent_id,
+                    "plan_version": e.plan_version,
+                    "dry_run": e.dry_run,
+                    "forced": e.forced,
+                    "outcome": e.outcome,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub(crate) fn audit_table(entries: &[pb::AuditEntry]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<14} {:<9} {:<16} {:<8} {:>5}  REASON",
+        "TIME", "WHO", "ACTION", "SCOPE", "OUTCOME", "PLAN"
+    );
+    for e in entries {
+        let outcome = match (e.forced, e.dry_run) {
+            (true, _) => format!("{}!", e.outcome),
+            _ => e.outcome.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<20} {:<14} {:<9} {:<16} {:<8} {:>5}  {}",
+            format_ms(e.at_unix_ms),
+            truncate(&e.principal, 14),
+            truncate(&e.action, 9),
+            truncate(&e.scope, 16),
+            truncate(&outcome, 8),
+            e.plan_version,
+            truncate(&e.reason, 18),
+        );
     }
     out
 }

@@ -2,13 +2,14 @@
 //! operator API and the HTTP status/metrics endpoint, all in one process.
 
 mod http;
+mod reload;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use clap::Parser;
-use steer_api::OperatorService;
+use steer_api::{ApiError, Authenticator, Explainer, OperatorService, interceptor};
 use steer_config::{AuthMode, SteerConfig};
 use steer_control::{ControlLoop, SystemClock};
 use steer_dns::{DEFAULT_UDP_PAYLOAD, DnsHandler, DnsView};
@@ -16,7 +17,7 @@ use steer_health::ingest::IngestService;
 use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server::OperatorServer};
 use steer_store::FileStore;
 use steer_types::Plan;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
 
@@ -71,7 +72,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,h2=warn,hyper=warn,tower=warn,netgauze_bgp_speaker=warn".into()
+                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn,\
+                 netgauze_bgp_speaker=warn"
+                    .into()
             }),
         )
         .init();
@@ -99,12 +102,20 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    match config.auth {
-        AuthMode::None => warn!(
-            "AUTH IS OFF (auth.mode = \"none\"): anyone who can reach the gRPC listener \
-             can drain PoPs and report health; keep it on loopback"
-        ),
-    }
+    let authenticator = match &config.auth {
+        AuthMode::None => {
+            warn!(
+                "AUTH IS OFF (auth.mode = \"none\"): anyone who can reach the gRPC listener \
+                 can drain PoPs and report health; keep it on loopback"
+            );
+            None
+        }
+        AuthMode::Tokens(tokens) => {
+            info!(tokens = tokens.len(), "bearer-token auth on");
+            Some(Arc::new(Authenticator::new(tokens.clone())))
+        }
+    };
+    let config_path = config.source.clone();
 
     let store = FileStore::open(&config.server.state_dir).with_context(|| {
         format!(
@@ -125,21 +136,24 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("HTTP listen {}", config.server.http_listen))?;
 
-    // DNS answers from a view recompiled on every plan publication.
+    // DNS answers from a view recompiled on every plan publication, using
+    // the current config (a reload publishes a new plan, so zones follow).
+    let live_config = Arc::new(ArcSwap::from_pointee(config.clone()));
     let view = Arc::new(ArcSwap::from_pointee(compile_view(
         &config,
         &handles.plan.load(),
     )?));
+    let dns_plan = Arc::new(ArcSwap::new(handles.plan.load_full()));
     let mut plan_watch = handles.plan_watch.clone();
     {
-        let view = view.clone();
-        let config = config.clone();
+        let (view, dns_plan, live_config) = (view.clone(), dns_plan.clone(), live_config.clone());
         tokio::spawn(async move {
             while plan_watch.changed().await.is_ok() {
                 let plan = plan_watch.borrow_and_update().clone();
-                match compile_view(&config, &plan) {
+                match compile_view(&live_config.load(), &plan) {
                     Ok(v) => {
                         view.store(Arc::new(v));
+                        dns_plan.store(plan.clone());
                         metrics::gauge!("steer_dns_plan_version").set(plan.version as f64);
                     }
                     // Keep serving the last good view.
@@ -148,7 +162,20 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
             }
         });
     }
+    let explainer = Arc::new(DnsExplainer {
+        view: view.clone(),
+        plan: dns_plan,
+    });
     let dns = tokio::spawn(steer_dns::serve(dns_addr, DnsHandler::new(view)));
+
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    tokio::spawn(reload::run(
+        config_path,
+        live_config,
+        reload_rx,
+        handles.api_tx.clone(),
+    ));
+    tokio::spawn(reload::on_sighup(reload_tx.clone()));
 
     let control_task = tokio::spawn(control.run(Duration::from_millis(200)));
 
@@ -168,10 +195,13 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<OperatorServer<OperatorService>>()
+        .set_service_status("steer.v1.Operator", tonic_health::ServingStatus::Serving)
         .await;
     health_reporter
-        .set_serving::<HealthIngestServer<IngestService>>()
+        .set_service_status(
+            "steer.v1.HealthIngest",
+            tonic_health::ServingStatus::Serving,
+        )
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(steer_proto::FILE_DESCRIPTOR_SET)
@@ -184,7 +214,12 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
         .build_v1alpha()
         .context("building gRPC reflection v1alpha")?;
     let ingest = IngestService::new(handles.plan.clone(), handles.health_tx.clone());
-    let mut operator = OperatorService::new(handles.api_tx.clone());
+    let mut operator = OperatorService::new(
+        handles.api_tx.clone(),
+        handles.plan_watch.clone(),
+        explainer,
+        Some(reload_tx),
+    );
     if let Some(b) = &bgp_status {
         operator = operator.with_bgp_status(b.clone());
     }
@@ -193,8 +228,14 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(HealthIngestServer::new(ingest))
-        .add_service(OperatorServer::new(operator))
+        .add_service(HealthIngestServer::with_interceptor(
+            ingest,
+            interceptor(authenticator.clone()),
+        ))
+        .add_service(OperatorServer::with_interceptor(
+            operator,
+            interceptor(authenticator),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal());
 
     let http_addr = http.local_addr()?;
@@ -216,6 +257,32 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
     }
     info!("steerd stopped");
     Ok(())
+}
+
+/// Explains from the view DNS is serving and the plan it was built from.
+struct DnsExplainer {
+    view: Arc<ArcSwap<DnsView>>,
+    plan: Arc<ArcSwap<Plan>>,
+}
+
+impl Explainer for DnsExplainer {
+    fn explain(
+        &self,
+        name: &str,
+        qtype: &str,
+        client: ipnet::IpNet,
+    ) -> Result<steer_types::explain::Explanation, ApiError> {
+        // The two are stored one after the other; retry until they match.
+        let mut pair = (self.view.load_full(), self.plan.load_full());
+        for _ in 0..3 {
+            if pair.0.plan_version() == pair.1.version {
+                break;
+            }
+            std::thread::yield_now();
+            pair = (self.view.load_full(), self.plan.load_full());
+        }
+        steer_dns::explain(&pair.0, &pair.1, name, qtype, client).map_err(ApiError::InvalidArgument)
+    }
 }
 
 fn compile_view(config: &SteerConfig, plan: &Plan) -> anyhow::Result<DnsView> {

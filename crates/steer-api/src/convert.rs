@@ -1,0 +1,224 @@
+//! Proto ⇄ domain conversions, with validation on the way in.
+
+use std::time::Duration;
+
+use steer_proto::v1::{self as pb, ScopeKind};
+use steer_types::{
+    DrainMode, DrainScope, Intents, PopId, RegionId, ServiceId, audit::AuditEntry,
+    projection::Projection, status::StatusReport,
+};
+use tonic::Status;
+
+pub(crate) fn scope(scope: Option<&pb::Scope>) -> Result<DrainScope, Status> {
+    let s = scope.ok_or_else(|| Status::invalid_argument("`scope` is required"))?;
+    if s.id.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "`scope.id` must name a pop or region",
+        ));
+    }
+    match ScopeKind::try_from(s.kind) {
+        Ok(ScopeKind::Pop) => Ok(DrainScope::Pop {
+            pop: PopId::new(&s.id),
+        }),
+        Ok(ScopeKind::Region) => Ok(DrainScope::Region {
+            region: RegionId::new(&s.id),
+        }),
+        Ok(ScopeKind::ServicePop) if !s.service.trim().is_empty() => Ok(DrainScope::ServicePop {
+            service: ServiceId::new(&s.service),
+            pop: PopId::new(&s.id),
+        }),
+        Ok(ScopeKind::ServicePop) => Err(Status::invalid_argument(
+            "a service-at-pop scope needs `scope.service`",
+        )),
+        _ => Err(Status::invalid_argument(
+            "`scope.kind` must be SCOPE_KIND_POP, SCOPE_KIND_REGION or SCOPE_KIND_SERVICE_POP",
+        )),
+    }
+}
+
+pub(crate) fn scope_to_proto(scope: &DrainScope) -> pb::Scope {
+    match scope {
+        DrainScope::Pop { pop } => pb::Scope {
+            kind: ScopeKind::Pop.into(),
+            id: pop.to_string(),
+            service: String::new(),
+        },
+        DrainScope::Region { region } => pb::Scope {
+            kind: ScopeKind::Region.into(),
+            id: region.to_string(),
+            service: String::new(),
+        },
+        DrainScope::ServicePop { service, pop } => pb::Scope {
+            kind: ScopeKind::ServicePop.into(),
+            id: pop.to_string(),
+            service: service.to_string(),
+        },
+    }
+}
+
+pub(crate) fn reason(text: &str) -> Result<String, Status> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(Status::invalid_argument(
+            "`reason` is required: say why, for the audit log and the next on-call",
+        ));
+    }
+    if t.len() > 1024 {
+        return Err(Status::invalid_argument(
+            "`reason` is longer than 1024 bytes",
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+pub(crate) fn mode(m: i32) -> Result<DrainMode, Status> {
+    match pb::DrainMode::try_from(m) {
+        Ok(pb::DrainMode::Soft) => Ok(DrainMode::Soft),
+        Ok(pb::DrainMode::Unspecified | pb::DrainMode::Hard) => Ok(DrainMode::Hard),
+        Err(_) => Err(Status::invalid_argument(format!("unknown drain mode {m}"))),
+    }
+}
+
+/// Bounded durations: a week at most for ramps, a year for expiry.
+pub(crate) fn duration(ms: u64, what: &str, max: Duration) -> Result<Option<Duration>, Status> {
+    if ms == 0 {
+        return Ok(None);
+    }
+    let d = Duration::from_millis(ms);
+    if d > max {
+        return Err(Status::invalid_argument(format!(
+            "`{what}` is longer than {}s",
+            max.as_secs()
+        )));
+    }
+    Ok(Some(d))
+}
+
+pub(crate) fn projection(p: &Projection) -> pb::Projection {
+    pb::Projection {
+        pops: p
+            .pops
+            .iter()
+            .map(|x| pb::PopProjection {
+                pop: x.pop.to_string(),
+                capacity_rps: x.capacity_rps,
+                current_rps: x.current_rps,
+                projected_rps: x.projected_rps,
+                projected_utilisation: x.projected_utilisation,
+            })
+            .collect(),
+        over_capacity: p.over_capacity,
+        summary: p.summary.clone(),
+    }
+}
+
+pub(crate) fn intents(i: &Intents) -> Vec<pb::Intent> {
+    let drains = i.drains.iter().map(|d| pb::Intent {
+        id: d.id.clone(),
+        kind: "drain".into(),
+        scope: Some(scope_to_proto(&d.scope)),
+        reason: d.reason.clone(),
+        principal: d.principal.clone(),
+        created_unix_ms: d.created.unix_ms(),
+        expires_unix_ms: d.expires.map_or(0, |t| t.unix_ms()),
+        mode: match d.mode {
+            DrainMode::Soft => "soft".into(),
+            DrainMode::Hard => "hard".into(),
+        },
+        ramp_ms: u64::try_from(d.ramp.as_millis()).unwrap_or(u64::MAX),
+        forced: d.forced,
+        weight_permille: 0,
+    });
+    let overrides = i.overrides.iter().map(|o| pb::Intent {
+        id: o.id.clone(),
+        kind: "override".into(),
+        scope: Some(scope_to_proto(&DrainScope::Pop { pop: o.pop.clone() })),
+        reason: o.reason.clone(),
+        principal: o.principal.clone(),
+        created_unix_ms: o.created.unix_ms(),
+        expires_unix_ms: o.expires.map_or(0, |t| t.unix_ms()),
+        mode: String::new(),
+        ramp_ms: 0,
+        forced: false,
+        weight_permille: o.weight,
+    });
+    drains.chain(overrides).collect()
+}
+
+pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusResponse {
+    pb::GetStatusResponse {
+        plan_version: s.plan_version,
+        plan_computed_unix_ms: s.plan_computed_at.unix_ms(),
+        pops: s
+            .pops
+            .iter()
+            .map(|p| pb::PopStatus {
+                pop: p.pop.to_string(),
+                region: p.region.to_string(),
+                health: p.health.clone(),
+                drained: p.drained_by.is_some(),
+                weight_permille: p.weight_permille,
+                reason: p.reason.clone(),
+                last_report_age_ms: p.last_report_age_ms.unwrap_or(-1),
+                drained_by: p.drained_by.clone().unwrap_or_default(),
+                usable: p.usable,
+                load_rps: p.load_rps,
+                announcements: p.announcements.clone(),
+            })
+            .collect(),
+        intents: intents(intents_list),
+        regions: s
+            .regions
+            .iter()
+            .map(|r| pb::RegionStatus {
+                region: r.region.to_string(),
+                served_by: r.served_by.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn bgp_status(b: &steer_types::bgp::BgpStatus, resp: &mut pb::GetStatusResponse) {
+    resp.bgp_peers = b
+        .peers
+        .iter()
+        .map(|p| pb::BgpPeerStatus {
+            pop: p.pop.to_string(),
+            peer: p.peer.clone(),
+            peer_as: p.peer_as,
+            state: p.state.clone(),
+            uptime_secs: p.uptime_secs.map_or(-1, |s| s as i64),
+            flaps: p.flaps,
+            prefixes_sent: p.prefixes_sent as u32,
+            updates_sent: p.updates_sent,
+            last_error: p.last_error.clone().unwrap_or_default(),
+        })
+        .collect();
+    resp.bgp_routes = b
+        .routes
+        .iter()
+        .map(|r| pb::BgpRouteStatus {
+            pop: r.pop.to_string(),
+            prefix: r.prefix.to_string(),
+            state: r.state.clone(),
+            reason: r.reason.clone(),
+        })
+        .collect();
+    resp.bgp_refused_plan = b.refused_plan.clone().unwrap_or_default();
+}
+
+pub(crate) fn audit(e: &AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        at_unix_ms: e.at.unix_ms(),
+        principal: e.principal.clone(),
+        action: e.action.clone(),
+        scope: e.scope.clone(),
+        reason: e.reason.clone(),
+        intent_id: e.intent_id.clone().unwrap_or_default(),
+        plan_version: e.plan_version,
+        dry_run: e.dry_run,
+        forced: e.forced,
+        outcome: e.outcome.clone(),
+    }
+}

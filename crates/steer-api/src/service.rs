@@ -1,0 +1,465 @@
+//! The `steer.v1.Operator` gRPC service.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use prost::Message;
+use steer_proto::v1::{self as pb, operator_server::Operator};
+use steer_types::{
+    Plan, PopId,
+    auth::{Caller, Role},
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status};
+use tracing::info;
+
+use crate::{ApiCommand, ApiError, AuditFilter, DrainCommand, Explainer, ReloadRequest, convert};
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::InvalidArgument(m) => Status::invalid_argument(m),
+            ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::Refused(p) => {
+                let details = convert::projection(&p).encode_to_vec();
+                Status::with_details(
+                    Code::FailedPrecondition,
+                    format!(
+                        "drain refused by the capacity rail: {} (use --force to apply anyway)",
+                        p.summary
+                    ),
+                    details.into(),
+                )
+            }
+        }
+    }
+}
+
+const MAX_RAMP: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+pub struct OperatorService {
+    to_control: mpsc::Sender<ApiCommand>,
+    plans: watch::Receiver<Arc<Plan>>,
+    explainer: Arc<dyn Explainer>,
+    reload: Option<mpsc::Sender<ReloadRequest>>,
+    bgp: Option<BgpStatusSource>,
+}
+
+/// Reads the BGP speaker's status for `GetStatus`.
+pub type BgpStatusSource = Arc<dyn Fn() -> steer_types::bgp::BgpStatus + Send + Sync>;
+
+impl OperatorService {
+    pub fn new(
+        to_control: mpsc::Sender<ApiCommand>,
+        plans: watch::Receiver<Arc<Plan>>,
+        explainer: Arc<dyn Explainer>,
+        reload: Option<mpsc::Sender<ReloadRequest>>,
+    ) -> Self {
+        Self {
+            to_control,
+            plans,
+            explainer,
+            reload,
+            bgp: None,
+        }
+    }
+
+    /// Adds the BGP speaker's sessions and routes to `GetStatus`.
+    pub fn with_bgp_status(mut self, source: BgpStatusSource) -> Self {
+        self.bgp = Some(source);
+        self
+    }
+
+    async fn call<T>(
+        &self,
+        method: &'static str,
+        make: impl FnOnce(oneshot::Sender<T>) -> ApiCommand,
+    ) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.to_control
+            .send(make(tx))
+            .await
+            .map_err(|_| Status::unavailable("control loop is not running"))?;
+        let out = rx
+            .await
+            .map_err(|_| Status::unavailable("control loop dropped the request"));
+        metrics::counter!("steer_api_requests_total", "method" => method).increment(1);
+        out
+    }
+
+    /// Checks the caller's role; refusals of mutating calls are audited.
+    async fn authorize<T>(
+        &self,
+        req: &Request<T>,
+        need: Role,
+        action: &str,
+        scope: &str,
+    ) -> Result<String, Status> {
+        let caller = req
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Unknown {
+                why: "no caller identity (interceptor missing)",
+            });
+        let (status, principal) = match &caller {
+            Caller::Open { .. } => return Ok(caller.principal()),
+            Caller::Known(id) if id.role.is_some_and(|r| r >= need) => {
+                return Ok(id.principal.clone());
+            }
+            Caller::Known(id) => (
+                Status::permission_denied(format!(
+                    "{} may not {action} (needs role {need:?})",
+                    id.principal
+                )),
+                id.principal.clone(),
+            ),
+            Caller::Unknown { why } => (Status::unauthenticated(*why), caller.principal()),
+        };
+        metrics::counter!("steer_api_denied_total", "code" => if status.code() == Code::Unauthenticated { "unauthenticated" } else { "permission_denied" }).increment(1);
+        if need >= Role::Operator {
+            let _ = self
+                .to_control
+                .send(ApiCommand::RecordDenied {
+                    principal,
+                    action: action.to_owned(),
+                    scope: scope.to_owned(),
+                    reason: status.message().to_owned(),
+                })
+                .await;
+        }
+        Err(status)
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::PlanEvent, Status>> + Send>>;
+
+fn scope_text(s: Option<&pb::Scope>) -> String {
+    s.map_or_else(String::new, |s| {
+        if s.service.is_empty() {
+            s.id.clone()
+        } else {
+            format!("{}@{}", s.service, s.id)
+        }
+    })
+}
+
+fn pop_id(text: &str) -> Result<PopId, Status> {
+    if text.trim().is_empty() {
+        return Err(Status::invalid_argument("`pop` is required"));
+    }
+    Ok(PopId::new(text.trim()))
+}
+
+#[tonic::async_trait]
+impl Operator for OperatorService {
+    async fn drain(
+        &self,
+        req: Request<pb::DrainRequest>,
+    ) -> Result<Response<pb::DrainResponse>, Status> {
+        let need = if req.get_ref().dry_run {
+            Role::Viewer
+        } else {
+            Role::Operator
+        };
+        let principal = self
+            .authorize(
+                &req,
+                need,
+                "drain",
+                &scope_text(req.get_ref().scope.as_ref()),
+            )
+            .await?;
+        let body = req.into_inner();
+        let cmd = DrainCommand {
+            scope: convert::scope(body.scope.as_ref())?,
+            mode: convert::mode(body.mode)?,
+            ramp: convert::duration(body.ramp_ms, "ramp_ms", MAX_RAMP)?.unwrap_or_default(),
+            expires_in: convert::duration(body.expires_in_ms, "expires_in_ms", MAX_EXPIRY)?,
+            reason: convert::reason(&body.reason)?,
+            principal,
+            dry_run: body.dry_run,
+            force: body.force,
+        };
+        let out = self
+            .call("Drain", |reply| ApiCommand::Drain { cmd, reply })
+            .await??;
+        Ok(Response::new(pb::DrainResponse {
+            intent_id: out.intent_id,
+            plan_version: out.plan_version,
+            applied: out.applied,
+            projection: Some(convert::projection(&out.projection)),
+        }))
+    }
+
+    async fn undrain(
+        &self,
+        req: Request<pb::UndrainRequest>,
+    ) -> Result<Response<pb::UndrainResponse>, Status> {
+        let principal = self
+            .authorize(
+                &req,
+                Role::Operator,
+                "undrain",
+                &scope_text(req.get_ref().scope.as_ref()),
+            )
+            .await?;
+        let body = req.into_inner();
+        let scope = convert::scope(body.scope.as_ref())?;
+        let reason = if body.reason.trim().is_empty() {
+            "undrain".to_owned()
+        } else {
+            convert::reason(&body.reason)?
+        };
+        let out = self
+            .call("Undrain", |reply| ApiCommand::Undrain {
+                scope,
+                reason,
+                principal,
+                reply,
+            })
+            .await??;
+        Ok(Response::new(pb::UndrainResponse {
+            lifted: out.lifted,
+            plan_version: out.plan_version,
+        }))
+    }
+
+    async fn list_intents(
+        &self,
+        req: Request<pb::ListIntentsRequest>,
+    ) -> Result<Response<pb::ListIntentsResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "list intents", "")
+            .await?;
+        let intents = self
+            .call("ListIntents", |reply| ApiCommand::ListIntents { reply })
+            .await?;
+        Ok(Response::new(pb::ListIntentsResponse {
+            intents: convert::intents(&intents),
+        }))
+    }
+
+    async fn set_weight_override(
+        &self,
+        req: Request<pb::SetWeightOverrideRequest>,
+    ) -> Result<Response<pb::SetWeightOverrideResponse>, Status> {
+        let principal = self
+            .authorize(&req, Role::Operator, "override", &req.get_ref().pop)
+            .await?;
+        let body = req.into_inner();
+        if body.weight_permille > 1000 {
+            return Err(Status::invalid_argument(
+                "`weight_permille` must be between 0 and 1000",
+            ));
+        }
+        let pop = pop_id(&body.pop)?;
+        let reason = convert::reason(&body.reason)?;
+        let expires_in = convert::duration(body.expires_in_ms, "expires_in_ms", MAX_EXPIRY)?;
+        let (intent_id, plan_version) = self
+            .call("SetWeightOverride", |reply| ApiCommand::SetOverride {
+                pop,
+                weight: body.weight_permille,
+                expires_in,
+                reason,
+                principal,
+                reply,
+            })
+            .await??;
+        Ok(Response::new(pb::SetWeightOverrideResponse {
+            intent_id,
+            plan_version,
+        }))
+    }
+
+    async fn clear_override(
+        &self,
+        req: Request<pb::ClearOverrideRequest>,
+    ) -> Result<Response<pb::ClearOverrideResponse>, Status> {
+        let principal = self
+            .authorize(&req, Role::Operator, "clear override", &req.get_ref().pop)
+            .await?;
+        let body = req.into_inner();
+        let pop = pop_id(&body.pop)?;
+        let reason = if body.reason.trim().is_empty() {
+            "clear override".to_owned()
+        } else {
+            convert::reason(&body.reason)?
+        };
+        let (cleared, plan_version) = self
+            .call("ClearOverride", |reply| ApiCommand::ClearOverride {
+                pop,
+                reason,
+                principal,
+                reply,
+            })
+            .await??;
+        Ok(Response::new(pb::ClearOverrideResponse {
+            cleared,
+            plan_version,
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "get status", "").await?;
+        let status = self
+            .call("GetStatus", |reply| ApiCommand::Status { reply })
+            .await?;
+        let intents = steer_types::Intents {
+            drains: status.drains.clone(),
+            overrides: status.overrides.clone(),
+            next_id: 0,
+        };
+        let mut resp = convert::status(&status, &intents);
+        if let Some(bgp) = &self.bgp {
+            convert::bgp_status(&bgp(), &mut resp);
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn explain(
+        &self,
+        req: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "explain", "").await?;
+        let body = req.into_inner();
+        let client: ipnet::IpNet = match body.client.trim() {
+            "" => {
+                return Err(Status::invalid_argument(
+                    "`client` is required (address or prefix)",
+                ));
+            }
+            c if c.contains('/') => c
+                .parse()
+                .map_err(|_| Status::invalid_argument(format!("{c:?} is not a prefix")))?,
+            c => c
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| Status::invalid_argument(format!("{c:?} is not an address")))?,
+        };
+        let qtype = if body.qtype.is_empty() {
+            "A".to_owned()
+        } else {
+            body.qtype.to_ascii_uppercase()
+        };
+        let e = self.explainer.explain(&body.name, &qtype, client)?;
+        metrics::counter!("steer_api_requests_total", "method" => "Explain").increment(1);
+        Ok(Response::new(pb::ExplainResponse {
+            plan_version: e.plan_version,
+            steps: e.steps,
+            answers: e.answers,
+            ttl: e.ttl,
+            ecs_scope: u32::from(e.ecs_scope),
+            region: e.region.unwrap_or_default(),
+        }))
+    }
+
+    type WatchPlanStream = EventStream;
+
+    async fn watch_plan(
+        &self,
+        req: Request<pb::WatchPlanRequest>,
+    ) -> Result<Response<Self::WatchPlanStream>, Status> {
+        self.authorize(&req, Role::Viewer, "watch", "").await?;
+        let mut plans = self.plans.clone();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut prev = plans.borrow_and_update().clone();
+            let first = pb::PlanEvent {
+                plan_version: prev.version,
+                computed_unix_ms: prev.computed_at.unix_ms(),
+                diff: "current plan".into(),
+                changes: Vec::new(),
+            };
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            while plans.changed().await.is_ok() {
+                let next = plans.borrow_and_update().clone();
+                let changes = next.changes_since(&prev);
+                let diff = if changes.is_empty() {
+                    "no visible change (config reload or internal detail)".to_owned()
+                } else {
+                    changes.join("; ")
+                };
+                let event = pb::PlanEvent {
+                    plan_version: next.version,
+                    computed_unix_ms: next.computed_at.unix_ms(),
+                    diff,
+                    changes,
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+                prev = next;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_audit(
+        &self,
+        req: Request<pb::GetAuditRequest>,
+    ) -> Result<Response<pb::GetAuditResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read audit", "").await?;
+        let body = req.into_inner();
+        let filter = AuditFilter {
+            since_ms: (body.since_unix_ms > 0).then_some(body.since_unix_ms),
+            until_ms: (body.until_unix_ms > 0).then_some(body.until_unix_ms),
+            principal: (!body.principal.is_empty()).then_some(body.principal),
+            scope: (!body.scope.is_empty()).then_some(body.scope),
+            limit: if body.limit == 0 {
+                100
+            } else {
+                body.limit as usize
+            },
+        };
+        let entries = self
+            .call("GetAudit", |reply| ApiCommand::Audit { filter, reply })
+            .await??;
+        Ok(Response::new(pb::GetAuditResponse {
+            entries: entries.iter().map(convert::audit).collect(),
+        }))
+    }
+
+    async fn reload_config(
+        &self,
+        req: Request<pb::ReloadConfigRequest>,
+    ) -> Result<Response<pb::ReloadConfigResponse>, Status> {
+        let principal = self
+            .authorize(&req, Role::Admin, "reload config", "config")
+            .await?;
+        let Some(reload) = &self.reload else {
+            return Err(Status::unimplemented(
+                "config reload is not available in this process",
+            ));
+        };
+        let reason = req.into_inner().reason;
+        let (tx, rx) = oneshot::channel();
+        reload
+            .send(ReloadRequest {
+                principal: principal.clone(),
+                reason: if reason.trim().is_empty() {
+                    "config reload".into()
+                } else {
+                    reason
+                },
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Status::unavailable("reloader is not running"))?;
+        let version = rx
+            .await
+            .map_err(|_| Status::unavailable("reloader dropped the request"))??;
+        info!(%principal, version, "config reloaded");
+        Ok(Response::new(pb::ReloadConfigResponse {
+            plan_version: version,
+            detail: "config validated and applied".into(),
+        }))
+    }
+}

@@ -1,0 +1,244 @@
+//! Intent changes: drains, undrains, overrides and expiry. Each goes through
+//! `commit` (audit, persist, publish) or is audited as not applied.
+
+use std::time::Duration;
+
+use steer_api::{ApiError, DrainCommand, DrainOutcome, UndrainOutcome};
+use steer_types::{
+    Drain, DrainMode, DrainScope, Intents, PopId, Timestamp, WeightOverride, audit::AuditEntry,
+};
+use tracing::info;
+
+use crate::{ControlLoop, scope_known};
+
+impl ControlLoop {
+    fn check_scope(&self, scope: &DrainScope) -> Result<(), ApiError> {
+        if scope_known(&self.topology, scope) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!(
+                "{} is not in the configuration",
+                scope.describe()
+            )))
+        }
+    }
+
+    fn entry(&self, principal: String, action: &str, scope: String, reason: String) -> AuditEntry {
+        AuditEntry {
+            at: self.clock.now(),
+            principal,
+            action: action.to_owned(),
+            scope,
+            reason,
+            intent_id: None,
+            plan_version: self.current().version,
+            dry_run: false,
+            forced: false,
+            outcome: "applied".into(),
+        }
+    }
+
+    pub(crate) fn drain(&mut self, cmd: DrainCommand) -> Result<DrainOutcome, ApiError> {
+        self.check_scope(&cmd.scope)?;
+        let now = self.clock.now();
+        let mut next = self.intents.clone();
+        // Re-draining the same scope replaces the old drain (e.g. soft → hard).
+        let replaced: Vec<String> = next
+            .drains
+            .iter()
+            .filter(|d| d.scope == cmd.scope)
+            .map(|d| d.id.clone())
+            .collect();
+        next.drains.retain(|d| d.scope != cmd.scope);
+        next.next_id += 1;
+        let id = format!("drain-{}", next.next_id);
+        let drain = Drain {
+            id: id.clone(),
+            scope: cmd.scope.clone(),
+            mode: cmd.mode,
+            ramp: cmd.ramp,
+            reason: cmd.reason.clone(),
+            principal: cmd.principal.clone(),
+            created: now,
+            expires: cmd.expires_in.map(|d| now.saturating_add(d)),
+            forced: false,
+        };
+
+        // Project the end state (as if the ramp were over).
+        let mut end_state = next.clone();
+        end_state.drains.push(Drain {
+            mode: DrainMode::Hard,
+            ..drain.clone()
+        });
+        let proposed = self.compute_body(&end_state, now);
+        let projection = steer_policy::project(
+            &self.topology,
+            &self.aggregator.snapshot(now),
+            &self.current().body,
+            &proposed,
+        );
+
+        let mut entry = self.entry(
+            cmd.principal.clone(),
+            "drain",
+            cmd.scope.describe(),
+            format!("{} [{:?}] {}", cmd.reason, cmd.mode, projection.summary),
+        );
+        entry.dry_run = cmd.dry_run;
+        entry.forced = cmd.force && projection.over_capacity;
+        if cmd.dry_run {
+            entry.outcome = "dry-run".into();
+            self.audit_only(&entry);
+            return Ok(DrainOutcome {
+                intent_id: String::new(),
+                plan_version: self.current().version,
+                applied: false,
+                projection,
+            });
+        }
+        if projection.over_capacity && !cmd.force {
+            entry.outcome = "refused".into();
+            self.audit_only(&entry);
+            metrics::counter!("steer_drains_refused_total").increment(1);
+            info!(scope = %cmd.scope.describe(), summary = %projection.summary, "drain refused by the capacity rail");
+            return Err(ApiError::Refused(projection));
+        }
+        next.drains.push(Drain {
+            forced: entry.forced,
+            ..drain
+        });
+        entry.intent_id = Some(id.clone());
+        if !replaced.is_empty() {
+            entry
+                .reason
+                .push_str(&format!(" (replaces {})", replaced.join(", ")));
+        }
+        let version = self.commit(next, entry)?;
+        info!(intent = %id, scope = %cmd.scope.describe(), mode = ?cmd.mode, "drain applied");
+        Ok(DrainOutcome {
+            intent_id: id,
+            plan_version: version,
+            applied: true,
+            projection,
+        })
+    }
+
+    pub(crate) fn undrain(
+        &mut self,
+        scope: DrainScope,
+        reason: String,
+        principal: String,
+    ) -> Result<UndrainOutcome, ApiError> {
+        self.check_scope(&scope)?;
+        let mut next = self.intents.clone();
+        let lifted_ids: Vec<String> = next
+            .drains
+            .iter()
+            .filter(|d| d.scope == scope)
+            .map(|d| d.id.clone())
+            .collect();
+        if lifted_ids.is_empty() {
+            return Ok(UndrainOutcome {
+                lifted: 0,
+                plan_version: self.current().version,
+            });
+        }
+        next.drains.retain(|d| d.scope != scope);
+        let mut entry = self.entry(principal, "undrain", scope.describe(), reason);
+        entry.intent_id = Some(lifted_ids.join(","));
+        let version = self.commit(next, entry)?;
+        info!(scope = %scope.describe(), "undrain applied");
+        Ok(UndrainOutcome {
+            lifted: u32::try_from(lifted_ids.len()).unwrap_or(u32::MAX),
+            plan_version: version,
+        })
+    }
+
+    pub(crate) fn set_override(
+        &mut self,
+        pop: PopId,
+        weight: u32,
+        expires_in: Option<Duration>,
+        reason: String,
+        principal: String,
+    ) -> Result<(String, u64), ApiError> {
+        self.check_scope(&DrainScope::Pop { pop: pop.clone() })?;
+        let now = self.clock.now();
+        let mut next = self.intents.clone();
+        next.overrides.retain(|o| o.pop != pop);
+        next.next_id += 1;
+        let id = format!("override-{}", next.next_id);
+        next.overrides.push(WeightOverride {
+            id: id.clone(),
+            pop: pop.clone(),
+            weight,
+            reason: reason.clone(),
+            principal: principal.clone(),
+            created: now,
+            expires: expires_in.map(|d| now.saturating_add(d)),
+        });
+        let mut entry = self.entry(
+            principal,
+            "override",
+            format!("pop {pop}"),
+            format!("{reason} (weight {weight}‰)"),
+        );
+        entry.intent_id = Some(id.clone());
+        let version = self.commit(next, entry)?;
+        Ok((id, version))
+    }
+
+    pub(crate) fn clear_override(
+        &mut self,
+        pop: PopId,
+        reason: String,
+        principal: String,
+    ) -> Result<(u32, u64), ApiError> {
+        self.check_scope(&DrainScope::Pop { pop: pop.clone() })?;
+        let mut next = self.intents.clone();
+        let before = next.overrides.len();
+        next.overrides.retain(|o| o.pop != pop);
+        let cleared = u32::try_from(before - next.overrides.len()).unwrap_or(u32::MAX);
+        if cleared == 0 {
+            return Ok((0, self.current().version));
+        }
+        let entry = self.entry(principal, "clear-override", format!("pop {pop}"), reason);
+        let version = self.commit(next, entry)?;
+        Ok((cleared, version))
+    }
+
+    /// Lifts intents whose expiry has passed, each audited as `steerd`.
+    pub(crate) fn expire_intents(&mut self) {
+        let now = self.clock.now();
+        if self.intents.next_expiry().is_none_or(|t| t > now) {
+            return;
+        }
+        let expired = |t: Option<Timestamp>| t.is_some_and(|t| t <= now);
+        let mut next: Intents = self.intents.clone();
+        let mut lifted = Vec::new();
+        next.drains.retain(|d| {
+            let gone = expired(d.expires);
+            if gone {
+                lifted.push(format!("{} ({})", d.id, d.scope.describe()));
+            }
+            !gone
+        });
+        next.overrides.retain(|o| {
+            let gone = expired(o.expires);
+            if gone {
+                lifted.push(format!("{} (pop {})", o.id, o.pop));
+            }
+            !gone
+        });
+        let entry = self.entry(
+            "steerd".into(),
+            "expire",
+            lifted.join(", "),
+            "intent expired".into(),
+        );
+        match self.commit(next, entry) {
+            Ok(version) => info!(lifted = ?lifted, version, "expired intents lifted"),
+            Err(e) => tracing::error!(error = %e, "could not lift expired intents; will retry"),
+        }
+    }
+}

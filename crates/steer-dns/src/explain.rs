@@ -1,0 +1,135 @@
+//! "Why did this client get this answer?" — the decision trace for one
+//! query, computed with the same answer function the server uses, so the
+//! explanation and `dig` cannot disagree.
+
+use std::str::FromStr;
+
+use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
+use ipnet::IpNet;
+use steer_types::{Plan, explain::Explanation};
+
+use crate::{
+    answer::{ClientInfo, Question, answer},
+    view::DnsView,
+};
+
+/// Explains the answer `view` gives to `name`/`qtype` for a client whose
+/// subnet is `client` (treated as ECS). `plan` must be the plan `view` was
+/// compiled from.
+pub fn explain(
+    view: &DnsView,
+    plan: &Plan,
+    name: &str,
+    qtype: &str,
+    client: IpNet,
+) -> Result<Explanation, String> {
+    let fqdn = if name.ends_with('.') {
+        name.to_ascii_lowercase()
+    } else {
+        format!("{}.", name.to_ascii_lowercase())
+    };
+    let parsed = Name::from_str(&fqdn).map_err(|e| format!("invalid name {name:?}: {e}"))?;
+    let lower = LowerName::new(&parsed);
+    let rtype = match qtype {
+        "A" => RecordType::A,
+        "AAAA" => RecordType::AAAA,
+        other => return Err(format!("explain supports A and AAAA, not {other:?}")),
+    };
+    let info = ClientInfo {
+        addr: client.network(),
+        source_prefix: client.prefix_len(),
+        from_ecs: true,
+    };
+    let q = Question {
+        name: &lower,
+        qtype: rtype,
+        qclass: DNSClass::IN,
+    };
+    let result = answer(view, &q, &info);
+    let mut steps = Vec::new();
+    if plan.version != view.plan_version() {
+        steps.push(format!(
+            "note: DNS is serving plan {} while the control plane has {}",
+            view.plan_version(),
+            plan.version
+        ));
+    }
+    let answers: Vec<String> = result
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => a.0.to_string(),
+            RData::AAAA(a) => a.0.to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    let ttl = result.answers.first().map_or(0, |r| r.ttl);
+
+    let Some(service) = plan.service_by_fqdn(&fqdn) else {
+        steps.push(format!(
+            "{fqdn} is not a steered name: answered from static zone data ({})",
+            result.rcode
+        ));
+        return Ok(Explanation {
+            plan_version: view.plan_version(),
+            steps,
+            answers,
+            ttl,
+            ecs_scope: result.ecs_scope,
+            region: None,
+        });
+    };
+    steps.push(format!(
+        "{fqdn} is steered service {} (TTL {}, up to {} record(s))",
+        service.id, service.ttl, service.max_records
+    ));
+    let region = result.region.and_then(|i| view.region(i)).cloned();
+    match (&region, view.client_map.get_lpm(&client.trunc())) {
+        (Some(r), Some((prefix, _))) => {
+            steps.push(format!("client {client} maps to region {r} via {prefix}"));
+        }
+        _ => steps.push(format!(
+            "client {client} matches no client network: global answer set"
+        )),
+    }
+    let set = service.for_region(region.as_ref());
+    steps.push(format!("answer set: {}", set.reason));
+    for t in &set.targets {
+        steps.push(format!(
+            "candidate {} weight {}‰ ({})",
+            t.pop,
+            t.weight,
+            plan.pop(t.pop.as_str()).map_or("", |p| p.reason.as_str())
+        ));
+    }
+    for p in &plan.body.pops {
+        if set.targets.iter().any(|t| t.pop == p.id) {
+            continue;
+        }
+        let why = if p.drained_by.is_some() || !p.usable {
+            p.reason.clone()
+        } else {
+            format!("serves {} (not chosen for this region)", p.region)
+        };
+        steps.push(format!("excluded {}: {why}", p.id));
+    }
+    steps.push(format!(
+        "picked {} of {} by weighted rendezvous hash of the client subnet: {}",
+        answers.len(),
+        set.targets.len(),
+        if answers.is_empty() {
+            "(no address of this family)".to_owned()
+        } else {
+            answers.join(", ")
+        }
+    ));
+    steps.push(format!("ECS scope /{}", result.ecs_scope));
+    Ok(Explanation {
+        plan_version: view.plan_version(),
+        steps,
+        answers,
+        ttl,
+        ecs_scope: result.ecs_scope,
+        region: region.map(|r| r.to_string()),
+    })
+}

@@ -1,0 +1,132 @@
+//! Load projection: where would today's load go under a proposed plan?
+//!
+//! Each PoP's reported load is attributed to the answer sets it is in, in
+//! proportion to its weight there; each set's demand is then re-spread by
+//! the proposed weights. Pure arithmetic on two plan bodies and the health
+//! snapshot, so a dry run and the real refusal give the same figures.
+
+use std::collections::BTreeMap;
+
+use steer_types::{
+    AnswerSet, PERMILLE, PlanBody, PopId, Topology,
+    health::HealthSnapshot,
+    projection::{PopProjection, Projection},
+};
+
+fn sets(body: &PlanBody) -> impl Iterator<Item = (usize, &AnswerSet)> {
+    body.services
+        .iter()
+        .flat_map(|s| s.regional.iter().chain(std::iter::once(&s.global)))
+        .enumerate()
+}
+
+/// Projects per-PoP load from `current` to `proposed`. PoPs without a load
+/// report count as idle.
+pub fn project(
+    topology: &Topology,
+    health: &HealthSnapshot,
+    current: &PlanBody,
+    proposed: &PlanBody,
+) -> Projection {
+    let load = |pop: &PopId| health.pops.get(pop).map_or(0.0, |h| h.load_rps);
+    let capacity = |pop: &PopId| {
+        let configured = topology.pop(pop.as_str()).map_or(0.0, |p| p.capacity_rps);
+        health
+            .pops
+            .get(pop)
+            .and_then(|h| h.reported_capacity_rps)
+            .unwrap_or(configured)
+    };
+
+    // Total weight each PoP has across all current sets.
+    let mut total_weight: BTreeMap<&PopId, f64> = BTreeMap::new();
+    for (_, set) in sets(current) {
+        for t in &set.targets {
+            *total_weight.entry(&t.pop).or_default() += f64::from(t.weight);
+        }
+    }
+    // Demand per set, attributed from the PoPs that serve it now.
+    let mut demand: Vec<f64> = Vec::new();
+    for (i, set) in sets(current) {
+        let d: f64 = set
+            .targets
+            .iter()
+            .map(|t| {
+                let total = total_weight.get(&t.pop).copied().unwrap_or(0.0);
+                if total > 0.0 {
+                    load(&t.pop) * f64::from(t.weight) / total
+                } else {
+                    0.0
+                }
+            })
+            .sum();
+        if demand.len() <= i {
+            demand.resize(i + 1, 0.0);
+        }
+        demand[i] = d;
+    }
+    // Re-spread each set's demand by the proposed weights (sets line up by
+    // index: same topology, same order).
+    let mut projected: BTreeMap<PopId, f64> = BTreeMap::new();
+    for (i, set) in sets(proposed) {
+        let d = demand.get(i).copied().unwrap_or(0.0);
+        for t in &set.targets {
+            *projected.entry(t.pop.clone()).or_default() +=
+                d * f64::from(t.weight) / f64::from(PERMILLE);
+        }
+    }
+
+    let pops: Vec<PopProjection> = topology
+        .pops
+        .iter()
+        .map(|p| {
+            let cap = capacity(&p.id);
+            let projected_rps = projected.get(&p.id).copied().unwrap_or(0.0);
+            PopProjection {
+                pop: p.id.clone(),
+                capacity_rps: cap,
+                current_rps: load(&p.id),
+                projected_rps,
+                projected_utilisation: if cap > 0.0 { projected_rps / cap } else { 0.0 },
+            }
+        })
+        .collect();
+    let over: Vec<&PopProjection> = pops
+        .iter()
+        .filter(|p| p.projected_utilisation > 1.0)
+        .collect();
+    let summary = if over.is_empty() {
+        match pops
+            .iter()
+            .max_by(|a, b| a.projected_utilisation.total_cmp(&b.projected_utilisation))
+        {
+            Some(top) if top.projected_rps > 0.0 => format!(
+                "no PoP over capacity; busiest would be {} at {:.0}% ({:.0}/{:.0} rps)",
+                top.pop,
+                top.projected_utilisation * 100.0,
+                top.projected_rps,
+                top.capacity_rps
+            ),
+            _ => "no PoP over capacity (no load reported)".to_owned(),
+        }
+    } else {
+        let parts: Vec<String> = over
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} to {:.0}% ({:.0}/{:.0} rps)",
+                    p.pop,
+                    p.projected_utilisation * 100.0,
+                    p.projected_rps,
+                    p.capacity_rps
+                )
+            })
+            .collect();
+        format!("would push {}", parts.join(", "))
+    };
+    Projection {
+        over_capacity: !over.is_empty(),
+        pops,
+        summary,
+    }
+}

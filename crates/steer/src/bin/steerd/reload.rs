@@ -1,0 +1,104 @@
+//! Config reload (gRPC ReloadConfig and SIGHUP): validate the whole file,
+//! then swap; a bad file changes nothing and the error says where.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arc_swap::ArcSwap;
+use steer_api::{ApiCommand, ApiError, ReloadRequest};
+use steer_config::SteerConfig;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+pub(crate) async fn run(
+    path: PathBuf,
+    live: Arc<ArcSwap<SteerConfig>>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    to_control: mpsc::Sender<ApiCommand>,
+) {
+    while let Some(req) = requests.recv().await {
+        let result = reload_once(&path, &live, &to_control, &req).await;
+        match &result {
+            Ok(v) => info!(version = v, principal = %req.principal, "config reloaded"),
+            Err(e) => warn!(error = %e, principal = %req.principal, "config reload refused"),
+        }
+        metrics::counter!("steer_config_reloads_total", "outcome" => if result.is_ok() { "applied" } else { "refused" }).increment(1);
+        let _ = req.reply.send(result);
+    }
+}
+
+async fn reload_once(
+    path: &Path,
+    live: &Arc<ArcSwap<SteerConfig>>,
+    to_control: &mpsc::Sender<ApiCommand>,
+    req: &ReloadRequest,
+) -> Result<u64, ApiError> {
+    let mut next = tokio::task::spawn_blocking({
+        let path = path.to_path_buf();
+        move || steer_config::load_steerd(&path)
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("reload task failed: {e}")))?
+    .map_err(|errors| ApiError::InvalidArgument(format!("config not reloaded:\n{errors}")))?;
+    // Listeners, state dir and auth are bound at start; keep the running ones.
+    let current = live.load_full();
+    if next.server != current.server {
+        warn!("listener/state_dir changes in the config take effect only after a restart");
+    }
+    next.server = current.server.clone();
+    if next.auth != current.auth {
+        warn!("auth changes in the config take effect only after a restart");
+    }
+    next.auth = current.auth.clone();
+    let topology = Arc::new(next.topology.clone());
+    // The new zones must be in place before the plan that triggers the
+    // DNS view rebuild is published.
+    let previous = live.swap(Arc::new(next));
+    let (tx, rx) = oneshot::channel();
+    let sent = to_control
+        .send(ApiCommand::Reload {
+            topology,
+            principal: req.principal.clone(),
+            reason: req.reason.clone(),
+            reply: tx,
+        })
+        .await;
+    let result = match sent {
+        Ok(()) => rx.await.unwrap_or_else(|_| {
+            Err(ApiError::Unavailable(
+                "control loop dropped the reload".into(),
+            ))
+        }),
+        Err(_) => Err(ApiError::Unavailable("control loop is not running".into())),
+    };
+    if result.is_err() {
+        live.store(previous);
+    }
+    result
+}
+
+/// SIGHUP asks for a reload, as `steerd` operators expect.
+pub(crate) async fn on_sighup(tx: mpsc::Sender<ReloadRequest>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            error!("cannot listen for SIGHUP; reload via the API only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let (reply, rx) = oneshot::channel();
+            let req = ReloadRequest {
+                principal: "signal:SIGHUP".into(),
+                reason: "SIGHUP".into(),
+                reply,
+            };
+            if tx.send(req).await.is_err() {
+                return;
+            }
+            let _ = rx.await;
+        }
+    }
+}

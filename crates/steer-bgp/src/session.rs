@@ -204,10 +204,18 @@ impl Backoff {
 /// Shared, lock-protected status of one session (read by `/status`).
 pub(crate) type SharedStatus = Arc<Mutex<(BgpPeerStatus, Option<Instant>)>>;
 
+/// Updates the shared status and mirrors it into per-peer gauges.
 fn set_status(status: &SharedStatus, f: impl FnOnce(&mut BgpPeerStatus, &mut Option<Instant>)) {
     if let Ok(mut g) = status.lock() {
         let (s, since) = &mut *g;
         f(s, since);
+        let labels = [("peer", s.peer.clone()), ("pop", s.pop.to_string())];
+        metrics::gauge!("steer_bgp_session_established", &labels).set(if since.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("steer_bgp_prefixes_sent", &labels).set(s.prefixes_sent as f64);
     }
 }
 
@@ -332,9 +340,11 @@ impl Session {
                 local: self.peer.local_address,
             },
         );
-        peer.add_admin_event(PeerAdminEvents::ManualStart);
+        // netgauze pops admin events last-in first-out: queue the accepted
+        // connection before ManualStart so the start is handled first.
         if let Some(l) = listener {
             // Passive: wait for the peer to connect from its address.
+            set_status(&self.status, |s, _| s.state = "active".to_owned());
             loop {
                 tokio::select! {
                     accepted = l.accept() => match accepted {
@@ -349,6 +359,7 @@ impl Session {
                 }
             }
         }
+        peer.add_admin_event(PeerAdminEvents::ManualStart);
         set_status(&self.status, |s, _| s.state = "connect".to_owned());
         metrics::counter!("steer_bgp_connect_attempts_total", "peer" => addr.to_string())
             .increment(1);

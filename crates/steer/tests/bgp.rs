@@ -28,7 +28,14 @@ struct Bird {
 }
 
 impl Bird {
+    /// BIRD waiting for us (passive), as in DESIGN.md.
     fn start(dir: &Path, name: &str, addr: &str, port: u16, asn: u32) -> Self {
+        Self::start_with(dir, name, addr, port, asn, "passive on;")
+    }
+
+    /// BIRD with the given connection line (`passive on;` or a neighbor
+    /// port for BIRD to connect to).
+    fn start_with(dir: &Path, name: &str, addr: &str, port: u16, asn: u32, mode: &str) -> Self {
         let conf = dir.join(format!("{name}.conf"));
         std::fs::write(
             &conf,
@@ -38,7 +45,7 @@ impl Bird {
                  protocol bgp steer {{\n\
                  \x20 local {addr} port {port} as {asn};\n\
                  \x20 neighbor 127.0.0.1 as 65000;\n\
-                 \x20 passive on;\n\
+                 \x20 {mode}\n\
                  \x20 strict bind on;\n\
                  \x20 multihop;\n\
                  \x20 hold time 9;\n\
@@ -135,6 +142,10 @@ struct World {
 /// quickstart.toml with the peer ports replaced by free ones and faster
 /// timers.
 fn world(name: &str) -> World {
+    world_with(name, |t| t)
+}
+
+fn world_with(name: &str, edit: impl Fn(String) -> String) -> World {
     let dir = temp_dir(name);
     let (p1, p2) = (free_port(), free_port());
     let fra1 = Bird::start(&dir, "fra1", "127.0.0.2", p1, 65001);
@@ -160,7 +171,7 @@ fn world(name: &str) -> World {
         .replace("reconnect_max = \"5s\"", "reconnect_max = \"1s\"")
         .replace("graceful_shutdown = \"5s\"", "graceful_shutdown = \"2s\"");
     let config = dir.join("steerd.toml");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, edit(text)).unwrap();
     let state = dir.join("state");
     let steerd = Steerd::start_with(config, state);
     World {
@@ -483,4 +494,58 @@ fn with_no_peer_listening_steerd_retries_quietly() {
         s.dig(&["www.example.test", "A", "+short"])
             .contains("192.0.2.80")
     );
+}
+
+#[test]
+fn clean_stop_with_on_shutdown_withdraw_takes_routes_away() {
+    let w = world_with("bgp-withdraw", |t| {
+        t.replace(
+            "on_shutdown = \"graceful-restart\"",
+            "on_shutdown = \"withdraw\"",
+        )
+    });
+    w.fra1
+        .wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(w.steerd.proc.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(
+        poll(Duration::from_secs(3), || {
+            (!w.fra1.has_route(V4) && !w.fra1.has_route(V6)).then_some(())
+        })
+        .is_some(),
+        "routes kept after a clean stop with on_shutdown = withdraw:\n{}",
+        w.fra1.route(V4)
+    );
+    let proto = w.fra1.birdc(&["show", "protocols", "all", "steer"]);
+    assert!(proto.contains("Administrative shutdown"), "{proto}");
+}
+
+#[test]
+fn passive_peer_connects_to_us() {
+    // iad1's router connects to steerd (passive on our side).
+    let dir = temp_dir("bgp-passive-bird");
+    let listen = free_port();
+    let iad1 = Bird::start_with(
+        &dir,
+        "iad1",
+        "127.0.0.4",
+        free_port(),
+        65003,
+        &format!("neighbor port {listen}; connect delay time 1;"),
+    );
+    let w = world_with("bgp-passive", |t| {
+        format!(
+            "{t}\n[[bgp.peers]]\npop = \"iad1\"\naddress = \"127.0.0.4\"\nport = {listen}\n\
+             peer_as = 65003\npassive = true\nlocal_address = \"127.0.0.1\"\n"
+        )
+    });
+    let r = iad1.wait_route(V4, Duration::from_secs(15), |r| r.contains("BGP.as_path"));
+    assert!(r.contains("BGP.as_path: 65000\n"), "{r}");
+    assert!(r.contains("BGP.next_hop: 192.0.2.21"), "{r}");
+    let bgp = w.bgp_status();
+    assert_eq!(bgp["peers"][2]["state"], "established", "{bgp}");
 }

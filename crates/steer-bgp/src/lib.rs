@@ -109,7 +109,7 @@ impl BgpSpeaker {
                 shutdown: shutdown_rx.clone(),
                 status,
             };
-            tasks.push(tokio::spawn(session.run()));
+            tasks.push(tokio::spawn(supervise(session)));
         }
         let shared = Arc::new(Shared {
             peers,
@@ -183,6 +183,28 @@ impl BgpSpeaker {
         let _ = self.shutdown.send(true);
         let all = futures_join(self.tasks);
         let _ = tokio::time::timeout(within, all).await;
+    }
+}
+
+/// Runs a session and starts it again if it panics (a decoder bug on some
+/// peer's input must not silence that peer for good).
+async fn supervise(session: Session) {
+    loop {
+        match tokio::spawn(session.clone().run()).await {
+            Err(e) if e.is_panic() => {
+                warn!(pop = %session.peer.pop, peer = %session.peer.address, "BGP session task panicked; restarting it");
+                metrics::counter!("steer_bgp_session_panics_total").increment(1);
+                if let Ok(mut g) = session.status.lock() {
+                    g.0.last_error = Some("session task panicked; restarted".to_owned());
+                    g.1 = None;
+                }
+                tokio::time::sleep(session.settings.reconnect_min).await;
+                if *session.shutdown.borrow() {
+                    return;
+                }
+            }
+            _ => return,
+        }
     }
 }
 

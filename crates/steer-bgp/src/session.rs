@@ -236,6 +236,7 @@ enum AttemptEnd {
     Failed(String),
 }
 
+#[derive(Clone)]
 pub(crate) struct Session {
     pub(crate) peer: BgpPeerConfig,
     pub(crate) settings: Arc<BgpSettings>,

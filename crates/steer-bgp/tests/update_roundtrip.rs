@@ -129,3 +129,28 @@ fn end_of_rib_markers_decode_as_such() {
         assert!(u.end_of_rib().is_some(), "{u:?}");
     }
 }
+
+/// A valid BGP header in front of arbitrary bytes: the codec must return a
+/// message or an error, never panic.
+fn framed_garbage() -> impl Strategy<Value = Vec<u8>> {
+    (2u8..=5, prop::collection::vec(any::<u8>(), 0..200)).prop_map(|(kind, body)| {
+        let mut v = vec![0xff; 16];
+        v.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+        v.push(kind);
+        v.extend(body);
+        v
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn decoder_never_panics_on_peer_input(
+        bytes in prop_oneof![framed_garbage(), prop::collection::vec(any::<u8>(), 0..300)],
+        asn4 in any::<bool>(),
+    ) {
+        let mut codec = BgpCodec::new(asn4);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let _ = codec.decode(&mut buf);
+    }
+}

@@ -58,6 +58,8 @@ pub fn synthetic_topology(
             max_records: 2,
             pops: pops.iter().map(|p| p.id.clone()).collect(),
             anycast: vec![anycast_prefix(s)],
+            priority: 0,
+            demand_estimate: Default::default(),
         })
         .collect();
     let client_networks = (0..regions)

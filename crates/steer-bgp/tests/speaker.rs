@@ -22,6 +22,7 @@ fn plan(version: u64, states: &[(&str, AnnounceState)]) -> Arc<Plan> {
             services: vec![],
             pops: vec![],
             regions: vec![],
+            rails: vec![],
             announcements: states
                 .iter()
                 .map(|(pop, state)| Announcement {

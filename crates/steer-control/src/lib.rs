@@ -12,12 +12,15 @@ mod intents;
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
 use steer_api::{ApiCommand, ApiError};
 use steer_health::{HealthAggregator, ObservedReport};
 use steer_store::{PersistedState, StateStore, StoreError};
+
 use steer_types::{
-    DrainScope, Intents, Plan, Timestamp, Topology,
+    DrainScope, Intents, Plan, ServiceId, Timestamp, Topology,
     audit::AuditEntry,
+    health::{HealthSnapshot, ObservedDemand},
     status::{PopStatus, RegionStatus, StatusReport},
 };
 use tokio::sync::{mpsc, watch};
@@ -45,6 +48,27 @@ pub struct ControlLoop {
     plan_tx: watch::Sender<Arc<Plan>>,
     health_rx: mpsc::Receiver<ObservedReport>,
     api_rx: mpsc::Receiver<ApiCommand>,
+    /// Demand attributed from load reports; refreshed on reports, and only
+    /// when it moved materially, so plans do not churn on noise.
+    demand: BTreeMap<ServiceId, ObservedDemand>,
+}
+
+/// Whether demand moved enough (5% or 50 rps on any set) to re-plan.
+fn demand_moved(
+    old: &BTreeMap<ServiceId, ObservedDemand>,
+    new: &BTreeMap<ServiceId, ObservedDemand>,
+) -> bool {
+    let far = |a: f64, b: f64| (a - b).abs() > (0.05 * a.max(b)).max(50.0);
+    if old.len() != new.len() {
+        return true;
+    }
+    new.iter().any(|(svc, n)| {
+        let Some(o) = old.get(svc) else { return true };
+        far(o.global, n.global)
+            || n.regional
+                .iter()
+                .any(|(r, x)| far(o.regional.get(r).copied().unwrap_or(0.0), *x))
+    })
 }
 
 /// Whether a scope names things that exist in `topology`.
@@ -122,6 +146,7 @@ impl ControlLoop {
             plan_tx,
             health_rx,
             api_rx,
+            demand: BTreeMap::new(),
         };
         this.persist(this.current().version)?;
         this.export_metrics();
@@ -155,6 +180,7 @@ impl ControlLoop {
                         while let Ok(more) = self.health_rx.try_recv() {
                             self.aggregator.observe(&more, now);
                         }
+                        self.refresh_demand(now);
                         self.recompute_and_publish(false);
                     }
                     None => break,
@@ -172,15 +198,45 @@ impl ControlLoop {
         info!("control loop stopped");
     }
 
-    fn compute_body(&self, intents: &Intents, now: Timestamp) -> steer_types::PlanBody {
-        steer_policy::compute(&self.topology, &self.aggregator.snapshot(now), intents, now)
+    fn refresh_demand(&mut self, now: Timestamp) {
+        let snapshot = self.aggregator.snapshot(now);
+        let fresh = steer_policy::attribute_demand(&self.current().body, &snapshot);
+        if demand_moved(&self.demand, &fresh) {
+            self.demand = fresh;
+        }
+    }
+
+    /// Health as of `now` with the cached demand attached.
+    pub(crate) fn snapshot(&self, now: Timestamp) -> HealthSnapshot {
+        let mut s = self.aggregator.snapshot(now);
+        s.demand = self.demand.clone();
+        s
+    }
+
+    /// The next plan body. With `rails`, the weight-step rail compares
+    /// against the current plan; without, it is the unconstrained end state
+    /// (used for projections).
+    fn compute_body(
+        &self,
+        intents: &Intents,
+        now: Timestamp,
+        rails: bool,
+    ) -> steer_types::PlanBody {
+        let current = self.current();
+        steer_policy::compute_step(
+            &self.topology,
+            &self.snapshot(now),
+            intents,
+            rails.then_some(&*current),
+            now,
+        )
     }
 
     /// Recomputes; publishes a new version if anything changed (or if
     /// `force`, e.g. after a config reload). Returns the current version.
     fn recompute_and_publish(&mut self, force: bool) -> u64 {
         let now = self.clock.now();
-        let body = self.compute_body(&self.intents, now);
+        let body = self.compute_body(&self.intents, now, true);
         let current = self.current();
         if body == current.body && !force {
             return current.version;
@@ -409,10 +465,12 @@ impl ControlLoop {
                 .map(|r| RegionStatus {
                     region: r.id.clone(),
                     served_by: r.served_by.clone(),
+                    level: r.level.as_str().to_owned(),
                 })
                 .collect(),
             drains: self.intents.drains.clone(),
             overrides: self.intents.overrides.clone(),
+            rails: plan.body.rails.clone(),
         }
     }
 
@@ -421,6 +479,12 @@ impl ControlLoop {
         metrics::gauge!("steer_plan_version").set(plan.version as f64);
         metrics::gauge!("steer_drains_active").set(self.intents.drains.len() as f64);
         metrics::gauge!("steer_overrides_active").set(self.intents.overrides.len() as f64);
+        metrics::gauge!("steer_plan_rails_clamped").set(plan.body.rails.len() as f64);
+        for r in &plan.body.regions {
+            // 0 normal, 1 spill, 2 shed, 3 panic: alert on >= 2.
+            metrics::gauge!("steer_region_degradation", "region" => r.id.to_string())
+                .set(f64::from(r.level as u8));
+        }
         for p in &plan.body.pops {
             let pop = p.id.to_string();
             metrics::gauge!("steer_pop_usable", "pop" => pop.clone())

@@ -177,7 +177,10 @@ impl HealthAggregator {
             .iter()
             .map(|(id, t)| (id.clone(), self.report_for(t, now)))
             .collect();
-        HealthSnapshot { pops }
+        HealthSnapshot {
+            pops,
+            ..Default::default()
+        }
     }
 
     fn report_for(&self, t: &PopTracker, now: Timestamp) -> PopHealthReport {

@@ -78,13 +78,14 @@ fn report_loads(s: &Steerd, loads: &[(&str, f64)]) {
     assert!(ok.is_some(), "loads not visible in /status");
 }
 
+/// us-east at 70% and ap-south at 90%: without eu-west there is no room.
 const LOADS: [(&str, f64); 6] = [
     ("fra1", 5000.0),
     ("ams1", 5000.0),
     ("iad1", 7000.0),
     ("ord1", 7000.0),
-    ("sin1", 5000.0),
-    ("bom1", 5000.0),
+    ("sin1", 9000.0),
+    ("bom1", 9000.0),
 ];
 
 #[test]
@@ -118,7 +119,7 @@ fn dry_run_refusal_force_and_audit() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("refused") && err.contains("iad1 to 1") && err.contains("OVER"),
+        err.contains("refused") && err.contains("would push sin1 to 1") && err.contains("OVER"),
         "{err}"
     );
     assert_eq!(

@@ -233,7 +233,10 @@ fn state_label(s: FsmState) -> &'static str {
 /// How one attempt ended.
 enum AttemptEnd {
     Shutdown,
+    /// Never got to Established (or a setup error).
     Failed(String),
+    /// An Established session went down (a flap).
+    Lost(String),
 }
 
 #[derive(Clone)]
@@ -282,6 +285,12 @@ impl Session {
             });
             match end {
                 AttemptEnd::Shutdown => return,
+                AttemptEnd::Lost(why) => {
+                    // Already logged as a warning; the retries after it
+                    // stay quiet.
+                    quiet = true;
+                    set_status(&self.status, |s, _| s.last_error = Some(why));
+                }
                 AttemptEnd::Failed(why) => {
                     // The first failure is worth a line; a peer that is
                     // simply not there is retried quietly after that.
@@ -301,9 +310,6 @@ impl Session {
             }
             if *self.shutdown.borrow() {
                 return;
-            }
-            if backoff.failures == 0 {
-                quiet = false;
             }
         }
     }
@@ -368,6 +374,7 @@ impl Session {
         // Adj-RIB-Out: what this peer holds from us right now.
         let mut sent: RouteTable = BTreeMap::new();
         let mut established = false;
+        let mut table_open = true;
         let mut asn4 = false;
         // Never stay in a half-open attempt forever.
         let setup_deadline = Instant::now() + Duration::from_secs(u64::from(hold.max(10)) * 2);
@@ -400,10 +407,12 @@ impl Session {
                     }
                     return AttemptEnd::Shutdown;
                 }
-                changed = self.table.changed(), if established => {
+                changed = self.table.changed(), if established && table_open => {
                     if changed.is_err() {
-                        // Speaker gone: keep the session and what it holds.
-                        std::future::pending::<()>().await;
+                        // Speaker gone: keep the session and what it holds
+                        // (fail static), keepalives included.
+                        table_open = false;
+                        continue;
                     }
                     let want = self.table.borrow_and_update().clone();
                     let changes = diff(&sent, &want);
@@ -499,10 +508,12 @@ impl Session {
             }
         });
         if flapped {
-            warn!(peer = %self.addr(), pop = %self.peer.pop, %why, "BGP session lost");
+            warn!(peer = %self.addr(), pop = %self.peer.pop, %why, "BGP session lost; retrying with backoff");
             metrics::counter!("steer_bgp_session_flaps_total", "peer" => self.addr().to_string())
                 .increment(1);
+            AttemptEnd::Lost(why)
+        } else {
+            AttemptEnd::Failed(why)
         }
-        AttemptEnd::Failed(why)
     }
 }

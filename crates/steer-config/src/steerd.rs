@@ -37,6 +37,7 @@ struct RawConfig {
     pops: Vec<Spanned<RawPop>>,
     #[serde(default)]
     services: Vec<Spanned<RawService>>,
+    bgp: Option<Spanned<crate::bgp::RawBgp>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -211,6 +212,8 @@ pub struct SteerConfig {
     pub auth: AuthMode,
     pub topology: Topology,
     pub zones: Vec<Zone>,
+    /// The anycast speaker; `None` when the file has no `[bgp]` table.
+    pub bgp: Option<steer_types::bgp::BgpSettings>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -233,12 +236,17 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         latency_ms: latency_matrix(&mut r, &raw.policy, &region_ids),
         ..policy
     };
+    let bgp = raw
+        .bgp
+        .as_ref()
+        .map(|b| crate::bgp::bgp_settings(&mut r, b, &topology));
     r.finish(SteerConfig {
         source: path.to_path_buf(),
         server,
         auth,
         topology,
         zones,
+        bgp,
     })
 }
 

@@ -158,3 +158,87 @@ fn agent_probe_errors_name_the_probe() {
     assert_eq!(err.0[0].key, "probes[0].kind", "{err}");
     assert!(err.0[0].message.contains("tcp, http or exec"), "{err}");
 }
+
+#[test]
+fn quickstart_bgp_is_the_documented_peering() {
+    let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    let b = c.bgp.unwrap();
+    let peers: Vec<(String, String, u16, u32, u32)> = b
+        .peers
+        .iter()
+        .map(|p| {
+            (
+                p.pop.to_string(),
+                p.address.to_string(),
+                p.port,
+                p.peer_as,
+                p.local_as,
+            )
+        })
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            ("fra1".into(), "127.0.0.2".into(), 1179, 65001, 65000),
+            ("ams1".into(), "127.0.0.3".into(), 1179, 65002, 65000)
+        ]
+    );
+    // Next hops default to the PoP's addresses.
+    assert_eq!(b.peers[0].next_hop_ipv4.unwrap().to_string(), "192.0.2.11");
+    assert_eq!(
+        b.peers[1].next_hop_ipv6.unwrap().to_string(),
+        "2001:db8::12"
+    );
+    assert_eq!(b.announce.communities, [65000 << 16 | 100]);
+    assert_eq!(b.prepend.communities, [65000 << 16 | 200]);
+    assert!(b.graceful_restart && !b.add_path);
+    let anycast: Vec<String> = c.topology.services[0]
+        .anycast
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(anycast, ["203.0.113.0/24", "2001:db8:ffff::/48"]);
+}
+
+#[test]
+fn bgp_tables_refuse_unknown_keys_and_report_every_error() {
+    for (from, to, key) in [
+        ("[bgp]\n", "[bgp]\nlocal_asn = 1\n", "local_asn"),
+        (
+            "[[bgp.peers]]\n",
+            "[[bgp.peers]]\nremote_as = 1\n",
+            "remote_as",
+        ),
+    ] {
+        let (path, text) = with_edit("bgp-unknown.toml", "quickstart.toml", from, to);
+        let err = steer_config::load_steerd(&path).unwrap_err();
+        assert_eq!(err.0[0].line, line_of(&text, &format!("{key} =")), "{err}");
+        assert!(err.0[0].message.contains(key), "{err}");
+    }
+    let (path, text) = with_edit(
+        "bgp-bad.toml",
+        "quickstart.toml",
+        "pop = \"fra1\"\naddress = \"127.0.0.2\"",
+        "pop = \"frx1\"\naddress = \"127.0.0.2\"\nmd5_password = \"s3cret\"",
+    );
+    let text = text.replacen("\"65000:200\"", "\"65000:x\"", 1).replacen(
+        "on_shutdown = \"graceful-restart\"",
+        "on_shutdown = \"drop\"",
+        1,
+    );
+    std::fs::write(&path, &text).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "bgp.on_shutdown",
+            "bgp.prepend",
+            "bgp.peers[0].pop",
+            "bgp.peers[0].md5_password"
+        ],
+        "{err}"
+    );
+    assert!(err.0[2].message.contains("unknown pop"), "{err}");
+    assert!(err.0[1].message.contains("65000:x"), "{err}");
+}

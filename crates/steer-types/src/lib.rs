@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bgp;
 pub mod explain;
 pub mod health;
 mod ids;

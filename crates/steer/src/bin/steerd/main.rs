@@ -86,7 +86,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn".into()
+                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn,\
+                 netgauze_bgp_speaker=warn"
+                    .into()
             }),
         )
         .init();
@@ -239,6 +241,20 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
 
     let control_task = tokio::spawn(control.run(Duration::from_millis(200)));
 
+    // Anycast: the BGP speaker follows the same plan watch as DNS.
+    let bgp = config.bgp.clone().map(|settings| {
+        info!(peers = settings.peers.len(), "starting BGP speaker");
+        steer_bgp::BgpSpeaker::spawn(
+            settings,
+            config.topology.policy.min_announce_share,
+            handles.plan_watch.clone(),
+        )
+    });
+    let bgp_status: Option<steer_api::BgpStatusSource> = bgp.as_ref().map(|b| {
+        let h = b.status();
+        Arc::new(move || h.snapshot()) as steer_api::BgpStatusSource
+    });
+
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status("steer.v1.Operator", tonic_health::ServingStatus::Serving)
@@ -260,12 +276,15 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .build_v1alpha()
         .context("building gRPC reflection v1alpha")?;
     let ingest = IngestService::new(handles.plan.clone(), handles.health_tx.clone());
-    let operator = OperatorService::new(
+    let mut operator = OperatorService::new(
         handles.api_tx.clone(),
         handles.plan_watch.clone(),
         explainer,
         Some(reload_tx),
     );
+    if let Some(b) = &bgp_status {
+        operator = operator.with_bgp_status(b.clone());
+    }
     let grpc_addr = grpc.local_addr()?;
     let grpc_server = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -282,7 +301,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal());
 
     let http_addr = http.local_addr()?;
-    let http_server = http::serve(http, metrics, handles.api_tx.clone());
+    let http_server = http::serve(http, metrics, handles.api_tx.clone(), bgp_status);
 
     info!(
         dns = %dns_addr, grpc = %grpc_addr, http = %http_addr,
@@ -294,6 +313,9 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         r = http_server => r.context("HTTP server")?,
         r = dns => r.context("DNS task")?.with_context(|| format!("DNS listen {dns_addr}"))?,
         r = control_task => r.context("control loop")?,
+    }
+    if let Some(bgp) = bgp {
+        bgp.shutdown(Duration::from_secs(3)).await;
     }
     info!("steerd stopped");
     Ok(())

@@ -8,6 +8,7 @@
 
 mod clock;
 mod intents;
+mod record;
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 pub use clock::{Clock, SystemClock};
+pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
 
 /// Channels and read handles the IO tasks use.
 pub struct ControlHandles {
@@ -51,6 +53,7 @@ pub struct ControlLoop {
     /// Demand attributed from load reports; refreshed on reports, and only
     /// when it moved materially, so plans do not churn on noise.
     demand: BTreeMap<ServiceId, ObservedDemand>,
+    recorder: Option<record::Recorder>,
 }
 
 /// Whether demand moved enough (5% or 50 rps on any set) to re-plan.
@@ -147,6 +150,7 @@ impl ControlLoop {
             health_rx,
             api_rx,
             demand: BTreeMap::new(),
+            recorder: None,
         };
         this.persist(this.current().version)?;
         this.export_metrics();
@@ -161,8 +165,69 @@ impl ControlLoop {
         ))
     }
 
+    /// Records every plan-changing input from now on (see [`replay`]).
+    pub fn record_to(&mut self, mut recorder: Recorder) {
+        recorder.write(&Recorded::Start {
+            at: self.clock.now(),
+            topology: (*self.topology).clone(),
+            intents: self.intents.clone(),
+            plan: (*self.current()).clone(),
+        });
+        self.recorder = Some(recorder);
+    }
+
+    fn record(&mut self, event: &Recorded) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.write(event);
+        }
+    }
+
+    /// Applies a batch of reports observed at `now` and re-plans.
+    pub(crate) fn observe_batch(&mut self, reports: &[ObservedReport], now: Timestamp) {
+        for r in reports {
+            self.aggregator.observe(r, now);
+        }
+        self.refresh_demand(now);
+        self.recompute_and_publish(false);
+    }
+
+    /// Adopts a new topology (config reload); no publication by itself.
+    pub(crate) fn swap_topology(&mut self, topology: Arc<Topology>) -> Arc<Topology> {
+        let previous = std::mem::replace(&mut self.topology, topology);
+        self.aggregator.reconfigure(
+            self.topology.health.clone(),
+            self.topology.pops.iter().map(|p| p.id.clone()),
+        );
+        previous
+    }
+
     fn current(&self) -> Arc<Plan> {
         self.plan.load_full()
+    }
+
+    // Synchronous driving, for simulation (simlab) and replay: the same
+    // code paths as `run`, with time taken from the loop's clock.
+
+    /// Applies reports received together, as the ingest path does.
+    pub fn step_reports(&mut self, reports: &[ObservedReport]) {
+        let now = self.clock.now();
+        self.observe_batch(reports, now);
+    }
+
+    /// One ticker tick: expiry, staleness, ramps.
+    pub fn step_tick(&mut self) {
+        self.expire_intents();
+        self.tick();
+    }
+
+    /// Handles one operator command, as the API path does.
+    pub fn step_command(&mut self, cmd: ApiCommand) {
+        self.handle(cmd);
+    }
+
+    /// The plan in force.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.current()
     }
 
     /// Runs until every sender is gone. `tick` bounds how late staleness,
@@ -175,13 +240,15 @@ impl ControlLoop {
                 report = self.health_rx.recv() => match report {
                     Some(report) => {
                         let now = self.clock.now();
-                        self.aggregator.observe(&report, now);
-                        // Drain whatever else queued, then recompute once.
+                        // Take whatever else queued, then re-plan once.
+                        let mut batch = vec![report];
                         while let Ok(more) = self.health_rx.try_recv() {
-                            self.aggregator.observe(&more, now);
+                            batch.push(more);
                         }
-                        self.refresh_demand(now);
-                        self.recompute_and_publish(false);
+                        if self.recorder.is_some() {
+                            self.record(&Recorded::Reports { at: now, reports: batch.clone() });
+                        }
+                        self.observe_batch(&batch, now);
                     }
                     None => break,
                 },
@@ -191,7 +258,7 @@ impl ControlLoop {
                 },
                 _ = ticker.tick() => {
                     self.expire_intents();
-                    self.recompute_and_publish(false);
+                    self.tick();
                 }
             }
         }
@@ -232,6 +299,17 @@ impl ControlLoop {
         )
     }
 
+    /// A tick: staleness and ramps move with time. Recorded only if it
+    /// published, since a tick that changes nothing changes no state.
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        let body = self.compute_body(&self.intents, now, true);
+        if body != self.current().body {
+            self.record(&Recorded::Tick { at: now });
+            self.publish(body, now);
+        }
+    }
+
     /// Recomputes; publishes a new version if anything changed (or if
     /// `force`, e.g. after a config reload). Returns the current version.
     fn recompute_and_publish(&mut self, force: bool) -> u64 {
@@ -241,7 +319,11 @@ impl ControlLoop {
         if body == current.body && !force {
             return current.version;
         }
-        let version = current.version + 1;
+        self.publish(body, now)
+    }
+
+    fn publish(&mut self, body: steer_types::PlanBody, now: Timestamp) -> u64 {
+        let version = self.current().version + 1;
         let plan = Arc::new(Plan {
             version,
             computed_at: now,
@@ -253,6 +335,12 @@ impl ControlLoop {
             error!(error = %e, "could not persist plan version");
         }
         self.plan.store(plan.clone());
+        if self.recorder.is_some() {
+            self.record(&Recorded::Published {
+                version,
+                digest: record::digest(&plan),
+            });
+        }
         self.plan_tx.send_replace(plan);
         metrics::counter!("steer_plan_publications_total").increment(1);
         info!(version, "published plan");
@@ -289,6 +377,13 @@ impl ControlLoop {
         }
         metrics::counter!("steer_intent_changes_total", "action" => entry.action.clone())
             .increment(1);
+        if self.recorder.is_some() {
+            let at = self.clock.now();
+            self.record(&Recorded::Intents {
+                at,
+                intents: self.intents.clone(),
+            });
+        }
         Ok(self.recompute_and_publish(true))
     }
 
@@ -386,11 +481,14 @@ impl ControlLoop {
     ) -> Result<u64, ApiError> {
         let mut next = self.intents.clone();
         let dropped = retain_known(&topology, &mut next);
-        let previous = std::mem::replace(&mut self.topology, topology);
-        self.aggregator.reconfigure(
-            self.topology.health.clone(),
-            self.topology.pops.iter().map(|p| p.id.clone()),
-        );
+        if self.recorder.is_some() {
+            let at = self.clock.now();
+            self.record(&Recorded::Topology {
+                at,
+                topology: (*topology).clone(),
+            });
+        }
+        let previous = self.swap_topology(topology);
         let mut why = reason;
         if !dropped.is_empty() {
             why.push_str(&format!(
@@ -413,11 +511,7 @@ impl ControlLoop {
         match self.commit(next, entry) {
             Ok(v) => Ok(v),
             Err(e) => {
-                self.topology = previous;
-                self.aggregator.reconfigure(
-                    self.topology.health.clone(),
-                    self.topology.pops.iter().map(|p| p.id.clone()),
-                );
+                self.swap_topology(previous);
                 Err(e)
             }
         }

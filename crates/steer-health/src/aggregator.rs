@@ -16,14 +16,15 @@ use steer_types::{
 };
 
 /// One observation of a target, after validation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Observation {
     Up,
     Down,
 }
 
 /// A validated agent report, stripped of wire details.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObservedReport {
     pub pop: PopId,
     pub services: Vec<(ServiceId, Observation)>,

@@ -30,19 +30,42 @@ struct World<'a> {
     topo: &'a Topology,
     /// Region index of each PoP (topology order).
     pop_region: Vec<usize>,
+    /// PoP indexes of each region.
+    region_pops: Vec<Vec<usize>>,
+    pop_index: std::collections::HashMap<&'a str, usize>,
     /// Capacity of each PoP (reported, else configured).
     capacity: Vec<f64>,
     /// Preference order of regions for each region's clients.
     pref: Vec<Vec<usize>>,
+    /// Each region and its configured fallbacks (the panic-mode scope).
+    serving: Vec<Vec<usize>>,
 }
 
 impl<'a> World<'a> {
     fn new<'h>(topo: &'a Topology, report: &impl Fn(&Pop) -> &'h PopHealthReport) -> Self {
-        let region_index = |id: &RegionId| topo.regions.iter().position(|r| &r.id == id);
-        let pop_region = topo
+        let by_id: std::collections::HashMap<&str, usize> = topo
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i))
+            .collect();
+        let region_index = |id: &RegionId| by_id.get(id.as_str()).copied();
+        let pop_region: Vec<usize> = topo
             .pops
             .iter()
             .map(|p| region_index(&p.region).unwrap_or(0))
+            .collect();
+        let mut region_pops = vec![Vec::new(); topo.regions.len()];
+        for (p, &r) in pop_region.iter().enumerate() {
+            if let Some(list) = region_pops.get_mut(r) {
+                list.push(p);
+            }
+        }
+        let pop_index = topo
+            .pops
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
             .collect();
         let capacity = topo
             .pops
@@ -79,11 +102,21 @@ impl<'a> World<'a> {
                 order
             })
             .collect();
+        let serving = (0..topo.regions.len())
+            .map(|r| {
+                std::iter::once(r)
+                    .chain(topo.regions[r].fallback.iter().filter_map(&region_index))
+                    .collect()
+            })
+            .collect();
         Self {
             topo,
             pop_region,
+            region_pops,
+            pop_index,
             capacity,
             pref,
+            serving,
         }
     }
 }
@@ -145,7 +178,7 @@ fn candidates<'h>(
     let n = topo.pops.len();
     let mut member = vec![false; n];
     for id in &service.pops {
-        if let Some(i) = topo.pops.iter().position(|p| &p.id == id) {
+        if let Some(&i) = world.pop_index.get(id.as_str()) {
             member[i] = true;
         }
     }
@@ -171,21 +204,14 @@ fn candidates<'h>(
             if threshold <= 0.0 {
                 return false;
             }
-            // The region itself and its configured fallbacks.
-            let serving: Vec<usize> = std::iter::once(r)
-                .chain(
-                    topo.regions[r]
-                        .fallback
-                        .iter()
-                        .filter_map(|f| topo.regions.iter().position(|x| &x.id == f)),
-                )
-                .collect();
             let (mut total, mut ok) = (0.0, 0.0);
-            for p in 0..n {
-                if member[p] && cap[p] > 0.0 && serving.contains(&world.pop_region[p]) {
-                    total += cap[p];
-                    if healthy[p] {
-                        ok += cap[p];
+            for &region in &world.serving[r] {
+                for &p in &world.region_pops[region] {
+                    if member[p] && cap[p] > 0.0 {
+                        total += cap[p];
+                        if healthy[p] {
+                            ok += cap[p];
+                        }
                     }
                 }
             }
@@ -273,8 +299,10 @@ fn plan_service(
     let (demand, global_demand) = demand(world, service, health);
     let target = topo.policy.target_utilisation.clamp(0.05, 1.0);
     let pops_of = |region: usize, panic: bool| -> Vec<usize> {
-        (0..topo.pops.len())
-            .filter(|&p| world.pop_region[p] == region && cands.usable(p, panic))
+        world.region_pops[region]
+            .iter()
+            .copied()
+            .filter(|&p| cands.usable(p, panic))
             .collect()
     };
 
@@ -285,6 +313,9 @@ fn plan_service(
     for phase_limit in [target, 1.0] {
         let limit = |p: usize| cands.cap[p] * phase_limit;
         for depth in 0..nregions {
+            if remaining.iter().all(|x| *x <= 1e-9) {
+                break;
+            }
             // Group requesters by (region asked, panic) so they share fairly.
             let mut groups: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
             for (r, left) in remaining.iter().enumerate() {
@@ -394,8 +425,8 @@ fn plan_service(
             region: None,
             targets,
             reason: format!(
-                "{:.0} rps from unmapped clients spread by headroom{note}",
-                global_demand
+                "{} rps from unmapped clients spread by headroom{note}",
+                global_demand.round() as u64
             ),
             demand_rps: global_demand,
         }
@@ -544,8 +575,10 @@ fn capacity_set(
     let topo = world.topo;
     let panic = cands.panic[r];
     for &t in &world.pref[r] {
-        let pops: Vec<usize> = (0..topo.pops.len())
-            .filter(|&p| world.pop_region[p] == t && cands.usable(p, panic))
+        let pops: Vec<usize> = world.region_pops[t]
+            .iter()
+            .copied()
+            .filter(|&p| cands.usable(p, panic))
             .collect();
         if pops.is_empty() {
             continue;

@@ -74,6 +74,17 @@ pub fn compute_step(
     }
 
     let first = services.first();
+    let region_index: std::collections::HashMap<&str, usize> = topology
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    let pop_region: std::collections::HashMap<&str, &RegionId> = topology
+        .pops
+        .iter()
+        .map(|p| (p.id.as_str(), &p.region))
+        .collect();
     let pops = topology
         .pops
         .iter()
@@ -83,7 +94,11 @@ pub fn compute_step(
             let health = pop_health(r.state);
             let usable = drain.is_none() && state_usable(r.state, topology.health.unknown_health);
             let weight = first
-                .map(|s| s.for_region(Some(&pop.region)))
+                .and_then(|s| {
+                    region_index
+                        .get(pop.region.as_str())
+                        .and_then(|&i| s.regional.get(i))
+                })
                 .and_then(|set| set.targets.iter().find(|t| t.pop == pop.id))
                 .map_or(0, |t| t.weight);
             let reason = match drain {
@@ -108,12 +123,12 @@ pub fn compute_step(
         .enumerate()
         .map(|(ri, region)| {
             let mut served_by: Vec<RegionId> = Vec::new();
-            if let Some(set) = first.map(|s| s.for_region(Some(&region.id))) {
+            if let Some(set) = first.and_then(|s| s.regional.get(ri)) {
                 for t in &set.targets {
-                    if let Some(p) = topology.pop(t.pop.as_str())
-                        && !served_by.contains(&p.region)
+                    if let Some(r) = pop_region.get(t.pop.as_str())
+                        && !served_by.contains(*r)
                     {
-                        served_by.push(p.region.clone());
+                        served_by.push((*r).clone());
                     }
                 }
             }

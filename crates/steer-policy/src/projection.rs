@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use steer_types::{
-    AnswerSet, PERMILLE, PlanBody, PopId, ServiceId, Topology,
+    AnswerSet, PERMILLE, PlanBody, PopId, RegionId, ServiceId, Topology,
     health::{HealthSnapshot, ObservedDemand},
     projection::{PopProjection, Projection},
 };
@@ -54,7 +54,7 @@ fn set_demand(current: &PlanBody, health: &HealthSnapshot) -> Vec<f64> {
             *total_weight.entry(&t.pop).or_default() += f64::from(t.weight);
         }
     }
-    sets(current)
+    let mut demand: Vec<f64> = sets(current)
         .map(|(_, set)| {
             set.targets
                 .iter()
@@ -68,7 +68,26 @@ fn set_demand(current: &PlanBody, health: &HealthSnapshot) -> Vec<f64> {
                 })
                 .sum()
         })
-        .collect()
+        .collect();
+    // Load on a PoP that no set uses any more (just drained or failed, the
+    // report predates the plan) still exists: its clients are mostly its own
+    // region's, so it goes to that region's sets.
+    let region_of: BTreeMap<&PopId, &RegionId> =
+        current.pops.iter().map(|p| (&p.id, &p.region)).collect();
+    for p in &current.pops {
+        let orphan = load(&p.id);
+        if orphan <= 0.0 || total_weight.contains_key(&p.id) {
+            continue;
+        }
+        let own: Vec<usize> = sets(current)
+            .filter(|(_, set)| set.region.as_ref() == region_of.get(&p.id).copied())
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &own {
+            demand[i] += orphan / own.len() as f64;
+        }
+    }
+    demand
 }
 
 /// Projects per-PoP load from `current` to `proposed`. PoPs without a load

@@ -26,8 +26,13 @@ pub(crate) fn limit_weight_steps(
             continue;
         };
         let label = service.id.to_string();
-        for set in service.regional.iter_mut() {
-            if let Some(old) = prev.regional.iter().find(|o| o.region == set.region) {
+        for (i, set) in service.regional.iter_mut().enumerate() {
+            // Same topology: same position; else search.
+            let old = match prev.regional.get(i) {
+                Some(o) if o.region == set.region => Some(o),
+                _ => prev.regional.iter().find(|o| o.region == set.region),
+            };
+            if let Some(old) = old {
                 clamp_set(set, old, allowance, &label, rails);
             }
         }

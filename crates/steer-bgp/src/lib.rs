@@ -84,8 +84,24 @@ impl BgpSpeaker {
         let mut tables = Vec::new();
         let mut peers = Vec::new();
         let mut tasks = Vec::new();
+        // The first plan is applied before any session starts: a session
+        // that came up with an empty table would send End-of-RIB for
+        // nothing and make a graceful-restart helper flush our routes.
+        let start = Instant::now();
+        let mut routes = Routes::default();
+        let linger = settings.graceful_shutdown;
+        let mut plan = plans.borrow_and_update().clone();
+        let first = routes.apply(
+            &plan.body.announcements,
+            min_announce_share,
+            linger,
+            Duration::ZERO,
+        );
+        if let Err(why) = &first {
+            warn!(version = plan.version, %why, "BGP speaker refuses the first plan; announcing nothing yet");
+        }
         for peer in &settings.peers {
-            let (tx, rx) = watch::channel(Arc::new(RouteTable::new()));
+            let (tx, rx) = watch::channel(Arc::new(routes.table_for(peer, &settings)));
             let status: SharedStatus = Arc::new(Mutex::new((
                 BgpPeerStatus {
                     pop: peer.pop.clone(),
@@ -118,10 +134,6 @@ impl BgpSpeaker {
         let status = BgpStatusHandle(shared.clone());
         let mut stop = shutdown_rx;
         tasks.push(tokio::spawn(async move {
-            let start = Instant::now();
-            let mut routes = Routes::default();
-            let linger = settings.graceful_shutdown;
-            let mut plan = plans.borrow_and_update().clone();
             loop {
                 let now = start.elapsed();
                 match routes.apply(&plan.body.announcements, min_announce_share, linger, now) {

@@ -475,8 +475,9 @@ impl Session {
                         info!(peer = %addr, pop = %self.peer.pop, prefixes = n, asn4, "BGP session established");
                         metrics::counter!("steer_bgp_sessions_established_total", "peer" => addr.to_string()).increment(1);
                         set_status(&self.status, |s, since| {
+                            // last_error stays: it says why the last
+                            // session ended.
                             s.prefixes_sent = n;
-                            s.last_error = None;
                             *since = Some(Instant::now());
                         });
                     }

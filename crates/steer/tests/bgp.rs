@@ -549,3 +549,52 @@ fn passive_peer_connects_to_us() {
     let bgp = w.bgp_status();
     assert_eq!(bgp["peers"][2]["state"], "established", "{bgp}");
 }
+
+#[test]
+fn sessions_heal_after_notification_and_hold_timer_expiry() {
+    let w = world("bgp-notify");
+    w.fra1
+        .wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
+    let peer = |w: &World| w.bgp_status()["peers"][0].clone();
+
+    // BIRD resets the session with a Cease NOTIFICATION.
+    w.fra1.birdc(&["restart", "steer"]);
+    let p = poll(SESSION, || {
+        let p = peer(&w);
+        (p["flaps"] == 1 && p["state"] == "established").then_some(p)
+    });
+    assert!(p.is_some(), "{}", w.bgp_status());
+    let p = p.unwrap();
+    assert!(
+        p["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NOTIFICATION")),
+        "{p}"
+    );
+    w.fra1
+        .wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
+
+    // BIRD frozen past the 9 s hold time: our hold timer fires.
+    let pid = w.fra1.proc.child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .arg(sig)
+                .arg(&pid)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let expired = poll(Duration::from_secs(20), || {
+        let p = peer(&w);
+        (p["flaps"] == 2 && p["last_error"].as_str()?.contains("hold timer")).then_some(())
+    });
+    signal("-CONT");
+    assert!(expired.is_some(), "{}", w.bgp_status());
+    let back = poll(Duration::from_secs(20), || {
+        (peer(&w)["state"] == "established" && w.fra1.has_route(V4)).then_some(())
+    });
+    assert!(back.is_some(), "{}", w.bgp_status());
+}

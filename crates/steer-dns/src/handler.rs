@@ -6,9 +6,14 @@ use arc_swap::ArcSwap;
 use hickory_server::{
     Server,
     net::runtime::Time,
+    net::xfer::Protocol,
     proto::{
         op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-        rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
+        rr::{
+            Record, RecordType,
+            rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
+        },
+        serialize::binary::BinEncoder,
     },
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
@@ -17,7 +22,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, warn};
 
 use crate::{
-    answer::{ClientInfo, Question, answer},
+    answer::{Answer, ClientInfo, Question, answer},
     view::DnsView,
 };
 
@@ -164,15 +169,34 @@ impl RequestHandler for DnsHandler {
             debug!(name = %question.name, region = ?result.region, "answered");
         }
 
+        // Over UDP a response that does not fit is sent as TC with no
+        // records, so the client retries over TCP and never caches a
+        // partial RRset (RFC 2181 9). hickory's own record-by-record
+        // truncation is never reached.
+        let limit = match request.protocol() {
+            Protocol::Udp => Some(usize::from(
+                resp_edns.as_ref().map_or(512, Edns::max_payload),
+            )),
+            _ => None,
+        };
+        let truncate = limit.is_some_and(|limit| {
+            wire_bound(question.name.len(), &result, resp_edns.as_ref()) > limit
+                && exact_len(request, metadata, &result, resp_edns.as_ref()) > limit
+        });
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &resp_edns {
             builder.edns(e);
         }
+        if truncate {
+            metadata.truncation = true;
+            metrics::counter!("steer_dns_truncated_total").increment(1);
+        }
+        let keep = if truncate { 0 } else { result.answers.len() };
         let response = builder.build(
             metadata,
-            result.answers.iter().copied(),
+            result.answers.iter().take(keep).copied(),
             std::iter::empty(),
-            result.soa,
+            result.soa.filter(|_| !truncate),
             std::iter::empty(),
         );
         match response_handle.send_response(response).await {
@@ -182,6 +206,53 @@ impl RequestHandler for DnsHandler {
                 failed(request)
             }
         }
+    }
+}
+
+/// A cheap upper bound of the encoded response size: names uncompressed,
+/// exact for A/AAAA. Only answers that might not fit pay for an exact size.
+fn wire_bound(qname_len: usize, result: &Answer<'_>, edns: Option<&Edns>) -> usize {
+    let record = |r: &Record| {
+        let rdata = match r.record_type() {
+            RecordType::A => 4,
+            RecordType::AAAA => 16,
+            // Names in SOA/NS/MX/CNAME are at most 255 bytes each; TXT and
+            // the rest are measured exactly below when this is too big.
+            _ => 1024,
+        };
+        r.name.len() + 1 + 10 + rdata
+    };
+    12 + qname_len
+        + 1
+        + 4
+        + result.answers.iter().map(|r| record(r)).sum::<usize>()
+        + result.soa.map_or(0, record)
+        + edns.map_or(0, |e| 11 + e.options().as_ref().len() * 24)
+}
+
+/// The exact encoded size of the full response.
+fn exact_len(
+    request: &Request,
+    metadata: Metadata,
+    result: &Answer<'_>,
+    edns: Option<&Edns>,
+) -> usize {
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(e) = edns {
+        builder.edns(e);
+    }
+    let response = builder.build(
+        metadata,
+        result.answers.iter().copied(),
+        std::iter::empty(),
+        result.soa,
+        std::iter::empty(),
+    );
+    let mut bytes = Vec::with_capacity(1024);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    match response.destructive_emit(&mut encoder) {
+        Ok(_) => bytes.len(),
+        Err(_) => usize::MAX,
     }
 }
 

@@ -10,6 +10,7 @@ mod agent;
 mod duration;
 mod error;
 mod steerd;
+mod zonefile;
 
 pub use agent::{AgentConfig, HttpProbe, ProbeConfig, ProbeKind};
 pub use duration::parse_duration;

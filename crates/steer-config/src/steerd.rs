@@ -74,10 +74,14 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawZone {
     origin: Spanned<String>,
+    /// An RFC 1035 master file (relative to the config file) instead of
+    /// `ns`, `soa` and `records`.
+    file: Option<Spanned<String>>,
     #[serde(default = "default_zone_ttl")]
     ttl: u32,
+    #[serde(default)]
     ns: Vec<Spanned<String>>,
-    soa: RawSoa,
+    soa: Option<RawSoa>,
     #[serde(default)]
     records: Vec<Spanned<RawRecord>>,
 }
@@ -212,7 +216,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     };
     let health = health_settings(&mut r, &raw.health);
     let policy = policy_settings(&mut r, &raw.policy);
-    let zones = zones(&mut r, &raw.zones);
+    let zones = zones(&mut r, &raw.zones, path.parent().unwrap_or(Path::new(".")));
     let mut topology = topology(&mut r, &raw, &zones, health);
     topology.policy = policy;
     r.finish(SteerConfig {
@@ -323,43 +327,93 @@ fn fqdn(r: &mut Reporter<'_>, name: &Spanned<String>) -> String {
     n
 }
 
-fn zones(r: &mut Reporter<'_>, raw: &[Spanned<RawZone>]) -> Vec<Zone> {
+fn zones(r: &mut Reporter<'_>, raw: &[Spanned<RawZone>], dir: &Path) -> Vec<Zone> {
     let mut seen = HashSet::new();
     raw.iter()
-        .map(|z| {
+        .filter_map(|z| {
+            let span = z.span();
             let z = z.get_ref();
             let origin = fqdn(r, &z.origin);
             if !seen.insert(origin.clone()) {
                 r.at(z.origin.span(), format!("zone {origin} is defined twice"));
             }
-            if z.ns.is_empty() {
-                r.at(z.origin.span(), "a zone needs at least one `ns`");
-            }
-            let ns = z.ns.iter().map(|n| fqdn(r, n)).collect();
-            let soa = Soa {
-                mname: fqdn(r, &z.soa.mname),
-                rname: fqdn(r, &z.soa.rname),
-                serial: z.soa.serial,
-                refresh: z.soa.refresh,
-                retry: z.soa.retry,
-                expire: z.soa.expire,
-                minimum: z.soa.minimum,
-            };
-            let records = z
-                .records
-                .iter()
-                .filter_map(|rec| record(r, &origin, z.ttl, rec))
-                .collect();
-            Zone {
-                origin,
-                soa,
-                soa_ttl: z.ttl,
-                ns,
-                ns_ttl: z.ttl,
-                records,
+            match &z.file {
+                Some(file) => zone_from_file(r, z, &origin, file, dir),
+                None => inline_zone(r, z, origin, span),
             }
         })
         .collect()
+}
+
+fn zone_from_file(
+    r: &mut Reporter<'_>,
+    z: &RawZone,
+    origin: &str,
+    file: &Spanned<String>,
+    dir: &Path,
+) -> Option<Zone> {
+    if !z.ns.is_empty() || z.soa.is_some() || !z.records.is_empty() {
+        r.at(
+            file.span(),
+            "a zone with `file` takes its SOA, NS and records from the file; \
+             remove `ns`, `soa` and `records`",
+        );
+    }
+    let path = dir.join(file.get_ref());
+    match crate::zonefile::load(&path, origin) {
+        Ok(zone) => Some(zone),
+        Err(errors) => {
+            r.at(
+                file.span(),
+                format!("zone file {} for {origin} is invalid", path.display()),
+            );
+            for e in errors {
+                r.push(e);
+            }
+            None
+        }
+    }
+}
+
+fn inline_zone(
+    r: &mut Reporter<'_>,
+    z: &RawZone,
+    origin: String,
+    span: std::ops::Range<usize>,
+) -> Option<Zone> {
+    if z.ns.is_empty() {
+        r.at(
+            z.origin.span(),
+            "a zone needs at least one `ns` (or a `file`)",
+        );
+    }
+    let Some(raw_soa) = &z.soa else {
+        r.at(span, "a zone needs a `soa` (or a `file`)");
+        return None;
+    };
+    let ns = z.ns.iter().map(|n| fqdn(r, n)).collect();
+    let soa = Soa {
+        mname: fqdn(r, &raw_soa.mname),
+        rname: fqdn(r, &raw_soa.rname),
+        serial: raw_soa.serial,
+        refresh: raw_soa.refresh,
+        retry: raw_soa.retry,
+        expire: raw_soa.expire,
+        minimum: raw_soa.minimum,
+    };
+    let records = z
+        .records
+        .iter()
+        .filter_map(|rec| record(r, &origin, z.ttl, rec))
+        .collect();
+    Some(Zone {
+        origin,
+        soa,
+        soa_ttl: z.ttl,
+        ns,
+        ns_ttl: z.ttl,
+        records,
+    })
 }
 
 fn absolute(origin: &str, name: &str) -> String {

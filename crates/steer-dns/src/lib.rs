@@ -10,11 +10,13 @@
 
 mod answer;
 mod handler;
+mod publisher;
 mod select;
 mod view;
 
 pub use answer::{Answer, ClientInfo, Question, answer};
 pub use handler::{DnsHandler, serve};
+pub use publisher::{ViewInputs, ViewPublisher};
 pub use select::{pick, subnet_key};
 pub use view::{DnsView, ViewError};
 

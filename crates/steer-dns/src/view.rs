@@ -9,9 +9,12 @@ use std::{
     str::FromStr,
 };
 
-use hickory_server::proto::rr::{
-    LowerName, Name, RData, Record,
-    rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
+use hickory_server::proto::{
+    rr::{
+        LowerName, Name, RData, Record, RecordType,
+        rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
+    },
+    serialize::binary::{BinDecoder, Restrict},
 };
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
@@ -24,6 +27,8 @@ use crate::select::seed;
 pub enum ViewError {
     #[error("invalid DNS name {name:?}: {reason}")]
     Name { name: String, reason: String },
+    #[error("invalid record data at {name}: {reason}")]
+    Rdata { name: String, reason: String },
 }
 
 fn name(text: &str) -> Result<Name, ViewError> {
@@ -179,6 +184,17 @@ fn compile_set(owner: &Name, ttl: u32, set: &AnswerSet) -> CompiledSet {
     }
 }
 
+fn wire_rdata(owner: &str, rtype: u16, rdata: &[u8]) -> Result<RData, ViewError> {
+    let bad = |reason: String| ViewError::Rdata {
+        name: owner.to_owned(),
+        reason,
+    };
+    let len = u16::try_from(rdata.len()).map_err(|_| bad("longer than 65535 bytes".into()))?;
+    let mut decoder = BinDecoder::new(rdata);
+    RData::read(&mut decoder, RecordType::from(rtype), Restrict::new(len))
+        .map_err(|e| bad(e.to_string()))
+}
+
 fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
     let origin = name(&zone.origin)?;
     let soa_rdata = SOA::new(
@@ -215,7 +231,12 @@ fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
                 preference,
                 exchange,
             } => RData::MX(MX::new(*preference, name(exchange)?)),
-            RecordData::Txt(text) => RData::TXT(TXT::new(vec![text.clone()])),
+            // A character-string holds at most 255 bytes (RFC 1035 3.3).
+            RecordData::Txt(text) if text.is_empty() => RData::TXT(TXT::from_bytes(vec![b""])),
+            RecordData::Txt(text) => {
+                RData::TXT(TXT::from_bytes(text.as_bytes().chunks(255).collect()))
+            }
+            RecordData::Wire { rtype, rdata } => wire_rdata(&rec.name, *rtype, rdata)?,
         };
         add(&owner, Record::from_rdata(owner.clone(), rec.ttl, rdata));
     }

@@ -2,20 +2,19 @@
 //! operator API and the HTTP status/metrics endpoint, all in one process.
 
 mod http;
+mod reload;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use clap::Parser;
 use steer_api::OperatorService;
 use steer_config::{AuthMode, SteerConfig};
 use steer_control::{ControlLoop, SystemClock};
-use steer_dns::{DEFAULT_UDP_PAYLOAD, DnsHandler, DnsView};
+use steer_dns::{DnsHandler, ViewPublisher};
 use steer_health::ingest::IngestService;
 use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server::OperatorServer};
 use steer_store::FileStore;
-use steer_types::Plan;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
@@ -84,7 +83,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -94,7 +93,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: SteerConfig) -> anyhow::Result<()> {
+async fn run(config: SteerConfig, config_path: PathBuf) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -124,29 +123,33 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("HTTP listen {}", config.server.http_listen))?;
 
-    // DNS answers from a view recompiled on every plan publication.
-    let view = Arc::new(ArcSwap::from_pointee(compile_view(
-        &config,
-        &handles.plan.load(),
-    )?));
+    // DNS answers from a view recompiled on every plan publication and on
+    // every successful reload (SIGHUP).
+    let publisher = Arc::new(ViewPublisher::new(
+        reload::dns_inputs(&config),
+        handles.plan.load_full(),
+    )?);
+    let view = publisher.view();
     let mut plan_watch = handles.plan_watch.clone();
     {
-        let view = view.clone();
-        let config = config.clone();
+        let publisher = publisher.clone();
         tokio::spawn(async move {
             while plan_watch.changed().await.is_ok() {
                 let plan = plan_watch.borrow_and_update().clone();
-                match compile_view(&config, &plan) {
-                    Ok(v) => {
-                        view.store(Arc::new(v));
-                        metrics::gauge!("steer_dns_plan_version").set(plan.version as f64);
-                    }
+                let version = plan.version;
+                match publisher.publish_plan(plan) {
+                    Ok(()) => metrics::gauge!("steer_dns_plan_version").set(version as f64),
                     // Keep serving the last good view.
-                    Err(e) => error!(error = %e, version = plan.version, "cannot compile DNS view"),
+                    Err(e) => error!(error = %e, version, "cannot compile DNS view"),
                 }
             }
         });
     }
+    tokio::spawn(reload::reload_on_sighup(
+        config_path,
+        config.clone(),
+        publisher.clone(),
+    ));
     let dns = tokio::spawn(steer_dns::serve(dns_addr, DnsHandler::new(view)));
 
     let control_task = tokio::spawn(control.run(Duration::from_millis(200)));
@@ -195,15 +198,6 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
     }
     info!("steerd stopped");
     Ok(())
-}
-
-fn compile_view(config: &SteerConfig, plan: &Plan) -> anyhow::Result<DnsView> {
-    Ok(DnsView::compile(
-        &config.zones,
-        &config.topology.client_networks,
-        plan,
-        DEFAULT_UDP_PAYLOAD,
-    )?)
 }
 
 async fn shutdown_signal() {

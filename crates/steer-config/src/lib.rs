@@ -7,6 +7,7 @@
 //! file is valid.
 
 mod agent;
+mod dns;
 mod duration;
 mod error;
 mod steerd;

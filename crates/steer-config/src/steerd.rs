@@ -10,8 +10,8 @@ use std::{
 use ipnet::IpNet;
 use serde::Deserialize;
 use steer_types::{
-    ClientNetwork, HealthSettings, PolicySettings, Pop, PopId, RecordData, Region, RegionId,
-    Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
+    ClientNetwork, DnsSettings, HealthSettings, PolicySettings, Pop, PopId, RecordData, Region,
+    RegionId, Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
 };
 use toml::Spanned;
 
@@ -36,6 +36,31 @@ struct RawConfig {
     pops: Vec<Spanned<RawPop>>,
     #[serde(default)]
     services: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub(crate) udp_payload: Option<Spanned<u16>>,
+    pub(crate) rrl: Option<Spanned<RawRrl>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRrl {
+    #[serde(default = "default_true")]
+    pub(crate) enabled: bool,
+    pub(crate) responses_per_second: Option<Spanned<u32>>,
+    pub(crate) slip: Option<Spanned<u32>>,
+    pub(crate) ipv4_prefix: Option<Spanned<u8>>,
+    pub(crate) ipv6_prefix: Option<Spanned<u8>>,
+    pub(crate) window: Option<Spanned<String>>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Deserialize, Default)]
@@ -153,15 +178,22 @@ struct RawPop {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawService {
-    id: Spanned<String>,
-    name: Spanned<String>,
-    ttl: Spanned<u32>,
+pub(crate) struct RawService {
+    pub(crate) id: Spanned<String>,
+    pub(crate) name: Spanned<String>,
+    pub(crate) ttl: Spanned<u32>,
     #[serde(default = "default_max_records")]
-    max_records: Spanned<u32>,
-    pops: Vec<Spanned<String>>,
+    pub(crate) max_records: Spanned<u32>,
+    pub(crate) pops: Vec<Spanned<String>>,
     #[serde(default)]
-    anycast: Vec<Spanned<String>>,
+    pub(crate) anycast: Vec<Spanned<String>>,
+    /// "sticky" (default) or "random".
+    pub(crate) selection: Option<Spanned<String>>,
+    /// Addresses answered when every candidate is out.
+    #[serde(default)]
+    pub(crate) fallback: Vec<Spanned<String>>,
+    /// CNAME-style service: target name template with {region} / {pop}.
+    pub(crate) cname: Option<Spanned<String>>,
 }
 
 fn default_max_records() -> Spanned<u32> {
@@ -192,6 +224,7 @@ pub struct SteerConfig {
     pub auth: AuthMode,
     pub topology: Topology,
     pub zones: Vec<Zone>,
+    pub dns: DnsSettings,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -219,12 +252,14 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     let zones = zones(&mut r, &raw.zones, path.parent().unwrap_or(Path::new(".")));
     let mut topology = topology(&mut r, &raw, &zones, health);
     topology.policy = policy;
+    let dns = crate::dns::dns_settings(&mut r, &raw.dns, &raw.services);
     r.finish(SteerConfig {
         source: path.to_path_buf(),
         server,
         auth,
         topology,
         zones,
+        dns,
     })
 }
 
@@ -310,7 +345,7 @@ fn policy_settings(r: &mut Reporter<'_>, raw: &RawPolicy) -> PolicySettings {
 }
 
 /// Lower-cases and checks a fully-qualified name (trailing dot required).
-fn fqdn(r: &mut Reporter<'_>, name: &Spanned<String>) -> String {
+pub(crate) fn fqdn(r: &mut Reporter<'_>, name: &Spanned<String>) -> String {
     let n = name.get_ref().to_ascii_lowercase();
     if !n.ends_with('.') {
         r.at(

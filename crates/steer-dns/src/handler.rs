@@ -141,8 +141,12 @@ impl RequestHandler for DnsHandler {
                 addr: cs.addr(),
                 source_prefix: cs.source_prefix(),
                 from_ecs: true,
+                random: next_random(),
             },
-            None => ClientInfo::resolver(request.src().ip()),
+            None => ClientInfo {
+                random: next_random(),
+                ..ClientInfo::resolver(request.src().ip())
+            },
         };
         let question = Question {
             name: info.query.name(),
@@ -207,6 +211,23 @@ impl RequestHandler for DnsHandler {
             }
         }
     }
+}
+
+/// Per-thread weighted-random source for `selection = "random"`: a
+/// splitmix64 sequence seeded once per thread, no locks, no syscalls.
+fn next_random() -> u64 {
+    use std::{
+        cell::Cell,
+        hash::{BuildHasher, RandomState},
+    };
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(0u64));
+    }
+    STATE.with(|s| {
+        let next = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set(next);
+        crate::select::mix(next)
+    })
 }
 
 /// A cheap upper bound of the encoded response size: names uncompressed,

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use steer_types::{ClientNetwork, Plan, Zone};
+use steer_types::{ClientNetwork, DnsSettings, Plan, Zone};
 
 use crate::view::{DnsView, ViewError};
 
@@ -16,7 +16,7 @@ use crate::view::{DnsView, ViewError};
 pub struct ViewInputs {
     pub zones: Vec<Zone>,
     pub client_networks: Vec<ClientNetwork>,
-    pub udp_payload: u16,
+    pub settings: DnsSettings,
 }
 
 /// The single writer of the DNS view.
@@ -70,10 +70,10 @@ impl ViewPublisher {
 }
 
 fn compile(inputs: &ViewInputs, plan: &Plan) -> Result<DnsView, ViewError> {
-    DnsView::compile(
+    DnsView::compile_with(
         &inputs.zones,
         &inputs.client_networks,
         plan,
-        inputs.udp_payload,
+        &inputs.settings,
     )
 }

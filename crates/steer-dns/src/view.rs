@@ -18,7 +18,9 @@ use hickory_server::proto::{
 };
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
-use steer_types::{AnswerSet, ClientNetwork, Plan, RecordData, RegionId, Zone};
+use steer_types::{
+    AnswerSet, ClientNetwork, DnsSettings, Plan, RecordData, RegionId, Selection, Zone,
+};
 
 use crate::select::seed;
 
@@ -54,6 +56,8 @@ pub(crate) struct CompiledTarget {
     pub(crate) weight: f64,
     pub(crate) a: Option<Record>,
     pub(crate) aaaa: Option<Record>,
+    /// For CNAME-style services: the per-region (or per-PoP) name.
+    pub(crate) cname: Option<Record>,
 }
 
 pub(crate) struct CompiledSet {
@@ -61,6 +65,8 @@ pub(crate) struct CompiledSet {
     pub(crate) v4_targets: Vec<usize>,
     pub(crate) v6: Vec<(u64, f64)>,
     pub(crate) v6_targets: Vec<usize>,
+    /// Every target, for CNAME-style services.
+    pub(crate) any: Vec<(u64, f64)>,
     pub(crate) targets: Vec<CompiledTarget>,
 }
 
@@ -72,6 +78,12 @@ pub(crate) struct CompiledService {
     pub(crate) global: CompiledSet,
     /// Whether every region gets the same answer set (then ECS scope is 0).
     pub(crate) uniform: bool,
+    /// Weighted random per query instead of sticky per subnet.
+    pub(crate) random: bool,
+    pub(crate) cname_style: bool,
+    /// Answered when a set has no target of the asked family.
+    pub(crate) fallback_v4: Vec<Record>,
+    pub(crate) fallback_v6: Vec<Record>,
 }
 
 /// The immutable view the DNS handler answers from.
@@ -93,6 +105,22 @@ impl DnsView {
         plan: &Plan,
         udp_payload: u16,
     ) -> Result<Self, ViewError> {
+        let settings = DnsSettings {
+            udp_payload,
+            ..DnsSettings::default()
+        };
+        Self::compile_with(zones, client_networks, plan, &settings)
+    }
+
+    /// Builds a view with per-service DNS settings (selection, fallback,
+    /// CNAME style) and the UDP payload size.
+    pub fn compile_with(
+        zones: &[Zone],
+        client_networks: &[ClientNetwork],
+        plan: &Plan,
+        settings: &DnsSettings,
+    ) -> Result<Self, ViewError> {
+        let udp_payload = settings.udp_payload;
         let regions: Vec<RegionId> = plan.body.regions.iter().map(|r| r.id.clone()).collect();
         let mut client_map = JointPrefixMap::new();
         for net in client_networks {
@@ -112,11 +140,25 @@ impl DnsView {
             let Some(zone) = compiled_zones.iter().position(|z| z.origin.zone_of(&lower)) else {
                 continue;
             };
-            let compile = |set: &AnswerSet| compile_set(&owner, svc.ttl, set);
+            let gslb = settings.services.iter().find(|g| g.fqdn == svc.fqdn);
+            let cname = gslb.and_then(|g| g.cname.as_deref());
+            let compile = |set: &AnswerSet| compile_set(&owner, svc.ttl, set, plan, cname);
             let regional: Vec<CompiledSet> = regions
                 .iter()
                 .map(|r| compile(svc.for_region(Some(r))))
-                .collect();
+                .collect::<Result<_, _>>()?;
+            let fallback = |v6: bool| -> Vec<Record> {
+                gslb.map(|g| g.fallback.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|ip| match ip {
+                        std::net::IpAddr::V4(a) if !v6 => Some(RData::A(A(*a))),
+                        std::net::IpAddr::V6(a) if v6 => Some(RData::AAAA(AAAA(*a))),
+                        _ => None,
+                    })
+                    .map(|rdata| Record::from_rdata(owner.clone(), svc.ttl, rdata))
+                    .collect()
+            };
             let uniform = regions
                 .iter()
                 .all(|r| svc.for_region(Some(r)).targets == svc.global.targets);
@@ -126,8 +168,12 @@ impl DnsView {
                     zone,
                     max_records: svc.max_records.max(1),
                     regional,
-                    global: compile(&svc.global),
+                    global: compile(&svc.global)?,
                     uniform,
+                    random: gslb.is_some_and(|g| g.selection == Selection::Random),
+                    cname_style: cname.is_some(),
+                    fallback_v4: fallback(false),
+                    fallback_v6: fallback(true),
                 },
             );
         }
@@ -151,20 +197,43 @@ impl DnsView {
     }
 }
 
-fn compile_set(owner: &Name, ttl: u32, set: &AnswerSet) -> CompiledSet {
+fn compile_set(
+    owner: &Name,
+    ttl: u32,
+    set: &AnswerSet,
+    plan: &Plan,
+    cname: Option<&str>,
+) -> Result<CompiledSet, ViewError> {
     let targets: Vec<CompiledTarget> = set
         .targets
         .iter()
-        .map(|t| CompiledTarget {
-            seed: seed(t.pop.as_str()),
-            weight: f64::from(t.weight.max(1)),
-            a: t.ipv4
-                .map(|a| Record::from_rdata(owner.clone(), ttl, RData::A(A(a)))),
-            aaaa: t
-                .ipv6
-                .map(|a| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a)))),
+        .map(|t| {
+            let cname = match cname {
+                None => None,
+                Some(template) => {
+                    let region = plan.pop(t.pop.as_str()).map_or("", |p| p.region.as_str());
+                    let target = template
+                        .replace("{region}", region)
+                        .replace("{pop}", t.pop.as_str());
+                    Some(Record::from_rdata(
+                        owner.clone(),
+                        ttl,
+                        RData::CNAME(CNAME(name(&target)?)),
+                    ))
+                }
+            };
+            Ok(CompiledTarget {
+                seed: seed(t.pop.as_str()),
+                weight: f64::from(t.weight.max(1)),
+                a: t.ipv4
+                    .map(|a| Record::from_rdata(owner.clone(), ttl, RData::A(A(a)))),
+                aaaa: t
+                    .ipv6
+                    .map(|a| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a)))),
+                cname,
+            })
         })
-        .collect();
+        .collect::<Result<_, ViewError>>()?;
     let family = |has: fn(&CompiledTarget) -> bool| {
         let idx: Vec<usize> = (0..targets.len()).filter(|&i| has(&targets[i])).collect();
         let keyed = idx
@@ -175,13 +244,15 @@ fn compile_set(owner: &Name, ttl: u32, set: &AnswerSet) -> CompiledSet {
     };
     let (v4, v4_targets) = family(|t| t.a.is_some());
     let (v6, v6_targets) = family(|t| t.aaaa.is_some());
-    CompiledSet {
+    let any = targets.iter().map(|t| (t.seed, t.weight)).collect();
+    Ok(CompiledSet {
         v4,
         v4_targets,
         v6,
         v6_targets,
+        any,
         targets,
-    }
+    })
 }
 
 fn wire_rdata(owner: &str, rtype: u16, rdata: &[u8]) -> Result<RData, ViewError> {

@@ -4,6 +4,7 @@
 //! [`Timestamp`] value chosen by the caller, so everything built on these
 //! types can be replayed and property-tested.
 
+mod dns;
 pub mod health;
 mod ids;
 mod intent;
@@ -13,6 +14,7 @@ mod time;
 mod topology;
 mod zone;
 
+pub use dns::{DnsSettings, GslbSettings, RrlSettings, Selection};
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents};
 pub use plan::{

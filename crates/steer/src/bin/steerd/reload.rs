@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use steer_config::SteerConfig;
-use steer_dns::{DEFAULT_UDP_PAYLOAD, ViewInputs, ViewPublisher};
+use steer_dns::{ViewInputs, ViewPublisher};
 use tracing::{error, info, warn};
 
 /// The DNS view inputs a config describes.
@@ -14,7 +14,7 @@ pub(crate) fn dns_inputs(config: &SteerConfig) -> ViewInputs {
     ViewInputs {
         zones: config.zones.clone(),
         client_networks: config.topology.client_networks.clone(),
-        udp_payload: DEFAULT_UDP_PAYLOAD,
+        settings: config.dns.clone(),
     }
 }
 

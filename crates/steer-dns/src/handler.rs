@@ -21,8 +21,11 @@ use hickory_server::{
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, warn};
 
+use steer_types::RrlSettings;
+
 use crate::{
     answer::{Answer, ClientInfo, Question, answer},
+    rrl::{RateLimiter, RrlAction},
     view::DnsView,
 };
 
@@ -30,11 +33,18 @@ use crate::{
 #[derive(Clone)]
 pub struct DnsHandler {
     view: Arc<ArcSwap<DnsView>>,
+    rrl: Option<Arc<RateLimiter>>,
 }
 
 impl DnsHandler {
     pub fn new(view: Arc<ArcSwap<DnsView>>) -> Self {
-        Self { view }
+        Self { view, rrl: None }
+    }
+
+    /// Limits UDP responses per client prefix (off unless configured).
+    pub fn with_rrl(mut self, settings: Option<RrlSettings>) -> Self {
+        self.rrl = settings.map(|s| Arc::new(RateLimiter::new(s)));
+        self
     }
 }
 
@@ -99,6 +109,32 @@ impl RequestHandler for DnsHandler {
                 return send_error(request, ResponseCode::BADVERS, Some(&e), response_handle).await;
             }
             resp_edns = Some(e);
+        }
+
+        if let Some(rrl) = &self.rrl
+            && request.protocol() == Protocol::Udp
+        {
+            match rrl.check(request.src().ip()) {
+                RrlAction::Send => {}
+                RrlAction::Drop => {
+                    metrics::counter!("steer_dns_rrl_total", "action" => "drop").increment(1);
+                    return failed(request);
+                }
+                RrlAction::Slip => {
+                    metrics::counter!("steer_dns_rrl_total", "action" => "slip").increment(1);
+                    let mut metadata = Metadata::response_from_request(&request.metadata);
+                    metadata.truncation = true;
+                    let mut builder = MessageResponseBuilder::from_message_request(request);
+                    if let Some(e) = &resp_edns {
+                        builder.edns(e);
+                    }
+                    let response = builder.build_no_records(metadata);
+                    return match response_handle.send_response(response).await {
+                        Ok(info) => info,
+                        Err(_) => failed(request),
+                    };
+                }
+            }
         }
 
         if request.metadata.message_type != MessageType::Query {

@@ -11,12 +11,14 @@
 mod answer;
 mod handler;
 mod publisher;
+mod rrl;
 mod select;
 mod view;
 
 pub use answer::{Answer, ClientInfo, Question, answer};
 pub use handler::{DnsHandler, serve};
 pub use publisher::{ViewInputs, ViewPublisher};
+pub use rrl::{RateLimiter, RrlAction};
 pub use select::{pick, subnet_key};
 pub use view::{DnsView, ViewError};
 

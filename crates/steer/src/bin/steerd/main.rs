@@ -69,8 +69,9 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,h2=warn,hyper=warn,tower=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn".into()
+            }),
         )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -150,7 +151,10 @@ async fn run(config: SteerConfig, config_path: PathBuf) -> anyhow::Result<()> {
         config.clone(),
         publisher.clone(),
     ));
-    let dns = tokio::spawn(steer_dns::serve(dns_addr, DnsHandler::new(view)));
+    let dns = tokio::spawn(steer_dns::serve(
+        dns_addr,
+        DnsHandler::new(view).with_rrl(config.dns.rrl.clone()),
+    ));
 
     let control_task = tokio::spawn(control.run(Duration::from_millis(200)));
 

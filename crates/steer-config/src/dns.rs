@@ -28,6 +28,15 @@ pub(crate) fn dns_settings(
             );
         }
     }
+    if let Some(w) = &raw.udp_workers {
+        if *w.get_ref() > 256 {
+            r.at(
+                w.span(),
+                "udp_workers must be between 0 (hickory's UDP loop) and 256",
+            );
+        }
+        dns.udp_workers = Some(*w.get_ref());
+    }
     if let Some(rrl) = &raw.rrl {
         let rrl = rrl.get_ref();
         let mut s = RrlSettings::default();

@@ -44,6 +44,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDns {
     pub(crate) udp_payload: Option<Spanned<u16>>,
+    pub(crate) udp_workers: Option<Spanned<u16>>,
     pub(crate) rrl: Option<Spanned<RawRrl>>,
 }
 

@@ -149,6 +149,7 @@ fn steered<'v>(
     client: &ClientInfo,
 ) -> Answer<'v> {
     let zone = &view.zones[svc.zone];
+    svc.queries.increment(1);
     let (region, matched_len) = client_region(view, client);
     let regional = region.map_or(&svc.global, |i| &svc.regional[i]);
     let key = if svc.random {
@@ -179,7 +180,11 @@ fn steered<'v>(
             pick(key, &set.any, 1, &mut chosen);
             let answers: Vec<&Record> = chosen
                 .iter()
-                .filter_map(|&i| set.targets.get(i)?.cname.as_ref())
+                .filter_map(|&i| {
+                    let t = set.targets.get(i)?;
+                    t.answered.increment(1);
+                    t.cname.as_ref()
+                })
                 .collect();
             if !answers.is_empty() {
                 return positive(answers, set.any.len() > 1);
@@ -212,7 +217,7 @@ fn steered<'v>(
         if fallback.is_empty() {
             return Answer::negative(ResponseCode::NoError, &zone.soa_negative);
         }
-        metrics::counter!("steer_dns_fallback_answers_total").increment(1);
+        view.metrics.fallback.increment(1);
         return positive(fallback.iter().take(svc.max_records).collect(), false);
     };
     let (keyed, idx) = family(set);
@@ -227,6 +232,7 @@ fn steered<'v>(
 
 fn record(set: &CompiledSet, target: usize, v6: bool) -> Option<&Record> {
     let t = set.targets.get(target)?;
+    t.answered.increment(1);
     if v6 { t.aaaa.as_ref() } else { t.a.as_ref() }
 }
 

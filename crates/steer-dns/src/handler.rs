@@ -48,26 +48,14 @@ impl DnsHandler {
     }
 }
 
-fn rcode_label(rcode: ResponseCode) -> &'static str {
-    match rcode {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::Refused => "REFUSED",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::ServFail => "SERVFAIL",
-        ResponseCode::BADVERS => "BADVERS",
-        _ => "OTHER",
-    }
-}
-
 async fn send_error<R: ResponseHandler>(
+    view: &DnsView,
     request: &Request,
     rcode: ResponseCode,
     edns: Option<&Edns>,
     mut response_handle: R,
 ) -> ResponseInfo {
-    metrics::counter!("steer_dns_responses_total", "rcode" => rcode_label(rcode)).increment(1);
+    view.metrics.rcode(rcode).increment(1);
     let mut builder = MessageResponseBuilder::from_message_request(request);
     if let Some(edns) = edns {
         builder.edns(edns);
@@ -106,7 +94,14 @@ impl RequestHandler for DnsHandler {
             e.set_max_payload(req_edns.max_payload().clamp(512, view.udp_payload));
             e.set_version(0);
             if req_edns.version() > 0 {
-                return send_error(request, ResponseCode::BADVERS, Some(&e), response_handle).await;
+                return send_error(
+                    &view,
+                    request,
+                    ResponseCode::BADVERS,
+                    Some(&e),
+                    response_handle,
+                )
+                .await;
             }
             resp_edns = Some(e);
         }
@@ -117,11 +112,11 @@ impl RequestHandler for DnsHandler {
             match rrl.check(request.src().ip()) {
                 RrlAction::Send => {}
                 RrlAction::Drop => {
-                    metrics::counter!("steer_dns_rrl_total", "action" => "drop").increment(1);
+                    view.metrics.rrl_drop.increment(1);
                     return failed(request);
                 }
                 RrlAction::Slip => {
-                    metrics::counter!("steer_dns_rrl_total", "action" => "slip").increment(1);
+                    view.metrics.rrl_slip.increment(1);
                     let mut metadata = Metadata::response_from_request(&request.metadata);
                     metadata.truncation = true;
                     let mut builder = MessageResponseBuilder::from_message_request(request);
@@ -139,6 +134,7 @@ impl RequestHandler for DnsHandler {
 
         if request.metadata.message_type != MessageType::Query {
             return send_error(
+                &view,
                 request,
                 ResponseCode::FormErr,
                 resp_edns.as_ref(),
@@ -148,6 +144,7 @@ impl RequestHandler for DnsHandler {
         }
         if request.metadata.op_code != OpCode::Query {
             return send_error(
+                &view,
                 request,
                 ResponseCode::NotImp,
                 resp_edns.as_ref(),
@@ -157,6 +154,7 @@ impl RequestHandler for DnsHandler {
         }
         let Ok(info) = request.request_info() else {
             return send_error(
+                &view,
                 request,
                 ResponseCode::FormErr,
                 resp_edns.as_ref(),
@@ -203,8 +201,7 @@ impl RequestHandler for DnsHandler {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = result.authoritative;
         metadata.response_code = result.rcode;
-        metrics::counter!("steer_dns_responses_total", "rcode" => rcode_label(result.rcode))
-            .increment(1);
+        view.metrics.record(&question, &result, ecs.is_some());
         if result.region.is_some() || !result.answers.is_empty() && result.soa.is_none() {
             debug!(name = %question.name, region = ?result.region, "answered");
         }
@@ -229,7 +226,7 @@ impl RequestHandler for DnsHandler {
         }
         if truncate {
             metadata.truncation = true;
-            metrics::counter!("steer_dns_truncated_total").increment(1);
+            view.metrics.truncated.increment(1);
         }
         let keep = if truncate { 0 } else { result.answers.len() };
         let response = builder.build(
@@ -251,7 +248,7 @@ impl RequestHandler for DnsHandler {
 
 /// Per-thread weighted-random source for `selection = "random"`: a
 /// splitmix64 sequence seeded once per thread, no locks, no syscalls.
-fn next_random() -> u64 {
+pub(crate) fn next_random() -> u64 {
     use std::{
         cell::Cell,
         hash::{BuildHasher, RandomState},
@@ -313,14 +310,29 @@ fn exact_len(
     }
 }
 
-/// Binds UDP and TCP on `addr` and serves until the process ends.
-pub async fn serve(addr: SocketAddr, handler: DnsHandler) -> std::io::Result<()> {
-    let udp = UdpSocket::bind(addr).await?;
+/// Binds UDP and TCP on `addr` and serves until the process ends. UDP is
+/// answered by `udp_workers` fast-path threads (one SO_REUSEPORT socket
+/// each), or by hickory-server when `udp_workers` is 0; TCP always by
+/// hickory-server.
+pub async fn serve(
+    addr: SocketAddr,
+    handler: DnsHandler,
+    udp_workers: usize,
+) -> std::io::Result<()> {
     let tcp = TcpListener::bind(addr).await?;
-    let mut server = Server::new(handler);
-    server.register_socket(udp);
+    let mut server = Server::new(handler.clone());
+    if udp_workers == 0 {
+        server.register_socket(UdpSocket::bind(addr).await?);
+    } else {
+        crate::udp::spawn_udp_workers(
+            addr,
+            udp_workers,
+            handler.view.clone(),
+            handler.rrl.clone(),
+        )?;
+    }
     server.register_listener(tcp, Duration::from_secs(5), 64);
-    tracing::info!(%addr, "DNS listening (UDP+TCP)");
+    tracing::info!(%addr, udp_workers, "DNS listening (UDP+TCP)");
     server
         .block_until_done()
         .await

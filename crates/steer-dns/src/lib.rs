@@ -10,9 +10,11 @@
 
 mod answer;
 mod handler;
+mod metrics;
 mod publisher;
 mod rrl;
 mod select;
+mod udp;
 mod view;
 
 pub use answer::{Answer, ClientInfo, Question, answer};
@@ -20,6 +22,7 @@ pub use handler::{DnsHandler, serve};
 pub use publisher::{ViewInputs, ViewPublisher};
 pub use rrl::{RateLimiter, RrlAction};
 pub use select::{pick, subnet_key};
+pub use udp::{UdpOutcome, respond_udp, spawn_udp_workers};
 pub use view::{DnsView, ViewError};
 
 /// UDP payload size we advertise and cap responses at (DNS flag day 2020).

@@ -22,7 +22,7 @@ use steer_types::{
     AnswerSet, ClientNetwork, DnsSettings, Plan, RecordData, RegionId, Selection, Zone,
 };
 
-use crate::select::seed;
+use crate::{metrics::QueryMetrics, select::seed};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,6 +58,8 @@ pub(crate) struct CompiledTarget {
     pub(crate) aaaa: Option<Record>,
     /// For CNAME-style services: the per-region (or per-PoP) name.
     pub(crate) cname: Option<Record>,
+    /// `steer_dns_answers_total{pop}`.
+    pub(crate) answered: metrics::Counter,
 }
 
 pub(crate) struct CompiledSet {
@@ -84,6 +86,8 @@ pub(crate) struct CompiledService {
     /// Answered when a set has no target of the asked family.
     pub(crate) fallback_v4: Vec<Record>,
     pub(crate) fallback_v6: Vec<Record>,
+    /// `steer_dns_service_queries_total{service}`.
+    pub(crate) queries: metrics::Counter,
 }
 
 /// The immutable view the DNS handler answers from.
@@ -94,6 +98,7 @@ pub struct DnsView {
     pub(crate) regions: Vec<RegionId>,
     pub(crate) client_map: JointPrefixMap<IpNet, usize>,
     pub(crate) udp_payload: u16,
+    pub(crate) metrics: QueryMetrics,
 }
 
 impl DnsView {
@@ -174,6 +179,7 @@ impl DnsView {
                     cname_style: cname.is_some(),
                     fallback_v4: fallback(false),
                     fallback_v6: fallback(true),
+                    queries: crate::metrics::service_counter(svc.id.as_str()),
                 },
             );
         }
@@ -184,6 +190,7 @@ impl DnsView {
             regions,
             client_map,
             udp_payload,
+            metrics: QueryMetrics::register(),
         })
     }
 
@@ -231,6 +238,7 @@ fn compile_set(
                     .ipv6
                     .map(|a| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a)))),
                 cname,
+                answered: crate::metrics::pop_counter(t.pop.as_str()),
             })
         })
         .collect::<Result<_, ViewError>>()?;

@@ -70,6 +70,9 @@ pub struct DnsSettings {
     pub services: Vec<GslbSettings>,
     /// Off (`None`) by default.
     pub rrl: Option<RrlSettings>,
+    /// UDP fast-path threads (one SO_REUSEPORT socket each); `None` = one
+    /// per CPU, `Some(0)` = hickory-server's own UDP loop.
+    pub udp_workers: Option<u16>,
 }
 
 impl Default for DnsSettings {
@@ -78,6 +81,7 @@ impl Default for DnsSettings {
             udp_payload: 1232,
             services: Vec::new(),
             rrl: None,
+            udp_workers: None,
         }
     }
 }

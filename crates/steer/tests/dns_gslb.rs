@@ -226,3 +226,34 @@ fn random_selection_and_cname_style_names() {
     );
     assert_eq!(out.trim(), "eu-west.cdn.example.net.");
 }
+
+#[test]
+fn metrics_by_qtype_rcode_service_pop_ecs_and_latency_without_addresses() {
+    let s = start("metrics");
+    let mut c = Client::new(s.dns);
+    for n in 0..20u8 {
+        c.ask([10, 1, n, 0], 24);
+    }
+    s.dig(&["nope.example.test", "AAAA"]);
+    s.dig(&["www.example.test", "A", "+tcp"]);
+    let (_, metrics) = http_get(s.http, "/metrics").unwrap();
+    for m in [
+        "steer_dns_queries_total{qtype=\"A\"}",
+        "steer_dns_queries_total{qtype=\"AAAA\"}",
+        "steer_dns_responses_total{rcode=\"NOERROR\"}",
+        "steer_dns_responses_total{rcode=\"NXDOMAIN\"}",
+        "steer_dns_service_queries_total{service=\"app\"} 20",
+        "steer_dns_answers_total{pop=\"fra1\"} 20",
+        "steer_dns_answers_total{pop=\"ams1\"} 20",
+        "steer_dns_ecs_queries_total{ecs=\"yes\"} 20",
+        "steer_dns_ecs_queries_total{ecs=\"no\"}",
+        "steer_dns_latency_seconds_bucket{le=",
+    ] {
+        assert!(metrics.contains(m), "{m} missing:\n{metrics}");
+    }
+    let leaks: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("steer_dns") && (l.contains("127.0.0.1") || l.contains("10.1.")))
+        .collect();
+    assert!(leaks.is_empty(), "client addresses in labels: {leaks:?}");
+}

@@ -35,6 +35,15 @@ fn start(name: &str) -> Steerd {
     Steerd::start_with(big_config(&dir), dir.join("state"))
 }
 
+/// The same server with UDP on hickory-server's own loop, not the fast path.
+fn start_hickory_udp(name: &str) -> Steerd {
+    let dir = temp_dir(name);
+    let config = big_config(&dir);
+    let text = std::fs::read_to_string(&config).unwrap() + "\n[dns]\nudp_workers = 0\n";
+    std::fs::write(&config, text).unwrap();
+    Steerd::start_with(config, dir.join("state"))
+}
+
 fn kdig(s: &Steerd, args: &[&str]) -> String {
     common::kdig(s.dns, args)
 }
@@ -279,4 +288,28 @@ fn other_opcodes_are_not_implemented() {
     assert!(out.contains("status: NOTIMP"), "{out}");
     let out = s.dig(&["example.test", "SOA", "+opcode=update"]);
     assert!(out.contains("status: NOTIMP"), "{out}");
+}
+
+#[test]
+fn hickory_udp_loop_behaves_the_same() {
+    let s = start_hickory_udp("hickory-udp");
+    let out = s.dig(&["WwW.ExAmPlE.TeSt", "A"]);
+    assert!(
+        out.contains(";WwW.ExAmPlE.TeSt.\t") && out.contains("flags: qr aa rd;"),
+        "{out}"
+    );
+    let out = s.dig(&["big.example.test", "TXT", "+ignore", "+noedns"]);
+    assert!(
+        out.contains("flags: qr aa tc rd;") && out.contains("ANSWER: 0,"),
+        "{out}"
+    );
+    assert!(!out.contains("WARNING: Message has"), "{out}");
+    let out = kdig(&s, &["big.example.test", "TXT"]);
+    assert!(out.contains("ANSWER: 12;"), "{out}");
+    let mut q = query(7, "www.example.test", 1, 1, 2);
+    q.extend(opt(&[]));
+    q.extend(opt(&[]));
+    assert_eq!(rcode(&exchange(s.dns, &q).unwrap()), 1, "two OPTs");
+    let out = kdig(&s, &["-c", "CH", "version.bind", "TXT"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
 }

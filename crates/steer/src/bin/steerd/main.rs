@@ -96,6 +96,11 @@ fn main() -> ExitCode {
 
 async fn run(config: SteerConfig, config_path: PathBuf) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("steer_dns_latency_seconds".into()),
+            &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2],
+        )
+        .context("DNS latency buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     match config.auth {
@@ -154,6 +159,10 @@ async fn run(config: SteerConfig, config_path: PathBuf) -> anyhow::Result<()> {
     let dns = tokio::spawn(steer_dns::serve(
         dns_addr,
         DnsHandler::new(view).with_rrl(config.dns.rrl.clone()),
+        config.dns.udp_workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
     ));
 
     let control_task = tokio::spawn(control.run(Duration::from_millis(200)));

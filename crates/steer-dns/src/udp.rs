@@ -245,16 +245,20 @@ fn encode(
 }
 
 /// Binds `workers` SO_REUSEPORT UDP sockets on `addr` and answers on each
-/// from its own thread until the process ends.
+/// from its own thread until the process ends. Returns the bound address
+/// (its port when `addr` asked for port 0).
 pub fn spawn_udp_workers(
     addr: SocketAddr,
     workers: usize,
     view: Arc<ArcSwap<DnsView>>,
     rrl: Option<Arc<RateLimiter>>,
-) -> std::io::Result<()> {
-    let sockets = (0..workers.max(1))
-        .map(|_| bind_reuseport(addr))
-        .collect::<std::io::Result<Vec<_>>>()?;
+) -> std::io::Result<SocketAddr> {
+    let first = bind_reuseport(addr)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        sockets.push(bind_reuseport(bound)?);
+    }
     for (i, socket) in sockets.into_iter().enumerate() {
         let view = view.clone();
         let rrl = rrl.clone();
@@ -262,7 +266,7 @@ pub fn spawn_udp_workers(
             .name(format!("dns-udp-{i}"))
             .spawn(move || serve_socket(&socket, &view, rrl.as_deref()))?;
     }
-    Ok(())
+    Ok(bound)
 }
 
 fn bind_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {

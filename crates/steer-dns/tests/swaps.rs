@@ -23,7 +23,7 @@ use steer_types::{
 fn plan(version: u64) -> Plan {
     // Even versions answer {11, 12}, odd ones {21, 22}: a mix of both would
     // be an answer from a half-applied plan.
-    let base = if version % 2 == 0 { 10 } else { 20 };
+    let base = if version.is_multiple_of(2) { 10 } else { 20 };
     let target = |n: u8| WeightedTarget {
         pop: PopId::new(format!("p{n}")),
         weight: 500,

@@ -11,7 +11,7 @@ use hickory_server::proto::{
 use ipnet::IpNet;
 
 use crate::{
-    select::{STICKY_V4, STICKY_V6, pick, subnet_key},
+    select::{MAX_PICK, STICKY_V4, STICKY_V6, pick_into, subnet_key},
     view::{CompiledService, CompiledSet, DnsView},
 };
 
@@ -176,9 +176,9 @@ fn steered<'v>(
             .into_iter()
             .find(|s| !s.any.is_empty());
         if let Some(set) = set {
-            let mut chosen = Vec::with_capacity(1);
-            pick(key, &set.any, 1, &mut chosen);
-            let answers: Vec<&Record> = chosen
+            let mut chosen = [0; MAX_PICK];
+            let n = pick_into(key, &set.any, 1, &mut chosen);
+            let answers: Vec<&Record> = chosen[..n]
                 .iter()
                 .filter_map(|&i| {
                     let t = set.targets.get(i)?;
@@ -221,9 +221,9 @@ fn steered<'v>(
         return positive(fallback.iter().take(svc.max_records).collect(), false);
     };
     let (keyed, idx) = family(set);
-    let mut chosen = Vec::with_capacity(svc.max_records);
-    pick(key, keyed, svc.max_records, &mut chosen);
-    let answers = chosen
+    let mut chosen = [0; MAX_PICK];
+    let n = pick_into(key, keyed, svc.max_records, &mut chosen);
+    let answers = chosen[..n]
         .iter()
         .filter_map(|&i| record(set, *idx.get(i)?, v6))
         .collect();

@@ -21,7 +21,7 @@ pub use answer::{Answer, ClientInfo, Question, answer};
 pub use handler::{DnsHandler, serve};
 pub use publisher::{ViewInputs, ViewPublisher};
 pub use rrl::{RateLimiter, RrlAction};
-pub use select::{pick, subnet_key};
+pub use select::{MAX_PICK, pick, pick_into, subnet_key};
 pub use udp::{UdpOutcome, respond_udp, spawn_udp_workers};
 pub use view::{DnsView, ViewError};
 

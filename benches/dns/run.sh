@@ -155,6 +155,9 @@ server:
   xfrdir: "$WORK/nsd"
   logfile: "$WORK/nsd/nsd.log"
   verbosity: 0
+  # Debian builds NSD with response rate limiting on (200 qps per /24).
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
 remote-control:
   control-enable: no
 zone:

@@ -6,13 +6,13 @@ use std::net::IpAddr;
 
 use hickory_server::proto::{
     op::ResponseCode,
-    rr::{DNSClass, LowerName, Record, RecordType},
+    rr::{DNSClass, LowerName, RecordType},
 };
 use ipnet::IpNet;
 
 use crate::{
     select::{MAX_PICK, STICKY_V4, STICKY_V6, pick_into, subnet_key},
-    view::{CompiledService, CompiledSet, DnsView},
+    view::{CompiledService, CompiledSet, DnsView, Rr},
 };
 
 pub struct Question<'a> {
@@ -50,9 +50,9 @@ impl ClientInfo {
 pub struct Answer<'v> {
     pub rcode: ResponseCode,
     pub authoritative: bool,
-    pub answers: Vec<&'v Record>,
+    pub answers: Vec<&'v Rr>,
     /// SOA for negative answers (RFC 2308).
-    pub soa: Option<&'v Record>,
+    pub soa: Option<&'v Rr>,
     /// ECS scope prefix to return, when the query had ECS.
     pub ecs_scope: u8,
     /// Client region index the answer was steered for, if a GSLB answer.
@@ -71,7 +71,7 @@ impl<'v> Answer<'v> {
         }
     }
 
-    fn negative(rcode: ResponseCode, soa: &'v Record) -> Self {
+    fn negative(rcode: ResponseCode, soa: &'v Rr) -> Self {
         Self {
             rcode,
             authoritative: true,
@@ -104,7 +104,7 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
     let records = zone.records.get(q.name);
     match records {
         Some(records) => {
-            let mut answers: Vec<&Record> = records
+            let mut answers: Vec<&Rr> = records
                 .iter()
                 .filter(|r| q.qtype == RecordType::ANY || r.record_type() == q.qtype)
                 .collect();
@@ -161,7 +161,7 @@ fn steered<'v>(
         let hashed = hashed && !svc.random;
         ecs_scope(svc.uniform, hashed, matched_len, client)
     };
-    let positive = |answers: Vec<&'v Record>, hashed: bool| Answer {
+    let positive = |answers: Vec<&'v Rr>, hashed: bool| Answer {
         rcode: ResponseCode::NoError,
         authoritative: true,
         answers,
@@ -178,7 +178,7 @@ fn steered<'v>(
         if let Some(set) = set {
             let mut chosen = [0; MAX_PICK];
             let n = pick_into(key, &set.any, 1, &mut chosen);
-            let answers: Vec<&Record> = chosen[..n]
+            let answers: Vec<&Rr> = chosen[..n]
                 .iter()
                 .filter_map(|&i| {
                     let t = set.targets.get(i)?;
@@ -230,7 +230,7 @@ fn steered<'v>(
     positive(answers, keyed.len() > svc.max_records)
 }
 
-fn record(set: &CompiledSet, target: usize, v6: bool) -> Option<&Record> {
+fn record(set: &CompiledSet, target: usize, v6: bool) -> Option<&Rr> {
     let t = set.targets.get(target)?;
     t.answered.increment(1);
     if v6 { t.aaaa.as_ref() } else { t.a.as_ref() }

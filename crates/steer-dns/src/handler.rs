@@ -231,9 +231,9 @@ impl RequestHandler for DnsHandler {
         let keep = if truncate { 0 } else { result.answers.len() };
         let response = builder.build(
             metadata,
-            result.answers.iter().take(keep).copied(),
+            result.answers.iter().take(keep).map(|r| &r.record),
             std::iter::empty(),
-            result.soa.filter(|_| !truncate),
+            result.soa.filter(|_| !truncate).map(|r| &r.record),
             std::iter::empty(),
         );
         match response_handle.send_response(response).await {
@@ -280,7 +280,7 @@ fn wire_bound(qname_len: usize, result: &Answer<'_>, edns: Option<&Edns>) -> usi
         + 1
         + 4
         + result.answers.iter().map(|r| record(r)).sum::<usize>()
-        + result.soa.map_or(0, record)
+        + result.soa.map_or(0, |r| record(r))
         + edns.map_or(0, |e| 11 + e.options().as_ref().len() * 24)
 }
 
@@ -297,9 +297,9 @@ fn exact_len(
     }
     let response = builder.build(
         metadata,
-        result.answers.iter().copied(),
+        result.answers.iter().map(|r| &r.record),
         std::iter::empty(),
-        result.soa,
+        result.soa.map(|r| &r.record),
         std::iter::empty(),
     );
     let mut bytes = Vec::with_capacity(1024);

@@ -29,7 +29,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::warn;
 
 use crate::{
-    answer::{ClientInfo, Question, answer},
+    answer::{Answer, ClientInfo, Question, answer},
     rrl::{RateLimiter, RrlAction},
     view::DnsView,
 };
@@ -174,19 +174,25 @@ fn respond(
     }
     metrics.record(&question, &result, ecs.is_some());
 
+    let limit = usize::from(edns.as_ref().map_or(512, Edns::max_payload));
+    let ecs_echo = ecs.map(|cs| (cs, result.ecs_scope));
+    let payload = edns.as_ref().map(Edns::max_payload);
+    if let Some(done) = write_fast(packet, &result, payload, ecs_echo, limit, out) {
+        if done.1 {
+            metrics.truncated.increment(1);
+        }
+        return done.0;
+    }
+
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.authoritative = result.authoritative;
     metadata.response_code = result.rcode;
-    let limit = usize::from(edns.as_ref().map_or(512, Edns::max_payload));
-    let soa: &[&Record] = match &result.soa {
-        Some(soa) => std::slice::from_ref(soa),
-        None => &[],
-    };
+    let answers: Vec<&Record> = result.answers.iter().map(|r| &r.record).collect();
     let sent = encode(
         &metadata,
         &request.queries,
-        &result.answers,
-        soa.first().copied(),
+        &answers,
+        result.soa.map(|r| &r.record),
         edns.as_ref(),
         out,
     );
@@ -198,6 +204,109 @@ fn respond(
         return encode(&metadata, &request.queries, &[], None, edns.as_ref(), out);
     }
     sent
+}
+
+/// Writes the reply from pre-encoded records: header, the question copied
+/// byte for byte (case kept), answers whose owner points at it, the SOA,
+/// and the OPT record. `None` when something is not pre-encoded; the
+/// caller then uses hickory's encoder. The bool says it was truncated.
+fn write_fast(
+    packet: &[u8],
+    result: &Answer<'_>,
+    payload: Option<u16>,
+    ecs: Option<(ClientSubnet, u8)>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Option<(UdpOutcome, bool)> {
+    let rcode = u16::from(result.rcode);
+    if rcode > 0xf {
+        return None;
+    }
+    // The question ends after its name (labels, or a pointer) and 4 bytes.
+    let mut i = 12;
+    loop {
+        let len = *packet.get(i)?;
+        if len == 0 {
+            i += 1;
+            break;
+        }
+        if len & 0xc0 == 0xc0 {
+            i += 2;
+            break;
+        }
+        i += 1 + usize::from(len);
+    }
+    let question = packet.get(12..i + 4)?;
+    let soa = match result.soa {
+        Some(rr) => Some(rr.wire()?),
+        None => None,
+    };
+    let mut records = 0;
+    for rr in &result.answers {
+        records += rr.wire()?.len();
+    }
+    let mut opt = [0u8; 11 + 4 + 4 + 16];
+    let opt_len = match payload {
+        None => 0,
+        Some(size) => {
+            opt[..3].copy_from_slice(&[0, 0, 41]);
+            opt[3..5].copy_from_slice(&size.to_be_bytes());
+            // ext-rcode 0, version 0, flags 0 (bytes 5..9), RDLENGTH.
+            let mut n = 11;
+            if let Some((cs, scope)) = ecs {
+                let (family, octets): (u16, [u8; 16]) = match cs.addr() {
+                    IpAddr::V4(a) => {
+                        let mut o = [0; 16];
+                        o[..4].copy_from_slice(&a.octets());
+                        (1, o)
+                    }
+                    IpAddr::V6(a) => (2, a.octets()),
+                };
+                let bytes = usize::from(cs.source_prefix()).div_ceil(8).min(16);
+                let len = (4 + bytes) as u16;
+                opt[11..13].copy_from_slice(&8u16.to_be_bytes());
+                opt[13..15].copy_from_slice(&len.to_be_bytes());
+                opt[15..17].copy_from_slice(&family.to_be_bytes());
+                opt[17] = cs.source_prefix();
+                opt[18] = scope;
+                opt[19..19 + bytes].copy_from_slice(&octets[..bytes]);
+                n = 19 + bytes;
+            }
+            opt[9..11].copy_from_slice(&((n - 11) as u16).to_be_bytes());
+            n
+        }
+    };
+    let full = 12 + question.len() + records + soa.map_or(0, <[u8]>::len) + opt_len;
+    let truncated = full > limit;
+
+    out.clear();
+    out.extend_from_slice(packet.get(..2)?);
+    let req2 = *packet.get(2)?;
+    let req3 = *packet.get(3)?;
+    let aa = if result.authoritative { 0x04 } else { 0 };
+    let tc = if truncated { 0x02 } else { 0 };
+    // QR, the request's opcode and RD; RA and AD clear; CD copied.
+    out.push(0x80 | (req2 & 0x78) | aa | tc | (req2 & 0x01));
+    out.push((req3 & 0x10) | rcode as u8);
+    let (an, ns) = if truncated {
+        (0, 0)
+    } else {
+        (result.answers.len() as u16, u16::from(soa.is_some()))
+    };
+    for count in [1, an, ns, u16::from(opt_len > 0)] {
+        out.extend_from_slice(&count.to_be_bytes());
+    }
+    out.extend_from_slice(question);
+    if !truncated {
+        for rr in &result.answers {
+            out.extend_from_slice(rr.wire()?);
+        }
+        if let Some(soa) = soa {
+            out.extend_from_slice(soa);
+        }
+    }
+    out.extend_from_slice(&opt[..opt_len]);
+    Some((UdpOutcome::Reply, truncated))
 }
 
 fn error_reply(

@@ -5,7 +5,8 @@
 //! only looks things up and borrows records.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap as StdHashMap, HashSet as StdHashSet},
+    hash::{BuildHasherDefault, Hasher},
     str::FromStr,
 };
 
@@ -14,7 +15,7 @@ use hickory_server::proto::{
         LowerName, Name, RData, Record, RecordType,
         rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
     },
-    serialize::binary::{BinDecoder, Restrict},
+    serialize::binary::{BinDecoder, BinEncodable, BinEncoder, Restrict},
 };
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
@@ -23,6 +24,92 @@ use steer_types::{
 };
 
 use crate::{metrics::QueryMetrics, select::seed};
+
+/// A record with its wire form pre-encoded for the UDP fast path: the
+/// owner as a pointer to the question name (answers) or in full
+/// (authority), RDATA without compression. `wire` is `None` only if hickory
+/// could not encode it; such answers take hickory's encoder instead.
+#[derive(Debug)]
+pub struct Rr {
+    pub record: Record,
+    wire: Option<Box<[u8]>>,
+}
+
+impl std::ops::Deref for Rr {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        &self.record
+    }
+}
+
+impl Rr {
+    /// For the answer section, where the owner is always the question name
+    /// (offset 12 of the message).
+    pub(crate) fn answer(record: Record) -> Self {
+        let wire = encode_rr(&record, &[0xc0, 0x0c]);
+        Self { record, wire }
+    }
+
+    /// With the owner written in full (the SOA of a negative answer).
+    pub(crate) fn authority(record: Record) -> Self {
+        let owner = canonical(|e| record.name.emit(e));
+        let wire = owner.and_then(|o| encode_rr(&record, &o));
+        Self { record, wire }
+    }
+
+    pub(crate) fn wire(&self) -> Option<&[u8]> {
+        self.wire.as_deref()
+    }
+}
+
+fn canonical(
+    f: impl FnOnce(&mut BinEncoder<'_>) -> Result<(), hickory_server::proto::ProtoError>,
+) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_canonical_form(true);
+    f(&mut encoder).ok()?;
+    Some(buf)
+}
+
+fn encode_rr(record: &Record, owner: &[u8]) -> Option<Box<[u8]>> {
+    let rdata = canonical(|e| record.data.emit(e))?;
+    let mut wire = owner.to_vec();
+    wire.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
+    wire.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
+    wire.extend_from_slice(&record.ttl.to_be_bytes());
+    wire.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
+    wire.extend_from_slice(&rdata);
+    Some(wire.into_boxed_slice())
+}
+
+/// FNV-1a: names are short and come from the network, but the tables are
+/// rebuilt per plan and never grow from queries, so flooding them is not a
+/// concern; SipHash was a tenth of the query path.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<Fnv>>;
+type HashSet<K> = StdHashSet<K, BuildHasherDefault<Fnv>>;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -43,9 +130,9 @@ fn name(text: &str) -> Result<Name, ViewError> {
 pub(crate) struct CompiledZone {
     pub(crate) origin: LowerName,
     /// Negative answers carry this (TTL = min(SOA TTL, SOA minimum)).
-    pub(crate) soa_negative: Record,
+    pub(crate) soa_negative: Rr,
     /// Records by owner name, all types.
-    pub(crate) records: HashMap<LowerName, Vec<Record>>,
+    pub(crate) records: HashMap<LowerName, Vec<Rr>>,
     /// Names that exist (owners and their ancestors within the zone), so an
     /// empty non-terminal answers NODATA rather than NXDOMAIN.
     pub(crate) names: HashSet<LowerName>,
@@ -54,10 +141,10 @@ pub(crate) struct CompiledZone {
 pub(crate) struct CompiledTarget {
     pub(crate) seed: u64,
     pub(crate) weight: f64,
-    pub(crate) a: Option<Record>,
-    pub(crate) aaaa: Option<Record>,
+    pub(crate) a: Option<Rr>,
+    pub(crate) aaaa: Option<Rr>,
     /// For CNAME-style services: the per-region (or per-PoP) name.
-    pub(crate) cname: Option<Record>,
+    pub(crate) cname: Option<Rr>,
     /// `steer_dns_answers_total{pop}`.
     pub(crate) answered: metrics::Counter,
 }
@@ -84,8 +171,8 @@ pub(crate) struct CompiledService {
     pub(crate) random: bool,
     pub(crate) cname_style: bool,
     /// Answered when a set has no target of the asked family.
-    pub(crate) fallback_v4: Vec<Record>,
-    pub(crate) fallback_v6: Vec<Record>,
+    pub(crate) fallback_v4: Vec<Rr>,
+    pub(crate) fallback_v6: Vec<Rr>,
     /// `steer_dns_service_queries_total{service}`.
     pub(crate) queries: metrics::Counter,
 }
@@ -138,7 +225,7 @@ impl DnsView {
             .map(compile_zone)
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mut services = HashMap::new();
+        let mut services = HashMap::default();
         for svc in &plan.body.services {
             let owner = name(&svc.fqdn)?;
             let lower = LowerName::new(&owner);
@@ -152,7 +239,7 @@ impl DnsView {
                 .iter()
                 .map(|r| compile(svc.for_region(Some(r))))
                 .collect::<Result<_, _>>()?;
-            let fallback = |v6: bool| -> Vec<Record> {
+            let fallback = |v6: bool| -> Vec<Rr> {
                 gslb.map(|g| g.fallback.as_slice())
                     .unwrap_or_default()
                     .iter()
@@ -161,7 +248,7 @@ impl DnsView {
                         std::net::IpAddr::V6(a) if v6 => Some(RData::AAAA(AAAA(*a))),
                         _ => None,
                     })
-                    .map(|rdata| Record::from_rdata(owner.clone(), svc.ttl, rdata))
+                    .map(|rdata| Rr::answer(Record::from_rdata(owner.clone(), svc.ttl, rdata)))
                     .collect()
             };
             let uniform = regions
@@ -222,21 +309,21 @@ fn compile_set(
                     let target = template
                         .replace("{region}", region)
                         .replace("{pop}", t.pop.as_str());
-                    Some(Record::from_rdata(
+                    Some(Rr::answer(Record::from_rdata(
                         owner.clone(),
                         ttl,
                         RData::CNAME(CNAME(name(&target)?)),
-                    ))
+                    )))
                 }
             };
             Ok(CompiledTarget {
                 seed: seed(t.pop.as_str()),
                 weight: f64::from(t.weight.max(1)),
                 a: t.ipv4
-                    .map(|a| Record::from_rdata(owner.clone(), ttl, RData::A(A(a)))),
-                aaaa: t
-                    .ipv6
-                    .map(|a| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a)))),
+                    .map(|a| Rr::answer(Record::from_rdata(owner.clone(), ttl, RData::A(A(a))))),
+                aaaa: t.ipv6.map(|a| {
+                    Rr::answer(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a))))
+                }),
                 cname,
                 answered: crate::metrics::pop_counter(t.pop.as_str()),
             })
@@ -285,9 +372,12 @@ fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
         zone.soa.expire,
         zone.soa.minimum,
     );
-    let mut records: HashMap<LowerName, Vec<Record>> = HashMap::new();
+    let mut records: HashMap<LowerName, Vec<Rr>> = HashMap::default();
     let mut add = |owner: &Name, rec: Record| {
-        records.entry(LowerName::new(owner)).or_default().push(rec);
+        records
+            .entry(LowerName::new(owner))
+            .or_default()
+            .push(Rr::answer(rec));
     };
     add(
         &origin,
@@ -320,7 +410,7 @@ fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
         add(&owner, Record::from_rdata(owner.clone(), rec.ttl, rdata));
     }
     let origin_lower = LowerName::new(&origin);
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     for owner in records.keys() {
         let mut n = owner.clone();
         loop {
@@ -333,11 +423,11 @@ fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
     }
     Ok(CompiledZone {
         origin: origin_lower,
-        soa_negative: Record::from_rdata(
+        soa_negative: Rr::authority(Record::from_rdata(
             origin,
             zone.soa_ttl.min(zone.soa.minimum),
             RData::SOA(soa_rdata),
-        ),
+        )),
         records,
         names,
     })

@@ -4,15 +4,15 @@
 # to one CPU and dnsperf to another, so the server's CPU time divided by the
 # queries it answered is its cost per query.
 #
-#   benches/dns/run.sh                     # 20k qps for 10 s per run
-#   RATE=50000 DURATION=20 benches/dns/run.sh
+#   benches/dns/run.sh                     # 50k qps for 10 s per run
+#   RATE=20000 DURATION=20 benches/dns/run.sh
 #
 # Needs: apt-get (installs dnsperf, nsd, gdnsd if missing), cargo, taskset,
 # two CPUs. Builds steerd in release mode. Leaves nothing running.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-RATE=${RATE:-20000}
+RATE=${RATE:-50000}
 DURATION=${DURATION:-10}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}

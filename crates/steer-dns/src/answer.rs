@@ -187,7 +187,7 @@ fn steered<'v>(
                 })
                 .collect();
             if !answers.is_empty() {
-                return positive(answers, set.any.len() > 1);
+                return positive(answers, set.any.len() > 1 && !set.cname_uniform);
             }
         }
     }

@@ -156,6 +156,9 @@ pub(crate) struct CompiledSet {
     pub(crate) v6_targets: Vec<usize>,
     /// Every target, for CNAME-style services.
     pub(crate) any: Vec<(u64, f64)>,
+    /// Whether every target yields the same CNAME (then the hash does not
+    /// matter for the ECS scope).
+    pub(crate) cname_uniform: bool,
     pub(crate) targets: Vec<CompiledTarget>,
 }
 
@@ -340,12 +343,16 @@ fn compile_set(
     let (v4, v4_targets) = family(|t| t.a.is_some());
     let (v6, v6_targets) = family(|t| t.aaaa.is_some());
     let any = targets.iter().map(|t| (t.seed, t.weight)).collect();
+    let cname_uniform = targets
+        .windows(2)
+        .all(|w| w[0].cname.as_ref().map(|r| &r.record) == w[1].cname.as_ref().map(|r| &r.record));
     Ok(CompiledSet {
         v4,
         v4_targets,
         v6,
         v6_targets,
         any,
+        cname_uniform,
         targets,
     })
 }

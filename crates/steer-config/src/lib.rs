@@ -8,10 +8,12 @@
 
 mod agent;
 mod bgp;
+mod dns;
 mod duration;
 mod error;
 mod steerd;
 mod tokens;
+mod zonefile;
 
 pub use agent::{AgentConfig, HttpProbe, ProbeConfig, ProbeKind};
 pub use duration::parse_duration;

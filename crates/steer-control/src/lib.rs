@@ -312,11 +312,6 @@ impl ControlLoop {
 
     /// Recomputes; publishes a new version if anything changed (or if
     /// `force`, e.g. after a config reload). Returns the current version.
-    fn recompute_and_publish(&mut self, force: bool) -> u64 {
-        let now = self.clock.now();
-        self.recompute_and_publish_at(force, now)
-    }
-
     /// As `recompute_and_publish`, at a time the caller already recorded,
     /// so a replay computes at exactly the same instant.
     fn recompute_and_publish_at(&mut self, force: bool, now: Timestamp) -> u64 {

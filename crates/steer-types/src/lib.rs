@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bgp;
+mod dns;
 pub mod explain;
 pub mod health;
 mod ids;
@@ -18,6 +19,7 @@ mod time;
 mod topology;
 mod zone;
 
+pub use dns::{DnsSettings, GslbSettings, RrlSettings, Selection};
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{

@@ -12,11 +12,10 @@ use clap::Parser;
 use steer_api::{ApiError, Authenticator, Explainer, OperatorService, interceptor};
 use steer_config::{AuthMode, SteerConfig};
 use steer_control::{ControlLoop, SystemClock};
-use steer_dns::{DEFAULT_UDP_PAYLOAD, DnsHandler, DnsView};
+use steer_dns::{DnsHandler, ViewPublisher};
 use steer_health::ingest::IngestService;
 use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server::OperatorServer};
 use steer_store::FileStore;
-use steer_types::Plan;
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
@@ -151,6 +150,11 @@ fn replay(path: &std::path::Path) -> ExitCode {
 
 async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("steer_dns_latency_seconds".into()),
+            &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2],
+        )
+        .context("DNS latency buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let authenticator = match &config.auth {
@@ -198,42 +202,46 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .await
         .with_context(|| format!("HTTP listen {}", config.server.http_listen))?;
 
-    // DNS answers from a view recompiled on every plan publication, using
-    // the current config (a reload publishes a new plan, so zones follow).
+    // DNS answers from a view recompiled on every plan publication and on
+    // every successful reload (API or SIGHUP).
     let live_config = Arc::new(ArcSwap::from_pointee(config.clone()));
-    let view = Arc::new(ArcSwap::from_pointee(compile_view(
-        &config,
-        &handles.plan.load(),
-    )?));
-    let dns_plan = Arc::new(ArcSwap::new(handles.plan.load_full()));
+    let publisher = Arc::new(ViewPublisher::new(
+        reload::dns_inputs(&config),
+        handles.plan.load_full(),
+    )?);
+    let view = publisher.view();
     let mut plan_watch = handles.plan_watch.clone();
     {
-        let (view, dns_plan, live_config) = (view.clone(), dns_plan.clone(), live_config.clone());
+        let publisher = publisher.clone();
         tokio::spawn(async move {
             while plan_watch.changed().await.is_ok() {
                 let plan = plan_watch.borrow_and_update().clone();
-                match compile_view(&live_config.load(), &plan) {
-                    Ok(v) => {
-                        view.store(Arc::new(v));
-                        dns_plan.store(plan.clone());
-                        metrics::gauge!("steer_dns_plan_version").set(plan.version as f64);
-                    }
+                let version = plan.version;
+                match publisher.publish_plan(plan) {
+                    Ok(()) => metrics::gauge!("steer_dns_plan_version").set(version as f64),
                     // Keep serving the last good view.
-                    Err(e) => error!(error = %e, version = plan.version, "cannot compile DNS view"),
+                    Err(e) => error!(error = %e, version, "cannot compile DNS view"),
                 }
             }
         });
     }
     let explainer = Arc::new(DnsExplainer {
-        view: view.clone(),
-        plan: dns_plan,
+        publisher: publisher.clone(),
     });
-    let dns = tokio::spawn(steer_dns::serve(dns_addr, DnsHandler::new(view)));
+    let dns = tokio::spawn(steer_dns::serve(
+        dns_addr,
+        DnsHandler::new(view).with_rrl(config.dns.rrl.clone()),
+        config.dns.udp_workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
+    ));
 
     let (reload_tx, reload_rx) = mpsc::channel(4);
     tokio::spawn(reload::run(
         config_path,
         live_config,
+        publisher,
         reload_rx,
         handles.api_tx.clone(),
     ));
@@ -323,8 +331,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
 
 /// Explains from the view DNS is serving and the plan it was built from.
 struct DnsExplainer {
-    view: Arc<ArcSwap<DnsView>>,
-    plan: Arc<ArcSwap<Plan>>,
+    publisher: Arc<ViewPublisher>,
 }
 
 impl Explainer for DnsExplainer {
@@ -334,26 +341,9 @@ impl Explainer for DnsExplainer {
         qtype: &str,
         client: ipnet::IpNet,
     ) -> Result<steer_types::explain::Explanation, ApiError> {
-        // The two are stored one after the other; retry until they match.
-        let mut pair = (self.view.load_full(), self.plan.load_full());
-        for _ in 0..3 {
-            if pair.0.plan_version() == pair.1.version {
-                break;
-            }
-            std::thread::yield_now();
-            pair = (self.view.load_full(), self.plan.load_full());
-        }
-        steer_dns::explain(&pair.0, &pair.1, name, qtype, client).map_err(ApiError::InvalidArgument)
+        let (view, plan) = self.publisher.snapshot();
+        steer_dns::explain(&view, &plan, name, qtype, client).map_err(ApiError::InvalidArgument)
     }
-}
-
-fn compile_view(config: &SteerConfig, plan: &Plan) -> anyhow::Result<DnsView> {
-    Ok(DnsView::compile(
-        &config.zones,
-        &config.topology.client_networks,
-        plan,
-        DEFAULT_UDP_PAYLOAD,
-    )?)
 }
 
 async fn shutdown_signal() {

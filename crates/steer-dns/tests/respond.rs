@@ -213,33 +213,3 @@ proptest! {
         check(&view(), &q);
     }
 }
-
-/// `cargo test --release -p steer-dns --test respond -- --ignored --nocapture`
-/// prints the cost of the request path alone (no sockets).
-#[test]
-#[ignore]
-fn cost_per_query() {
-    let v = view();
-    for (label, q) in [
-        ("gslb", query("app.example.test", 1, Some((1232, vec![])))),
-        ("static", query("example.test", 6, None)),
-        (
-            "nxdomain",
-            query("nope.example.test", 1, Some((1232, vec![]))),
-        ),
-    ] {
-        let mut out = Vec::with_capacity(4096);
-        let n = 1_000_000u32;
-        let start = std::time::Instant::now();
-        for i in 0..n {
-            let _ = respond_udp(
-                &v,
-                &q,
-                [192, 0, 2, (i % 250) as u8].into(),
-                u64::from(i),
-                &mut out,
-            );
-        }
-        println!("{label}: {:?} per query", start.elapsed() / n);
-    }
-}

@@ -20,13 +20,22 @@ struct RawAgent {
     capacity_rps: Option<Spanned<f64>>,
     load_rps: Option<Spanned<f64>>,
     probes: Vec<Spanned<RawProbe>>,
+    /// Probes of other PoPs' VIPs (gray-failure detection).
+    #[serde(default)]
+    peers: Vec<Spanned<RawProbe>>,
+    /// A command printing `key=value` load figures (see [`LoadCommand`]).
+    load_command: Option<Spanned<Vec<String>>>,
+    load_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProbe {
     name: Spanned<String>,
-    service: Spanned<String>,
+    /// Probes: the service this probe speaks for.
+    service: Option<Spanned<String>>,
+    /// Peer probes: the PoP whose VIP is probed.
+    pop: Option<Spanned<String>>,
     kind: Spanned<String>,
     /// tcp: host:port.
     target: Option<Spanned<String>>,
@@ -81,6 +90,23 @@ pub struct ProbeConfig {
     pub fall: u32,
 }
 
+/// A probe of another PoP's VIP; `probe.service` is empty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerProbeConfig {
+    pub pop: String,
+    pub probe: ProbeConfig,
+}
+
+/// Load figures from a command, run every `interval`. The command prints
+/// `key=value` pairs (whitespace or newline separated) with keys
+/// `load_rps`, `capacity_rps`, `bandwidth_bps`, `error_ratio`,
+/// `latency_p50_ms`, `latency_p99_ms`; missing keys keep the config value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadCommand {
+    pub command: Vec<String>,
+    pub interval: Duration,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentConfig {
     pub pop: String,
@@ -90,6 +116,8 @@ pub struct AgentConfig {
     pub capacity_rps: f64,
     pub load_rps: f64,
     pub probes: Vec<ProbeConfig>,
+    pub peers: Vec<PeerProbeConfig>,
+    pub load_command: Option<LoadCommand>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors> {
@@ -135,8 +163,39 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
     let probes = raw
         .probes
         .iter()
-        .filter_map(|p| probe(&mut r, p.get_ref()))
+        .filter_map(|p| {
+            let p = p.get_ref();
+            if let Some(pop) = &p.pop {
+                r.at(
+                    pop.span(),
+                    "`pop` belongs in [[peers]]; a probe names its `service`",
+                );
+            }
+            let Some(service) = &p.service else {
+                r.at(p.name.span(), "a probe needs `service`");
+                return None;
+            };
+            let mut c = probe(&mut r, p)?;
+            c.service = service.get_ref().clone();
+            Some(c)
+        })
         .collect();
+    let peers = raw
+        .peers
+        .iter()
+        .filter_map(|p| peer(&mut r, p.get_ref()))
+        .collect();
+    let load_command = raw.load_command.as_ref().and_then(|c| {
+        if c.get_ref().is_empty() {
+            r.at(c.span(), "load_command must name a program");
+            return None;
+        }
+        Some(LoadCommand {
+            command: c.get_ref().clone(),
+            interval: duration(&mut r, &raw.load_interval, report_interval),
+        })
+    });
+
     r.finish(AgentConfig {
         pop: raw.pop.get_ref().clone(),
         steerd: raw.steerd.iter().map(|s| s.get_ref().clone()).collect(),
@@ -144,6 +203,32 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
         capacity_rps,
         load_rps,
         probes,
+        peers,
+        load_command,
+    })
+}
+
+fn peer(r: &mut Reporter<'_>, p: &RawProbe) -> Option<PeerProbeConfig> {
+    if let Some(s) = &p.service {
+        r.at(
+            s.span(),
+            "a peer probe names the `pop` it probes, not a `service`",
+        );
+    }
+    let Some(pop) = &p.pop else {
+        r.at(
+            p.name.span(),
+            "a peer probe needs `pop` (the PoP it probes)",
+        );
+        return None;
+    };
+    if p.kind.get_ref() == "exec" {
+        r.at(p.kind.span(), "peer probes are tcp or http");
+        return None;
+    }
+    Some(PeerProbeConfig {
+        pop: pop.get_ref().clone(),
+        probe: probe(r, p)?,
     })
 }
 
@@ -242,7 +327,7 @@ fn probe(r: &mut Reporter<'_>, p: &RawProbe) -> Option<ProbeConfig> {
     };
     Some(ProbeConfig {
         name: p.name.get_ref().clone(),
-        service: p.service.get_ref().clone(),
+        service: String::new(),
         kind,
         interval,
         timeout,

@@ -9,10 +9,11 @@
 mod agent;
 mod duration;
 mod error;
+mod guards;
 mod steerd;
 mod tokens;
 
-pub use agent::{AgentConfig, HttpProbe, ProbeConfig, ProbeKind};
+pub use agent::{AgentConfig, HttpProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use steerd::{AuthMode, ServerSettings, SteerConfig};

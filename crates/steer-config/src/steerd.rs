@@ -64,6 +64,8 @@ struct RawHealth {
     max_stale: Option<Spanned<String>>,
     rise: Option<Spanned<u32>>,
     fall: Option<Spanned<u32>>,
+    damping: Option<crate::guards::RawDamping>,
+    correlated_failure: Option<crate::guards::RawCorrelation>,
 }
 
 #[derive(Deserialize, Default)]
@@ -193,6 +195,8 @@ pub struct SteerConfig {
     pub auth: AuthMode,
     pub topology: Topology,
     pub zones: Vec<Zone>,
+    /// Flap damping and the correlated-failure guard (`[health.*]`).
+    pub health_guards: steer_types::health_guard::HealthGuards,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -207,6 +211,11 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     let server = server_settings(&mut r, &raw.server);
     let auth = auth_mode(&mut r, path, raw.auth.get_ref());
     let health = health_settings(&mut r, &raw.health);
+    let health_guards = crate::guards::health_guards(
+        &mut r,
+        raw.health.damping.as_ref(),
+        raw.health.correlated_failure.as_ref(),
+    );
     let policy = policy_settings(&mut r, &raw.policy);
     let zones = zones(&mut r, &raw.zones);
     let mut topology = topology(&mut r, &raw, &zones, health);
@@ -217,6 +226,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         auth,
         topology,
         zones,
+        health_guards,
     })
 }
 

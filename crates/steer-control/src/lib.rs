@@ -7,6 +7,7 @@
 //! acknowledged, so a `kill -9` at any point loses nothing that was confirmed.
 
 mod clock;
+mod health;
 mod intents;
 
 use std::{sync::Arc, time::Duration};
@@ -166,6 +167,7 @@ impl ControlLoop {
                 _ = ticker.tick() => {
                     self.expire_intents();
                     self.recompute_and_publish(false);
+                    self.export_health_metrics(self.clock.now());
                 }
             }
         }
@@ -180,6 +182,7 @@ impl ControlLoop {
     /// `force`, e.g. after a config reload). Returns the current version.
     fn recompute_and_publish(&mut self, force: bool) -> u64 {
         let now = self.clock.now();
+        self.evaluate_health(now);
         let body = self.compute_body(&self.intents, now);
         let current = self.current();
         if body == current.body && !force {
@@ -311,6 +314,13 @@ impl ControlLoop {
                 };
                 self.audit_only(&entry);
             }
+            ApiCommand::ConfirmFailure {
+                reason,
+                principal,
+                reply,
+            } => {
+                let _ = reply.send(self.confirm_failure(reason, principal));
+            }
             ApiCommand::Reload {
                 topology,
                 principal,
@@ -399,6 +409,10 @@ impl ControlLoop {
                             .filter(|a| a.pop == p.id)
                             .map(|a| format!("{} {}: {}", a.prefix, a.state.describe(), a.reason))
                             .collect(),
+                        phase: h.map_or_else(String::new, |h| h.phase.clone()),
+                        evidence: h.map_or_else(String::new, |h| h.evidence.clone()),
+                        peers: h.map_or_else(Vec::new, |h| h.peers.clone()),
+                        load: h.map(|h| h.load).unwrap_or_default(),
                     }
                 })
                 .collect(),
@@ -413,6 +427,7 @@ impl ControlLoop {
                 .collect(),
             drains: self.intents.drains.clone(),
             overrides: self.intents.overrides.clone(),
+            frozen: self.aggregator.frozen(),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod explain;
 pub mod health;
+pub mod health_guard;
 mod ids;
 mod intent;
 mod plan;

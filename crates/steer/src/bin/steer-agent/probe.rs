@@ -82,11 +82,29 @@ impl Board {
     }
 }
 
+/// Starts the service probes.
 pub(crate) fn start(config: &AgentConfig) -> Board {
+    start_probes(&config.probes)
+}
+
+/// Starts the peer probes; each status's `service` is the PoP probed.
+pub(crate) fn start_peers(config: &AgentConfig) -> Board {
+    let probes: Vec<ProbeConfig> = config
+        .peers
+        .iter()
+        .map(|p| ProbeConfig {
+            service: p.pop.clone(),
+            ..p.probe.clone()
+        })
+        .collect();
+    start_probes(&probes)
+}
+
+fn start_probes(configs: &[ProbeConfig]) -> Board {
     let probes = Arc::new(Mutex::new(BTreeMap::new()));
     let (tx, rx) = watch::channel(0u64);
     let tx = Arc::new(tx);
-    for p in &config.probes {
+    for p in configs {
         if let Ok(mut m) = probes.lock() {
             m.insert(
                 p.name.clone(),

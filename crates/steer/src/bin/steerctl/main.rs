@@ -135,6 +135,13 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Confirm a failure the correlated-failure guard froze (admin):
+    /// live health applies again.
+    ConfirmFailure {
+        /// Why: recorded in the audit log with your identity.
+        #[arg(long)]
+        reason: String,
+    },
     /// Validate and apply steerd's config file.
     Reload {
         #[arg(long, default_value = "")]
@@ -530,6 +537,27 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 render::json(&render::audit_json(&resp.entries));
             } else {
                 print!("{}", render::audit_table(&resp.entries));
+            }
+        }
+        Command::ConfirmFailure { reason } => {
+            let resp = client
+                .confirm_failure(pb::ConfirmFailureRequest {
+                    reason: reason.clone(),
+                })
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            if json {
+                render::json(&serde_json::json!({
+                    "pops": resp.pops,
+                    "plan_version": resp.plan_version,
+                }));
+            } else {
+                println!(
+                    "failure confirmed; live health applies to {}; plan version {}",
+                    resp.pops.join(", "),
+                    resp.plan_version
+                );
             }
         }
         Command::Reload { reason } => {

@@ -122,8 +122,9 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
         )
     })?;
     let topology = Arc::new(config.topology.clone());
-    let (control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
+    let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
         .context("restoring state")?;
+    control.set_health_guards(config.health_guards);
 
     // Bind everything before serving, so a busy port fails startup clearly.
     let dns_addr = config.server.dns_listen;

@@ -26,6 +26,8 @@ struct RawAgent {
     /// A command printing `key=value` load figures (see [`LoadCommand`]).
     load_command: Option<Spanned<Vec<String>>>,
     load_interval: Option<Spanned<String>>,
+    /// TLS towards steerd (https:// endpoints): CA, client certificate.
+    tls: Option<crate::tls::RawClientTls>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +45,13 @@ struct RawProbe {
     url: Option<Spanned<String>>,
     expect_status: Option<Spanned<u16>>,
     body_contains: Option<String>,
+    /// https: CA file to trust (else the system roots).
+    ca_file: Option<Spanned<String>>,
+    /// https: name to verify the certificate against (else the URL's host).
+    server_name: Option<String>,
+    /// https: accept any certificate. Off by default; for self-signed
+    /// services only.
+    insecure_skip_verify: Option<bool>,
     /// exec: argv.
     command: Option<Spanned<Vec<String>>>,
     interval: Option<Spanned<String>>,
@@ -60,6 +69,17 @@ pub struct HttpProbe {
     pub path: String,
     pub expect_status: u16,
     pub body_contains: Option<String>,
+    /// Set for https:// URLs.
+    pub tls: Option<HttpsProbe>,
+}
+
+/// TLS settings of an https:// probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsProbe {
+    /// SNI and the name the certificate must be valid for.
+    pub server_name: String,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +138,7 @@ pub struct AgentConfig {
     pub probes: Vec<ProbeConfig>,
     pub peers: Vec<PeerProbeConfig>,
     pub load_command: Option<LoadCommand>,
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors> {
@@ -196,6 +217,10 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
         })
     });
 
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|t| crate::tls::client_tls(&mut r, path, t));
     r.finish(AgentConfig {
         pop: raw.pop.get_ref().clone(),
         steerd: raw.steerd.iter().map(|s| s.get_ref().clone()).collect(),
@@ -205,6 +230,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
         probes,
         peers,
         load_command,
+        tls,
     })
 }
 
@@ -278,6 +304,14 @@ fn probe(r: &mut Reporter<'_>, p: &RawProbe) -> Option<ProbeConfig> {
             match parse_http_url(u.get_ref()) {
                 Ok((addr, host, path)) => ProbeKind::Http(HttpProbe {
                     addr,
+                    tls: u.get_ref().starts_with("https://").then(|| HttpsProbe {
+                        server_name: p
+                            .server_name
+                            .clone()
+                            .unwrap_or_else(|| addr.ip().to_string()),
+                        ca_file: p.ca_file.as_ref().map(|f| relative_file(r, f)),
+                        insecure_skip_verify: p.insecure_skip_verify.unwrap_or(false),
+                    }),
                     host,
                     path,
                     expect_status: p.expect_status.as_ref().map_or(200, |s| *s.get_ref()),
@@ -336,19 +370,37 @@ fn probe(r: &mut Reporter<'_>, p: &RawProbe) -> Option<ProbeConfig> {
     })
 }
 
+/// A path relative to the config file, which must be readable.
+fn relative_file(r: &mut Reporter<'_>, f: &Spanned<String>) -> std::path::PathBuf {
+    let path = r
+        .path()
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(f.get_ref());
+    if let Err(e) = std::fs::metadata(&path) {
+        r.at(f.span(), format!("cannot read {}: {e}", path.display()));
+    }
+    path
+}
+
 /// `http://ip:port/path` → (addr, host header, path). Probes target a local
 /// IP so that a DNS failure never looks like a service failure.
 fn parse_http_url(url: &str) -> Result<(SocketAddr, String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (rest, default_port) = match url.strip_prefix("https://") {
+        Some(rest) => (rest, 443),
+        None => (
+            url.strip_prefix("http://")
+                .ok_or_else(|| format!("{url:?}: only http:// and https:// URLs are supported"))?,
+            80,
+        ),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let addr: SocketAddr = authority
         .parse()
-        .or_else(|_| format!("{authority}:80").parse())
+        .or_else(|_| format!("{authority}:{default_port}").parse())
         .map_err(|_| format!("{url:?}: host must be an IP address with optional :port"))?;
     Ok((addr, authority.to_owned(), path.to_owned()))
 }

@@ -11,12 +11,17 @@ mod duration;
 mod error;
 mod guards;
 mod steerd;
+mod tls;
 mod tokens;
 
-pub use agent::{AgentConfig, HttpProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind};
+pub use agent::{
+    AgentConfig, HttpProbe, HttpsProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind,
+};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use steerd::{AuthMode, ServerSettings, SteerConfig};
+pub use tls::{ClientTls, ServerTls};
+pub use tokens::Credentials;
 
 use std::path::Path;
 

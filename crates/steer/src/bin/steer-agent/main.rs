@@ -2,6 +2,9 @@
 //! every configured steerd. It never exits because a probe or a steerd
 //! failed: probes report down, streams reconnect with jittered backoff.
 
+#[path = "../shared/client_tls.rs"]
+mod client_tls;
+mod https;
 mod load;
 mod probe;
 mod report;

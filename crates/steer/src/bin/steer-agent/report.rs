@@ -21,6 +21,7 @@ use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::{
+    client_tls,
     load::{self, SharedLoad},
     probe::Board,
 };
@@ -144,7 +145,8 @@ async fn stream_once(
     opened: &mut bool,
 ) -> Result<(), String> {
     let channel = Channel::from_shared(endpoint.to_owned())
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+        .and_then(|ep| client_tls::apply(ep, config.tls.as_ref()))?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))

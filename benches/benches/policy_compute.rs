@@ -1,11 +1,14 @@
 //! `steer_policy::compute` with empty health and no intents: the cost of one
-//! control-loop recomputation, for the quickstart topology and for a
-//! synthetic one of 200 PoPs in 20 regions serving 10 services.
+//! control-loop recomputation, for the quickstart topology, a synthetic one
+//! of 200 PoPs in 20 regions serving 10 services, and the sizing
+//! target of 1,000 PoPs x 500 client regions x 50 services (capacity-only
+//! and water-filling with demand in every region). Also prints the Plan's
+//! serialized size as a proxy for its memory.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use steer_benches::{quickstart_path, synthetic_topology};
+use steer_benches::{quickstart_path, synthetic_topology, with_demand};
 use steer_types::{Intents, Timestamp, Topology, health::HealthSnapshot};
 
 fn bench_topology(c: &mut Criterion, id: &str, topology: &Topology) {
@@ -16,6 +19,15 @@ fn bench_topology(c: &mut Criterion, id: &str, topology: &Topology) {
         body.services.len(),
         topology.services.len(),
         "{id}: every service planned"
+    );
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    eprintln!(
+        "{id}: plan body {} KiB as JSON ({} answer sets)",
+        json.len() / 1024,
+        body.services
+            .iter()
+            .map(|s| s.regional.len() + 1)
+            .sum::<usize>()
     );
     c.bench_function(&format!("policy_compute/{id}"), |b| {
         b.iter(|| {
@@ -38,7 +50,18 @@ fn bench_compute(c: &mut Criterion) {
         "synthetic_200pops_20regions_10svc",
         &synthetic_topology(&config.topology, 20, 10, 10),
     );
+    let big = synthetic_topology(&config.topology, 500, 2, 50);
+    bench_topology(c, "sized_1000pops_500regions_50svc", &big);
+    bench_topology(
+        c,
+        "sized_1000pops_500regions_50svc_waterfill",
+        &with_demand(big, 300.0),
+    );
 }
 
-criterion_group!(benches, bench_compute);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = bench_compute
+}
 criterion_main!(benches);

@@ -14,9 +14,19 @@ pub fn quickstart_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/quickstart.toml")
 }
 
+/// Gives every service a demand estimate of `rps` per region, so `compute`
+/// water-fills instead of taking the capacity-only path.
+pub fn with_demand(mut topology: Topology, rps: f64) -> Topology {
+    let ids: Vec<String> = topology.regions.iter().map(|r| r.id.to_string()).collect();
+    for s in &mut topology.services {
+        s.demand_estimate = ids.iter().map(|id| (id.clone(), rps)).collect();
+    }
+    topology
+}
+
 /// `regions` regions of `pops_per_region` PoPs each, every PoP dual-stack, and
 /// `services` services that each span every PoP and announce one anycast
-/// /24. Each region falls back to the next two regions and owns one IPv4 /16
+/// /24. Each region falls back to the next two regions and owns one IPv4 /24
 /// of client networks. Health and policy settings come from `template` (the
 /// quickstart: `assume-up`, so an empty `HealthSnapshot` leaves every PoP in
 /// the answer sets, the most work `compute` can be given).
@@ -58,13 +68,16 @@ pub fn synthetic_topology(
             max_records: 2,
             pops: pops.iter().map(|p| p.id.clone()).collect(),
             anycast: vec![anycast_prefix(s)],
+            priority: 0,
+            demand_estimate: Default::default(),
         })
         .collect();
     let client_networks = (0..regions)
         .map(|r| {
-            let octet = u8::try_from(r).expect("at most 256 synthetic regions");
-            let prefix = Ipv4Net::new(Ipv4Addr::new(10, octet, 0, 0), 16)
-                .expect("/16 is a valid IPv4 prefix length");
+            let r16 = u16::try_from(r).expect("at most 65536 synthetic regions");
+            let [hi, lo] = r16.to_be_bytes();
+            let prefix = Ipv4Net::new(Ipv4Addr::new(10, hi, lo, 0), 24)
+                .expect("/24 is a valid IPv4 prefix length");
             ClientNetwork {
                 prefix: IpNet::V4(prefix),
                 region: region_id(r),

@@ -190,8 +190,10 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
             .map(|r| pb::RegionStatus {
                 region: r.region.to_string(),
                 served_by: r.served_by.iter().map(ToString::to_string).collect(),
+                level: r.level.clone(),
             })
             .collect(),
+        rails: s.rails.clone(),
         frozen: s.frozen.as_ref().map(|f| pb::Freeze {
             since_unix_ms: f.since.unix_ms(),
             pops: f.pops.iter().map(ToString::to_string).collect(),

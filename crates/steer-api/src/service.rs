@@ -334,6 +334,12 @@ impl Operator for OperatorService {
             body.qtype.to_ascii_uppercase()
         };
         let e = self.explainer.explain(&body.name, &qtype, client)?;
+        if body.plan_version != 0 && body.plan_version != e.plan_version {
+            return Err(Status::failed_precondition(format!(
+                "plan {} is no longer kept; DNS now serves plan {} (ask with plan_version 0)",
+                body.plan_version, e.plan_version
+            )));
+        }
         metrics::counter!("steer_api_requests_total", "method" => "Explain").increment(1);
         Ok(Response::new(pb::ExplainResponse {
             plan_version: e.plan_version,

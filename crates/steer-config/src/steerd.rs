@@ -12,7 +12,7 @@ use serde::Deserialize;
 use steer_types::auth::Identity;
 use steer_types::{
     ClientNetwork, HealthSettings, PolicySettings, Pop, PopId, RecordData, Region, RegionId,
-    Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
+    RegionLatency, Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
 };
 use toml::Spanned;
 
@@ -74,6 +74,19 @@ struct RawHealth {
 struct RawPolicy {
     min_announce_share: Option<Spanned<f64>>,
     prepend_count: Option<Spanned<u8>>,
+    target_utilisation: Option<Spanned<f64>>,
+    panic_threshold: Option<Spanned<f64>>,
+    max_weight_step_per_s: Option<Spanned<u32>>,
+    #[serde(default)]
+    latency: Vec<Spanned<RawLatency>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLatency {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    ms: u32,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +177,11 @@ struct RawService {
     pops: Vec<Spanned<String>>,
     #[serde(default)]
     anycast: Vec<Spanned<String>>,
+    #[serde(default)]
+    priority: u8,
+    /// Estimated demand per client region id (and `global`), rps.
+    #[serde(default)]
+    demand_rps: std::collections::BTreeMap<String, Spanned<f64>>,
 }
 
 fn default_max_records() -> Spanned<u32> {
@@ -230,7 +248,11 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     let policy = policy_settings(&mut r, &raw.policy);
     let zones = zones(&mut r, &raw.zones);
     let mut topology = topology(&mut r, &raw, &zones, health);
-    topology.policy = policy;
+    let region_ids: HashSet<String> = topology.regions.iter().map(|x| x.id.to_string()).collect();
+    topology.policy = PolicySettings {
+        latency_ms: latency_matrix(&mut r, &raw.policy, &region_ids),
+        ..policy
+    };
     r.finish(SteerConfig {
         source: path.to_path_buf(),
         server,
@@ -396,7 +418,60 @@ fn policy_settings(r: &mut Reporter<'_>, raw: &RawPolicy) -> PolicySettings {
             r.at(v.span(), "prepend_count must be between 1 and 10");
         }
     }
+    if let Some(v) = &raw.target_utilisation {
+        if (0.05..=1.0).contains(v.get_ref()) {
+            p.target_utilisation = *v.get_ref();
+        } else {
+            r.at(v.span(), "target_utilisation must be between 0.05 and 1");
+        }
+    }
+    if let Some(v) = &raw.panic_threshold {
+        if (0.0..=1.0).contains(v.get_ref()) {
+            p.panic_threshold = *v.get_ref();
+        } else {
+            r.at(
+                v.span(),
+                "panic_threshold must be between 0 and 1 (0 disables panic mode)",
+            );
+        }
+    }
+    if let Some(v) = &raw.max_weight_step_per_s {
+        if *v.get_ref() <= 1000 {
+            p.max_weight_step_per_s = *v.get_ref();
+        } else {
+            r.at(
+                v.span(),
+                "max_weight_step_per_s is per-mille per second: 0 (off) to 1000",
+            );
+        }
+    }
     p
+}
+
+/// Latency entries need the regions, so they are checked with the topology.
+fn latency_matrix(
+    r: &mut Reporter<'_>,
+    raw: &RawPolicy,
+    regions: &HashSet<String>,
+) -> Vec<RegionLatency> {
+    raw.latency
+        .iter()
+        .filter_map(|l| {
+            let l = l.get_ref();
+            let mut ok = true;
+            for end in [&l.from, &l.to] {
+                if !regions.contains(end.get_ref()) {
+                    r.at(end.span(), format!("unknown region {:?}", end.get_ref()));
+                    ok = false;
+                }
+            }
+            ok.then(|| RegionLatency {
+                from: RegionId::new(l.from.get_ref()),
+                to: RegionId::new(l.to.get_ref()),
+                ms: l.ms,
+            })
+        })
+        .collect()
 }
 
 /// Lower-cases and checks a fully-qualified name (trailing dot required).
@@ -748,6 +823,19 @@ fn topology(
                     }
                 })
                 .collect();
+            let mut demand_estimate = std::collections::BTreeMap::new();
+            for (region, rps) in &s.demand_rps {
+                if region != "global" && !region_ids.contains(region) {
+                    r.at(
+                        rps.span(),
+                        format!("demand_rps: unknown region {region:?} (region ids or \"global\")"),
+                    );
+                } else if !rps.get_ref().is_finite() || *rps.get_ref() < 0.0 {
+                    r.at(rps.span(), "demand_rps values must be non-negative numbers");
+                } else {
+                    demand_estimate.insert(region.clone(), *rps.get_ref());
+                }
+            }
             Service {
                 id: ServiceId::new(id),
                 fqdn: name,
@@ -755,6 +843,8 @@ fn topology(
                 max_records: max_records as usize,
                 pops,
                 anycast,
+                priority: s.priority,
+                demand_estimate,
             }
         })
         .collect();

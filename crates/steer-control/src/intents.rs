@@ -70,13 +70,10 @@ impl ControlLoop {
             mode: DrainMode::Hard,
             ..drain.clone()
         });
-        let proposed = self.compute_body(&end_state, now);
-        let projection = steer_policy::project(
-            &self.topology,
-            &self.aggregator.snapshot(now),
-            &self.current().body,
-            &proposed,
-        );
+        let proposed = self.compute_body(&end_state, now, false);
+        let unchanged = self.compute_body(&self.intents, now, false);
+        let projection =
+            steer_policy::project(&self.topology, &self.snapshot(now), &unchanged, &proposed);
 
         let mut entry = self.entry(
             cmd.principal.clone(),

@@ -9,22 +9,27 @@
 mod clock;
 mod health;
 mod intents;
+mod record;
 
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
 use steer_api::{ApiCommand, ApiError};
 use steer_health::{HealthAggregator, ObservedReport};
 use steer_store::{PersistedState, StateStore, StoreError};
+
 use steer_types::{
-    DrainScope, Intents, Plan, Timestamp, Topology,
+    DrainScope, Intents, Plan, ServiceId, Timestamp, Topology,
     audit::AuditEntry,
+    health::{HealthSnapshot, ObservedDemand},
     status::{PopStatus, RegionStatus, StatusReport},
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 pub use clock::{Clock, SystemClock};
+pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
 
 /// Channels and read handles the IO tasks use.
 pub struct ControlHandles {
@@ -46,6 +51,28 @@ pub struct ControlLoop {
     plan_tx: watch::Sender<Arc<Plan>>,
     health_rx: mpsc::Receiver<ObservedReport>,
     api_rx: mpsc::Receiver<ApiCommand>,
+    /// Demand attributed from load reports; refreshed on reports, and only
+    /// when it moved materially, so plans do not churn on noise.
+    demand: BTreeMap<ServiceId, ObservedDemand>,
+    recorder: Option<record::Recorder>,
+}
+
+/// Whether demand moved enough (5% or 50 rps on any set) to re-plan.
+fn demand_moved(
+    old: &BTreeMap<ServiceId, ObservedDemand>,
+    new: &BTreeMap<ServiceId, ObservedDemand>,
+) -> bool {
+    let far = |a: f64, b: f64| (a - b).abs() > (0.05 * a.max(b)).max(50.0);
+    if old.len() != new.len() {
+        return true;
+    }
+    new.iter().any(|(svc, n)| {
+        let Some(o) = old.get(svc) else { return true };
+        far(o.global, n.global)
+            || n.regional
+                .iter()
+                .any(|(r, x)| far(o.regional.get(r).copied().unwrap_or(0.0), *x))
+    })
 }
 
 /// Whether a scope names things that exist in `topology`.
@@ -123,6 +150,8 @@ impl ControlLoop {
             plan_tx,
             health_rx,
             api_rx,
+            demand: BTreeMap::new(),
+            recorder: None,
         };
         this.persist(this.current().version)?;
         this.export_metrics();
@@ -137,8 +166,69 @@ impl ControlLoop {
         ))
     }
 
+    /// Records every plan-changing input from now on (see [`replay`]).
+    pub fn record_to(&mut self, mut recorder: Recorder) {
+        recorder.write(&Recorded::Start {
+            at: self.clock.now(),
+            topology: (*self.topology).clone(),
+            intents: self.intents.clone(),
+            plan: (*self.current()).clone(),
+        });
+        self.recorder = Some(recorder);
+    }
+
+    fn record(&mut self, event: &Recorded) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.write(event);
+        }
+    }
+
+    /// Applies a batch of reports observed at `now` and re-plans.
+    pub(crate) fn observe_batch(&mut self, reports: &[ObservedReport], now: Timestamp) {
+        for r in reports {
+            self.aggregator.observe(r, now);
+        }
+        self.refresh_demand(now);
+        self.recompute_and_publish(false);
+    }
+
+    /// Adopts a new topology (config reload); no publication by itself.
+    pub(crate) fn swap_topology(&mut self, topology: Arc<Topology>) -> Arc<Topology> {
+        let previous = std::mem::replace(&mut self.topology, topology);
+        self.aggregator.reconfigure(
+            self.topology.health.clone(),
+            self.topology.pops.iter().map(|p| p.id.clone()),
+        );
+        previous
+    }
+
     fn current(&self) -> Arc<Plan> {
         self.plan.load_full()
+    }
+
+    // Synchronous driving, for simulation (simlab) and replay: the same
+    // code paths as `run`, with time taken from the loop's clock.
+
+    /// Applies reports received together, as the ingest path does.
+    pub fn step_reports(&mut self, reports: &[ObservedReport]) {
+        let now = self.clock.now();
+        self.observe_batch(reports, now);
+    }
+
+    /// One ticker tick: expiry, staleness, ramps.
+    pub fn step_tick(&mut self) {
+        self.expire_intents();
+        self.tick();
+    }
+
+    /// Handles one operator command, as the API path does.
+    pub fn step_command(&mut self, cmd: ApiCommand) {
+        self.handle(cmd);
+    }
+
+    /// The plan in force.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.current()
     }
 
     /// Runs until every sender is gone. `tick` bounds how late staleness,
@@ -151,12 +241,15 @@ impl ControlLoop {
                 report = self.health_rx.recv() => match report {
                     Some(report) => {
                         let now = self.clock.now();
-                        self.aggregator.observe(&report, now);
-                        // Drain whatever else queued, then recompute once.
+                        // Take whatever else queued, then re-plan once.
+                        let mut batch = vec![report];
                         while let Ok(more) = self.health_rx.try_recv() {
-                            self.aggregator.observe(&more, now);
+                            batch.push(more);
                         }
-                        self.recompute_and_publish(false);
+                        if self.recorder.is_some() {
+                            self.record(&Recorded::Reports { at: now, reports: batch.clone() });
+                        }
+                        self.observe_batch(&batch, now);
                     }
                     None => break,
                 },
@@ -166,7 +259,7 @@ impl ControlLoop {
                 },
                 _ = ticker.tick() => {
                     self.expire_intents();
-                    self.recompute_and_publish(false);
+                    self.tick();
                     self.export_health_metrics(self.clock.now());
                 }
             }
@@ -174,8 +267,50 @@ impl ControlLoop {
         info!("control loop stopped");
     }
 
-    fn compute_body(&self, intents: &Intents, now: Timestamp) -> steer_types::PlanBody {
-        steer_policy::compute(&self.topology, &self.aggregator.snapshot(now), intents, now)
+    fn refresh_demand(&mut self, now: Timestamp) {
+        let snapshot = self.aggregator.snapshot(now);
+        let fresh = steer_policy::attribute_demand(&self.current().body, &snapshot);
+        if demand_moved(&self.demand, &fresh) {
+            self.demand = fresh;
+        }
+    }
+
+    /// Health as of `now` with the cached demand attached.
+    pub(crate) fn snapshot(&self, now: Timestamp) -> HealthSnapshot {
+        let mut s = self.aggregator.snapshot(now);
+        s.demand = self.demand.clone();
+        s
+    }
+
+    /// The next plan body. With `rails`, the weight-step rail compares
+    /// against the current plan; without, it is the unconstrained end state
+    /// (used for projections).
+    fn compute_body(
+        &self,
+        intents: &Intents,
+        now: Timestamp,
+        rails: bool,
+    ) -> steer_types::PlanBody {
+        let current = self.current();
+        steer_policy::compute_step(
+            &self.topology,
+            &self.snapshot(now),
+            intents,
+            rails.then_some(&*current),
+            now,
+        )
+    }
+
+    /// A tick: staleness and ramps move with time. Recorded only if it
+    /// published, since a tick that changes nothing changes no state.
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        self.evaluate_health(now);
+        let body = self.compute_body(&self.intents, now, true);
+        if body != self.current().body {
+            self.record(&Recorded::Tick { at: now });
+            self.publish(body, now);
+        }
     }
 
     /// Recomputes; publishes a new version if anything changed (or if
@@ -183,12 +318,16 @@ impl ControlLoop {
     fn recompute_and_publish(&mut self, force: bool) -> u64 {
         let now = self.clock.now();
         self.evaluate_health(now);
-        let body = self.compute_body(&self.intents, now);
+        let body = self.compute_body(&self.intents, now, true);
         let current = self.current();
         if body == current.body && !force {
             return current.version;
         }
-        let version = current.version + 1;
+        self.publish(body, now)
+    }
+
+    fn publish(&mut self, body: steer_types::PlanBody, now: Timestamp) -> u64 {
+        let version = self.current().version + 1;
         let plan = Arc::new(Plan {
             version,
             computed_at: now,
@@ -200,6 +339,12 @@ impl ControlLoop {
             error!(error = %e, "could not persist plan version");
         }
         self.plan.store(plan.clone());
+        if self.recorder.is_some() {
+            self.record(&Recorded::Published {
+                version,
+                digest: record::digest(&plan),
+            });
+        }
         self.plan_tx.send_replace(plan);
         metrics::counter!("steer_plan_publications_total").increment(1);
         info!(version, "published plan");
@@ -236,6 +381,13 @@ impl ControlLoop {
         }
         metrics::counter!("steer_intent_changes_total", "action" => entry.action.clone())
             .increment(1);
+        if self.recorder.is_some() {
+            let at = self.clock.now();
+            self.record(&Recorded::Intents {
+                at,
+                intents: self.intents.clone(),
+            });
+        }
         Ok(self.recompute_and_publish(true))
     }
 
@@ -340,11 +492,14 @@ impl ControlLoop {
     ) -> Result<u64, ApiError> {
         let mut next = self.intents.clone();
         let dropped = retain_known(&topology, &mut next);
-        let previous = std::mem::replace(&mut self.topology, topology);
-        self.aggregator.reconfigure(
-            self.topology.health.clone(),
-            self.topology.pops.iter().map(|p| p.id.clone()),
-        );
+        if self.recorder.is_some() {
+            let at = self.clock.now();
+            self.record(&Recorded::Topology {
+                at,
+                topology: (*topology).clone(),
+            });
+        }
+        let previous = self.swap_topology(topology);
         let mut why = reason;
         if !dropped.is_empty() {
             why.push_str(&format!(
@@ -367,11 +522,7 @@ impl ControlLoop {
         match self.commit(next, entry) {
             Ok(v) => Ok(v),
             Err(e) => {
-                self.topology = previous;
-                self.aggregator.reconfigure(
-                    self.topology.health.clone(),
-                    self.topology.pops.iter().map(|p| p.id.clone()),
-                );
+                self.swap_topology(previous);
                 Err(e)
             }
         }
@@ -423,10 +574,12 @@ impl ControlLoop {
                 .map(|r| RegionStatus {
                     region: r.id.clone(),
                     served_by: r.served_by.clone(),
+                    level: r.level.as_str().to_owned(),
                 })
                 .collect(),
             drains: self.intents.drains.clone(),
             overrides: self.intents.overrides.clone(),
+            rails: plan.body.rails.clone(),
             frozen: self.aggregator.frozen(),
         }
     }
@@ -436,6 +589,12 @@ impl ControlLoop {
         metrics::gauge!("steer_plan_version").set(plan.version as f64);
         metrics::gauge!("steer_drains_active").set(self.intents.drains.len() as f64);
         metrics::gauge!("steer_overrides_active").set(self.intents.overrides.len() as f64);
+        metrics::gauge!("steer_plan_rails_clamped").set(plan.body.rails.len() as f64);
+        for r in &plan.body.regions {
+            // 0 normal, 1 spill, 2 shed, 3 panic: alert on >= 2.
+            metrics::gauge!("steer_region_degradation", "region" => r.id.to_string())
+                .set(f64::from(r.level as u8));
+        }
         for p in &plan.body.pops {
             let pop = p.id.to_string();
             metrics::gauge!("steer_pop_usable", "pop" => pop.clone())

@@ -123,6 +123,12 @@ pub fn explain(
             answers.join(", ")
         }
     ));
+    let region_label = region.as_ref().map_or("global", |r| r.as_str());
+    for rail in &plan.body.rails {
+        if rail.contains(&format!("{}/{region_label}", service.id)) {
+            steps.push(format!("rail: {rail}"));
+        }
+    }
     steps.push(format!("ECS scope /{}", result.ecs_scope));
     Ok(Explanation {
         plan_version: view.plan_version(),

@@ -31,14 +31,15 @@ use crate::{
 };
 
 /// One observation of a target, after validation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Observation {
     Up,
     Down,
 }
 
 /// What one agent saw when probing another PoP's VIP.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PeerObservation {
     pub target: PopId,
     pub reachable: bool,
@@ -47,7 +48,7 @@ pub struct PeerObservation {
 }
 
 /// A validated agent report, stripped of wire details.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObservedReport {
     pub pop: PopId,
     pub services: Vec<(ServiceId, Observation)>,
@@ -55,7 +56,9 @@ pub struct ObservedReport {
     pub capacity_rps: Option<f64>,
     /// Probe evidence, one line, e.g. `app: tcp 127.0.0.1:18080 refused`.
     pub evidence: String,
+    #[serde(default)]
     pub load: LoadFigures,
+    #[serde(default)]
     pub peers: Vec<PeerObservation>,
 }
 
@@ -400,7 +403,10 @@ impl HealthAggregator {
                 (id.clone(), report)
             })
             .collect();
-        HealthSnapshot { pops }
+        HealthSnapshot {
+            pops,
+            ..Default::default()
+        }
     }
 
     /// The gray-failure verdict: `Some(evidence)` if a strict majority (and

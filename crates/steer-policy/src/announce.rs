@@ -30,11 +30,16 @@ pub(crate) fn plan<'a>(
     now: Timestamp,
 ) -> Vec<Announcement> {
     let mut out = Vec::new();
+    let index: std::collections::HashMap<&str, &Pop> =
+        topology.pops.iter().map(|p| (p.id.as_str(), p)).collect();
     for service in &topology.services {
+        if service.anycast.is_empty() {
+            continue;
+        }
         let pops: Vec<&Pop> = service
             .pops
             .iter()
-            .filter_map(|id| topology.pop(id.as_str()))
+            .filter_map(|id| index.get(id.as_str()).copied())
             .collect();
         for prefix in &service.anycast {
             let mut wishes: Vec<(Announcement, Option<WithdrawCause>)> = pops

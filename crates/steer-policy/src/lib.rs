@@ -3,48 +3,88 @@
 //! `compute` reads no clock, does no IO and uses no randomness, so the same
 //! inputs always give the same plan (replayable, property-testable).
 //!
-//! Decision order for each service and client region:
-//! 1. PoPs of the client's own region that are usable (healthy per the
-//!    snapshot and `unknown_health`, and not drained);
-//! 2. else the first region in its fallback order that has usable PoPs;
-//! 3. else any other region, in topology order;
-//! 4. else fail static: every undrained PoP regardless of health, because a
-//!    signal that says "everything is down" is more likely broken than true.
+//! For each service (most important first, sharing PoP capacity) and each
+//! client region:
+//! 1. candidates are the service's PoPs that are healthy (per the snapshot
+//!    and `unknown_health`) and not fully drained; a soft drain scales a
+//!    PoP's capacity down over its ramp;
+//! 2. with known demand (load reports attributed to regions, else the
+//!    configured estimate), demand is water-filled into PoPs in preference
+//!    order (own region, its fallbacks, then the rest by latency) up to the
+//!    target utilisation, then up to full capacity, spilling onward; what
+//!    still does not fit is spread by capacity (the region is `shed`);
+//! 3. without demand figures, the first region in preference order with
+//!    candidates serves, weighted by capacity;
+//! 4. panic mode: if a region's serving PoPs have less than
+//!    `panic_threshold` of their capacity healthy, health is ignored there;
+//! 5. fail static: with no candidate anywhere, every undrained PoP serves,
+//!    because a signal that says "everything is down" is more likely broken.
 //!
-//! Within the chosen region, weights are proportional to capacity.
+//! Weights are the resulting shares; overrides pin a PoP's share; the
+//! weight-step rail limits how fast a PoP's share may grow between plans.
 
 mod announce;
+mod fill;
+mod overrides;
 mod projection;
+mod rails;
 mod weights;
 
 use std::time::Duration;
 
 use steer_types::{
-    AnswerSet, DrainMode, Intents, PERMILLE, PlanBody, Pop, PopHealth, PopPlan, RegionId,
-    RegionPlan, Service, ServicePlan, Timestamp, Topology, UnknownHealth, WeightedTarget,
+    Degradation, DrainMode, Intents, Plan, PlanBody, Pop, PopHealth, PopPlan, RegionId, RegionPlan,
+    Service, Timestamp, Topology, UnknownHealth,
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
 
-pub use projection::project;
+pub use projection::{attribute_demand, project};
 pub use weights::apportion;
 
-/// Computes the plan body for the given inputs at `now`.
+/// Computes the plan body for the given inputs at `now`, with no previous
+/// plan (so no weight-step rail).
 pub fn compute(
     topology: &Topology,
     health: &HealthSnapshot,
     intents: &Intents,
     now: Timestamp,
 ) -> PlanBody {
+    compute_step(topology, health, intents, None, now)
+}
+
+/// Computes the next plan body; `previous` is the plan being replaced, used
+/// by the weight-step rail.
+pub fn compute_step(
+    topology: &Topology,
+    health: &HealthSnapshot,
+    intents: &Intents,
+    previous: Option<&Plan>,
+    now: Timestamp,
+) -> PlanBody {
     let unknown = PopHealthReport::unknown();
     let report = |pop: &Pop| health.pops.get(&pop.id).unwrap_or(&unknown);
 
-    let services: Vec<ServicePlan> = topology
-        .services
-        .iter()
-        .map(|service| plan_service(topology, service, intents, &report, now))
-        .collect();
+    let fill::Filled {
+        mut services,
+        levels,
+    } = fill::plan_services(topology, health, intents, &report, now);
+    let mut rails = Vec::new();
+    if let Some(prev) = previous {
+        rails::limit_weight_steps(topology, prev, &mut services, now, &mut rails);
+    }
 
     let first = services.first();
+    let region_index: std::collections::HashMap<&str, usize> = topology
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.as_str(), i))
+        .collect();
+    let pop_region: std::collections::HashMap<&str, &RegionId> = topology
+        .pops
+        .iter()
+        .map(|p| (p.id.as_str(), &p.region))
+        .collect();
     let pops = topology
         .pops
         .iter()
@@ -54,7 +94,11 @@ pub fn compute(
             let health = pop_health(r.state);
             let usable = drain.is_none() && state_usable(r.state, topology.health.unknown_health);
             let weight = first
-                .map(|s| s.for_region(Some(&pop.region)))
+                .and_then(|s| {
+                    region_index
+                        .get(pop.region.as_str())
+                        .and_then(|&i| s.regional.get(i))
+                })
                 .and_then(|set| set.targets.iter().find(|t| t.pop == pop.id))
                 .map_or(0, |t| t.weight);
             let reason = match drain {
@@ -76,20 +120,22 @@ pub fn compute(
     let regions = topology
         .regions
         .iter()
-        .map(|region| {
+        .enumerate()
+        .map(|(ri, region)| {
             let mut served_by: Vec<RegionId> = Vec::new();
-            if let Some(set) = first.map(|s| s.for_region(Some(&region.id))) {
+            if let Some(set) = first.and_then(|s| s.regional.get(ri)) {
                 for t in &set.targets {
-                    if let Some(p) = topology.pop(t.pop.as_str())
-                        && !served_by.contains(&p.region)
+                    if let Some(r) = pop_region.get(t.pop.as_str())
+                        && !served_by.contains(*r)
                     {
-                        served_by.push(p.region.clone());
+                        served_by.push((*r).clone());
                     }
                 }
             }
             RegionPlan {
                 id: region.id.clone(),
                 served_by,
+                level: levels.get(ri).copied().unwrap_or(Degradation::Normal),
             }
         })
         .collect();
@@ -100,6 +146,7 @@ pub fn compute(
         pops,
         regions,
         announcements,
+        rails,
     }
 }
 
@@ -131,7 +178,7 @@ fn state_usable(state: TargetState, unknown: UnknownHealth) -> bool {
     }
 }
 
-/// Share of its normal weight a PoP keeps for `service` under drains:
+/// Share of its normal capacity a PoP keeps for `service` under drains:
 /// 1 undrained, 0 hard-drained or past its ramp, linear in between.
 fn drain_factor(service: &Service, pop: &Pop, intents: &Intents, now: Timestamp) -> f64 {
     let Some(drain) = intents.drain_for_service(&service.id, &pop.id, &pop.region) else {
@@ -154,218 +201,6 @@ pub fn effective_ramp(ramp: Duration, ttl: u32) -> Duration {
         Duration::from_secs(u64::from(ttl.max(1)) * 5)
     } else {
         ramp
-    }
-}
-
-fn plan_service<'a>(
-    topology: &'a Topology,
-    service: &Service,
-    intents: &Intents,
-    report: &impl Fn(&Pop) -> &'a PopHealthReport,
-    now: Timestamp,
-) -> ServicePlan {
-    let pops: Vec<&Pop> = service
-        .pops
-        .iter()
-        .filter_map(|id| topology.pop(id.as_str()))
-        .collect();
-    let factor = |p: &Pop| drain_factor(service, p, intents, now);
-    let usable: Vec<&Pop> = pops
-        .iter()
-        .copied()
-        .filter(|p| {
-            factor(p) > 0.0
-                && state_usable(
-                    report(p).service_state(&service.id),
-                    topology.health.unknown_health,
-                )
-        })
-        .collect();
-
-    let regional = topology
-        .regions
-        .iter()
-        .map(|region| {
-            let order = std::iter::once(&region.id)
-                .chain(region.fallback.iter())
-                .chain(topology.regions.iter().map(|r| &r.id));
-            let mut chosen = None;
-            for candidate in order {
-                let in_region: Vec<&Pop> = usable
-                    .iter()
-                    .copied()
-                    .filter(|p| &p.region == candidate)
-                    .collect();
-                if !in_region.is_empty() {
-                    chosen = Some((candidate, in_region));
-                    break;
-                }
-            }
-            match chosen {
-                Some((serving, set)) => {
-                    let reason = if serving == &region.id {
-                        format!("{} usable PoP(s) in own region", set.len())
-                    } else {
-                        format!("no usable PoP in {}: spilled to {serving}", region.id)
-                    };
-                    answer_set(
-                        Some(region.id.clone()),
-                        &set,
-                        intents,
-                        report,
-                        &factor,
-                        reason,
-                    )
-                }
-                None => fail_static(Some(region.id.clone()), &pops, report, &factor),
-            }
-        })
-        .collect();
-
-    let global = if usable.is_empty() {
-        fail_static(None, &pops, report, &factor)
-    } else {
-        answer_set(
-            None,
-            &usable,
-            intents,
-            report,
-            &factor,
-            format!("{} usable PoP(s), weighted by capacity", usable.len()),
-        )
-    };
-
-    ServicePlan {
-        id: service.id.clone(),
-        fqdn: service.fqdn.clone(),
-        ttl: service.ttl,
-        max_records: service.max_records,
-        regional,
-        global,
-    }
-}
-
-/// No usable PoP anywhere: serve every undrained PoP (or, if the operator
-/// drained all of them, every PoP) rather than nothing.
-fn fail_static<'a>(
-    region: Option<RegionId>,
-    pops: &[&Pop],
-    report: &impl Fn(&Pop) -> &'a PopHealthReport,
-    factor: &impl Fn(&Pop) -> f64,
-) -> AnswerSet {
-    let undrained: Vec<&Pop> = pops.iter().copied().filter(|p| factor(p) > 0.0).collect();
-    let (set, reason) = if undrained.is_empty() {
-        (
-            pops.to_vec(),
-            "every PoP is drained: ignoring drains rather than answering nothing",
-        )
-    } else {
-        (
-            undrained,
-            "no healthy PoP anywhere: health signal distrusted, serving all undrained PoPs (fail static)",
-        )
-    };
-    answer_set(
-        region,
-        &set,
-        &Intents::default(),
-        report,
-        &|_: &Pop| 1.0,
-        reason.to_owned(),
-    )
-}
-
-/// Pins the given targets' weights and shares what is left among the rest
-/// in proportion to their computed weights. Targets pinned to 0 leave the
-/// set's traffic entirely (weight 0 is dropped by the caller).
-fn apply_overrides(weights: &[u32], pinned: &[(usize, u32)]) -> Vec<u32> {
-    let others: Vec<usize> = (0..weights.len())
-        .filter(|i| pinned.iter().all(|&(j, _)| j != *i))
-        .collect();
-    let mut out = vec![0; weights.len()];
-    if others.is_empty() {
-        // Only pinned targets: keep their proportions, fill the set.
-        let shares: Vec<f64> = pinned.iter().map(|&(_, w)| f64::from(w.max(1))).collect();
-        for (k, w) in apportion(&shares).into_iter().enumerate() {
-            out[pinned[k].0] = w;
-        }
-        return out;
-    }
-    let mut budget = PERMILLE;
-    for &(i, w) in pinned {
-        let w = w.min(budget);
-        out[i] = w;
-        budget -= w;
-    }
-    let shares: Vec<f64> = others.iter().map(|&i| f64::from(weights[i])).collect();
-    let spread = apportion(&shares);
-    // apportion fills PERMILLE; rescale to the budget, largest remainder.
-    let exact: Vec<f64> = spread
-        .iter()
-        .map(|&w| f64::from(w) * f64::from(budget) / f64::from(PERMILLE))
-        .collect();
-    let mut given = 0;
-    for (k, &i) in others.iter().enumerate() {
-        out[i] = exact[k].floor() as u32;
-        given += out[i];
-    }
-    let mut order: Vec<usize> = (0..others.len()).collect();
-    order.sort_by(|&a, &b| {
-        (exact[b] - exact[b].floor())
-            .total_cmp(&(exact[a] - exact[a].floor()))
-            .then(a.cmp(&b))
-    });
-    for k in order.into_iter().take((budget - given) as usize) {
-        out[others[k]] += 1;
-    }
-    out
-}
-
-fn answer_set<'a>(
-    region: Option<RegionId>,
-    pops: &[&Pop],
-    intents: &Intents,
-    report: &impl Fn(&Pop) -> &'a PopHealthReport,
-    factor: &impl Fn(&Pop) -> f64,
-    reason: String,
-) -> AnswerSet {
-    let capacities: Vec<f64> = pops
-        .iter()
-        .map(|p| report(p).reported_capacity_rps.unwrap_or(p.capacity_rps) * factor(p))
-        .collect();
-    let mut weights = apportion(&capacities);
-    let mut reason = reason;
-    let pinned: Vec<(usize, u32)> = pops
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            intents
-                .override_for(&p.id)
-                .map(|o| (i, o.weight.min(PERMILLE)))
-        })
-        .collect();
-    if !pinned.is_empty() {
-        weights = apply_overrides(&weights, &pinned);
-        let names: Vec<String> = pinned
-            .iter()
-            .map(|&(i, w)| format!("{}={}‰", pops[i].id, w))
-            .collect();
-        reason.push_str(&format!("; weight override {}", names.join(", ")));
-    }
-    AnswerSet {
-        region,
-        targets: pops
-            .iter()
-            .zip(weights)
-            .filter(|(_, weight)| *weight > 0)
-            .map(|(p, weight)| WeightedTarget {
-                pop: p.id.clone(),
-                weight,
-                ipv4: p.ipv4,
-                ipv6: p.ipv6,
-            })
-            .collect(),
-        reason,
     }
 }
 

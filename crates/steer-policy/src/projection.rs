@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use steer_types::{
-    AnswerSet, PERMILLE, PlanBody, PopId, Topology,
-    health::HealthSnapshot,
+    AnswerSet, PERMILLE, PlanBody, PopId, RegionId, ServiceId, Topology,
+    health::{HealthSnapshot, ObservedDemand},
     projection::{PopProjection, Projection},
 };
 
@@ -18,6 +18,76 @@ fn sets(body: &PlanBody) -> impl Iterator<Item = (usize, &AnswerSet)> {
         .iter()
         .flat_map(|s| s.regional.iter().chain(std::iter::once(&s.global)))
         .enumerate()
+}
+
+/// Attributes each PoP's reported load to the answer sets it serves under
+/// `current`, giving the demand per service and client region.
+pub fn attribute_demand(
+    current: &PlanBody,
+    health: &HealthSnapshot,
+) -> BTreeMap<ServiceId, ObservedDemand> {
+    let demand = set_demand(current, health);
+    let mut out = BTreeMap::new();
+    let mut i = 0;
+    for s in &current.services {
+        let mut d = ObservedDemand::default();
+        for set in &s.regional {
+            if let Some(r) = &set.region {
+                d.regional
+                    .insert(r.clone(), demand.get(i).copied().unwrap_or(0.0));
+            }
+            i += 1;
+        }
+        d.global = demand.get(i).copied().unwrap_or(0.0);
+        i += 1;
+        out.insert(s.id.clone(), d);
+    }
+    out
+}
+
+/// Demand per answer set (in `sets` order), attributed from PoP loads.
+fn set_demand(current: &PlanBody, health: &HealthSnapshot) -> Vec<f64> {
+    let load = |pop: &PopId| health.pops.get(pop).map_or(0.0, |h| h.load_rps);
+    let mut total_weight: BTreeMap<&PopId, f64> = BTreeMap::new();
+    for (_, set) in sets(current) {
+        for t in &set.targets {
+            *total_weight.entry(&t.pop).or_default() += f64::from(t.weight);
+        }
+    }
+    let mut demand: Vec<f64> = sets(current)
+        .map(|(_, set)| {
+            set.targets
+                .iter()
+                .map(|t| {
+                    let total = total_weight.get(&t.pop).copied().unwrap_or(0.0);
+                    if total > 0.0 {
+                        load(&t.pop) * f64::from(t.weight) / total
+                    } else {
+                        0.0
+                    }
+                })
+                .sum()
+        })
+        .collect();
+    // Load on a PoP that no set uses any more (just drained or failed, the
+    // report predates the plan) still exists: its clients are mostly its own
+    // region's, so it goes to that region's sets.
+    let region_of: BTreeMap<&PopId, &RegionId> =
+        current.pops.iter().map(|p| (&p.id, &p.region)).collect();
+    for p in &current.pops {
+        let orphan = load(&p.id);
+        if orphan <= 0.0 || total_weight.contains_key(&p.id) {
+            continue;
+        }
+        let own: Vec<usize> = sets(current)
+            .filter(|(_, set)| set.region.as_ref() == region_of.get(&p.id).copied())
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &own {
+            demand[i] += orphan / own.len() as f64;
+        }
+    }
+    demand
 }
 
 /// Projects per-PoP load from `current` to `proposed`. PoPs without a load
@@ -38,33 +108,7 @@ pub fn project(
             .unwrap_or(configured)
     };
 
-    // Total weight each PoP has across all current sets.
-    let mut total_weight: BTreeMap<&PopId, f64> = BTreeMap::new();
-    for (_, set) in sets(current) {
-        for t in &set.targets {
-            *total_weight.entry(&t.pop).or_default() += f64::from(t.weight);
-        }
-    }
-    // Demand per set, attributed from the PoPs that serve it now.
-    let mut demand: Vec<f64> = Vec::new();
-    for (i, set) in sets(current) {
-        let d: f64 = set
-            .targets
-            .iter()
-            .map(|t| {
-                let total = total_weight.get(&t.pop).copied().unwrap_or(0.0);
-                if total > 0.0 {
-                    load(&t.pop) * f64::from(t.weight) / total
-                } else {
-                    0.0
-                }
-            })
-            .sum();
-        if demand.len() <= i {
-            demand.resize(i + 1, 0.0);
-        }
-        demand[i] = d;
-    }
+    let demand = set_demand(current, health);
     // Re-spread each set's demand by the proposed weights (sets line up by
     // index: same topology, same order).
     let mut projected: BTreeMap<PopId, f64> = BTreeMap::new();

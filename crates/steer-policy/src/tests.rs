@@ -50,6 +50,8 @@ fn topology(unknown: UnknownHealth) -> Topology {
             max_records: 2,
             pops: POPS.iter().map(|(id, _)| PopId::new(id)).collect(),
             anycast: vec!["203.0.113.0/24".parse().unwrap()],
+            priority: 0,
+            demand_estimate: Default::default(),
         }],
         client_networks: vec![ClientNetwork {
             prefix: "10.1.0.0/16".parse().unwrap(),
@@ -73,7 +75,10 @@ fn health(states: &[(&str, TargetState)]) -> HealthSnapshot {
         r.state = *state;
         pops.insert(PopId::new(id), r);
     }
-    HealthSnapshot { pops }
+    HealthSnapshot {
+        pops,
+        ..Default::default()
+    }
 }
 
 fn drain(scope: DrainScope) -> Drain {
@@ -412,5 +417,270 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// Load per PoP implied by a plan: each set's demand spread by its weights.
+fn implied_load(body: &PlanBody) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for s in &body.services {
+        for set in s.regional.iter().chain([&s.global]) {
+            for t in &set.targets {
+                *out.entry(t.pop.to_string()).or_default() +=
+                    set.demand_rps * f64::from(t.weight) / f64::from(PERMILLE);
+            }
+        }
+    }
+    out
+}
+
+fn with_demand(h: &mut HealthSnapshot, per_region: &[(&str, f64)], global: f64) {
+    let d = h.demand.entry(ServiceId::new("app")).or_default();
+    for (r, x) in per_region {
+        d.regional.insert(RegionId::new(r), *x);
+    }
+    d.global = global;
+}
+
+/// Three regions of one PoP each, every one at 60%: when the nearest
+/// fails, its load spreads over both survivors by headroom; nearest-first
+/// failover would put 120% on one of them.
+#[test]
+fn failure_spreads_by_headroom_instead_of_cascading() {
+    let region = |id: &str, fb: [&str; 2]| Region {
+        id: RegionId::new(id),
+        fallback: fb.iter().map(RegionId::new).collect(),
+    };
+    let pop = |id: &str, r: &str| Pop {
+        id: PopId::new(id),
+        region: RegionId::new(r),
+        ipv4: Some("192.0.2.1".parse().unwrap()),
+        ipv6: None,
+        capacity_rps: 10_000.0,
+    };
+    let mut topo = topology(UnknownHealth::AssumeUp);
+    topo.regions = vec![
+        region("a", ["b", "c"]),
+        region("b", ["a", "c"]),
+        region("c", ["a", "b"]),
+    ];
+    topo.pops = vec![pop("pa", "a"), pop("pb", "b"), pop("pc", "c")];
+    topo.services[0].pops = topo.pops.iter().map(|p| p.id.clone()).collect();
+    topo.client_networks.clear();
+    let mut h = health(&[
+        ("pa", TargetState::Down),
+        ("pb", TargetState::Up),
+        ("pc", TargetState::Up),
+    ]);
+    with_demand(&mut h, &[("a", 6000.0), ("b", 6000.0), ("c", 6000.0)], 0.0);
+    let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    let load = implied_load(&body);
+    assert!(load.get("pa").is_none_or(|x| *x == 0.0));
+    for p in ["pb", "pc"] {
+        assert!(load[p] <= 10_000.0 + 1.0, "{p} overloaded: {load:?}");
+    }
+    // a's clients are served by both survivors.
+    let a = &body.services[0].regional[0];
+    assert_eq!(a.targets.len(), 2, "{a:?}");
+    // 18k on 20k: past the 80% target but within capacity, so spill, not shed.
+    assert_eq!(body.regions[0].level, Degradation::Spill);
+    // Nearest-first for comparison: all of a's demand lands on b.
+    let naive_b = 6000.0 + 6000.0;
+    assert!(naive_b > 10_000.0);
+}
+
+#[test]
+fn levels_normal_spill_shed() {
+    let topo = topology(UnknownHealth::AssumeUp);
+    let mut h = HealthSnapshot::default();
+    with_demand(
+        &mut h,
+        &[
+            ("eu-west", 10_000.0),
+            ("us-east", 1000.0),
+            ("ap-south", 1000.0),
+        ],
+        0.0,
+    );
+    let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    assert_eq!(body.regions[0].level, Degradation::Normal);
+    with_demand(&mut h, &[("eu-west", 20_000.0)], 0.0);
+    let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    assert_eq!(
+        body.regions[0].level,
+        Degradation::Spill,
+        "{:?}",
+        body.services[0].regional[0]
+    );
+    assert_eq!(body.regions[0].served_by[0], RegionId::new("eu-west"));
+    with_demand(&mut h, &[("eu-west", 70_000.0)], 0.0);
+    let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    assert_eq!(body.regions[0].level, Degradation::Shed);
+}
+
+#[test]
+fn panic_mode_ignores_health_when_too_little_is_healthy() {
+    let topo = topology(UnknownHealth::AssumeUp);
+    // eu-west and both fallbacks: 1 of 6 healthy < 50%.
+    let states: Vec<(&str, TargetState)> = POPS
+        .iter()
+        .map(|(id, _)| {
+            (
+                *id,
+                if *id == "fra1" {
+                    TargetState::Up
+                } else {
+                    TargetState::Down
+                },
+            )
+        })
+        .collect();
+    let body = compute(&topo, &health(&states), &Intents::default(), Timestamp(0));
+    assert_eq!(body.regions[0].level, Degradation::Panic);
+    assert_eq!(region_pops(&body, "eu-west"), ["fra1", "ams1"]);
+    assert!(body.services[0].regional[0].reason.contains("PANIC"));
+    // Threshold 0 turns panic off: only fra1 answers.
+    let mut off = topo.clone();
+    off.policy.panic_threshold = 0.0;
+    let body = compute(&off, &health(&states), &Intents::default(), Timestamp(0));
+    assert_eq!(region_pops(&body, "eu-west"), ["fra1"]);
+}
+
+#[test]
+fn priority_services_are_served_first() {
+    let mut topo = topology(UnknownHealth::AssumeUp);
+    let mut low = topo.services[0].clone();
+    low.id = ServiceId::new("batch");
+    low.fqdn = "batch.example.test.".into();
+    low.priority = 0;
+    topo.services[0].priority = 10;
+    topo.services.push(low);
+    let mut h = HealthSnapshot::default();
+    with_demand(&mut h, &[("eu-west", 15_000.0)], 0.0);
+    h.demand.insert(ServiceId::new("batch"), {
+        let mut d = steer_types::health::ObservedDemand::default();
+        d.regional.insert(RegionId::new("eu-west"), 15_000.0);
+        d
+    });
+    let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    // app (important) stays home; batch is pushed out of eu-west.
+    let app_eu = &body.services[0].regional[0];
+    assert!(
+        app_eu
+            .targets
+            .iter()
+            .all(|t| t.pop.as_str() == "fra1" || t.pop.as_str() == "ams1"),
+        "{app_eu:?}"
+    );
+    let batch_eu = &body.services[1].regional[0];
+    assert!(
+        batch_eu
+            .targets
+            .iter()
+            .any(|t| t.pop.as_str() != "fra1" && t.pop.as_str() != "ams1"),
+        "{batch_eu:?}"
+    );
+}
+
+#[test]
+fn weight_step_rail_ramps_a_recovered_pop() {
+    let topo = topology(UnknownHealth::AssumeUp);
+    let down = health(&[("fra1", TargetState::Down)]);
+    let before = Plan {
+        version: 1,
+        computed_at: Timestamp(0),
+        body: compute(&topo, &down, &Intents::default(), Timestamp(0)),
+    };
+    let fra1 = |b: &PlanBody| {
+        b.services[0].regional[0]
+            .targets
+            .iter()
+            .find(|t| t.pop.as_str() == "fra1")
+            .map_or(0, |t| t.weight)
+    };
+    assert_eq!(fra1(&before.body), 0);
+    // One second later fra1 is back: it may take at most 100‰.
+    let up = HealthSnapshot::default();
+    let next = compute_step(
+        &topo,
+        &up,
+        &Intents::default(),
+        Some(&before),
+        Timestamp(1000),
+    );
+    assert!((99..=101).contains(&fra1(&next)), "{}", fra1(&next));
+    assert!(
+        next.rails
+            .iter()
+            .any(|r| r.contains("weight-step rail") && r.contains("fra1")),
+        "{:?}",
+        next.rails
+    );
+    // Removal is never slowed: fra1 down again drops to 0 at once.
+    let after = Plan {
+        version: 2,
+        computed_at: Timestamp(1000),
+        body: next,
+    };
+    let again = compute_step(
+        &topo,
+        &down,
+        &Intents::default(),
+        Some(&after),
+        Timestamp(1200),
+    );
+    assert_eq!(fra1(&again), 0);
+}
+
+proptest! {
+    /// While total headroom suffices, no PoP is given more than its target
+    /// utilisation (up to per-mille rounding).
+    #[test]
+    fn no_pop_above_target_when_headroom_suffices(
+        d in proptest::collection::vec(0.0f64..16_000.0, 3),
+        g in 0.0f64..4_000.0,
+        down in 0usize..7,
+    ) {
+        let topo = topology(UnknownHealth::AssumeUp);
+        let mut states = Vec::new();
+        if down < 6 {
+            states.push((POPS[down].0, TargetState::Down));
+        }
+        let mut h = health(&states);
+        with_demand(&mut h, &[("eu-west", d[0]), ("us-east", d[1]), ("ap-south", d[2])], g);
+        let usable_cap = if down < 6 { 50_000.0 } else { 60_000.0 };
+        let total = d.iter().sum::<f64>() + g;
+        prop_assume!(total <= 0.8 * usable_cap);
+        let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+        let load = implied_load(&body);
+        let slack = total / 1000.0 * 4.0 + 1.0;
+        for (pop, x) in &load {
+            prop_assert!(*x <= 8000.0 + slack, "{pop} at {x} (total {total})");
+        }
+        let bytes = |b: &PlanBody| serde_json::to_vec(b).unwrap();
+        prop_assert_eq!(bytes(&body), bytes(&compute(&topo, &h, &Intents::default(), Timestamp(0))));
+    }
+
+    /// A soft-drained PoP's weight only goes down over the ramp and is 0
+    /// from the end of the ramp on.
+    #[test]
+    fn soft_drain_weight_is_monotone_and_ends_at_zero(ramp_s in 1u64..600, steps in 2usize..20) {
+        let topo = topology(UnknownHealth::AssumeUp);
+        let intents = Intents {
+            drains: vec![soft(DrainScope::Pop { pop: PopId::new("fra1") }, ramp_s)],
+            ..Default::default()
+        };
+        let weight = |t_ms: i64| {
+            let b = compute(&topo, &HealthSnapshot::default(), &intents, Timestamp(t_ms));
+            b.services[0].regional[0].targets.iter().find(|t| t.pop.as_str() == "fra1").map_or(0, |t| t.weight)
+        };
+        let mut last = u32::MAX;
+        for i in 0..=steps {
+            let t = (ramp_s * 1000) as i64 * i as i64 / steps as i64;
+            let w = weight(t);
+            prop_assert!(w <= last);
+            last = w;
+        }
+        prop_assert_eq!(weight((ramp_s * 1000) as i64), 0);
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{PopId, ServiceId, Timestamp};
+use crate::{PopId, RegionId, ServiceId, Timestamp};
 
 /// Aggregated state of one target (a PoP, or a service at a PoP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -94,8 +94,19 @@ impl PopHealthReport {
     }
 }
 
-/// Health of every PoP at one instant.
+/// Demand of one service, attributed from PoP load reports.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObservedDemand {
+    pub regional: BTreeMap<RegionId, f64>,
+    /// Clients that map to no region.
+    pub global: f64,
+}
+
+/// Health of every PoP at one instant, plus observed demand.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HealthSnapshot {
     pub pops: BTreeMap<PopId, PopHealthReport>,
+    /// Per service; empty when no load is reported.
+    #[serde(default)]
+    pub demand: BTreeMap<ServiceId, ObservedDemand>,
 }

@@ -21,11 +21,12 @@ mod zone;
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{
-    AnnounceState, Announcement, AnswerSet, PERMILLE, Plan, PlanBody, PopHealth, PopPlan,
-    RegionPlan, ServicePlan, WeightedTarget,
+    AnnounceState, Announcement, AnswerSet, Degradation, PERMILLE, Plan, PlanBody, PopHealth,
+    PopPlan, RegionPlan, ServicePlan, WeightedTarget,
 };
 pub use time::Timestamp;
 pub use topology::{
-    ClientNetwork, HealthSettings, PolicySettings, Pop, Region, Service, Topology, UnknownHealth,
+    ClientNetwork, HealthSettings, PolicySettings, Pop, Region, RegionLatency, Service, Topology,
+    UnknownHealth,
 };
 pub use zone::{RecordData, Soa, StaticRecord, Zone};

@@ -28,6 +28,9 @@ pub struct AnswerSet {
     pub targets: Vec<WeightedTarget>,
     /// Why this set looks the way it does, in one line.
     pub reason: String,
+    /// Demand this set carries (rps), 0 when unknown.
+    #[serde(default)]
+    pub demand_rps: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,12 +92,44 @@ pub struct PopPlan {
     pub reason: String,
 }
 
+/// How far a region is from normal service.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Degradation {
+    /// Served from its own region within target utilisation.
+    #[default]
+    Normal,
+    /// Some of its demand is served from other regions.
+    Spill,
+    /// Capacity is short: PoPs run past target or lower-priority services
+    /// are shed.
+    Shed,
+    /// Too little healthy capacity: health is ignored (panic mode).
+    Panic,
+}
+
+impl Degradation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Spill => "spill",
+            Self::Shed => "shed",
+            Self::Panic => "panic",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegionPlan {
     pub id: RegionId,
     /// Region whose PoPs actually serve this region's clients (itself unless
     /// it spilled over), per the first service.
     pub served_by: Vec<RegionId>,
+    /// Worst level across services.
+    #[serde(default)]
+    pub level: Degradation,
 }
 
 /// What one PoP does with one anycast prefix.
@@ -128,6 +163,9 @@ pub struct PlanBody {
     /// Per (PoP, anycast prefix), in topology order.
     #[serde(default)]
     pub announcements: Vec<Announcement>,
+    /// Safety rails that clamped a decision in this plan, one line each.
+    #[serde(default)]
+    pub rails: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -39,6 +39,9 @@ pub struct PopStatus {
 pub struct RegionStatus {
     pub region: RegionId,
     pub served_by: Vec<RegionId>,
+    /// `normal`, `spill`, `shed` or `panic`.
+    #[serde(default)]
+    pub level: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,6 +53,9 @@ pub struct StatusReport {
     pub drains: Vec<Drain>,
     #[serde(default)]
     pub overrides: Vec<WeightOverride>,
+    /// Safety rails that clamped the current plan.
+    #[serde(default)]
+    pub rails: Vec<String>,
     /// Set while the correlated-failure guard holds health frozen.
     #[serde(default)]
     pub frozen: Option<crate::health_guard::FreezeInfo>,

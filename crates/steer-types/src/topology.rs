@@ -40,6 +40,13 @@ pub struct Service {
     /// Anycast prefixes announced over BGP for this service from its PoPs.
     #[serde(default)]
     pub anycast: Vec<IpNet>,
+    /// Higher is more important: served first when capacity is short.
+    #[serde(default)]
+    pub priority: u8,
+    /// Configured demand estimate (rps) per client region id, and `global`
+    /// for unmapped clients; used until load reports say otherwise.
+    #[serde(default)]
+    pub demand_estimate: std::collections::BTreeMap<String, f64>,
 }
 
 /// A client network mapped to a region (resolver address or ECS subnet).
@@ -84,6 +91,15 @@ impl Default for HealthSettings {
     }
 }
 
+/// Measured or estimated round-trip time between two regions, used to
+/// order spill-over beyond the configured fallbacks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionLatency {
+    pub from: RegionId,
+    pub to: RegionId,
+    pub ms: u32,
+}
+
 /// Knobs of the policy and its safety rails.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PolicySettings {
@@ -92,6 +108,30 @@ pub struct PolicySettings {
     pub min_announce_share: f64,
     /// Extra copies of our AS in the path when a PoP is de-preferred.
     pub prepend_count: u8,
+    /// Fill PoPs up to this share of capacity before spilling onward.
+    #[serde(default = "default_target")]
+    pub target_utilisation: f64,
+    /// Below this healthy share of a region's serving capacity, ignore
+    /// health there and spread across all undrained PoPs (panic mode).
+    /// 0 disables panic mode.
+    #[serde(default = "default_panic")]
+    pub panic_threshold: f64,
+    /// Largest weight increase per PoP per second, in per-mille (0 = off).
+    /// Removing an unusable PoP is never slowed down.
+    #[serde(default = "default_step")]
+    pub max_weight_step_per_s: u32,
+    #[serde(default)]
+    pub latency_ms: Vec<RegionLatency>,
+}
+
+fn default_target() -> f64 {
+    0.8
+}
+fn default_panic() -> f64 {
+    0.5
+}
+fn default_step() -> u32 {
+    100
 }
 
 impl Default for PolicySettings {
@@ -99,6 +139,10 @@ impl Default for PolicySettings {
         Self {
             min_announce_share: 0.5,
             prepend_count: 3,
+            target_utilisation: default_target(),
+            panic_threshold: default_panic(),
+            max_weight_step_per_s: default_step(),
+            latency_ms: Vec::new(),
         }
     }
 }

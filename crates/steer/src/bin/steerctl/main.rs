@@ -133,6 +133,9 @@ enum Command {
         /// A or AAAA.
         #[arg(long = "type", default_value = "A")]
         qtype: String,
+        /// Refuse unless DNS still serves this plan version.
+        #[arg(long, default_value_t = 0)]
+        plan_version: u64,
     },
     /// Stream plan changes, one line each.
     Watch,
@@ -485,12 +488,14 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             name,
             client: who,
             qtype,
+            plan_version,
         } => {
             let resp = client
                 .explain(pb::ExplainRequest {
                     name: name.clone(),
                     qtype: qtype.clone(),
                     client: who.clone(),
+                    plan_version: *plan_version,
                 })
                 .await
                 .map_err(|s| describe(&s))?

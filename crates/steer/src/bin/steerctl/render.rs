@@ -226,7 +226,9 @@ pub(crate) fn status_json(s: &GetStatusResponse) -> serde_json::Value {
         "regions": s.regions.iter().map(|r| serde_json::json!({
             "region": r.region,
             "served_by": r.served_by,
+            "level": r.level,
         })).collect::<Vec<_>>(),
+        "rails": s.rails,
         "intents": intents_json(&s.intents),
     })
 }
@@ -267,14 +269,20 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
             truncate(&p.reason, 40),
         );
     }
-    let spilled: Vec<String> = s
+    let regions: Vec<String> = s
         .regions
         .iter()
-        .filter(|r| r.served_by.iter().any(|b| b != &r.region))
-        .map(|r| format!("{} -> {}", r.region, r.served_by.join("+")))
+        .map(|r| {
+            if r.served_by.iter().any(|b| b != &r.region) {
+                format!("{} {} -> {}", r.region, r.level, r.served_by.join("+"))
+            } else {
+                format!("{} {}", r.region, r.level)
+            }
+        })
         .collect();
-    if !spilled.is_empty() {
-        let _ = writeln!(out, "\nspill: {}", spilled.join(", "));
+    let _ = writeln!(out, "\nregions: {}", regions.join(", "));
+    for rail in &s.rails {
+        let _ = writeln!(out, "rail: {}", truncate(rail, 92));
     }
     if !s.intents.is_empty() {
         let _ = writeln!(out);

@@ -25,8 +25,8 @@ use tracing::{error, info, warn};
 #[command(name = "steerd", version, about = "Steer traffic steering server")]
 struct Args {
     /// Path to the steerd TOML config.
-    #[arg(long, env = "STEER_CONFIG")]
-    config: PathBuf,
+    #[arg(long, env = "STEER_CONFIG", required_unless_present = "replay")]
+    config: Option<PathBuf>,
     /// Validate the config and exit (0 = valid, 2 = invalid).
     #[arg(long)]
     check: bool,
@@ -42,11 +42,25 @@ struct Args {
     /// Override `server.state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Record every plan-changing input as JSON lines to this file (appends).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Replay a recording instead of serving: re-derive every plan and check
+    /// it matches bit for bit (exit 0 if all match, 1 otherwise).
+    #[arg(long, conflicts_with = "check")]
+    replay: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = match steer_config::load_steerd(&args.config) {
+    if let Some(path) = &args.replay {
+        return replay(path);
+    }
+    let Some(config_path) = args.config.clone() else {
+        eprintln!("steerd: --config is required");
+        return ExitCode::from(2);
+    };
+    let mut config = match steer_config::load_steerd(&config_path) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("steerd: invalid config\n{errors}");
@@ -54,7 +68,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!("{}: ok", args.config.display());
+        println!("{}: ok", config_path.display());
         return ExitCode::SUCCESS;
     }
     if let Some(a) = args.dns_listen {
@@ -86,7 +100,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args.record)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -96,7 +110,44 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: SteerConfig) -> anyhow::Result<()> {
+fn replay(path: &std::path::Path) -> ExitCode {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("steerd: cannot open {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match steer_control::replay(std::io::BufReader::new(file)) {
+        Ok(report) if report.mismatches.is_empty() => {
+            println!(
+                "{}: {} events replayed, {} plans identical",
+                path.display(),
+                report.events,
+                report.plans
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            for (version, what) in &report.mismatches {
+                eprintln!("plan {version}: {what}");
+            }
+            eprintln!(
+                "{}: {} of {} plans differ",
+                path.display(),
+                report.mismatches.len(),
+                report.plans
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("steerd: {}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -135,6 +186,17 @@ async fn run(config: SteerConfig) -> anyhow::Result<()> {
     let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
         .context("restoring state")?;
     control.set_health_guards(config.health_guards);
+    if let Some(path) = record {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening recording {}", path.display()))?;
+        control.record_to(steer_control::Recorder::new(Box::new(
+            std::io::BufWriter::new(file),
+        )));
+        info!(path = %path.display(), "recording control-loop inputs");
+    }
 
     // Bind everything before serving, so a busy port fails startup clearly.
     let dns_addr = config.server.dns_listen;

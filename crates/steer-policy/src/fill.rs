@@ -1,0 +1,683 @@
+//! Capacity-aware placement of each service's demand (water-filling).
+//!
+//! Services are placed most important first and share one load ledger, so
+//! a lower-priority service only gets the headroom that is left. Each
+//! region's demand goes to PoPs in its preference order: first up to the
+//! target utilisation, then up to full capacity, a preference depth at a
+//! time; regions that want the same PoPs at the same depth share them in
+//! proportion to their requests, and within a region PoPs take load in
+//! proportion to their room. A failed PoP's load therefore spreads over
+//! several neighbours by headroom instead of landing on the nearest one.
+
+use std::collections::BTreeMap;
+
+use steer_types::{
+    AnswerSet, Degradation, Intents, PERMILLE, Pop, RegionId, Service, ServicePlan, Timestamp,
+    Topology, WeightedTarget, health::HealthSnapshot, health::PopHealthReport,
+};
+
+use crate::{apportion, drain_factor, overrides::apply_overrides, state_usable};
+
+pub(crate) struct Filled {
+    /// In topology order.
+    pub(crate) services: Vec<ServicePlan>,
+    /// Worst level per region (topology order) across services.
+    pub(crate) levels: Vec<Degradation>,
+}
+
+/// Indexes over the topology shared by every service.
+struct World<'a> {
+    topo: &'a Topology,
+    /// Region index of each PoP (topology order).
+    pop_region: Vec<usize>,
+    /// PoP indexes of each region.
+    region_pops: Vec<Vec<usize>>,
+    pop_index: std::collections::HashMap<&'a str, usize>,
+    /// Capacity of each PoP (reported, else configured).
+    capacity: Vec<f64>,
+    /// Preference order of regions for each region's clients.
+    pref: Vec<Vec<usize>>,
+    /// Each region and its configured fallbacks (the panic-mode scope).
+    serving: Vec<Vec<usize>>,
+}
+
+impl<'a> World<'a> {
+    fn new<'h>(topo: &'a Topology, report: &impl Fn(&Pop) -> &'h PopHealthReport) -> Self {
+        let by_id: std::collections::HashMap<&str, usize> = topo
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i))
+            .collect();
+        let region_index = |id: &RegionId| by_id.get(id.as_str()).copied();
+        let pop_region: Vec<usize> = topo
+            .pops
+            .iter()
+            .map(|p| region_index(&p.region).unwrap_or(0))
+            .collect();
+        let mut region_pops = vec![Vec::new(); topo.regions.len()];
+        for (p, &r) in pop_region.iter().enumerate() {
+            if let Some(list) = region_pops.get_mut(r) {
+                list.push(p);
+            }
+        }
+        let pop_index = topo
+            .pops
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
+            .collect();
+        let capacity = topo
+            .pops
+            .iter()
+            .map(|p| report(p).reported_capacity_rps.unwrap_or(p.capacity_rps))
+            .collect();
+        let latency = |a: usize, b: usize| -> u32 {
+            topo.policy
+                .latency_ms
+                .iter()
+                .find(|l| {
+                    (l.from == topo.regions[a].id && l.to == topo.regions[b].id)
+                        || (l.from == topo.regions[b].id && l.to == topo.regions[a].id)
+                })
+                .map_or(u32::MAX, |l| l.ms)
+        };
+        let pref = (0..topo.regions.len())
+            .map(|r| {
+                let mut order = vec![r];
+                for f in &topo.regions[r].fallback {
+                    if let Some(i) = region_index(f)
+                        && !order.contains(&i)
+                    {
+                        order.push(i);
+                    }
+                }
+                let mut rest: Vec<usize> = (0..topo.regions.len())
+                    .filter(|i| !order.contains(i))
+                    .collect();
+                // Nearest first by the latency matrix; unknown pairs last,
+                // in topology order (stable sort).
+                rest.sort_by_key(|&i| latency(r, i));
+                order.extend(rest);
+                order
+            })
+            .collect();
+        let serving = (0..topo.regions.len())
+            .map(|r| {
+                std::iter::once(r)
+                    .chain(topo.regions[r].fallback.iter().filter_map(&region_index))
+                    .collect()
+            })
+            .collect();
+        Self {
+            topo,
+            pop_region,
+            region_pops,
+            pop_index,
+            capacity,
+            pref,
+            serving,
+        }
+    }
+}
+
+/// Per-service view of which PoPs may take traffic.
+struct Candidates {
+    member: Vec<bool>,
+    /// Capacity after drains (soft drains scale it down over the ramp).
+    cap: Vec<f64>,
+    healthy: Vec<bool>,
+    /// Per region: health is ignored for its clients.
+    panic: Vec<bool>,
+}
+
+impl Candidates {
+    fn usable(&self, p: usize, panic: bool) -> bool {
+        self.member[p] && self.cap[p] > 0.0 && (self.healthy[p] || panic)
+    }
+}
+
+pub(crate) fn plan_services<'h>(
+    topo: &Topology,
+    health: &HealthSnapshot,
+    intents: &Intents,
+    report: &impl Fn(&Pop) -> &'h PopHealthReport,
+    now: Timestamp,
+) -> Filled {
+    let world = World::new(topo, report);
+    let mut load = vec![0.0; topo.pops.len()];
+    let mut levels = vec![Degradation::Normal; topo.regions.len()];
+    // Most important first; ties keep config order.
+    let mut order: Vec<usize> = (0..topo.services.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(topo.services[i].priority));
+    let mut planned: Vec<Option<ServicePlan>> = vec![None; topo.services.len()];
+    for i in order {
+        let service = &topo.services[i];
+        let cands = candidates(&world, service, intents, report, now);
+        let (plan, service_levels) =
+            plan_service(&world, service, &cands, health, intents, &mut load);
+        for (l, s) in levels.iter_mut().zip(service_levels) {
+            *l = (*l).max(s);
+        }
+        planned[i] = Some(plan);
+    }
+    Filled {
+        services: planned.into_iter().flatten().collect(),
+        levels,
+    }
+}
+
+fn candidates<'h>(
+    world: &World<'_>,
+    service: &Service,
+    intents: &Intents,
+    report: &impl Fn(&Pop) -> &'h PopHealthReport,
+    now: Timestamp,
+) -> Candidates {
+    let topo = world.topo;
+    let n = topo.pops.len();
+    let mut member = vec![false; n];
+    for id in &service.pops {
+        if let Some(&i) = world.pop_index.get(id.as_str()) {
+            member[i] = true;
+        }
+    }
+    let cap: Vec<f64> = topo
+        .pops
+        .iter()
+        .enumerate()
+        .map(|(i, p)| world.capacity[i] * drain_factor(service, p, intents, now))
+        .collect();
+    let healthy: Vec<bool> = topo
+        .pops
+        .iter()
+        .map(|p| {
+            state_usable(
+                report(p).service_state(&service.id),
+                topo.health.unknown_health,
+            )
+        })
+        .collect();
+    let threshold = topo.policy.panic_threshold;
+    let panic = (0..topo.regions.len())
+        .map(|r| {
+            if threshold <= 0.0 {
+                return false;
+            }
+            let (mut total, mut ok) = (0.0, 0.0);
+            for &region in &world.serving[r] {
+                for &p in &world.region_pops[region] {
+                    if member[p] && cap[p] > 0.0 {
+                        total += cap[p];
+                        if healthy[p] {
+                            ok += cap[p];
+                        }
+                    }
+                }
+            }
+            total > 0.0 && ok / total < threshold
+        })
+        .collect();
+    Candidates {
+        member,
+        cap,
+        healthy,
+        panic,
+    }
+}
+
+/// Demand per region (topology order) and for unmapped clients: observed
+/// if any load is reported, else the configured estimate.
+fn demand(world: &World<'_>, service: &Service, health: &HealthSnapshot) -> (Vec<f64>, f64) {
+    let topo = world.topo;
+    if let Some(observed) = health.demand.get(&service.id) {
+        let regional: Vec<f64> = topo
+            .regions
+            .iter()
+            .map(|r| observed.regional.get(&r.id).copied().unwrap_or(0.0))
+            .collect();
+        if regional.iter().sum::<f64>() + observed.global > 0.0 {
+            return (regional, observed.global);
+        }
+    }
+    let est = &service.demand_estimate;
+    let regional = topo
+        .regions
+        .iter()
+        .map(|r| est.get(r.id.as_str()).copied().unwrap_or(0.0))
+        .collect();
+    (regional, est.get("global").copied().unwrap_or(0.0))
+}
+
+/// rps placed per PoP for one answer set.
+type Placement = BTreeMap<usize, f64>;
+
+/// Pours `amount` into `pops` in proportion to their room under `limit`;
+/// returns what fit, recorded per PoP into `into`.
+fn pour(
+    amount: f64,
+    pops: &[usize],
+    limit: &dyn Fn(usize) -> f64,
+    load: &mut [f64],
+    into: &mut [(&mut Placement, f64)],
+) -> f64 {
+    let room: Vec<f64> = pops
+        .iter()
+        .map(|&p| (limit(p) - load[p]).max(0.0))
+        .collect();
+    let total_room: f64 = room.iter().sum();
+    if total_room <= 0.0 || amount <= 0.0 {
+        return 0.0;
+    }
+    let placed = amount.min(total_room);
+    let requested: f64 = into.iter().map(|(_, r)| r).sum();
+    for (k, &p) in pops.iter().enumerate() {
+        let x = placed * room[k] / total_room;
+        load[p] += x;
+        for (placement, req) in into.iter_mut() {
+            let share = if requested > 0.0 {
+                *req / requested
+            } else {
+                0.0
+            };
+            *placement.entry(p).or_default() += x * share;
+        }
+    }
+    placed
+}
+
+fn plan_service(
+    world: &World<'_>,
+    service: &Service,
+    cands: &Candidates,
+    health: &HealthSnapshot,
+    intents: &Intents,
+    load: &mut [f64],
+) -> (ServicePlan, Vec<Degradation>) {
+    let topo = world.topo;
+    let nregions = topo.regions.len();
+    let (demand, global_demand) = demand(world, service, health);
+    let target = topo.policy.target_utilisation.clamp(0.05, 1.0);
+    let pops_of = |region: usize, panic: bool| -> Vec<usize> {
+        world.region_pops[region]
+            .iter()
+            .copied()
+            .filter(|&p| cands.usable(p, panic))
+            .collect()
+    };
+
+    let mut placements: Vec<Placement> = vec![Placement::new(); nregions];
+    let mut remaining = demand.clone();
+    let mut shed = vec![0.0; nregions];
+    // Phase 1 up to target utilisation, phase 2 up to full capacity.
+    for phase_limit in [target, 1.0] {
+        let limit = |p: usize| cands.cap[p] * phase_limit;
+        for depth in 0..nregions {
+            if remaining.iter().all(|x| *x <= 1e-9) {
+                break;
+            }
+            // Group requesters by (region asked, panic) so they share fairly.
+            let mut groups: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
+            for (r, left) in remaining.iter().enumerate() {
+                if *left > 1e-9
+                    && let Some(&t) = world.pref[r].get(depth)
+                {
+                    groups.entry((t, cands.panic[r])).or_default().push(r);
+                }
+            }
+            for ((t, panic), requesters) in groups {
+                let pops = pops_of(t, panic);
+                let asked: f64 = requesters.iter().map(|&r| remaining[r]).sum();
+                let mut split: Vec<(usize, Placement)> =
+                    requesters.iter().map(|&r| (r, Placement::new())).collect();
+                let placed = {
+                    let mut into: Vec<(&mut Placement, f64)> = split
+                        .iter_mut()
+                        .map(|(r, pl)| (pl, remaining[*r]))
+                        .collect();
+                    pour(asked, &pops, &limit, load, &mut into)
+                };
+                for (r, pl) in split {
+                    let got = if asked > 0.0 {
+                        placed * remaining[r] / asked
+                    } else {
+                        0.0
+                    };
+                    remaining[r] -= got;
+                    for (p, x) in pl {
+                        *placements[r].entry(p).or_default() += x;
+                    }
+                }
+            }
+        }
+    }
+    // Phase 3: what still does not fit is spread by capacity over every
+    // candidate in preference order's reach (all of them): overload.
+    for r in 0..nregions {
+        if remaining[r] > 1e-9 {
+            let pops: Vec<usize> = (0..topo.pops.len())
+                .filter(|&p| cands.usable(p, cands.panic[r]))
+                .collect();
+            let total: f64 = pops.iter().map(|&p| cands.cap[p]).sum();
+            if total > 0.0 {
+                for &p in &pops {
+                    let x = remaining[r] * cands.cap[p] / total;
+                    load[p] += x;
+                    *placements[r].entry(p).or_default() += x;
+                }
+                shed[r] = remaining[r];
+                remaining[r] = 0.0;
+            }
+        }
+    }
+
+    // Unmapped clients: spread over every candidate by room, then capacity.
+    let mut global_placement = Placement::new();
+    if global_demand > 0.0 {
+        let all: Vec<usize> = (0..topo.pops.len())
+            .filter(|&p| cands.usable(p, false))
+            .collect();
+        let mut left = global_demand;
+        for phase_limit in [target, 1.0] {
+            let limit = |p: usize| cands.cap[p] * phase_limit;
+            let mut into = vec![(&mut global_placement, left)];
+            left -= pour(left, &all, &limit, load, &mut into);
+        }
+        let total: f64 = all.iter().map(|&p| cands.cap[p]).sum();
+        if left > 1e-9 && total > 0.0 {
+            for &p in &all {
+                let x = left * cands.cap[p] / total;
+                load[p] += x;
+                *global_placement.entry(p).or_default() += x;
+            }
+        }
+    }
+
+    let mut levels = vec![Degradation::Normal; nregions];
+    let regional = (0..nregions)
+        .map(|r| {
+            let region_id = topo.regions[r].id.clone();
+            let (set, level) = if demand[r] > 0.0 && !placements[r].is_empty() {
+                placed_set(
+                    world,
+                    service,
+                    cands,
+                    intents,
+                    r,
+                    &placements[r],
+                    demand[r],
+                    shed[r],
+                )
+            } else {
+                capacity_set(world, service, cands, intents, r)
+            };
+            levels[r] = level;
+            AnswerSet {
+                region: Some(region_id),
+                ..set
+            }
+        })
+        .collect();
+    let global = if global_demand > 0.0 && !global_placement.is_empty() {
+        let targets = targets_from(world, intents, &global_placement);
+        let (targets, note) = targets;
+        AnswerSet {
+            region: None,
+            targets,
+            reason: format!(
+                "{} rps from unmapped clients spread by headroom{note}",
+                global_demand.round() as u64
+            ),
+            demand_rps: global_demand,
+        }
+    } else {
+        global_capacity_set(world, service, cands, intents)
+    };
+    (
+        ServicePlan {
+            id: service.id.clone(),
+            fqdn: service.fqdn.clone(),
+            ttl: service.ttl,
+            max_records: service.max_records,
+            regional,
+            global,
+        },
+        levels,
+    )
+}
+
+/// Targets with weights from a placement; applies overrides.
+fn targets_from(
+    world: &World<'_>,
+    intents: &Intents,
+    placement: &Placement,
+) -> (Vec<WeightedTarget>, String) {
+    let pops: Vec<usize> = placement
+        .iter()
+        .filter(|(_, x)| **x > 0.0)
+        .map(|(p, _)| *p)
+        .collect();
+    let shares: Vec<f64> = pops.iter().map(|p| placement[p]).collect();
+    weighted(world, intents, &pops, &shares)
+}
+
+fn weighted(
+    world: &World<'_>,
+    intents: &Intents,
+    pops: &[usize],
+    shares: &[f64],
+) -> (Vec<WeightedTarget>, String) {
+    let topo = world.topo;
+    let mut weights = apportion(shares);
+    let pinned: Vec<(usize, u32)> = pops
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &p)| {
+            intents
+                .override_for(&topo.pops[p].id)
+                .map(|o| (k, o.weight.min(PERMILLE)))
+        })
+        .collect();
+    let mut note = String::new();
+    if !pinned.is_empty() {
+        weights = apply_overrides(&weights, &pinned);
+        let names: Vec<String> = pinned
+            .iter()
+            .map(|&(k, w)| format!("{}={}‰", topo.pops[pops[k]].id, w))
+            .collect();
+        note = format!("; weight override {}", names.join(", "));
+    }
+    let targets = pops
+        .iter()
+        .zip(weights)
+        .filter(|(_, w)| *w > 0)
+        .map(|(&p, weight)| {
+            let pop = &topo.pops[p];
+            WeightedTarget {
+                pop: pop.id.clone(),
+                weight,
+                ipv4: pop.ipv4,
+                ipv6: pop.ipv6,
+            }
+        })
+        .collect();
+    (targets, note)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn placed_set(
+    world: &World<'_>,
+    service: &Service,
+    cands: &Candidates,
+    intents: &Intents,
+    r: usize,
+    placement: &Placement,
+    demand: f64,
+    shed: f64,
+) -> (AnswerSet, Degradation) {
+    let topo = world.topo;
+    let (targets, note) = targets_from(world, intents, placement);
+    let outside: f64 = placement
+        .iter()
+        .filter(|(p, _)| world.pop_region[**p] != r)
+        .map(|(_, x)| x)
+        .sum();
+    let level = if cands.panic[r] {
+        Degradation::Panic
+    } else if shed > 0.0 {
+        Degradation::Shed
+    } else if outside > 1e-6 {
+        Degradation::Spill
+    } else {
+        Degradation::Normal
+    };
+    let mut reason = format!(
+        "{:.0} rps water-filled to {:.0}% target",
+        demand,
+        topo.policy.target_utilisation * 100.0
+    );
+    if outside > 1e-6 {
+        reason.push_str(&format!(
+            "; {outside:.0} rps spilled out of {}",
+            topo.regions[r].id
+        ));
+    }
+    if shed > 0.0 {
+        reason.push_str(&format!(
+            "; {shed:.0} rps over capacity (priority {} service shed)",
+            service.priority
+        ));
+    }
+    if cands.panic[r] {
+        reason.push_str("; PANIC: healthy share below threshold, health ignored");
+    }
+    reason.push_str(&note);
+    (
+        AnswerSet {
+            region: None,
+            targets,
+            reason,
+            demand_rps: demand,
+        },
+        level,
+    )
+}
+
+/// Without demand figures: the first region in preference order with
+/// candidates serves, by capacity.
+fn capacity_set(
+    world: &World<'_>,
+    service: &Service,
+    cands: &Candidates,
+    intents: &Intents,
+    r: usize,
+) -> (AnswerSet, Degradation) {
+    let topo = world.topo;
+    let panic = cands.panic[r];
+    for &t in &world.pref[r] {
+        let pops: Vec<usize> = world.region_pops[t]
+            .iter()
+            .copied()
+            .filter(|&p| cands.usable(p, panic))
+            .collect();
+        if pops.is_empty() {
+            continue;
+        }
+        let shares: Vec<f64> = pops.iter().map(|&p| cands.cap[p]).collect();
+        let (targets, note) = weighted(world, intents, &pops, &shares);
+        let (mut reason, level) = if t == r {
+            (
+                format!("{} usable PoP(s) in own region", pops.len()),
+                Degradation::Normal,
+            )
+        } else {
+            (
+                format!(
+                    "no usable PoP in {}: spilled to {}",
+                    topo.regions[r].id, topo.regions[t].id
+                ),
+                Degradation::Spill,
+            )
+        };
+        let level = if panic {
+            reason.push_str("; PANIC: healthy share below threshold, health ignored");
+            Degradation::Panic
+        } else {
+            level
+        };
+        reason.push_str(&note);
+        return (
+            AnswerSet {
+                region: None,
+                targets,
+                reason,
+                demand_rps: 0.0,
+            },
+            level,
+        );
+    }
+    (fail_static(world, service, cands), Degradation::Panic)
+}
+
+fn global_capacity_set(
+    world: &World<'_>,
+    service: &Service,
+    cands: &Candidates,
+    intents: &Intents,
+) -> AnswerSet {
+    let pops: Vec<usize> = (0..world.topo.pops.len())
+        .filter(|&p| cands.usable(p, false))
+        .collect();
+    if pops.is_empty() {
+        return fail_static(world, service, cands);
+    }
+    let shares: Vec<f64> = pops.iter().map(|&p| cands.cap[p]).collect();
+    let (targets, note) = weighted(world, intents, &pops, &shares);
+    AnswerSet {
+        region: None,
+        targets,
+        reason: format!("{} usable PoP(s), weighted by capacity{note}", pops.len()),
+        demand_rps: 0.0,
+    }
+}
+
+/// No candidate anywhere: serve every undrained member (or, if the
+/// operator drained all of them, every member) rather than nothing.
+fn fail_static(world: &World<'_>, service: &Service, cands: &Candidates) -> AnswerSet {
+    let topo = world.topo;
+    let members: Vec<usize> = (0..topo.pops.len()).filter(|&p| cands.member[p]).collect();
+    let undrained: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&p| cands.cap[p] > 0.0)
+        .collect();
+    let (pops, reason) = if undrained.is_empty() {
+        (
+            members,
+            "every PoP is drained: ignoring drains rather than answering nothing",
+        )
+    } else {
+        (
+            undrained,
+            "no healthy PoP anywhere: health signal distrusted, serving all undrained PoPs (fail static)",
+        )
+    };
+    let shares: Vec<f64> = pops.iter().map(|&p| world.capacity[p].max(1.0)).collect();
+    let weights = apportion(&shares);
+    let _ = service;
+    AnswerSet {
+        region: None,
+        targets: pops
+            .iter()
+            .zip(weights)
+            .map(|(&p, weight)| WeightedTarget {
+                pop: topo.pops[p].id.clone(),
+                weight,
+                ipv4: topo.pops[p].ipv4,
+                ipv6: topo.pops[p].ipv6,
+            })
+            .collect(),
+        reason: reason.to_owned(),
+        demand_rps: 0.0,
+    }
+}

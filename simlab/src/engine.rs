@@ -1,0 +1,648 @@
+//! The simulation: a world of PoPs and resolvers on a simulated clock,
+//! driving the real control loop (health aggregation, policy, plan
+//! publication) and the real DNS answer function.
+//!
+//! Deterministic for a seed: all randomness comes from one xorshift
+//! generator, time from the step counter, and iteration orders are fixed.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr},
+    sync::Arc,
+    time::Duration,
+};
+
+use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
+use serde::Serialize;
+use steer_api::{ApiCommand, DrainCommand};
+use steer_control::{ControlLoop, MemStore, ReplayClock};
+use steer_dns::{ClientInfo, DnsView, Question};
+use steer_health::{Observation, ObservedReport};
+use steer_store::{PersistedState, StateStore, StoreError};
+use steer_types::{
+    AnnounceState, DrainMode, DrainScope, Plan, PopId, Timestamp, Topology, audit::AuditEntry,
+};
+
+use crate::{
+    naive,
+    scenario::{Curve, Fault, Scenario},
+};
+
+/// Simulated wall clock starts here (fixed, for byte-identical traces).
+const EPOCH_MS: i64 = 1_700_000_000_000;
+
+/// xorshift64*: tiny, seeded, good enough for jitter and sampling.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+/// A store shared with the engine, so a simulated restart can read what
+/// the dead control loop persisted.
+#[derive(Clone, Default)]
+struct SharedStore(Arc<MemStore>);
+
+impl StateStore for SharedStore {
+    fn load(&self) -> Result<Option<PersistedState>, StoreError> {
+        self.0.load()
+    }
+    fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
+        self.0.save(state)
+    }
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.0.append_audit(entry)
+    }
+    fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.0.read_audit(limit)
+    }
+}
+
+struct Resolver {
+    region: Option<usize>,
+    addr: Ipv4Addr,
+    holds: bool,
+    answer: Vec<usize>,
+    expires_ms: u64,
+}
+
+/// One second (or step) of the trace.
+#[derive(Debug, Serialize)]
+pub(crate) struct StepRecord {
+    pub(crate) t_s: f64,
+    pub(crate) plan_version: u64,
+    pub(crate) demand_rps: f64,
+    /// Offered load per PoP (topology order).
+    pub(crate) load_rps: Vec<f64>,
+    pub(crate) utilisation: Vec<f64>,
+    pub(crate) unserved_rps: f64,
+    pub(crate) overloaded_rps: f64,
+    /// Fewest PoPs announcing any prefix.
+    pub(crate) min_announced: usize,
+    pub(crate) answer_changes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FaultResult {
+    pub(crate) kind: String,
+    pub(crate) at_s: u64,
+    pub(crate) targets: Vec<String>,
+    /// Until the plan stopped sending new clients to the targets.
+    pub(crate) time_to_detect_s: Option<f64>,
+    /// Until less than 1% of demand still reached a dead target.
+    pub(crate) time_to_mitigate_s: Option<f64>,
+}
+
+pub(crate) struct Outcome {
+    pub(crate) pops: Vec<String>,
+    pub(crate) steps: Vec<StepRecord>,
+    pub(crate) faults: Vec<FaultResult>,
+    pub(crate) rails_fired: usize,
+    pub(crate) max_weight_change_per_step: u32,
+    pub(crate) plans: usize,
+}
+
+enum Planner {
+    Steer(Box<ControlLoop>),
+    Naive(Box<naive::Naive>),
+    /// Control plane down: data plane keeps the last plan.
+    Down {
+        until_ms: u64,
+    },
+}
+
+pub(crate) fn run(
+    scenario: &Scenario,
+    topology: Topology,
+    zones: Vec<steer_types::Zone>,
+) -> anyhow::Result<Outcome> {
+    let mut topology = topology;
+    if let Some(share) = scenario.world.min_announce_share {
+        topology.policy.min_announce_share = share;
+    }
+    let topology = Arc::new(topology);
+    let npops = topology.pops.len();
+    let nregions = topology.regions.len();
+    let service = topology
+        .services
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the world needs at least one service"))?
+        .clone();
+    let fqdn = LowerName::new(&Name::from_ascii(&service.fqdn)?);
+    let mut rng = Rng::new(scenario.seed);
+    let clock = ReplayClock::default();
+    let store = SharedStore::default();
+    clock.set(Timestamp(EPOCH_MS));
+
+    let new_loop = |store: &SharedStore| -> anyhow::Result<Box<ControlLoop>> {
+        let (mut c, _h) = ControlLoop::new(
+            topology.clone(),
+            Box::new(store.clone()),
+            Box::new(clock.clone()),
+        )?;
+        if scenario.world.correlated_failure_guard == Some(false) {
+            let mut guards = steer_types::health_guard::HealthGuards::default();
+            guards.correlation.enabled = false;
+            c.set_health_guards(guards);
+        }
+        Ok(Box::new(c))
+    };
+    let mut planner = if scenario.policy == "naive" {
+        Planner::Naive(Box::new(naive::Naive::new(topology.clone())))
+    } else {
+        Planner::Steer(new_loop(&store)?)
+    };
+    let mut plan: Arc<Plan> = match &mut planner {
+        Planner::Steer(c) => c.plan(),
+        Planner::Naive(n) => n.plan(Timestamp(EPOCH_MS)),
+        Planner::Down { .. } => unreachable_plan(),
+    };
+    let mut view = DnsView::compile(&zones, &topology.client_networks, &plan, 1232)?;
+
+    // Resolvers: `per_region` /24s inside each region's first IPv4 network,
+    // plus as many unmapped ones (198.18.x.0/24) for global demand.
+    let mut resolvers = Vec::new();
+    for r in 0..=nregions {
+        let base = if r < nregions {
+            topology
+                .client_networks
+                .iter()
+                .find(|n| n.region == topology.regions[r].id && n.prefix.addr().is_ipv4())
+                .and_then(|n| match n.prefix.addr() {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+        } else {
+            Some(Ipv4Addr::new(198, 18, 0, 0))
+        };
+        let Some(base) = base else { continue };
+        for i in 0..scenario.resolvers.per_region {
+            let offset = u32::try_from(i).unwrap_or(0) << 8;
+            resolvers.push(Resolver {
+                region: (r < nregions).then_some(r),
+                addr: Ipv4Addr::from(u32::from(base) + offset),
+                holds: (rng.below(1000) as f64) < scenario.resolvers.ignore_ttl_share * 1000.0,
+                answer: Vec::new(),
+                // Spread first queries over the first TTL.
+                expires_ms: rng.below(u64::from(service.ttl) * 1000),
+            });
+        }
+    }
+    let by_ip: BTreeMap<Ipv4Addr, usize> = topology
+        .pops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.ipv4.map(|a| (a, i)))
+        .collect();
+
+    // Fault targets, resolved once with the seeded generator.
+    let targets: Vec<Vec<usize>> = scenario
+        .faults
+        .iter()
+        .map(|f| resolve_targets(f, &topology, &mut rng))
+        .collect();
+
+    let step_ms = scenario.step_ms;
+    let total_ms = scenario.duration_s * 1000;
+    let mut last_load = vec![0.0; npops];
+    let mut next_report_ms = 0;
+    let mut steps = Vec::new();
+    let mut plans = 1;
+    let mut rails: BTreeSet<String> = BTreeSet::new();
+    let mut max_change = 0u32;
+    let mut detect: Vec<Option<f64>> = vec![None; scenario.faults.len()];
+    let mut mitigate: Vec<Option<f64>> = vec![None; scenario.faults.len()];
+    let mut fired_commands = vec![false; scenario.faults.len()];
+
+    let mut t_ms = 0;
+    while t_ms < total_ms {
+        let now = Timestamp(EPOCH_MS + i64::try_from(t_ms).unwrap_or(i64::MAX));
+        clock.set(now);
+        let active = |i: usize| {
+            let f = &scenario.faults[i];
+            let start = f.at_s * 1000;
+            let end = f.duration_s.map_or(u64::MAX, |d| start + d * 1000);
+            (start..end).contains(&t_ms)
+        };
+
+        // The truth this step, and what agents will say.
+        let mut truly_up = vec![true; npops];
+        let mut says_up = vec![true; npops];
+        let mut silent = vec![false; npops];
+        let mut cap_factor = vec![1.0; npops];
+        for (i, f) in scenario.faults.iter().enumerate() {
+            if !active(i) {
+                continue;
+            }
+            for &p in &targets[i] {
+                match f.kind.as_str() {
+                    "pop_down" => {
+                        truly_up[p] = false;
+                        says_up[p] = false;
+                    }
+                    "flap" => {
+                        let half = f.period_s.unwrap_or(10).max(1) * 1000;
+                        let down = ((t_ms - f.at_s * 1000) / half) % 2 == 0;
+                        truly_up[p] = !down;
+                        says_up[p] = !down;
+                    }
+                    "agent_silence" => silent[p] = true,
+                    "correlated_self_report" => says_up[p] = false,
+                    "capacity_loss" => cap_factor[p] = f.capacity_factor.unwrap_or(0.5),
+                    _ => {}
+                }
+            }
+        }
+
+        // Operator faults and control-plane restarts happen once, at start.
+        for (i, f) in scenario.faults.iter().enumerate() {
+            if fired_commands[i] || t_ms < f.at_s * 1000 {
+                continue;
+            }
+            fired_commands[i] = true;
+            match f.kind.as_str() {
+                "drain" | "drain_storm" => {
+                    if let Planner::Steer(c) = &mut planner {
+                        for &p in &targets[i] {
+                            let (reply, mut rx) = tokio::sync::oneshot::channel();
+                            c.step_command(ApiCommand::Drain {
+                                cmd: DrainCommand {
+                                    scope: DrainScope::Pop {
+                                        pop: topology.pops[p].id.clone(),
+                                    },
+                                    mode: if f.mode.as_deref() == Some("soft") {
+                                        DrainMode::Soft
+                                    } else {
+                                        DrainMode::Hard
+                                    },
+                                    ramp: Duration::from_secs(f.ramp_s.unwrap_or(0)),
+                                    expires_in: f.duration_s.map(Duration::from_secs),
+                                    reason: format!("simlab {}", f.kind),
+                                    principal: "simlab".into(),
+                                    dry_run: false,
+                                    force: f.force,
+                                },
+                                reply,
+                            });
+                            if let Ok(Err(refused)) = rx.try_recv() {
+                                rails.insert(format!(
+                                    "t={}s drain of {} refused: {refused}",
+                                    t_ms / 1000,
+                                    topology.pops[p].id
+                                ));
+                            }
+                        }
+                    }
+                }
+                "control_restart" => {
+                    if matches!(planner, Planner::Steer(_)) {
+                        planner = Planner::Down {
+                            until_ms: t_ms + f.duration_s.unwrap_or(10) * 1000,
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        // Agents report; the control plane plans.
+        if t_ms >= next_report_ms {
+            next_report_ms = t_ms + scenario.world.report_interval_ms;
+            let batch: Vec<ObservedReport> = (0..npops)
+                .filter(|&p| !silent[p])
+                .map(|p| ObservedReport {
+                    pop: topology.pops[p].id.clone(),
+                    services: vec![(
+                        service.id.clone(),
+                        if says_up[p] {
+                            Observation::Up
+                        } else {
+                            Observation::Down
+                        },
+                    )],
+                    load_rps: last_load[p],
+                    capacity_rps: Some(topology.pops[p].capacity_rps * cap_factor[p]),
+                    evidence: if says_up[p] {
+                        "probe ok"
+                    } else {
+                        "probe failed"
+                    }
+                    .into(),
+                    load: Default::default(),
+                    peers: Vec::new(),
+                })
+                .collect();
+            match &mut planner {
+                Planner::Steer(c) => c.step_reports(&batch),
+                Planner::Naive(n) => n.observe(&batch, now),
+                Planner::Down { .. } => {}
+            }
+        }
+        if let Planner::Down { until_ms } = planner
+            && t_ms >= until_ms
+        {
+            // Restarted: intents come back from the store, health starts over.
+            planner = Planner::Steer(new_loop(&store)?);
+        }
+        let next_plan = match &mut planner {
+            Planner::Steer(c) => {
+                c.step_tick();
+                Some(c.plan())
+            }
+            Planner::Naive(n) => Some(n.plan(now)),
+            Planner::Down { .. } => None,
+        };
+        if let Some(next) = next_plan
+            && next.body != plan.body
+        {
+            max_change = max_change.max(weight_change(&plan, &next));
+            for r in &next.body.rails {
+                rails.insert(r.clone());
+            }
+            for a in &next.body.announcements {
+                if a.reason.starts_with("min-announce rail") {
+                    rails.insert(format!("min-announce rail kept {} {}", a.pop, a.prefix));
+                }
+            }
+            view = DnsView::compile(&zones, &topology.client_networks, &next, 1232)?;
+            plan = next;
+            plans += 1;
+        }
+
+        // Resolvers refresh expired answers; clients send demand.
+        let demand_of = |region: Option<usize>| -> f64 {
+            let key = region.map_or("global", |r| topology.regions[r].id.as_str());
+            let base = scenario.world.demand_rps.get(key).copied().unwrap_or(0.0);
+            base * curve_factor(&scenario.world.curve, t_ms, key)
+        };
+        let mut counts: BTreeMap<Option<usize>, usize> = BTreeMap::new();
+        for r in &resolvers {
+            *counts.entry(r.region).or_default() += 1;
+        }
+        let mut offered = vec![0.0; npops];
+        let mut changes = 0;
+        let mut demand_total = 0.0;
+        for res in &mut resolvers {
+            if t_ms >= res.expires_ms {
+                let info = if scenario.resolvers.ecs {
+                    ClientInfo {
+                        addr: IpAddr::V4(res.addr),
+                        source_prefix: 24,
+                        from_ecs: true,
+                    }
+                } else {
+                    ClientInfo::resolver(IpAddr::V4(res.addr))
+                };
+                let q = Question {
+                    name: &fqdn,
+                    qtype: RecordType::A,
+                    qclass: DNSClass::IN,
+                };
+                let answer: Vec<usize> = steer_dns::answer(&view, &q, &info)
+                    .answers
+                    .iter()
+                    .filter_map(|rec| match &rec.data {
+                        RData::A(a) => by_ip.get(&a.0).copied(),
+                        _ => None,
+                    })
+                    .collect();
+                if answer != res.answer {
+                    changes += 1;
+                }
+                res.answer = answer;
+                let hold = if res.holds {
+                    scenario.resolvers.hold_s.max(u64::from(service.ttl))
+                } else {
+                    u64::from(service.ttl)
+                };
+                res.expires_ms = t_ms + hold * 1000;
+            }
+            let n = counts.get(&res.region).copied().unwrap_or(1).max(1);
+            let d = demand_of(res.region) / n as f64;
+            demand_total += d;
+            if !res.answer.is_empty() {
+                let share = d / res.answer.len() as f64;
+                for &p in &res.answer {
+                    offered[p] += share;
+                }
+            }
+        }
+
+        let mut unserved = 0.0;
+        let mut overloaded = 0.0;
+        let mut utilisation = vec![0.0; npops];
+        for p in 0..npops {
+            let cap = topology.pops[p].capacity_rps * cap_factor[p];
+            if !truly_up[p] {
+                unserved += offered[p];
+                utilisation[p] = 0.0;
+                last_load[p] = 0.0;
+                continue;
+            }
+            overloaded += (offered[p] - cap).max(0.0);
+            utilisation[p] = if cap > 0.0 { offered[p] / cap } else { 0.0 };
+            last_load[p] = offered[p];
+        }
+
+        // Fault detection and mitigation times.
+        for (i, f) in scenario.faults.iter().enumerate() {
+            if !matches!(
+                f.kind.as_str(),
+                "pop_down" | "flap" | "drain" | "drain_storm"
+            ) || targets[i].is_empty()
+            {
+                continue;
+            }
+            let since = t_ms.saturating_sub(f.at_s * 1000) as f64 / 1000.0;
+            if t_ms < f.at_s * 1000 {
+                continue;
+            }
+            if detect[i].is_none()
+                && targets[i]
+                    .iter()
+                    .all(|&p| !in_any_regional_set(&plan, &topology.pops[p].id))
+            {
+                detect[i] = Some(since);
+            }
+            let to_targets: f64 = targets[i].iter().map(|&p| offered[p]).sum();
+            if mitigate[i].is_none() && (demand_total <= 0.0 || to_targets / demand_total < 0.01) {
+                mitigate[i] = Some(since);
+            }
+        }
+
+        let min_announced = min_announced(&plan);
+        if t_ms % 1000 == 0 {
+            steps.push(StepRecord {
+                t_s: t_ms as f64 / 1000.0,
+                plan_version: plan.version,
+                demand_rps: demand_total,
+                load_rps: offered.iter().map(|x| (x * 10.0).round() / 10.0).collect(),
+                utilisation: utilisation
+                    .iter()
+                    .map(|x| (x * 1000.0).round() / 1000.0)
+                    .collect(),
+                unserved_rps: (unserved * 10.0).round() / 10.0,
+                overloaded_rps: (overloaded * 10.0).round() / 10.0,
+                min_announced,
+                answer_changes: changes,
+            });
+        }
+        t_ms += step_ms;
+    }
+
+    Ok(Outcome {
+        pops: topology.pops.iter().map(|p| p.id.to_string()).collect(),
+        steps,
+        faults: scenario
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| FaultResult {
+                kind: f.kind.clone(),
+                at_s: f.at_s,
+                targets: targets[i]
+                    .iter()
+                    .map(|&p| topology.pops[p].id.to_string())
+                    .collect(),
+                time_to_detect_s: detect[i],
+                time_to_mitigate_s: mitigate[i],
+            })
+            .collect(),
+        rails_fired: rails.len(),
+        max_weight_change_per_step: max_change,
+        plans,
+    })
+}
+
+/// Only reached if a scenario could start with the control plane down,
+/// which `run` never does.
+fn unreachable_plan() -> Arc<Plan> {
+    Arc::new(Plan {
+        version: 0,
+        computed_at: Timestamp(EPOCH_MS),
+        body: steer_types::PlanBody {
+            services: vec![],
+            pops: vec![],
+            regions: vec![],
+            announcements: vec![],
+            rails: vec![],
+        },
+    })
+}
+
+fn curve_factor(curve: &Curve, t_ms: u64, region: &str) -> f64 {
+    match curve {
+        Curve::Flat => 1.0,
+        Curve::Diurnal {
+            amplitude,
+            period_s,
+        } => {
+            let phase = t_ms as f64 / 1000.0 / (*period_s).max(1) as f64;
+            1.0 + amplitude * (2.0 * std::f64::consts::PI * phase).sin()
+        }
+        Curve::Flash {
+            at_s,
+            duration_s,
+            factor,
+            region: only,
+        } => {
+            let on = (at_s * 1000..(at_s + duration_s) * 1000).contains(&t_ms);
+            if on && only.as_deref().is_none_or(|r| r == region) {
+                *factor
+            } else {
+                1.0
+            }
+        }
+    }
+}
+
+fn resolve_targets(f: &Fault, topology: &Topology, rng: &mut Rng) -> Vec<usize> {
+    let n = topology.pops.len();
+    if f.kind == "control_restart" {
+        return Vec::new();
+    }
+    if let Some(t) = &f.target {
+        if t == "all" {
+            return (0..n).collect();
+        }
+        return t
+            .split(',')
+            .filter_map(|id| {
+                topology
+                    .pops
+                    .iter()
+                    .position(|p| p.id.as_str() == id.trim())
+            })
+            .collect();
+    }
+    let count = match (f.count, f.percent) {
+        (Some(c), _) => c.min(n),
+        (None, Some(pct)) => ((pct / 100.0) * n as f64).round() as usize,
+        (None, None) => 1,
+    };
+    // A seeded shuffle, then the first `count`, in topology order.
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        idx.swap(i, j);
+    }
+    let mut chosen: Vec<usize> = idx.into_iter().take(count).collect();
+    chosen.sort_unstable();
+    chosen
+}
+
+fn in_any_regional_set(plan: &Plan, pop: &PopId) -> bool {
+    plan.body.services.iter().any(|s| {
+        s.regional
+            .iter()
+            .any(|set| set.targets.iter().any(|t| &t.pop == pop))
+    })
+}
+
+fn min_announced(plan: &Plan) -> usize {
+    let mut per_prefix: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &plan.body.announcements {
+        let e = per_prefix.entry(a.prefix.to_string()).or_default();
+        if a.state != AnnounceState::Withdraw {
+            *e += 1;
+        }
+    }
+    per_prefix.values().copied().min().unwrap_or(0)
+}
+
+/// Largest weight change of any PoP in any answer set between two plans.
+fn weight_change(a: &Plan, b: &Plan) -> u32 {
+    let mut max = 0;
+    for (sa, sb) in a.body.services.iter().zip(&b.body.services) {
+        for (x, y) in sa
+            .regional
+            .iter()
+            .chain([&sa.global])
+            .zip(sb.regional.iter().chain([&sb.global]))
+        {
+            let pops: BTreeSet<&PopId> =
+                x.targets.iter().chain(&y.targets).map(|t| &t.pop).collect();
+            for p in pops {
+                let w = |s: &steer_types::AnswerSet| {
+                    s.targets
+                        .iter()
+                        .find(|t| &t.pop == p)
+                        .map_or(0, |t| t.weight)
+                };
+                max = max.max(w(x).abs_diff(w(y)));
+            }
+        }
+    }
+    max
+}

@@ -1,0 +1,332 @@
+//! Summaries, expectations, the JSON report and the SVG chart.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::{
+    engine::{FaultResult, Outcome, StepRecord},
+    scenario::{Expect, Scenario},
+};
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary {
+    pub(crate) scenario: String,
+    pub(crate) description: String,
+    pub(crate) policy: String,
+    pub(crate) seed: u64,
+    pub(crate) duration_s: u64,
+    pub(crate) plans: usize,
+    pub(crate) demand_total: f64,
+    pub(crate) unserved_share: f64,
+    pub(crate) overloaded_share: f64,
+    pub(crate) peak_utilisation: f64,
+    pub(crate) peak_utilisation_by_pop: Vec<(String, f64)>,
+    pub(crate) answer_churn: usize,
+    pub(crate) min_announced: usize,
+    pub(crate) max_weight_change_per_step: u32,
+    pub(crate) rails_fired: usize,
+    pub(crate) faults: Vec<FaultResult>,
+    /// FNV-1a of the step trace: same scenario + seed → same hash.
+    pub(crate) trace_hash: String,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Report<'a> {
+    pub(crate) summary: &'a Summary,
+    pub(crate) failed_expectations: &'a [String],
+    pub(crate) pops: &'a [String],
+    pub(crate) steps: &'a [StepRecord],
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub(crate) fn summarise(
+    scenario: &Scenario,
+    out: Outcome,
+) -> (Summary, Vec<StepRecord>, Vec<String>) {
+    let demand: f64 = out.steps.iter().map(|s| s.demand_rps).sum();
+    let unserved: f64 = out.steps.iter().map(|s| s.unserved_rps).sum();
+    let overloaded: f64 = out.steps.iter().map(|s| s.overloaded_rps).sum();
+    let share = |x: f64| if demand > 0.0 { x / demand } else { 0.0 };
+    let peaks: Vec<(String, f64)> = out
+        .pops
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let peak = out
+                .steps
+                .iter()
+                .map(|s| s.utilisation.get(i).copied().unwrap_or(0.0))
+                .fold(0.0, f64::max);
+            (p.clone(), peak)
+        })
+        .collect();
+    let trace = serde_json::to_vec(&out.steps).unwrap_or_default();
+    let summary = Summary {
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        policy: scenario.policy.clone(),
+        seed: scenario.seed,
+        duration_s: scenario.duration_s,
+        plans: out.plans,
+        demand_total: demand,
+        unserved_share: share(unserved),
+        overloaded_share: share(overloaded),
+        peak_utilisation: peaks.iter().map(|(_, x)| *x).fold(0.0, f64::max),
+        peak_utilisation_by_pop: peaks,
+        answer_churn: out.steps.iter().map(|s| s.answer_changes).sum(),
+        min_announced: out.steps.iter().map(|s| s.min_announced).min().unwrap_or(0),
+        max_weight_change_per_step: out.max_weight_change_per_step,
+        rails_fired: out.rails_fired,
+        faults: out.faults,
+        trace_hash: format!("{:016x}", fnv(&trace)),
+    };
+    (summary, out.steps, out.pops)
+}
+
+/// Every expectation that does not hold, as a sentence.
+pub(crate) fn check(expect: &Expect, s: &Summary) -> Vec<String> {
+    let mut failed = Vec::new();
+    for (what, got, max) in [
+        (
+            "unserved_share",
+            s.unserved_share,
+            expect.max_unserved_share,
+        ),
+        (
+            "overloaded_share",
+            s.overloaded_share,
+            expect.max_overloaded_share,
+        ),
+        (
+            "peak_utilisation",
+            s.peak_utilisation,
+            expect.max_peak_utilisation,
+        ),
+        (
+            "max_weight_change_per_step",
+            f64::from(s.max_weight_change_per_step),
+            expect.max_weight_change_per_step.map(f64::from),
+        ),
+    ] {
+        if let Some(max) = max
+            && got > max
+        {
+            failed.push(format!("{what} = {got:.4}, expected <= {max}"));
+        }
+    }
+    if let Some(min) = expect.min_peak_utilisation
+        && s.peak_utilisation < min
+    {
+        failed.push(format!(
+            "peak_utilisation = {:.4}, expected >= {min}",
+            s.peak_utilisation
+        ));
+    }
+    for f in &s.faults {
+        let name = format!("{} at {}s", f.kind, f.at_s);
+        if let Some(max) = expect.max_time_to_detect_s {
+            match f.time_to_detect_s {
+                Some(t) if t <= max => {}
+                Some(t) => {
+                    failed.push(format!("{name}: time_to_detect_s = {t}, expected <= {max}"))
+                }
+                None if matches!(
+                    f.kind.as_str(),
+                    "pop_down" | "flap" | "drain" | "drain_storm"
+                ) =>
+                {
+                    failed.push(format!("{name}: never detected, expected within {max}s"));
+                }
+                None => {}
+            }
+        }
+        if let Some(max) = expect.max_time_to_mitigate_s {
+            match f.time_to_mitigate_s {
+                Some(t) if t <= max => {}
+                Some(t) => failed.push(format!(
+                    "{name}: time_to_mitigate_s = {t}, expected <= {max}"
+                )),
+                None if f.kind == "pop_down" => {
+                    failed.push(format!("{name}: never mitigated, expected within {max}s"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let Some(min) = expect.min_announced
+        && s.min_announced < min
+    {
+        failed.push(format!(
+            "min_announced = {}, expected >= {min}",
+            s.min_announced
+        ));
+    }
+    if let Some(min) = expect.min_rails_fired
+        && s.rails_fired < min
+    {
+        failed.push(format!(
+            "rails_fired = {}, expected >= {min}",
+            s.rails_fired
+        ));
+    }
+    failed
+}
+
+pub(crate) fn human(s: &Summary, failed: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "scenario {} (policy {}, seed {}, {}s)",
+        s.scenario, s.policy, s.seed, s.duration_s
+    );
+    if !s.description.is_empty() {
+        let _ = writeln!(out, "  {}", s.description);
+    }
+    let _ = writeln!(
+        out,
+        "  unserved {:.2}%  overloaded {:.2}%  peak utilisation {:.0}%  plans {}  answer churn {}",
+        s.unserved_share * 100.0,
+        s.overloaded_share * 100.0,
+        s.peak_utilisation * 100.0,
+        s.plans,
+        s.answer_churn
+    );
+    let _ = writeln!(
+        out,
+        "  min announced {}  max weight step {}‰  rails fired {}  trace {}",
+        s.min_announced, s.max_weight_change_per_step, s.rails_fired, s.trace_hash
+    );
+    for f in &s.faults {
+        let t = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}s"));
+        let _ = writeln!(
+            out,
+            "  fault {:<24} at {:>4}s on {:<20} detect {:>5} mitigate {:>5}",
+            f.kind,
+            f.at_s,
+            f.targets.join(","),
+            t(f.time_to_detect_s),
+            t(f.time_to_mitigate_s)
+        );
+    }
+    if failed.is_empty() {
+        let _ = writeln!(out, "  expectations: all hold");
+    } else {
+        for f in failed {
+            let _ = writeln!(out, "  FAILED: {f}");
+        }
+    }
+    out
+}
+
+const COLOURS: [&str; 8] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// Per-PoP utilisation over time, the 100% line, and fault markers.
+pub(crate) fn svg(s: &Summary, pops: &[String], steps: &[StepRecord]) -> String {
+    let (w, h, left, top, right, bottom) = (960.0, 420.0, 60.0, 40.0, 150.0, 40.0);
+    let plot_w = w - left - right;
+    let plot_h = h - top - bottom;
+    let t_max = steps.last().map_or(1.0, |x| x.t_s.max(1.0));
+    let y_max = s.peak_utilisation.max(1.2);
+    let x = |t: f64| left + t / t_max * plot_w;
+    let y = |u: f64| top + plot_h - u / y_max * plot_h;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="20" font-size="14">{} ({}): utilisation per PoP</text>"#,
+        s.scenario, s.policy
+    );
+    // Axes and grid.
+    for k in 0..=((y_max * 4.0).ceil() as usize) {
+        let u = k as f64 * 0.25;
+        if u > y_max {
+            break;
+        }
+        let _ = writeln!(
+            out,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{:.0}%</text>"##,
+            left + plot_w,
+            left - 6.0,
+            y(u) + 4.0,
+            u * 100.0,
+            y = y(u)
+        );
+    }
+    let _ = writeln!(
+        out,
+        r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#d62728" stroke-dasharray="6 4"/>"##,
+        left + plot_w,
+        y = y(1.0)
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{:.1}" y="{}" text-anchor="middle">time (s)</text>"#,
+        left + plot_w / 2.0,
+        h - 8.0
+    );
+    for k in 0..=5 {
+        let t = t_max * f64::from(k) / 5.0;
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{:.0}</text>"#,
+            x(t),
+            top + plot_h + 16.0,
+            t
+        );
+    }
+    // Fault markers.
+    for f in &s.faults {
+        let fx = x(f.at_s as f64);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{fx:.1}" x2="{fx:.1}" y1="{top}" y2="{}" stroke="#555" stroke-dasharray="2 3"/><text x="{:.1}" y="{}" font-size="10">{} {}</text>"##,
+            top + plot_h,
+            fx + 3.0,
+            top + 10.0,
+            f.kind,
+            f.targets.join(",")
+        );
+    }
+    // One line per PoP.
+    for (i, pop) in pops.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let points: Vec<String> = steps
+            .iter()
+            .map(|st| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(st.t_s),
+                    y(st.utilisation.get(i).copied().unwrap_or(0.0))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+            points.join(" ")
+        );
+        let ly = top + 14.0 + i as f64 * 16.0;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{colour}"/><text x="{}" y="{:.1}">{pop}</text>"#,
+            left + plot_w + 12.0,
+            ly - 4.0,
+            left + plot_w + 30.0,
+            ly
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}

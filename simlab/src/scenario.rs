@@ -1,0 +1,221 @@
+//! Scenario files: the world, the demand, the resolvers, the faults and
+//! what must hold. Unknown keys are refused.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Scenario {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default = "default_seed")]
+    pub(crate) seed: u64,
+    pub(crate) duration_s: u64,
+    #[serde(default = "default_step")]
+    pub(crate) step_ms: u64,
+    /// "steer" (the real control loop) or "naive" (nearest-first failover,
+    /// for comparison).
+    #[serde(default = "default_policy")]
+    pub(crate) policy: String,
+    pub(crate) world: World,
+    #[serde(default)]
+    pub(crate) resolvers: Resolvers,
+    #[serde(default)]
+    pub(crate) faults: Vec<Fault>,
+    #[serde(default)]
+    pub(crate) expect: Expect,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_step() -> u64 {
+    1000
+}
+fn default_policy() -> String {
+    "steer".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct World {
+    /// A steerd config (topology, zones, health and policy settings),
+    /// relative to the scenario file.
+    pub(crate) config: PathBuf,
+    /// Base demand in rps per client region id (and `global`).
+    pub(crate) demand_rps: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub(crate) curve: Curve,
+    /// Agents report this often.
+    #[serde(default = "default_report")]
+    pub(crate) report_interval_ms: u64,
+    /// Override `[policy]` knobs from the config, e.g. to show a bad value.
+    #[serde(default)]
+    pub(crate) min_announce_share: Option<f64>,
+    /// `false` turns off the aggregator's correlated-failure freeze, e.g. to
+    /// show what the anycast rail alone does.
+    #[serde(default)]
+    pub(crate) correlated_failure_guard: Option<bool>,
+}
+
+fn default_report() -> u64 {
+    1000
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Curve {
+    #[default]
+    Flat,
+    /// demand × (1 + amplitude × sin(2πt / period)).
+    Diurnal { amplitude: f64, period_s: u64 },
+    /// demand × factor in one region (or all) for a while.
+    Flash {
+        at_s: u64,
+        duration_s: u64,
+        factor: f64,
+        #[serde(default)]
+        region: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Resolvers {
+    /// Resolvers (distinct /24 client subnets) per region.
+    #[serde(default = "default_per_region")]
+    pub(crate) per_region: usize,
+    /// Share of resolvers that ignore the TTL and hold answers.
+    #[serde(default)]
+    pub(crate) ignore_ttl_share: f64,
+    #[serde(default = "default_hold")]
+    pub(crate) hold_s: u64,
+    /// Send EDNS Client Subnet (else the region is inferred from the
+    /// resolver's own address, which is the same here).
+    #[serde(default = "yes")]
+    pub(crate) ecs: bool,
+}
+
+fn default_per_region() -> usize {
+    20
+}
+fn default_hold() -> u64 {
+    300
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for Resolvers {
+    fn default() -> Self {
+        Self {
+            per_region: default_per_region(),
+            ignore_ttl_share: 0.0,
+            hold_s: default_hold(),
+            ecs: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Fault {
+    /// pop_down | flap | agent_silence | correlated_self_report |
+    /// control_restart | drain | drain_storm | capacity_loss
+    pub(crate) kind: String,
+    pub(crate) at_s: u64,
+    #[serde(default)]
+    pub(crate) duration_s: Option<u64>,
+    /// A PoP id, "all", or omitted with `count` / `percent`.
+    #[serde(default)]
+    pub(crate) target: Option<String>,
+    #[serde(default)]
+    pub(crate) count: Option<usize>,
+    #[serde(default)]
+    pub(crate) percent: Option<f64>,
+    /// flap: seconds per up/down half-cycle.
+    #[serde(default)]
+    pub(crate) period_s: Option<u64>,
+    /// capacity_loss: remaining share of capacity.
+    #[serde(default)]
+    pub(crate) capacity_factor: Option<f64>,
+    /// drain: "soft" or "hard".
+    #[serde(default)]
+    pub(crate) mode: Option<String>,
+    #[serde(default)]
+    pub(crate) ramp_s: Option<u64>,
+    #[serde(default)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Expect {
+    pub(crate) max_unserved_share: Option<f64>,
+    pub(crate) max_overloaded_share: Option<f64>,
+    pub(crate) max_peak_utilisation: Option<f64>,
+    /// For baselines: the scenario must show an overload at least this big.
+    pub(crate) min_peak_utilisation: Option<f64>,
+    pub(crate) max_time_to_detect_s: Option<f64>,
+    pub(crate) max_time_to_mitigate_s: Option<f64>,
+    pub(crate) min_announced: Option<usize>,
+    pub(crate) max_weight_change_per_step: Option<u32>,
+    pub(crate) min_rails_fired: Option<usize>,
+}
+
+pub(crate) const KINDS: [&str; 8] = [
+    "pop_down",
+    "flap",
+    "agent_silence",
+    "correlated_self_report",
+    "control_restart",
+    "drain",
+    "drain_storm",
+    "capacity_loss",
+];
+
+pub(crate) fn load(path: &Path) -> anyhow::Result<(Scenario, PathBuf)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let scenario: Scenario = toml::from_str(&text).map_err(|e| {
+        let (line, col) = e.span().map_or((0, 0), |s| {
+            let before = &text[..s.start.min(text.len())];
+            (
+                before.matches('\n').count() + 1,
+                before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1,
+            )
+        });
+        anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
+    })?;
+    for f in &scenario.faults {
+        if !KINDS.contains(&f.kind.as_str()) {
+            bail!(
+                "{}: unknown fault kind {:?} (one of {})",
+                path.display(),
+                f.kind,
+                KINDS.join(", ")
+            );
+        }
+    }
+    if scenario.step_ms == 0 || scenario.duration_s == 0 {
+        bail!(
+            "{}: duration_s and step_ms must be positive",
+            path.display()
+        );
+    }
+    if !["steer", "naive"].contains(&scenario.policy.as_str()) {
+        bail!("{}: policy must be \"steer\" or \"naive\"", path.display());
+    }
+    let config = path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(&scenario.world.config);
+    Ok((scenario, config))
+}

@@ -280,9 +280,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
 
     let dns_until = Instant::now() + Duration::from_secs(args.duration);
+    // The prober gets its own thread and runtime, so it measures steerd,
+    // not the queue of stream tasks in this process.
     let dns = match args.dns.parse::<SocketAddr>() {
         Ok(addr) if !args.dns.is_empty() => {
-            Some(tokio::spawn(dns_probe(addr, args.dns_rate, dns_until)))
+            let rate = args.dns_rate;
+            Some(std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| rt.block_on(dns_probe(addr, rate, dns_until)))
+                    .unwrap_or_default()
+            }))
         }
         _ => None,
     };
@@ -304,7 +313,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         _ => f64::NAN,
     };
     let (lat, lost) = match dns {
-        Some(h) => h.await.unwrap_or_default(),
+        Some(h) => h.join().unwrap_or_default(),
         None => (Vec::new(), 0),
     };
     let rps = accepted as f64 / elapsed;

@@ -237,7 +237,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         view: view.clone(),
         plan: dns_plan,
     });
-    let dns = tokio::spawn(steer_dns::serve(dns_addr, DnsHandler::new(view)));
+    let dns = spawn_dns(dns_addr, DnsHandler::new(view));
 
     let (reload_tx, reload_rx) = mpsc::channel(4);
     tokio::spawn(reload::run(
@@ -313,11 +313,34 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     tokio::select! {
         r = grpc_server => r.context("gRPC server")?,
         r = http_server => r.context("HTTP server")?,
-        r = dns => r.context("DNS task")?.with_context(|| format!("DNS listen {dns_addr}"))?,
+        r = dns => r.context("DNS thread")?.with_context(|| format!("DNS listen {dns_addr}"))?,
         r = control_task => r.context("control loop")?,
     }
     info!("steerd stopped");
     Ok(())
+}
+
+/// DNS serves from its own thread and single-threaded runtime, so a burst of
+/// health reports or API calls on the shared workers never queues queries
+/// (it only reads the plan view, lock-free). The result arrives when it stops.
+fn spawn_dns(
+    addr: SocketAddr,
+    handler: DnsHandler,
+) -> tokio::sync::oneshot::Receiver<std::io::Result<()>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("steerd-dns".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| rt.block_on(steer_dns::serve(addr, handler)));
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        error!(error = %e, "cannot start the DNS thread");
+    }
+    rx
 }
 
 /// TLS for the gRPC listener; with a client CA, client certificates are

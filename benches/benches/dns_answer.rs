@@ -65,6 +65,7 @@ fn cases() -> Vec<Case> {
                 addr: ip("10.1.2.0"),
                 source_prefix: 24,
                 from_ecs: true,
+                random: 0,
             },
             rcode: ResponseCode::NoError,
             answers: 2,

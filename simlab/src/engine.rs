@@ -400,6 +400,7 @@ pub(crate) fn run(
                         addr: IpAddr::V4(res.addr),
                         source_prefix: 24,
                         from_ecs: true,
+                        random: rng.next(),
                     }
                 } else {
                     ClientInfo::resolver(IpAddr::V4(res.addr))

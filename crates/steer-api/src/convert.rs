@@ -199,7 +199,37 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
             pops: f.pops.iter().map(ToString::to_string).collect(),
             why: f.why.clone(),
         }),
+        ..Default::default()
     }
+}
+
+pub(crate) fn bgp_status(b: &steer_types::bgp::BgpStatus, resp: &mut pb::GetStatusResponse) {
+    resp.bgp_peers = b
+        .peers
+        .iter()
+        .map(|p| pb::BgpPeerStatus {
+            pop: p.pop.to_string(),
+            peer: p.peer.clone(),
+            peer_as: p.peer_as,
+            state: p.state.clone(),
+            uptime_secs: p.uptime_secs.map_or(-1, |s| s as i64),
+            flaps: p.flaps,
+            prefixes_sent: p.prefixes_sent as u32,
+            updates_sent: p.updates_sent,
+            last_error: p.last_error.clone().unwrap_or_default(),
+        })
+        .collect();
+    resp.bgp_routes = b
+        .routes
+        .iter()
+        .map(|r| pb::BgpRouteStatus {
+            pop: r.pop.to_string(),
+            prefix: r.prefix.to_string(),
+            state: r.state.clone(),
+            reason: r.reason.clone(),
+        })
+        .collect();
+    resp.bgp_refused_plan = b.refused_plan.clone().unwrap_or_default();
 }
 
 pub(crate) fn audit(e: &AuditEntry) -> pb::AuditEntry {

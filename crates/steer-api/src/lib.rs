@@ -18,7 +18,7 @@ use steer_types::{
 use tokio::sync::oneshot;
 
 pub use auth::{Authenticator, interceptor};
-pub use service::OperatorService;
+pub use service::{BgpStatusSource, OperatorService};
 
 /// Why the control loop (or the API) refused a command.
 #[derive(Debug, thiserror::Error)]

@@ -46,7 +46,11 @@ pub struct OperatorService {
     plans: watch::Receiver<Arc<Plan>>,
     explainer: Arc<dyn Explainer>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    bgp: Option<BgpStatusSource>,
 }
+
+/// Reads the BGP speaker's status for `GetStatus`.
+pub type BgpStatusSource = Arc<dyn Fn() -> steer_types::bgp::BgpStatus + Send + Sync>;
 
 impl OperatorService {
     pub fn new(
@@ -60,7 +64,14 @@ impl OperatorService {
             plans,
             explainer,
             reload,
+            bgp: None,
         }
+    }
+
+    /// Adds the BGP speaker's sessions and routes to `GetStatus`.
+    pub fn with_bgp_status(mut self, source: BgpStatusSource) -> Self {
+        self.bgp = Some(source);
+        self
     }
 
     async fn call<T>(
@@ -305,7 +316,11 @@ impl Operator for OperatorService {
             overrides: status.overrides.clone(),
             next_id: 0,
         };
-        Ok(Response::new(convert::status(&status, &intents)))
+        let mut resp = convert::status(&status, &intents);
+        if let Some(bgp) = &self.bgp {
+            convert::bgp_status(&bgp(), &mut resp);
+        }
+        Ok(Response::new(resp))
     }
 
     async fn explain(

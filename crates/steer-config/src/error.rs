@@ -78,6 +78,11 @@ impl<'a> Reporter<'a> {
         });
     }
 
+    /// Adds an error found in another file (a zone file).
+    pub(crate) fn push(&mut self, error: ConfigError) {
+        self.errors.push(error);
+    }
+
     pub(crate) fn toml_error(&mut self, err: &toml::de::Error) {
         let span = err.span().unwrap_or(0..0);
         self.at(span, err.message().trim().to_owned());

@@ -7,12 +7,15 @@
 //! file is valid.
 
 mod agent;
+mod bgp;
+mod dns;
 mod duration;
 mod error;
 mod guards;
 mod steerd;
 mod tls;
 mod tokens;
+mod zonefile;
 
 pub use agent::{
     AgentConfig, HttpProbe, HttpsProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind,

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use steer_types::auth::Identity;
 use steer_types::{
-    ClientNetwork, HealthSettings, PolicySettings, Pop, PopId, RecordData, Region, RegionId,
-    RegionLatency, Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
+    ClientNetwork, DnsSettings, HealthSettings, PolicySettings, Pop, PopId, RecordData, Region,
+    RegionId, RegionLatency, Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
 };
 use toml::Spanned;
 
@@ -38,6 +38,33 @@ struct RawConfig {
     pops: Vec<Spanned<RawPop>>,
     #[serde(default)]
     services: Vec<Spanned<RawService>>,
+    bgp: Option<Spanned<crate::bgp::RawBgp>>,
+    #[serde(default)]
+    dns: RawDns,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub(crate) udp_payload: Option<Spanned<u16>>,
+    pub(crate) udp_workers: Option<Spanned<u16>>,
+    pub(crate) rrl: Option<Spanned<RawRrl>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRrl {
+    #[serde(default = "default_true")]
+    pub(crate) enabled: bool,
+    pub(crate) responses_per_second: Option<Spanned<u32>>,
+    pub(crate) slip: Option<Spanned<u32>>,
+    pub(crate) ipv4_prefix: Option<Spanned<u8>>,
+    pub(crate) ipv6_prefix: Option<Spanned<u8>>,
+    pub(crate) window: Option<Spanned<String>>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Deserialize, Default)]
@@ -93,10 +120,14 @@ struct RawLatency {
 #[serde(deny_unknown_fields)]
 struct RawZone {
     origin: Spanned<String>,
+    /// An RFC 1035 master file (relative to the config file) instead of
+    /// `ns`, `soa` and `records`.
+    file: Option<Spanned<String>>,
     #[serde(default = "default_zone_ttl")]
     ttl: u32,
+    #[serde(default)]
     ns: Vec<Spanned<String>>,
-    soa: RawSoa,
+    soa: Option<RawSoa>,
     #[serde(default)]
     records: Vec<Spanned<RawRecord>>,
 }
@@ -168,20 +199,27 @@ struct RawPop {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawService {
-    id: Spanned<String>,
-    name: Spanned<String>,
-    ttl: Spanned<u32>,
+pub(crate) struct RawService {
+    pub(crate) id: Spanned<String>,
+    pub(crate) name: Spanned<String>,
+    pub(crate) ttl: Spanned<u32>,
     #[serde(default = "default_max_records")]
-    max_records: Spanned<u32>,
-    pops: Vec<Spanned<String>>,
+    pub(crate) max_records: Spanned<u32>,
+    pub(crate) pops: Vec<Spanned<String>>,
     #[serde(default)]
-    anycast: Vec<Spanned<String>>,
+    pub(crate) anycast: Vec<Spanned<String>>,
+    /// "sticky" (default) or "random".
+    pub(crate) selection: Option<Spanned<String>>,
+    /// Addresses answered when every candidate is out.
     #[serde(default)]
-    priority: u8,
+    pub(crate) fallback: Vec<Spanned<String>>,
+    /// CNAME-style service: target name template with {region} / {pop}.
+    pub(crate) cname: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) priority: u8,
     /// Estimated demand per client region id (and `global`), rps.
     #[serde(default)]
-    demand_rps: std::collections::BTreeMap<String, Spanned<f64>>,
+    pub(crate) demand_rps: std::collections::BTreeMap<String, Spanned<f64>>,
 }
 
 fn default_max_records() -> Spanned<u32> {
@@ -221,6 +259,9 @@ pub struct SteerConfig {
     pub health_guards: steer_types::health_guard::HealthGuards,
     /// TLS on the gRPC listener (`[tls]`).
     pub tls: Option<crate::tls::ServerTls>,
+    /// The anycast speaker; `None` when the file has no `[bgp]` table.
+    pub bgp: Option<steer_types::bgp::BgpSettings>,
+    pub dns: DnsSettings,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -246,13 +287,18 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         raw.health.correlated_failure.as_ref(),
     );
     let policy = policy_settings(&mut r, &raw.policy);
-    let zones = zones(&mut r, &raw.zones);
+    let zones = zones(&mut r, &raw.zones, path.parent().unwrap_or(Path::new(".")));
     let mut topology = topology(&mut r, &raw, &zones, health);
     let region_ids: HashSet<String> = topology.regions.iter().map(|x| x.id.to_string()).collect();
     topology.policy = PolicySettings {
         latency_ms: latency_matrix(&mut r, &raw.policy, &region_ids),
         ..policy
     };
+    let bgp = raw
+        .bgp
+        .as_ref()
+        .map(|b| crate::bgp::bgp_settings(&mut r, b, &topology));
+    let dns = crate::dns::dns_settings(&mut r, &raw.dns, &raw.services);
     r.finish(SteerConfig {
         source: path.to_path_buf(),
         server,
@@ -261,6 +307,8 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         zones,
         health_guards,
         tls,
+        bgp,
+        dns,
     })
 }
 
@@ -475,7 +523,7 @@ fn latency_matrix(
 }
 
 /// Lower-cases and checks a fully-qualified name (trailing dot required).
-fn fqdn(r: &mut Reporter<'_>, name: &Spanned<String>) -> String {
+pub(crate) fn fqdn(r: &mut Reporter<'_>, name: &Spanned<String>) -> String {
     let n = name.get_ref().to_ascii_lowercase();
     if !n.ends_with('.') {
         r.at(
@@ -492,43 +540,93 @@ fn fqdn(r: &mut Reporter<'_>, name: &Spanned<String>) -> String {
     n
 }
 
-fn zones(r: &mut Reporter<'_>, raw: &[Spanned<RawZone>]) -> Vec<Zone> {
+fn zones(r: &mut Reporter<'_>, raw: &[Spanned<RawZone>], dir: &Path) -> Vec<Zone> {
     let mut seen = HashSet::new();
     raw.iter()
-        .map(|z| {
+        .filter_map(|z| {
+            let span = z.span();
             let z = z.get_ref();
             let origin = fqdn(r, &z.origin);
             if !seen.insert(origin.clone()) {
                 r.at(z.origin.span(), format!("zone {origin} is defined twice"));
             }
-            if z.ns.is_empty() {
-                r.at(z.origin.span(), "a zone needs at least one `ns`");
-            }
-            let ns = z.ns.iter().map(|n| fqdn(r, n)).collect();
-            let soa = Soa {
-                mname: fqdn(r, &z.soa.mname),
-                rname: fqdn(r, &z.soa.rname),
-                serial: z.soa.serial,
-                refresh: z.soa.refresh,
-                retry: z.soa.retry,
-                expire: z.soa.expire,
-                minimum: z.soa.minimum,
-            };
-            let records = z
-                .records
-                .iter()
-                .filter_map(|rec| record(r, &origin, z.ttl, rec))
-                .collect();
-            Zone {
-                origin,
-                soa,
-                soa_ttl: z.ttl,
-                ns,
-                ns_ttl: z.ttl,
-                records,
+            match &z.file {
+                Some(file) => zone_from_file(r, z, &origin, file, dir),
+                None => inline_zone(r, z, origin, span),
             }
         })
         .collect()
+}
+
+fn zone_from_file(
+    r: &mut Reporter<'_>,
+    z: &RawZone,
+    origin: &str,
+    file: &Spanned<String>,
+    dir: &Path,
+) -> Option<Zone> {
+    if !z.ns.is_empty() || z.soa.is_some() || !z.records.is_empty() {
+        r.at(
+            file.span(),
+            "a zone with `file` takes its SOA, NS and records from the file; \
+             remove `ns`, `soa` and `records`",
+        );
+    }
+    let path = dir.join(file.get_ref());
+    match crate::zonefile::load(&path, origin) {
+        Ok(zone) => Some(zone),
+        Err(errors) => {
+            r.at(
+                file.span(),
+                format!("zone file {} for {origin} is invalid", path.display()),
+            );
+            for e in errors {
+                r.push(e);
+            }
+            None
+        }
+    }
+}
+
+fn inline_zone(
+    r: &mut Reporter<'_>,
+    z: &RawZone,
+    origin: String,
+    span: std::ops::Range<usize>,
+) -> Option<Zone> {
+    if z.ns.is_empty() {
+        r.at(
+            z.origin.span(),
+            "a zone needs at least one `ns` (or a `file`)",
+        );
+    }
+    let Some(raw_soa) = &z.soa else {
+        r.at(span, "a zone needs a `soa` (or a `file`)");
+        return None;
+    };
+    let ns = z.ns.iter().map(|n| fqdn(r, n)).collect();
+    let soa = Soa {
+        mname: fqdn(r, &raw_soa.mname),
+        rname: fqdn(r, &raw_soa.rname),
+        serial: raw_soa.serial,
+        refresh: raw_soa.refresh,
+        retry: raw_soa.retry,
+        expire: raw_soa.expire,
+        minimum: raw_soa.minimum,
+    };
+    let records = z
+        .records
+        .iter()
+        .filter_map(|rec| record(r, &origin, z.ttl, rec))
+        .collect();
+    Some(Zone {
+        origin,
+        soa,
+        soa_ttl: z.ttl,
+        ns,
+        ns_ttl: z.ttl,
+        records,
+    })
 }
 
 fn absolute(origin: &str, name: &str) -> String {

@@ -186,3 +186,144 @@ fn health_guards_and_peer_probes_are_validated() {
     let text = steer_config::load_agent(&path).unwrap_err().to_string();
     assert!(text.contains("peer probe"), "{text}");
 }
+
+#[test]
+fn quickstart_bgp_is_the_documented_peering() {
+    let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    let b = c.bgp.unwrap();
+    let peers: Vec<(String, String, u16, u32, u32)> = b
+        .peers
+        .iter()
+        .map(|p| {
+            (
+                p.pop.to_string(),
+                p.address.to_string(),
+                p.port,
+                p.peer_as,
+                p.local_as,
+            )
+        })
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            ("fra1".into(), "127.0.0.2".into(), 1179, 65001, 65000),
+            ("ams1".into(), "127.0.0.3".into(), 1179, 65002, 65000)
+        ]
+    );
+    // Next hops default to the PoP's addresses.
+    assert_eq!(b.peers[0].next_hop_ipv4.unwrap().to_string(), "192.0.2.11");
+    assert_eq!(
+        b.peers[1].next_hop_ipv6.unwrap().to_string(),
+        "2001:db8::12"
+    );
+    assert_eq!(b.announce.communities, [65000 << 16 | 100]);
+    assert_eq!(b.prepend.communities, [65000 << 16 | 200]);
+    assert!(b.graceful_restart && !b.add_path);
+    let anycast: Vec<String> = c.topology.services[0]
+        .anycast
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(anycast, ["203.0.113.0/24", "2001:db8:ffff::/48"]);
+}
+
+#[test]
+fn bgp_tables_refuse_unknown_keys_and_report_every_error() {
+    for (from, to, key) in [
+        ("[bgp]\n", "[bgp]\nlocal_asn = 1\n", "local_asn"),
+        (
+            "[[bgp.peers]]\n",
+            "[[bgp.peers]]\nremote_as = 1\n",
+            "remote_as",
+        ),
+    ] {
+        let (path, text) = with_edit("bgp-unknown.toml", "quickstart.toml", from, to);
+        let err = steer_config::load_steerd(&path).unwrap_err();
+        assert_eq!(err.0[0].line, line_of(&text, &format!("{key} =")), "{err}");
+        assert!(err.0[0].message.contains(key), "{err}");
+    }
+    let (path, text) = with_edit(
+        "bgp-bad.toml",
+        "quickstart.toml",
+        "pop = \"fra1\"\naddress = \"127.0.0.2\"",
+        "pop = \"frx1\"\naddress = \"127.0.0.2\"\nmd5_password = \"s3cret\"",
+    );
+    let text = text.replacen("\"65000:200\"", "\"65000:x\"", 1).replacen(
+        "on_shutdown = \"graceful-restart\"",
+        "on_shutdown = \"drop\"",
+        1,
+    );
+    std::fs::write(&path, &text).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "bgp.on_shutdown",
+            "bgp.prepend",
+            "bgp.peers[0].pop",
+            "bgp.peers[0].md5_password"
+        ],
+        "{err}"
+    );
+    assert!(err.0[2].message.contains("unknown pop"), "{err}");
+    assert!(err.0[1].message.contains("65000:x"), "{err}");
+}
+
+#[test]
+fn dns_keys_are_validated_with_line_and_key() {
+    // Unknown keys in [dns] and [dns.rrl] are refused.
+    for (extra, key) in [
+        ("[dns]\nudp_paylod = 1232\n", "udp_paylod"),
+        ("[dns.rrl]\nrate = 5\n", "rate"),
+    ] {
+        let (path, text) = with_edit(
+            "dns-unknown.toml",
+            "quickstart.toml",
+            "[[regions]]\n",
+            &format!("{extra}\n[[regions]]\n"),
+        );
+        let err = steer_config::load_steerd(&path).unwrap_err();
+        assert_eq!(err.0[0].line, line_of(&text, &format!("{key} =")), "{err}");
+        assert!(err.0[0].message.contains(key), "{err}");
+    }
+    // Bad values in the DNS keys of a service, all reported at once.
+    let (path, text) = with_edit(
+        "dns-bad.toml",
+        "quickstart.toml",
+        "max_records = 2\n",
+        "max_records = 2\nselection = \"roundrobin\"\nfallback = [\"192.0.2.300\"]\ncname = \"{city}.cdn.example.net.\"\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let lines: Vec<(usize, &str)> = err.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        lines,
+        [
+            (line_of(&text, "selection ="), "services[0].selection"),
+            (line_of(&text, "192.0.2.300"), "services[0].fallback"),
+            (line_of(&text, "cname ="), "services[0].cname"),
+        ],
+        "{err}"
+    );
+    // The shipped zone-file example and a good [dns.rrl] parse.
+    let (path, _) = with_edit(
+        "dns-ok.toml",
+        "quickstart.toml",
+        "max_records = 2\n",
+        "max_records = 2\nselection = \"random\"\nfallback = [\"192.0.2.99\", \"2001:db8::99\"]\n",
+    );
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[dns]\nudp_payload = 1400\nudp_workers = 2\n[dns.rrl]\nresponses_per_second = 5\nslip = 0\nwindow = \"2s\"\n");
+    std::fs::write(&path, text).unwrap();
+    let c = steer_config::load_steerd(&path).unwrap();
+    assert_eq!(c.dns.udp_payload, 1400);
+    assert_eq!(c.dns.udp_workers, Some(2));
+    let rrl = c.dns.rrl.unwrap();
+    assert_eq!((rrl.responses_per_second, rrl.slip), (5, 0));
+    assert_eq!(c.dns.services[0].selection, steer_types::Selection::Random);
+    assert_eq!(c.dns.services[0].fallback.len(), 2);
+    let z = steer_config::load_steerd(&configs_dir().join("zonefiles.toml")).unwrap();
+    assert_eq!(z.zones[0].origin, "example.org.");
+    assert_eq!(z.zones[0].soa.serial, 2_026_112_801);
+}

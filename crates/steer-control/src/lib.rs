@@ -189,7 +189,7 @@ impl ControlLoop {
             self.aggregator.observe(r, now);
         }
         self.refresh_demand(now);
-        self.recompute_and_publish(false);
+        self.recompute_and_publish_at(false, now);
     }
 
     /// Adopts a new topology (config reload); no publication by itself.
@@ -315,8 +315,9 @@ impl ControlLoop {
 
     /// Recomputes; publishes a new version if anything changed (or if
     /// `force`, e.g. after a config reload). Returns the current version.
-    fn recompute_and_publish(&mut self, force: bool) -> u64 {
-        let now = self.clock.now();
+    /// As `recompute_and_publish`, at a time the caller already recorded,
+    /// so a replay computes at exactly the same instant.
+    fn recompute_and_publish_at(&mut self, force: bool, now: Timestamp) -> u64 {
         self.evaluate_health(now);
         let body = self.compute_body(&self.intents, now, true);
         let current = self.current();
@@ -381,14 +382,14 @@ impl ControlLoop {
         }
         metrics::counter!("steer_intent_changes_total", "action" => entry.action.clone())
             .increment(1);
+        let at = self.clock.now();
         if self.recorder.is_some() {
-            let at = self.clock.now();
             self.record(&Recorded::Intents {
                 at,
                 intents: self.intents.clone(),
             });
         }
-        Ok(self.recompute_and_publish(true))
+        Ok(self.recompute_and_publish_at(true, at))
     }
 
     /// Records an attempt that changed nothing (refused, denied, dry run).

@@ -201,12 +201,12 @@ pub fn replay(input: impl BufRead) -> Result<ReplayReport, String> {
                     }
                     Recorded::Tick { at } => {
                         clock.set(at);
-                        c.recompute_and_publish(false);
+                        c.recompute_and_publish_at(false, at);
                     }
                     Recorded::Intents { at, intents } => {
                         clock.set(at);
                         c.intents = intents;
-                        c.recompute_and_publish(true);
+                        c.recompute_and_publish_at(true, at);
                     }
                     Recorded::Topology { at, topology } => {
                         clock.set(at);

@@ -6,13 +6,13 @@ use std::net::IpAddr;
 
 use hickory_server::proto::{
     op::ResponseCode,
-    rr::{DNSClass, LowerName, Record, RecordType},
+    rr::{DNSClass, LowerName, RecordType},
 };
 use ipnet::IpNet;
 
 use crate::{
-    select::{STICKY_V4, STICKY_V6, pick, subnet_key},
-    view::{CompiledSet, DnsView},
+    select::{MAX_PICK, STICKY_V4, STICKY_V6, pick_into, subnet_key},
+    view::{CompiledService, CompiledSet, DnsView, Rr},
 };
 
 pub struct Question<'a> {
@@ -29,6 +29,8 @@ pub struct ClientInfo {
     /// ECS source prefix length, or the full length for a resolver address.
     pub source_prefix: u8,
     pub from_ecs: bool,
+    /// Per-query randomness for services with `selection = "random"`.
+    pub random: u64,
 }
 
 impl ClientInfo {
@@ -38,6 +40,7 @@ impl ClientInfo {
             addr,
             source_prefix: full,
             from_ecs: false,
+            random: 0,
         }
     }
 }
@@ -47,9 +50,9 @@ impl ClientInfo {
 pub struct Answer<'v> {
     pub rcode: ResponseCode,
     pub authoritative: bool,
-    pub answers: Vec<&'v Record>,
+    pub answers: Vec<&'v Rr>,
     /// SOA for negative answers (RFC 2308).
-    pub soa: Option<&'v Record>,
+    pub soa: Option<&'v Rr>,
     /// ECS scope prefix to return, when the query had ECS.
     pub ecs_scope: u8,
     /// Client region index the answer was steered for, if a GSLB answer.
@@ -68,7 +71,7 @@ impl<'v> Answer<'v> {
         }
     }
 
-    fn negative(rcode: ResponseCode, soa: &'v Record) -> Self {
+    fn negative(rcode: ResponseCode, soa: &'v Rr) -> Self {
         Self {
             rcode,
             authoritative: true,
@@ -95,44 +98,13 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
     };
 
     if let Some(svc) = view.services.get(q.name) {
-        let zone = &view.zones[svc.zone];
-        let (region, matched_len) = client_region(view, client);
-        let set = region.map_or(&svc.global, |i| &svc.regional[i]);
-        let v6 = match q.qtype {
-            RecordType::A | RecordType::ANY => false,
-            RecordType::AAAA => true,
-            _ => return Answer::negative(ResponseCode::NoError, &zone.soa_negative),
-        };
-        let (keyed, idx) = if v6 {
-            (&set.v6, &set.v6_targets)
-        } else {
-            (&set.v4, &set.v4_targets)
-        };
-        if keyed.is_empty() {
-            return Answer::negative(ResponseCode::NoError, &zone.soa_negative);
-        }
-        let mut chosen = Vec::with_capacity(svc.max_records);
-        let key = subnet_key(client.addr, client.source_prefix);
-        pick(key, keyed, svc.max_records, &mut chosen);
-        let answers = chosen
-            .iter()
-            .filter_map(|&i| record(set, idx[i], v6))
-            .collect();
-        let hashed = keyed.len() > svc.max_records;
-        return Answer {
-            rcode: ResponseCode::NoError,
-            authoritative: true,
-            answers,
-            soa: None,
-            ecs_scope: ecs_scope(svc.uniform, hashed, matched_len, client),
-            region,
-        };
+        return steered(view, svc, q, client);
     }
 
     let records = zone.records.get(q.name);
     match records {
         Some(records) => {
-            let mut answers: Vec<&Record> = records
+            let mut answers: Vec<&Rr> = records
                 .iter()
                 .filter(|r| q.qtype == RecordType::ANY || r.record_type() == q.qtype)
                 .collect();
@@ -168,8 +140,99 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
     }
 }
 
-fn record(set: &CompiledSet, target: usize, v6: bool) -> Option<&Record> {
+/// A GSLB answer: never SERVFAIL, never an empty NOERROR for an address
+/// type while the service has a fallback.
+fn steered<'v>(
+    view: &'v DnsView,
+    svc: &'v CompiledService,
+    q: &Question<'_>,
+    client: &ClientInfo,
+) -> Answer<'v> {
+    let zone = &view.zones[svc.zone];
+    svc.queries.increment(1);
+    let (region, matched_len) = client_region(view, client);
+    let regional = region.map_or(&svc.global, |i| &svc.regional[i]);
+    let key = if svc.random {
+        client.random
+    } else {
+        subnet_key(client.addr, client.source_prefix)
+    };
+    let scope = |hashed: bool| {
+        let hashed = hashed && !svc.random;
+        ecs_scope(svc.uniform, hashed, matched_len, client)
+    };
+    let positive = |answers: Vec<&'v Rr>, hashed: bool| Answer {
+        rcode: ResponseCode::NoError,
+        authoritative: true,
+        answers,
+        soa: None,
+        ecs_scope: scope(hashed),
+        region,
+    };
+
+    if svc.cname_style {
+        // One CNAME, whatever the type asked (RFC 1034 3.6.2).
+        let set = [regional, &svc.global]
+            .into_iter()
+            .find(|s| !s.any.is_empty());
+        if let Some(set) = set {
+            let mut chosen = [0; MAX_PICK];
+            let n = pick_into(key, &set.any, 1, &mut chosen);
+            let answers: Vec<&Rr> = chosen[..n]
+                .iter()
+                .filter_map(|&i| {
+                    let t = set.targets.get(i)?;
+                    t.answered.increment(1);
+                    t.cname.as_ref()
+                })
+                .collect();
+            if !answers.is_empty() {
+                return positive(answers, set.any.len() > 1 && !set.cname_uniform);
+            }
+        }
+    }
+
+    let v6 = match q.qtype {
+        RecordType::A | RecordType::ANY => false,
+        RecordType::AAAA => true,
+        _ => return Answer::negative(ResponseCode::NoError, &zone.soa_negative),
+    };
+    // The client's set, else the global one, else the configured fallback.
+    let family = |set: &'v CompiledSet| {
+        if v6 {
+            (&set.v6, &set.v6_targets)
+        } else {
+            (&set.v4, &set.v4_targets)
+        }
+    };
+    let Some(set) = [regional, &svc.global]
+        .into_iter()
+        .find(|s| !family(s).0.is_empty())
+    else {
+        let fallback = if v6 {
+            &svc.fallback_v6
+        } else {
+            &svc.fallback_v4
+        };
+        if fallback.is_empty() {
+            return Answer::negative(ResponseCode::NoError, &zone.soa_negative);
+        }
+        view.metrics.fallback.increment(1);
+        return positive(fallback.iter().take(svc.max_records).collect(), false);
+    };
+    let (keyed, idx) = family(set);
+    let mut chosen = [0; MAX_PICK];
+    let n = pick_into(key, keyed, svc.max_records, &mut chosen);
+    let answers = chosen[..n]
+        .iter()
+        .filter_map(|&i| record(set, *idx.get(i)?, v6))
+        .collect();
+    positive(answers, keyed.len() > svc.max_records)
+}
+
+fn record(set: &CompiledSet, target: usize, v6: bool) -> Option<&Rr> {
     let t = set.targets.get(target)?;
+    t.answered.increment(1);
     if v6 { t.aaaa.as_ref() } else { t.a.as_ref() }
 }
 

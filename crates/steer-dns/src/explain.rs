@@ -39,6 +39,8 @@ pub fn explain(
         addr: client.network(),
         source_prefix: client.prefix_len(),
         from_ecs: true,
+        // Explain shows the sticky choice; random-selection services say so.
+        random: 0,
     };
     let q = Question {
         name: &lower,

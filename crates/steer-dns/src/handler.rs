@@ -6,9 +6,14 @@ use arc_swap::ArcSwap;
 use hickory_server::{
     Server,
     net::runtime::Time,
+    net::xfer::Protocol,
     proto::{
         op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-        rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
+        rr::{
+            Record, RecordType,
+            rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
+        },
+        serialize::binary::BinEncoder,
     },
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
@@ -16,8 +21,11 @@ use hickory_server::{
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, warn};
 
+use steer_types::RrlSettings;
+
 use crate::{
-    answer::{ClientInfo, Question, answer},
+    answer::{Answer, ClientInfo, Question, answer},
+    rrl::{RateLimiter, RrlAction},
     view::DnsView,
 };
 
@@ -25,34 +33,29 @@ use crate::{
 #[derive(Clone)]
 pub struct DnsHandler {
     view: Arc<ArcSwap<DnsView>>,
+    rrl: Option<Arc<RateLimiter>>,
 }
 
 impl DnsHandler {
     pub fn new(view: Arc<ArcSwap<DnsView>>) -> Self {
-        Self { view }
+        Self { view, rrl: None }
     }
-}
 
-fn rcode_label(rcode: ResponseCode) -> &'static str {
-    match rcode {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::Refused => "REFUSED",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::ServFail => "SERVFAIL",
-        ResponseCode::BADVERS => "BADVERS",
-        _ => "OTHER",
+    /// Limits UDP responses per client prefix (off unless configured).
+    pub fn with_rrl(mut self, settings: Option<RrlSettings>) -> Self {
+        self.rrl = settings.map(|s| Arc::new(RateLimiter::new(s)));
+        self
     }
 }
 
 async fn send_error<R: ResponseHandler>(
+    view: &DnsView,
     request: &Request,
     rcode: ResponseCode,
     edns: Option<&Edns>,
     mut response_handle: R,
 ) -> ResponseInfo {
-    metrics::counter!("steer_dns_responses_total", "rcode" => rcode_label(rcode)).increment(1);
+    view.metrics.rcode(rcode).increment(1);
     let mut builder = MessageResponseBuilder::from_message_request(request);
     if let Some(edns) = edns {
         builder.edns(edns);
@@ -91,13 +94,47 @@ impl RequestHandler for DnsHandler {
             e.set_max_payload(req_edns.max_payload().clamp(512, view.udp_payload));
             e.set_version(0);
             if req_edns.version() > 0 {
-                return send_error(request, ResponseCode::BADVERS, Some(&e), response_handle).await;
+                return send_error(
+                    &view,
+                    request,
+                    ResponseCode::BADVERS,
+                    Some(&e),
+                    response_handle,
+                )
+                .await;
             }
             resp_edns = Some(e);
         }
 
+        if let Some(rrl) = &self.rrl
+            && request.protocol() == Protocol::Udp
+        {
+            match rrl.check(request.src().ip()) {
+                RrlAction::Send => {}
+                RrlAction::Drop => {
+                    view.metrics.rrl_drop.increment(1);
+                    return failed(request);
+                }
+                RrlAction::Slip => {
+                    view.metrics.rrl_slip.increment(1);
+                    let mut metadata = Metadata::response_from_request(&request.metadata);
+                    metadata.truncation = true;
+                    let mut builder = MessageResponseBuilder::from_message_request(request);
+                    if let Some(e) = &resp_edns {
+                        builder.edns(e);
+                    }
+                    let response = builder.build_no_records(metadata);
+                    return match response_handle.send_response(response).await {
+                        Ok(info) => info,
+                        Err(_) => failed(request),
+                    };
+                }
+            }
+        }
+
         if request.metadata.message_type != MessageType::Query {
             return send_error(
+                &view,
                 request,
                 ResponseCode::FormErr,
                 resp_edns.as_ref(),
@@ -107,6 +144,7 @@ impl RequestHandler for DnsHandler {
         }
         if request.metadata.op_code != OpCode::Query {
             return send_error(
+                &view,
                 request,
                 ResponseCode::NotImp,
                 resp_edns.as_ref(),
@@ -116,6 +154,7 @@ impl RequestHandler for DnsHandler {
         }
         let Ok(info) = request.request_info() else {
             return send_error(
+                &view,
                 request,
                 ResponseCode::FormErr,
                 resp_edns.as_ref(),
@@ -136,8 +175,12 @@ impl RequestHandler for DnsHandler {
                 addr: cs.addr(),
                 source_prefix: cs.source_prefix(),
                 from_ecs: true,
+                random: next_random(),
             },
-            None => ClientInfo::resolver(request.src().ip()),
+            None => ClientInfo {
+                random: next_random(),
+                ..ClientInfo::resolver(request.src().ip())
+            },
         };
         let question = Question {
             name: info.query.name(),
@@ -158,21 +201,39 @@ impl RequestHandler for DnsHandler {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = result.authoritative;
         metadata.response_code = result.rcode;
-        metrics::counter!("steer_dns_responses_total", "rcode" => rcode_label(result.rcode))
-            .increment(1);
+        view.metrics.record(&question, &result, ecs.is_some());
         if result.region.is_some() || !result.answers.is_empty() && result.soa.is_none() {
             debug!(name = %question.name, region = ?result.region, "answered");
         }
 
+        // Over UDP a response that does not fit is sent as TC with no
+        // records, so the client retries over TCP and never caches a
+        // partial RRset (RFC 2181 9). hickory's own record-by-record
+        // truncation is never reached.
+        let limit = match request.protocol() {
+            Protocol::Udp => Some(usize::from(
+                resp_edns.as_ref().map_or(512, Edns::max_payload),
+            )),
+            _ => None,
+        };
+        let truncate = limit.is_some_and(|limit| {
+            wire_bound(question.name.len(), &result, resp_edns.as_ref()) > limit
+                && exact_len(request, metadata, &result, resp_edns.as_ref()) > limit
+        });
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &resp_edns {
             builder.edns(e);
         }
+        if truncate {
+            metadata.truncation = true;
+            view.metrics.truncated.increment(1);
+        }
+        let keep = if truncate { 0 } else { result.answers.len() };
         let response = builder.build(
             metadata,
-            result.answers.iter().copied(),
+            result.answers.iter().take(keep).map(|r| &r.record),
             std::iter::empty(),
-            result.soa,
+            result.soa.filter(|_| !truncate).map(|r| &r.record),
             std::iter::empty(),
         );
         match response_handle.send_response(response).await {
@@ -185,14 +246,93 @@ impl RequestHandler for DnsHandler {
     }
 }
 
-/// Binds UDP and TCP on `addr` and serves until the process ends.
-pub async fn serve(addr: SocketAddr, handler: DnsHandler) -> std::io::Result<()> {
-    let udp = UdpSocket::bind(addr).await?;
+/// Per-thread weighted-random source for `selection = "random"`: a
+/// splitmix64 sequence seeded once per thread, no locks, no syscalls.
+pub(crate) fn next_random() -> u64 {
+    use std::{
+        cell::Cell,
+        hash::{BuildHasher, RandomState},
+    };
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(0u64));
+    }
+    STATE.with(|s| {
+        let next = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set(next);
+        crate::select::mix(next)
+    })
+}
+
+/// A cheap upper bound of the encoded response size: names uncompressed,
+/// exact for A/AAAA. Only answers that might not fit pay for an exact size.
+fn wire_bound(qname_len: usize, result: &Answer<'_>, edns: Option<&Edns>) -> usize {
+    let record = |r: &Record| {
+        let rdata = match r.record_type() {
+            RecordType::A => 4,
+            RecordType::AAAA => 16,
+            // Names in SOA/NS/MX/CNAME are at most 255 bytes each; TXT and
+            // the rest are measured exactly below when this is too big.
+            _ => 1024,
+        };
+        r.name.len() + 1 + 10 + rdata
+    };
+    12 + qname_len
+        + 1
+        + 4
+        + result.answers.iter().map(|r| record(r)).sum::<usize>()
+        + result.soa.map_or(0, |r| record(r))
+        + edns.map_or(0, |e| 11 + e.options().as_ref().len() * 24)
+}
+
+/// The exact encoded size of the full response.
+fn exact_len(
+    request: &Request,
+    metadata: Metadata,
+    result: &Answer<'_>,
+    edns: Option<&Edns>,
+) -> usize {
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(e) = edns {
+        builder.edns(e);
+    }
+    let response = builder.build(
+        metadata,
+        result.answers.iter().map(|r| &r.record),
+        std::iter::empty(),
+        result.soa.map(|r| &r.record),
+        std::iter::empty(),
+    );
+    let mut bytes = Vec::with_capacity(1024);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    match response.destructive_emit(&mut encoder) {
+        Ok(_) => bytes.len(),
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Binds UDP and TCP on `addr` and serves until the process ends. UDP is
+/// answered by `udp_workers` fast-path threads (one SO_REUSEPORT socket
+/// each), or by hickory-server when `udp_workers` is 0; TCP always by
+/// hickory-server.
+pub async fn serve(
+    addr: SocketAddr,
+    handler: DnsHandler,
+    udp_workers: usize,
+) -> std::io::Result<()> {
     let tcp = TcpListener::bind(addr).await?;
-    let mut server = Server::new(handler);
-    server.register_socket(udp);
+    let mut server = Server::new(handler.clone());
+    if udp_workers == 0 {
+        server.register_socket(UdpSocket::bind(addr).await?);
+    } else {
+        crate::udp::spawn_udp_workers(
+            addr,
+            udp_workers,
+            handler.view.clone(),
+            handler.rrl.clone(),
+        )?;
+    }
     server.register_listener(tcp, Duration::from_secs(5), 64);
-    tracing::info!(%addr, "DNS listening (UDP+TCP)");
+    tracing::info!(%addr, udp_workers, "DNS listening (UDP+TCP)");
     server
         .block_until_done()
         .await

@@ -11,13 +11,20 @@
 mod answer;
 mod explain;
 mod handler;
+mod metrics;
+mod publisher;
+mod rrl;
 mod select;
+mod udp;
 mod view;
 
 pub use answer::{Answer, ClientInfo, Question, answer};
 pub use explain::explain;
 pub use handler::{DnsHandler, serve};
-pub use select::{pick, subnet_key};
+pub use publisher::{ViewInputs, ViewPublisher};
+pub use rrl::{RateLimiter, RrlAction};
+pub use select::{MAX_PICK, pick, pick_into, subnet_key};
+pub use udp::{UdpOutcome, respond_udp, spawn_udp_workers};
 pub use view::{DnsView, ViewError};
 
 /// UDP payload size we advertise and cap responses at (DNS flag day 2020).

@@ -44,35 +44,54 @@ pub(crate) fn seed(id: &str) -> u64 {
 }
 
 /// splitmix64 finaliser: a fast, well-distributed 64-bit mixer.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
+/// Most records one answer can carry (config caps `max_records` at 16).
+pub const MAX_PICK: usize = 16;
+
 /// Picks up to `n` of `targets` (given as `(seed, weight)`), writing their
 /// indexes into `out` in descending score order. Deterministic for a given
 /// `key`; each target's chance to be first is proportional to its weight.
 pub fn pick(key: u64, targets: &[(u64, f64)], n: usize, out: &mut Vec<usize>) {
+    let mut buf = [0usize; MAX_PICK];
+    let len = pick_into(key, targets, n, &mut buf);
     out.clear();
+    out.extend_from_slice(&buf[..len]);
+}
+
+/// As [`pick`], into a fixed buffer (no allocation); returns how many were
+/// picked, at most `MAX_PICK`.
+pub fn pick_into(key: u64, targets: &[(u64, f64)], n: usize, out: &mut [usize; MAX_PICK]) -> usize {
+    let n = n.min(MAX_PICK);
     if targets.len() <= n {
-        out.extend(0..targets.len());
-        return;
+        for (i, slot) in out.iter_mut().enumerate().take(targets.len()) {
+            *slot = i;
+        }
+        return targets.len();
     }
-    // Keep the best n in a small sorted buffer; n is tiny (<= 16).
-    let mut best: Vec<(f64, usize)> = Vec::with_capacity(n + 1);
+    // Keep the best n in a small sorted buffer on the stack.
+    let mut best = [(0.0f64, 0usize); MAX_PICK + 1];
+    let mut len = 0;
     for (i, &(seed, weight)) in targets.iter().enumerate() {
         // u in (0, 1]; score = -w / ln(u) is the weighted rendezvous score.
         let h = mix(key ^ seed);
         let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         let score = -weight / u.ln().min(-f64::MIN_POSITIVE);
-        let pos = best.partition_point(|&(s, j)| s > score || (s == score && j < i));
+        let pos = best[..len].partition_point(|&(s, j)| s > score || (s == score && j < i));
         if pos < n {
-            best.insert(pos, (score, i));
-            best.truncate(n);
+            best.copy_within(pos..len, pos + 1);
+            best[pos] = (score, i);
+            len = (len + 1).min(n);
         }
     }
-    out.extend(best.iter().map(|&(_, i)| i));
+    for (slot, &(_, i)) in out.iter_mut().zip(&best[..len]) {
+        *slot = i;
+    }
+    len
 }
 
 #[cfg(test)]

@@ -5,25 +5,119 @@
 //! only looks things up and borrows records.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap as StdHashMap, HashSet as StdHashSet},
+    hash::{BuildHasherDefault, Hasher},
     str::FromStr,
 };
 
-use hickory_server::proto::rr::{
-    LowerName, Name, RData, Record,
-    rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
+use hickory_server::proto::{
+    rr::{
+        LowerName, Name, RData, Record, RecordType,
+        rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
+    },
+    serialize::binary::{BinDecoder, BinEncodable, BinEncoder, Restrict},
 };
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
-use steer_types::{AnswerSet, ClientNetwork, Plan, RecordData, RegionId, Zone};
+use steer_types::{
+    AnswerSet, ClientNetwork, DnsSettings, Plan, RecordData, RegionId, Selection, Zone,
+};
 
-use crate::select::seed;
+use crate::{metrics::QueryMetrics, select::seed};
+
+/// A record with its wire form pre-encoded for the UDP fast path: the
+/// owner as a pointer to the question name (answers) or in full
+/// (authority), RDATA without compression. `wire` is `None` only if hickory
+/// could not encode it; such answers take hickory's encoder instead.
+#[derive(Debug)]
+pub struct Rr {
+    pub record: Record,
+    wire: Option<Box<[u8]>>,
+}
+
+impl std::ops::Deref for Rr {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        &self.record
+    }
+}
+
+impl Rr {
+    /// For the answer section, where the owner is always the question name
+    /// (offset 12 of the message).
+    pub(crate) fn answer(record: Record) -> Self {
+        let wire = encode_rr(&record, &[0xc0, 0x0c]);
+        Self { record, wire }
+    }
+
+    /// With the owner written in full (the SOA of a negative answer).
+    pub(crate) fn authority(record: Record) -> Self {
+        let owner = canonical(|e| record.name.emit(e));
+        let wire = owner.and_then(|o| encode_rr(&record, &o));
+        Self { record, wire }
+    }
+
+    pub(crate) fn wire(&self) -> Option<&[u8]> {
+        self.wire.as_deref()
+    }
+}
+
+fn canonical(
+    f: impl FnOnce(&mut BinEncoder<'_>) -> Result<(), hickory_server::proto::ProtoError>,
+) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut encoder = BinEncoder::new(&mut buf);
+    encoder.set_canonical_form(true);
+    f(&mut encoder).ok()?;
+    Some(buf)
+}
+
+fn encode_rr(record: &Record, owner: &[u8]) -> Option<Box<[u8]>> {
+    let rdata = canonical(|e| record.data.emit(e))?;
+    let mut wire = owner.to_vec();
+    wire.extend_from_slice(&u16::from(record.record_type()).to_be_bytes());
+    wire.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
+    wire.extend_from_slice(&record.ttl.to_be_bytes());
+    wire.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
+    wire.extend_from_slice(&rdata);
+    Some(wire.into_boxed_slice())
+}
+
+/// FNV-1a: names are short and come from the network, but the tables are
+/// rebuilt per plan and never grow from queries, so flooding them is not a
+/// concern; SipHash was a tenth of the query path.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<Fnv>>;
+type HashSet<K> = StdHashSet<K, BuildHasherDefault<Fnv>>;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ViewError {
     #[error("invalid DNS name {name:?}: {reason}")]
     Name { name: String, reason: String },
+    #[error("invalid record data at {name}: {reason}")]
+    Rdata { name: String, reason: String },
 }
 
 fn name(text: &str) -> Result<Name, ViewError> {
@@ -36,9 +130,9 @@ fn name(text: &str) -> Result<Name, ViewError> {
 pub(crate) struct CompiledZone {
     pub(crate) origin: LowerName,
     /// Negative answers carry this (TTL = min(SOA TTL, SOA minimum)).
-    pub(crate) soa_negative: Record,
+    pub(crate) soa_negative: Rr,
     /// Records by owner name, all types.
-    pub(crate) records: HashMap<LowerName, Vec<Record>>,
+    pub(crate) records: HashMap<LowerName, Vec<Rr>>,
     /// Names that exist (owners and their ancestors within the zone), so an
     /// empty non-terminal answers NODATA rather than NXDOMAIN.
     pub(crate) names: HashSet<LowerName>,
@@ -47,8 +141,12 @@ pub(crate) struct CompiledZone {
 pub(crate) struct CompiledTarget {
     pub(crate) seed: u64,
     pub(crate) weight: f64,
-    pub(crate) a: Option<Record>,
-    pub(crate) aaaa: Option<Record>,
+    pub(crate) a: Option<Rr>,
+    pub(crate) aaaa: Option<Rr>,
+    /// For CNAME-style services: the per-region (or per-PoP) name.
+    pub(crate) cname: Option<Rr>,
+    /// `steer_dns_answers_total{pop}`.
+    pub(crate) answered: metrics::Counter,
 }
 
 pub(crate) struct CompiledSet {
@@ -56,6 +154,11 @@ pub(crate) struct CompiledSet {
     pub(crate) v4_targets: Vec<usize>,
     pub(crate) v6: Vec<(u64, f64)>,
     pub(crate) v6_targets: Vec<usize>,
+    /// Every target, for CNAME-style services.
+    pub(crate) any: Vec<(u64, f64)>,
+    /// Whether every target yields the same CNAME (then the hash does not
+    /// matter for the ECS scope).
+    pub(crate) cname_uniform: bool,
     pub(crate) targets: Vec<CompiledTarget>,
 }
 
@@ -67,6 +170,14 @@ pub(crate) struct CompiledService {
     pub(crate) global: CompiledSet,
     /// Whether every region gets the same answer set (then ECS scope is 0).
     pub(crate) uniform: bool,
+    /// Weighted random per query instead of sticky per subnet.
+    pub(crate) random: bool,
+    pub(crate) cname_style: bool,
+    /// Answered when a set has no target of the asked family.
+    pub(crate) fallback_v4: Vec<Rr>,
+    pub(crate) fallback_v6: Vec<Rr>,
+    /// `steer_dns_service_queries_total{service}`.
+    pub(crate) queries: metrics::Counter,
 }
 
 /// The immutable view the DNS handler answers from.
@@ -77,6 +188,7 @@ pub struct DnsView {
     pub(crate) regions: Vec<RegionId>,
     pub(crate) client_map: JointPrefixMap<IpNet, usize>,
     pub(crate) udp_payload: u16,
+    pub(crate) metrics: QueryMetrics,
 }
 
 impl DnsView {
@@ -88,6 +200,22 @@ impl DnsView {
         plan: &Plan,
         udp_payload: u16,
     ) -> Result<Self, ViewError> {
+        let settings = DnsSettings {
+            udp_payload,
+            ..DnsSettings::default()
+        };
+        Self::compile_with(zones, client_networks, plan, &settings)
+    }
+
+    /// Builds a view with per-service DNS settings (selection, fallback,
+    /// CNAME style) and the UDP payload size.
+    pub fn compile_with(
+        zones: &[Zone],
+        client_networks: &[ClientNetwork],
+        plan: &Plan,
+        settings: &DnsSettings,
+    ) -> Result<Self, ViewError> {
+        let udp_payload = settings.udp_payload;
         let regions: Vec<RegionId> = plan.body.regions.iter().map(|r| r.id.clone()).collect();
         let mut client_map = JointPrefixMap::new();
         for net in client_networks {
@@ -100,18 +228,32 @@ impl DnsView {
             .map(compile_zone)
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mut services = HashMap::new();
+        let mut services = HashMap::default();
         for svc in &plan.body.services {
             let owner = name(&svc.fqdn)?;
             let lower = LowerName::new(&owner);
             let Some(zone) = compiled_zones.iter().position(|z| z.origin.zone_of(&lower)) else {
                 continue;
             };
-            let compile = |set: &AnswerSet| compile_set(&owner, svc.ttl, set);
+            let gslb = settings.services.iter().find(|g| g.fqdn == svc.fqdn);
+            let cname = gslb.and_then(|g| g.cname.as_deref());
+            let compile = |set: &AnswerSet| compile_set(&owner, svc.ttl, set, plan, cname);
             let regional: Vec<CompiledSet> = regions
                 .iter()
                 .map(|r| compile(svc.for_region(Some(r))))
-                .collect();
+                .collect::<Result<_, _>>()?;
+            let fallback = |v6: bool| -> Vec<Rr> {
+                gslb.map(|g| g.fallback.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|ip| match ip {
+                        std::net::IpAddr::V4(a) if !v6 => Some(RData::A(A(*a))),
+                        std::net::IpAddr::V6(a) if v6 => Some(RData::AAAA(AAAA(*a))),
+                        _ => None,
+                    })
+                    .map(|rdata| Rr::answer(Record::from_rdata(owner.clone(), svc.ttl, rdata)))
+                    .collect()
+            };
             let uniform = regions
                 .iter()
                 .all(|r| svc.for_region(Some(r)).targets == svc.global.targets);
@@ -121,8 +263,13 @@ impl DnsView {
                     zone,
                     max_records: svc.max_records.max(1),
                     regional,
-                    global: compile(&svc.global),
+                    global: compile(&svc.global)?,
                     uniform,
+                    random: gslb.is_some_and(|g| g.selection == Selection::Random),
+                    cname_style: cname.is_some(),
+                    fallback_v4: fallback(false),
+                    fallback_v6: fallback(true),
+                    queries: crate::metrics::service_counter(svc.id.as_str()),
                 },
             );
         }
@@ -133,6 +280,7 @@ impl DnsView {
             regions,
             client_map,
             udp_payload,
+            metrics: QueryMetrics::register(),
         })
     }
 
@@ -146,20 +294,44 @@ impl DnsView {
     }
 }
 
-fn compile_set(owner: &Name, ttl: u32, set: &AnswerSet) -> CompiledSet {
+fn compile_set(
+    owner: &Name,
+    ttl: u32,
+    set: &AnswerSet,
+    plan: &Plan,
+    cname: Option<&str>,
+) -> Result<CompiledSet, ViewError> {
     let targets: Vec<CompiledTarget> = set
         .targets
         .iter()
-        .map(|t| CompiledTarget {
-            seed: seed(t.pop.as_str()),
-            weight: f64::from(t.weight.max(1)),
-            a: t.ipv4
-                .map(|a| Record::from_rdata(owner.clone(), ttl, RData::A(A(a)))),
-            aaaa: t
-                .ipv6
-                .map(|a| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a)))),
+        .map(|t| {
+            let cname = match cname {
+                None => None,
+                Some(template) => {
+                    let region = plan.pop(t.pop.as_str()).map_or("", |p| p.region.as_str());
+                    let target = template
+                        .replace("{region}", region)
+                        .replace("{pop}", t.pop.as_str());
+                    Some(Rr::answer(Record::from_rdata(
+                        owner.clone(),
+                        ttl,
+                        RData::CNAME(CNAME(name(&target)?)),
+                    )))
+                }
+            };
+            Ok(CompiledTarget {
+                seed: seed(t.pop.as_str()),
+                weight: f64::from(t.weight.max(1)),
+                a: t.ipv4
+                    .map(|a| Rr::answer(Record::from_rdata(owner.clone(), ttl, RData::A(A(a))))),
+                aaaa: t.ipv6.map(|a| {
+                    Rr::answer(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a))))
+                }),
+                cname,
+                answered: crate::metrics::pop_counter(t.pop.as_str()),
+            })
         })
-        .collect();
+        .collect::<Result<_, ViewError>>()?;
     let family = |has: fn(&CompiledTarget) -> bool| {
         let idx: Vec<usize> = (0..targets.len()).filter(|&i| has(&targets[i])).collect();
         let keyed = idx
@@ -170,13 +342,30 @@ fn compile_set(owner: &Name, ttl: u32, set: &AnswerSet) -> CompiledSet {
     };
     let (v4, v4_targets) = family(|t| t.a.is_some());
     let (v6, v6_targets) = family(|t| t.aaaa.is_some());
-    CompiledSet {
+    let any = targets.iter().map(|t| (t.seed, t.weight)).collect();
+    let cname_uniform = targets
+        .windows(2)
+        .all(|w| w[0].cname.as_ref().map(|r| &r.record) == w[1].cname.as_ref().map(|r| &r.record));
+    Ok(CompiledSet {
         v4,
         v4_targets,
         v6,
         v6_targets,
+        any,
+        cname_uniform,
         targets,
-    }
+    })
+}
+
+fn wire_rdata(owner: &str, rtype: u16, rdata: &[u8]) -> Result<RData, ViewError> {
+    let bad = |reason: String| ViewError::Rdata {
+        name: owner.to_owned(),
+        reason,
+    };
+    let len = u16::try_from(rdata.len()).map_err(|_| bad("longer than 65535 bytes".into()))?;
+    let mut decoder = BinDecoder::new(rdata);
+    RData::read(&mut decoder, RecordType::from(rtype), Restrict::new(len))
+        .map_err(|e| bad(e.to_string()))
 }
 
 fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
@@ -190,9 +379,12 @@ fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
         zone.soa.expire,
         zone.soa.minimum,
     );
-    let mut records: HashMap<LowerName, Vec<Record>> = HashMap::new();
+    let mut records: HashMap<LowerName, Vec<Rr>> = HashMap::default();
     let mut add = |owner: &Name, rec: Record| {
-        records.entry(LowerName::new(owner)).or_default().push(rec);
+        records
+            .entry(LowerName::new(owner))
+            .or_default()
+            .push(Rr::answer(rec));
     };
     add(
         &origin,
@@ -215,12 +407,17 @@ fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
                 preference,
                 exchange,
             } => RData::MX(MX::new(*preference, name(exchange)?)),
-            RecordData::Txt(text) => RData::TXT(TXT::new(vec![text.clone()])),
+            // A character-string holds at most 255 bytes (RFC 1035 3.3).
+            RecordData::Txt(text) if text.is_empty() => RData::TXT(TXT::from_bytes(vec![b""])),
+            RecordData::Txt(text) => {
+                RData::TXT(TXT::from_bytes(text.as_bytes().chunks(255).collect()))
+            }
+            RecordData::Wire { rtype, rdata } => wire_rdata(&rec.name, *rtype, rdata)?,
         };
         add(&owner, Record::from_rdata(owner.clone(), rec.ttl, rdata));
     }
     let origin_lower = LowerName::new(&origin);
-    let mut names = HashSet::new();
+    let mut names = HashSet::default();
     for owner in records.keys() {
         let mut n = owner.clone();
         loop {
@@ -233,11 +430,11 @@ fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
     }
     Ok(CompiledZone {
         origin: origin_lower,
-        soa_negative: Record::from_rdata(
+        soa_negative: Rr::authority(Record::from_rdata(
             origin,
             zone.soa_ttl.min(zone.soa.minimum),
             RData::SOA(soa_rdata),
-        ),
+        )),
         records,
         names,
     })

@@ -6,6 +6,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bgp;
+mod dns;
 pub mod explain;
 pub mod health;
 pub mod health_guard;
@@ -18,6 +20,7 @@ mod time;
 mod topology;
 mod zone;
 
+pub use dns::{DnsSettings, GslbSettings, RrlSettings, Selection};
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{

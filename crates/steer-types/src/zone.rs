@@ -22,8 +22,18 @@ pub enum RecordData {
     Aaaa(Ipv6Addr),
     Cname(String),
     Ns(String),
-    Mx { preference: u16, exchange: String },
+    Mx {
+        preference: u16,
+        exchange: String,
+    },
     Txt(String),
+    /// Any other type (SRV, CAA, PTR, multi-string TXT, ...) as its type
+    /// code and uncompressed wire-format RDATA (RFC 3597), as loaded from a
+    /// zone file.
+    Wire {
+        rtype: u16,
+        rdata: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -223,6 +223,18 @@ pub fn dig(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+pub fn kdig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("kdig")
+        .arg("@127.0.0.1")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["+time=2", "+retry=0"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run kdig (install knot-dnsutils; .ci/run does): {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Minimal HTTP/1.0 GET on loopback; returns (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;

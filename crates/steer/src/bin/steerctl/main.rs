@@ -122,6 +122,10 @@ enum Command {
         /// Show one PoP in detail.
         #[arg(long)]
         pop: Option<String>,
+        /// Show the BGP speaker: sessions (state, uptime, flaps, prefixes
+        /// sent, last error) and what each PoP announces, and why.
+        #[arg(long, conflicts_with = "pop")]
+        bgp: bool,
     },
     /// Why does a client get the answer it gets?
     Explain {
@@ -468,7 +472,20 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         },
-        Command::Status { pop } => {
+        Command::Status { pop, bgp: true } => {
+            let _ = pop;
+            let resp = client
+                .get_status(GetStatusRequest {})
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            if json {
+                render::json(&render::bgp_json(&resp));
+            } else {
+                print!("{}", render::bgp_table(&resp));
+            }
+        }
+        Command::Status { pop, bgp: false } => {
             let resp = client
                 .get_status(GetStatusRequest {})
                 .await

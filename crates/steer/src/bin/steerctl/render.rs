@@ -421,3 +421,75 @@ pub(crate) fn audit_table(entries: &[pb::AuditEntry]) -> String {
     }
     out
 }
+
+pub(crate) fn bgp_json(s: &GetStatusResponse) -> serde_json::Value {
+    serde_json::json!({
+        "plan_version": s.plan_version,
+        "refused_plan": (!s.bgp_refused_plan.is_empty()).then_some(&s.bgp_refused_plan),
+        "peers": s.bgp_peers.iter().map(|p| serde_json::json!({
+            "pop": p.pop,
+            "peer": p.peer,
+            "peer_as": p.peer_as,
+            "state": p.state,
+            "uptime_secs": (p.uptime_secs >= 0).then_some(p.uptime_secs),
+            "flaps": p.flaps,
+            "prefixes_sent": p.prefixes_sent,
+            "updates_sent": p.updates_sent,
+            "last_error": (!p.last_error.is_empty()).then_some(&p.last_error),
+        })).collect::<Vec<_>>(),
+        "routes": s.bgp_routes.iter().map(|r| serde_json::json!({
+            "pop": r.pop,
+            "prefix": r.prefix,
+            "state": r.state,
+            "reason": r.reason,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn bgp_table(s: &GetStatusResponse) -> String {
+    let mut out = String::new();
+    if s.bgp_peers.is_empty() && s.bgp_routes.is_empty() {
+        let _ = writeln!(out, "no BGP speaker configured (add a [bgp] table)");
+        return out;
+    }
+    if !s.bgp_refused_plan.is_empty() {
+        let _ = writeln!(out, "REFUSED {}", truncate(&s.bgp_refused_plan, 90));
+    }
+    let _ = writeln!(
+        out,
+        "{:<8} {:<22} {:>10} {:<12} {:>8} {:>5} {:>5}  LAST ERROR",
+        "POP", "PEER", "AS", "STATE", "UPTIME", "FLAPS", "PFX"
+    );
+    for p in &s.bgp_peers {
+        let up = if p.uptime_secs < 0 {
+            "-".to_owned()
+        } else {
+            format!("{}s", p.uptime_secs)
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:<22} {:>10} {:<12} {:>8} {:>5} {:>5}  {}",
+            truncate(&p.pop, 8),
+            truncate(&p.peer, 22),
+            p.peer_as,
+            truncate(&p.state, 12),
+            up,
+            p.flaps,
+            p.prefixes_sent,
+            truncate(&p.last_error, 20),
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{:<8} {:<20} {:<17}  REASON", "POP", "PREFIX", "STATE");
+    for r in &s.bgp_routes {
+        let _ = writeln!(
+            out,
+            "{:<8} {:<20} {:<17}  {}",
+            truncate(&r.pop, 8),
+            truncate(&r.prefix, 20),
+            truncate(&r.state, 17),
+            truncate(&r.reason, 50),
+        );
+    }
+    out
+}

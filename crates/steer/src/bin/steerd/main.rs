@@ -12,11 +12,10 @@ use clap::Parser;
 use steer_api::{ApiError, Authenticator, Explainer, OperatorService, interceptor};
 use steer_config::{AuthMode, SteerConfig};
 use steer_control::{ControlLoop, SystemClock};
-use steer_dns::{DEFAULT_UDP_PAYLOAD, DnsHandler, DnsView};
+use steer_dns::{DnsHandler, ViewPublisher};
 use steer_health::ingest::IngestService;
 use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server::OperatorServer};
 use steer_store::FileStore;
-use steer_types::Plan;
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
@@ -86,7 +85,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn".into()
+                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn,\
+                 netgauze_bgp_speaker=warn"
+                    .into()
             }),
         )
         .init();
@@ -149,6 +150,11 @@ fn replay(path: &std::path::Path) -> ExitCode {
 
 async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("steer_dns_latency_seconds".into()),
+            &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2],
+        )
+        .context("DNS latency buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let authenticator = match &config.auth {
@@ -207,48 +213,66 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .await
         .with_context(|| format!("HTTP listen {}", config.server.http_listen))?;
 
-    // DNS answers from a view recompiled on every plan publication, using
-    // the current config (a reload publishes a new plan, so zones follow).
+    // DNS answers from a view recompiled on every plan publication and on
+    // every successful reload (API or SIGHUP).
     let live_config = Arc::new(ArcSwap::from_pointee(config.clone()));
-    let view = Arc::new(ArcSwap::from_pointee(compile_view(
-        &config,
-        &handles.plan.load(),
-    )?));
-    let dns_plan = Arc::new(ArcSwap::new(handles.plan.load_full()));
+    let publisher = Arc::new(ViewPublisher::new(
+        reload::dns_inputs(&config),
+        handles.plan.load_full(),
+    )?);
+    let view = publisher.view();
     let mut plan_watch = handles.plan_watch.clone();
     {
-        let (view, dns_plan, live_config) = (view.clone(), dns_plan.clone(), live_config.clone());
+        let publisher = publisher.clone();
         tokio::spawn(async move {
             while plan_watch.changed().await.is_ok() {
                 let plan = plan_watch.borrow_and_update().clone();
-                match compile_view(&live_config.load(), &plan) {
-                    Ok(v) => {
-                        view.store(Arc::new(v));
-                        dns_plan.store(plan.clone());
-                        metrics::gauge!("steer_dns_plan_version").set(plan.version as f64);
-                    }
+                let version = plan.version;
+                match publisher.publish_plan(plan) {
+                    Ok(()) => metrics::gauge!("steer_dns_plan_version").set(version as f64),
                     // Keep serving the last good view.
-                    Err(e) => error!(error = %e, version = plan.version, "cannot compile DNS view"),
+                    Err(e) => error!(error = %e, version, "cannot compile DNS view"),
                 }
             }
         });
     }
     let explainer = Arc::new(DnsExplainer {
-        view: view.clone(),
-        plan: dns_plan,
+        publisher: publisher.clone(),
     });
-    let dns = spawn_dns(dns_addr, DnsHandler::new(view));
+    let dns = tokio::spawn(steer_dns::serve(
+        dns_addr,
+        DnsHandler::new(view).with_rrl(config.dns.rrl.clone()),
+        config.dns.udp_workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
+    ));
 
     let (reload_tx, reload_rx) = mpsc::channel(4);
     tokio::spawn(reload::run(
         config_path,
         live_config,
+        publisher,
         reload_rx,
         handles.api_tx.clone(),
     ));
     tokio::spawn(reload::on_sighup(reload_tx.clone()));
 
     let control_task = tokio::spawn(control.run(Duration::from_millis(200)));
+
+    // Anycast: the BGP speaker follows the same plan watch as DNS.
+    let bgp = config.bgp.clone().map(|settings| {
+        info!(peers = settings.peers.len(), "starting BGP speaker");
+        steer_bgp::BgpSpeaker::spawn(
+            settings,
+            config.topology.policy.min_announce_share,
+            handles.plan_watch.clone(),
+        )
+    });
+    let bgp_status: Option<steer_api::BgpStatusSource> = bgp.as_ref().map(|b| {
+        let h = b.status();
+        Arc::new(move || h.snapshot()) as steer_api::BgpStatusSource
+    });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -271,12 +295,15 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .build_v1alpha()
         .context("building gRPC reflection v1alpha")?;
     let ingest = IngestService::new(handles.plan.clone(), handles.health_tx.clone());
-    let operator = OperatorService::new(
+    let mut operator = OperatorService::new(
         handles.api_tx.clone(),
         handles.plan_watch.clone(),
         explainer,
         Some(reload_tx),
     );
+    if let Some(b) = &bgp_status {
+        operator = operator.with_bgp_status(b.clone());
+    }
     let grpc_addr = grpc.local_addr()?;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
@@ -303,7 +330,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal());
 
     let http_addr = http.local_addr()?;
-    let http_server = http::serve(http, metrics, handles.api_tx.clone());
+    let http_server = http::serve(http, metrics, handles.api_tx.clone(), bgp_status);
 
     info!(
         dns = %dns_addr, grpc = %grpc_addr, http = %http_addr,
@@ -313,34 +340,14 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     tokio::select! {
         r = grpc_server => r.context("gRPC server")?,
         r = http_server => r.context("HTTP server")?,
-        r = dns => r.context("DNS thread")?.with_context(|| format!("DNS listen {dns_addr}"))?,
+        r = dns => r.context("DNS task")?.with_context(|| format!("DNS listen {dns_addr}"))?,
         r = control_task => r.context("control loop")?,
+    }
+    if let Some(bgp) = bgp {
+        bgp.shutdown(Duration::from_secs(3)).await;
     }
     info!("steerd stopped");
     Ok(())
-}
-
-/// DNS serves from its own thread and single-threaded runtime, so a burst of
-/// health reports or API calls on the shared workers never queues queries
-/// (it only reads the plan view, lock-free). The result arrives when it stops.
-fn spawn_dns(
-    addr: SocketAddr,
-    handler: DnsHandler,
-) -> tokio::sync::oneshot::Receiver<std::io::Result<()>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("steerd-dns".into())
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .and_then(|rt| rt.block_on(steer_dns::serve(addr, handler)));
-            let _ = tx.send(result);
-        });
-    if let Err(e) = spawned {
-        error!(error = %e, "cannot start the DNS thread");
-    }
-    rx
 }
 
 /// TLS for the gRPC listener; with a client CA, client certificates are
@@ -362,8 +369,7 @@ fn server_tls(tls: &steer_config::ServerTls) -> anyhow::Result<tonic::transport:
 
 /// Explains from the view DNS is serving and the plan it was built from.
 struct DnsExplainer {
-    view: Arc<ArcSwap<DnsView>>,
-    plan: Arc<ArcSwap<Plan>>,
+    publisher: Arc<ViewPublisher>,
 }
 
 impl Explainer for DnsExplainer {
@@ -373,26 +379,9 @@ impl Explainer for DnsExplainer {
         qtype: &str,
         client: ipnet::IpNet,
     ) -> Result<steer_types::explain::Explanation, ApiError> {
-        // The two are stored one after the other; retry until they match.
-        let mut pair = (self.view.load_full(), self.plan.load_full());
-        for _ in 0..3 {
-            if pair.0.plan_version() == pair.1.version {
-                break;
-            }
-            std::thread::yield_now();
-            pair = (self.view.load_full(), self.plan.load_full());
-        }
-        steer_dns::explain(&pair.0, &pair.1, name, qtype, client).map_err(ApiError::InvalidArgument)
+        let (view, plan) = self.publisher.snapshot();
+        steer_dns::explain(&view, &plan, name, qtype, client).map_err(ApiError::InvalidArgument)
     }
-}
-
-fn compile_view(config: &SteerConfig, plan: &Plan) -> anyhow::Result<DnsView> {
-    Ok(DnsView::compile(
-        &config.zones,
-        &config.topology.client_networks,
-        plan,
-        DEFAULT_UDP_PAYLOAD,
-    )?)
 }
 
 async fn shutdown_signal() {

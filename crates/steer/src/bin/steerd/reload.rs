@@ -1,5 +1,6 @@
-//! Config reload (gRPC ReloadConfig and SIGHUP): validate the whole file,
-//! then swap; a bad file changes nothing and the error says where.
+//! Config reload (gRPC ReloadConfig and SIGHUP): validate the whole file
+//! (zones and zone files included), then swap the DNS data and the
+//! topology; a bad file changes nothing and the error says where.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,22 +10,34 @@ use std::{
 use arc_swap::ArcSwap;
 use steer_api::{ApiCommand, ApiError, ReloadRequest};
 use steer_config::SteerConfig;
+use steer_dns::{ViewInputs, ViewPublisher};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
+
+/// The DNS view inputs a config describes.
+pub(crate) fn dns_inputs(config: &SteerConfig) -> ViewInputs {
+    ViewInputs {
+        zones: config.zones.clone(),
+        client_networks: config.topology.client_networks.clone(),
+        settings: config.dns.clone(),
+    }
+}
 
 pub(crate) async fn run(
     path: PathBuf,
     live: Arc<ArcSwap<SteerConfig>>,
+    publisher: Arc<ViewPublisher>,
     mut requests: mpsc::Receiver<ReloadRequest>,
     to_control: mpsc::Sender<ApiCommand>,
 ) {
     while let Some(req) = requests.recv().await {
-        let result = reload_once(&path, &live, &to_control, &req).await;
+        let result = reload_once(&path, &live, &publisher, &to_control, &req).await;
         match &result {
             Ok(v) => info!(version = v, principal = %req.principal, "config reloaded"),
             Err(e) => warn!(error = %e, principal = %req.principal, "config reload refused"),
         }
         metrics::counter!("steer_config_reloads_total", "outcome" => if result.is_ok() { "applied" } else { "refused" }).increment(1);
+        metrics::counter!("steer_dns_reloads_total", "result" => if result.is_ok() { "ok" } else { "error" }).increment(1);
         let _ = req.reply.send(result);
     }
 }
@@ -32,6 +45,7 @@ pub(crate) async fn run(
 async fn reload_once(
     path: &Path,
     live: &Arc<ArcSwap<SteerConfig>>,
+    publisher: &ViewPublisher,
     to_control: &mpsc::Sender<ApiCommand>,
     req: &ReloadRequest,
 ) -> Result<u64, ApiError> {
@@ -52,6 +66,14 @@ async fn reload_once(
         warn!("auth changes in the config take effect only after a restart");
     }
     next.auth = current.auth.clone();
+    if next.dns.rrl != current.dns.rrl || next.dns.udp_workers != current.dns.udp_workers {
+        warn!("RRL and udp_workers changes take effect only after a restart");
+    }
+    // DNS data first: zones that do not compile refuse the whole reload.
+    let previous_inputs = publisher.inputs();
+    publisher
+        .replace_inputs(dns_inputs(&next))
+        .map_err(|e| ApiError::InvalidArgument(format!("config not reloaded: {e}")))?;
     let topology = Arc::new(next.topology.clone());
     // The new zones must be in place before the plan that triggers the
     // DNS view rebuild is published.
@@ -75,6 +97,7 @@ async fn reload_once(
     };
     if result.is_err() {
         live.store(previous);
+        let _ = publisher.replace_inputs((*previous_inputs).clone());
     }
     result
 }

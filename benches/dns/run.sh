@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# CPU per query of Steer vs gdnsd (weighted GSLB answer) and NSD (static
+# answer), over loopback with dnsperf at a fixed rate. Each server is pinned
+# to one CPU and dnsperf to another, so the server's CPU time divided by the
+# queries it answered is its cost per query.
+#
+#   benches/dns/run.sh                     # 50k qps for 10 s per run
+#   RATE=20000 DURATION=20 benches/dns/run.sh
+#
+# Needs: apt-get (installs dnsperf, nsd, gdnsd if missing), cargo, taskset,
+# two CPUs. Builds steerd in release mode. Leaves nothing running.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RATE=${RATE:-50000}
+DURATION=${DURATION:-10}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+BASE_PORT=${BASE_PORT:-25300}
+
+need=()
+command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
+command -v nsd >/dev/null 2>&1 || need+=(nsd)
+command -v gdnsd >/dev/null 2>&1 || need+=(gdnsd)
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The Debian packages start system-wide instances; they listen on :53 and
+# do not disturb the loopback ports used here.
+
+STEERD=${STEERD:-}
+if [ -z "$STEERD" ]; then
+  cargo build --release -q -p steer --bin steerd
+  STEERD=$PWD/target/release/steerd
+fi
+
+WORK=$(mktemp -d /tmp/steer-dnsbench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+STEER_PORT=$BASE_PORT
+GDNSD_PORT=$((BASE_PORT + 1))
+NSD_PORT=$((BASE_PORT + 2))
+
+# ---- the same zone and an equivalent weighted name for every server ----
+cat > "$WORK/bench.test.zone" <<'ZONE'
+$TTL 3600
+@    IN SOA ns1 hostmaster 1 3600 600 604800 60
+@    IN NS  ns1
+ns1  IN A   127.0.0.1
+www  IN A   192.0.2.80
+ZONE
+
+# Steer: the zone file, plus app.bench.test weighted over four PoPs (one
+# record per answer, sticky per client /24, TTL 30).
+mkdir -p "$WORK/steer"
+cp "$WORK/bench.test.zone" "$WORK/steer/"
+cat > "$WORK/steer/steerd.toml" <<TOML
+[server]
+dns_listen = "127.0.0.1:$STEER_PORT"
+grpc_listen = "127.0.0.1:$((BASE_PORT + 10))"
+http_listen = "127.0.0.1:$((BASE_PORT + 11))"
+state_dir = "$WORK/steer/state"
+[auth]
+mode = "none"
+[health]
+unknown_health = "assume-up"
+[dns]
+udp_workers = 1
+[[zones]]
+origin = "bench.test."
+file = "bench.test.zone"
+[[regions]]
+id = "eu"
+[[regions]]
+id = "us"
+[[pops]]
+id = "fra1"
+region = "eu"
+ipv4 = "192.0.2.11"
+capacity_rps = 10000
+[[pops]]
+id = "ams1"
+region = "eu"
+ipv4 = "192.0.2.12"
+capacity_rps = 10000
+[[pops]]
+id = "iad1"
+region = "us"
+ipv4 = "192.0.2.21"
+capacity_rps = 10000
+[[pops]]
+id = "ord1"
+region = "us"
+ipv4 = "192.0.2.22"
+capacity_rps = 10000
+[[services]]
+id = "app"
+name = "app.bench.test."
+ttl = 30
+max_records = 1
+pops = ["fra1", "ams1", "iad1", "ord1"]
+TOML
+
+# gdnsd: the same zone with app as a DYNA weighted resource (one address
+# per answer, equal weights, no health checks).
+mkdir -p "$WORK/gdnsd/zones"
+{ cat "$WORK/bench.test.zone"; echo "app  30 DYNA weighted!app"; } > "$WORK/gdnsd/zones/bench.test"
+cat > "$WORK/gdnsd/config" <<CONF
+options => {
+  listen => [ 127.0.0.1 ]
+  dns_port => $GDNSD_PORT
+  udp_threads => 1
+  tcp_threads => 1
+  run_dir => $WORK/gdnsd/run
+  state_dir => $WORK/gdnsd/state
+}
+plugins => {
+  weighted => {
+    service_types => up
+    app => {
+      fra1 => [ 192.0.2.11, 250 ]
+      ams1 => [ 192.0.2.12, 250 ]
+      iad1 => [ 192.0.2.21, 250 ]
+      ord1 => [ 192.0.2.22, 250 ]
+    }
+  }
+}
+CONF
+
+# NSD: static data only (it has no GSLB).
+mkdir -p "$WORK/nsd"
+cp "$WORK/bench.test.zone" "$WORK/nsd/"
+cat > "$WORK/nsd/nsd.conf" <<CONF
+server:
+  ip-address: 127.0.0.1
+  port: $NSD_PORT
+  server-count: 1
+  username: ""
+  chroot: ""
+  zonesdir: "$WORK/nsd"
+  pidfile: "$WORK/nsd/nsd.pid"
+  database: ""
+  zonelistfile: "$WORK/nsd/zone.list"
+  xfrdfile: "$WORK/nsd/xfrd.state"
+  xfrdir: "$WORK/nsd"
+  logfile: "$WORK/nsd/nsd.log"
+  verbosity: 0
+  # Debian builds NSD with response rate limiting on (200 qps per /24).
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
+remote-control:
+  control-enable: no
+zone:
+  name: bench.test
+  zonefile: bench.test.zone
+CONF
+
+echo "www.bench.test A" > "$WORK/static.txt"
+echo "app.bench.test A" > "$WORK/gslb.txt"
+
+# ---- helpers ----
+# CPU ticks (user+system) of a process and all its descendants.
+tree_pids() {
+  local p=$1
+  echo "$p"
+  for c in $(pgrep -P "$p" 2>/dev/null); do tree_pids "$c"; done
+}
+cpu_ticks() {
+  local total=0 p
+  for p in $(tree_pids "$1"); do
+    if [ -r "/proc/$p/stat" ]; then
+      # Fields 14 and 15 (utime, stime), counted after the ")" of comm.
+      local t
+      t=$(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')
+      total=$((total + t))
+    fi
+  done
+  echo "$total"
+}
+wait_answer() { # port name expected
+  for _ in $(seq 1 100); do
+    if dig @127.0.0.1 -p "$1" "$2" A +short +time=1 +tries=1 2>/dev/null | grep -q "$3"; then return 0; fi
+    sleep 0.1
+  done
+  echo "server on port $1 did not answer $2" >&2
+  return 1
+}
+
+HZ=$(getconf CLK_TCK)
+RESULTS=()
+measure() { # label pid port queryfile
+  local label=$1 pid=$2 port=$3 file=$4
+  # Warm up, then measure.
+  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$file" -Q "$RATE" -l 2 -c 4 -q 200 >/dev/null 2>&1 || true
+  local before after out
+  before=$(cpu_ticks "$pid")
+  out=$(taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$file" -Q "$RATE" -l "$DURATION" -c 4 -q 200 2>&1)
+  after=$(cpu_ticks "$pid")
+  local completed lost lat
+  completed=$(echo "$out" | awk '/Queries completed:/ {print $3}')
+  lost=$(echo "$out" | awk '/Queries lost:/ {print $3}')
+  lat=$(echo "$out" | awk '/Average Latency/ {print $4 * 1e6}')
+  local us
+  us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$completed" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+  RESULTS+=("$label|$us|$completed|$lost|$lat")
+  printf '%-22s %8s us/query  %9s answered  %6s lost  avg latency %6.1f us\n' "$label" "$us" "$completed" "$lost" "$lat"
+}
+
+echo "rate $RATE qps for ${DURATION}s per run; server on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
+
+taskset -c "$SERVER_CPU" "$STEERD" --config "$WORK/steer/steerd.toml" > "$WORK/steer.log" 2>&1 &
+STEER_PID=$!
+PIDS+=("$STEER_PID")
+wait_answer "$STEER_PORT" www.bench.test 192.0.2.80
+measure "steer static" "$STEER_PID" "$STEER_PORT" "$WORK/static.txt"
+measure "steer gslb" "$STEER_PID" "$STEER_PORT" "$WORK/gslb.txt"
+kill "$STEER_PID"; wait "$STEER_PID" 2>/dev/null || true
+
+taskset -c "$SERVER_CPU" gdnsd -c "$WORK/gdnsd" start > "$WORK/gdnsd.log" 2>&1 &
+GDNSD_PID=$!
+PIDS+=("$GDNSD_PID")
+wait_answer "$GDNSD_PORT" app.bench.test 192.0.2
+measure "gdnsd static" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/static.txt"
+measure "gdnsd gslb" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/gslb.txt"
+kill "$GDNSD_PID"; wait "$GDNSD_PID" 2>/dev/null || true
+
+taskset -c "$SERVER_CPU" nsd -d -c "$WORK/nsd/nsd.conf" > "$WORK/nsd.log" 2>&1 &
+NSD_PID=$!
+PIDS+=("$NSD_PID")
+wait_answer "$NSD_PORT" www.bench.test 192.0.2.80
+measure "nsd static" "$NSD_PID" "$NSD_PORT" "$WORK/static.txt"
+kill "$NSD_PID"; wait "$NSD_PID" 2>/dev/null || true
+
+get() { for r in "${RESULTS[@]}"; do [ "${r%%|*}" = "$1" ] && echo "$r" | cut -d'|' -f2; done; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "Steer/gdnsd CPU per GSLB answer:  $(ratio "$(get 'steer gslb')" "$(get 'gdnsd gslb')")x  (target <= 1.0)"
+echo "Steer/NSD   CPU per static answer: $(ratio "$(get 'steer static')" "$(get 'nsd static')")x  (target <= 1.2)"

@@ -1,0 +1,130 @@
+//! The `[dns]` table and the DNS-only keys of `[[services]]` (selection,
+//! fallback, cname), validated into [`DnsSettings`].
+
+use std::net::IpAddr;
+
+use steer_types::{DnsSettings, GslbSettings, RrlSettings, Selection, ServiceId};
+use toml::Spanned;
+
+use crate::{
+    duration::parse_duration,
+    error::Reporter,
+    steerd::{RawDns, RawService, fqdn},
+};
+
+pub(crate) fn dns_settings(
+    r: &mut Reporter<'_>,
+    raw: &RawDns,
+    services: &[Spanned<RawService>],
+) -> DnsSettings {
+    let mut dns = DnsSettings::default();
+    if let Some(p) = &raw.udp_payload {
+        if (512..=4096).contains(p.get_ref()) {
+            dns.udp_payload = *p.get_ref();
+        } else {
+            r.at(
+                p.span(),
+                "udp_payload must be between 512 and 4096 (1232 is the safe default)",
+            );
+        }
+    }
+    if let Some(w) = &raw.udp_workers {
+        if *w.get_ref() > 256 {
+            r.at(
+                w.span(),
+                "udp_workers must be between 0 (hickory's UDP loop) and 256",
+            );
+        }
+        dns.udp_workers = Some(*w.get_ref());
+    }
+    if let Some(rrl) = &raw.rrl {
+        let rrl = rrl.get_ref();
+        let mut s = RrlSettings::default();
+        if let Some(v) = &rrl.responses_per_second {
+            if *v.get_ref() == 0 {
+                r.at(v.span(), "responses_per_second must be at least 1");
+            }
+            s.responses_per_second = *v.get_ref();
+        }
+        if let Some(v) = &rrl.slip {
+            if *v.get_ref() > 10 {
+                r.at(v.span(), "slip must be between 0 (drop all) and 10");
+            }
+            s.slip = *v.get_ref();
+        }
+        for (v, max, into) in [
+            (&rrl.ipv4_prefix, 32, &mut s.ipv4_prefix),
+            (&rrl.ipv6_prefix, 128, &mut s.ipv6_prefix),
+        ] {
+            if let Some(v) = v {
+                if *v.get_ref() == 0 || *v.get_ref() > max {
+                    r.at(
+                        v.span(),
+                        format!("prefix length must be between 1 and {max}"),
+                    );
+                }
+                *into = *v.get_ref();
+            }
+        }
+        if let Some(v) = &rrl.window {
+            match parse_duration(v.get_ref()) {
+                Ok(d) if !d.is_zero() && d.as_secs() <= 60 => s.window = d,
+                Ok(_) => r.at(v.span(), "window must be between 1ms and 60s"),
+                Err(e) => r.at(v.span(), e),
+            }
+        }
+        dns.rrl = rrl.enabled.then_some(s);
+    }
+    dns.services = services.iter().map(|s| gslb(r, s.get_ref())).collect();
+    dns
+}
+
+fn gslb(r: &mut Reporter<'_>, s: &RawService) -> GslbSettings {
+    let selection = match s.selection.as_ref() {
+        None => Selection::Sticky,
+        Some(v) => match v.get_ref().as_str() {
+            "sticky" => Selection::Sticky,
+            "random" => Selection::Random,
+            other => {
+                r.at(
+                    v.span(),
+                    format!("selection must be \"sticky\" or \"random\", got {other:?}"),
+                );
+                Selection::Sticky
+            }
+        },
+    };
+    let fallback = s
+        .fallback
+        .iter()
+        .filter_map(|a| match a.get_ref().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                r.at(a.span(), format!("{:?} is not an IP address", a.get_ref()));
+                None
+            }
+        })
+        .collect();
+    let cname = s.cname.as_ref().map(|c| {
+        let name = fqdn(r, c);
+        let filled = name.replace("{region}", "r").replace("{pop}", "p");
+        let labels_ok = filled
+            .trim_end_matches('.')
+            .split('.')
+            .all(|l| !l.is_empty());
+        if filled.contains(['{', '}']) || !labels_ok {
+            r.at(
+                c.span(),
+                "cname must be a name; only {region} and {pop} may be substituted",
+            );
+        }
+        name
+    });
+    GslbSettings {
+        service: ServiceId::new(s.id.get_ref()),
+        fqdn: s.name.get_ref().to_ascii_lowercase(),
+        selection,
+        fallback,
+        cname,
+    }
+}

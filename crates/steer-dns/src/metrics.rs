@@ -1,0 +1,109 @@
+//! Query metrics with handles registered once per view compile, so the
+//! query path only bumps atomics: no label formatting, no registry lookup,
+//! and no client addresses in any label.
+
+use hickory_server::proto::{op::ResponseCode, rr::RecordType};
+use metrics::{Counter, Histogram, counter, histogram};
+
+use crate::answer::{Answer, Question};
+
+const QTYPES: [(RecordType, &str); 11] = [
+    (RecordType::A, "A"),
+    (RecordType::AAAA, "AAAA"),
+    (RecordType::ANY, "ANY"),
+    (RecordType::CNAME, "CNAME"),
+    (RecordType::MX, "MX"),
+    (RecordType::TXT, "TXT"),
+    (RecordType::SOA, "SOA"),
+    (RecordType::NS, "NS"),
+    (RecordType::SRV, "SRV"),
+    (RecordType::CAA, "CAA"),
+    (RecordType::PTR, "PTR"),
+];
+
+const RCODES: [(ResponseCode, &str); 7] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::NotImp, "NOTIMP"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::BADVERS, "BADVERS"),
+];
+
+pub(crate) struct QueryMetrics {
+    qtype: Vec<Counter>,
+    qtype_other: Counter,
+    rcode: Vec<Counter>,
+    rcode_other: Counter,
+    ecs_yes: Counter,
+    ecs_no: Counter,
+    pub(crate) truncated: Counter,
+    pub(crate) rrl_drop: Counter,
+    pub(crate) rrl_slip: Counter,
+    pub(crate) malformed: Counter,
+    pub(crate) fallback: Counter,
+    pub(crate) latency: Histogram,
+}
+
+impl QueryMetrics {
+    pub(crate) fn register() -> Self {
+        Self {
+            qtype: QTYPES
+                .iter()
+                .map(|(_, l)| counter!("steer_dns_queries_total", "qtype" => *l))
+                .collect(),
+            qtype_other: counter!("steer_dns_queries_total", "qtype" => "OTHER"),
+            rcode: RCODES
+                .iter()
+                .map(|(_, l)| counter!("steer_dns_responses_total", "rcode" => *l))
+                .collect(),
+            rcode_other: counter!("steer_dns_responses_total", "rcode" => "OTHER"),
+            ecs_yes: counter!("steer_dns_ecs_queries_total", "ecs" => "yes"),
+            ecs_no: counter!("steer_dns_ecs_queries_total", "ecs" => "no"),
+            truncated: counter!("steer_dns_truncated_total"),
+            rrl_drop: counter!("steer_dns_rrl_total", "action" => "drop"),
+            rrl_slip: counter!("steer_dns_rrl_total", "action" => "slip"),
+            malformed: counter!("steer_dns_malformed_total"),
+            fallback: counter!("steer_dns_fallback_answers_total"),
+            latency: histogram!("steer_dns_latency_seconds"),
+        }
+    }
+
+    pub(crate) fn rcode(&self, rcode: ResponseCode) -> &Counter {
+        RCODES
+            .iter()
+            .position(|(r, _)| *r == rcode)
+            .and_then(|i| self.rcode.get(i))
+            .unwrap_or(&self.rcode_other)
+    }
+
+    fn qtype(&self, qtype: RecordType) -> &Counter {
+        QTYPES
+            .iter()
+            .position(|(t, _)| *t == qtype)
+            .and_then(|i| self.qtype.get(i))
+            .unwrap_or(&self.qtype_other)
+    }
+
+    /// One answered query (service and PoP counters are bumped where the
+    /// answer is chosen).
+    pub(crate) fn record(&self, q: &Question<'_>, a: &Answer<'_>, ecs: bool) {
+        self.qtype(q.qtype).increment(1);
+        self.rcode(a.rcode).increment(1);
+        if ecs {
+            self.ecs_yes.increment(1);
+        } else {
+            self.ecs_no.increment(1);
+        }
+    }
+}
+
+/// Per-service and per-PoP counters, held by the compiled service/target.
+pub(crate) fn service_counter(service: &str) -> Counter {
+    counter!("steer_dns_service_queries_total", "service" => service.to_owned())
+}
+
+pub(crate) fn pop_counter(pop: &str) -> Counter {
+    counter!("steer_dns_answers_total", "pop" => pop.to_owned())
+}

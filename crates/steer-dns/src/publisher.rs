@@ -1,0 +1,85 @@
+//! Keeps the DNS view in step with its inputs: the published Plan, and the
+//! static zones and client map (replaced on SIGHUP or through the operator
+//! API). Either change recompiles the whole view off the query path and
+//! swaps it in with one store; a candidate that does not compile is never
+//! stored, so queries keep being answered from the last good view.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use steer_types::{ClientNetwork, DnsSettings, Plan, Zone};
+
+use crate::view::{DnsView, ViewError};
+
+/// Everything besides the Plan that a view is compiled from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewInputs {
+    pub zones: Vec<Zone>,
+    pub client_networks: Vec<ClientNetwork>,
+    pub settings: DnsSettings,
+}
+
+/// The single writer of the DNS view.
+pub struct ViewPublisher {
+    view: Arc<ArcSwap<DnsView>>,
+    // Writers only: serialises recompiles so a plan publication and a zone
+    // reload cannot overwrite each other with stale inputs.
+    current: Mutex<(Arc<ViewInputs>, Arc<Plan>)>,
+}
+
+impl ViewPublisher {
+    pub fn new(inputs: ViewInputs, plan: Arc<Plan>) -> Result<Self, ViewError> {
+        let view = compile(&inputs, &plan)?;
+        Ok(Self {
+            view: Arc::new(ArcSwap::from_pointee(view)),
+            current: Mutex::new((Arc::new(inputs), plan)),
+        })
+    }
+
+    /// The view the handler answers from.
+    pub fn view(&self) -> Arc<ArcSwap<DnsView>> {
+        self.view.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (Arc<ViewInputs>, Arc<Plan>)> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Recompiles for a new plan; on error the previous view stays.
+    pub fn publish_plan(&self, plan: Arc<Plan>) -> Result<(), ViewError> {
+        let mut current = self.lock();
+        let view = compile(&current.0, &plan)?;
+        self.view.store(Arc::new(view));
+        current.1 = plan;
+        Ok(())
+    }
+
+    /// Swaps in new zones / client map (a reload); on error nothing changes.
+    pub fn replace_inputs(&self, inputs: ViewInputs) -> Result<(), ViewError> {
+        let mut current = self.lock();
+        let view = compile(&inputs, &current.1)?;
+        self.view.store(Arc::new(view));
+        current.0 = Arc::new(inputs);
+        Ok(())
+    }
+
+    /// The view and the plan it was compiled from, consistently (explain).
+    pub fn snapshot(&self) -> (Arc<DnsView>, Arc<Plan>) {
+        let current = self.lock();
+        (self.view.load_full(), current.1.clone())
+    }
+
+    /// The inputs the current view was compiled from.
+    pub fn inputs(&self) -> Arc<ViewInputs> {
+        self.lock().0.clone()
+    }
+}
+
+fn compile(inputs: &ViewInputs, plan: &Plan) -> Result<DnsView, ViewError> {
+    DnsView::compile_with(
+        &inputs.zones,
+        &inputs.client_networks,
+        plan,
+        &inputs.settings,
+    )
+}

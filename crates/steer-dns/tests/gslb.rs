@@ -1,0 +1,274 @@
+//! GSLB answers from a hand-built plan: fallback when every candidate is
+//! out, sticky vs random selection, CNAME-style names, ECS scope.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{net::IpAddr, str::FromStr};
+
+use hickory_server::proto::{
+    op::ResponseCode,
+    rr::{DNSClass, LowerName, Name, RData, RecordType},
+};
+use steer_dns::{ClientInfo, DnsView, Question, answer};
+use steer_types::{
+    AnswerSet, ClientNetwork, DnsSettings, GslbSettings, Plan, PlanBody, PopHealth, PopId, PopPlan,
+    RegionId, RegionPlan, Selection, ServiceId, ServicePlan, Soa, Timestamp, WeightedTarget, Zone,
+};
+
+fn target(pop: &str, n: u8) -> WeightedTarget {
+    WeightedTarget {
+        pop: PopId::new(pop),
+        weight: 100,
+        ipv4: Some([192, 0, 2, n].into()),
+        ipv6: None,
+    }
+}
+
+fn plan(version: u64, eu: Vec<WeightedTarget>, global: Vec<WeightedTarget>) -> Plan {
+    let pops = ["fra1", "ams1", "iad1", "ord1"]
+        .iter()
+        .map(|p| PopPlan {
+            id: PopId::new(p),
+            region: RegionId::new(if p.starts_with('f') || p.starts_with('a') {
+                "eu-west"
+            } else {
+                "us-east"
+            }),
+            health: PopHealth::Up,
+            usable: true,
+            drained_by: None,
+            weight: 250,
+            reason: String::new(),
+        })
+        .collect();
+    let svc = |fqdn: &str, id: &str| ServicePlan {
+        id: ServiceId::new(id),
+        fqdn: fqdn.into(),
+        ttl: 30,
+        max_records: 1,
+        regional: vec![AnswerSet {
+            region: Some(RegionId::new("eu-west")),
+            targets: eu.clone(),
+            reason: String::new(),
+            demand_rps: 0.0,
+        }],
+        global: AnswerSet {
+            region: None,
+            targets: global.clone(),
+            reason: String::new(),
+            demand_rps: 0.0,
+        },
+    };
+    Plan {
+        version,
+        computed_at: Timestamp::from_unix_ms(0),
+        body: PlanBody {
+            services: vec![
+                svc("app.example.test.", "app"),
+                svc("rnd.example.test.", "rnd"),
+                svc("edge.example.test.", "edge"),
+            ],
+            pops,
+            regions: vec![RegionPlan {
+                id: RegionId::new("eu-west"),
+                served_by: vec![RegionId::new("eu-west")],
+                level: Default::default(),
+            }],
+            announcements: Vec::new(),
+            rails: Vec::new(),
+        },
+    }
+}
+
+fn zone() -> Zone {
+    Zone {
+        origin: "example.test.".into(),
+        soa: Soa {
+            mname: "ns1.example.test.".into(),
+            rname: "hostmaster.example.test.".into(),
+            serial: 1,
+            refresh: 3600,
+            retry: 600,
+            expire: 604_800,
+            minimum: 60,
+        },
+        soa_ttl: 3600,
+        ns: vec!["ns1.example.test.".into()],
+        ns_ttl: 3600,
+        records: Vec::new(),
+    }
+}
+
+fn settings() -> DnsSettings {
+    let g = |id: &str, selection, cname: Option<&str>| GslbSettings {
+        service: ServiceId::new(id),
+        fqdn: format!("{id}.example.test."),
+        selection,
+        fallback: vec![
+            IpAddr::from_str("192.0.2.99").unwrap(),
+            IpAddr::from_str("2001:db8::99").unwrap(),
+        ],
+        cname: cname.map(String::from),
+    };
+    DnsSettings {
+        services: vec![
+            g("app", Selection::Sticky, None),
+            g("rnd", Selection::Random, None),
+            g("edge", Selection::Sticky, Some("{region}.cdn.example.net.")),
+        ],
+        ..DnsSettings::default()
+    }
+}
+
+fn view(plan: &Plan) -> DnsView {
+    let nets = [ClientNetwork {
+        prefix: "10.1.0.0/16".parse().unwrap(),
+        region: RegionId::new("eu-west"),
+    }];
+    DnsView::compile_with(&[zone()], &nets, plan, &settings()).unwrap()
+}
+
+fn ask(
+    view: &DnsView,
+    name: &str,
+    qtype: RecordType,
+    client: ClientInfo,
+) -> (ResponseCode, Vec<String>, u8) {
+    let name = LowerName::new(&Name::from_str(name).unwrap());
+    let q = Question {
+        name: &name,
+        qtype,
+        qclass: DNSClass::IN,
+    };
+    let a = answer(view, &q, &client);
+    let data = a
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => a.to_string(),
+            RData::AAAA(a) => a.to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    (a.rcode, data, a.ecs_scope)
+}
+
+fn ecs(addr: &str, prefix: u8, random: u64) -> ClientInfo {
+    ClientInfo {
+        addr: addr.parse().unwrap(),
+        source_prefix: prefix,
+        from_ecs: true,
+        random,
+    }
+}
+
+#[test]
+fn fallback_when_every_candidate_is_out() {
+    let v = view(&plan(1, vec![], vec![]));
+    let (rcode, a, _) = ask(
+        &v,
+        "app.example.test.",
+        RecordType::A,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(
+        (rcode, a),
+        (ResponseCode::NoError, vec!["192.0.2.99".to_string()])
+    );
+    let (rcode, a, _) = ask(
+        &v,
+        "app.example.test.",
+        RecordType::AAAA,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(
+        (rcode, a),
+        (ResponseCode::NoError, vec!["2001:db8::99".to_string()])
+    );
+    // The regional set is empty but the global one is not: use it first.
+    let v = view(&plan(2, vec![], vec![target("iad1", 21)]));
+    let (_, a, _) = ask(
+        &v,
+        "app.example.test.",
+        RecordType::A,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(a, ["192.0.2.21"]);
+}
+
+#[test]
+fn sticky_per_subnet_and_scope_matches_the_decision() {
+    let eu = vec![target("fra1", 11), target("ams1", 12)];
+    let v = view(&plan(1, eu.clone(), eu.clone()));
+    let first = ask(
+        &v,
+        "app.example.test.",
+        RecordType::A,
+        ecs("10.1.2.0", 24, 0),
+    );
+    for host in 0..=255u8 {
+        let got = ask(
+            &v,
+            "app.example.test.",
+            RecordType::A,
+            ecs(&format!("10.1.2.{host}"), 32, 0),
+        );
+        assert_eq!(got.1, first.1);
+        // Hashed on the /24 within a uniform plan: scope /24.
+        assert_eq!(got.2, 24);
+    }
+    // Some /24 in the same region gets the other PoP.
+    let other = (0..=255u8).any(|n| {
+        ask(
+            &v,
+            "app.example.test.",
+            RecordType::A,
+            ecs(&format!("10.1.{n}.0"), 24, 0),
+        )
+        .1 != first.1
+    });
+    assert!(other);
+}
+
+#[test]
+fn random_selection_spreads_and_scope_is_the_region() {
+    let eu = vec![target("fra1", 11), target("ams1", 12)];
+    let v = view(&plan(1, eu, vec![target("iad1", 21)]));
+    let mut seen = std::collections::HashSet::new();
+    for r in 0..200u64 {
+        let (_, a, scope) = ask(
+            &v,
+            "rnd.example.test.",
+            RecordType::A,
+            ecs("10.1.2.0", 24, r.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        );
+        assert_eq!(scope, 16, "depends only on the 10.1/16 mapping");
+        seen.extend(a);
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
+#[test]
+fn cname_style_names_point_to_the_region() {
+    let v = view(&plan(1, vec![target("fra1", 11)], vec![target("iad1", 21)]));
+    let (rcode, a, _) = ask(
+        &v,
+        "edge.example.test.",
+        RecordType::A,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(
+        (rcode, a),
+        (
+            ResponseCode::NoError,
+            vec!["eu-west.cdn.example.net.".to_string()]
+        )
+    );
+    let (_, a, _) = ask(
+        &v,
+        "edge.example.test.",
+        RecordType::TXT,
+        ecs("198.51.100.0", 24, 0),
+    );
+    assert_eq!(a, ["us-east.cdn.example.net."]);
+}

@@ -1,0 +1,215 @@
+//! The fuzz target's property, run in CI with proptest: the UDP request
+//! path never panics on any bytes, answers with the query's ID, and never
+//! sends a UDP reply larger than the client allowed.
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use steer_dns::{DnsView, UdpOutcome, respond_udp};
+use steer_types::{
+    AnswerSet, Plan, PlanBody, PopId, RecordData, ServiceId, ServicePlan, Soa, StaticRecord,
+    Timestamp, WeightedTarget, Zone,
+};
+
+fn view() -> DnsView {
+    let zone = Zone {
+        origin: "example.test.".into(),
+        soa: Soa {
+            mname: "ns1.example.test.".into(),
+            rname: "hostmaster.example.test.".into(),
+            serial: 1,
+            refresh: 3600,
+            retry: 600,
+            expire: 604_800,
+            minimum: 60,
+        },
+        soa_ttl: 3600,
+        ns: vec!["ns1.example.test.".into()],
+        ns_ttl: 3600,
+        records: (0..20)
+            .map(|i| StaticRecord {
+                name: "big.example.test.".into(),
+                ttl: 60,
+                data: RecordData::Txt(format!("{i}-{}", "x".repeat(200))),
+            })
+            .collect(),
+    };
+    let target = |pop: &str, n: u8| WeightedTarget {
+        pop: PopId::new(pop),
+        weight: 500,
+        ipv4: Some([192, 0, 2, n].into()),
+        ipv6: None,
+    };
+    let plan = Plan {
+        version: 1,
+        computed_at: Timestamp::from_unix_ms(0),
+        body: PlanBody {
+            services: vec![ServicePlan {
+                id: ServiceId::new("app"),
+                fqdn: "app.example.test.".into(),
+                ttl: 30,
+                max_records: 2,
+                regional: Vec::new(),
+                global: AnswerSet {
+                    region: None,
+                    targets: vec![target("a", 1), target("b", 2), target("c", 3)],
+                    reason: String::new(),
+                    demand_rps: 0.0,
+                },
+            }],
+            pops: Vec::new(),
+            regions: Vec::new(),
+            announcements: Vec::new(),
+            rails: Vec::new(),
+        },
+    };
+    DnsView::compile(&[zone], &[], &plan, 1232).unwrap()
+}
+
+fn query(name: &str, qtype: u16, edns: Option<(u16, Vec<u8>)>) -> Vec<u8> {
+    let mut q = vec![
+        0xab,
+        0xcd,
+        1,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        u8::from(edns.is_some()),
+    ];
+    for l in name.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    if let Some((size, rdata)) = edns {
+        q.extend_from_slice(&[0, 0, 41]);
+        q.extend_from_slice(&size.to_be_bytes());
+        q.extend_from_slice(&[0, 0, 0, 0]);
+        q.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        q.extend_from_slice(&rdata);
+    }
+    q
+}
+
+fn check(view: &DnsView, packet: &[u8]) {
+    let mut out = Vec::new();
+    if respond_udp(view, packet, [192, 0, 2, 9].into(), 7, &mut out) == UdpOutcome::Reply {
+        assert!(out.len() >= 12);
+        assert_eq!(out[..2], packet[..2], "reply ID");
+        assert_ne!(out[2] & 0x80, 0, "QR set");
+        assert!(out.len() <= 1232, "{} bytes", out.len());
+        // Every reply is a well-formed message.
+        let reply = hickory_server::proto::op::Message::from_vec(&out);
+        assert!(reply.is_ok(), "undecodable reply {out:?}: {reply:?}");
+    }
+}
+
+#[test]
+fn pre_encoded_replies_decode_to_the_right_answer() {
+    use hickory_server::proto::{
+        op::{Message, ResponseCode},
+        rr::{
+            RData,
+            rdata::opt::{EdnsCode, EdnsOption},
+        },
+    };
+    let v = view();
+    let mut out = Vec::new();
+    // GSLB with ECS 10.1.2.0/24 and a mixed-case name.
+    let ecs = vec![0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2];
+    let q = query("ApP.example.TEST", 1, Some((4096, ecs)));
+    assert_eq!(
+        respond_udp(&v, &q, [192, 0, 2, 9].into(), 0, &mut out),
+        UdpOutcome::Reply
+    );
+    let m = Message::from_vec(&out).unwrap();
+    assert_eq!(m.metadata.id, 0xabcd);
+    assert!(m.metadata.authoritative && !m.metadata.recursion_available);
+    assert_eq!(m.queries[0].name().to_string(), "ApP.example.TEST.");
+    assert_eq!(m.answers.len(), 2);
+    assert!(
+        m.answers
+            .iter()
+            .all(|r| matches!(r.data, RData::A(_)) && r.ttl == 30)
+    );
+    assert!(
+        m.answers
+            .iter()
+            .all(|r| r.name.to_string().eq_ignore_ascii_case("app.example.test."))
+    );
+    let edns = m.edns.unwrap();
+    assert_eq!(edns.max_payload(), 1232);
+    match edns.option(EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(cs)) => {
+            assert_eq!(cs.addr().to_string(), "10.1.2.0");
+            assert_eq!((cs.source_prefix(), cs.scope_prefix()), (24, 24));
+        }
+        other => panic!("no ECS echoed: {other:?}"),
+    }
+    // NXDOMAIN with the SOA (negative TTL) and no EDNS.
+    let q = query("nope.example.test", 1, None);
+    assert_eq!(
+        respond_udp(&v, &q, [192, 0, 2, 9].into(), 0, &mut out),
+        UdpOutcome::Reply
+    );
+    let m = Message::from_vec(&out).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.edns.is_none() && m.answers.is_empty());
+    assert_eq!(m.authorities.len(), 1);
+    assert_eq!(m.authorities[0].ttl, 60);
+    assert!(matches!(m.authorities[0].data, RData::SOA(_)));
+    assert_eq!(m.authorities[0].name.to_string(), "example.test.");
+}
+
+#[test]
+fn big_answers_fit_or_truncate() {
+    let v = view();
+    for edns in [None, Some((512, vec![])), Some((4096, vec![]))] {
+        let limit = edns
+            .as_ref()
+            .map_or(512, |(s, _)| usize::from((*s).clamp(512, 1232)));
+        let q = query("big.example.test", 16, edns);
+        let mut out = Vec::new();
+        assert_eq!(
+            respond_udp(&v, &q, [192, 0, 2, 9].into(), 0, &mut out),
+            UdpOutcome::Reply
+        );
+        assert!(out.len() <= limit);
+        assert_ne!(out[2] & 0x02, 0, "TC");
+        assert_eq!(u16::from_be_bytes([out[6], out[7]]), 0, "no partial RRset");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
+        check(&view(), &bytes);
+    }
+
+    #[test]
+    fn mutated_queries_never_panic(
+        name in prop_oneof![Just("app.example.test"), Just("big.example.test"), Just("x.example.test"), Just("example.com")],
+        qtype in any::<u16>(),
+        size in any::<u16>(),
+        opt in proptest::collection::vec(any::<u8>(), 0..40),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        cut in any::<usize>(),
+    ) {
+        let mut q = query(name, qtype, Some((size, opt)));
+        for (at, bits) in flips {
+            let i = at % q.len();
+            q[i] ^= bits;
+        }
+        q.truncate(12.max(cut % (q.len() + 1)));
+        check(&view(), &q);
+    }
+}

@@ -1,0 +1,157 @@
+//! 100 plan swaps per second while clients query the UDP fast path: no
+//! query is lost, and every answer is a whole answer set of one plan
+//! (never half of one and half of the next).
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::BTreeSet,
+    net::UdpSocket,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use steer_dns::{ViewInputs, ViewPublisher, spawn_udp_workers};
+use steer_types::{
+    AnswerSet, DnsSettings, Plan, PlanBody, PopId, ServiceId, ServicePlan, Soa, Timestamp,
+    WeightedTarget, Zone,
+};
+
+fn plan(version: u64) -> Plan {
+    // Even versions answer {11, 12}, odd ones {21, 22}: a mix of both would
+    // be an answer from a half-applied plan.
+    let base = if version.is_multiple_of(2) { 10 } else { 20 };
+    let target = |n: u8| WeightedTarget {
+        pop: PopId::new(format!("p{n}")),
+        weight: 500,
+        ipv4: Some([192, 0, 2, n].into()),
+        ipv6: None,
+    };
+    Plan {
+        version,
+        computed_at: Timestamp::from_unix_ms(0),
+        body: PlanBody {
+            services: vec![ServicePlan {
+                id: ServiceId::new("app"),
+                fqdn: "app.example.test.".into(),
+                ttl: 30,
+                max_records: 2,
+                regional: Vec::new(),
+                global: AnswerSet {
+                    region: None,
+                    targets: vec![target(base + 1), target(base + 2)],
+                    reason: String::new(),
+                    demand_rps: 0.0,
+                },
+            }],
+            pops: Vec::new(),
+            regions: Vec::new(),
+            announcements: Vec::new(),
+            rails: Vec::new(),
+        },
+    }
+}
+
+fn zone() -> Zone {
+    Zone {
+        origin: "example.test.".into(),
+        soa: Soa {
+            mname: "ns1.example.test.".into(),
+            rname: "hostmaster.example.test.".into(),
+            serial: 1,
+            refresh: 3600,
+            retry: 600,
+            expire: 604_800,
+            minimum: 60,
+        },
+        soa_ttl: 3600,
+        ns: vec!["ns1.example.test.".into()],
+        ns_ttl: 3600,
+        records: Vec::new(),
+    }
+}
+
+fn a_records(m: &[u8]) -> BTreeSet<u8> {
+    // Header, then the question (3app7example4test0 + type + class).
+    let mut i = 12 + 18 + 4;
+    let mut out = BTreeSet::new();
+    for _ in 0..u16::from_be_bytes([m[6], m[7]]) {
+        i += if m[i] & 0xc0 == 0xc0 { 2 } else { 18 };
+        let rdlen = usize::from(u16::from_be_bytes([m[i + 8], m[i + 9]]));
+        out.insert(m[i + 13]);
+        i += 10 + rdlen;
+    }
+    out
+}
+
+#[test]
+fn a_hundred_plan_swaps_per_second_lose_nothing_and_never_mix_plans() {
+    let inputs = ViewInputs {
+        zones: vec![zone()],
+        client_networks: Vec::new(),
+        settings: DnsSettings::default(),
+    };
+    let publisher = Arc::new(ViewPublisher::new(inputs, Arc::new(plan(0))).unwrap());
+    let addr =
+        spawn_udp_workers("127.0.0.1:0".parse().unwrap(), 2, publisher.view(), None).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|c| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let (mut answered, mut lost, mut mixed) = (0u64, 0u64, 0u64);
+                let mut id: u16 = c * 10_000;
+                let mut buf = [0u8; 512];
+                while !stop.load(Ordering::Relaxed) {
+                    id = id.wrapping_add(1);
+                    let mut q = id.to_be_bytes().to_vec();
+                    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+                    q.extend_from_slice(b"\x03app\x07example\x04test\x00\x00\x01\x00\x01");
+                    sock.send_to(&q, addr).unwrap();
+                    match sock.recv_from(&mut buf) {
+                        Ok((n, _)) if n > 12 && buf[..2] == id.to_be_bytes() => {
+                            let got = a_records(&buf[..n]);
+                            let whole =
+                                got == BTreeSet::from([11, 12]) || got == BTreeSet::from([21, 22]);
+                            if whole { answered += 1 } else { mixed += 1 }
+                        }
+                        _ => lost += 1,
+                    }
+                }
+                (answered, lost, mixed)
+            })
+        })
+        .collect();
+
+    // 100 swaps per second for three seconds, each a full recompile.
+    let start = Instant::now();
+    for version in 1..=300u64 {
+        publisher.publish_plan(Arc::new(plan(version))).unwrap();
+        let due = start + Duration::from_millis(version * 10);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (mut answered, mut lost, mut mixed) = (0, 0, 0);
+    for c in clients {
+        let (a, l, m) = c.join().unwrap();
+        answered += a;
+        lost += l;
+        mixed += m;
+    }
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "swaps too slow: {elapsed:?}"
+    );
+    assert!(answered > 1_000, "only {answered} answered");
+    assert_eq!((lost, mixed), (0, 0), "{answered} answered");
+    assert_eq!(publisher.view().load().plan_version(), 300);
+}

@@ -115,7 +115,7 @@ pub(crate) struct Outcome {
 
 enum Planner {
     Steer(Box<ControlLoop>),
-    Naive(naive::Naive),
+    Naive(Box<naive::Naive>),
     /// Control plane down: data plane keeps the last plan.
     Down {
         until_ms: u64,
@@ -146,15 +146,20 @@ pub(crate) fn run(
     clock.set(Timestamp(EPOCH_MS));
 
     let new_loop = |store: &SharedStore| -> anyhow::Result<Box<ControlLoop>> {
-        let (c, _h) = ControlLoop::new(
+        let (mut c, _h) = ControlLoop::new(
             topology.clone(),
             Box::new(store.clone()),
             Box::new(clock.clone()),
         )?;
+        if scenario.world.correlated_failure_guard == Some(false) {
+            let mut guards = steer_types::health_guard::HealthGuards::default();
+            guards.correlation.enabled = false;
+            c.set_health_guards(guards);
+        }
         Ok(Box::new(c))
     };
     let mut planner = if scenario.policy == "naive" {
-        Planner::Naive(naive::Naive::new(topology.clone()))
+        Planner::Naive(Box::new(naive::Naive::new(topology.clone())))
     } else {
         Planner::Steer(new_loop(&store)?)
     };
@@ -334,6 +339,8 @@ pub(crate) fn run(
                         "probe failed"
                     }
                     .into(),
+                    load: Default::default(),
+                    peers: Vec::new(),
                 })
                 .collect();
             match &mut planner {

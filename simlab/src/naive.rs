@@ -22,10 +22,15 @@ pub(crate) struct Naive {
 
 impl Naive {
     pub(crate) fn new(topology: Arc<Topology>) -> Self {
-        let aggregator = HealthAggregator::new(
+        let mut aggregator = HealthAggregator::new(
             topology.health.clone(),
             topology.pops.iter().map(|p| p.id.clone()),
         );
+        // The naive baseline believes every report: no damping, no freeze.
+        let mut guards = steer_types::health_guard::HealthGuards::default();
+        guards.damping.enabled = false;
+        guards.correlation.enabled = false;
+        aggregator.set_guards(guards);
         Self {
             topology,
             aggregator,

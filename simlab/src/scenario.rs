@@ -59,6 +59,10 @@ pub(crate) struct World {
     /// Override `[policy]` knobs from the config, e.g. to show a bad value.
     #[serde(default)]
     pub(crate) min_announce_share: Option<f64>,
+    /// `false` turns off the aggregator's correlated-failure freeze, e.g. to
+    /// show what the anycast rail alone does.
+    #[serde(default)]
+    pub(crate) correlated_failure_guard: Option<bool>,
 }
 
 fn default_report() -> u64 {

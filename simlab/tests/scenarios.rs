@@ -90,7 +90,12 @@ fn same_seed_same_trace() {
 #[test]
 fn removing_the_min_announce_rail_fails_the_correlated_scenario() {
     let text = std::fs::read_to_string(scenarios_dir().join("correlated-failure.toml")).unwrap();
-    let bad = text.replace("[world]\n", "[world]\nmin_announce_share = 0.0\n");
+    // The correlated-failure freeze would hide the missing rail: this
+    // checks the rail alone.
+    let bad = text.replace(
+        "[world]\n",
+        "[world]\nmin_announce_share = 0.0\ncorrelated_failure_guard = false\n",
+    );
     let dir = out_dir("bad-knob");
     let path = dir.join("correlated-failure-no-rail.toml");
     // The world config path is relative to the scenario file.

@@ -1,4 +1,5 @@
-//! Bearer-token authentication for every gRPC service.
+//! Authentication for every gRPC service: bearer tokens, and client
+//! certificates (mTLS) whose DNS name maps to an identity.
 //!
 //! The interceptor never rejects by itself: it records a [`Caller`] in the
 //! request extensions, and each method decides (so refusals can be audited
@@ -6,12 +7,16 @@
 
 use std::sync::Arc;
 
+use rustls_pki_types::{CertificateDer, ServerName};
 use steer_types::auth::{Caller, Identity};
 use tonic::{Request, Status};
 
 /// Token → identity. Tokens are compared in constant time.
 pub struct Authenticator {
     tokens: Vec<(Vec<u8>, Identity)>,
+    /// mTLS: (DNS name a client certificate must be valid for, identity).
+    /// The chain itself was verified against the client CA by rustls.
+    cert_names: Vec<(String, Identity)>,
 }
 
 impl Authenticator {
@@ -21,7 +26,26 @@ impl Authenticator {
                 .into_iter()
                 .map(|(t, id)| (t.into_bytes(), id))
                 .collect(),
+            cert_names: Vec::new(),
         }
+    }
+
+    /// Also accepts client certificates valid for these names.
+    #[must_use]
+    pub fn with_cert_names(mut self, names: impl IntoIterator<Item = (String, Identity)>) -> Self {
+        self.cert_names = names.into_iter().collect();
+        self
+    }
+
+    fn cert_lookup(&self, certs: &[CertificateDer<'static>]) -> Option<&Identity> {
+        let leaf = webpki::EndEntityCert::try_from(certs.first()?).ok()?;
+        self.cert_names
+            .iter()
+            .find(|(name, _)| {
+                ServerName::try_from(name.as_str())
+                    .is_ok_and(|n| leaf.verify_is_valid_for_subject_name(&n).is_ok())
+            })
+            .map(|(_, id)| id)
     }
 
     fn lookup(&self, presented: &[u8]) -> Option<&Identity> {
@@ -54,20 +78,31 @@ pub fn interceptor(
                     .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string()),
             },
             Some(auth) => {
+                let by_cert = req
+                    .peer_certs()
+                    .and_then(|certs| auth.cert_lookup(&certs).cloned());
                 let header = req
                     .metadata()
                     .get("authorization")
                     .and_then(|v| v.to_str().ok());
-                match header.and_then(|h| h.strip_prefix("Bearer ")) {
-                    None => Caller::Unknown {
-                        why: "no bearer token (send `authorization: Bearer <token>`)",
-                    },
-                    Some(token) => match auth.lookup(token.trim().as_bytes()) {
-                        Some(id) => Caller::Known(id.clone()),
-                        None => Caller::Unknown {
-                            why: "unknown bearer token",
+                // A certificate naming an identity wins over any token.
+                if let Some(id) = by_cert {
+                    Caller::Known(id)
+                } else {
+                    match header.and_then(|h| h.strip_prefix("Bearer ")) {
+                        None if req.peer_certs().is_some() => Caller::Unknown {
+                            why: "the client certificate names no known identity",
                         },
-                    },
+                        None => Caller::Unknown {
+                            why: "no bearer token (send `authorization: Bearer <token>`)",
+                        },
+                        Some(token) => match auth.lookup(token.trim().as_bytes()) {
+                            Some(id) => Caller::Known(id.clone()),
+                            None => Caller::Unknown {
+                                why: "unknown bearer token",
+                            },
+                        },
+                    }
                 }
             }
         };

@@ -164,6 +164,23 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
                 usable: p.usable,
                 load_rps: p.load_rps,
                 announcements: p.announcements.clone(),
+                phase: p.phase.clone(),
+                evidence: p.evidence.clone(),
+                peers: p
+                    .peers
+                    .iter()
+                    .map(|v| pb::PeerView {
+                        observer: v.observer.to_string(),
+                        reachable: v.reachable,
+                        detail: v.detail.clone(),
+                        latency_ms: v.latency_ms,
+                        at_unix_ms: v.at.unix_ms(),
+                    })
+                    .collect(),
+                bandwidth_bps: p.load.bandwidth_bps,
+                error_ratio: p.load.error_ratio,
+                latency_p50_ms: p.load.latency_p50_ms,
+                latency_p99_ms: p.load.latency_p99_ms,
             })
             .collect(),
         intents: intents(intents_list),
@@ -177,6 +194,11 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
             })
             .collect(),
         rails: s.rails.clone(),
+        frozen: s.frozen.as_ref().map(|f| pb::Freeze {
+            since_unix_ms: f.since.unix_ms(),
+            pops: f.pops.iter().map(ToString::to_string).collect(),
+            why: f.why.clone(),
+        }),
         ..Default::default()
     }
 }

@@ -30,6 +30,9 @@ pub enum ApiError {
     InvalidArgument(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The request does not apply to the current state (e.g. nothing frozen).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The capacity rail refused a drain; the projection says why.
     #[error("drain refused: {}", .0.summary)]
     Refused(Projection),
@@ -132,6 +135,13 @@ pub enum ApiCommand {
         action: String,
         scope: String,
         reason: String,
+    },
+    /// Unfreeze health held by the correlated-failure guard.
+    ConfirmFailure {
+        reason: String,
+        principal: String,
+        /// (PoPs released, plan version)
+        reply: Reply<(Vec<String>, u64)>,
     },
     /// Swap in a validated topology; always publishes a new plan version.
     Reload {

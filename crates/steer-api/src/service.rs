@@ -22,6 +22,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::InvalidArgument(m) => Status::invalid_argument(m),
             ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::Refused(p) => {
                 let details = convert::projection(&p).encode_to_vec();
                 Status::with_details(
@@ -466,6 +467,27 @@ impl Operator for OperatorService {
         Ok(Response::new(pb::ReloadConfigResponse {
             plan_version: version,
             detail: "config validated and applied".into(),
+        }))
+    }
+
+    async fn confirm_failure(
+        &self,
+        req: Request<pb::ConfirmFailureRequest>,
+    ) -> Result<Response<pb::ConfirmFailureResponse>, Status> {
+        let principal = self
+            .authorize(&req, Role::Admin, "confirm failure", "health")
+            .await?;
+        let reason = convert::reason(&req.into_inner().reason)?;
+        let (pops, plan_version) = self
+            .call("ConfirmFailure", |reply| ApiCommand::ConfirmFailure {
+                reason,
+                principal,
+                reply,
+            })
+            .await??;
+        Ok(Response::new(pb::ConfirmFailureResponse {
+            pops,
+            plan_version,
         }))
     }
 }

@@ -20,13 +20,24 @@ struct RawAgent {
     capacity_rps: Option<Spanned<f64>>,
     load_rps: Option<Spanned<f64>>,
     probes: Vec<Spanned<RawProbe>>,
+    /// Probes of other PoPs' VIPs (gray-failure detection).
+    #[serde(default)]
+    peers: Vec<Spanned<RawProbe>>,
+    /// A command printing `key=value` load figures (see [`LoadCommand`]).
+    load_command: Option<Spanned<Vec<String>>>,
+    load_interval: Option<Spanned<String>>,
+    /// TLS towards steerd (https:// endpoints): CA, client certificate.
+    tls: Option<crate::tls::RawClientTls>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProbe {
     name: Spanned<String>,
-    service: Spanned<String>,
+    /// Probes: the service this probe speaks for.
+    service: Option<Spanned<String>>,
+    /// Peer probes: the PoP whose VIP is probed.
+    pop: Option<Spanned<String>>,
     kind: Spanned<String>,
     /// tcp: host:port.
     target: Option<Spanned<String>>,
@@ -34,6 +45,13 @@ struct RawProbe {
     url: Option<Spanned<String>>,
     expect_status: Option<Spanned<u16>>,
     body_contains: Option<String>,
+    /// https: CA file to trust (else the system roots).
+    ca_file: Option<Spanned<String>>,
+    /// https: name to verify the certificate against (else the URL's host).
+    server_name: Option<String>,
+    /// https: accept any certificate. Off by default; for self-signed
+    /// services only.
+    insecure_skip_verify: Option<bool>,
     /// exec: argv.
     command: Option<Spanned<Vec<String>>>,
     interval: Option<Spanned<String>>,
@@ -51,6 +69,17 @@ pub struct HttpProbe {
     pub path: String,
     pub expect_status: u16,
     pub body_contains: Option<String>,
+    /// Set for https:// URLs.
+    pub tls: Option<HttpsProbe>,
+}
+
+/// TLS settings of an https:// probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsProbe {
+    /// SNI and the name the certificate must be valid for.
+    pub server_name: String,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +110,23 @@ pub struct ProbeConfig {
     pub fall: u32,
 }
 
+/// A probe of another PoP's VIP; `probe.service` is empty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerProbeConfig {
+    pub pop: String,
+    pub probe: ProbeConfig,
+}
+
+/// Load figures from a command, run every `interval`. The command prints
+/// `key=value` pairs (whitespace or newline separated) with keys
+/// `load_rps`, `capacity_rps`, `bandwidth_bps`, `error_ratio`,
+/// `latency_p50_ms`, `latency_p99_ms`; missing keys keep the config value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadCommand {
+    pub command: Vec<String>,
+    pub interval: Duration,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentConfig {
     pub pop: String,
@@ -90,6 +136,9 @@ pub struct AgentConfig {
     pub capacity_rps: f64,
     pub load_rps: f64,
     pub probes: Vec<ProbeConfig>,
+    pub peers: Vec<PeerProbeConfig>,
+    pub load_command: Option<LoadCommand>,
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors> {
@@ -135,8 +184,43 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
     let probes = raw
         .probes
         .iter()
-        .filter_map(|p| probe(&mut r, p.get_ref()))
+        .filter_map(|p| {
+            let p = p.get_ref();
+            if let Some(pop) = &p.pop {
+                r.at(
+                    pop.span(),
+                    "`pop` belongs in [[peers]]; a probe names its `service`",
+                );
+            }
+            let Some(service) = &p.service else {
+                r.at(p.name.span(), "a probe needs `service`");
+                return None;
+            };
+            let mut c = probe(&mut r, p)?;
+            c.service = service.get_ref().clone();
+            Some(c)
+        })
         .collect();
+    let peers = raw
+        .peers
+        .iter()
+        .filter_map(|p| peer(&mut r, p.get_ref()))
+        .collect();
+    let load_command = raw.load_command.as_ref().and_then(|c| {
+        if c.get_ref().is_empty() {
+            r.at(c.span(), "load_command must name a program");
+            return None;
+        }
+        Some(LoadCommand {
+            command: c.get_ref().clone(),
+            interval: duration(&mut r, &raw.load_interval, report_interval),
+        })
+    });
+
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|t| crate::tls::client_tls(&mut r, path, t));
     r.finish(AgentConfig {
         pop: raw.pop.get_ref().clone(),
         steerd: raw.steerd.iter().map(|s| s.get_ref().clone()).collect(),
@@ -144,6 +228,33 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
         capacity_rps,
         load_rps,
         probes,
+        peers,
+        load_command,
+        tls,
+    })
+}
+
+fn peer(r: &mut Reporter<'_>, p: &RawProbe) -> Option<PeerProbeConfig> {
+    if let Some(s) = &p.service {
+        r.at(
+            s.span(),
+            "a peer probe names the `pop` it probes, not a `service`",
+        );
+    }
+    let Some(pop) = &p.pop else {
+        r.at(
+            p.name.span(),
+            "a peer probe needs `pop` (the PoP it probes)",
+        );
+        return None;
+    };
+    if p.kind.get_ref() == "exec" {
+        r.at(p.kind.span(), "peer probes are tcp or http");
+        return None;
+    }
+    Some(PeerProbeConfig {
+        pop: pop.get_ref().clone(),
+        probe: probe(r, p)?,
     })
 }
 
@@ -193,6 +304,14 @@ fn probe(r: &mut Reporter<'_>, p: &RawProbe) -> Option<ProbeConfig> {
             match parse_http_url(u.get_ref()) {
                 Ok((addr, host, path)) => ProbeKind::Http(HttpProbe {
                     addr,
+                    tls: u.get_ref().starts_with("https://").then(|| HttpsProbe {
+                        server_name: p
+                            .server_name
+                            .clone()
+                            .unwrap_or_else(|| addr.ip().to_string()),
+                        ca_file: p.ca_file.as_ref().map(|f| relative_file(r, f)),
+                        insecure_skip_verify: p.insecure_skip_verify.unwrap_or(false),
+                    }),
                     host,
                     path,
                     expect_status: p.expect_status.as_ref().map_or(200, |s| *s.get_ref()),
@@ -242,7 +361,7 @@ fn probe(r: &mut Reporter<'_>, p: &RawProbe) -> Option<ProbeConfig> {
     };
     Some(ProbeConfig {
         name: p.name.get_ref().clone(),
-        service: p.service.get_ref().clone(),
+        service: String::new(),
         kind,
         interval,
         timeout,
@@ -251,19 +370,37 @@ fn probe(r: &mut Reporter<'_>, p: &RawProbe) -> Option<ProbeConfig> {
     })
 }
 
+/// A path relative to the config file, which must be readable.
+fn relative_file(r: &mut Reporter<'_>, f: &Spanned<String>) -> std::path::PathBuf {
+    let path = r
+        .path()
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(f.get_ref());
+    if let Err(e) = std::fs::metadata(&path) {
+        r.at(f.span(), format!("cannot read {}: {e}", path.display()));
+    }
+    path
+}
+
 /// `http://ip:port/path` → (addr, host header, path). Probes target a local
 /// IP so that a DNS failure never looks like a service failure.
 fn parse_http_url(url: &str) -> Result<(SocketAddr, String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (rest, default_port) = match url.strip_prefix("https://") {
+        Some(rest) => (rest, 443),
+        None => (
+            url.strip_prefix("http://")
+                .ok_or_else(|| format!("{url:?}: only http:// and https:// URLs are supported"))?,
+            80,
+        ),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let addr: SocketAddr = authority
         .parse()
-        .or_else(|_| format!("{authority}:80").parse())
+        .or_else(|_| format!("{authority}:{default_port}").parse())
         .map_err(|_| format!("{url:?}: host must be an IP address with optional :port"))?;
     Ok((addr, authority.to_owned(), path.to_owned()))
 }

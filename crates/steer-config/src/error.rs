@@ -61,6 +61,11 @@ impl<'a> Reporter<'a> {
         }
     }
 
+    /// The file being checked, to resolve relative paths in it.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        std::path::Path::new(&self.file)
+    }
+
     pub(crate) fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = line_col(self.src, span.start);
         let key = key_path(self.src, span.start);

@@ -11,14 +11,20 @@ mod bgp;
 mod dns;
 mod duration;
 mod error;
+mod guards;
 mod steerd;
+mod tls;
 mod tokens;
 mod zonefile;
 
-pub use agent::{AgentConfig, HttpProbe, ProbeConfig, ProbeKind};
+pub use agent::{
+    AgentConfig, HttpProbe, HttpsProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind,
+};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use steerd::{AuthMode, ServerSettings, SteerConfig};
+pub use tls::{ClientTls, ServerTls};
+pub use tokens::Credentials;
 
 use std::path::Path;
 

@@ -27,6 +27,7 @@ struct RawConfig {
     #[serde(default)]
     server: RawServer,
     auth: Spanned<RawAuth>,
+    tls: Option<crate::tls::RawServerTls>,
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
@@ -91,6 +92,8 @@ struct RawHealth {
     max_stale: Option<Spanned<String>>,
     rise: Option<Spanned<u32>>,
     fall: Option<Spanned<u32>>,
+    damping: Option<crate::guards::RawDamping>,
+    correlated_failure: Option<crate::guards::RawCorrelation>,
 }
 
 #[derive(Deserialize, Default)]
@@ -230,6 +233,9 @@ pub enum AuthMode {
     None,
     /// Bearer tokens from a file: token → identity.
     Tokens(Vec<(String, Identity)>),
+    /// Client certificates (`[tls] client_ca_file`) named in the tokens
+    /// file by `cert_name`; bearer tokens listed there are accepted too.
+    Mtls(crate::tokens::Credentials),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -249,6 +255,10 @@ pub struct SteerConfig {
     pub auth: AuthMode,
     pub topology: Topology,
     pub zones: Vec<Zone>,
+    /// Flap damping and the correlated-failure guard (`[health.*]`).
+    pub health_guards: steer_types::health_guard::HealthGuards,
+    /// TLS on the gRPC listener (`[tls]`).
+    pub tls: Option<crate::tls::ServerTls>,
     /// The anycast speaker; `None` when the file has no `[bgp]` table.
     pub bgp: Option<steer_types::bgp::BgpSettings>,
     pub dns: DnsSettings,
@@ -265,7 +275,17 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     };
     let server = server_settings(&mut r, &raw.server);
     let auth = auth_mode(&mut r, path, raw.auth.get_ref());
+    let tls = raw
+        .tls
+        .as_ref()
+        .map(|t| crate::tls::server_tls(&mut r, path, t));
+    let auth = mtls_auth(&mut r, path, &raw.auth, tls.as_ref()).unwrap_or(auth);
     let health = health_settings(&mut r, &raw.health);
+    let health_guards = crate::guards::health_guards(
+        &mut r,
+        raw.health.damping.as_ref(),
+        raw.health.correlated_failure.as_ref(),
+    );
     let policy = policy_settings(&mut r, &raw.policy);
     let zones = zones(&mut r, &raw.zones, path.parent().unwrap_or(Path::new(".")));
     let mut topology = topology(&mut r, &raw, &zones, health);
@@ -285,9 +305,49 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         auth,
         topology,
         zones,
+        health_guards,
+        tls,
         bgp,
         dns,
     })
+}
+
+/// `mode = "mtls"`: needs `[tls]` with `client_ca_file` and a tokens file
+/// naming identities by `cert_name`. `None` for the other modes.
+fn mtls_auth(
+    r: &mut Reporter<'_>,
+    config_path: &Path,
+    raw: &Spanned<RawAuth>,
+    tls: Option<&crate::tls::ServerTls>,
+) -> Option<AuthMode> {
+    let raw_auth = raw.get_ref();
+    if raw_auth.mode.get_ref() != "mtls" {
+        return None;
+    }
+    if tls.is_none_or(|t| t.client_ca_file.is_none()) {
+        r.at(
+            raw_auth.mode.span(),
+            "mode = \"mtls\" needs a [tls] table with `client_ca_file`",
+        );
+    }
+    let Some(f) = &raw_auth.tokens_file else {
+        r.at(
+            raw_auth.mode.span(),
+            "mode = \"mtls\" needs `tokens_file` (identities by `cert_name`)",
+        );
+        return Some(AuthMode::None);
+    };
+    let path = config_path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(f.get_ref());
+    match crate::tokens::load_credentials(&path) {
+        Ok(c) => Some(AuthMode::Mtls(c)),
+        Err(errors) => {
+            r.at(f.span(), format!("tokens file is invalid:\n{errors}"));
+            Some(AuthMode::None)
+        }
+    }
 }
 
 fn auth_mode(r: &mut Reporter<'_>, config_path: &Path, raw: &RawAuth) -> AuthMode {
@@ -316,10 +376,12 @@ fn auth_mode(r: &mut Reporter<'_>, config_path: &Path, raw: &RawAuth) -> AuthMod
                 }
             }
         }
+        // Validated with [tls] by `mtls_auth`.
+        "mtls" => AuthMode::None,
         other => {
             r.at(
                 raw.mode.span(),
-                format!("unknown auth mode {other:?} (\"none\" or \"token\")"),
+                format!("unknown auth mode {other:?} (\"none\", \"token\" or \"mtls\")"),
             );
             AuthMode::None
         }

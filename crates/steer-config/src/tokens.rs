@@ -10,6 +10,12 @@
 //! principal = "agent-fra1"
 //! pop = "fra1"               # an agent: may only report health for fra1
 //! token = "…"
+//!
+//! [[tokens]]
+//! principal = "agent-ams1"
+//! pop = "ams1"
+//! cert_name = "agent-ams1.steer.test"   # mTLS: a client certificate valid
+//!                                        # for this DNS name is this identity
 //! ```
 
 use std::{collections::HashSet, path::Path};
@@ -33,12 +39,26 @@ struct RawTokens {
 #[serde(deny_unknown_fields)]
 struct RawToken {
     principal: Spanned<String>,
-    token: Spanned<String>,
+    token: Option<Spanned<String>>,
+    /// mTLS: the DNS name (SAN) a client certificate must be valid for.
+    cert_name: Option<Spanned<String>>,
     role: Option<Spanned<String>>,
     pop: Option<Spanned<String>>,
 }
 
+/// Who may call, by bearer token and by client certificate name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub tokens: Vec<(String, Identity)>,
+    /// (certificate DNS name, identity), for mTLS.
+    pub cert_names: Vec<(String, Identity)>,
+}
+
 pub(crate) fn load(path: &Path) -> Result<Vec<(String, Identity)>, ConfigErrors> {
+    load_credentials(path).map(|c| c.tokens)
+}
+
+pub(crate) fn load_credentials(path: &Path) -> Result<Credentials, ConfigErrors> {
     let src = crate::read(path)?;
     let mut r = Reporter::new(path.display().to_string(), &src);
     let raw: RawTokens = match toml::from_str(&src) {
@@ -49,14 +69,27 @@ pub(crate) fn load(path: &Path) -> Result<Vec<(String, Identity)>, ConfigErrors>
         }
     };
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut out = Credentials::default();
     for t in &raw.tokens {
         let t = t.get_ref();
-        if t.token.get_ref().len() < 16 {
-            r.at(t.token.span(), "tokens must be at least 16 characters");
+        if let Some(token) = &t.token {
+            if token.get_ref().len() < 16 {
+                r.at(token.span(), "tokens must be at least 16 characters");
+            }
+            if !seen.insert(token.get_ref().clone()) {
+                r.at(token.span(), "this token is listed twice");
+            }
         }
-        if !seen.insert(t.token.get_ref().clone()) {
-            r.at(t.token.span(), "this token is listed twice");
+        if let Some(name) = &t.cert_name
+            && !seen.insert(format!("cert:{}", name.get_ref()))
+        {
+            r.at(name.span(), "this cert_name is listed twice");
+        }
+        if t.token.is_none() && t.cert_name.is_none() {
+            r.at(
+                t.principal.span(),
+                "an identity needs a `token`, a `cert_name` (mTLS), or both",
+            );
         }
         let role = match t.role.as_ref().map(|r| r.get_ref().as_str()) {
             None => None,
@@ -79,14 +112,17 @@ pub(crate) fn load(path: &Path) -> Result<Vec<(String, Identity)>, ConfigErrors>
                 "a token needs a `role` (operator API) or a `pop` (agent)",
             );
         }
-        out.push((
-            t.token.get_ref().clone(),
-            Identity {
-                principal: t.principal.get_ref().clone(),
-                role,
-                pop: t.pop.as_ref().map(|p| PopId::new(p.get_ref())),
-            },
-        ));
+        let identity = Identity {
+            principal: t.principal.get_ref().clone(),
+            role,
+            pop: t.pop.as_ref().map(|p| PopId::new(p.get_ref())),
+        };
+        if let Some(token) = &t.token {
+            out.tokens.push((token.get_ref().clone(), identity.clone()));
+        }
+        if let Some(name) = &t.cert_name {
+            out.cert_names.push((name.get_ref().clone(), identity));
+        }
     }
     r.finish(out)
 }

@@ -160,6 +160,34 @@ fn agent_probe_errors_name_the_probe() {
 }
 
 #[test]
+fn health_guards_and_peer_probes_are_validated() {
+    let dir = std::env::temp_dir().join(format!("steer-cfg-guards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let qs = std::fs::read_to_string(configs_dir().join("quickstart.toml")).unwrap();
+    let bad = qs
+        .replace("suppress = 3000", "suppress = 3000\nbogus = 1")
+        .replace("reuse = 750", "reuse = 5000")
+        .replace("max_down_share = 0.3", "max_down_share = 1.5");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, bad).unwrap();
+    let text = steer_config::load_steerd(&path).unwrap_err().to_string();
+    assert!(text.contains("bogus"), "{text}");
+    let good = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    assert_eq!(good.health_guards.correlation.max_down_share, 0.3);
+    assert_eq!(good.health_guards.damping.suppress, 3000.0);
+
+    let agent = steer_config::load_agent(&configs_dir().join("agent-ams1.toml")).unwrap();
+    assert_eq!(agent.peers.len(), 2);
+    assert_eq!(agent.peers[0].pop, "fra1");
+    assert!(agent.load_command.is_some());
+    let src = std::fs::read_to_string(configs_dir().join("agent-ams1.toml")).unwrap();
+    let path = dir.join("agent-bad.toml");
+    std::fs::write(&path, src.replace("pop = \"fra1\"", "service = \"app\"")).unwrap();
+    let text = steer_config::load_agent(&path).unwrap_err().to_string();
+    assert!(text.contains("peer probe"), "{text}");
+}
+
+#[test]
 fn quickstart_bgp_is_the_documented_peering() {
     let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
     let b = c.bgp.unwrap();

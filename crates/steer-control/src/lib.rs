@@ -7,6 +7,7 @@
 //! acknowledged, so a `kill -9` at any point loses nothing that was confirmed.
 
 mod clock;
+mod health;
 mod intents;
 mod record;
 
@@ -259,6 +260,7 @@ impl ControlLoop {
                 _ = ticker.tick() => {
                     self.expire_intents();
                     self.tick();
+                    self.export_health_metrics(self.clock.now());
                 }
             }
         }
@@ -303,6 +305,7 @@ impl ControlLoop {
     /// published, since a tick that changes nothing changes no state.
     fn tick(&mut self) {
         let now = self.clock.now();
+        self.evaluate_health(now);
         let body = self.compute_body(&self.intents, now, true);
         if body != self.current().body {
             self.record(&Recorded::Tick { at: now });
@@ -315,6 +318,7 @@ impl ControlLoop {
     /// As `recompute_and_publish`, at a time the caller already recorded,
     /// so a replay computes at exactly the same instant.
     fn recompute_and_publish_at(&mut self, force: bool, now: Timestamp) -> u64 {
+        self.evaluate_health(now);
         let body = self.compute_body(&self.intents, now, true);
         let current = self.current();
         if body == current.body && !force {
@@ -463,6 +467,13 @@ impl ControlLoop {
                 };
                 self.audit_only(&entry);
             }
+            ApiCommand::ConfirmFailure {
+                reason,
+                principal,
+                reply,
+            } => {
+                let _ = reply.send(self.confirm_failure(reason, principal));
+            }
             ApiCommand::Reload {
                 topology,
                 principal,
@@ -550,6 +561,10 @@ impl ControlLoop {
                             .filter(|a| a.pop == p.id)
                             .map(|a| format!("{} {}: {}", a.prefix, a.state.describe(), a.reason))
                             .collect(),
+                        phase: h.map_or_else(String::new, |h| h.phase.clone()),
+                        evidence: h.map_or_else(String::new, |h| h.evidence.clone()),
+                        peers: h.map_or_else(Vec::new, |h| h.peers.clone()),
+                        load: h.map(|h| h.load).unwrap_or_default(),
                     }
                 })
                 .collect(),
@@ -566,6 +581,7 @@ impl ControlLoop {
             drains: self.intents.drains.clone(),
             overrides: self.intents.overrides.clone(),
             rails: plan.body.rails.clone(),
+            frozen: self.aggregator.frozen(),
         }
     }
 

@@ -324,6 +324,8 @@ mod tests {
             load_rps: load,
             capacity_rps: None,
             evidence: String::new(),
+            load: Default::default(),
+            peers: Vec::new(),
         }
     }
 

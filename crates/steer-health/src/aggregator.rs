@@ -1,4 +1,5 @@
-//! Pure aggregation core: per-target hysteresis and staleness.
+//! Pure aggregation core: per-target hysteresis, staleness, flap damping,
+//! peer quorum and the correlated-failure guard.
 //!
 //! Invariants:
 //! - the first report about a target is taken at face value (no rise/fall
@@ -6,13 +7,27 @@
 //! - afterwards a target changes state only after `rise` (or `fall`)
 //!   consecutive observations that disagree with it;
 //! - silence never flips a target by itself: it becomes `Stale` and keeps its
-//!   last state until `max_stale` has also passed (fail static).
+//!   last state until `max_stale` has also passed (fail static);
+//! - a PoP whose state flips too often is held down (see [`Damping`]);
+//! - a PoP that says it is up but that a strict majority (and at least two)
+//!   of its fresh observers cannot reach is down (gray failure);
+//! - when more than a configured share of PoPs turn down within one window,
+//!   their last good state is held (see [`Guard`]).
+//!
+//! Suppression and gray failure show to the policy as `Down`; `phase` in
+//! the snapshot carries the finer state for operators.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use steer_types::{
     PopId, ServiceId, Timestamp,
-    health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
+    health::{HealthSnapshot, LoadFigures, PeerView, PopHealthReport, StaleLast, TargetState},
+    health_guard::{FreezeInfo, HealthGuards},
+};
+
+use crate::{
+    damping::Damping,
+    guard::{Guard, GuardEvent},
 };
 
 /// One observation of a target, after validation.
@@ -21,6 +36,15 @@ use steer_types::{
 pub enum Observation {
     Up,
     Down,
+}
+
+/// What one agent saw when probing another PoP's VIP.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PeerObservation {
+    pub target: PopId,
+    pub reachable: bool,
+    pub detail: String,
+    pub latency_ms: u32,
 }
 
 /// A validated agent report, stripped of wire details.
@@ -32,6 +56,10 @@ pub struct ObservedReport {
     pub capacity_rps: Option<f64>,
     /// Probe evidence, one line, e.g. `app: tcp 127.0.0.1:18080 refused`.
     pub evidence: String,
+    #[serde(default)]
+    pub load: LoadFigures,
+    #[serde(default)]
+    pub peers: Vec<PeerObservation>,
 }
 
 /// Rise/fall counts and staleness limits, straight from config.
@@ -85,6 +113,16 @@ impl TargetPhase {
     }
 }
 
+fn usable(state: TargetState) -> bool {
+    matches!(
+        state,
+        TargetState::Up
+            | TargetState::Stale {
+                last: StaleLast::Up
+            }
+    )
+}
+
 #[derive(Clone, Debug)]
 struct PopTracker {
     pop: TargetPhase,
@@ -92,7 +130,17 @@ struct PopTracker {
     last_report: Option<Timestamp>,
     load_rps: f64,
     capacity_rps: Option<f64>,
+    load: LoadFigures,
     evidence: String,
+    damping: Damping,
+    /// Latest observation of this PoP by each other PoP's agent.
+    seen_by: BTreeMap<PopId, PeerView>,
+    /// Policy-facing state at the last evaluation (before any freeze).
+    last_effective: TargetState,
+    /// Last usable (state, per-service states), held while frozen.
+    last_good: Option<(TargetState, BTreeMap<ServiceId, TargetState>)>,
+    /// When it last turned from usable to down, until confirmed or recovered.
+    went_down_at: Option<Timestamp>,
 }
 
 impl PopTracker {
@@ -103,16 +151,33 @@ impl PopTracker {
             last_report: None,
             load_rps: 0.0,
             capacity_rps: None,
+            load: LoadFigures::default(),
             evidence: String::new(),
+            damping: Damping::Clear,
+            seen_by: BTreeMap::new(),
+            last_effective: TargetState::Unknown,
+            last_good: None,
+            went_down_at: None,
         }
     }
+}
+
+/// A change of a PoP's policy-facing state, found by [`HealthAggregator::evaluate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub pop: PopId,
+    pub from: TargetState,
+    pub to: TargetState,
+    pub phase: String,
 }
 
 /// Owns per-PoP health. Lives inside the control loop; never shared.
 #[derive(Clone, Debug)]
 pub struct HealthAggregator {
     settings: AggregatorSettings,
+    guards: HealthGuards,
     pops: BTreeMap<PopId, PopTracker>,
+    guard: Guard,
 }
 
 impl HealthAggregator {
@@ -120,8 +185,15 @@ impl HealthAggregator {
     pub fn new(settings: AggregatorSettings, pops: impl IntoIterator<Item = PopId>) -> Self {
         Self {
             settings,
+            guards: HealthGuards::default(),
             pops: pops.into_iter().map(|p| (p, PopTracker::new())).collect(),
+            guard: Guard::Watching,
         }
+    }
+
+    /// Sets damping and correlated-failure settings.
+    pub fn set_guards(&mut self, guards: HealthGuards) {
+        self.guards = guards;
     }
 
     /// Adopts new settings and PoP set (config reload): known PoPs keep
@@ -138,12 +210,16 @@ impl HealthAggregator {
         }
         self.pops = next;
         self.settings = settings;
+        if let Guard::Frozen { held, .. } = &mut self.guard {
+            held.retain(|p| self.pops.contains_key(p));
+        }
     }
 
     /// Applies one report received at `now`. Returns false if the PoP is not
     /// configured.
     pub fn observe(&mut self, report: &ObservedReport, now: Timestamp) -> bool {
         let (rise, fall) = (self.settings.rise, self.settings.fall);
+        let damping = self.guards.damping;
         let Some(tracker) = self.pops.get_mut(&report.pop) else {
             return false;
         };
@@ -156,7 +232,12 @@ impl HealthAggregator {
         } else {
             Observation::Up
         };
+        let before = tracker.pop.settled();
         tracker.pop = tracker.pop.observe(pop_obs, rise, fall);
+        let after = tracker.pop.settled();
+        if before != after && before != TargetState::Unknown {
+            tracker.damping = tracker.damping.flap(now, &damping);
+        }
         for (service, obs) in &report.services {
             let phase = tracker
                 .services
@@ -167,8 +248,137 @@ impl HealthAggregator {
         tracker.last_report = Some(now);
         tracker.load_rps = report.load_rps;
         tracker.capacity_rps = report.capacity_rps;
+        tracker.load = report.load;
         tracker.evidence.clone_from(&report.evidence);
+        for seen in &report.peers {
+            if seen.target == report.pop {
+                continue;
+            }
+            if let Some(target) = self.pops.get_mut(&seen.target) {
+                target.seen_by.insert(
+                    report.pop.clone(),
+                    PeerView {
+                        observer: report.pop.clone(),
+                        reachable: seen.reachable,
+                        detail: seen.detail.clone(),
+                        latency_ms: seen.latency_ms,
+                        at: now,
+                    },
+                );
+            }
+        }
         true
+    }
+
+    /// Finds state transitions since the last evaluation and runs the
+    /// correlated-failure guard. Call before every `snapshot` that feeds
+    /// the policy, with the same `now`.
+    pub fn evaluate(&mut self, now: Timestamp) -> (Vec<Transition>, Option<GuardEvent>) {
+        let mut transitions = Vec::new();
+        let window = self.guards.correlation.window;
+        let raw: Vec<(PopId, PopHealthReport)> = self
+            .pops
+            .iter()
+            .map(|(id, t)| (id.clone(), self.raw_report(t, now)))
+            .collect();
+        for (id, report) in raw {
+            let Some(t) = self.pops.get_mut(&id) else {
+                continue;
+            };
+            if report.state != t.last_effective {
+                transitions.push(Transition {
+                    pop: id.clone(),
+                    from: t.last_effective,
+                    to: report.state,
+                    phase: report.phase.clone(),
+                });
+            }
+            if usable(report.state) {
+                t.last_good = Some((report.state, report.services.clone()));
+                t.went_down_at = None;
+            } else if usable(t.last_effective) && report.state == TargetState::Down {
+                t.went_down_at = Some(now);
+            }
+            if t.went_down_at.is_some_and(|at| now.since(at) > window) && !self.guard.holds(&id) {
+                t.went_down_at = None;
+            }
+            t.last_effective = report.state;
+        }
+        let event = self.run_guard(now);
+        (transitions, event)
+    }
+
+    fn run_guard(&mut self, now: Timestamp) -> Option<GuardEvent> {
+        let settings = self.guards.correlation;
+        let recent: BTreeSet<PopId> = self
+            .pops
+            .iter()
+            .filter(|(_, t)| t.went_down_at.is_some() && t.last_effective == TargetState::Down)
+            .map(|(id, _)| id.clone())
+            .collect();
+        match &mut self.guard {
+            Guard::Watching => {
+                let total = self.pops.len();
+                let share = recent.len() as f64 / total.max(1) as f64;
+                // One PoP failing is never a correlated failure.
+                if !settings.enabled || recent.len() < 2 || share <= settings.max_down_share {
+                    return None;
+                }
+                let why = format!(
+                    "{} of {} PoPs ({:.0}%) turned down within {}s (limit {:.0}%): {}; \
+                     holding their last good health until an operator confirms \
+                     (steerctl confirm-failure)",
+                    recent.len(),
+                    total,
+                    share * 100.0,
+                    settings.window.as_secs_f64(),
+                    settings.max_down_share * 100.0,
+                    recent
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.guard = Guard::Frozen {
+                    since: now,
+                    held: recent,
+                    why,
+                };
+                self.guard.info().map(GuardEvent::Froze)
+            }
+            Guard::Frozen { held, .. } => {
+                // While the signal is suspect, any further PoP turning down is
+                // part of the same event.
+                held.extend(recent);
+                let still_down = held
+                    .iter()
+                    .any(|p| self.pops.get(p).is_some_and(|t| !usable(t.last_effective)));
+                if still_down {
+                    None
+                } else {
+                    self.guard = Guard::Watching;
+                    Some(GuardEvent::Thawed)
+                }
+            }
+        }
+    }
+
+    /// An operator confirmed the failure: live health applies again.
+    /// Returns what was frozen, or `None` if nothing was.
+    pub fn confirm_failure(&mut self) -> Option<FreezeInfo> {
+        let info = self.guard.info()?;
+        for p in &info.pops {
+            if let Some(t) = self.pops.get_mut(p) {
+                t.went_down_at = None;
+            }
+        }
+        self.guard = Guard::Watching;
+        Some(info)
+    }
+
+    /// Set while the correlated-failure guard holds health.
+    pub fn frozen(&self) -> Option<FreezeInfo> {
+        self.guard.info()
     }
 
     /// The health of every configured PoP as of `now`.
@@ -176,7 +386,22 @@ impl HealthAggregator {
         let pops = self
             .pops
             .iter()
-            .map(|(id, t)| (id.clone(), self.report_for(t, now)))
+            .map(|(id, t)| {
+                let mut report = self.raw_report(t, now);
+                if self.guard.holds(id)
+                    && !usable(report.state)
+                    && let Some((state, services)) = &t.last_good
+                {
+                    report.evidence = format!(
+                        "frozen by the correlated-failure guard at last good state; live: {} ({})",
+                        report.phase, report.evidence
+                    );
+                    report.state = *state;
+                    report.services.clone_from(services);
+                    report.phase = "frozen".into();
+                }
+                (id.clone(), report)
+            })
             .collect();
         HealthSnapshot {
             pops,
@@ -184,34 +409,69 @@ impl HealthAggregator {
         }
     }
 
-    fn report_for(&self, t: &PopTracker, now: Timestamp) -> PopHealthReport {
+    /// The gray-failure verdict: `Some(evidence)` if a strict majority (and
+    /// at least two) of the fresh observers cannot reach the PoP.
+    fn gray_failure(&self, t: &PopTracker, now: Timestamp) -> Option<String> {
+        let fresh: Vec<&PeerView> = t
+            .seen_by
+            .values()
+            .filter(|v| now.since(v.at) < self.settings.stale_after)
+            .collect();
+        let failing: Vec<&PeerView> = fresh.iter().copied().filter(|v| !v.reachable).collect();
+        if failing.len() < 2 || failing.len() * 2 <= fresh.len() {
+            return None;
+        }
+        Some(format!(
+            "gray failure: {} of {} observers cannot reach it ({})",
+            failing.len(),
+            fresh.len(),
+            failing
+                .iter()
+                .map(|v| format!("{}: {}", v.observer, v.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    }
+
+    /// Health before the correlated-failure guard.
+    fn raw_report(&self, t: &PopTracker, now: Timestamp) -> PopHealthReport {
         let Some(last) = t.last_report else {
-            return PopHealthReport::unknown();
+            let mut r = PopHealthReport::unknown();
+            r.peers = t.seen_by.values().cloned().collect();
+            return r;
         };
         let silent = now.since(last);
+        let expired = silent >= self.settings.stale_after + self.settings.max_stale;
+        let stale = silent >= self.settings.stale_after;
         let age = |state: TargetState| -> TargetState {
-            if silent < self.settings.stale_after {
-                return state;
-            }
-            if silent >= self.settings.stale_after + self.settings.max_stale {
+            if expired {
                 return TargetState::Down;
             }
             match state {
-                TargetState::Up => TargetState::Stale {
+                TargetState::Up if stale => TargetState::Stale {
                     last: StaleLast::Up,
                 },
-                TargetState::Down => TargetState::Stale {
+                TargetState::Down if stale => TargetState::Stale {
                     last: StaleLast::Down,
                 },
                 other => other,
             }
         };
-        let evidence = if silent >= self.settings.stale_after + self.settings.max_stale {
+        let damping = &self.guards.damping;
+        let suppressed = t.damping.suppressed(now, damping);
+        let mut state = age(t.pop.settled());
+        let mut services: BTreeMap<ServiceId, TargetState> = t
+            .services
+            .iter()
+            .map(|(s, phase)| (s.clone(), age(phase.settled())))
+            .collect();
+        let mut phase = state_name(state).to_owned();
+        let mut evidence = if expired {
             format!(
                 "silent for {}s (over stale_after + max_stale): treated as down",
                 silent.as_secs()
             )
-        } else if silent >= self.settings.stale_after {
+        } else if stale {
             format!(
                 "silent for {}s: keeping last state (fail static); last: {}",
                 silent.as_secs(),
@@ -220,129 +480,55 @@ impl HealthAggregator {
         } else {
             t.evidence.clone()
         };
+        let held_down = if !usable(state) {
+            None
+        } else if suppressed {
+            Some((t.damping.describe(now, damping), "suppressed"))
+        } else {
+            self.gray_failure(t, now).map(|why| (why, "gray-failure"))
+        };
+        if let Some((why, name)) = held_down {
+            let down = match state {
+                TargetState::Stale { .. } => TargetState::Stale {
+                    last: StaleLast::Down,
+                },
+                _ => TargetState::Down,
+            };
+            state = down;
+            for s in services.values_mut() {
+                *s = down;
+            }
+            phase = name.to_owned();
+            evidence = format!("{why}; agent says: {evidence}");
+        }
         PopHealthReport {
-            state: age(t.pop.settled()),
-            services: t
-                .services
-                .iter()
-                .map(|(s, phase)| (s.clone(), age(phase.settled())))
-                .collect(),
+            state,
+            services,
             last_report: Some(last),
             load_rps: t.load_rps,
             reported_capacity_rps: t.capacity_rps,
             evidence,
+            phase,
+            peers: t.seen_by.values().cloned().collect(),
+            load: t.load,
         }
+    }
+}
+
+fn state_name(state: TargetState) -> &'static str {
+    match state {
+        TargetState::Unknown => "unknown",
+        TargetState::Up => "up",
+        TargetState::Down => "down",
+        TargetState::Stale {
+            last: StaleLast::Up,
+        } => "stale-up",
+        TargetState::Stale {
+            last: StaleLast::Down,
+        } => "stale-down",
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn report(pop: &str, up: bool) -> ObservedReport {
-        ObservedReport {
-            pop: PopId::new(pop),
-            services: vec![(
-                ServiceId::new("app"),
-                if up {
-                    Observation::Up
-                } else {
-                    Observation::Down
-                },
-            )],
-            load_rps: 0.0,
-            capacity_rps: None,
-            evidence: String::new(),
-        }
-    }
-
-    fn agg(rise: u32, fall: u32) -> HealthAggregator {
-        HealthAggregator::new(
-            AggregatorSettings {
-                rise,
-                fall,
-                stale_after: Duration::from_secs(10),
-                max_stale: Duration::from_secs(60),
-                unknown_health: steer_types::UnknownHealth::AssumeDown,
-            },
-            [PopId::new("fra1")],
-        )
-    }
-
-    fn state(a: &HealthAggregator, now: i64) -> TargetState {
-        a.snapshot(Timestamp(now)).pops[&PopId::new("fra1")].state
-    }
-
-    #[test]
-    fn first_report_is_taken_at_face_value() {
-        let mut a = agg(3, 3);
-        assert_eq!(state(&a, 0), TargetState::Unknown);
-        a.observe(&report("fra1", false), Timestamp(0));
-        assert_eq!(state(&a, 0), TargetState::Down);
-    }
-
-    #[test]
-    fn fall_needs_consecutive_failures() {
-        let mut a = agg(2, 3);
-        a.observe(&report("fra1", true), Timestamp(0));
-        a.observe(&report("fra1", false), Timestamp(1));
-        a.observe(&report("fra1", false), Timestamp(2));
-        assert_eq!(state(&a, 2), TargetState::Up);
-        a.observe(&report("fra1", true), Timestamp(3));
-        a.observe(&report("fra1", false), Timestamp(4));
-        a.observe(&report("fra1", false), Timestamp(5));
-        assert_eq!(state(&a, 5), TargetState::Up, "an up resets the count");
-        a.observe(&report("fra1", false), Timestamp(6));
-        assert_eq!(state(&a, 6), TargetState::Down);
-        a.observe(&report("fra1", true), Timestamp(7));
-        assert_eq!(state(&a, 7), TargetState::Down);
-        a.observe(&report("fra1", true), Timestamp(8));
-        assert_eq!(state(&a, 8), TargetState::Up);
-    }
-
-    #[test]
-    fn silence_is_stale_then_down() {
-        let mut a = agg(1, 1);
-        a.observe(&report("fra1", true), Timestamp(0));
-        assert_eq!(state(&a, 9_999), TargetState::Up);
-        assert_eq!(
-            state(&a, 10_000),
-            TargetState::Stale {
-                last: StaleLast::Up
-            }
-        );
-        assert_eq!(state(&a, 70_000), TargetState::Down);
-    }
-
-    #[test]
-    fn unknown_pop_is_ignored() {
-        let mut a = agg(1, 1);
-        assert!(!a.observe(&report("nope", true), Timestamp(0)));
-    }
-
-    proptest::proptest! {
-        /// Whatever the sequence, a target never changes state on fewer
-        /// consecutive disagreeing observations than rise/fall demand.
-        #[test]
-        fn hysteresis_holds(rise in 1u32..5, fall in 1u32..5, obs in proptest::collection::vec(proptest::bool::ANY, 1..60)) {
-            let mut a = agg(rise, fall);
-            let mut prev = TargetState::Unknown;
-            let mut run = 0u32;
-            let mut last_obs: Option<bool> = None;
-            for (i, up) in obs.iter().enumerate() {
-                run = if last_obs == Some(*up) { run + 1 } else { 1 };
-                last_obs = Some(*up);
-                a.observe(&report("fra1", *up), Timestamp(i as i64));
-                let now = state(&a, i as i64);
-                if now != prev && prev != TargetState::Unknown {
-                    let need = if *up { rise } else { fall };
-                    proptest::prop_assert!(run >= need, "flipped after {run} < {need}");
-                }
-                prev = now;
-            }
-        }
-    }
-}
+#[path = "aggregator_tests.rs"]
+mod tests;

@@ -12,13 +12,13 @@ use futures::Stream;
 use steer_proto::v1::{
     HealthReport, PopDesiredState, ReportAck, ServiceStatus, health_ingest_server::HealthIngest,
 };
-use steer_types::{Plan, PopId, ServiceId, auth::Caller};
+use steer_types::{Plan, PopId, ServiceId, auth::Caller, health::LoadFigures};
 use tokio::sync::mpsc;
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::aggregator::{Observation, ObservedReport};
+use crate::aggregator::{Observation, ObservedReport, PeerObservation};
 
 /// Last accepted (agent instance, sequence) per PoP.
 type SequenceTable = DashMap<PopId, (u64, u64)>;
@@ -79,6 +79,10 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
     for (name, v) in [
         ("capacity_rps", report.capacity_rps),
         ("load_rps", report.load_rps),
+        ("bandwidth_bps", report.bandwidth_bps),
+        ("latency_p50_ms", report.latency_p50_ms),
+        ("latency_p99_ms", report.latency_p99_ms),
+        ("error_ratio", report.error_ratio),
     ] {
         if !v.is_finite() || v < 0.0 {
             return Err(Rejection::Invalid(format!(
@@ -86,6 +90,13 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
             )));
         }
     }
+    if report.error_ratio > 1.0 {
+        return Err(Rejection::Invalid(format!(
+            "`error_ratio` must be between 0 and 1, got {}",
+            report.error_ratio
+        )));
+    }
+    let peers = validate_peers(report, plan)?;
     let mut services = Vec::with_capacity(report.services.len());
     let mut evidence = Vec::new();
     for s in &report.services {
@@ -122,7 +133,48 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
         load_rps: report.load_rps,
         capacity_rps: (report.capacity_rps > 0.0).then_some(report.capacity_rps),
         evidence: evidence.join("; "),
+        load: LoadFigures {
+            bandwidth_bps: report.bandwidth_bps,
+            error_ratio: report.error_ratio,
+            latency_p50_ms: report.latency_p50_ms,
+            latency_p99_ms: report.latency_p99_ms,
+        },
+        peers,
     })
+}
+
+/// Peer observations about PoPs this steerd does not know are skipped, like
+/// unknown services; an observation without a PoP is malformed.
+fn validate_peers(report: &HealthReport, plan: &Plan) -> Result<Vec<PeerObservation>, Rejection> {
+    let mut peers = Vec::with_capacity(report.peers.len());
+    for p in &report.peers {
+        if p.pop.is_empty() {
+            return Err(Rejection::Invalid(format!(
+                "peer observation {:?} has an empty `pop`",
+                p.name
+            )));
+        }
+        if plan.pop(&p.pop).is_none() {
+            continue;
+        }
+        peers.push(PeerObservation {
+            target: PopId::new(&p.pop),
+            reachable: p.reachable,
+            detail: format!("{} {}: {}", p.kind, p.name, p.detail),
+            latency_ms: p.latency_ms,
+        });
+    }
+    Ok(peers)
+}
+
+/// Whether `(instance, sequence)` is news after `last` (the last accepted
+/// pair for the PoP): a new agent instance starts over, otherwise only a
+/// strictly greater sequence counts. Duplicates and regressions are ignored.
+pub fn fresh_sequence(last: Option<(u64, u64)>, instance: u64, sequence: u64) -> bool {
+    match last {
+        None => true,
+        Some((last_instance, last_seq)) => last_instance != instance || sequence > last_seq,
+    }
 }
 
 fn desired_state(plan: &Plan, pop: &str) -> Option<PopDesiredState> {
@@ -210,13 +262,12 @@ impl HealthIngest for IngestService {
                         .sequences
                         .entry(observed.pop.clone())
                         .or_insert((report.agent_instance, 0));
-                    let (instance, seq) = *entry;
-                    if instance != report.agent_instance || report.sequence > seq {
+                    let fresh =
+                        fresh_sequence(Some(*entry), report.agent_instance, report.sequence);
+                    if fresh {
                         *entry = (report.agent_instance, report.sequence);
-                        true
-                    } else {
-                        false
                     }
+                    fresh
                 };
                 let ack = if fresh {
                     metrics::counter!("steer_health_reports_total", "pop" => observed.pop.to_string())
@@ -251,5 +302,35 @@ impl HealthIngest for IngestService {
             info!(%peer, "health stream closed");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fresh_sequence;
+
+    #[test]
+    fn first_report_and_new_instance_are_fresh() {
+        assert!(fresh_sequence(None, 1, 1));
+        assert!(fresh_sequence(Some((1, 50)), 2, 1));
+    }
+
+    proptest::proptest! {
+        /// Replaying any sequence of reports from one instance, only strictly
+        /// increasing sequence numbers are accepted: regressions and
+        /// duplicates are ignored.
+        #[test]
+        fn sequence_regressions_are_ignored(seqs in proptest::collection::vec(1u64..50, 1..100)) {
+            let mut last: Option<(u64, u64)> = None;
+            let mut high = 0;
+            for s in seqs {
+                let fresh = fresh_sequence(last, 9, s);
+                proptest::prop_assert_eq!(fresh, s > high);
+                if fresh {
+                    last = Some((9, s));
+                    high = s;
+                }
+            }
+        }
     }
 }

@@ -6,6 +6,11 @@
 //! that validates agent reports and hands them to the control loop.
 
 pub mod aggregator;
+pub mod damping;
+pub mod guard;
 pub mod ingest;
 
-pub use aggregator::{AggregatorSettings, HealthAggregator, Observation, ObservedReport};
+pub use aggregator::{
+    AggregatorSettings, HealthAggregator, Observation, ObservedReport, PeerObservation, Transition,
+};
+pub use guard::GuardEvent;

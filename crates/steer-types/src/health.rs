@@ -40,6 +40,38 @@ pub struct PopHealthReport {
     pub reported_capacity_rps: Option<f64>,
     /// Why the state is what it is, for `/status` and explain.
     pub evidence: String,
+    /// The aggregator's own state name (`up`, `down`, `stale-up`,
+    /// `suppressed`, `gray-failure`, `frozen`, ...): finer than `state`,
+    /// which is what the policy acts on.
+    #[serde(default)]
+    pub phase: String,
+    /// What other PoPs' agents saw when probing this PoP's VIPs.
+    #[serde(default)]
+    pub peers: Vec<PeerView>,
+    #[serde(default)]
+    pub load: LoadFigures,
+}
+
+/// One observer's latest view of a PoP (peer probe evidence).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub observer: PopId,
+    pub reachable: bool,
+    /// e.g. `tcp 192.0.2.11:443: connection refused`.
+    pub detail: String,
+    pub latency_ms: u32,
+    /// When steerd received the observation.
+    pub at: Timestamp,
+}
+
+/// Load and quality figures an agent reported, beyond `load_rps`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadFigures {
+    pub bandwidth_bps: f64,
+    /// Failed / total requests over the agent's last interval, 0..=1.
+    pub error_ratio: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
 }
 
 impl PopHealthReport {
@@ -51,6 +83,9 @@ impl PopHealthReport {
             load_rps: 0.0,
             reported_capacity_rps: None,
             evidence: "no report yet".to_owned(),
+            phase: "unknown".to_owned(),
+            peers: Vec::new(),
+            load: LoadFigures::default(),
         }
     }
 

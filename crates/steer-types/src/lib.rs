@@ -10,6 +10,7 @@ pub mod bgp;
 mod dns;
 pub mod explain;
 pub mod health;
+pub mod health_guard;
 mod ids;
 mod intent;
 mod plan;

@@ -22,6 +22,17 @@ pub struct PopStatus {
     /// One line per anycast prefix, e.g. `203.0.113.0/24 announce`.
     #[serde(default)]
     pub announcements: Vec<String>,
+    /// The aggregator's state name, finer than `health` (e.g. `suppressed`).
+    #[serde(default)]
+    pub phase: String,
+    /// Why the aggregator holds this state (probe results, staleness).
+    #[serde(default)]
+    pub evidence: String,
+    /// Peer probe evidence: who saw this PoP, what, and when.
+    #[serde(default)]
+    pub peers: Vec<crate::health::PeerView>,
+    #[serde(default)]
+    pub load: crate::health::LoadFigures,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,4 +56,7 @@ pub struct StatusReport {
     /// Safety rails that clamped the current plan.
     #[serde(default)]
     pub rails: Vec<String>,
+    /// Set while the correlated-failure guard holds health frozen.
+    #[serde(default)]
+    pub frozen: Option<crate::health_guard::FreezeInfo>,
 }

@@ -115,6 +115,7 @@ fn report(pop: &str, sequence: u64, up: bool) -> HealthReport {
         capacity_rps: 10_000.0,
         load_rps: 100.0,
         agent_instance: 42,
+        ..Default::default()
     }
 }
 

@@ -55,6 +55,7 @@ fn report_loads(endpoint: &str, http: u16, loads: &[(&str, f64)]) {
                 capacity_rps: 10_000.0,
                 load_rps: *load,
                 agent_instance: 7,
+                ..Default::default()
             };
             let mut acks = client
                 .report(tokio_stream::iter([report]))

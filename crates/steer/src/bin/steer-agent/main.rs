@@ -2,6 +2,10 @@
 //! every configured steerd. It never exits because a probe or a steerd
 //! failed: probes report down, streams reconnect with jittered backoff.
 
+#[path = "../shared/client_tls.rs"]
+mod client_tls;
+mod https;
+mod load;
 mod probe;
 mod report;
 
@@ -54,14 +58,18 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let config = Arc::new(config);
-        let board = probe::start(&config);
-        info!(pop = %config.pop, probes = config.probes.len(), steerd = ?config.steerd, "steer-agent started");
+        let sources = report::Sources {
+            probes: probe::start(&config),
+            peers: probe::start_peers(&config),
+            load: load::start(&config),
+        };
+        info!(pop = %config.pop, probes = config.probes.len(), peers = config.peers.len(), steerd = ?config.steerd, "steer-agent started");
         let mut streams = Vec::new();
         for endpoint in &config.steerd {
             streams.push(tokio::spawn(report::stream_forever(
                 endpoint.clone(),
                 config.clone(),
-                board.clone(),
+                sources.clone(),
             )));
         }
         tokio::select! {

@@ -15,6 +15,8 @@ use tokio::{
 };
 use tracing::info;
 
+use crate::https;
+
 /// A probe's settled state; changes only after `rise`/`fall` agreeing results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProbeState {
@@ -82,11 +84,29 @@ impl Board {
     }
 }
 
+/// Starts the service probes.
 pub(crate) fn start(config: &AgentConfig) -> Board {
+    start_probes(&config.probes)
+}
+
+/// Starts the peer probes; each status's `service` is the PoP probed.
+pub(crate) fn start_peers(config: &AgentConfig) -> Board {
+    let probes: Vec<ProbeConfig> = config
+        .peers
+        .iter()
+        .map(|p| ProbeConfig {
+            service: p.pop.clone(),
+            ..p.probe.clone()
+        })
+        .collect();
+    start_probes(&probes)
+}
+
+fn start_probes(configs: &[ProbeConfig]) -> Board {
     let probes = Arc::new(Mutex::new(BTreeMap::new()));
     let (tx, rx) = watch::channel(0u64);
     let tx = Arc::new(tx);
-    for p in &config.probes {
+    for p in configs {
         if let Ok(mut m) = probes.lock() {
             m.insert(
                 p.name.clone(),
@@ -115,10 +135,15 @@ async fn run_probe(
 ) {
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Built once; a broken TLS setup makes every check fail with the reason.
+    let tls = match &cfg.kind {
+        ProbeKind::Http(HttpProbe { tls: Some(t), .. }) => Some(https::client_config(t)),
+        _ => None,
+    };
     loop {
         ticker.tick().await;
         let started = Instant::now();
-        let result = tokio::time::timeout(cfg.timeout, check(&cfg.kind)).await;
+        let result = tokio::time::timeout(cfg.timeout, check(&cfg.kind, tls.as_ref())).await;
         let latency = started.elapsed();
         let (ok, detail) = match result {
             Ok(Ok(detail)) => (true, detail),
@@ -149,21 +174,37 @@ async fn run_probe(
 }
 
 /// Runs one check; `Ok(detail)` when healthy, `Err(detail)` otherwise.
-async fn check(kind: &ProbeKind) -> Result<String, String> {
+async fn check(kind: &ProbeKind, tls: Option<&TlsSetup>) -> Result<String, String> {
     match kind {
         ProbeKind::Tcp { target } => TcpStream::connect(target)
             .await
             .map(|_| format!("{target} connected"))
             .map_err(|e| format!("{target}: {e}")),
-        ProbeKind::Http(h) => http_check(h).await,
+        ProbeKind::Http(h) => http_check(h, tls).await,
         ProbeKind::Exec { command } => exec_check(command).await,
     }
 }
 
-async fn http_check(h: &HttpProbe) -> Result<String, String> {
-    let mut stream = TcpStream::connect(h.addr)
+type TlsSetup = Result<Arc<rustls::ClientConfig>, String>;
+
+async fn http_check(h: &HttpProbe, tls: Option<&TlsSetup>) -> Result<String, String> {
+    let stream = TcpStream::connect(h.addr)
         .await
         .map_err(|e| format!("{}: {e}", h.addr))?;
+    match (&h.tls, tls) {
+        (Some(t), Some(Ok(config))) => {
+            let stream = https::wrap(stream, config, &t.server_name).await?;
+            http_exchange(h, stream).await
+        }
+        (Some(_), Some(Err(e))) => Err(format!("TLS setup: {e}")),
+        _ => http_exchange(h, stream).await,
+    }
+}
+
+async fn http_exchange(
+    h: &HttpProbe,
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+) -> Result<String, String> {
     let request = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: steer-agent\r\nConnection: close\r\n\r\n",
         h.path, h.host
@@ -174,11 +215,13 @@ async fn http_check(h: &HttpProbe) -> Result<String, String> {
         .map_err(|e| format!("write: {e}"))?;
     let mut body = Vec::new();
     // Cap the read: a health page is small, and a huge one must not hurt us.
-    stream
-        .take(64 * 1024)
-        .read_to_end(&mut body)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
+    // A TLS peer closing without close_notify is fine once we have the body.
+    let read = (&mut stream).take(64 * 1024).read_to_end(&mut body).await;
+    if let Err(e) = read
+        && body.is_empty()
+    {
+        return Err(format!("read: {e}"));
+    }
     let text = String::from_utf8_lossy(&body);
     let status: u16 = text
         .lines()

@@ -12,7 +12,7 @@ use std::{
 
 use steer_config::AgentConfig;
 use steer_proto::v1::{
-    HealthReport, ProbeResult, ServiceHealth, ServiceStatus,
+    HealthReport, PeerObservation, ProbeResult, ServiceHealth, ServiceStatus,
     health_ingest_client::HealthIngestClient,
 };
 use tokio::sync::mpsc;
@@ -20,7 +20,38 @@ use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
-use crate::probe::Board;
+use crate::{
+    client_tls,
+    load::{self, SharedLoad},
+    probe::Board,
+};
+
+/// Everything a report is built from.
+#[derive(Clone)]
+pub(crate) struct Sources {
+    pub(crate) probes: Board,
+    pub(crate) peers: Board,
+    pub(crate) load: SharedLoad,
+}
+
+/// Peer probe results that have settled.
+fn peer_observations(peers: &Board) -> Vec<PeerObservation> {
+    peers
+        .snapshot()
+        .into_iter()
+        .filter_map(|p| {
+            let reachable = p.state.is_up()?;
+            Some(PeerObservation {
+                pop: p.service,
+                name: p.name,
+                kind: p.kind.to_owned(),
+                reachable,
+                detail: p.detail,
+                latency_ms: u32::try_from(p.latency.as_millis()).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+}
 
 /// One per process: a restart is a new instance, which resets sequences.
 fn instance_id() -> u64 {
@@ -40,9 +71,9 @@ fn now_ms() -> i64 {
 
 /// Builds a report from the board. A service is up only if every probe of
 /// it is up; services whose probes have not run yet are left out.
-fn build_report(config: &AgentConfig, board: &Board, instance: u64) -> HealthReport {
+fn build_report(config: &AgentConfig, sources: &Sources, instance: u64) -> HealthReport {
     let mut services: BTreeMap<String, ServiceHealth> = BTreeMap::new();
-    for p in board.snapshot() {
+    for p in sources.probes.snapshot() {
         let Some(up) = p.state.is_up() else { continue };
         let entry = services
             .entry(p.service.clone())
@@ -62,14 +93,20 @@ fn build_report(config: &AgentConfig, board: &Board, instance: u64) -> HealthRep
             latency_ms: u32::try_from(p.latency.as_millis()).unwrap_or(u32::MAX),
         });
     }
+    let figures = load::current(&sources.load);
     HealthReport {
         pop: config.pop.clone(),
         sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1,
         agent_time_unix_ms: now_ms(),
         services: services.into_values().collect(),
-        capacity_rps: config.capacity_rps,
-        load_rps: config.load_rps,
+        capacity_rps: figures.capacity_rps,
+        load_rps: figures.load_rps,
         agent_instance: instance,
+        bandwidth_bps: figures.bandwidth_bps,
+        error_ratio: figures.error_ratio,
+        latency_p50_ms: figures.latency_p50_ms,
+        latency_p99_ms: figures.latency_p99_ms,
+        peers: peer_observations(&sources.peers),
     }
 }
 
@@ -82,12 +119,12 @@ fn jittered(base: Duration) -> Duration {
     base.mul_f64(frac)
 }
 
-pub(crate) async fn stream_forever(endpoint: String, config: Arc<AgentConfig>, board: Board) {
+pub(crate) async fn stream_forever(endpoint: String, config: Arc<AgentConfig>, sources: Sources) {
     let instance = instance_id();
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut opened = false;
-        match stream_once(&endpoint, &config, &board, instance, &mut opened).await {
+        match stream_once(&endpoint, &config, &sources, instance, &mut opened).await {
             Ok(()) => warn!(%endpoint, "steerd closed the report stream; reconnecting"),
             Err(e) => warn!(%endpoint, error = %e, "report stream failed; reconnecting"),
         }
@@ -103,12 +140,13 @@ pub(crate) async fn stream_forever(endpoint: String, config: Arc<AgentConfig>, b
 async fn stream_once(
     endpoint: &str,
     config: &AgentConfig,
-    board: &Board,
+    sources: &Sources,
     instance: u64,
     opened: &mut bool,
 ) -> Result<(), String> {
     let channel = Channel::from_shared(endpoint.to_owned())
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+        .and_then(|ep| client_tls::apply(ep, config.tls.as_ref()))?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
@@ -119,7 +157,7 @@ async fn stream_once(
     let (tx, rx) = mpsc::channel::<HealthReport>(8);
     // Send the first report before opening the call so steerd hears from us
     // at once.
-    tx.send(build_report(config, board, instance))
+    tx.send(build_report(config, sources, instance))
         .await
         .map_err(|e| e.to_string())?;
     let mut acks = client
@@ -130,20 +168,27 @@ async fn stream_once(
     info!(%endpoint, "report stream open");
     *opened = true;
 
-    let mut changed = board.changed.clone();
+    let mut changed = sources.probes.changed.clone();
+    let mut peers_changed = sources.peers.changed.clone();
     let mut ticker = tokio::time::interval(config.report_interval);
     ticker.tick().await;
     let mut last_drained = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                tx.send(build_report(config, board, instance)).await.map_err(|e| e.to_string())?;
+                tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
             }
             r = changed.changed() => {
                 if r.is_err() {
                     return Err("probe board closed".into());
                 }
-                tx.send(build_report(config, board, instance)).await.map_err(|e| e.to_string())?;
+                tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
+            }
+            r = peers_changed.changed() => {
+                if r.is_err() {
+                    return Err("peer probe board closed".into());
+                }
+                tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
             }
             ack = acks.next() => match ack {
                 None => return Ok(()),

@@ -3,6 +3,8 @@
 //! Exit codes: 0 success, 1 refused or failed (the server said no, or could
 //! not be reached), 2 usage error.
 
+#[path = "../shared/client_tls.rs"]
+mod client_tls;
 mod render;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -35,6 +37,18 @@ struct Cli {
     /// File holding a bearer token (when steerd has auth on).
     #[arg(long, global = true, env = "STEER_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed steerd's certificate (https:// endpoints).
+    #[arg(long, global = true, env = "STEER_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) to present for mTLS; with --key-file.
+    #[arg(long, global = true, env = "STEER_CERT_FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// Private key (PEM) of --cert-file.
+    #[arg(long, global = true, env = "STEER_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// Name to verify steerd's certificate against (default: the endpoint host).
+    #[arg(long, global = true, env = "STEER_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -141,6 +155,13 @@ enum Command {
         scope: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+    /// Confirm a failure the correlated-failure guard froze (admin):
+    /// live health applies again.
+    ConfirmFailure {
+        /// Why: recorded in the audit log with your identity.
+        #[arg(long)]
+        reason: String,
     },
     /// Validate and apply steerd's config file.
     Reload {
@@ -252,6 +273,17 @@ impl Interceptor for Bearer {
 
 type Client = OperatorClient<InterceptedService<Channel, Bearer>>;
 
+/// TLS settings from the flags; `None` when none was given.
+fn client_tls_settings(cli: &Cli) -> Option<steer_config::ClientTls> {
+    let tls = steer_config::ClientTls {
+        ca_file: cli.ca_file.clone(),
+        cert_file: cli.cert_file.clone(),
+        key_file: cli.key_file.clone(),
+        server_name: cli.tls_server_name.clone(),
+    };
+    (tls != steer_config::ClientTls::default()).then_some(tls)
+}
+
 async fn connect(cli: &Cli) -> Result<Client, Failure> {
     let token = match &cli.token_file {
         None => None,
@@ -270,6 +302,8 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
         .map_err(|e| Failure::Usage(format!("invalid --endpoint {:?}: {e}", cli.endpoint)))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(cli.timeout));
+    let endpoint =
+        client_tls::apply(endpoint, client_tls_settings(cli).as_ref()).map_err(Failure::Usage)?;
     let channel = endpoint.connect().await.map_err(|e| {
         let mut cause = e.to_string();
         let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
@@ -552,6 +586,27 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 render::json(&render::audit_json(&resp.entries));
             } else {
                 print!("{}", render::audit_table(&resp.entries));
+            }
+        }
+        Command::ConfirmFailure { reason } => {
+            let resp = client
+                .confirm_failure(pb::ConfirmFailureRequest {
+                    reason: reason.clone(),
+                })
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            if json {
+                render::json(&serde_json::json!({
+                    "pops": resp.pops,
+                    "plan_version": resp.plan_version,
+                }));
+            } else {
+                println!(
+                    "failure confirmed; live health applies to {}; plan version {}",
+                    resp.pops.join(", "),
+                    resp.plan_version
+                );
             }
         }
         Command::Reload { reason } => {

@@ -204,7 +204,25 @@ pub(crate) fn status_json(s: &GetStatusResponse) -> serde_json::Value {
             "reason": p.reason,
             "last_report_age_ms": (p.last_report_age_ms >= 0).then_some(p.last_report_age_ms),
             "announcements": p.announcements,
+            "phase": p.phase,
+            "evidence": p.evidence,
+            "peers": p.peers.iter().map(|v| serde_json::json!({
+                "observer": v.observer,
+                "reachable": v.reachable,
+                "detail": v.detail,
+                "latency_ms": v.latency_ms,
+                "at_unix_ms": v.at_unix_ms,
+            })).collect::<Vec<_>>(),
+            "bandwidth_bps": p.bandwidth_bps,
+            "error_ratio": p.error_ratio,
+            "latency_p50_ms": p.latency_p50_ms,
+            "latency_p99_ms": p.latency_p99_ms,
         })).collect::<Vec<_>>(),
+        "frozen": s.frozen.as_ref().map(|f| serde_json::json!({
+            "since_unix_ms": f.since_unix_ms,
+            "pops": f.pops,
+            "why": f.why,
+        })),
         "regions": s.regions.iter().map(|r| serde_json::json!({
             "region": r.region,
             "served_by": r.served_by,
@@ -223,6 +241,7 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
         s.plan_version,
         format_ms(s.plan_computed_unix_ms)
     );
+    out.push_str(&frozen_text(s));
     let _ = writeln!(
         out,
         "{:<8} {:<10} {:<10} {:>6} {:<8} {:>7}  REASON",
@@ -307,7 +326,51 @@ pub(crate) fn pop_detail(s: &GetStatusResponse, pop: &str) -> Option<String> {
     for a in &p.announcements {
         let _ = writeln!(out, "anycast    {a}");
     }
+    out.push_str(&health_detail(p));
+    out.push_str(&frozen_text(s));
     Some(out)
+}
+
+/// The aggregator's view of one PoP: phase, probe evidence, peer probes.
+fn health_detail(p: &pb::PopStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "phase      {}", p.phase);
+    let _ = writeln!(out, "probes     {}", p.evidence);
+    let _ = writeln!(
+        out,
+        "quality    {:.0} bit/s, {:.2}% errors, p50 {:.1} ms, p99 {:.1} ms",
+        p.bandwidth_bps,
+        p.error_ratio * 100.0,
+        p.latency_p50_ms,
+        p.latency_p99_ms
+    );
+    for v in &p.peers {
+        let _ = writeln!(
+            out,
+            "seen by    {:<8} {:<11} {} ({} ms, {})",
+            v.observer,
+            if v.reachable {
+                "reachable"
+            } else {
+                "UNREACHABLE"
+            },
+            v.detail,
+            v.latency_ms,
+            format_ms(v.at_unix_ms)
+        );
+    }
+    out
+}
+
+fn frozen_text(s: &GetStatusResponse) -> String {
+    s.frozen.as_ref().map_or_else(String::new, |f| {
+        format!(
+            "HEALTH FROZEN since {} (pops {}): {}\n",
+            format_ms(f.since_unix_ms),
+            f.pops.join(", "),
+            f.why
+        )
+    })
 }
 
 pub(crate) fn audit_json(entries: &[pb::AuditEntry]) -> serde_json::Value {

@@ -169,6 +169,16 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
             info!(tokens = tokens.len(), "bearer-token auth on");
             Some(Arc::new(Authenticator::new(tokens.clone())))
         }
+        AuthMode::Mtls(creds) => {
+            info!(
+                certificates = creds.cert_names.len(),
+                tokens = creds.tokens.len(),
+                "mTLS auth on (client certificates, bearer tokens accepted too)"
+            );
+            Some(Arc::new(
+                Authenticator::new(creds.tokens.clone()).with_cert_names(creds.cert_names.clone()),
+            ))
+        }
     };
     let config_path = config.source.clone();
 
@@ -181,6 +191,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     let topology = Arc::new(config.topology.clone());
     let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
         .context("restoring state")?;
+    control.set_health_guards(config.health_guards);
     if let Some(path) = record {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -294,7 +305,17 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         operator = operator.with_bgp_status(b.clone());
     }
     let grpc_addr = grpc.local_addr()?;
-    let grpc_server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(server_tls(tls)?)
+            .context("configuring TLS on the gRPC listener")?;
+        info!(
+            mtls = tls.client_ca_file.is_some(),
+            "gRPC listener speaks TLS"
+        );
+    }
+    let grpc_server = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -327,6 +348,23 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     }
     info!("steerd stopped");
     Ok(())
+}
+
+/// TLS for the gRPC listener; with a client CA, client certificates are
+/// verified against it (optional at the TLS layer, so a caller without one
+/// gets a proper UNAUTHENTICATED status instead of a handshake failure).
+fn server_tls(tls: &steer_config::ServerTls) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let mut cfg = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?),
+    );
+    if let Some(ca) = &tls.client_ca_file {
+        cfg = cfg
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
+            .client_auth_optional(true);
+    }
+    Ok(cfg)
 }
 
 /// Explains from the view DNS is serving and the plan it was built from.

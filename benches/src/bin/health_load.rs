@@ -1,0 +1,347 @@
+//! Health-ingest load generator: opens N concurrent agent streams (one TCP
+//! connection each, like real agents) to steerd and sends reports at a fixed
+//! rate per stream, while a DNS prober measures answer latency on the same
+//! steerd. Prints reports/s acknowledged, steerd CPU (from /proc) and DNS
+//! latency during the load.
+//!
+//! `health-load --endpoint http://127.0.0.1:50051 --dns 127.0.0.1:5353 \
+//!   --streams 1000 --rate 50 --duration 10 --steerd-pid PID`
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use steer_proto::v1::{
+    HealthReport, PeerObservation, ProbeResult, ServiceHealth, ServiceStatus,
+    health_ingest_client::HealthIngestClient,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tonic::transport::Channel;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "health-load",
+    about = "Load generator for steerd's health ingest"
+)]
+struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    endpoint: String,
+    /// steerd's DNS listener, probed during the load (empty: no DNS probe).
+    #[arg(long, default_value = "127.0.0.1:5353")]
+    dns: String,
+    /// Concurrent agent streams (each on its own connection).
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Reports per second per stream.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Measured seconds, after all streams are open and `warmup` has passed.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// PoP ids to report for, round-robin over the streams.
+    #[arg(long, default_value = "fra1,ams1,iad1,ord1,sin1,bom1")]
+    pops: String,
+    /// steerd's pid, to read its CPU time from /proc.
+    #[arg(long)]
+    steerd_pid: Option<u32>,
+    /// DNS queries per second of the latency prober.
+    #[arg(long, default_value_t = 200)]
+    dns_rate: u32,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    accepted: AtomicU64,
+    ignored: AtomicU64,
+    errors: AtomicU64,
+    open: AtomicU64,
+}
+
+/// A realistic report: two services with probe evidence, load figures and
+/// two peer observations.
+fn report(pop: &str, sequence: u64, instance: u64) -> HealthReport {
+    let probe = |name: &str| ProbeResult {
+        name: name.into(),
+        kind: "http".into(),
+        ok: true,
+        detail: "HTTP 200".into(),
+        latency_ms: 2,
+    };
+    HealthReport {
+        pop: pop.into(),
+        sequence,
+        agent_time_unix_ms: 0,
+        services: vec![ServiceHealth {
+            service: "app".into(),
+            status: ServiceStatus::Up.into(),
+            probes: vec![probe("app-http"), probe("app-tcp")],
+            requests_total: sequence * 100,
+            requests_failed: 0,
+        }],
+        capacity_rps: 10_000.0,
+        load_rps: 1_000.0,
+        agent_instance: instance,
+        bandwidth_bps: 8e8,
+        error_ratio: 0.001,
+        latency_p50_ms: 4.0,
+        latency_p99_ms: 40.0,
+        peers: ["fra1", "iad1"]
+            .iter()
+            .map(|p| PeerObservation {
+                pop: (*p).into(),
+                name: format!("{p}-vip"),
+                kind: "tcp".into(),
+                reachable: true,
+                detail: "connected".into(),
+                latency_ms: 1,
+            })
+            .collect(),
+    }
+}
+
+async fn agent_stream(
+    endpoint: String,
+    pop: String,
+    instance: u64,
+    rate: f64,
+    counters: Arc<Counters>,
+    connect_gate: Arc<Semaphore>,
+) {
+    let channel = {
+        let _permit = connect_gate.acquire().await;
+        match Channel::from_shared(endpoint).map(|e| e.connect_timeout(Duration::from_secs(10))) {
+            Ok(e) => match e.connect().await {
+                Ok(c) => c,
+                Err(_) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+            Err(_) => return,
+        }
+    };
+    let mut client = HealthIngestClient::new(channel);
+    let (tx, rx) = mpsc::channel(64);
+    let mut seq = 1;
+    if tx.send(report(&pop, seq, instance)).await.is_err() {
+        return;
+    }
+    let mut acks = match client.report(ReceiverStream::new(rx)).await {
+        Ok(r) => r.into_inner(),
+        Err(_) => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    counters.sent.fetch_add(1, Ordering::Relaxed);
+    let c = counters.clone();
+    tokio::spawn(async move {
+        while let Some(ack) = acks.next().await {
+            match ack {
+                Ok(a) if a.accepted => c.accepted.fetch_add(1, Ordering::Relaxed),
+                Ok(_) => c.ignored.fetch_add(1, Ordering::Relaxed),
+                Err(_) => c.errors.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+    });
+    let period = Duration::from_secs_f64(1.0 / rate);
+    // Spread the first ticks so streams do not send in lockstep.
+    let offset = period.mul_f64((instance % 1000) as f64 / 1000.0);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        seq += 1;
+        if tx.send(report(&pop, seq, instance)).await.is_err() {
+            return;
+        }
+        counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// utime + stime of a process, in seconds (clock ticks of 100 Hz).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// A DNS query for app.example.test A with ECS 10.1.2.0/24.
+fn dns_query(id: u16) -> Vec<u8> {
+    let mut q = Vec::with_capacity(64);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x00, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]);
+    for label in ["app", "example", "test"] {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    // OPT with ECS (family 1, source /24, scope 0, 10.1.2).
+    q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11]);
+    q.extend_from_slice(&[0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2]);
+    q
+}
+
+/// Sends `rate` queries/s until `stop`; returns sorted latencies and losses.
+async fn dns_probe(addr: SocketAddr, rate: u32, until: Instant) -> (Vec<Duration>, u64) {
+    let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else {
+        return (Vec::new(), 0);
+    };
+    let mut latencies = Vec::new();
+    let mut lost = 0;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    let mut id: u16 = 0;
+    let mut buf = [0u8; 1500];
+    while Instant::now() < until {
+        ticker.tick().await;
+        id = id.wrapping_add(1);
+        let started = Instant::now();
+        if sock.send_to(&dns_query(id), addr).await.is_err() {
+            lost += 1;
+            continue;
+        }
+        let got = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                let n = sock.recv(&mut buf).await.ok()?;
+                if n >= 12 && u16::from_be_bytes([buf[0], buf[1]]) == id {
+                    return Some(buf[3] & 0x0f == 0 && buf[7] > 0);
+                }
+            }
+        })
+        .await;
+        match got {
+            Ok(Some(true)) => latencies.push(started.elapsed()),
+            _ => lost += 1,
+        }
+    }
+    latencies.sort();
+    (latencies, lost)
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i].as_secs_f64() * 1e6
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let pops: Vec<String> = args.pops.split(',').map(str::to_owned).collect();
+    let counters = Arc::new(Counters::default());
+    let gate = Arc::new(Semaphore::new(256));
+    let opening = Instant::now();
+    for i in 0..args.streams {
+        tokio::spawn(agent_stream(
+            args.endpoint.clone(),
+            pops[i % pops.len()].clone(),
+            1_000_000 + i as u64,
+            args.rate,
+            counters.clone(),
+            gate.clone(),
+        ));
+    }
+    // Wait until every stream is open (or failed).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (counters.open.load(Ordering::Relaxed) + counters.errors.load(Ordering::Relaxed))
+        < args.streams as u64
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let open = counters.open.load(Ordering::Relaxed);
+    eprintln!(
+        "{open} streams open in {:.1}s; warming up {}s",
+        opening.elapsed().as_secs_f64(),
+        args.warmup
+    );
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+
+    let dns_until = Instant::now() + Duration::from_secs(args.duration);
+    // The prober gets its own thread and runtime, so it measures steerd,
+    // not the queue of stream tasks in this process.
+    let dns = match args.dns.parse::<SocketAddr>() {
+        Ok(addr) if !args.dns.is_empty() => {
+            let rate = args.dns_rate;
+            Some(std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| rt.block_on(dns_probe(addr, rate, dns_until)))
+                    .unwrap_or_default()
+            }))
+        }
+        _ => None,
+    };
+    let cpu0 = args.steerd_pid.and_then(cpu_seconds);
+    let self0 = cpu_seconds(std::process::id());
+    let accepted0 = counters.accepted.load(Ordering::Relaxed);
+    let sent0 = counters.sent.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let accepted = counters.accepted.load(Ordering::Relaxed) - accepted0;
+    let sent = counters.sent.load(Ordering::Relaxed) - sent0;
+    let cpu = match (cpu0, args.steerd_pid.and_then(cpu_seconds)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let self_cpu = match (self0, cpu_seconds(std::process::id())) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    let (lat, lost) = match dns {
+        Some(h) => h.join().unwrap_or_default(),
+        None => (Vec::new(), 0),
+    };
+    let rps = accepted as f64 / elapsed;
+    let offered = args.streams as f64 * args.rate;
+    println!(
+        "streams={} open={open} offered_rps={offered:.0} sent_rps={:.0} accepted_rps={rps:.0} \
+         ignored={} errors={}",
+        args.streams,
+        sent as f64 / elapsed,
+        counters.ignored.load(Ordering::Relaxed),
+        counters.errors.load(Ordering::Relaxed),
+    );
+    if let Some(cpu) = cpu {
+        println!(
+            "steerd_cpu_pct={:.1} steerd_us_per_report={:.2} loadgen_cpu_pct={:.1}",
+            cpu / elapsed * 100.0,
+            cpu / accepted.max(1) as f64 * 1e6,
+            self_cpu / elapsed * 100.0
+        );
+    }
+    if !lat.is_empty() || lost > 0 {
+        println!(
+            "dns_answers={} dns_lost={lost} dns_p50_us={:.0} dns_p99_us={:.0} dns_max_us={:.0}",
+            lat.len(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            pct(&lat, 1.0)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Health-side duties of the control loop: running the aggregator's
+//! evaluation (transitions, correlated-failure guard) before each compute,
+//! logging and counting what it found, and the operator's confirmation of a
+//! frozen failure.
+
+use steer_api::ApiError;
+use steer_health::GuardEvent;
+use steer_types::{Timestamp, audit::AuditEntry, health::TargetState, health_guard::HealthGuards};
+use tracing::{info, warn};
+
+use crate::ControlLoop;
+
+fn state_label(s: TargetState) -> &'static str {
+    match s {
+        TargetState::Unknown => "unknown",
+        TargetState::Up => "up",
+        TargetState::Down => "down",
+        TargetState::Stale { .. } => "stale",
+    }
+}
+
+impl ControlLoop {
+    /// Damping and correlated-failure settings (from `[health]`).
+    pub fn set_health_guards(&mut self, guards: HealthGuards) {
+        self.aggregator.set_guards(guards);
+    }
+
+    /// Runs before every compute, with the compute's `now`.
+    pub(crate) fn evaluate_health(&mut self, now: Timestamp) {
+        let (transitions, event) = self.aggregator.evaluate(now);
+        for t in transitions {
+            info!(pop = %t.pop, from = ?t.from, to = ?t.to, phase = %t.phase, "health state changed");
+            metrics::counter!(
+                "steer_health_state_transitions_total",
+                "pop" => t.pop.to_string(),
+                "to" => state_label(t.to)
+            )
+            .increment(1);
+        }
+        match event {
+            Some(GuardEvent::Froze(info)) => {
+                warn!(pops = ?info.pops, why = %info.why, "correlated failure: health frozen (fail static)");
+                metrics::counter!("steer_health_freezes_total").increment(1);
+            }
+            Some(GuardEvent::Thawed) => {
+                info!("every frozen PoP recovered by itself: health no longer frozen");
+            }
+            None => {}
+        }
+        let frozen = self.aggregator.frozen();
+        metrics::gauge!("steer_health_frozen").set(f64::from(u8::from(frozen.is_some())));
+        metrics::gauge!("steer_health_frozen_pops")
+            .set(frozen.map_or(0.0, |f| f.pops.len() as f64));
+    }
+
+    /// Per-PoP health gauges: state (one series per state, 1 for the current
+    /// one) and seconds since the last report.
+    pub(crate) fn export_health_metrics(&self, now: Timestamp) {
+        for (pop, h) in &self.aggregator.snapshot(now).pops {
+            for phase in [
+                "unknown",
+                "up",
+                "down",
+                "stale-up",
+                "stale-down",
+                "suppressed",
+                "gray-failure",
+                "frozen",
+            ] {
+                metrics::gauge!("steer_health_pop_state", "pop" => pop.to_string(), "state" => phase)
+                    .set(f64::from(u8::from(h.phase == phase)));
+            }
+            if let Some(last) = h.last_report {
+                metrics::gauge!("steer_health_last_report_age_seconds", "pop" => pop.to_string())
+                    .set(now.since(last).as_secs_f64());
+            }
+        }
+    }
+
+    /// The operator says the frozen failure is real: live health applies.
+    pub(crate) fn confirm_failure(
+        &mut self,
+        reason: String,
+        principal: String,
+    ) -> Result<(Vec<String>, u64), ApiError> {
+        let Some(info) = self.aggregator.frozen() else {
+            return Err(ApiError::FailedPrecondition(
+                "health is not frozen; nothing to confirm".into(),
+            ));
+        };
+        let pops: Vec<String> = info.pops.iter().map(ToString::to_string).collect();
+        let entry = AuditEntry {
+            at: self.clock.now(),
+            principal,
+            action: "confirm-failure".into(),
+            scope: pops.join(","),
+            reason: format!("{reason} (frozen: {})", info.why),
+            intent_id: None,
+            plan_version: 0,
+            dry_run: false,
+            forced: false,
+            outcome: "applied".into(),
+        };
+        let mut snapshot = self.aggregator.clone();
+        self.aggregator.confirm_failure();
+        match self.commit(self.intents.clone(), entry) {
+            Ok(version) => {
+                warn!(
+                    ?pops,
+                    version, "operator confirmed the correlated failure; health unfrozen"
+                );
+                Ok((pops, version))
+            }
+            Err(e) => {
+                // Not durable: keep the freeze as it was.
+                std::mem::swap(&mut self.aggregator, &mut snapshot);
+                Err(e)
+            }
+        }
+    }
+}

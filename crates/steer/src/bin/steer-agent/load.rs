@@ -1,0 +1,130 @@
+//! Load and capacity figures: from the config, optionally refreshed by a
+//! command (`load_command`) that prints `key=value` pairs. A failing or
+//! garbled command is logged and the last good figures are kept.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use steer_config::{AgentConfig, LoadCommand};
+use tracing::warn;
+
+/// What the agent reports about load and capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct LoadNow {
+    pub(crate) capacity_rps: f64,
+    pub(crate) load_rps: f64,
+    pub(crate) bandwidth_bps: f64,
+    pub(crate) error_ratio: f64,
+    pub(crate) latency_p50_ms: f64,
+    pub(crate) latency_p99_ms: f64,
+}
+
+pub(crate) type SharedLoad = Arc<Mutex<LoadNow>>;
+
+pub(crate) fn start(config: &AgentConfig) -> SharedLoad {
+    let shared = Arc::new(Mutex::new(LoadNow {
+        capacity_rps: config.capacity_rps,
+        load_rps: config.load_rps,
+        ..LoadNow::default()
+    }));
+    if let Some(cmd) = &config.load_command {
+        tokio::spawn(run(cmd.clone(), shared.clone()));
+    }
+    shared
+}
+
+pub(crate) fn current(shared: &SharedLoad) -> LoadNow {
+    shared.lock().map(|l| *l).unwrap_or_default()
+}
+
+async fn run(cmd: LoadCommand, shared: SharedLoad) {
+    let mut ticker = tokio::time::interval(cmd.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match tokio::time::timeout(cmd.interval.max(Duration::from_secs(1)), once(&cmd.command))
+            .await
+        {
+            Ok(Ok(text)) => {
+                let mut next = current(&shared);
+                match parse(&text, &mut next) {
+                    Ok(()) => {
+                        if let Ok(mut l) = shared.lock() {
+                            *l = next;
+                        }
+                    }
+                    Err(e) => {
+                        warn!(command = ?cmd.command, error = %e, "load_command output ignored")
+                    }
+                }
+            }
+            Ok(Err(e)) => warn!(command = ?cmd.command, error = %e, "load_command failed"),
+            Err(_) => warn!(command = ?cmd.command, "load_command timed out"),
+        }
+    }
+}
+
+async fn once(command: &[String]) -> Result<String, String> {
+    let Some((program, args)) = command.split_first() else {
+        return Err("empty command".into());
+    };
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{program}: {}", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `key=value` pairs, whitespace separated; all-or-nothing.
+fn parse(text: &str, into: &mut LoadNow) -> Result<(), String> {
+    let mut next = *into;
+    for pair in text.split_whitespace() {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+        let v: f64 = value
+            .parse()
+            .map_err(|_| format!("{key}: {value:?} is not a number"))?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("{key}: must be a finite, non-negative number"));
+        }
+        let slot = match key {
+            "load_rps" => &mut next.load_rps,
+            "capacity_rps" => &mut next.capacity_rps,
+            "bandwidth_bps" => &mut next.bandwidth_bps,
+            "error_ratio" if v <= 1.0 => &mut next.error_ratio,
+            "error_ratio" => return Err("error_ratio must be between 0 and 1".into()),
+            "latency_p50_ms" => &mut next.latency_p50_ms,
+            "latency_p99_ms" => &mut next.latency_p99_ms,
+            other => return Err(format!("unknown key {other:?}")),
+        };
+        *slot = v;
+    }
+    *into = next;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pairs_all_or_nothing() {
+        let mut l = LoadNow::default();
+        parse("load_rps=120.5\ncapacity_rps=9000 error_ratio=0.01", &mut l).ok();
+        assert!((l.load_rps - 120.5).abs() < 1e-9);
+        assert!((l.capacity_rps - 9000.0).abs() < 1e-9);
+        let before = l;
+        assert!(parse("load_rps=1 bogus=2", &mut l).is_err());
+        assert_eq!(l, before);
+        assert!(parse("error_ratio=2", &mut l).is_err());
+    }
+}

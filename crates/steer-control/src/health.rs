@@ -26,8 +26,11 @@ impl ControlLoop {
     }
 
     /// Runs before every compute, with the compute's `now`.
-    pub(crate) fn evaluate_health(&mut self, now: Timestamp) {
+    /// Returns whether health state moved (a transition or a guard event),
+    /// which a recording must capture even when no plan changes.
+    pub(crate) fn evaluate_health(&mut self, now: Timestamp) -> bool {
         let (transitions, event) = self.aggregator.evaluate(now);
+        let moved = !transitions.is_empty() || event.is_some();
         for t in transitions {
             info!(pop = %t.pop, from = ?t.from, to = ?t.to, phase = %t.phase, "health state changed");
             metrics::counter!(
@@ -51,6 +54,7 @@ impl ControlLoop {
         metrics::gauge!("steer_health_frozen").set(f64::from(u8::from(frozen.is_some())));
         metrics::gauge!("steer_health_frozen_pops")
             .set(frozen.map_or(0.0, |f| f.pops.len() as f64));
+        moved
     }
 
     /// Per-PoP health gauges: state (one series per state, 1 for the current
@@ -102,6 +106,10 @@ impl ControlLoop {
             outcome: "applied".into(),
         };
         let mut snapshot = self.aggregator.clone();
+        if self.recorder.is_some() {
+            let at = self.clock.now();
+            self.record(&crate::Recorded::ConfirmFailure { at });
+        }
         self.aggregator.confirm_failure();
         match self.commit(self.intents.clone(), entry) {
             Ok(version) => {

@@ -305,10 +305,13 @@ impl ControlLoop {
     /// published, since a tick that changes nothing changes no state.
     fn tick(&mut self) {
         let now = self.clock.now();
-        self.evaluate_health(now);
+        let moved = self.evaluate_health(now);
         let body = self.compute_body(&self.intents, now, true);
-        if body != self.current().body {
+        let changed = body != self.current().body;
+        if moved || changed {
             self.record(&Recorded::Tick { at: now });
+        }
+        if changed {
             self.publish(body, now);
         }
     }

@@ -38,8 +38,11 @@ pub enum Recorded {
         at: Timestamp,
         reports: Vec<ObservedReport>,
     },
-    /// A tick that led to a publication (staleness, ramps, expiry).
+    /// A tick that moved health state or led to a publication (staleness,
+    /// damping, ramps, expiry).
     Tick { at: Timestamp },
+    /// An operator confirmed a correlated failure (unfreezes health).
+    ConfirmFailure { at: Timestamp },
     /// The intents after an accepted change.
     Intents { at: Timestamp, intents: Intents },
     /// A config reload's new topology (its intents follow).
@@ -207,6 +210,10 @@ pub fn replay(input: impl BufRead) -> Result<ReplayReport, String> {
                         clock.set(at);
                         c.intents = intents;
                         c.recompute_and_publish_at(true, at);
+                    }
+                    Recorded::ConfirmFailure { at } => {
+                        clock.set(at);
+                        c.aggregator.confirm_failure();
                     }
                     Recorded::Topology { at, topology } => {
                         clock.set(at);

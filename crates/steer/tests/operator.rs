@@ -142,7 +142,7 @@ fn dry_run_refusal_force_and_audit() {
         "--force",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    s.wait_answers(EU, &["192.0.2.21", "192.0.2.22"], Duration::from_secs(1))
+    s.wait_answers(EU, &["192.0.2.21", "192.0.2.22"], Duration::from_secs(3))
         .unwrap();
     let audit: serde_json::Value =
         serde_json::from_slice(&s.steerctl(&["--output", "json", "audit"]).stdout).unwrap();

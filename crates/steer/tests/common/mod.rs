@@ -114,14 +114,27 @@ impl Steerd {
     }
 
     pub fn start_with(config: PathBuf, state_dir: PathBuf) -> Self {
+        // A port picked free can be taken by a parallel test before steerd
+        // binds it: retry with fresh ports when that is why it exited.
+        for attempt in 1..=3 {
+            match Self::try_start(&config, &state_dir) {
+                Ok(s) => return s,
+                Err(log) if log.contains("in use") && attempt < 3 => continue,
+                Err(log) => panic!("steerd exited early:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn try_start(config: &std::path::Path, state_dir: &std::path::Path) -> Result<Self, String> {
         let (dns, grpc, http) = (free_port(), free_port(), free_port());
         let log = state_dir.with_extension("steerd.log");
         let proc = Proc::spawn(
             Command::new(STEERD)
                 .arg("--config")
-                .arg(&config)
+                .arg(config)
                 .arg("--state-dir")
-                .arg(&state_dir)
+                .arg(state_dir)
                 .arg("--dns-listen")
                 .arg(format!("127.0.0.1:{dns}"))
                 .arg("--grpc-listen")
@@ -135,21 +148,30 @@ impl Steerd {
             dns,
             grpc,
             http,
-            state_dir,
-            config,
+            state_dir: state_dir.to_path_buf(),
+            config: config.to_path_buf(),
         };
+        let mut exited = None;
         let ready = poll(Duration::from_secs(20), || {
             if let Ok(Some(status)) = s.proc.child.try_wait() {
-                panic!("steerd exited early ({status}):\n{}", s.proc.log_text());
+                exited = Some(format!("({status})\n{}", s.proc.log_text()));
+                return Some(false);
             }
             let healthy = http_get(s.http, "/healthz").is_some_and(|(code, _)| code == 200);
             (healthy
                 && s.dig(&["www.example.test", "A", "+short"])
                     .contains("192.0.2.80"))
-            .then_some(())
+            .then_some(true)
         });
-        assert!(ready.is_some(), "steerd not ready:\n{}", s.proc.log_text());
-        s
+        if let Some(log) = exited {
+            return Err(log);
+        }
+        assert!(
+            ready == Some(true),
+            "steerd not ready:\n{}",
+            s.proc.log_text()
+        );
+        Ok(s)
     }
 
     /// Restarts with the same ports, config and state directory.

@@ -17,7 +17,7 @@ use serde::Serialize;
 use steer_api::{ApiCommand, DrainCommand};
 use steer_control::{ControlLoop, MemStore, ReplayClock};
 use steer_dns::{ClientInfo, DnsView, Question};
-use steer_health::{Observation, ObservedReport};
+use steer_health::{Observation, ObservedReport, PeerObservation};
 use steer_store::{PersistedState, StateStore, StoreError};
 use steer_types::{
     AnnounceState, DrainMode, DrainScope, Plan, PopId, Timestamp, Topology, audit::AuditEntry,
@@ -241,6 +241,10 @@ pub(crate) fn run(
         let mut says_up = vec![true; npops];
         let mut silent = vec![false; npops];
         let mut cap_factor = vec![1.0; npops];
+        // Gray failure: the PoP says it is fine, but clients and other PoPs
+        // cannot reach it. Partitioned observers cannot reach anyone.
+        let mut hidden = vec![false; npops];
+        let mut partitioned = vec![false; npops];
         for (i, f) in scenario.faults.iter().enumerate() {
             if !active(i) {
                 continue;
@@ -260,6 +264,11 @@ pub(crate) fn run(
                     "agent_silence" => silent[p] = true,
                     "correlated_self_report" => says_up[p] = false,
                     "capacity_loss" => cap_factor[p] = f.capacity_factor.unwrap_or(0.5),
+                    "gray" => {
+                        truly_up[p] = false;
+                        hidden[p] = true;
+                    }
+                    "observer_partition" => partitioned[p] = true,
                     _ => {}
                 }
             }
@@ -340,7 +349,20 @@ pub(crate) fn run(
                     }
                     .into(),
                     load: Default::default(),
-                    peers: Vec::new(),
+                    // Each agent probes the next `peer_observers` PoPs in
+                    // ring order, so every PoP has that many observers.
+                    peers: (1..=scenario.world.peer_observers.min(npops.saturating_sub(1)))
+                        .map(|k| {
+                            let target = (p + k) % npops;
+                            let reachable = !partitioned[p] && !hidden[target] && truly_up[target];
+                            PeerObservation {
+                                target: topology.pops[target].id.clone(),
+                                reachable,
+                                detail: if reachable { "connect ok" } else { "timeout" }.into(),
+                                latency_ms: if reachable { 20 } else { 1000 },
+                            }
+                        })
+                        .collect(),
                 })
                 .collect();
             match &mut planner {
@@ -460,7 +482,7 @@ pub(crate) fn run(
         for (i, f) in scenario.faults.iter().enumerate() {
             if !matches!(
                 f.kind.as_str(),
-                "pop_down" | "flap" | "drain" | "drain_storm"
+                "pop_down" | "gray" | "flap" | "drain" | "drain_storm"
             ) || targets[i].is_empty()
             {
                 continue;

@@ -138,7 +138,7 @@ pub(crate) fn check(expect: &Expect, s: &Summary) -> Vec<String> {
                 }
                 None if matches!(
                     f.kind.as_str(),
-                    "pop_down" | "flap" | "drain" | "drain_storm"
+                    "pop_down" | "gray" | "flap" | "drain" | "drain_storm"
                 ) =>
                 {
                     failed.push(format!("{name}: never detected, expected within {max}s"));
@@ -152,7 +152,7 @@ pub(crate) fn check(expect: &Expect, s: &Summary) -> Vec<String> {
                 Some(t) => failed.push(format!(
                     "{name}: time_to_mitigate_s = {t}, expected <= {max}"
                 )),
-                None if f.kind == "pop_down" => {
+                None if matches!(f.kind.as_str(), "pop_down" | "gray") => {
                     failed.push(format!("{name}: never mitigated, expected within {max}s"));
                 }
                 None => {}

@@ -56,6 +56,9 @@ pub(crate) struct World {
     /// Agents report this often.
     #[serde(default = "default_report")]
     pub(crate) report_interval_ms: u64,
+    /// How many other PoPs probe each PoP (peer observations for quorum).
+    #[serde(default = "default_observers")]
+    pub(crate) peer_observers: usize,
     /// Override `[policy]` knobs from the config, e.g. to show a bad value.
     #[serde(default)]
     pub(crate) min_announce_share: Option<f64>,
@@ -67,6 +70,9 @@ pub(crate) struct World {
 
 fn default_report() -> u64 {
     1000
+}
+fn default_observers() -> usize {
+    3
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,8 +133,9 @@ impl Default for Resolvers {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Fault {
-    /// pop_down | flap | agent_silence | correlated_self_report |
-    /// control_restart | drain | drain_storm | capacity_loss
+    /// pop_down | gray | observer_partition | flap | agent_silence |
+    /// correlated_self_report | control_restart | drain | drain_storm |
+    /// capacity_loss
     pub(crate) kind: String,
     pub(crate) at_s: u64,
     #[serde(default)]
@@ -170,8 +177,10 @@ pub(crate) struct Expect {
     pub(crate) min_rails_fired: Option<usize>,
 }
 
-pub(crate) const KINDS: [&str; 8] = [
+pub(crate) const KINDS: [&str; 10] = [
     "pop_down",
+    "gray",
+    "observer_partition",
     "flap",
     "agent_silence",
     "correlated_self_report",

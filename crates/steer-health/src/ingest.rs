@@ -127,6 +127,10 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
         evidence.push(format!("{}: {}", s.service, probes.join(", ")));
         services.push((ServiceId::new(&s.service), obs));
     }
+    let degraded = report
+        .services
+        .iter()
+        .any(|s| s.status == i32::from(ServiceStatus::Degraded));
     Ok(ObservedReport {
         pop: PopId::new(&report.pop),
         services,
@@ -138,6 +142,7 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
             error_ratio: report.error_ratio,
             latency_p50_ms: report.latency_p50_ms,
             latency_p99_ms: report.latency_p99_ms,
+            degraded,
         },
         peers,
     })

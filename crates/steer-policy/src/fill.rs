@@ -182,11 +182,16 @@ fn candidates<'h>(
             member[i] = true;
         }
     }
+    // Usable capacity = capacity × health factor × drain share left.
     let cap: Vec<f64> = topo
         .pops
         .iter()
         .enumerate()
-        .map(|(i, p)| world.capacity[i] * drain_factor(service, p, intents, now))
+        .map(|(i, p)| {
+            world.capacity[i]
+                * report(p).load.health_factor()
+                * drain_factor(service, p, intents, now)
+        })
         .collect();
     let healthy: Vec<bool> = topo
         .pops

@@ -684,3 +684,26 @@ proptest! {
         prop_assert_eq!(weight((ramp_s * 1000) as i64), 0);
     }
 }
+
+/// Usable capacity = capacity × health factor × drain share: a PoP failing
+/// 20% of requests and saying it is degraded keeps 40% of its weight.
+#[test]
+fn health_factor_scales_capacity() {
+    let topo = topology(UnknownHealth::AssumeUp);
+    let mut h = health(&[("fra1", TargetState::Up), ("ams1", TargetState::Up)]);
+    if let Some(r) = h.pops.get_mut(&PopId::new("fra1")) {
+        r.load.error_ratio = 0.2;
+        r.load.degraded = true;
+    }
+    let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    let eu = &body.services[0].regional[0];
+    let w = |pop: &str| {
+        eu.targets
+            .iter()
+            .find(|t| t.pop.as_str() == pop)
+            .unwrap()
+            .weight
+    };
+    // 0.4 : 1.0 of the set.
+    assert_eq!((w("fra1"), w("ams1")), (286, 714));
+}

@@ -72,6 +72,22 @@ pub struct LoadFigures {
     pub error_ratio: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    /// Some service reported itself degraded (up, but not at full health).
+    #[serde(default)]
+    pub degraded: bool,
+}
+
+impl LoadFigures {
+    /// Share of its capacity the policy gives a PoP in this condition:
+    /// the requests it still serves well, halved if it says it is degraded.
+    pub fn health_factor(&self) -> f64 {
+        let serving = if self.error_ratio.is_finite() {
+            1.0 - self.error_ratio.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        serving * if self.degraded { 0.5 } else { 1.0 }
+    }
 }
 
 impl PopHealthReport {

@@ -128,3 +128,47 @@ fn gslb(r: &mut Reporter<'_>, s: &RawService) -> GslbSettings {
         cname,
     }
 }
+
+/// `[dns.geo]`: the database must exist and every mapping must name a
+/// configured region.
+pub(crate) fn geo_settings(
+    r: &mut Reporter<'_>,
+    raw: &crate::steerd::RawGeo,
+    config_dir: &std::path::Path,
+    regions: &[steer_types::Region],
+) -> Option<steer_types::GeoSettings> {
+    let mmdb = config_dir.join(raw.mmdb.get_ref());
+    let mut ok = true;
+    if !mmdb.is_file() {
+        r.at(
+            raw.mmdb.span(),
+            format!("{} does not exist or is not a file", mmdb.display()),
+        );
+        ok = false;
+    }
+    let mut map = |table: &std::collections::BTreeMap<String, Spanned<String>>| {
+        let mut out = std::collections::BTreeMap::new();
+        for (code, region) in table {
+            if regions.iter().any(|x| x.id.as_str() == region.get_ref()) {
+                out.insert(
+                    code.to_ascii_uppercase(),
+                    steer_types::RegionId::new(region.get_ref()),
+                );
+            } else {
+                r.at(
+                    region.span(),
+                    format!("unknown region {:?}", region.get_ref()),
+                );
+                ok = false;
+            }
+        }
+        out
+    };
+    let countries = map(&raw.countries);
+    let continents = map(&raw.continents);
+    ok.then_some(steer_types::GeoSettings {
+        mmdb,
+        countries,
+        continents,
+    })
+}

@@ -49,6 +49,18 @@ pub(crate) struct RawDns {
     pub(crate) udp_payload: Option<Spanned<u16>>,
     pub(crate) udp_workers: Option<Spanned<u16>>,
     pub(crate) rrl: Option<Spanned<RawRrl>>,
+    pub(crate) geo: Option<Spanned<RawGeo>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGeo {
+    /// Relative to the config file.
+    pub(crate) mmdb: Spanned<String>,
+    #[serde(default)]
+    pub(crate) countries: std::collections::BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub(crate) continents: std::collections::BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -298,7 +310,15 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         .bgp
         .as_ref()
         .map(|b| crate::bgp::bgp_settings(&mut r, b, &topology));
-    let dns = crate::dns::dns_settings(&mut r, &raw.dns, &raw.services);
+    let mut dns = crate::dns::dns_settings(&mut r, &raw.dns, &raw.services);
+    dns.geo = raw.dns.geo.as_ref().and_then(|g| {
+        crate::dns::geo_settings(
+            &mut r,
+            g.get_ref(),
+            path.parent().unwrap_or(Path::new(".")),
+            &topology.regions,
+        )
+    });
     r.finish(SteerConfig {
         source: path.to_path_buf(),
         server,

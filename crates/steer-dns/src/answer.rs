@@ -247,7 +247,21 @@ fn client_region(view: &DnsView, client: &ClientInfo) -> (Option<usize>, u8) {
     };
     match view.client_map.get_lpm(&net.trunc()) {
         Some((prefix, &region)) => (Some(region), prefix.prefix_len()),
-        None => (None, client.source_prefix),
+        None => {
+            // Then geolocation, if configured; the scope is the database
+            // network that decided it.
+            let by_geo = view
+                .geo
+                .as_ref()
+                .and_then(|g| g.region(net.network()))
+                .and_then(|(region, prefix, _)| {
+                    view.regions
+                        .iter()
+                        .position(|r| r == region)
+                        .map(|i| (Some(i), prefix.min(client.source_prefix)))
+                });
+            by_geo.unwrap_or((None, client.source_prefix))
+        }
     }
 }
 

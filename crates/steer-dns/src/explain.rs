@@ -90,6 +90,16 @@ pub fn explain(
         (Some(r), Some((prefix, _))) => {
             steps.push(format!("client {client} maps to region {r} via {prefix}"));
         }
+        (Some(r), None) => {
+            let how = view
+                .geo
+                .as_ref()
+                .and_then(|g| g.region(client.network()))
+                .map_or("", |(_, _, how)| how);
+            steps.push(format!(
+                "client {client} matches no client network; geo database ({how}) maps it to region {r}"
+            ));
+        }
         _ => steps.push(format!(
             "client {client} matches no client network: global answer set"
         )),

@@ -10,6 +10,7 @@
 
 mod answer;
 mod explain;
+mod geo;
 mod handler;
 mod metrics;
 mod publisher;

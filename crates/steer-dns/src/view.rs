@@ -118,6 +118,8 @@ pub enum ViewError {
     Name { name: String, reason: String },
     #[error("invalid record data at {name}: {reason}")]
     Rdata { name: String, reason: String },
+    #[error("cannot open geo database {path}: {reason}")]
+    Geo { path: String, reason: String },
 }
 
 fn name(text: &str) -> Result<Name, ViewError> {
@@ -189,6 +191,8 @@ pub struct DnsView {
     pub(crate) client_map: JointPrefixMap<IpNet, usize>,
     pub(crate) udp_payload: u16,
     pub(crate) metrics: QueryMetrics,
+    /// Region by geolocation for clients no client network matches.
+    pub(crate) geo: Option<std::sync::Arc<crate::geo::GeoMap>>,
 }
 
 impl DnsView {
@@ -281,6 +285,7 @@ impl DnsView {
             client_map,
             udp_payload,
             metrics: QueryMetrics::register(),
+            geo: None,
         })
     }
 

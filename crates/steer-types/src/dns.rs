@@ -73,6 +73,22 @@ pub struct DnsSettings {
     /// UDP fast-path threads (one SO_REUSEPORT socket each); `None` = one
     /// per CPU, `Some(0)` = hickory-server's own UDP loop.
     pub udp_workers: Option<u16>,
+    /// Region by geolocation for clients outside every client network.
+    #[serde(default)]
+    pub geo: Option<GeoSettings>,
+}
+
+/// Maps clients that match no configured client network to a region through
+/// a MaxMind database (GeoIP2/GeoLite2 Country or City format): first by
+/// country, then by continent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeoSettings {
+    /// Absolute path of the .mmdb file.
+    pub mmdb: std::path::PathBuf,
+    /// ISO 3166 country code (`DE`) → region.
+    pub countries: std::collections::BTreeMap<String, crate::RegionId>,
+    /// Continent code (`EU`, `NA`, `AS`, …) → region.
+    pub continents: std::collections::BTreeMap<String, crate::RegionId>,
 }
 
 impl Default for DnsSettings {
@@ -82,6 +98,7 @@ impl Default for DnsSettings {
             services: Vec::new(),
             rrl: None,
             udp_workers: None,
+            geo: None,
         }
     }
 }

@@ -27,7 +27,7 @@ pub struct ViewPublisher {
     view: Arc<ArcSwap<DnsView>>,
     /// The open geo database, reused while its settings and file are
     /// unchanged (opening reads the whole file).
-    geo: Mutex<Option<(Option<std::time::SystemTime>, Arc<GeoMap>)>>,
+    geo: GeoCache,
     // Writers only: serialises recompiles so a plan publication and a zone
     // reload cannot overwrite each other with stale inputs.
     current: Mutex<(Arc<ViewInputs>, Arc<Plan>)>,
@@ -35,49 +35,13 @@ pub struct ViewPublisher {
 
 impl ViewPublisher {
     pub fn new(inputs: ViewInputs, plan: Arc<Plan>) -> Result<Self, ViewError> {
-        let this = Self {
-            view: Arc::new(ArcSwap::from_pointee(DnsView::compile_with(
-                &inputs.zones,
-                &inputs.client_networks,
-                &plan,
-                &inputs.settings,
-            )?)),
-            geo: Mutex::new(None),
-            current: Mutex::new((Arc::new(inputs.clone()), plan.clone())),
-        };
-        let view = this.compile(&inputs, &plan)?;
-        this.view.store(Arc::new(view));
-        Ok(this)
-    }
-
-    fn geo_for(&self, inputs: &ViewInputs) -> Result<Option<Arc<GeoMap>>, ViewError> {
-        let Some(settings) = &inputs.settings.geo else {
-            return Ok(None);
-        };
-        let mtime = std::fs::metadata(&settings.mmdb)
-            .and_then(|m| m.modified())
-            .ok();
-        let mut cache = self.geo.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((when, map)) = cache.as_ref()
-            && map.settings == *settings
-            && *when == mtime
-        {
-            return Ok(Some(map.clone()));
-        }
-        let map = Arc::new(GeoMap::open(settings)?);
-        *cache = Some((mtime, map.clone()));
-        Ok(Some(map))
-    }
-
-    fn compile(&self, inputs: &ViewInputs, plan: &Plan) -> Result<DnsView, ViewError> {
-        let mut view = DnsView::compile_with(
-            &inputs.zones,
-            &inputs.client_networks,
-            plan,
-            &inputs.settings,
-        )?;
-        view.geo = self.geo_for(inputs)?;
-        Ok(view)
+        let geo = Mutex::new(None);
+        let view = compile(&geo, &inputs, &plan)?;
+        Ok(Self {
+            view: Arc::new(ArcSwap::from_pointee(view)),
+            geo,
+            current: Mutex::new((Arc::new(inputs), plan)),
+        })
     }
 
     /// The view the handler answers from.
@@ -92,7 +56,7 @@ impl ViewPublisher {
     /// Recompiles for a new plan; on error the previous view stays.
     pub fn publish_plan(&self, plan: Arc<Plan>) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = self.compile(&current.0, &plan)?;
+        let view = compile(&self.geo, &current.0, &plan)?;
         self.view.store(Arc::new(view));
         current.1 = plan;
         Ok(())
@@ -101,7 +65,7 @@ impl ViewPublisher {
     /// Swaps in new zones / client map (a reload); on error nothing changes.
     pub fn replace_inputs(&self, inputs: ViewInputs) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = self.compile(&inputs, &current.1)?;
+        let view = compile(&self.geo, &inputs, &current.1)?;
         self.view.store(Arc::new(view));
         current.0 = Arc::new(inputs);
         Ok(())
@@ -117,4 +81,37 @@ impl ViewPublisher {
     pub fn inputs(&self) -> Arc<ViewInputs> {
         self.lock().0.clone()
     }
+}
+
+type GeoCache = Mutex<Option<(Option<std::time::SystemTime>, Arc<GeoMap>)>>;
+
+/// The open geo database, reopened only when its settings or file change.
+fn geo_for(cache: &GeoCache, inputs: &ViewInputs) -> Result<Option<Arc<GeoMap>>, ViewError> {
+    let Some(settings) = &inputs.settings.geo else {
+        return Ok(None);
+    };
+    let mtime = std::fs::metadata(&settings.mmdb)
+        .and_then(|m| m.modified())
+        .ok();
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((when, map)) = cache.as_ref()
+        && map.settings == *settings
+        && *when == mtime
+    {
+        return Ok(Some(map.clone()));
+    }
+    let map = Arc::new(GeoMap::open(settings)?);
+    *cache = Some((mtime, map.clone()));
+    Ok(Some(map))
+}
+
+fn compile(geo: &GeoCache, inputs: &ViewInputs, plan: &Plan) -> Result<DnsView, ViewError> {
+    let mut view = DnsView::compile_with(
+        &inputs.zones,
+        &inputs.client_networks,
+        plan,
+        &inputs.settings,
+    )?;
+    view.geo = geo_for(geo, inputs)?;
+    Ok(view)
 }

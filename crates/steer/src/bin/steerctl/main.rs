@@ -339,6 +339,18 @@ fn describe(status: &Status) -> String {
     out
 }
 
+/// A call's reply, or the server's refusal worded for an operator.
+trait Answer<T> {
+    fn answer(self) -> Result<T, Failure>;
+}
+
+impl<T> Answer<T> for Result<tonic::Response<T>, Status> {
+    fn answer(self) -> Result<T, Failure> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|s| Failure::Refused(describe(&s)))
+    }
+}
+
 fn ms(d: Option<Duration>) -> u64 {
     d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -373,8 +385,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     force: *force,
                 })
                 .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+                .answer()?;
             if json {
                 render::json(&render::drain_json(&resp));
             } else {
@@ -393,8 +404,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     reason: reason.clone(),
                 })
                 .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+                .answer()?;
             if json {
                 render::json(&serde_json::json!({
                     "lifted": resp.lifted,
@@ -413,8 +423,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             let resp = client
                 .list_intents(pb::ListIntentsRequest {})
                 .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+                .answer()?;
             if json {
                 render::json(&render::intents_json(&resp.intents));
             } else {
@@ -436,8 +445,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         expires_in_ms: ms(*expires),
                     })
                     .await
-                    .map_err(|s| describe(&s))?
-                    .into_inner();
+                    .answer()?;
                 if json {
                     render::json(&serde_json::json!({
                         "intent_id": resp.intent_id,
@@ -457,8 +465,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         reason: reason.clone(),
                     })
                     .await
-                    .map_err(|s| describe(&s))?
-                    .into_inner();
+                    .answer()?;
                 if json {
                     render::json(&serde_json::json!({
                         "cleared": resp.cleared,
@@ -474,11 +481,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         },
         Command::Status { pop, bgp: true } => {
             let _ = pop;
-            let resp = client
-                .get_status(GetStatusRequest {})
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+            let resp = client.get_status(GetStatusRequest {}).await.answer()?;
             if json {
                 render::json(&render::bgp_json(&resp));
             } else {
@@ -486,11 +489,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             }
         }
         Command::Status { pop, bgp: false } => {
-            let resp = client
-                .get_status(GetStatusRequest {})
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+            let resp = client.get_status(GetStatusRequest {}).await.answer()?;
             match (json, pop) {
                 (true, _) => render::json(&render::status_json(&resp)),
                 (false, Some(p)) => print!(
@@ -515,8 +514,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     plan_version: *plan_version,
                 })
                 .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+                .answer()?;
             if json {
                 render::json(&serde_json::json!({
                     "plan_version": resp.plan_version,
@@ -540,11 +538,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             }
         }
         Command::Watch => {
-            let mut stream = client
-                .watch_plan(pb::WatchPlanRequest {})
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+            let mut stream = client.watch_plan(pb::WatchPlanRequest {}).await.answer()?;
             while let Some(event) = stream.next().await {
                 let e = event.map_err(|s| describe(&s))?;
                 if json {
@@ -580,8 +574,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     limit: *limit,
                 })
                 .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+                .answer()?;
             if json {
                 render::json(&render::audit_json(&resp.entries));
             } else {
@@ -594,8 +587,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     reason: reason.clone(),
                 })
                 .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+                .answer()?;
             if json {
                 render::json(&serde_json::json!({
                     "pops": resp.pops,
@@ -615,8 +607,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     reason: reason.clone(),
                 })
                 .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
+                .answer()?;
             println!("{}; plan version {}", resp.detail, resp.plan_version);
         }
     }

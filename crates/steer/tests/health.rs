@@ -289,7 +289,7 @@ fn all_agents_stopping_at_once_is_fail_static() {
         .map(|pop| {
             let body = format!(
                 "[[probes]]\nname = \"app\"\nservice = \"app\"\nkind = \"tcp\"\n\
-                 target = \"127.0.0.1:{}\"\ninterval = \"300ms\"\n",
+                 target = \"127.0.0.1:{}\"\ninterval = \"300ms\"\nfall = 3\n",
                 service.port
             );
             start_agent(&dir, &agent_config(&dir, pop, s.grpc, &body), pop)

@@ -230,6 +230,7 @@ pub(crate) fn bgp_status(b: &steer_types::bgp::BgpStatus, resp: &mut pb::GetStat
         })
         .collect();
     resp.bgp_refused_plan = b.refused_plan.clone().unwrap_or_default();
+    resp.bgp_holding = b.holding.clone().unwrap_or_default();
 }
 
 pub(crate) fn audit(e: &AuditEntry) -> pb::AuditEntry {

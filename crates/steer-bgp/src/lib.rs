@@ -18,7 +18,7 @@ use std::{
 };
 
 use steer_types::{
-    Plan,
+    Plan, PopHealth,
     bgp::{BgpPeerStatus, BgpSettings, BgpStatus},
 };
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
@@ -81,6 +81,8 @@ impl BgpSpeaker {
     ) -> Self {
         let settings = Arc::new(settings);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let hold = settings.startup_hold;
+        let (ready_tx, ready_rx) = watch::channel(hold.is_zero());
         let mut tables = Vec::new();
         let mut peers = Vec::new();
         let mut tasks = Vec::new();
@@ -123,6 +125,7 @@ impl BgpSpeaker {
                 settings: settings.clone(),
                 table: rx,
                 shutdown: shutdown_rx.clone(),
+                ready: ready_rx.clone(),
                 status,
             };
             tasks.push(tokio::spawn(supervise(session)));
@@ -133,8 +136,19 @@ impl BgpSpeaker {
         });
         let status = BgpStatusHandle(shared.clone());
         let mut stop = shutdown_rx;
+        let mut holding = !hold.is_zero();
         tasks.push(tokio::spawn(async move {
             loop {
+                if holding {
+                    holding = still_holding(&plan, hold, start.elapsed());
+                    if !holding {
+                        let _ = ready_tx.send(true);
+                    }
+                    if let Ok(mut g) = shared.routes.lock() {
+                        g.holding = holding.then(|| hold_reason(&plan, hold));
+                    }
+                    metrics::gauge!("steer_bgp_startup_hold").set(if holding { 1.0 } else { 0.0 });
+                }
                 let now = start.elapsed();
                 match routes.apply(&plan.body.announcements, min_announce_share, linger, now) {
                     Ok(()) => {
@@ -155,8 +169,13 @@ impl BgpSpeaker {
                         }
                     }
                 }
+                let next = match (routes.next_deadline(), holding) {
+                    (Some(d), true) => Some(d.min(hold)),
+                    (None, true) => Some(hold),
+                    (d, false) => d,
+                };
                 let timer = async {
-                    match routes.next_deadline() {
+                    match next {
                         Some(d) => tokio::time::sleep_until(start + d).await,
                         None => std::future::pending().await,
                     }
@@ -218,6 +237,42 @@ async fn supervise(session: Session) {
             _ => return,
         }
     }
+}
+
+/// Whether the first table is still held back: some PoP has not reported
+/// since start and the hold has time left. Logs the release.
+fn still_holding(plan: &Plan, hold: Duration, elapsed: Duration) -> bool {
+    let unknown = unknown_pops(plan);
+    if unknown.is_empty() {
+        info!(after = ?elapsed, "every PoP has reported: BGP sessions start");
+        return false;
+    }
+    if elapsed >= hold {
+        warn!(
+            after = ?elapsed,
+            silent = %unknown.join(","),
+            "startup hold over with PoPs that never reported: BGP sessions start, those PoPs follow unknown_health"
+        );
+        return false;
+    }
+    true
+}
+
+fn hold_reason(plan: &Plan, hold: Duration) -> String {
+    format!(
+        "startup hold: the first table waits for {} to report (at most {:?} after start)",
+        unknown_pops(plan).join(", "),
+        hold
+    )
+}
+
+fn unknown_pops(plan: &Plan) -> Vec<&str> {
+    plan.body
+        .pops
+        .iter()
+        .filter(|p| p.health == PopHealth::Unknown)
+        .map(|p| p.id.as_str())
+        .collect()
 }
 
 async fn futures_join(tasks: Vec<JoinHandle<()>>) {

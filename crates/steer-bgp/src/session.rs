@@ -245,6 +245,9 @@ pub(crate) struct Session {
     pub(crate) settings: Arc<BgpSettings>,
     pub(crate) table: watch::Receiver<Arc<RouteTable>>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// False while the speaker holds the first table back (startup hold):
+    /// no session may send a table, or End-of-RIB, before it turns true.
+    pub(crate) ready: watch::Receiver<bool>,
     pub(crate) status: SharedStatus,
 }
 
@@ -275,6 +278,18 @@ impl Session {
         } else {
             None
         };
+        if !*self.ready.borrow() {
+            set_status(&self.status, |s, _| s.state = "holding".to_owned());
+            tokio::select! {
+                ready = self.ready.wait_for(|r| *r) => {
+                    if ready.is_err() {
+                        return;
+                    }
+                }
+                _ = self.shutdown.wait_for(|s| *s) => return,
+            }
+            set_status(&self.status, |s, _| s.state = "idle".to_owned());
+        }
         let mut quiet = false;
         loop {
             let end = self.attempt(listener.as_ref(), &mut backoff).await;

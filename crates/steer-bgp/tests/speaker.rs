@@ -45,6 +45,7 @@ fn settings() -> BgpSettings {
         restart_time: 120,
         on_shutdown: BgpShutdownAction::GracefulRestart,
         graceful_shutdown: Duration::from_secs(5),
+        startup_hold: Duration::ZERO,
         add_path: false,
         announce: RouteTags::default(),
         prepend: RouteTags::default(),

@@ -29,6 +29,7 @@ pub(crate) struct RawBgp {
     restart_time: Option<Spanned<u16>>,
     on_shutdown: Option<Spanned<String>>,
     graceful_shutdown: Option<Spanned<String>>,
+    startup_hold: Option<Spanned<String>>,
     add_path: Option<Spanned<bool>>,
     #[serde(default)]
     announce: RawTags,
@@ -218,6 +219,27 @@ pub(crate) fn bgp_settings(
             120
         }
     };
+    // Under assume-down a restarted steerd knows nothing for a moment; its
+    // first plan would withdraw what graceful restart keeps at the peers.
+    // By default, wait as long as a silent agent is trusted anyway.
+    let startup_hold = match &b.startup_hold {
+        Some(_) => duration(r, &b.startup_hold, Duration::ZERO),
+        None if topology.health.unknown_health == steer_types::UnknownHealth::AssumeDown => {
+            topology.health.stale_after
+        }
+        None => Duration::ZERO,
+    };
+    if graceful_restart && startup_hold >= Duration::from_secs(u64::from(restart_time)) {
+        let why = format!(
+            "startup_hold ({startup_hold:?}) must be shorter than restart_time ({restart_time} s), \
+             or peers flush our routes before the first table goes out"
+        );
+        match (&b.startup_hold, &b.restart_time) {
+            (Some(s), _) => r.at(s.span(), why),
+            (None, Some(t)) => r.at(t.span(), why),
+            (None, None) => r.at(raw.span(), why),
+        }
+    }
 
     let wants_v6 = topology
         .services
@@ -340,6 +362,7 @@ pub(crate) fn bgp_settings(
         restart_time,
         on_shutdown,
         graceful_shutdown: duration(r, &b.graceful_shutdown, Duration::ZERO),
+        startup_hold,
         add_path: false,
         announce: tags(r, &b.announce),
         prepend: tags(r, &b.prepend),

@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 fn configs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
@@ -269,6 +272,33 @@ fn bgp_tables_refuse_unknown_keys_and_report_every_error() {
     );
     assert!(err.0[2].message.contains("unknown pop"), "{err}");
     assert!(err.0[1].message.contains("65000:x"), "{err}");
+}
+
+#[test]
+fn bgp_startup_hold_defaults_from_health_and_must_fit_restart_time() {
+    // assume-up (the quickstart): no hold.
+    let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    assert_eq!(c.bgp.unwrap().startup_hold, Duration::ZERO);
+    // assume-down: hold as long as a silent agent is trusted (stale_after).
+    let (path, _) = with_edit(
+        "bgp-hold.toml",
+        "quickstart.toml",
+        "unknown_health = \"assume-up\"",
+        "unknown_health = \"assume-down\"",
+    );
+    let c = steer_config::load_steerd(&path).unwrap();
+    assert_eq!(c.bgp.unwrap().startup_hold, Duration::from_secs(10));
+    // A hold the peers would not wait for is refused, naming the key.
+    let (path, text) = with_edit(
+        "bgp-hold-long.toml",
+        "quickstart.toml",
+        "restart_time = 120\n",
+        "restart_time = 120\nstartup_hold = \"3m\"\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    assert_eq!(err.0[0].key, "bgp.startup_hold", "{err}");
+    assert_eq!(err.0[0].line, line_of(&text, "startup_hold ="), "{err}");
+    assert!(err.0[0].message.contains("restart_time"), "{err}");
 }
 
 #[test]

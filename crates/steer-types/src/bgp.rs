@@ -65,6 +65,12 @@ pub struct BgpSettings {
     /// RFC 8326: re-announce with GRACEFUL_SHUTDOWN for this long before a
     /// planned withdraw (prepend → withdraw). Zero turns it off.
     pub graceful_shutdown: Duration,
+    /// After steerd starts, sessions wait this long at most for every PoP
+    /// to report before the first table goes out, so a restart under
+    /// `unknown_health = "assume-down"` does not withdraw routes that
+    /// graceful restart is keeping at the peers. Zero: no wait.
+    #[serde(default)]
+    pub startup_hold: Duration,
     pub add_path: bool,
     pub announce: RouteTags,
     pub prepend: RouteTags,
@@ -106,6 +112,10 @@ pub struct BgpStatus {
     /// Set while the speaker refuses the newest plan (its own min-announce
     /// rail); it keeps the announcements it had.
     pub refused_plan: Option<String>,
+    /// Set while the speaker holds its first table back, waiting for PoPs
+    /// that have not reported since steerd started.
+    #[serde(default)]
+    pub holding: Option<String>,
     pub peers: Vec<BgpPeerStatus>,
     pub routes: Vec<BgpRouteStatus>,
 }

@@ -29,6 +29,7 @@ fn settings() -> BgpSettings {
         restart_time: 120,
         on_shutdown: BgpShutdownAction::GracefulRestart,
         graceful_shutdown: Duration::from_secs(5),
+        startup_hold: Duration::ZERO,
         add_path: false,
         announce: RouteTags {
             communities: vec![65000 << 16 | 100],

@@ -426,6 +426,7 @@ pub(crate) fn bgp_json(s: &GetStatusResponse) -> serde_json::Value {
     serde_json::json!({
         "plan_version": s.plan_version,
         "refused_plan": (!s.bgp_refused_plan.is_empty()).then_some(&s.bgp_refused_plan),
+        "holding": (!s.bgp_holding.is_empty()).then_some(&s.bgp_holding),
         "peers": s.bgp_peers.iter().map(|p| serde_json::json!({
             "pop": p.pop,
             "peer": p.peer,
@@ -454,6 +455,9 @@ pub(crate) fn bgp_table(s: &GetStatusResponse) -> String {
     }
     if !s.bgp_refused_plan.is_empty() {
         let _ = writeln!(out, "REFUSED {}", truncate(&s.bgp_refused_plan, 90));
+    }
+    if !s.bgp_holding.is_empty() {
+        let _ = writeln!(out, "HOLDING {}", s.bgp_holding);
     }
     let _ = writeln!(
         out,

@@ -561,11 +561,14 @@ fn sessions_heal_after_notification_and_hold_timer_expiry() {
         .wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
     let peer = |w: &World| w.bgp_status()["peers"][0].clone();
 
-    // BIRD resets the session with a Cease NOTIFICATION.
+    // BIRD resets the session with a Cease NOTIFICATION. (On a loaded
+    // machine BIRD may take a few seconds to accept us again: the deadline
+    // is generous, and the check is that the session healed, not how often
+    // it flapped on the way.)
     w.fra1.birdc(&["restart", "steer"]);
-    let p = poll(SESSION, || {
+    let p = poll(2 * SESSION, || {
         let p = peer(&w);
-        (p["flaps"] == 1 && p["state"] == "established").then_some(p)
+        (p["flaps"].as_u64() >= Some(1) && p["state"] == "established").then_some(p)
     });
     assert!(p.is_some(), "{}", w.bgp_status());
     let p = p.unwrap();
@@ -590,10 +593,12 @@ fn sessions_heal_after_notification_and_hold_timer_expiry() {
                 .success()
         );
     };
+    let flaps = p["flaps"].as_u64().unwrap();
     signal("-STOP");
     let expired = poll(Duration::from_secs(20), || {
         let p = peer(&w);
-        (p["flaps"] == 2 && p["last_error"].as_str()?.contains("hold timer")).then_some(())
+        (p["flaps"].as_u64() > Some(flaps) && p["last_error"].as_str()?.contains("hold timer"))
+            .then_some(())
     });
     signal("-CONT");
     assert!(expired.is_some(), "{}", w.bgp_status());

@@ -373,3 +373,45 @@ fn invalid_config_exits_2_naming_file_line_and_key() {
         .unwrap();
     assert!(out.status.success());
 }
+
+#[test]
+fn a_second_steerd_on_a_taken_port_exits_naming_it() {
+    let first = Steerd::start("port-taken");
+    let dir = temp_dir("port-taken-2");
+    let (grpc, http) = (free_port(), free_port());
+    for (what, dns, grpc) in [
+        ("DNS listen", first.dns, grpc),
+        ("gRPC listen", free_port(), first.grpc),
+    ] {
+        let mut second = Command::new(STEERD)
+            .arg("--config")
+            .arg(quickstart())
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(["--dns-listen", &format!("127.0.0.1:{dns}")])
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http}")])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let status = poll(Duration::from_secs(10), || second.try_wait().unwrap());
+        if status.is_none() {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second steerd kept running with its {what} port taken");
+        }
+        assert_eq!(status.unwrap().code(), Some(1));
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(
+            err.contains(what) && err.contains("Address already in use"),
+            "{err}"
+        );
+    }
+    // The first one never noticed.
+    assert_eq!(
+        first.answers("app.example.test", "A", "10.1.0.0/24"),
+        ["192.0.2.11", "192.0.2.12"]
+    );
+}

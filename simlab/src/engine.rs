@@ -131,6 +131,9 @@ pub(crate) fn run(
     if let Some(share) = scenario.world.min_announce_share {
         topology.policy.min_announce_share = share;
     }
+    if scenario.world.correlated_failure_guard == Some(false) {
+        topology.health.guards.correlation.enabled = false;
+    }
     let topology = Arc::new(topology);
     let npops = topology.pops.len();
     let nregions = topology.regions.len();
@@ -146,16 +149,11 @@ pub(crate) fn run(
     clock.set(Timestamp(EPOCH_MS));
 
     let new_loop = |store: &SharedStore| -> anyhow::Result<Box<ControlLoop>> {
-        let (mut c, _h) = ControlLoop::new(
+        let (c, _h) = ControlLoop::new(
             topology.clone(),
             Box::new(store.clone()),
             Box::new(clock.clone()),
         )?;
-        if scenario.world.correlated_failure_guard == Some(false) {
-            let mut guards = steer_types::health_guard::HealthGuards::default();
-            guards.correlation.enabled = false;
-            c.set_health_guards(guards);
-        }
         Ok(Box::new(c))
     };
     let mut planner = if scenario.policy == "naive" {

@@ -267,8 +267,6 @@ pub struct SteerConfig {
     pub auth: AuthMode,
     pub topology: Topology,
     pub zones: Vec<Zone>,
-    /// Flap damping and the correlated-failure guard (`[health.*]`).
-    pub health_guards: steer_types::health_guard::HealthGuards,
     /// TLS on the gRPC listener (`[tls]`).
     pub tls: Option<crate::tls::ServerTls>,
     /// The anycast speaker; `None` when the file has no `[bgp]` table.
@@ -292,8 +290,8 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         .as_ref()
         .map(|t| crate::tls::server_tls(&mut r, path, t));
     let auth = mtls_auth(&mut r, path, &raw.auth, tls.as_ref()).unwrap_or(auth);
-    let health = health_settings(&mut r, &raw.health);
-    let health_guards = crate::guards::health_guards(
+    let mut health = health_settings(&mut r, &raw.health);
+    health.guards = crate::guards::health_guards(
         &mut r,
         raw.health.damping.as_ref(),
         raw.health.correlated_failure.as_ref(),
@@ -325,7 +323,6 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         auth,
         topology,
         zones,
-        health_guards,
         tls,
         bgp,
         dns,

@@ -176,8 +176,8 @@ fn health_guards_and_peer_probes_are_validated() {
     let text = steer_config::load_steerd(&path).unwrap_err().to_string();
     assert!(text.contains("bogus"), "{text}");
     let good = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
-    assert_eq!(good.health_guards.correlation.max_down_share, 0.3);
-    assert_eq!(good.health_guards.damping.suppress, 3000.0);
+    assert_eq!(good.topology.health.guards.correlation.max_down_share, 0.3);
+    assert_eq!(good.topology.health.guards.damping.suppress, 3000.0);
 
     let agent = steer_config::load_agent(&configs_dir().join("agent-ams1.toml")).unwrap();
     assert_eq!(agent.peers.len(), 2);

@@ -5,7 +5,7 @@
 
 use steer_api::ApiError;
 use steer_health::GuardEvent;
-use steer_types::{Timestamp, audit::AuditEntry, health::TargetState, health_guard::HealthGuards};
+use steer_types::{Timestamp, audit::AuditEntry, health::TargetState};
 use tracing::{info, warn};
 
 use crate::ControlLoop;
@@ -20,11 +20,6 @@ fn state_label(s: TargetState) -> &'static str {
 }
 
 impl ControlLoop {
-    /// Damping and correlated-failure settings (from `[health]`).
-    pub fn set_health_guards(&mut self, guards: HealthGuards) {
-        self.aggregator.set_guards(guards);
-    }
-
     /// Runs before every compute, with the compute's `now`.
     /// Returns whether health state moved (a transition or a guard event),
     /// which a recording must capture even when no plan changes.
@@ -106,12 +101,12 @@ impl ControlLoop {
             outcome: "applied".into(),
         };
         let mut snapshot = self.aggregator.clone();
-        if self.recorder.is_some() {
-            let at = self.clock.now();
-            self.record(&crate::Recorded::ConfirmFailure { at });
-        }
         self.aggregator.confirm_failure();
-        match self.commit(self.intents.clone(), entry) {
+        // Recorded only once stored: a refused confirmation is not an input.
+        let outcome = self.commit_then_record(self.intents.clone(), entry, |at| {
+            Some(crate::Recorded::ConfirmFailure { at })
+        });
+        match outcome {
             Ok(version) => {
                 warn!(
                     ?pops,

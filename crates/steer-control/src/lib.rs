@@ -370,7 +370,20 @@ impl ControlLoop {
 
     /// Applies an intent change durably: audit, then state, then publish.
     /// On a storage failure nothing changes.
-    fn commit(&mut self, next: Intents, mut entry: AuditEntry) -> Result<u64, ApiError> {
+    fn commit(&mut self, next: Intents, entry: AuditEntry) -> Result<u64, ApiError> {
+        self.commit_then_record(next, entry, |_| None)
+    }
+
+    /// As [`commit`](Self::commit); once the change is durable, `first`
+    /// may name an input to record ahead of the new intents (it gets the
+    /// commit's timestamp), so a recording never holds a change that was
+    /// refused.
+    fn commit_then_record(
+        &mut self,
+        next: Intents,
+        mut entry: AuditEntry,
+        first: impl FnOnce(Timestamp) -> Option<Recorded>,
+    ) -> Result<u64, ApiError> {
         let previous = std::mem::replace(&mut self.intents, next);
         entry.plan_version = self.current().version + 1;
         let durable = self
@@ -387,6 +400,9 @@ impl ControlLoop {
             .increment(1);
         let at = self.clock.now();
         if self.recorder.is_some() {
+            if let Some(event) = first(at) {
+                self.record(&event);
+            }
             self.record(&Recorded::Intents {
                 at,
                 intents: self.intents.clone(),

@@ -312,6 +312,7 @@ mod tests {
                 max_stale: Duration::from_secs(60),
                 rise: 2,
                 fall: 2,
+                guards: Default::default(),
             },
             policy: Default::default(),
         }
@@ -334,6 +335,107 @@ mod tests {
             load: Default::default(),
             peers: Vec::new(),
         }
+    }
+
+    /// A store whose writes fail while `failing` is set (a full disk).
+    #[derive(Clone, Default)]
+    struct FlakyStore {
+        inner: Arc<MemStore>,
+        failing: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FlakyStore {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.failing.load(Ordering::SeqCst) {
+                Err(StoreError::Io {
+                    op: "write",
+                    path: "mem".into(),
+                    source: std::io::Error::other("disk full"),
+                })
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl StateStore for FlakyStore {
+        fn load(&self) -> Result<Option<PersistedState>, StoreError> {
+            self.inner.load()
+        }
+        fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.save(state)
+        }
+        fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.append_audit(entry)
+        }
+        fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+            self.inner.read_audit(limit)
+        }
+    }
+
+    #[test]
+    fn a_confirmation_that_was_not_stored_is_not_recorded() {
+        let clock = ReplayClock::default();
+        clock.set(Timestamp(1_000_000));
+        let store = FlakyStore::default();
+        let (mut c, _h) = ControlLoop::new(
+            Arc::new(topology()),
+            Box::new(store.clone()),
+            Box::new(clock.clone()),
+        )
+        .unwrap();
+        let sink = Sink::default();
+        c.record_to(Recorder::new(Box::new(sink.clone())));
+        // All up, then half the PoPs down at once: the guard freezes.
+        let mut t = 1_000_000;
+        for i in 0..4 {
+            t += 500;
+            clock.set(Timestamp(t));
+            let batch: Vec<_> = ["fra1", "ams1", "iad1", "ord1"]
+                .iter()
+                .map(|p| report(p, i < 2 || p.starts_with('i') || p.starts_with('o'), 100.0))
+                .collect();
+            c.record(&Recorded::Reports {
+                at: Timestamp(t),
+                reports: batch.clone(),
+            });
+            c.observe_batch(&batch, Timestamp(t));
+        }
+        assert!(c.aggregator.frozen().is_some(), "the guard did not freeze");
+
+        let confirm = |c: &mut ControlLoop| {
+            let (tx, mut rx) = tokio::sync::oneshot::channel();
+            c.handle(ApiCommand::ConfirmFailure {
+                reason: "real outage".into(),
+                principal: "t".into(),
+                reply: tx,
+            });
+            rx.try_recv().unwrap()
+        };
+        store.failing.store(true, Ordering::SeqCst);
+        t += 500;
+        clock.set(Timestamp(t));
+        assert!(confirm(&mut c).is_err());
+        assert!(
+            c.aggregator.frozen().is_some(),
+            "a refused confirmation unfroze"
+        );
+        store.failing.store(false, Ordering::SeqCst);
+        t += 500;
+        clock.set(Timestamp(t));
+        assert!(confirm(&mut c).is_ok());
+        assert!(c.aggregator.frozen().is_none());
+
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let confirmations = text
+            .lines()
+            .filter(|l| l.contains("\"confirm_failure\""))
+            .count();
+        assert_eq!(confirmations, 1, "{text}");
+        let report = replay(text.as_bytes()).unwrap();
+        assert_eq!(report.mismatches, vec![]);
     }
 
     #[test]

@@ -21,8 +21,6 @@ use hickory_server::{
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, warn};
 
-use steer_types::RrlSettings;
-
 use crate::{
     answer::{Answer, ClientInfo, Question, answer},
     rrl::{RateLimiter, RrlAction},
@@ -33,18 +31,17 @@ use crate::{
 #[derive(Clone)]
 pub struct DnsHandler {
     view: Arc<ArcSwap<DnsView>>,
-    rrl: Option<Arc<RateLimiter>>,
+    /// Per-prefix UDP response accounting; the view says whether and how
+    /// to limit (`[dns.rrl]`, off unless configured, changed by reloads).
+    rrl: Arc<RateLimiter>,
 }
 
 impl DnsHandler {
     pub fn new(view: Arc<ArcSwap<DnsView>>) -> Self {
-        Self { view, rrl: None }
-    }
-
-    /// Limits UDP responses per client prefix (off unless configured).
-    pub fn with_rrl(mut self, settings: Option<RrlSettings>) -> Self {
-        self.rrl = settings.map(|s| Arc::new(RateLimiter::new(s)));
-        self
+        Self {
+            view,
+            rrl: Arc::new(RateLimiter::new()),
+        }
     }
 }
 
@@ -106,10 +103,10 @@ impl RequestHandler for DnsHandler {
             resp_edns = Some(e);
         }
 
-        if let Some(rrl) = &self.rrl
+        if let Some(settings) = &view.rrl
             && request.protocol() == Protocol::Udp
         {
-            match rrl.check(request.src().ip()) {
+            match self.rrl.check(request.src().ip(), settings) {
                 RrlAction::Send => {}
                 RrlAction::Drop => {
                     view.metrics.rrl_drop.increment(1);
@@ -328,7 +325,7 @@ pub async fn serve(
             addr,
             udp_workers,
             handler.view.clone(),
-            handler.rrl.clone(),
+            Some(handler.rrl.clone()),
         )?;
     }
     server.register_listener(tcp, Duration::from_secs(5), 64);

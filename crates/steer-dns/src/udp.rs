@@ -101,8 +101,8 @@ fn respond(
         }
         edns = Some(e);
     }
-    if let Some(rrl) = rrl {
-        match rrl.check(src) {
+    if let (Some(rrl), Some(settings)) = (rrl, &view.rrl) {
+        match rrl.check(src, settings) {
             RrlAction::Send => {}
             RrlAction::Drop => {
                 metrics.rrl_drop.increment(1);

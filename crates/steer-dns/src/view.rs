@@ -193,6 +193,8 @@ pub struct DnsView {
     pub(crate) metrics: QueryMetrics,
     /// Region by geolocation for clients no client network matches.
     pub(crate) geo: Option<std::sync::Arc<crate::geo::GeoMap>>,
+    /// Response rate limiting over UDP (`[dns.rrl]`), when on.
+    pub(crate) rrl: Option<steer_types::RrlSettings>,
 }
 
 impl DnsView {
@@ -286,6 +288,7 @@ impl DnsView {
             udp_payload,
             metrics: QueryMetrics::register(),
             geo: None,
+            rrl: settings.rrl.clone(),
         })
     }
 

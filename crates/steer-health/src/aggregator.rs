@@ -175,7 +175,6 @@ pub struct Transition {
 #[derive(Clone, Debug)]
 pub struct HealthAggregator {
     settings: AggregatorSettings,
-    guards: HealthGuards,
     pops: BTreeMap<PopId, PopTracker>,
     guard: Guard,
 }
@@ -185,7 +184,6 @@ impl HealthAggregator {
     pub fn new(settings: AggregatorSettings, pops: impl IntoIterator<Item = PopId>) -> Self {
         Self {
             settings,
-            guards: HealthGuards::default(),
             pops: pops.into_iter().map(|p| (p, PopTracker::new())).collect(),
             guard: Guard::Watching,
         }
@@ -193,7 +191,7 @@ impl HealthAggregator {
 
     /// Sets damping and correlated-failure settings.
     pub fn set_guards(&mut self, guards: HealthGuards) {
-        self.guards = guards;
+        self.settings.guards = guards;
     }
 
     /// Adopts new settings and PoP set (config reload): known PoPs keep
@@ -219,7 +217,7 @@ impl HealthAggregator {
     /// configured.
     pub fn observe(&mut self, report: &ObservedReport, now: Timestamp) -> bool {
         let (rise, fall) = (self.settings.rise, self.settings.fall);
-        let damping = self.guards.damping;
+        let damping = self.settings.guards.damping;
         let Some(tracker) = self.pops.get_mut(&report.pop) else {
             return false;
         };
@@ -275,7 +273,7 @@ impl HealthAggregator {
     /// the policy, with the same `now`.
     pub fn evaluate(&mut self, now: Timestamp) -> (Vec<Transition>, Option<GuardEvent>) {
         let mut transitions = Vec::new();
-        let window = self.guards.correlation.window;
+        let window = self.settings.guards.correlation.window;
         let raw: Vec<(PopId, PopHealthReport)> = self
             .pops
             .iter()
@@ -309,7 +307,7 @@ impl HealthAggregator {
     }
 
     fn run_guard(&mut self, now: Timestamp) -> Option<GuardEvent> {
-        let settings = self.guards.correlation;
+        let settings = self.settings.guards.correlation;
         let recent: BTreeSet<PopId> = self
             .pops
             .iter()
@@ -457,7 +455,7 @@ impl HealthAggregator {
                 other => other,
             }
         };
-        let damping = &self.guards.damping;
+        let damping = &self.settings.guards.damping;
         let suppressed = t.damping.suppressed(now, damping);
         let mut state = age(t.pop.settled());
         let mut services: BTreeMap<ServiceId, TargetState> = t

@@ -32,6 +32,7 @@ fn settings(rise: u32, fall: u32) -> AggregatorSettings {
         stale_after: Duration::from_secs(10),
         max_stale: Duration::from_secs(60),
         unknown_health: steer_types::UnknownHealth::AssumeDown,
+        guards: HealthGuards::default(),
     }
 }
 
@@ -123,6 +124,24 @@ fn a_flapping_pop_is_suppressed_then_reused() {
         a.observe(&report("fra1", true), Timestamp(t));
     }
     assert_eq!(state(&a, t), TargetState::Up);
+}
+
+#[test]
+fn a_reload_changes_the_guards_and_keeps_state() {
+    // Damping on: five flaps suppress fra1.
+    let mut a = agg(1, 1);
+    for i in 0..6 {
+        a.observe(&report("fra1", i % 2 == 0), Timestamp(i * 1000));
+    }
+    a.observe(&report("fra1", true), Timestamp(6_500));
+    assert_eq!(state(&a, 6_500), TargetState::Down, "not suppressed");
+    // Reloaded with damping off: the next up report is believed at once,
+    // and what fra1 went through so far is not forgotten by the reload.
+    let mut reloaded = settings(1, 1);
+    reloaded.guards.damping.enabled = false;
+    a.reconfigure(reloaded, [PopId::new("fra1")]);
+    a.observe(&report("fra1", true), Timestamp(7_000));
+    assert_eq!(state(&a, 7_000), TargetState::Up);
 }
 
 #[test]

@@ -63,6 +63,7 @@ fn topology(unknown: UnknownHealth) -> Topology {
             max_stale: Duration::from_secs(60),
             rise: 1,
             fall: 1,
+            guards: Default::default(),
         },
         policy: PolicySettings::default(),
     }

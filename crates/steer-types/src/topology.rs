@@ -77,6 +77,10 @@ pub struct HealthSettings {
     pub rise: u32,
     /// Consecutive down observations needed to go from up to down.
     pub fall: u32,
+    /// Flap damping and the correlated-failure freeze. Part of the
+    /// topology so a reload changes them and a recording carries them.
+    #[serde(default)]
+    pub guards: crate::health_guard::HealthGuards,
 }
 
 impl Default for HealthSettings {
@@ -87,6 +91,7 @@ impl Default for HealthSettings {
             max_stale: Duration::from_secs(300),
             rise: 1,
             fall: 1,
+            guards: Default::default(),
         }
     }
 }

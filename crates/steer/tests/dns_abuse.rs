@@ -142,8 +142,37 @@ fn burst(port: u16, n: u16) -> (usize, usize) {
 }
 
 #[test]
-fn rrl_is_off_by_default() {
-    let s = Steerd::start("rrl-off");
+fn rrl_is_off_by_default_and_reloads_turn_it_on_and_off() {
+    let dir = temp_dir("rrl-reload");
+    let plain = std::fs::read_to_string(quickstart()).unwrap();
+    let config = dir.join("steerd.toml");
+    std::fs::write(&config, &plain).unwrap();
+    let s = Steerd::start_with(config.clone(), dir.join("state"));
+    let (answered, truncated) = burst(s.dns, 200);
+    assert_eq!((answered, truncated), (200, 0));
+
+    // Turned on by a reload, no restart: the next burst is limited.
+    let limited =
+        plain.clone() + "\n[dns.rrl]\nresponses_per_second = 10\nslip = 2\nwindow = \"60s\"\n";
+    std::fs::write(&config, limited).unwrap();
+    let out = s.steerctl(&["reload", "--reason", "rrl on"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (answered, truncated) = burst(s.dns, 200);
+    assert!(answered <= 10, "answered {answered}");
+    assert!(truncated >= 80, "truncated {truncated}");
+
+    // And off again.
+    std::fs::write(&config, &plain).unwrap();
+    let out = s.steerctl(&["reload", "--reason", "rrl off"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (answered, truncated) = burst(s.dns, 200);
     assert_eq!((answered, truncated), (200, 0));
 }

@@ -191,7 +191,6 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     let topology = Arc::new(config.topology.clone());
     let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
         .context("restoring state")?;
-    control.set_health_guards(config.health_guards);
     if let Some(path) = record {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -241,7 +240,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     });
     let dns = tokio::spawn(steer_dns::serve(
         dns_addr,
-        DnsHandler::new(view).with_rrl(config.dns.rrl.clone()),
+        DnsHandler::new(view),
         config.dns.udp_workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,

@@ -66,9 +66,17 @@ async fn reload_once(
         warn!("auth changes in the config take effect only after a restart");
     }
     next.auth = current.auth.clone();
-    if next.dns.rrl != current.dns.rrl || next.dns.udp_workers != current.dns.udp_workers {
-        warn!("RRL and udp_workers changes take effect only after a restart");
+    if next.dns.udp_workers != current.dns.udp_workers {
+        warn!("udp_workers changes take effect only after a restart");
     }
+    if next.tls != current.tls {
+        warn!("[tls] changes take effect only after a restart");
+    }
+    next.tls = current.tls.clone();
+    if next.bgp != current.bgp {
+        warn!("[bgp] changes take effect only after a restart; sessions keep their settings");
+    }
+    next.bgp = current.bgp.clone();
     // DNS data first: zones that do not compile refuse the whole reload.
     let previous_inputs = publisher.inputs();
     publisher

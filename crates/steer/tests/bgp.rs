@@ -352,29 +352,9 @@ fn sessions_heal_after_bird_restart_and_graceful_restart_survives_steerd_kill_9(
 
     // steerd kill -9 with graceful restart on: a watcher checks BIRD's table
     // back to back while steerd dies, restarts and re-establishes; the route
-    // must be there at every look.
+    // must be there, unchanged, at every look.
     let (config, state) = (w.steerd.config.clone(), w.steerd.state_dir.clone());
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let (ctl, stop) = (w.fra1.ctl.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let (mut looks, mut missing) = (0u32, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let out = Command::new("birdc")
-                    .arg("-s")
-                    .arg(&ctl)
-                    .args(["show", "route", "all", V4])
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                looks += 1;
-                if !text.contains(&format!("{V4} ")) {
-                    missing.push(text);
-                }
-            }
-            (looks, missing)
-        })
-    };
+    let (stop, watcher) = watch_route(&w.fra1);
     w.steerd.proc.kill();
     assert!(
         poll(SESSION, || (!w.fra1.established()).then_some(())).is_some(),
@@ -396,7 +376,7 @@ fn sessions_heal_after_bird_restart_and_graceful_restart_survives_steerd_kill_9(
     );
     w.fra1
         .wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let (looks, missing) = watcher.join().unwrap();
     assert!(looks >= 5, "watcher only looked {looks} times");
     assert!(
@@ -608,40 +588,10 @@ fn sessions_heal_after_notification_and_hold_timer_expiry() {
     assert!(back.is_some(), "{}", w.bgp_status());
 }
 
-/// Every PoP reports `app` up, one short stream each.
+/// Every PoP reports `app` up.
 fn report_all_up(endpoint: &str) {
-    use steer_proto::v1::{
-        HealthReport, ServiceHealth, ServiceStatus, health_ingest_client::HealthIngestClient,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut client = HealthIngestClient::connect(endpoint.to_owned())
-            .await
-            .unwrap();
-        for pop in ["fra1", "ams1", "iad1", "ord1", "sin1", "bom1"] {
-            let report = HealthReport {
-                pop: pop.into(),
-                sequence: 1,
-                services: vec![ServiceHealth {
-                    service: "app".into(),
-                    status: ServiceStatus::Up.into(),
-                    ..Default::default()
-                }],
-                agent_instance: 9,
-                ..Default::default()
-            };
-            let mut acks = client
-                .report(tokio_stream::iter([report]))
-                .await
-                .unwrap()
-                .into_inner();
-            let ack = tokio_stream::StreamExt::next(&mut acks).await.unwrap();
-            assert!(ack.unwrap().accepted);
-        }
-    });
+    let pops = ["fra1", "ams1", "iad1", "ord1", "sin1", "bom1"];
+    report_up(endpoint, &pops.map(|p| (p, 0.0)));
 }
 
 /// Looks at fra1's route for `V4` back to back until told to stop; returns

@@ -36,39 +36,9 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Every PoP reports up with the given load, over one stream per PoP.
+/// Every PoP reports up with the given load; waits until `/status` shows it.
 fn report_loads(endpoint: &str, http: u16, loads: &[(&str, f64)]) {
-    rt().block_on(async {
-        let mut client = HealthIngestClient::connect(endpoint.to_owned())
-            .await
-            .unwrap();
-        for (pop, load) in loads {
-            let report = HealthReport {
-                pop: (*pop).into(),
-                sequence: 1,
-                agent_time_unix_ms: 0,
-                services: vec![ServiceHealth {
-                    service: "app".into(),
-                    status: ServiceStatus::Up.into(),
-                    ..Default::default()
-                }],
-                capacity_rps: 10_000.0,
-                load_rps: *load,
-                agent_instance: 7,
-                ..Default::default()
-            };
-            let mut acks = client
-                .report(tokio_stream::iter([report]))
-                .await
-                .unwrap()
-                .into_inner();
-            let ack = tokio_stream::StreamExt::next(&mut acks)
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(ack.accepted);
-        }
-    });
+    report_up(endpoint, loads);
     let ok = poll(Duration::from_secs(2), || {
         let (_, body) = http_get(http, "/status")?;
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;

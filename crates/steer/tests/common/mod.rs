@@ -268,3 +268,42 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
     Some((code, body))
 }
+
+/// Every listed PoP reports `app` up with the given load (capacity 10,000
+/// rps), one short stream each; panics unless every report is accepted.
+pub fn report_up(endpoint: &str, loads: &[(&str, f64)]) {
+    use steer_proto::v1::{
+        HealthReport, ServiceHealth, ServiceStatus, health_ingest_client::HealthIngestClient,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = HealthIngestClient::connect(endpoint.to_owned())
+            .await
+            .unwrap();
+        for (pop, load) in loads {
+            let report = HealthReport {
+                pop: (*pop).into(),
+                sequence: 1,
+                services: vec![ServiceHealth {
+                    service: "app".into(),
+                    status: ServiceStatus::Up.into(),
+                    ..Default::default()
+                }],
+                capacity_rps: 10_000.0,
+                load_rps: *load,
+                agent_instance: 7,
+                ..Default::default()
+            };
+            let mut acks = client
+                .report(tokio_stream::iter([report]))
+                .await
+                .unwrap()
+                .into_inner();
+            let ack = tokio_stream::StreamExt::next(&mut acks).await.unwrap();
+            assert!(ack.unwrap().accepted, "report for {pop} refused");
+        }
+    });
+}

@@ -9,10 +9,7 @@ use hickory_server::{
     net::xfer::Protocol,
     proto::{
         op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode},
-        rr::{
-            Record, RecordType,
-            rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
-        },
+        rr::{Record, RecordType},
         serialize::binary::BinEncoder,
     },
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
@@ -22,7 +19,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use tracing::{debug, warn};
 
 use crate::{
-    answer::{Answer, ClientInfo, Question, answer},
+    answer::{Answer, Question, answer},
+    edns::{client_info, client_subnet, echo_subnet, response_edns},
     rrl::{RateLimiter, RrlAction},
     view::DnsView,
 };
@@ -85,12 +83,9 @@ impl RequestHandler for DnsHandler {
     ) -> ResponseInfo {
         let view = self.view.load_full();
 
-        let mut resp_edns = None;
-        if let Some(req_edns) = &request.edns {
-            let mut e = Edns::new();
-            e.set_max_payload(req_edns.max_payload().clamp(512, view.udp_payload));
-            e.set_version(0);
-            if req_edns.version() > 0 {
+        let mut resp_edns = match response_edns(request.edns.as_ref(), view.udp_payload) {
+            Ok(e) => e,
+            Err(e) => {
                 return send_error(
                     &view,
                     request,
@@ -100,8 +95,7 @@ impl RequestHandler for DnsHandler {
                 )
                 .await;
             }
-            resp_edns = Some(e);
-        }
+        };
 
         if let Some(settings) = &view.rrl
             && request.protocol() == Protocol::Udp
@@ -160,40 +154,15 @@ impl RequestHandler for DnsHandler {
             .await;
         };
 
-        let ecs = request
-            .edns
-            .as_ref()
-            .and_then(|e| match e.option(EdnsCode::Subnet) {
-                Some(EdnsOption::Subnet(cs)) => Some(*cs),
-                _ => None,
-            });
-        let client = match &ecs {
-            Some(cs) => ClientInfo {
-                addr: cs.addr(),
-                source_prefix: cs.source_prefix(),
-                from_ecs: true,
-                random: next_random(),
-            },
-            None => ClientInfo {
-                random: next_random(),
-                ..ClientInfo::resolver(request.src().ip())
-            },
-        };
+        let ecs = client_subnet(request.edns.as_ref());
+        let client = client_info(ecs.as_ref(), request.src().ip(), next_random());
         let question = Question {
             name: info.query.name(),
             qtype: info.query.query_type(),
             qclass: info.query.query_class(),
         };
         let result = answer(&view, &question, &client);
-
-        if let (Some(cs), Some(e)) = (&ecs, resp_edns.as_mut()) {
-            let scope = result.ecs_scope;
-            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-                cs.addr(),
-                cs.source_prefix(),
-                scope,
-            )));
-        }
+        echo_subnet(resp_edns.as_mut(), ecs.as_ref(), result.ecs_scope);
 
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = result.authoritative;

@@ -9,6 +9,7 @@
 //! This crate knows the Plan, never the policy or the store.
 
 mod answer;
+mod edns;
 mod explain;
 mod geo;
 mod handler;

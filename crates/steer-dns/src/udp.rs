@@ -19,17 +19,15 @@ use hickory_server::proto::{
         Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
         emit_message_parts,
     },
-    rr::{
-        LowerName, Record,
-        rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
-    },
+    rr::{LowerName, Record, rdata::opt::ClientSubnet},
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::warn;
 
 use crate::{
-    answer::{Answer, ClientInfo, Question, answer},
+    answer::{Answer, Question, answer},
+    edns::{client_info, client_subnet, echo_subnet, response_edns},
     rrl::{RateLimiter, RrlAction},
     view::DnsView,
 };
@@ -84,12 +82,9 @@ fn respond(
         );
     };
 
-    let mut edns = None;
-    if let Some(req) = &request.edns {
-        let mut e = Edns::new();
-        e.set_max_payload(req.max_payload().clamp(512, view.udp_payload));
-        e.set_version(0);
-        if req.version() > 0 {
+    let mut edns = match response_edns(request.edns.as_ref(), view.udp_payload) {
+        Ok(e) => e,
+        Err(e) => {
             return error_reply(
                 &request.metadata,
                 &request.queries,
@@ -99,8 +94,7 @@ fn respond(
                 out,
             );
         }
-        edns = Some(e);
-    }
+    };
     if let (Some(rrl), Some(settings)) = (rrl, &view.rrl) {
         match rrl.check(src, settings) {
             RrlAction::Send => {}
@@ -139,25 +133,8 @@ fn respond(
         );
     };
 
-    let ecs = request
-        .edns
-        .as_ref()
-        .and_then(|e| match e.option(EdnsCode::Subnet) {
-            Some(EdnsOption::Subnet(cs)) => Some(*cs),
-            _ => None,
-        });
-    let client = match &ecs {
-        Some(cs) => ClientInfo {
-            addr: cs.addr(),
-            source_prefix: cs.source_prefix(),
-            from_ecs: true,
-            random,
-        },
-        None => ClientInfo {
-            random,
-            ..ClientInfo::resolver(src)
-        },
-    };
+    let ecs = client_subnet(request.edns.as_ref());
+    let client = client_info(ecs.as_ref(), src, random);
     let name = LowerName::new(query.name());
     let question = Question {
         name: &name,
@@ -165,13 +142,7 @@ fn respond(
         qclass: query.query_class(),
     };
     let result = answer(view, &question, &client);
-    if let (Some(cs), Some(e)) = (&ecs, edns.as_mut()) {
-        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-            cs.addr(),
-            cs.source_prefix(),
-            result.ecs_scope,
-        )));
-    }
+    echo_subnet(edns.as_mut(), ecs.as_ref(), result.ecs_scope);
     metrics.record(&question, &result, ecs.is_some());
 
     let limit = usize::from(edns.as_ref().map_or(512, Edns::max_payload));

@@ -1,0 +1,64 @@
+//! EDNS(0) and Client Subnet handling shared by the UDP fast path and the
+//! hickory-server handler, so both answer the same way.
+
+use std::net::IpAddr;
+
+use hickory_server::proto::{
+    op::Edns,
+    rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
+};
+
+use crate::answer::ClientInfo;
+
+/// The OPT record to answer with: version 0, the client's payload size
+/// clamped to [512, `udp_payload`]. `Err` carries it for a BADVERS reply
+/// when the client asked for a version above 0.
+pub(crate) fn response_edns(
+    request: Option<&Edns>,
+    udp_payload: u16,
+) -> Result<Option<Edns>, Edns> {
+    let Some(req) = request else { return Ok(None) };
+    let mut e = Edns::new();
+    e.set_max_payload(req.max_payload().clamp(512, udp_payload));
+    e.set_version(0);
+    if req.version() > 0 {
+        Err(e)
+    } else {
+        Ok(Some(e))
+    }
+}
+
+/// The request's Client Subnet option (RFC 7871), if any.
+pub(crate) fn client_subnet(request: Option<&Edns>) -> Option<ClientSubnet> {
+    match request?.option(EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(cs)) => Some(*cs),
+        _ => None,
+    }
+}
+
+/// Who the answer is for: the ECS subnet when given, else the resolver.
+pub(crate) fn client_info(ecs: Option<&ClientSubnet>, resolver: IpAddr, random: u64) -> ClientInfo {
+    match ecs {
+        Some(cs) => ClientInfo {
+            addr: cs.addr(),
+            source_prefix: cs.source_prefix(),
+            from_ecs: true,
+            random,
+        },
+        None => ClientInfo {
+            random,
+            ..ClientInfo::resolver(resolver)
+        },
+    }
+}
+
+/// Echoes the client's subnet with the scope the answer depended on.
+pub(crate) fn echo_subnet(edns: Option<&mut Edns>, ecs: Option<&ClientSubnet>, scope: u8) {
+    if let (Some(cs), Some(e)) = (ecs, edns) {
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            cs.addr(),
+            cs.source_prefix(),
+            scope,
+        )));
+    }
+}

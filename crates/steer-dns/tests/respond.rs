@@ -6,65 +6,10 @@
 
 use proptest::prelude::*;
 use steer_dns::{DnsView, UdpOutcome, respond_udp};
-use steer_types::{
-    AnswerSet, Plan, PlanBody, PopId, RecordData, ServiceId, ServicePlan, Soa, StaticRecord,
-    Timestamp, WeightedTarget, Zone,
-};
 
-fn view() -> DnsView {
-    let zone = Zone {
-        origin: "example.test.".into(),
-        soa: Soa {
-            mname: "ns1.example.test.".into(),
-            rname: "hostmaster.example.test.".into(),
-            serial: 1,
-            refresh: 3600,
-            retry: 600,
-            expire: 604_800,
-            minimum: 60,
-        },
-        soa_ttl: 3600,
-        ns: vec!["ns1.example.test.".into()],
-        ns_ttl: 3600,
-        records: (0..20)
-            .map(|i| StaticRecord {
-                name: "big.example.test.".into(),
-                ttl: 60,
-                data: RecordData::Txt(format!("{i}-{}", "x".repeat(200))),
-            })
-            .collect(),
-    };
-    let target = |pop: &str, n: u8| WeightedTarget {
-        pop: PopId::new(pop),
-        weight: 500,
-        ipv4: Some([192, 0, 2, n].into()),
-        ipv6: None,
-    };
-    let plan = Plan {
-        version: 1,
-        computed_at: Timestamp::from_unix_ms(0),
-        body: PlanBody {
-            services: vec![ServicePlan {
-                id: ServiceId::new("app"),
-                fqdn: "app.example.test.".into(),
-                ttl: 30,
-                max_records: 2,
-                regional: Vec::new(),
-                global: AnswerSet {
-                    region: None,
-                    targets: vec![target("a", 1), target("b", 2), target("c", 3)],
-                    reason: String::new(),
-                    demand_rps: 0.0,
-                },
-            }],
-            pops: Vec::new(),
-            regions: Vec::new(),
-            announcements: Vec::new(),
-            rails: Vec::new(),
-        },
-    };
-    DnsView::compile(&[zone], &[], &plan, 1232).unwrap()
-}
+mod fixture;
+
+use fixture::view;
 
 fn query(name: &str, qtype: u16, edns: Option<(u16, Vec<u8>)>) -> Vec<u8> {
     let mut q = vec![

@@ -6,8 +6,10 @@
 # the load generator (benches/src/bin/health_load.rs) to the other. Each
 # stream is its own TCP connection and gRPC bidi stream, sending realistic
 # reports (two probes, load figures, two peer observations) at RATE per
-# second; steerd acks each one. CPU is utime+stime of steerd from /proc over
-# the measured window. All traffic stays on 127.0.0.1.
+# second, one per tick, encoded from a per-stream template as the tick
+# fires (no batching by the generator); steerd acks each one. CPU is
+# utime+stime of steerd from /proc over the measured window. All traffic
+# stays on 127.0.0.1.
 #
 # Usage: benches/health-load.sh
 # Environment (defaults in brackets):

@@ -9,21 +9,30 @@
 
 use std::{
     net::SocketAddr,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
 use clap::Parser;
+use prost::Message;
 use steer_proto::v1::{
-    HealthReport, PeerObservation, ProbeResult, ServiceHealth, ServiceStatus,
-    health_ingest_client::HealthIngestClient,
+    HealthReport, PeerObservation, ProbeResult, ReportAck, ServiceHealth, ServiceStatus,
 };
-use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::{StreamExt, wrappers::ReceiverStream};
-use tonic::transport::Channel;
+use tokio::sync::Semaphore;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{
+    Request, Status,
+    client::Grpc,
+    codec::{Codec, EncodeBuf, Encoder},
+    codegen::http::uri::PathAndQuery,
+    transport::Channel,
+};
+use tonic_prost::ProstDecoder;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -109,6 +118,66 @@ fn report(pop: &str, sequence: u64, instance: u64) -> HealthReport {
     }
 }
 
+/// Encodes one stream's reports from a template it owns: the request stream
+/// yields only sequence numbers, so a report costs the generator no
+/// allocation (the bytes on the wire are what [`report`] would encode).
+#[derive(Clone)]
+struct ReportCodec {
+    template: HealthReport,
+}
+
+impl Codec for ReportCodec {
+    type Encode = u64;
+    type Decode = ReportAck;
+    type Encoder = Self;
+    type Decoder = ProstDecoder<ReportAck>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        self.clone()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::default()
+    }
+}
+
+impl Encoder for ReportCodec {
+    type Item = u64;
+    type Error = Status;
+
+    fn encode(&mut self, sequence: u64, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        self.template.sequence = sequence;
+        for s in &mut self.template.services {
+            s.requests_total = sequence * 100;
+        }
+        self.template
+            .encode(dst)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+/// Sequence 1 at once, then one per tick; counts what it hands to the
+/// transport. Drives the request body directly, without a channel.
+struct ReportTicks {
+    ticker: tokio::time::Interval,
+    next: u64,
+    counters: Arc<Counters>,
+}
+
+impl Stream for ReportTicks {
+    type Item = u64;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<u64>> {
+        if self.next > 1 {
+            std::task::ready!(self.ticker.poll_tick(cx));
+        }
+        let seq = self.next;
+        self.next += 1;
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        Poll::Ready(Some(seq))
+    }
+}
+
 async fn agent_stream(
     endpoint: String,
     pop: String,
@@ -130,13 +199,26 @@ async fn agent_stream(
             Err(_) => return,
         }
     };
-    let mut client = HealthIngestClient::new(channel);
-    let (tx, rx) = mpsc::channel(64);
-    let mut seq = 1;
-    if tx.send(report(&pop, seq, instance)).await.is_err() {
+    let period = Duration::from_secs_f64(1.0 / rate);
+    // Spread the first ticks so streams do not send in lockstep.
+    let offset = period.mul_f64((instance % 1000) as f64 / 1000.0);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let ticks = ReportTicks {
+        ticker,
+        next: 1,
+        counters: counters.clone(),
+    };
+    let codec = ReportCodec {
+        template: report(&pop, 0, instance),
+    };
+    let mut client = Grpc::new(channel);
+    if client.ready().await.is_err() {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let mut acks = match client.report(ReceiverStream::new(rx)).await {
+    let path = PathAndQuery::from_static("/steer.v1.HealthIngest/Report");
+    let mut acks = match client.streaming(Request::new(ticks), path, codec).await {
         Ok(r) => r.into_inner(),
         Err(_) => {
             counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -144,29 +226,12 @@ async fn agent_stream(
         }
     };
     counters.open.fetch_add(1, Ordering::Relaxed);
-    counters.sent.fetch_add(1, Ordering::Relaxed);
-    let c = counters.clone();
-    tokio::spawn(async move {
-        while let Some(ack) = acks.next().await {
-            match ack {
-                Ok(a) if a.accepted => c.accepted.fetch_add(1, Ordering::Relaxed),
-                Ok(_) => c.ignored.fetch_add(1, Ordering::Relaxed),
-                Err(_) => c.errors.fetch_add(1, Ordering::Relaxed),
-            };
-        }
-    });
-    let period = Duration::from_secs_f64(1.0 / rate);
-    // Spread the first ticks so streams do not send in lockstep.
-    let offset = period.mul_f64((instance % 1000) as f64 / 1000.0);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        ticker.tick().await;
-        seq += 1;
-        if tx.send(report(&pop, seq, instance)).await.is_err() {
-            return;
-        }
-        counters.sent.fetch_add(1, Ordering::Relaxed);
+    while let Some(ack) = acks.next().await {
+        match ack {
+            Ok(a) if a.accepted => counters.accepted.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => counters.ignored.fetch_add(1, Ordering::Relaxed),
+            Err(_) => counters.errors.fetch_add(1, Ordering::Relaxed),
+        };
     }
 }
 

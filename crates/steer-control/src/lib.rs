@@ -31,6 +31,9 @@ use tracing::{error, info, warn};
 pub use clock::{Clock, SystemClock};
 pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
 
+/// Reports queued for the control loop, and the most it applies at once.
+const HEALTH_QUEUE: usize = 1024;
+
 /// Channels and read handles the IO tasks use.
 pub struct ControlHandles {
     /// The current plan, for lock-free readers.
@@ -132,7 +135,7 @@ impl ControlLoop {
         });
         let (plan_tx, plan_watch) = watch::channel(plan.clone());
         let plan_handle = Arc::new(ArcSwap::new(plan));
-        let (health_tx, health_rx) = mpsc::channel(1024);
+        let (health_tx, health_rx) = mpsc::channel(HEALTH_QUEUE);
         let (api_tx, api_rx) = mpsc::channel(64);
         info!(
             drains = intents.drains.len(),
@@ -236,23 +239,29 @@ impl ControlLoop {
     pub async fn run(mut self, tick: Duration) {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Reused across batches: under load it holds hundreds of reports.
+        let mut batch = Vec::with_capacity(HEALTH_QUEUE);
         loop {
             tokio::select! {
-                report = self.health_rx.recv() => match report {
-                    Some(report) => {
-                        let now = self.clock.now();
-                        // Take whatever else queued, then re-plan once.
-                        let mut batch = vec![report];
-                        while let Ok(more) = self.health_rx.try_recv() {
-                            batch.push(more);
-                        }
-                        if self.recorder.is_some() {
-                            self.record(&Recorded::Reports { at: now, reports: batch.clone() });
-                        }
-                        self.observe_batch(&batch, now);
+                received = self.health_rx.recv_many(&mut batch, HEALTH_QUEUE) => {
+                    if received == 0 {
+                        break;
                     }
-                    None => break,
-                },
+                    // Let the ingest streams that are ready run first, so one
+                    // re-plan covers their reports too: under load a batch
+                    // grows instead of every few reports paying for a compute.
+                    tokio::task::yield_now().await;
+                    while batch.len() < HEALTH_QUEUE {
+                        let Ok(more) = self.health_rx.try_recv() else { break };
+                        batch.push(more);
+                    }
+                    let now = self.clock.now();
+                    if self.recorder.is_some() {
+                        self.record(&Recorded::Reports { at: now, reports: batch.clone() });
+                    }
+                    self.observe_batch(&batch, now);
+                    batch.clear();
+                }
                 cmd = self.api_rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd),
                     None => break,

@@ -12,9 +12,9 @@ use futures::Stream;
 use steer_proto::v1::{
     HealthReport, PopDesiredState, ReportAck, ServiceStatus, health_ingest_server::HealthIngest,
 };
-use steer_types::{Plan, PopId, ServiceId, auth::Caller, health::LoadFigures};
+use steer_types::{Plan, PopId, auth::Caller, health::LoadFigures};
 use tokio::sync::mpsc;
-use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -66,13 +66,16 @@ impl Rejection {
 }
 
 /// Proto → domain, with every check a malformed report could fail.
+///
+/// Runs once per report, so it borrows ids from the plan (cheap `Arc`
+/// clones) and builds the evidence line in one string.
 fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Rejection> {
     if report.pop.is_empty() {
         return Err(Rejection::Invalid("report has an empty `pop`".into()));
     }
-    if plan.pop(&report.pop).is_none() {
+    let Some(pop) = plan.pop(&report.pop) else {
         return Err(Rejection::UnknownPop(report.pop.clone()));
-    }
+    };
     if report.sequence == 0 {
         return Err(Rejection::Invalid("`sequence` must start at 1".into()));
     }
@@ -98,17 +101,18 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
     }
     let peers = validate_peers(report, plan)?;
     let mut services = Vec::with_capacity(report.services.len());
-    let mut evidence = Vec::new();
+    // `app: http app-http HTTP 200, tcp app-tcp ok; api: ...`
+    let mut evidence = String::new();
     for s in &report.services {
-        if plan
+        let Some(steered) = plan
             .body
             .services
             .iter()
-            .all(|p| p.id.as_str() != s.service)
-        {
+            .find(|p| p.id.as_str() == s.service)
+        else {
             // Agents may probe services this steerd does not steer; skip them.
             continue;
-        }
+        };
         let obs = match ServiceStatus::try_from(s.status) {
             Ok(ServiceStatus::Up | ServiceStatus::Degraded) => Observation::Up,
             Ok(ServiceStatus::Down) => Observation::Down,
@@ -119,24 +123,34 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
                 )));
             }
         };
-        let probes: Vec<String> = s
-            .probes
-            .iter()
-            .map(|p| format!("{} {} {}", p.kind, p.name, p.detail))
-            .collect();
-        evidence.push(format!("{}: {}", s.service, probes.join(", ")));
-        services.push((ServiceId::new(&s.service), obs));
+        if !evidence.is_empty() {
+            evidence.push_str("; ");
+        }
+        evidence.push_str(&s.service);
+        evidence.push_str(": ");
+        for (i, p) in s.probes.iter().enumerate() {
+            if i > 0 {
+                evidence.push_str(", ");
+            }
+            for (j, part) in [&p.kind, &p.name, &p.detail].into_iter().enumerate() {
+                if j > 0 {
+                    evidence.push(' ');
+                }
+                evidence.push_str(part);
+            }
+        }
+        services.push((steered.id.clone(), obs));
     }
     let degraded = report
         .services
         .iter()
         .any(|s| s.status == i32::from(ServiceStatus::Degraded));
     Ok(ObservedReport {
-        pop: PopId::new(&report.pop),
+        pop: pop.id.clone(),
         services,
         load_rps: report.load_rps,
         capacity_rps: (report.capacity_rps > 0.0).then_some(report.capacity_rps),
-        evidence: evidence.join("; "),
+        evidence,
         load: LoadFigures {
             bandwidth_bps: report.bandwidth_bps,
             error_ratio: report.error_ratio,
@@ -159,13 +173,20 @@ fn validate_peers(report: &HealthReport, plan: &Plan) -> Result<Vec<PeerObservat
                 p.name
             )));
         }
-        if plan.pop(&p.pop).is_none() {
+        let Some(target) = plan.pop(&p.pop) else {
             continue;
-        }
+        };
+        // `tcp fra1-vip: connected`
+        let mut detail = String::with_capacity(p.kind.len() + p.name.len() + p.detail.len() + 3);
+        detail.push_str(&p.kind);
+        detail.push(' ');
+        detail.push_str(&p.name);
+        detail.push_str(": ");
+        detail.push_str(&p.detail);
         peers.push(PeerObservation {
-            target: PopId::new(&p.pop),
+            target: target.id.clone(),
             reachable: p.reachable,
-            detail: format!("{} {}: {}", p.kind, p.name, p.detail),
+            detail,
             latency_ms: p.latency_ms,
         });
     }
@@ -191,6 +212,124 @@ fn desired_state(plan: &Plan, pop: &str) -> Option<PopDesiredState> {
 }
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<ReportAck, Status>> + Send>>;
+
+/// One agent's stream, handled where its acks are polled (no task or
+/// channel of its own): each reply is produced when the transport asks for
+/// the next one. Dropping it (stream ended, or the agent went away) closes
+/// the stream's books.
+struct AgentStream {
+    service: IngestService,
+    inbound: Streaming<HealthReport>,
+    peer: String,
+    /// The PoP this caller may report for; `None` when auth is off.
+    bound_pop: Option<PopId>,
+    /// `steer_health_reports_total` of the PoP last accepted, so a report
+    /// costs an atomic add instead of a label allocation and registry lookup.
+    accepted: Option<(PopId, metrics::Counter)>,
+    /// The desired state last sent, by (plan version, PoP).
+    desired: Option<(u64, PopId, Option<PopDesiredState>)>,
+}
+
+impl Drop for AgentStream {
+    fn drop(&mut self) {
+        metrics::gauge!("steer_health_streams").decrement(1.0);
+        info!(peer = %self.peer, "health stream closed");
+    }
+}
+
+impl AgentStream {
+    /// The reply to the agent's next report: an ack, or a status that ends
+    /// the stream. `None` once the agent closed its side.
+    async fn next_reply(&mut self) -> Option<Result<ReportAck, Status>> {
+        let report = match self.inbound.next().await? {
+            Ok(r) => r,
+            Err(status) => {
+                debug!(peer = %self.peer, %status, "health stream ended with error");
+                return None;
+            }
+        };
+        if let Some(pop) = &self.bound_pop
+            && pop.as_str() != report.pop
+        {
+            metrics::counter!("steer_health_reports_rejected_total", "reason" => "permission_denied").increment(1);
+            warn!(peer = %self.peer, allowed = %pop, claimed = %report.pop, "report for another PoP refused");
+            return Some(Err(Status::permission_denied(format!(
+                "this identity may only report for {pop}, not {:?}",
+                report.pop
+            ))));
+        }
+        let plan = self.service.plan.load();
+        let observed = match validate(&report, &plan) {
+            Ok(o) => o,
+            Err(rej) => {
+                metrics::counter!("steer_health_reports_rejected_total", "reason" => rej.label())
+                    .increment(1);
+                warn!(peer = %self.peer, pop = %report.pop, ?rej, "rejected health report");
+                return Some(Err(rej.into_status()));
+            }
+        };
+        let pop = observed.pop.clone();
+        let fresh = {
+            let mut entry = self
+                .service
+                .sequences
+                .entry(pop.clone())
+                .or_insert((report.agent_instance, 0));
+            let fresh = fresh_sequence(Some(*entry), report.agent_instance, report.sequence);
+            if fresh {
+                *entry = (report.agent_instance, report.sequence);
+            }
+            fresh
+        };
+        if !fresh {
+            metrics::counter!("steer_health_reports_rejected_total", "reason" => "stale_sequence")
+                .increment(1);
+            return Some(Ok(ReportAck {
+                sequence: report.sequence,
+                accepted: false,
+                detail: "duplicate or out-of-order sequence; ignored".into(),
+                desired: self.desired_state(&plan, &pop),
+            }));
+        }
+        self.count_accepted(&pop);
+        if self.service.to_control.send(observed).await.is_err() {
+            return Some(Err(Status::unavailable("control loop stopped")));
+        }
+        // The plan may have moved while the control loop took the report.
+        let plan = self.service.plan.load();
+        Some(Ok(ReportAck {
+            sequence: report.sequence,
+            accepted: true,
+            detail: String::new(),
+            desired: self.desired_state(&plan, &pop),
+        }))
+    }
+
+    fn count_accepted(&mut self, pop: &PopId) {
+        match &self.accepted {
+            Some((cached, counter)) if cached == pop => counter.increment(1),
+            _ => {
+                let counter =
+                    metrics::counter!("steer_health_reports_total", "pop" => pop.to_string());
+                counter.increment(1);
+                self.accepted = Some((pop.clone(), counter));
+            }
+        }
+    }
+
+    fn desired_state(&mut self, plan: &Plan, pop: &PopId) -> Option<PopDesiredState> {
+        match &self.desired {
+            Some((version, cached, desired)) if *version == plan.version && cached == pop => {
+                *desired
+            }
+            _ => {
+                let desired = desired_state(plan, pop.as_str());
+                self.desired = Some((plan.version, pop.clone(), desired));
+                desired
+            }
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl HealthIngest for IngestService {
@@ -224,89 +363,24 @@ impl HealthIngest for IngestService {
                 return Err(Status::unauthenticated("no caller identity"));
             }
         };
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel::<Result<ReportAck, Status>>(16);
-        let this = self.clone();
         metrics::gauge!("steer_health_streams").increment(1.0);
         info!(%peer, "health stream opened");
-        tokio::spawn(async move {
-            while let Some(item) = inbound.next().await {
-                let report = match item {
-                    Ok(r) => r,
-                    Err(status) => {
-                        debug!(%peer, %status, "health stream ended with error");
-                        break;
-                    }
-                };
-                if let Some(pop) = &bound_pop
-                    && pop.as_str() != report.pop
-                {
-                    metrics::counter!("steer_health_reports_rejected_total", "reason" => "permission_denied").increment(1);
-                    warn!(%peer, allowed = %pop, claimed = %report.pop, "report for another PoP refused");
-                    let _ = tx
-                        .send(Err(Status::permission_denied(format!(
-                            "this identity may only report for {pop}, not {:?}",
-                            report.pop
-                        ))))
-                        .await;
-                    break;
-                }
-                let plan = this.plan.load();
-                let observed = match validate(&report, &plan) {
-                    Ok(o) => o,
-                    Err(rej) => {
-                        metrics::counter!("steer_health_reports_rejected_total", "reason" => rej.label())
-                            .increment(1);
-                        warn!(%peer, pop = %report.pop, ?rej, "rejected health report");
-                        let _ = tx.send(Err(rej.into_status())).await;
-                        break;
-                    }
-                };
-                let fresh = {
-                    let mut entry = this
-                        .sequences
-                        .entry(observed.pop.clone())
-                        .or_insert((report.agent_instance, 0));
-                    let fresh =
-                        fresh_sequence(Some(*entry), report.agent_instance, report.sequence);
-                    if fresh {
-                        *entry = (report.agent_instance, report.sequence);
-                    }
-                    fresh
-                };
-                let ack = if fresh {
-                    metrics::counter!("steer_health_reports_total", "pop" => observed.pop.to_string())
-                        .increment(1);
-                    if this.to_control.send(observed).await.is_err() {
-                        let _ = tx
-                            .send(Err(Status::unavailable("control loop stopped")))
-                            .await;
-                        break;
-                    }
-                    ReportAck {
-                        sequence: report.sequence,
-                        accepted: true,
-                        detail: String::new(),
-                        desired: desired_state(&this.plan.load(), &report.pop),
-                    }
-                } else {
-                    metrics::counter!("steer_health_reports_rejected_total", "reason" => "stale_sequence")
-                        .increment(1);
-                    ReportAck {
-                        sequence: report.sequence,
-                        accepted: false,
-                        detail: "duplicate or out-of-order sequence; ignored".into(),
-                        desired: desired_state(&plan, &report.pop),
-                    }
-                };
-                if tx.send(Ok(ack)).await.is_err() {
-                    break;
-                }
-            }
-            metrics::gauge!("steer_health_streams").decrement(1.0);
-            info!(%peer, "health stream closed");
+        let stream = AgentStream {
+            service: self.clone(),
+            inbound: request.into_inner(),
+            peer,
+            bound_pop,
+            accepted: None,
+            desired: None,
+        };
+        // A refusal ends the stream: the state is dropped with it.
+        let replies = futures::stream::unfold(Some(stream), |state| async move {
+            let mut stream = state?;
+            let reply = stream.next_reply().await?;
+            let next = reply.is_ok().then_some(stream);
+            Some((reply, next))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(replies)))
     }
 }
 

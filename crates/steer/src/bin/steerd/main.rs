@@ -17,7 +17,7 @@ use steer_health::ingest::IngestService;
 use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server::OperatorServer};
 use steer_store::FileStore;
 use tokio::{net::TcpListener, sync::mpsc};
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
@@ -326,7 +326,13 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
             operator,
             interceptor(authenticator),
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_signal());
+        // Builder socket options apply only to `serve`; with our own
+        // listener, TCP_NODELAY is set here, so small acks are not held
+        // back by Nagle.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            shutdown_signal(),
+        );
 
     let http_addr = http.local_addr()?;
     let http_server = http::serve(http, metrics, handles.api_tx.clone(), bgp_status);

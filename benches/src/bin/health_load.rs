@@ -245,6 +245,17 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Resident and peak resident memory of a process, in KiB (from
+/// /proc/PID/status).
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 /// A DNS query for app.example.test A with ECS 10.1.2.0/24.
 fn dns_query(id: u16) -> Vec<u8> {
     let mut q = Vec::with_capacity(64);
@@ -397,6 +408,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             cpu / elapsed * 100.0,
             cpu / accepted.max(1) as f64 * 1e6,
             self_cpu / elapsed * 100.0
+        );
+    }
+    if let Some((rss, peak)) = args.steerd_pid.and_then(rss_kib) {
+        println!(
+            "steerd_rss_mib={:.0} steerd_peak_rss_mib={:.0} rss_kib_per_stream={:.1}",
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            rss as f64 / args.streams.max(1) as f64
         );
     }
     if !lat.is_empty() || lost > 0 {

@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Small initial codec buffers: see src/codec.rs.
+        .codec_path("crate::codec::SteerCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Generated gRPC code for the `steer.v1` package.
 
-#![allow(unreachable_pub, clippy::all, missing_docs)]
+pub mod codec;
 
+#[allow(unreachable_pub, clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("steer.v1");
 }

@@ -517,9 +517,15 @@ impl Session {
     /// An attempt ended; counts a flap if it had been Established.
     fn lost(&self, why: String) -> AttemptEnd {
         let mut flapped = false;
+        // One update: a reader never sees the flap counted while the old
+        // session still shows as established, or without its reason.
         set_status(&self.status, |s, since| {
             if since.is_some() {
                 s.flaps += 1;
+                s.state = "idle".to_owned();
+                s.prefixes_sent = 0;
+                s.last_error = Some(why.clone());
+                *since = None;
                 flapped = true;
             }
         });

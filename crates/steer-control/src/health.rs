@@ -5,7 +5,7 @@
 
 use steer_api::ApiError;
 use steer_health::GuardEvent;
-use steer_types::{Timestamp, audit::AuditEntry, health::TargetState};
+use steer_types::{Timestamp, health::TargetState};
 use tracing::{info, warn};
 
 use crate::ControlLoop;
@@ -88,18 +88,13 @@ impl ControlLoop {
             ));
         };
         let pops: Vec<String> = info.pops.iter().map(ToString::to_string).collect();
-        let entry = AuditEntry {
-            at: self.clock.now(),
+        // `commit` sets the plan version the confirmation produces.
+        let entry = self.entry(
             principal,
-            action: "confirm-failure".into(),
-            scope: pops.join(","),
-            reason: format!("{reason} (frozen: {})", info.why),
-            intent_id: None,
-            plan_version: 0,
-            dry_run: false,
-            forced: false,
-            outcome: "applied".into(),
-        };
+            "confirm-failure",
+            pops.join(","),
+            format!("{reason} (frozen: {})", info.why),
+        );
         let mut snapshot = self.aggregator.clone();
         self.aggregator.confirm_failure();
         // Recorded only once stored: a refused confirmation is not an input.

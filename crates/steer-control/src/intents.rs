@@ -23,7 +23,14 @@ impl ControlLoop {
         }
     }
 
-    fn entry(&self, principal: String, action: &str, scope: String, reason: String) -> AuditEntry {
+    /// An audit entry for an applied change now; callers adjust the rest.
+    pub(crate) fn entry(
+        &self,
+        principal: String,
+        action: &str,
+        scope: String,
+        reason: String,
+    ) -> AuditEntry {
         AuditEntry {
             at: self.clock.now(),
             principal,

@@ -482,16 +482,8 @@ impl ControlLoop {
                 reason,
             } => {
                 let entry = AuditEntry {
-                    at: self.clock.now(),
-                    principal,
-                    action,
-                    scope,
-                    reason,
-                    intent_id: None,
-                    plan_version: self.current().version,
-                    dry_run: false,
-                    forced: false,
                     outcome: "denied".into(),
+                    ..self.entry(principal, &action, scope, reason)
                 };
                 self.audit_only(&entry);
             }
@@ -536,18 +528,7 @@ impl ControlLoop {
                 dropped.join(", ")
             ));
         }
-        let entry = AuditEntry {
-            at: self.clock.now(),
-            principal,
-            action: "reload".into(),
-            scope: "config".into(),
-            reason: why,
-            intent_id: None,
-            plan_version: 0,
-            dry_run: false,
-            forced: false,
-            outcome: "applied".into(),
-        };
+        let entry = self.entry(principal, "reload", "config".into(), why);
         match self.commit(next, entry) {
             Ok(v) => Ok(v),
             Err(e) => {

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod fixture;
+
 use std::{net::IpAddr, str::FromStr};
 
 use hickory_server::proto::{
@@ -12,7 +14,7 @@ use hickory_server::proto::{
 use steer_dns::{ClientInfo, DnsView, Question, answer};
 use steer_types::{
     AnswerSet, ClientNetwork, DnsSettings, GslbSettings, Plan, PlanBody, PopHealth, PopId, PopPlan,
-    RegionId, RegionPlan, Selection, ServiceId, ServicePlan, Soa, Timestamp, WeightedTarget, Zone,
+    RegionId, RegionPlan, Selection, ServiceId, ServicePlan, Timestamp, WeightedTarget, Zone,
 };
 
 fn target(pop: &str, n: u8) -> WeightedTarget {
@@ -80,23 +82,9 @@ fn plan(version: u64, eu: Vec<WeightedTarget>, global: Vec<WeightedTarget>) -> P
     }
 }
 
+/// The `example.test.` zone with no static records.
 fn zone() -> Zone {
-    Zone {
-        origin: "example.test.".into(),
-        soa: Soa {
-            mname: "ns1.example.test.".into(),
-            rname: "hostmaster.example.test.".into(),
-            serial: 1,
-            refresh: 3600,
-            retry: 600,
-            expire: 604_800,
-            minimum: 60,
-        },
-        soa_ttl: 3600,
-        ns: vec!["ns1.example.test.".into()],
-        ns_ttl: 3600,
-        records: Vec::new(),
-    }
+    fixture::zone(Vec::new())
 }
 
 fn settings() -> DnsSettings {

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod fixture;
+
 use std::{
     collections::BTreeSet,
     net::UdpSocket,
@@ -16,7 +18,7 @@ use std::{
 
 use steer_dns::{ViewInputs, ViewPublisher, spawn_udp_workers};
 use steer_types::{
-    AnswerSet, DnsSettings, Plan, PlanBody, PopId, ServiceId, ServicePlan, Soa, Timestamp,
+    AnswerSet, DnsSettings, Plan, PlanBody, PopId, ServiceId, ServicePlan, Timestamp,
     WeightedTarget, Zone,
 };
 
@@ -55,23 +57,9 @@ fn plan(version: u64) -> Plan {
     }
 }
 
+/// The `example.test.` zone with no static records.
 fn zone() -> Zone {
-    Zone {
-        origin: "example.test.".into(),
-        soa: Soa {
-            mname: "ns1.example.test.".into(),
-            rname: "hostmaster.example.test.".into(),
-            serial: 1,
-            refresh: 3600,
-            retry: 600,
-            expire: 604_800,
-            minimum: 60,
-        },
-        soa_ttl: 3600,
-        ns: vec!["ns1.example.test.".into()],
-        ns_ttl: 3600,
-        records: Vec::new(),
-    }
+    fixture::zone(Vec::new())
 }
 
 fn a_records(m: &[u8]) -> BTreeSet<u8> {

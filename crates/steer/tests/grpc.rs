@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use steer_proto::v1::{
-    DrainRequest, HealthReport, Scope, ServiceHealth, ServiceStatus,
-    health_ingest_client::HealthIngestClient, operator_client::OperatorClient,
+    DrainRequest, HealthReport, Scope, health_ingest_client::HealthIngestClient,
+    operator_client::OperatorClient,
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -99,23 +99,9 @@ fn grpc_health_and_reflection_v1_and_v1alpha() {
 
 fn report(pop: &str, sequence: u64, up: bool) -> HealthReport {
     HealthReport {
-        pop: pop.into(),
-        sequence,
-        agent_time_unix_ms: 0,
-        services: vec![ServiceHealth {
-            service: "app".into(),
-            status: if up {
-                ServiceStatus::Up
-            } else {
-                ServiceStatus::Down
-            }
-            .into(),
-            ..Default::default()
-        }],
-        capacity_rps: 10_000.0,
         load_rps: 100.0,
         agent_instance: 42,
-        ..Default::default()
+        ..app_report(pop, sequence, up)
     }
 }
 

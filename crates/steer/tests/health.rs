@@ -20,9 +20,7 @@ use std::{
 };
 
 use common::*;
-use steer_proto::v1::{
-    HealthReport, ServiceHealth, ServiceStatus, health_ingest_client::HealthIngestClient,
-};
+use steer_proto::v1::{HealthReport, health_ingest_client::HealthIngestClient};
 
 const EU: &str = "10.1.0.0/24";
 const US: &str = "10.2.0.0/24";
@@ -331,21 +329,8 @@ fn all_agents_stopping_at_once_is_fail_static() {
 
 fn report(pop: &str, sequence: u64, up: bool) -> HealthReport {
     HealthReport {
-        pop: pop.into(),
-        sequence,
-        services: vec![ServiceHealth {
-            service: "app".into(),
-            status: if up {
-                ServiceStatus::Up
-            } else {
-                ServiceStatus::Down
-            }
-            .into(),
-            ..Default::default()
-        }],
-        capacity_rps: 10_000.0,
         agent_instance: 11,
-        ..Default::default()
+        ..app_report(pop, sequence, up)
     }
 }
 

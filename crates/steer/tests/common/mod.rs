@@ -269,12 +269,31 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// A PoP's report of service `app` up or down, capacity 10,000 rps.
+pub fn app_report(pop: &str, sequence: u64, up: bool) -> steer_proto::v1::HealthReport {
+    use steer_proto::v1::{HealthReport, ServiceHealth, ServiceStatus};
+    HealthReport {
+        pop: pop.into(),
+        sequence,
+        services: vec![ServiceHealth {
+            service: "app".into(),
+            status: if up {
+                ServiceStatus::Up
+            } else {
+                ServiceStatus::Down
+            }
+            .into(),
+            ..Default::default()
+        }],
+        capacity_rps: 10_000.0,
+        ..Default::default()
+    }
+}
+
 /// Every listed PoP reports `app` up with the given load (capacity 10,000
 /// rps), one short stream each; panics unless every report is accepted.
 pub fn report_up(endpoint: &str, loads: &[(&str, f64)]) {
-    use steer_proto::v1::{
-        HealthReport, ServiceHealth, ServiceStatus, health_ingest_client::HealthIngestClient,
-    };
+    use steer_proto::v1::{HealthReport, health_ingest_client::HealthIngestClient};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -285,17 +304,9 @@ pub fn report_up(endpoint: &str, loads: &[(&str, f64)]) {
             .unwrap();
         for (pop, load) in loads {
             let report = HealthReport {
-                pop: (*pop).into(),
-                sequence: 1,
-                services: vec![ServiceHealth {
-                    service: "app".into(),
-                    status: ServiceStatus::Up.into(),
-                    ..Default::default()
-                }],
-                capacity_rps: 10_000.0,
                 load_rps: *load,
                 agent_instance: 7,
-                ..Default::default()
+                ..app_report(pop, 1, true)
             };
             let mut acks = client
                 .report(tokio_stream::iter([report]))

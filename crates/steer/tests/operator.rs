@@ -603,14 +603,7 @@ fn recorded_run_replays_identically() {
     let recording = dir.join("inputs.jsonl");
     let (dns, grpc, http) = (free_port(), free_port(), free_port());
     let mut steerd = Proc::spawn(
-        Command::new(STEERD)
-            .arg("--config")
-            .arg(quickstart())
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .args(["--dns-listen", &format!("127.0.0.1:{dns}")])
-            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
-            .args(["--http-listen", &format!("127.0.0.1:{http}")])
+        steerd_command(&quickstart(), &dir.join("state"), [dns, grpc, http])
             .arg("--record")
             .arg(&recording),
         dir.join("steerd.log"),

@@ -304,14 +304,7 @@ fn agent_survives_steerd_restart() {
     proc.kill();
     drop(proc);
     let _s2 = Proc::spawn(
-        Command::new(STEERD)
-            .arg("--config")
-            .arg(quickstart())
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["--dns-listen", &format!("127.0.0.1:{dns}")])
-            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
-            .args(["--http-listen", &format!("127.0.0.1:{http}")]),
+        &mut steerd_command(&quickstart(), &state_dir, [dns, grpc, http]),
         dir.join("steerd2.log"),
     );
     // A fresh steerd assumes fra1 up until the reconnected agent says otherwise.
@@ -383,14 +376,7 @@ fn a_second_steerd_on_a_taken_port_exits_naming_it() {
         ("DNS listen", first.dns, grpc),
         ("gRPC listen", free_port(), first.grpc),
     ] {
-        let mut second = Command::new(STEERD)
-            .arg("--config")
-            .arg(quickstart())
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .args(["--dns-listen", &format!("127.0.0.1:{dns}")])
-            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
-            .args(["--http-listen", &format!("127.0.0.1:{http}")])
+        let mut second = steerd_command(&quickstart(), &dir.join("state"), [dns, grpc, http])
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -130,17 +130,7 @@ impl Steerd {
         let (dns, grpc, http) = (free_port(), free_port(), free_port());
         let log = state_dir.with_extension("steerd.log");
         let proc = Proc::spawn(
-            Command::new(STEERD)
-                .arg("--config")
-                .arg(config)
-                .arg("--state-dir")
-                .arg(state_dir)
-                .arg("--dns-listen")
-                .arg(format!("127.0.0.1:{dns}"))
-                .arg("--grpc-listen")
-                .arg(format!("127.0.0.1:{grpc}"))
-                .arg("--http-listen")
-                .arg(format!("127.0.0.1:{http}")),
+            &mut steerd_command(config, state_dir, [dns, grpc, http]),
             log,
         );
         let mut s = Self {
@@ -317,4 +307,18 @@ pub fn report_up(endpoint: &str, loads: &[(&str, f64)]) {
             assert!(ack.unwrap().accepted, "report for {pop} refused");
         }
     });
+}
+
+/// `steerd` with `config`, `state_dir` and its DNS, gRPC and HTTP listeners
+/// on these loopback ports; add flags, then spawn.
+pub fn steerd_command(config: &Path, state_dir: &Path, [dns, grpc, http]: [u16; 3]) -> Command {
+    let mut cmd = Command::new(STEERD);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--dns-listen", &format!("127.0.0.1:{dns}")])
+        .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http}")]);
+    cmd
 }

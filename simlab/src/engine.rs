@@ -20,7 +20,8 @@ use steer_dns::{ClientInfo, DnsView, Question};
 use steer_health::{Observation, ObservedReport, PeerObservation};
 use steer_store::{PersistedState, StateStore, StoreError};
 use steer_types::{
-    AnnounceState, DrainMode, DrainScope, Plan, PopId, Timestamp, Topology, audit::AuditEntry,
+    AnnounceState, DrainMode, DrainScope, Plan, PopId, RailFired, Timestamp, Topology,
+    audit::AuditEntry,
 };
 
 use crate::{
@@ -388,12 +389,12 @@ pub(crate) fn run(
         {
             max_change = max_change.max(weight_change(&plan, &next));
             for r in &next.body.rails {
-                rails.insert(r.clone());
-            }
-            for a in &next.body.announcements {
-                if a.reason.starts_with("min-announce rail") {
-                    rails.insert(format!("min-announce rail kept {} {}", a.pop, a.prefix));
-                }
+                rails.insert(match r {
+                    RailFired::MinAnnounce { pop, prefix, .. } => {
+                        format!("min-announce rail kept {pop} {prefix}")
+                    }
+                    other => other.to_string(),
+                });
             }
             view = DnsView::compile(&zones, &topology.client_networks, &next, 1232)?;
             plan = next;

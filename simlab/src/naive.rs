@@ -72,8 +72,7 @@ impl Naive {
                         ipv6: topo.pops[i].ipv6,
                     })
                     .collect(),
-                reason: "nearest healthy region".into(),
-                demand_rps: 0.0,
+                reason: steer_types::SetReason::default(),
             }
         };
         let services = topo
@@ -125,7 +124,6 @@ impl Naive {
                     usable: up(i),
                     drained_by: None,
                     weight: 0,
-                    reason: String::new(),
                 })
                 .collect(),
             regions: topo

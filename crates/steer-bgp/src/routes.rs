@@ -16,7 +16,7 @@ use std::{
 
 use ipnet::IpNet;
 use steer_types::{
-    AnnounceState, Announcement, PopId,
+    AnnounceReason, AnnounceState, Announcement, PopId,
     bgp::{BgpPeerConfig, BgpRouteStatus, BgpSettings},
 };
 
@@ -126,7 +126,7 @@ impl RoutePhase {
 /// The speaker's view of all announcements, advanced plan by plan.
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
-    phases: BTreeMap<(PopId, IpNet), (RoutePhase, String)>,
+    phases: BTreeMap<(PopId, IpNet), (RoutePhase, AnnounceReason)>,
     /// The wishes last accepted, re-applied when timers fire.
     wishes: Vec<Announcement>,
 }
@@ -220,7 +220,7 @@ impl Routes {
                     pop: w.pop.clone(),
                     prefix: w.prefix,
                     state: phase.label(),
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 })
             })
             .collect()

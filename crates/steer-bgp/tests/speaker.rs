@@ -29,7 +29,7 @@ fn plan(version: u64, states: &[(&str, AnnounceState)]) -> Arc<Plan> {
                     pop: PopId::new(pop),
                     prefix: "203.0.113.0/24".parse().unwrap(),
                     state: *state,
-                    reason: format!("{state:?}"),
+                    reason: steer_types::AnnounceReason::Healthy,
                 })
                 .collect(),
         },

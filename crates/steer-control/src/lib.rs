@@ -10,6 +10,12 @@ mod clock;
 mod health;
 mod intents;
 mod record;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod test_world;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod versions;
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,7 +26,8 @@ use steer_health::{HealthAggregator, ObservedReport};
 use steer_store::{PersistedState, StateStore, StoreError};
 
 use steer_types::{
-    DrainScope, Intents, Plan, ServiceId, Timestamp, Topology,
+    AnnounceReason, DrainScope, Intents, Plan, PlanBody, PlanEvidence, ServiceId, Timestamp,
+    Topology,
     audit::AuditEntry,
     health::{HealthSnapshot, ObservedDemand},
     status::{PopStatus, RegionStatus, StatusReport},
@@ -38,6 +45,9 @@ const HEALTH_QUEUE: usize = 1024;
 pub struct ControlHandles {
     /// The current plan, for lock-free readers.
     pub plan: Arc<ArcSwap<Plan>>,
+    /// The live figures behind the current plan, refreshed on every
+    /// compute (never versioned; see [`PlanEvidence`]).
+    pub evidence: Arc<ArcSwap<PlanEvidence>>,
     /// Notified on every publication.
     pub plan_watch: watch::Receiver<Arc<Plan>>,
     pub health_tx: mpsc::Sender<ObservedReport>,
@@ -51,6 +61,7 @@ pub struct ControlLoop {
     store: Box<dyn StateStore>,
     clock: Box<dyn Clock>,
     plan: Arc<ArcSwap<Plan>>,
+    evidence: Arc<ArcSwap<PlanEvidence>>,
     plan_tx: watch::Sender<Arc<Plan>>,
     health_rx: mpsc::Receiver<ObservedReport>,
     api_rx: mpsc::Receiver<ApiCommand>,
@@ -127,7 +138,14 @@ impl ControlLoop {
             topology.pops.iter().map(|p| p.id.clone()),
         );
         let now = clock.now();
-        let body = steer_policy::compute(&topology, &aggregator.snapshot(now), &intents, now);
+        let (body, evidence) = steer_policy::compute_with_evidence(
+            &topology,
+            &aggregator.snapshot(now),
+            &intents,
+            None,
+            now,
+        );
+        let evidence = Arc::new(ArcSwap::from_pointee(evidence));
         let plan = Arc::new(Plan {
             version: saved.plan_version + 1,
             computed_at: now,
@@ -150,6 +168,7 @@ impl ControlLoop {
             store,
             clock,
             plan: plan_handle.clone(),
+            evidence: evidence.clone(),
             plan_tx,
             health_rx,
             api_rx,
@@ -162,6 +181,7 @@ impl ControlLoop {
             this,
             ControlHandles {
                 plan: plan_handle,
+                evidence,
                 plan_watch,
                 health_tx,
                 api_tx,
@@ -294,12 +314,7 @@ impl ControlLoop {
     /// The next plan body. With `rails`, the weight-step rail compares
     /// against the current plan; without, it is the unconstrained end state
     /// (used for projections).
-    fn compute_body(
-        &self,
-        intents: &Intents,
-        now: Timestamp,
-        rails: bool,
-    ) -> steer_types::PlanBody {
+    fn compute_body(&self, intents: &Intents, now: Timestamp, rails: bool) -> PlanBody {
         let current = self.current();
         steer_policy::compute_step(
             &self.topology,
@@ -310,12 +325,33 @@ impl ControlLoop {
         )
     }
 
+    /// The next plan body under the intents in force; its evidence is
+    /// published at once (it is never versioned), the body only if it is
+    /// a new decision.
+    fn compute_next(&self, now: Timestamp) -> PlanBody {
+        let current = self.current();
+        let (body, evidence) = steer_policy::compute_with_evidence(
+            &self.topology,
+            &self.snapshot(now),
+            &self.intents,
+            Some(&*current),
+            now,
+        );
+        self.evidence.store(Arc::new(evidence));
+        body
+    }
+
+    /// The live figures behind the plan in force.
+    pub fn evidence(&self) -> Arc<PlanEvidence> {
+        self.evidence.load_full()
+    }
+
     /// A tick: staleness and ramps move with time. Recorded only if it
     /// published, since a tick that changes nothing changes no state.
     fn tick(&mut self) {
         let now = self.clock.now();
         let moved = self.evaluate_health(now);
-        let body = self.compute_body(&self.intents, now, true);
+        let body = self.compute_next(now);
         let changed = body != self.current().body;
         if moved || changed {
             self.record(&Recorded::Tick { at: now });
@@ -331,7 +367,7 @@ impl ControlLoop {
     /// so a replay computes at exactly the same instant.
     fn recompute_and_publish_at(&mut self, force: bool, now: Timestamp) -> u64 {
         self.evaluate_health(now);
-        let body = self.compute_body(&self.intents, now, true);
+        let body = self.compute_next(now);
         let current = self.current();
         if body == current.body && !force {
             return current.version;
@@ -339,7 +375,7 @@ impl ControlLoop {
         self.publish(body, now)
     }
 
-    fn publish(&mut self, body: steer_types::PlanBody, now: Timestamp) -> u64 {
+    fn publish(&mut self, body: PlanBody, now: Timestamp) -> u64 {
         let version = self.current().version + 1;
         let plan = Arc::new(Plan {
             version,
@@ -540,6 +576,7 @@ impl ControlLoop {
 
     fn status(&self) -> StatusReport {
         let plan = self.current();
+        let evidence = self.evidence();
         let now = self.clock.now();
         let snapshot = self.aggregator.snapshot(now);
         StatusReport {
@@ -558,7 +595,16 @@ impl ControlLoop {
                         usable: p.usable,
                         drained_by: p.drained_by.clone(),
                         weight_permille: p.weight,
-                        reason: p.reason.clone(),
+                        reason: match p
+                            .drained_by
+                            .as_ref()
+                            .and_then(|id| self.intents.drains.iter().find(|d| &d.id == id))
+                        {
+                            Some(d) => {
+                                format!("drained by {} ({}): {}", d.id, d.principal, d.reason)
+                            }
+                            None => p.describe(h.map(|h| h.evidence.as_str())),
+                        },
                         last_report_age_ms: h
                             .and_then(|h| h.last_report)
                             .map(|t| now.unix_ms() - t.unix_ms()),
@@ -568,7 +614,16 @@ impl ControlLoop {
                             .announcements
                             .iter()
                             .filter(|a| a.pop == p.id)
-                            .map(|a| format!("{} {}: {}", a.prefix, a.state.describe(), a.reason))
+                            .map(|a| match (&a.reason, h) {
+                                (AnnounceReason::Unhealthy { .. }, Some(h)) => format!(
+                                    "{} {}: {}: {}",
+                                    a.prefix,
+                                    a.state.describe(),
+                                    a.reason,
+                                    h.evidence
+                                ),
+                                _ => format!("{} {}: {}", a.prefix, a.state.describe(), a.reason),
+                            })
                             .collect(),
                         phase: h.map_or_else(String::new, |h| h.phase.clone()),
                         evidence: h.map_or_else(String::new, |h| h.evidence.clone()),
@@ -589,7 +644,16 @@ impl ControlLoop {
                 .collect(),
             drains: self.intents.drains.clone(),
             overrides: self.intents.overrides.clone(),
-            rails: plan.body.rails.clone(),
+            rails: plan
+                .body
+                .rails
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match evidence.rail_wanted.get(i).copied() {
+                    Some(w) if w > 0 => format!("{r} (wants {w}‰)"),
+                    _ => r.to_string(),
+                })
+                .collect(),
             frozen: self.aggregator.frozen(),
         }
     }

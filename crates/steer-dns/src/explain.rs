@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use ipnet::IpNet;
-use steer_types::{Plan, explain::Explanation};
+use steer_types::{Plan, PlanEvidence, explain::Explanation};
 
 use crate::{
     answer::{ClientInfo, Question, answer},
@@ -15,10 +15,12 @@ use crate::{
 
 /// Explains the answer `view` gives to `name`/`qtype` for a client whose
 /// subnet is `client` (treated as ECS). `plan` must be the plan `view` was
-/// compiled from.
+/// compiled from; `evidence` supplies the live figures (demand, probe
+/// output) behind its decisions.
 pub fn explain(
     view: &DnsView,
     plan: &Plan,
+    evidence: &PlanEvidence,
     name: &str,
     qtype: &str,
     client: IpNet,
@@ -105,13 +107,18 @@ pub fn explain(
         )),
     }
     let set = service.for_region(region.as_ref());
-    steps.push(format!("answer set: {}", set.reason));
+    let figures = evidence.set(&service.id, service.index_of(region.as_ref()));
+    steps.push(format!(
+        "answer set: {}",
+        set.reason.render(region.as_ref(), figures)
+    ));
+    let describe = |p: &steer_types::PopPlan| p.describe(evidence.pop(p.id.as_str()));
     for t in &set.targets {
         steps.push(format!(
             "candidate {} weight {}‰ ({})",
             t.pop,
             t.weight,
-            plan.pop(t.pop.as_str()).map_or("", |p| p.reason.as_str())
+            plan.pop(t.pop.as_str()).map_or_else(String::new, describe)
         ));
     }
     for p in &plan.body.pops {
@@ -119,7 +126,7 @@ pub fn explain(
             continue;
         }
         let why = if p.drained_by.is_some() || !p.usable {
-            p.reason.clone()
+            describe(p)
         } else {
             format!("serves {} (not chosen for this region)", p.region)
         };
@@ -135,10 +142,12 @@ pub fn explain(
             answers.join(", ")
         }
     ));
-    let region_label = region.as_ref().map_or("global", |r| r.as_str());
-    for rail in &plan.body.rails {
-        if rail.contains(&format!("{}/{region_label}", service.id)) {
-            steps.push(format!("rail: {rail}"));
+    for (i, rail) in plan.body.rails.iter().enumerate() {
+        if rail.concerns_set(&service.id, region.as_ref()) {
+            match evidence.rail_wanted.get(i).copied().filter(|w| *w > 0) {
+                Some(wanted) => steps.push(format!("rail: {rail} (wants {wanted}‰)")),
+                None => steps.push(format!("rail: {rail}")),
+            }
         }
     }
     steps.push(format!("ECS scope /{}", result.ecs_scope));

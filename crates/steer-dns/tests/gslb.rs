@@ -40,7 +40,6 @@ fn plan(version: u64, eu: Vec<WeightedTarget>, global: Vec<WeightedTarget>) -> P
             usable: true,
             drained_by: None,
             weight: 250,
-            reason: String::new(),
         })
         .collect();
     let svc = |fqdn: &str, id: &str| ServicePlan {
@@ -51,14 +50,12 @@ fn plan(version: u64, eu: Vec<WeightedTarget>, global: Vec<WeightedTarget>) -> P
         regional: vec![AnswerSet {
             region: Some(RegionId::new("eu-west")),
             targets: eu.clone(),
-            reason: String::new(),
-            demand_rps: 0.0,
+            reason: steer_types::SetReason::default(),
         }],
         global: AnswerSet {
             region: None,
             targets: global.clone(),
-            reason: String::new(),
-            demand_rps: 0.0,
+            reason: steer_types::SetReason::default(),
         },
     };
     Plan {

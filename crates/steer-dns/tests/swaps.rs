@@ -45,8 +45,7 @@ fn plan(version: u64) -> Plan {
                 global: AnswerSet {
                     region: None,
                     targets: vec![target(base + 1), target(base + 2)],
-                    reason: String::new(),
-                    demand_rps: 0.0,
+                    reason: steer_types::SetReason::default(),
                 },
             }],
             pops: Vec::new(),

@@ -8,12 +8,12 @@
 //! failure must never take a prefix off the Internet.
 
 use steer_types::{
-    AnnounceState, Announcement, DrainMode, Intents, Pop, Service, Timestamp, Topology,
-    UnknownHealth,
+    AnnounceReason, AnnounceState, Announcement, DrainMode, Intents, Pop, RailFired, Service,
+    SoftDrainPhase, Timestamp, Topology, UnknownHealth,
     health::{PopHealthReport, StaleLast, TargetState},
 };
 
-use crate::effective_ramp;
+use crate::{effective_ramp, pop_health};
 
 /// Why a PoP would withdraw, ordered by how willing we are to override it
 /// with the rail (drained first: the PoP can still serve).
@@ -28,6 +28,7 @@ pub(crate) fn plan<'a>(
     intents: &Intents,
     report: &impl Fn(&Pop) -> &'a PopHealthReport,
     now: Timestamp,
+    rails: &mut Vec<RailFired>,
 ) -> Vec<Announcement> {
     let mut out = Vec::new();
     let index: std::collections::HashMap<&str, &Pop> =
@@ -58,7 +59,7 @@ pub(crate) fn plan<'a>(
                     )
                 })
                 .collect();
-            min_announce_rail(topology, &mut wishes);
+            min_announce_rail(topology, &mut wishes, rails);
             out.extend(wishes.into_iter().map(|(a, _)| a));
         }
     }
@@ -72,7 +73,7 @@ fn wish(
     intents: &Intents,
     health: &PopHealthReport,
     now: Timestamp,
-) -> (AnnounceState, Option<WithdrawCause>, String) {
+) -> (AnnounceState, Option<WithdrawCause>, AnnounceReason) {
     let prepend = AnnounceState::Prepend {
         count: topology.policy.prepend_count,
     };
@@ -81,30 +82,37 @@ fn wish(
             DrainMode::Hard => (
                 AnnounceState::Withdraw,
                 Some(WithdrawCause::Drained),
-                format!("hard drain {}", d.id),
+                AnnounceReason::HardDrain {
+                    intent: d.id.clone(),
+                },
             ),
             DrainMode::Soft => {
                 let ramp = effective_ramp(d.ramp, service.ttl);
                 let elapsed = now.since(d.created);
-                if elapsed < ramp {
-                    (
-                        AnnounceState::Announce,
-                        None,
-                        format!("soft drain {}: DNS ramp phase", d.id),
-                    )
+                let (state, cause, phase) = if elapsed < ramp {
+                    (AnnounceState::Announce, None, SoftDrainPhase::DnsRamp)
                 } else if elapsed < ramp * 2 {
-                    (prepend, None, format!("soft drain {}: prepend phase", d.id))
+                    (prepend, None, SoftDrainPhase::Prepend)
                 } else {
                     (
                         AnnounceState::Withdraw,
                         Some(WithdrawCause::Drained),
-                        format!("soft drain {}: withdrawn", d.id),
+                        SoftDrainPhase::Withdrawn,
                     )
-                }
+                };
+                (
+                    state,
+                    cause,
+                    AnnounceReason::SoftDrain {
+                        intent: d.id.clone(),
+                        phase,
+                    },
+                )
             }
         };
     }
-    let up = match health.service_state(&service.id) {
+    let state = health.service_state(&service.id);
+    let up = match state {
         TargetState::Up
         | TargetState::Stale {
             last: StaleLast::Up,
@@ -113,17 +121,23 @@ fn wish(
         _ => false,
     };
     if up {
-        (AnnounceState::Announce, None, "healthy".to_owned())
+        (AnnounceState::Announce, None, AnnounceReason::Healthy)
     } else {
         (
             AnnounceState::Withdraw,
             Some(WithdrawCause::Unhealthy),
-            format!("unhealthy: {}", health.evidence),
+            AnnounceReason::Unhealthy {
+                health: pop_health(state),
+            },
         )
     }
 }
 
-fn min_announce_rail(topology: &Topology, wishes: &mut [(Announcement, Option<WithdrawCause>)]) {
+fn min_announce_rail(
+    topology: &Topology,
+    wishes: &mut [(Announcement, Option<WithdrawCause>)],
+    rails: &mut Vec<RailFired>,
+) {
     let n = wishes.len();
     if n == 0 {
         return;
@@ -147,9 +161,18 @@ fn min_announce_rail(topology: &Topology, wishes: &mut [(Announcement, Option<Wi
         a.state = AnnounceState::Prepend {
             count: topology.policy.prepend_count,
         };
-        a.reason = format!(
-            "min-announce rail: kept (prepended) so at least {min} of {n} PoPs announce; wished withdraw: {}",
-            a.reason
-        );
+        let wished = std::mem::replace(&mut a.reason, AnnounceReason::Healthy);
+        a.reason = AnnounceReason::MinAnnounceRail {
+            min: min as u32,
+            of: n as u32,
+            wished: Box::new(wished),
+        };
+        rails.push(RailFired::MinAnnounce {
+            pop: a.pop.clone(),
+            prefix: a.prefix,
+            state: a.state,
+            min: min as u32,
+            of: n as u32,
+        });
     }
 }

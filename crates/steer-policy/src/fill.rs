@@ -12,8 +12,9 @@
 use std::collections::BTreeMap;
 
 use steer_types::{
-    AnswerSet, Degradation, Intents, PERMILLE, Pop, RegionId, Service, ServicePlan, Timestamp,
-    Topology, WeightedTarget, health::HealthSnapshot, health::PopHealthReport,
+    AnswerSet, Degradation, Intents, PERMILLE, Pop, PopId, RegionId, Service, ServiceFigures,
+    ServicePlan, SetBasis, SetFigures, SetReason, Timestamp, Topology, WeightedTarget,
+    health::HealthSnapshot, health::PopHealthReport,
 };
 
 use crate::{apportion, drain_factor, overrides::apply_overrides, state_usable};
@@ -21,6 +22,8 @@ use crate::{apportion, drain_factor, overrides::apply_overrides, state_usable};
 pub(crate) struct Filled {
     /// In topology order.
     pub(crate) services: Vec<ServicePlan>,
+    /// Live figures per service, in the same order (evidence, not plan).
+    pub(crate) figures: Vec<ServiceFigures>,
     /// Worst level per region (topology order) across services.
     pub(crate) levels: Vec<Degradation>,
 }
@@ -150,19 +153,21 @@ pub(crate) fn plan_services<'h>(
     // Most important first; ties keep config order.
     let mut order: Vec<usize> = (0..topo.services.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(topo.services[i].priority));
-    let mut planned: Vec<Option<ServicePlan>> = vec![None; topo.services.len()];
+    let mut planned: Vec<Option<(ServicePlan, ServiceFigures)>> = vec![None; topo.services.len()];
     for i in order {
         let service = &topo.services[i];
         let cands = candidates(&world, service, intents, report, now);
-        let (plan, service_levels) =
+        let (plan, figures, service_levels) =
             plan_service(&world, service, &cands, health, intents, &mut load);
         for (l, s) in levels.iter_mut().zip(service_levels) {
             *l = (*l).max(s);
         }
-        planned[i] = Some(plan);
+        planned[i] = Some((plan, figures));
     }
+    let (services, figures) = planned.into_iter().flatten().unzip();
     Filled {
-        services: planned.into_iter().flatten().collect(),
+        services,
+        figures,
         levels,
     }
 }
@@ -298,7 +303,7 @@ fn plan_service(
     health: &HealthSnapshot,
     intents: &Intents,
     load: &mut [f64],
-) -> (ServicePlan, Vec<Degradation>) {
+) -> (ServicePlan, ServiceFigures, Vec<Degradation>) {
     let topo = world.topo;
     let nregions = topo.regions.len();
     let (demand, global_demand) = demand(world, service, health);
@@ -399,44 +404,45 @@ fn plan_service(
     }
 
     let mut levels = vec![Degradation::Normal; nregions];
+    let mut figures = Vec::with_capacity(nregions);
     let regional = (0..nregions)
         .map(|r| {
             let region_id = topo.regions[r].id.clone();
-            let (set, level) = if demand[r] > 0.0 && !placements[r].is_empty() {
-                placed_set(
-                    world,
-                    service,
-                    cands,
-                    intents,
-                    r,
-                    &placements[r],
-                    demand[r],
-                    shed[r],
-                )
+            let (set, level, f) = if demand[r] > 0.0 && !placements[r].is_empty() {
+                placed_set(world, cands, intents, r, &placements[r], demand[r], shed[r])
             } else {
-                capacity_set(world, service, cands, intents, r)
+                let (set, level) = capacity_set(world, cands, intents, r);
+                (set, level, SetFigures::default())
             };
             levels[r] = level;
+            figures.push(f);
             AnswerSet {
                 region: Some(region_id),
                 ..set
             }
         })
         .collect();
-    let global = if global_demand > 0.0 && !global_placement.is_empty() {
-        let targets = targets_from(world, intents, &global_placement);
-        let (targets, note) = targets;
-        AnswerSet {
-            region: None,
-            targets,
-            reason: format!(
-                "{} rps from unmapped clients spread by headroom{note}",
-                global_demand.round() as u64
-            ),
-            demand_rps: global_demand,
-        }
+    let (global, global_figures) = if global_demand > 0.0 && !global_placement.is_empty() {
+        let (targets, overrides) = targets_from(world, intents, &global_placement);
+        (
+            AnswerSet {
+                region: None,
+                targets,
+                reason: SetReason {
+                    overrides,
+                    ..SetReason::new(SetBasis::UnmappedByHeadroom)
+                },
+            },
+            SetFigures {
+                demand_rps: global_demand,
+                ..SetFigures::default()
+            },
+        )
     } else {
-        global_capacity_set(world, service, cands, intents)
+        (
+            global_capacity_set(world, cands, intents),
+            SetFigures::default(),
+        )
     };
     (
         ServicePlan {
@@ -447,16 +453,24 @@ fn plan_service(
             regional,
             global,
         },
+        ServiceFigures {
+            id: service.id.clone(),
+            regional: figures,
+            global: global_figures,
+        },
         levels,
     )
 }
+
+/// Weight overrides that pinned a target: (PoP, pinned per-mille).
+type Pins = Vec<(PopId, u32)>;
 
 /// Targets with weights from a placement; applies overrides.
 fn targets_from(
     world: &World<'_>,
     intents: &Intents,
     placement: &Placement,
-) -> (Vec<WeightedTarget>, String) {
+) -> (Vec<WeightedTarget>, Pins) {
     let pops: Vec<usize> = placement
         .iter()
         .filter(|(_, x)| **x > 0.0)
@@ -471,7 +485,7 @@ fn weighted(
     intents: &Intents,
     pops: &[usize],
     shares: &[f64],
-) -> (Vec<WeightedTarget>, String) {
+) -> (Vec<WeightedTarget>, Pins) {
     let topo = world.topo;
     let mut weights = apportion(shares);
     let pinned: Vec<(usize, u32)> = pops
@@ -483,14 +497,13 @@ fn weighted(
                 .map(|o| (k, o.weight.min(PERMILLE)))
         })
         .collect();
-    let mut note = String::new();
+    let mut pins = Vec::new();
     if !pinned.is_empty() {
         weights = apply_overrides(&weights, &pinned);
-        let names: Vec<String> = pinned
+        pins = pinned
             .iter()
-            .map(|&(k, w)| format!("{}={}‰", topo.pops[pops[k]].id, w))
+            .map(|&(k, w)| (topo.pops[pops[k]].id.clone(), w))
             .collect();
-        note = format!("; weight override {}", names.join(", "));
     }
     let targets = pops
         .iter()
@@ -506,65 +519,57 @@ fn weighted(
             }
         })
         .collect();
-    (targets, note)
+    (targets, pins)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn placed_set(
     world: &World<'_>,
-    service: &Service,
     cands: &Candidates,
     intents: &Intents,
     r: usize,
     placement: &Placement,
     demand: f64,
     shed: f64,
-) -> (AnswerSet, Degradation) {
+) -> (AnswerSet, Degradation, SetFigures) {
     let topo = world.topo;
-    let (targets, note) = targets_from(world, intents, placement);
+    let (targets, overrides) = targets_from(world, intents, placement);
     let outside: f64 = placement
         .iter()
         .filter(|(p, _)| world.pop_region[**p] != r)
         .map(|(_, x)| x)
         .sum();
+    let spilled = outside > 1e-6;
+    let shedding = shed > 0.0;
     let level = if cands.panic[r] {
         Degradation::Panic
-    } else if shed > 0.0 {
+    } else if shedding {
         Degradation::Shed
-    } else if outside > 1e-6 {
+    } else if spilled {
         Degradation::Spill
     } else {
         Degradation::Normal
     };
-    let mut reason = format!(
-        "{:.0} rps water-filled to {:.0}% target",
-        demand,
-        topo.policy.target_utilisation * 100.0
-    );
-    if outside > 1e-6 {
-        reason.push_str(&format!(
-            "; {outside:.0} rps spilled out of {}",
-            topo.regions[r].id
-        ));
-    }
-    if shed > 0.0 {
-        reason.push_str(&format!(
-            "; {shed:.0} rps over capacity (priority {} service shed)",
-            service.priority
-        ));
-    }
-    if cands.panic[r] {
-        reason.push_str("; PANIC: healthy share below threshold, health ignored");
-    }
-    reason.push_str(&note);
+    let target_pct = (topo.policy.target_utilisation * 100.0).round() as u32;
     (
         AnswerSet {
             region: None,
             targets,
-            reason,
-            demand_rps: demand,
+            reason: SetReason {
+                panic: cands.panic[r],
+                overrides,
+                ..SetReason::new(SetBasis::WaterFilled {
+                    target_pct,
+                    spilled,
+                    shed: shedding,
+                })
+            },
         },
         level,
+        SetFigures {
+            demand_rps: demand,
+            spilled_rps: outside,
+            shed_rps: shed,
+        },
     )
 }
 
@@ -572,7 +577,6 @@ fn placed_set(
 /// candidates serves, by capacity.
 fn capacity_set(
     world: &World<'_>,
-    service: &Service,
     cands: &Candidates,
     intents: &Intents,
     r: usize,
@@ -589,66 +593,60 @@ fn capacity_set(
             continue;
         }
         let shares: Vec<f64> = pops.iter().map(|&p| cands.cap[p]).collect();
-        let (targets, note) = weighted(world, intents, &pops, &shares);
-        let (mut reason, level) = if t == r {
-            (
-                format!("{} usable PoP(s) in own region", pops.len()),
-                Degradation::Normal,
-            )
+        let (targets, overrides) = weighted(world, intents, &pops, &shares);
+        let usable = pops.len() as u32;
+        let (basis, level) = if t == r {
+            (SetBasis::OwnRegion { usable }, Degradation::Normal)
         } else {
             (
-                format!(
-                    "no usable PoP in {}: spilled to {}",
-                    topo.regions[r].id, topo.regions[t].id
-                ),
+                SetBasis::SpilledTo {
+                    region: topo.regions[t].id.clone(),
+                    usable,
+                },
                 Degradation::Spill,
             )
         };
-        let level = if panic {
-            reason.push_str("; PANIC: healthy share below threshold, health ignored");
-            Degradation::Panic
-        } else {
-            level
-        };
-        reason.push_str(&note);
+        let level = if panic { Degradation::Panic } else { level };
         return (
             AnswerSet {
                 region: None,
                 targets,
-                reason,
-                demand_rps: 0.0,
+                reason: SetReason {
+                    panic,
+                    overrides,
+                    ..SetReason::new(basis)
+                },
             },
             level,
         );
     }
-    (fail_static(world, service, cands), Degradation::Panic)
+    (fail_static(world, cands), Degradation::Panic)
 }
 
-fn global_capacity_set(
-    world: &World<'_>,
-    service: &Service,
-    cands: &Candidates,
-    intents: &Intents,
-) -> AnswerSet {
+fn global_capacity_set(world: &World<'_>, cands: &Candidates, intents: &Intents) -> AnswerSet {
     let pops: Vec<usize> = (0..world.topo.pops.len())
         .filter(|&p| cands.usable(p, false))
         .collect();
     if pops.is_empty() {
-        return fail_static(world, service, cands);
+        return fail_static(world, cands);
     }
     let shares: Vec<f64> = pops.iter().map(|&p| cands.cap[p]).collect();
-    let (targets, note) = weighted(world, intents, &pops, &shares);
+    let (targets, overrides) = weighted(world, intents, &pops, &shares);
     AnswerSet {
         region: None,
         targets,
-        reason: format!("{} usable PoP(s), weighted by capacity{note}", pops.len()),
-        demand_rps: 0.0,
+        reason: SetReason {
+            overrides,
+            ..SetReason::new(SetBasis::UnmappedByCapacity {
+                usable: pops.len() as u32,
+            })
+        },
     }
 }
 
 /// No candidate anywhere: serve every undrained member (or, if the
 /// operator drained all of them, every member) rather than nothing.
-fn fail_static(world: &World<'_>, service: &Service, cands: &Candidates) -> AnswerSet {
+fn fail_static(world: &World<'_>, cands: &Candidates) -> AnswerSet {
     let topo = world.topo;
     let members: Vec<usize> = (0..topo.pops.len()).filter(|&p| cands.member[p]).collect();
     let undrained: Vec<usize> = members
@@ -656,20 +654,13 @@ fn fail_static(world: &World<'_>, service: &Service, cands: &Candidates) -> Answ
         .copied()
         .filter(|&p| cands.cap[p] > 0.0)
         .collect();
-    let (pops, reason) = if undrained.is_empty() {
-        (
-            members,
-            "every PoP is drained: ignoring drains rather than answering nothing",
-        )
+    let (pops, basis) = if undrained.is_empty() {
+        (members, SetBasis::AllDrained)
     } else {
-        (
-            undrained,
-            "no healthy PoP anywhere: health signal distrusted, serving all undrained PoPs (fail static)",
-        )
+        (undrained, SetBasis::FailStatic)
     };
     let shares: Vec<f64> = pops.iter().map(|&p| world.capacity[p].max(1.0)).collect();
     let weights = apportion(&shares);
-    let _ = service;
     AnswerSet {
         region: None,
         targets: pops
@@ -682,7 +673,6 @@ fn fail_static(world: &World<'_>, service: &Service, cands: &Candidates) -> Answ
                 ipv6: topo.pops[p].ipv6,
             })
             .collect(),
-        reason: reason.to_owned(),
-        demand_rps: 0.0,
+        reason: SetReason::new(basis),
     }
 }

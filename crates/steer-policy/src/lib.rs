@@ -33,8 +33,8 @@ mod weights;
 use std::time::Duration;
 
 use steer_types::{
-    Degradation, DrainMode, Intents, Plan, PlanBody, Pop, PopHealth, PopPlan, RegionId, RegionPlan,
-    Service, Timestamp, Topology, UnknownHealth,
+    Degradation, DrainMode, Intents, Plan, PlanBody, PlanEvidence, Pop, PopHealth, PopPlan,
+    RegionId, RegionPlan, Service, Timestamp, Topology, UnknownHealth,
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
 
@@ -61,14 +61,27 @@ pub fn compute_step(
     previous: Option<&Plan>,
     now: Timestamp,
 ) -> PlanBody {
+    compute_with_evidence(topology, health, intents, previous, now).0
+}
+
+/// As [`compute_step`], with the live figures behind the decisions
+/// (demand rates, health evidence), which belong beside the plan, not in it.
+pub fn compute_with_evidence(
+    topology: &Topology,
+    health: &HealthSnapshot,
+    intents: &Intents,
+    previous: Option<&Plan>,
+    now: Timestamp,
+) -> (PlanBody, PlanEvidence) {
     let unknown = PopHealthReport::unknown();
     let report = |pop: &Pop| health.pops.get(&pop.id).unwrap_or(&unknown);
 
     let fill::Filled {
         mut services,
+        figures,
         levels,
     } = fill::plan_services(topology, health, intents, &report, now);
-    let mut rails = Vec::new();
+    let mut rails = rails::Rails::default();
     if let Some(prev) = previous {
         rails::limit_weight_steps(topology, prev, &mut services, now, &mut rails);
     }
@@ -101,10 +114,6 @@ pub fn compute_step(
                 })
                 .and_then(|set| set.targets.iter().find(|t| t.pop == pop.id))
                 .map_or(0, |t| t.weight);
-            let reason = match drain {
-                Some(d) => format!("drained by {} ({}): {}", d.id, d.principal, d.reason),
-                None => format!("{}: {}", health.as_str(), r.evidence),
-            };
             PopPlan {
                 id: pop.id.clone(),
                 region: pop.region.clone(),
@@ -112,7 +121,6 @@ pub fn compute_step(
                 usable,
                 drained_by: drain.map(|d| d.id.clone()),
                 weight,
-                reason,
             }
         })
         .collect();
@@ -140,17 +148,35 @@ pub fn compute_step(
         })
         .collect();
 
-    let announcements = announce::plan(topology, intents, &report, now);
-    PlanBody {
-        services,
-        pops,
-        regions,
-        announcements,
-        rails,
-    }
+    let mut rails_fired = rails.fired;
+    let mut rail_wanted = rails.wanted;
+    let mut announce_rails = Vec::new();
+    let announcements = announce::plan(topology, intents, &report, now, &mut announce_rails);
+    rail_wanted.extend(std::iter::repeat_n(0, announce_rails.len()));
+    rails_fired.extend(announce_rails);
+    let evidence = PlanEvidence {
+        computed_at: now,
+        services: figures,
+        pops: topology
+            .pops
+            .iter()
+            .map(|p| (p.id.clone(), report(p).evidence.clone()))
+            .collect(),
+        rail_wanted,
+    };
+    (
+        PlanBody {
+            services,
+            pops,
+            regions,
+            announcements,
+            rails: rails_fired,
+        },
+        evidence,
+    )
 }
 
-fn pop_health(state: TargetState) -> PopHealth {
+pub(crate) fn pop_health(state: TargetState) -> PopHealth {
     match state {
         TargetState::Up => PopHealth::Up,
         TargetState::Down => PopHealth::Down,

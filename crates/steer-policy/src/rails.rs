@@ -4,7 +4,9 @@
 //! rail only slows growth that can be paid for by PoPs that are still
 //! there and are losing share.
 
-use steer_types::{AnswerSet, PERMILLE, Plan, ServicePlan, Timestamp, Topology};
+use steer_types::{
+    AnswerSet, PERMILLE, Plan, RailFired, ServiceId, ServicePlan, Timestamp, Topology,
+};
 
 use crate::apportion;
 
@@ -13,7 +15,7 @@ pub(crate) fn limit_weight_steps(
     previous: &Plan,
     services: &mut [ServicePlan],
     now: Timestamp,
-    rails: &mut Vec<String>,
+    rails: &mut Rails,
 ) {
     let per_s = topology.policy.max_weight_step_per_s;
     if per_s == 0 {
@@ -25,7 +27,7 @@ pub(crate) fn limit_weight_steps(
         let Some(prev) = previous.body.services.iter().find(|s| s.id == service.id) else {
             continue;
         };
-        let label = service.id.to_string();
+        let label = service.id.clone();
         for (i, set) in service.regional.iter_mut().enumerate() {
             // Same topology: same position; else search.
             let old = match prev.regional.get(i) {
@@ -40,12 +42,20 @@ pub(crate) fn limit_weight_steps(
     }
 }
 
+/// Rails fired, and for each the share it held a target back from
+/// (evidence, not decision).
+#[derive(Default)]
+pub(crate) struct Rails {
+    pub(crate) fired: Vec<RailFired>,
+    pub(crate) wanted: Vec<u32>,
+}
+
 fn clamp_set(
     set: &mut AnswerSet,
     old: &AnswerSet,
     allowance: f64,
-    service: &str,
-    rails: &mut Vec<String>,
+    service: &ServiceId,
+    rails: &mut Rails,
 ) {
     let prev_of = |pop: &steer_types::PopId| {
         old.targets
@@ -82,19 +92,18 @@ fn clamp_set(
         adjusted[i] += given * room[i] / total_room;
     }
     let weights = apportion(&adjusted);
-    let region = set
-        .region
-        .as_ref()
-        .map_or_else(|| "global".to_owned(), ToString::to_string);
     for ((t, w), want) in set.targets.iter_mut().zip(weights).zip(&wanted) {
         if w + 1 < *want as u32 {
-            rails.push(format!(
-                "weight-step rail: {} in {service}/{region} held at {w}‰ (wants {want:.0}‰)",
-                t.pop
-            ));
+            rails.fired.push(RailFired::WeightStep {
+                service: service.clone(),
+                region: set.region.clone(),
+                pop: t.pop.clone(),
+                held: w,
+            });
+            rails.wanted.push(want.round() as u32);
         }
         t.weight = w;
     }
     debug_assert_eq!(set.targets.iter().map(|t| t.weight).sum::<u32>(), PERMILLE);
-    set.reason.push_str("; ramping (weight-step rail)");
+    set.reason.ramping = true;
 }

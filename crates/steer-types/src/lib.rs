@@ -15,6 +15,7 @@ mod ids;
 mod intent;
 mod plan;
 pub mod projection;
+mod reason;
 pub mod status;
 mod time;
 mod topology;
@@ -24,9 +25,10 @@ pub use dns::{DnsSettings, GeoSettings, GslbSettings, RrlSettings, Selection};
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{
-    AnnounceState, Announcement, AnswerSet, Degradation, PERMILLE, Plan, PlanBody, PopHealth,
-    PopPlan, RegionPlan, ServicePlan, WeightedTarget,
+    AnnounceState, Announcement, AnswerSet, Degradation, PERMILLE, Plan, PlanBody, PlanEvidence,
+    PopHealth, PopPlan, RegionPlan, ServiceFigures, ServicePlan, WeightedTarget,
 };
+pub use reason::{AnnounceReason, RailFired, SetBasis, SetFigures, SetReason, SoftDrainPhase};
 pub use time::Timestamp;
 pub use topology::{
     ClientNetwork, HealthSettings, PolicySettings, Pop, Region, RegionLatency, Service, Topology,

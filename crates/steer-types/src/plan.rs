@@ -6,7 +6,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::{PopId, RegionId, ServiceId, Timestamp};
+use crate::{
+    PopId, RegionId, ServiceId, Timestamp,
+    reason::{AnnounceReason, RailFired, SetFigures, SetReason},
+};
 
 /// Weights in an answer set add up to this.
 pub const PERMILLE: u32 = 1000;
@@ -26,11 +29,8 @@ pub struct WeightedTarget {
 pub struct AnswerSet {
     pub region: Option<RegionId>,
     pub targets: Vec<WeightedTarget>,
-    /// Why this set looks the way it does, in one line.
-    pub reason: String,
-    /// Demand this set carries (rps), 0 when unknown.
-    #[serde(default)]
-    pub demand_rps: f64,
+    /// Why this set looks the way it does (typed; rendered at the edge).
+    pub reason: SetReason,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,9 +47,17 @@ pub struct ServicePlan {
 
 impl ServicePlan {
     pub fn for_region(&self, region: Option<&RegionId>) -> &AnswerSet {
-        region
-            .and_then(|r| self.regional.iter().find(|a| a.region.as_ref() == Some(r)))
+        self.index_of(region)
+            .and_then(|i| self.regional.get(i))
             .unwrap_or(&self.global)
+    }
+
+    /// Position of `region`'s set in `regional`; None for unmapped clients.
+    pub fn index_of(&self, region: Option<&RegionId>) -> Option<usize> {
+        let r = region?;
+        self.regional
+            .iter()
+            .position(|a| a.region.as_ref() == Some(r))
     }
 }
 
@@ -89,7 +97,18 @@ pub struct PopPlan {
     pub drained_by: Option<String>,
     /// Share of its own region's answers (first service), per-mille.
     pub weight: u32,
-    pub reason: String,
+}
+
+impl PopPlan {
+    /// One line for operators: the drain that covers it, else its health
+    /// with the live `evidence` behind it (from [`PlanEvidence`]).
+    pub fn describe(&self, evidence: Option<&str>) -> String {
+        match (&self.drained_by, evidence) {
+            (Some(d), _) => format!("drained by {d}"),
+            (None, Some(e)) if !e.is_empty() => format!("{}: {e}", self.health.as_str()),
+            (None, _) => self.health.as_str().to_owned(),
+        }
+    }
 }
 
 /// How far a region is from normal service.
@@ -150,11 +169,12 @@ pub struct Announcement {
     pub prefix: IpNet,
     pub state: AnnounceState,
     /// Why, including any rail that overrode the wish (e.g. min-announce).
-    pub reason: String,
+    pub reason: AnnounceReason,
 }
 
 /// Everything the policy decided, without the version stamp. Two bodies that
-/// compare equal mean nothing changed and nothing is published.
+/// compare equal mean nothing changed and nothing is published. It holds
+/// decisions only: live figures behind them are in [`PlanEvidence`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanBody {
     pub services: Vec<ServicePlan>,
@@ -163,9 +183,51 @@ pub struct PlanBody {
     /// Per (PoP, anycast prefix), in topology order.
     #[serde(default)]
     pub announcements: Vec<Announcement>,
-    /// Safety rails that clamped a decision in this plan, one line each.
+    /// Safety rails that clamped a decision in this plan.
     #[serde(default)]
-    pub rails: Vec<String>,
+    pub rails: Vec<RailFired>,
+}
+
+/// Live figures behind a plan's decisions (demand rates, probe output),
+/// refreshed on every compute and published beside the plan. Never compared
+/// or versioned: a figure that moves without moving a decision changes
+/// nothing an operator or a data plane acts on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanEvidence {
+    pub computed_at: Timestamp,
+    /// Per service, in plan order.
+    pub services: Vec<ServiceFigures>,
+    /// Health evidence per PoP, in plan order (e.g. `silent for 22s`).
+    pub pops: Vec<(PopId, String)>,
+    /// For each rail in the plan's `rails`, in order: the share it held a
+    /// target back from, per-mille (0 where that does not apply).
+    pub rail_wanted: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceFigures {
+    pub id: ServiceId,
+    /// One per regional answer set, in plan order.
+    pub regional: Vec<SetFigures>,
+    pub global: SetFigures,
+}
+
+impl PlanEvidence {
+    /// Figures of `service`'s set for `region` (None: unmapped clients).
+    pub fn set(&self, service: &ServiceId, index: Option<usize>) -> Option<&SetFigures> {
+        let s = self.services.iter().find(|s| &s.id == service)?;
+        match index {
+            Some(i) => s.regional.get(i),
+            None => Some(&s.global),
+        }
+    }
+
+    pub fn pop(&self, pop: &str) -> Option<&str> {
+        self.pops
+            .iter()
+            .find(|(p, _)| p.as_str() == pop)
+            .map(|(_, e)| e.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,10 +281,17 @@ impl Plan {
                 .body
                 .announcements
                 .iter()
-                .find(|o| o.pop == a.pop && o.prefix == a.prefix)
-                .map(|o| o.state);
-            if before != Some(a.state) {
+                .find(|o| o.pop == a.pop && o.prefix == a.prefix);
+            if before.map(|o| o.state) != Some(a.state) {
                 out.push(format!("{} {} {}", a.pop, a.prefix, a.state.describe()));
+            } else if before.is_some_and(|o| o.reason != a.reason) {
+                out.push(format!(
+                    "{} {} {} ({})",
+                    a.pop,
+                    a.prefix,
+                    a.state.describe(),
+                    a.reason
+                ));
             }
         }
         for r in &self.body.regions {
@@ -236,8 +305,76 @@ impl Plan {
                 let by: Vec<&str> = r.served_by.iter().map(RegionId::as_str).collect();
                 out.push(format!("region {} served by {}", r.id, by.join("+")));
             }
+            let level = old
+                .body
+                .regions
+                .iter()
+                .find(|o| o.id == r.id)
+                .map(|o| o.level);
+            if level.is_some_and(|l| l != r.level) {
+                out.push(format!("region {} level {}", r.id, r.level.as_str()));
+            }
+        }
+        for rail in &self.body.rails {
+            if !old.body.rails.contains(rail) {
+                out.push(rail.to_string());
+            }
+        }
+        for rail in &old.body.rails {
+            if !self.body.rails.iter().any(|r| same_rail(r, rail)) {
+                out.push(format!("released: {rail}"));
+            }
+        }
+        if out.is_empty() && self.body != old.body {
+            // Every version is a decision; say which kind when the lines
+            // above (PoPs, routes, regions, rails) do not show it.
+            let moved = self
+                .body
+                .services
+                .iter()
+                .flat_map(|s| {
+                    let before = old.body.services.iter().find(|o| o.id == s.id);
+                    s.regional
+                        .iter()
+                        .chain(std::iter::once(&s.global))
+                        .filter(move |set| {
+                            before.is_none_or(|b| b.for_region(set.region.as_ref()) != *set)
+                        })
+                        .map(move |set| {
+                            format!(
+                                "{}/{}",
+                                s.id,
+                                set.region.as_ref().map_or("global", RegionId::as_str)
+                            )
+                        })
+                })
+                .collect::<Vec<_>>();
+            if !moved.is_empty() {
+                out.push(format!("answer sets changed: {}", moved.join(", ")));
+            }
         }
         out
+    }
+}
+
+/// The same rail on the same target, whatever it held it at.
+fn same_rail(a: &RailFired, b: &RailFired) -> bool {
+    match (a, b) {
+        (
+            RailFired::WeightStep {
+                service: s1,
+                region: r1,
+                pop: p1,
+                ..
+            },
+            RailFired::WeightStep {
+                service: s2,
+                region: r2,
+                pop: p2,
+                ..
+            },
+        ) => s1 == s2 && r1 == r2 && p1 == p2,
+        _ => a == b,
     }
 }
 

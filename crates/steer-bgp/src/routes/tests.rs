@@ -16,7 +16,7 @@ fn wish(pop: &str, prefix: &str, state: AnnounceState) -> Announcement {
         pop: PopId::new(pop),
         prefix: net(prefix),
         state,
-        reason: "test".to_owned(),
+        reason: steer_types::AnnounceReason::Healthy,
     }
 }
 

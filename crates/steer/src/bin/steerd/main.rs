@@ -237,6 +237,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     }
     let explainer = Arc::new(DnsExplainer {
         publisher: publisher.clone(),
+        evidence: handles.evidence.clone(),
     });
     let dns = tokio::spawn(steer_dns::serve(
         dns_addr,
@@ -375,6 +376,8 @@ fn server_tls(tls: &steer_config::ServerTls) -> anyhow::Result<tonic::transport:
 /// Explains from the view DNS is serving and the plan it was built from.
 struct DnsExplainer {
     publisher: Arc<ViewPublisher>,
+    /// Live figures behind the plan (demand, probe output).
+    evidence: Arc<arc_swap::ArcSwap<steer_types::PlanEvidence>>,
 }
 
 impl Explainer for DnsExplainer {
@@ -385,7 +388,9 @@ impl Explainer for DnsExplainer {
         client: ipnet::IpNet,
     ) -> Result<steer_types::explain::Explanation, ApiError> {
         let (view, plan) = self.publisher.snapshot();
-        steer_dns::explain(&view, &plan, name, qtype, client).map_err(ApiError::InvalidArgument)
+        let evidence = self.evidence.load();
+        steer_dns::explain(&view, &plan, &evidence, name, qtype, client)
+            .map_err(ApiError::InvalidArgument)
     }
 }
 

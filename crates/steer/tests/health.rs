@@ -421,3 +421,90 @@ fn four_of_six_down_at_once_freezes_until_confirmed() {
         String::from_utf8_lossy(&s.steerctl(&["--output", "json", "audit"]).stdout).into_owned();
     assert!(audit.contains("confirm-failure"), "{audit}");
 }
+
+/// Plan versions mean decisions: an agent that goes silent moves the plan
+/// when fra1 turns stale and when it is finally treated as down, not on
+/// every tick in between while "silent for Ns" counts up (that figure is
+/// evidence, shown by /status, never versioned). `steerctl watch` prints
+/// exactly those changes.
+#[test]
+fn a_silent_agent_moves_the_plan_only_when_its_state_changes() {
+    let dir = temp_dir("health-silent-versions");
+    let config = config_with(
+        &dir,
+        &[
+            ("stale_after = \"10s\"", "stale_after = \"2s\""),
+            ("max_stale = \"5m\"", "max_stale = \"6s\""),
+        ],
+    );
+    let s = Steerd::start_with(config, dir.join("state"));
+    let port = free_port();
+    let _server = HttpServer::start(port);
+    let agent_cfg = agent_config(
+        &dir,
+        "fra1",
+        s.grpc,
+        &format!(
+            "[[probes]]\nname = \"app-http\"\nservice = \"app\"\nkind = \"http\"\n\
+             url = \"http://127.0.0.1:{port}/healthz\"\ninterval = \"500ms\"\n\
+             timeout = \"400ms\"\nrise = 1\nfall = 3\n"
+        ),
+    );
+    let mut agent = start_agent(&dir, &agent_cfg, "fra1");
+    poll(Duration::from_secs(10), || {
+        (pop_status(&s, "fra1")["phase"] == "up").then_some(())
+    })
+    .unwrap_or_else(|| panic!("fra1 never reported up:\n{}", agent.log_text()));
+
+    let watch_log = dir.join("watch.log");
+    let mut watch = Proc::spawn(
+        Command::new(STEERCTL)
+            .arg("--endpoint")
+            .arg(s.endpoint())
+            .arg("watch"),
+        watch_log.clone(),
+    );
+    poll(Duration::from_secs(5), || {
+        watch.log_text().contains("current plan").then_some(())
+    })
+    .expect("watch printed nothing");
+    let before = status(&s)["plan_version"].as_u64().unwrap();
+    agent.kill();
+
+    // Stale after 2 s, down after 2 + 6 s; give it a few seconds beyond,
+    // during which the silence keeps counting.
+    poll(Duration::from_secs(20), || {
+        (pop_status(&s, "fra1")["health"] == "down").then_some(())
+    })
+    .unwrap_or_else(|| panic!("fra1 never went down: {}", pop_status(&s, "fra1")));
+    let evidence_then = pop_status(&s, "fra1")["evidence"].to_string();
+    let down_version = status(&s)["plan_version"].as_u64().unwrap();
+    poll(Duration::from_secs(10), || {
+        (pop_status(&s, "fra1")["evidence"].to_string() != evidence_then).then_some(())
+    })
+    .unwrap_or_else(|| panic!("evidence did not move: {evidence_then}"));
+    let evidence_later = pop_status(&s, "fra1")["evidence"].to_string();
+    poll(Duration::from_secs(10), || {
+        (pop_status(&s, "fra1")["evidence"].to_string() != evidence_later).then_some(())
+    })
+    .unwrap_or_else(|| panic!("evidence did not move: {evidence_later}"));
+    let after = status(&s)["plan_version"].as_u64().unwrap();
+    assert_eq!(after, down_version, "the plan moved while fra1 stayed down");
+    watch.kill();
+
+    let text = watch.log_text();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('v')).collect();
+    assert!(
+        !text.contains("no visible change"),
+        "a version without a decision:\n{text}"
+    );
+    // current plan, stale-up, down (weights move with it): a handful of
+    // versions, not one per tick.
+    assert!(
+        (3..=5).contains(&lines.len()),
+        "{} versions from v{before} while fra1 went silent:\n{text}",
+        lines.len()
+    );
+    assert!(text.contains("fra1 health up -> stale-up"), "{text}");
+    assert!(text.contains("fra1 health stale-up -> down"), "{text}");
+}

@@ -7,6 +7,9 @@
 //! acknowledged, so a `kill -9` at any point loses nothing that was confirmed.
 
 mod clock;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod durability;
 mod health;
 mod intents;
 mod record;
@@ -69,6 +72,10 @@ pub struct ControlLoop {
     /// when it moved materially, so plans do not churn on noise.
     demand: BTreeMap<ServiceId, ObservedDemand>,
     recorder: Option<record::Recorder>,
+    /// Audit entries of changes already durable in the state but not yet
+    /// in the audit log (a failed append); saved with every state write
+    /// and retried until they are in the log.
+    unflushed_audit: Vec<AuditEntry>,
 }
 
 /// Whether demand moved enough (5% or 50 rps on any set) to re-plan.
@@ -131,6 +138,15 @@ impl ControlLoop {
         clock: Box<dyn Clock>,
     ) -> Result<(Self, ControlHandles), StoreError> {
         let saved = store.load()?.unwrap_or_default();
+        // Entries saved with a change but kept out of the log by a crash or
+        // a full disk: append the ones the log does not have.
+        let unflushed_audit: Vec<AuditEntry> = saved
+            .pending_audit
+            .into_iter()
+            .filter(|p| {
+                !matches!(store.read_audit_matching(1, &|e| e == p), Ok(found) if !found.is_empty())
+            })
+            .collect();
         let mut intents = saved.intents;
         retain_known(&topology, &mut intents);
         let aggregator = HealthAggregator::new(
@@ -174,8 +190,15 @@ impl ControlLoop {
             api_rx,
             demand: BTreeMap::new(),
             recorder: None,
+            unflushed_audit,
         };
-        this.persist(this.current().version)?;
+        let mut this = this;
+        this.flush_audit();
+        // A full disk must not stop steerd from serving the state it has:
+        // the version is saved again with the next publication.
+        if let Err(e) = this.persist(this.current().version) {
+            error!(error = %e, "could not save state at start; serving from the state read");
+        }
         this.export_metrics();
         Ok((
             this,
@@ -386,6 +409,8 @@ impl ControlLoop {
             // Publishing anyway keeps answers fresh; the version may repeat
             // after a crash, which watchers tolerate by comparing bodies.
             error!(error = %e, "could not persist plan version");
+        } else if !self.unflushed_audit.is_empty() {
+            self.flush_audit();
         }
         self.plan.store(plan.clone());
         if self.recorder.is_some() {
@@ -405,16 +430,36 @@ impl ControlLoop {
         let state = PersistedState {
             intents: self.intents.clone(),
             plan_version,
+            pending_audit: self.unflushed_audit.clone(),
         };
         tokio::task::block_in_place(|| self.store.save(&state))
+    }
+
+    /// Appends the audit entries of durable changes that are not in the log
+    /// yet, oldest first; stops at the first failure and keeps the rest.
+    fn flush_audit(&mut self) {
+        while let Some(entry) = self.unflushed_audit.first() {
+            if let Err(e) = self.audit(entry) {
+                metrics::counter!("steer_audit_write_errors_total").increment(1);
+                error!(
+                    error = %e,
+                    pending = self.unflushed_audit.len(),
+                    "audit log append failed; the entries are kept in the state and retried"
+                );
+                return;
+            }
+            self.unflushed_audit.remove(0);
+        }
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         tokio::task::block_in_place(|| self.store.append_audit(entry))
     }
 
-    /// Applies an intent change durably: audit, then state, then publish.
-    /// On a storage failure nothing changes.
+    /// Applies an intent change durably: the state with its audit entry
+    /// (one atomic write), then the audit log line, then publish. On a
+    /// storage failure before the state is durable nothing changes; the log
+    /// line is written only once the change it reports is durable.
     fn commit(&mut self, next: Intents, entry: AuditEntry) -> Result<u64, ApiError> {
         self.commit_then_record(next, entry, |_| None)
     }
@@ -431,16 +476,17 @@ impl ControlLoop {
     ) -> Result<u64, ApiError> {
         let previous = std::mem::replace(&mut self.intents, next);
         entry.plan_version = self.current().version + 1;
-        let durable = self
-            .audit(&entry)
-            .and_then(|()| self.persist(self.current().version));
-        if let Err(e) = durable {
+        self.unflushed_audit.push(entry.clone());
+        if let Err(e) = self.persist(self.current().version) {
             self.intents = previous;
+            self.unflushed_audit.pop();
+            metrics::counter!("steer_state_write_errors_total").increment(1);
             error!(error = %e, "intent change not stored; rejected");
             return Err(ApiError::Unavailable(format!(
                 "could not store the change durably, nothing was changed: {e}"
             )));
         }
+        self.flush_audit();
         metrics::counter!("steer_intent_changes_total", "action" => entry.action.clone())
             .increment(1);
         let at = self.clock.now();
@@ -458,7 +504,8 @@ impl ControlLoop {
 
     /// Records an attempt that changed nothing (refused, denied, dry run).
     fn audit_only(&self, entry: &AuditEntry) {
-        if let Err(e) = self.audit(entry) {
+        let entry = entry.clone().capped();
+        if let Err(e) = self.audit(&entry) {
             error!(error = %e, action = %entry.action, "could not write audit entry");
         }
     }
@@ -501,14 +548,11 @@ impl ControlLoop {
                 let _ = reply.send(self.status());
             }
             ApiCommand::Audit { filter, reply } => {
-                let result = tokio::task::block_in_place(|| self.store.read_audit(usize::MAX))
-                    .map(|all| {
-                        let mut hits: Vec<AuditEntry> =
-                            all.into_iter().filter(|e| filter.matches(e)).collect();
-                        let skip = hits.len().saturating_sub(filter.limit);
-                        hits.split_off(skip)
-                    })
-                    .map_err(|e| ApiError::Unavailable(format!("cannot read the audit log: {e}")));
+                let result = tokio::task::block_in_place(|| {
+                    self.store
+                        .read_audit_matching(filter.limit, &|e| filter.matches(e))
+                })
+                .map_err(|e| ApiError::Unavailable(format!("cannot read the audit log: {e}")));
                 let _ = reply.send(result);
             }
             ApiCommand::RecordDenied {

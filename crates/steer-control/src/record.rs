@@ -186,6 +186,7 @@ pub fn replay(input: impl BufRead) -> Result<ReplayReport, String> {
                 let store = MemStore::with_state(PersistedState {
                     intents,
                     plan_version: plan.version.saturating_sub(1),
+                    pending_audit: Vec::new(),
                 });
                 let (c, _handles) =
                     ControlLoop::new(Arc::new(topology), Box::new(store), Box::new(clock.clone()))

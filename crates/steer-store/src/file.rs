@@ -3,15 +3,19 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
 };
 
 use crate::{AuditEntry, PersistedState, StateStore, StoreError};
 
+#[derive(Clone)]
 pub struct FileStore {
     dir: PathBuf,
 }
+
+/// How much of the log a backward read takes at a time.
+const CHUNK: u64 = 64 * 1024;
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.display().to_string();
@@ -19,11 +23,38 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreErro
 }
 
 impl FileStore {
-    /// Opens (creating if needed) the state directory.
+    /// Opens (creating if needed) the state directory, and repairs a torn
+    /// last audit line (a crash mid-append) so later entries are not glued
+    /// to it.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io("create state directory", &dir))?;
-        Ok(Self { dir })
+        let store = Self { dir };
+        store.repair_audit_tail()?;
+        Ok(store)
+    }
+
+    /// Bytes cut from a torn last audit line by the last [`open`](Self::open)
+    /// (0 when the log ended cleanly).
+    fn repair_audit_tail(&self) -> Result<u64, StoreError> {
+        let path = self.audit_path();
+        let mut f = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io("open", &path)(e)),
+        };
+        let len = f.metadata().map_err(io("stat", &path))?.len();
+        if len == 0 {
+            return Ok(0);
+        }
+        let keep = last_newline_end(&mut f, len).map_err(io("read", &path))?;
+        if keep == len {
+            return Ok(0);
+        }
+        // Truncating needs no free space, so this works on a full disk.
+        f.set_len(keep).map_err(io("truncate", &path))?;
+        f.sync_all().map_err(io("fsync", &path))?;
+        Ok(len - keep)
     }
 
     fn state_path(&self) -> PathBuf {
@@ -78,13 +109,28 @@ impl StateStore for FileStore {
             reason: e.to_string(),
         })?;
         line.push(b'\n');
+        let created = !path.exists();
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io("open", &path))?;
-        f.write_all(&line).map_err(io("append", &path))?;
-        f.sync_data().map_err(io("fsync", &path))
+        // One write per entry: concurrent appenders (the control loop and
+        // the denied-attempt writer) never interleave inside a line.
+        if let Err(e) = f.write_all(&line) {
+            // Leave no partial line behind for the next entry to glue onto.
+            drop(f);
+            let _ = self.repair_audit_tail();
+            return Err(io("append", &path)(e));
+        }
+        f.sync_data().map_err(io("fsync", &path))?;
+        if created {
+            // Make the new file's directory entry durable too.
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("fsync", &self.dir))?;
+        }
+        Ok(())
     }
 
     fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -105,6 +151,69 @@ impl StateStore for FileStore {
         let skip = out.len().saturating_sub(limit);
         Ok(out.split_off(skip))
     }
+
+    /// Reads the log backwards a chunk at a time and stops once `limit`
+    /// entries matched: the cost follows what was asked, not the log size.
+    fn read_audit_matching(
+        &self,
+        limit: usize,
+        keep: &dyn Fn(&AuditEntry) -> bool,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let path = self.audit_path();
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("open", &path)(e)),
+        };
+        let mut end = f.metadata().map_err(io("stat", &path))?.len();
+        let mut out = Vec::new();
+        // Bytes of a line that started before the chunk read so far.
+        let mut carry: Vec<u8> = Vec::new();
+        while end > 0 && out.len() < limit {
+            let start = end.saturating_sub(CHUNK);
+            let mut buf = vec![0u8; (end - start) as usize];
+            f.seek(SeekFrom::Start(start)).map_err(io("seek", &path))?;
+            f.read_exact(&mut buf).map_err(io("read", &path))?;
+            buf.extend_from_slice(&carry);
+            let mut lines: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+            // The first piece may continue in the previous chunk.
+            carry = if start > 0 {
+                lines.remove(0).to_vec()
+            } else {
+                Vec::new()
+            };
+            for line in lines.into_iter().rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                // A torn line is skipped, not fatal.
+                if let Ok(entry) = serde_json::from_slice::<AuditEntry>(line)
+                    && keep(&entry)
+                {
+                    out.push(entry);
+                }
+            }
+            end = start;
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// Length of `f` up to and including its last newline (0 if none).
+fn last_newline_end(f: &mut File, len: u64) -> std::io::Result<u64> {
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let mut buf = vec![0u8; (end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf)?;
+        if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -169,6 +278,66 @@ mod tests {
         let tail = store.read_audit(2).unwrap();
         assert_eq!(tail.len(), 2);
         assert_eq!(tail[1].at, Timestamp(2));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn entry(i: i64, reason: &str) -> AuditEntry {
+        AuditEntry {
+            at: Timestamp(i),
+            principal: "alice".into(),
+            action: "drain".into(),
+            scope: "pop fra1".into(),
+            reason: reason.into(),
+            intent_id: Some(format!("drain-{i}")),
+            plan_version: 1,
+            dry_run: false,
+            forced: false,
+            outcome: "applied".into(),
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_repaired_on_open_and_no_later_entry_is_lost() {
+        let dir = tempdir("torn");
+        let store = FileStore::open(&dir).unwrap();
+        store.append_audit(&entry(1, "first")).unwrap();
+        // A crash mid-append leaves half a line without its newline.
+        OpenOptions::new()
+            .append(true)
+            .open(dir.join("audit.jsonl"))
+            .unwrap()
+            .write_all(b"{\"at\":2,\"principal\":\"al")
+            .unwrap();
+        let store = FileStore::open(&dir).unwrap();
+        store.append_audit(&entry(3, "after the crash")).unwrap();
+        let all = store.read_audit(usize::MAX).unwrap();
+        assert_eq!(all, vec![entry(1, "first"), entry(3, "after the crash")]);
+        let text = fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tail_reads_cross_chunks_and_match_a_full_read() {
+        let dir = tempdir("tail");
+        let store = FileStore::open(&dir).unwrap();
+        // ~300 bytes a line: several 64 KiB chunks.
+        let pad = "x".repeat(200);
+        for i in 0..1000 {
+            store.append_audit(&entry(i, &pad)).unwrap();
+        }
+        let even = |e: &AuditEntry| e.at.0 % 2 == 0;
+        let all: Vec<AuditEntry> = store
+            .read_audit(usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter(|e| even(e))
+            .collect();
+        for limit in [1, 7, 300, 499, 500, 10_000] {
+            let tail = store.read_audit_matching(limit, &even).unwrap();
+            let skip = all.len().saturating_sub(limit);
+            assert_eq!(tail, all[skip..].to_vec(), "limit {limit}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

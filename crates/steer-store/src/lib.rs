@@ -33,6 +33,13 @@ pub struct PersistedState {
     pub intents: Intents,
     /// Last published plan version, so versions keep increasing across restarts.
     pub plan_version: u64,
+    /// Audit entries of changes this state already holds that may not be in
+    /// the audit log yet. They are saved atomically with the change, then
+    /// appended to the log; whatever a crash or a full disk kept out of the
+    /// log is appended on the next write or start, so no change goes
+    /// unaudited and no entry claims a change the state does not hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_audit: Vec<AuditEntry>,
 }
 
 pub trait StateStore: Send + Sync {
@@ -45,4 +52,20 @@ pub trait StateStore: Send + Sync {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The most recent `limit` audit entries, oldest first.
     fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The most recent `limit` entries for which `keep` holds, oldest first.
+    /// Backends that can read from the end override this so a request for
+    /// the last few entries does not read the whole log.
+    fn read_audit_matching(
+        &self,
+        limit: usize,
+        keep: &dyn Fn(&AuditEntry) -> bool,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut hits: Vec<AuditEntry> = self
+            .read_audit(usize::MAX)?
+            .into_iter()
+            .filter(|e| keep(e))
+            .collect();
+        let skip = hits.len().saturating_sub(limit);
+        Ok(hits.split_off(skip))
+    }
 }

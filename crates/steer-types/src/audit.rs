@@ -26,6 +26,43 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// Longest text field an audit entry keeps (bytes); the rest is cut and
+/// the cut says how much was dropped. A caller controls these fields, so
+/// they are bounded before anything is written.
+pub const MAX_AUDIT_FIELD: usize = 512;
+
+impl AuditEntry {
+    /// The entry with every caller-controlled text field cut to
+    /// [`MAX_AUDIT_FIELD`] bytes.
+    pub fn capped(mut self) -> Self {
+        for field in [
+            &mut self.principal,
+            &mut self.action,
+            &mut self.scope,
+            &mut self.reason,
+        ] {
+            cap_field(field);
+        }
+        if let Some(id) = self.intent_id.as_mut() {
+            cap_field(id);
+        }
+        self
+    }
+}
+
+fn cap_field(text: &mut String) {
+    if text.len() <= MAX_AUDIT_FIELD {
+        return;
+    }
+    let mut cut = MAX_AUDIT_FIELD;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = text.len() - cut;
+    text.truncate(cut);
+    text.push_str(&format!("…[{dropped} more bytes]"));
+}
+
 fn applied() -> String {
     "applied".to_owned()
 }

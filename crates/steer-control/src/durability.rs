@@ -1,0 +1,178 @@
+//! The audit log never lies: an entry is written only once the change it
+//! reports is durable, a change that could not be stored is refused with
+//! nothing half-applied, and an entry a failed append kept out of the log
+//! is appended later from the state it was saved with.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use steer_api::{ApiCommand, ApiError, DrainCommand};
+use steer_store::{PersistedState, StateStore, StoreError};
+use steer_types::{DrainMode, DrainScope, PopId, Timestamp, audit::AuditEntry};
+
+use crate::{ControlLoop, MemStore, ReplayClock, test_world::topology};
+
+/// A store whose state writes and audit appends fail on demand (a full
+/// disk hits either).
+#[derive(Clone, Default)]
+struct Disk {
+    inner: Arc<MemStore>,
+    saves_fail: Arc<AtomicBool>,
+    appends_fail: Arc<AtomicBool>,
+}
+
+fn full(op: &'static str) -> StoreError {
+    StoreError::Io {
+        op,
+        path: "mem".into(),
+        source: std::io::Error::other("No space left on device"),
+    }
+}
+
+impl StateStore for Disk {
+    fn load(&self) -> Result<Option<PersistedState>, StoreError> {
+        self.inner.load()
+    }
+    fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
+        if self.saves_fail.load(Ordering::SeqCst) {
+            return Err(full("write"));
+        }
+        self.inner.save(state)
+    }
+    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        if self.appends_fail.load(Ordering::SeqCst) {
+            return Err(full("append"));
+        }
+        self.inner.append_audit(entry)
+    }
+    fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.read_audit(limit)
+    }
+}
+
+fn start(disk: &Disk) -> ControlLoop {
+    let clock = ReplayClock::default();
+    clock.set(Timestamp(1_000_000));
+    ControlLoop::new(
+        Arc::new(topology()),
+        Box::new(disk.clone()),
+        Box::new(clock),
+    )
+    .unwrap()
+    .0
+}
+
+fn drain(c: &mut ControlLoop, pop: &str) -> Result<u64, ApiError> {
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    c.handle(ApiCommand::Drain {
+        cmd: DrainCommand {
+            scope: DrainScope::Pop {
+                pop: PopId::new(pop),
+            },
+            mode: DrainMode::Hard,
+            ramp: Duration::ZERO,
+            expires_in: None,
+            reason: "disk test".into(),
+            principal: "alice".into(),
+            dry_run: false,
+            force: true,
+        },
+        reply: tx,
+    });
+    rx.try_recv().unwrap().map(|r| r.plan_version)
+}
+
+fn applied(disk: &Disk) -> Vec<AuditEntry> {
+    disk.read_audit(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.outcome == "applied")
+        .collect()
+}
+
+#[test]
+fn a_change_that_cannot_be_stored_is_refused_and_never_audited_as_applied() {
+    let disk = Disk::default();
+    let mut c = start(&disk);
+    let version = c.plan().version;
+    disk.saves_fail.store(true, Ordering::SeqCst);
+    let err = drain(&mut c, "fra1").unwrap_err();
+    assert!(
+        matches!(&err, ApiError::Unavailable(m) if m.contains("nothing was changed")),
+        "{err:?}"
+    );
+    assert!(c.intents.drains.is_empty(), "half-applied");
+    assert_eq!(c.plan().version, version, "published a refused change");
+    assert!(
+        applied(&disk).is_empty(),
+        "audited a change that was refused"
+    );
+
+    // The disk has room again: the same drain goes through, audited once.
+    disk.saves_fail.store(false, Ordering::SeqCst);
+    drain(&mut c, "fra1").unwrap();
+    assert_eq!(applied(&disk).len(), 1);
+}
+
+#[test]
+fn an_entry_kept_out_of_the_log_is_appended_from_the_state_later() {
+    let disk = Disk::default();
+    let mut c = start(&disk);
+    disk.appends_fail.store(true, Ordering::SeqCst);
+    // The state holds the change (it is in force), the log cannot take it.
+    drain(&mut c, "fra1").unwrap();
+    assert_eq!(c.intents.drains.len(), 1);
+    assert!(applied(&disk).is_empty());
+    let saved = disk.load().unwrap().unwrap();
+    assert_eq!(
+        saved.pending_audit.len(),
+        1,
+        "entry not saved with the change"
+    );
+
+    // steerd dies and starts again with a working log: the entry is
+    // appended once, and not again on the start after that.
+    drop(c);
+    disk.appends_fail.store(false, Ordering::SeqCst);
+    let c = start(&disk);
+    let log = applied(&disk);
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].intent_id.as_deref(), Some("drain-1"));
+    drop(c);
+    let _c = start(&disk);
+    assert_eq!(applied(&disk).len(), 1, "appended twice");
+}
+
+#[test]
+fn a_pending_entry_is_flushed_by_the_next_write_without_a_restart() {
+    let disk = Disk::default();
+    let mut c = start(&disk);
+    disk.appends_fail.store(true, Ordering::SeqCst);
+    drain(&mut c, "fra1").unwrap();
+    disk.appends_fail.store(false, Ordering::SeqCst);
+    drain(&mut c, "ams1").unwrap();
+    let log: Vec<Option<String>> = applied(&disk).into_iter().map(|e| e.intent_id).collect();
+    assert_eq!(
+        log,
+        vec![Some("drain-1".to_owned()), Some("drain-2".to_owned())],
+        "lost or reordered"
+    );
+}
+
+#[test]
+fn a_start_on_a_full_disk_still_serves_the_stored_state() {
+    let disk = Disk::default();
+    let mut c = start(&disk);
+    drain(&mut c, "fra1").unwrap();
+    drop(c);
+    disk.saves_fail.store(true, Ordering::SeqCst);
+    disk.appends_fail.store(true, Ordering::SeqCst);
+    let c = start(&disk);
+    assert_eq!(c.intents.drains.len(), 1);
+    assert!(c.plan().pop("fra1").unwrap().drained_by.is_some());
+}

@@ -63,7 +63,7 @@ impl Pki {
             self.dir.join(format!("{name}.key")),
         );
         std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
+        write_private(&k, key.serialize_pem());
         (c, k)
     }
 }
@@ -73,8 +73,8 @@ fn mtls_steerd(dir: &Path, pki: &Pki) -> Steerd {
     for who in ["agent-fra1", "agent-ams1", "admin", "viewer"] {
         pki.leaf(who, &[&format!("{who}.steer.test")]);
     }
-    std::fs::write(
-        dir.join("identities.toml"),
+    write_private(
+        &dir.join("identities.toml"),
         r#"
 [[tokens]]
 principal = "agent-fra1"
@@ -96,8 +96,7 @@ principal = "viewer"
 role = "viewer"
 cert_name = "viewer.steer.test"
 "#,
-    )
-    .unwrap();
+    );
     let text = std::fs::read_to_string(quickstart()).unwrap().replace(
         "mode = \"none\"",
         "mode = \"mtls\"\ntokens_file = \"identities.toml\"",

@@ -364,3 +364,57 @@ fn https_probes_verify_certificates_unless_told_not_to() {
     stop.notify_one();
     let _ = thread.join();
 }
+
+/// Issue 11, item 9: a certificate names an identity only by an exact SAN.
+/// A wildcard SAN covering an identity's name, or SANs naming two
+/// identities, authenticate nobody.
+#[test]
+fn mtls_names_identities_only_by_one_exact_san() {
+    let dir = temp_dir("mtls-san");
+    let pki = Pki::new(&dir);
+    let s = mtls_steerd(&dir, &pki);
+    pki.leaf("wildcard", &["*.steer.test"]);
+    pki.leaf(
+        "double",
+        &["agent-fra1.steer.test", "agent-ams1.steer.test"],
+    );
+    pki.leaf("upper", &["AGENT-AMS1.steer.test"]);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            for who in ["wildcard", "double"] {
+                let mut client = ingest_as(&s, &pki, Some(who)).await;
+                let err = match client
+                    .report(tokio_stream::iter([down_report("fra1")]))
+                    .await
+                {
+                    Err(e) => e,
+                    Ok(resp) => resp.into_inner().message().await.unwrap_err(),
+                };
+                assert_eq!(err.code(), Code::Unauthenticated, "{who}: {err:?}");
+                if who == "double" {
+                    assert!(err.message().contains("more than one identity"), "{err:?}");
+                }
+            }
+            // DNS names compare without regard to ASCII case.
+            let mut upper = ingest_as(&s, &pki, Some("upper")).await;
+            let mut acks = upper
+                .report(tokio_stream::iter([down_report("ams1")]))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(acks.message().await.unwrap().unwrap().accepted);
+        });
+    let metrics = http_get(s.http, "/metrics").unwrap().1;
+    for reason in ["unknown_certificate", "ambiguous_certificate"] {
+        assert!(
+            metrics.contains(&format!("steer_auth_denied_total{{reason=\"{reason}\"}} 1")),
+            "{reason}: {metrics}"
+        );
+    }
+    // Before: fra1 went down on the wildcard's word.
+    s.wait_answers(EU, &["192.0.2.11", "192.0.2.12"], Duration::from_secs(1))
+        .unwrap();
+}

@@ -307,4 +307,22 @@ fn secrets_others_can_read_refuse_the_start() {
             && err.contains("auth.tokens_file"),
         "{err}"
     );
+
+    // steerctl holds its token file to the same rule, before connecting.
+    let token = dir.join("alice.token");
+    std::fs::write(&token, "alice-admin-token-0123456789\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(STEERCTL)
+        .args(["--endpoint", "http://127.0.0.1:9"])
+        .arg("--token-file")
+        .arg(&token)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("chmod 600 {}", token.display())),
+        "{}",
+        stderr(&out)
+    );
 }

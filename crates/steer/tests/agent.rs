@@ -112,18 +112,20 @@ fn agent_without_peers_keeps_one_stream_for_30s() {
     drop(service);
 }
 
-/// The README's token setup: steerd in token mode with the agent's token in
-/// its tokens file; the agent reads its token from `token_file`.
+/// The tokens file of the README's Auth example, as written there.
+fn readme_tokens() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let auth = &readme[readme.find("**Auth.**").unwrap()..];
+    let block = &auth[auth.find("```toml\n").unwrap() + "```toml\n".len()..];
+    let tokens = &block[..block.find("```").unwrap()];
+    assert!(tokens.contains("principal = \"agent-fra1\""), "{tokens}");
+    tokens.to_owned()
+}
+
+/// The README's token setup: steerd in token mode with its tokens file
+/// (agent-fra1's token in it); the agent reads its token from `token_file`.
 fn token_world(dir: &Path) -> Steerd {
-    write_private(
-        &dir.join("tokens.toml"),
-        r#"
-[[tokens]]
-principal = "agent-fra1"
-pop = "fra1"                       # an agent: may only report health for fra1
-token = "another-long-random-string"
-"#,
-    );
+    write_private(&dir.join("tokens.toml"), readme_tokens());
     let config = std::fs::read_to_string(quickstart()).unwrap().replace(
         "mode = \"none\"",
         "mode = \"token\"\ntokens_file = \"tokens.toml\"",

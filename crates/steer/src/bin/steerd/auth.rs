@@ -1,8 +1,8 @@
-//! steerd's side of auth: the credentials in force (swapped whole on
-//! reload), the TLS material the gRPC listener was started with, and what a
-//! reload may change: credentials yes; the auth mode and TLS material only
-//! with a restart, and a reload that carries such a change is refused, so
-//! its reply never says "applied" for something that was not.
+//! steerd's side of auth: the credentials in force and the TLS material of
+//! the gRPC listener, both swapped whole on reload once the rest of the
+//! reload succeeded. The auth mode, and whether the listener speaks TLS at
+//! all, are fixed at start: a reload that changes them is refused, so its
+//! reply never says "applied" for something that was not.
 
 use std::sync::Arc;
 
@@ -10,7 +10,10 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use steer_api::{Authenticator, SharedAuthenticator};
 use steer_config::{AuthMode, ServerTls, SteerConfig};
+
 use tracing::{info, warn};
+
+use crate::tls::SharedTlsConfig;
 
 /// The credentials a config names; `None` when auth is off.
 pub(crate) fn authenticator(mode: &AuthMode) -> Option<Authenticator> {
@@ -51,8 +54,7 @@ pub(crate) fn start(config: &SteerConfig) -> Option<SharedAuthenticator> {
     authenticator(&config.auth).map(|a| Arc::new(ArcSwap::from_pointee(a)))
 }
 
-/// The bytes of the certificate, key and client CA the listener uses.
-#[derive(PartialEq, Eq)]
+/// The PEM bytes of the certificate, key and client CA.
 pub(crate) struct TlsMaterial {
     cert: Vec<u8>,
     key: Vec<u8>,
@@ -71,19 +73,16 @@ impl TlsMaterial {
         })
     }
 
-    /// TLS for the gRPC listener; with a client CA, client certificates are
-    /// verified against it (optional at the TLS layer, so a caller without
-    /// one gets a proper UNAUTHENTICATED status instead of a handshake
-    /// failure).
-    pub(crate) fn server_config(&self) -> tonic::transport::ServerTlsConfig {
-        let mut cfg = tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(&self.cert, &self.key));
-        if let Some(ca) = &self.client_ca {
-            cfg = cfg
-                .client_ca_root(tonic::transport::Certificate::from_pem(ca))
-                .client_auth_optional(true);
-        }
-        cfg
+    pub(crate) fn cert(&self) -> &[u8] {
+        &self.cert
+    }
+
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    pub(crate) fn client_ca(&self) -> Option<&[u8]> {
+        self.client_ca.as_deref()
     }
 }
 
@@ -91,20 +90,27 @@ impl TlsMaterial {
 pub(crate) struct AuthReload {
     /// `None` when auth is off (then it stays off until a restart).
     pub(crate) live: Option<SharedAuthenticator>,
-    /// What the gRPC listener was started with.
-    pub(crate) tls: Option<TlsMaterial>,
+    /// The rustls config new gRPC connections get; `None` without `[tls]`.
+    pub(crate) tls: Option<SharedTlsConfig>,
+}
+
+/// Auth and TLS of a candidate config, validated, waiting for the rest of
+/// the reload to succeed.
+pub(crate) struct Pending {
+    credentials: Option<Authenticator>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl AuthReload {
     /// Refuses a candidate config whose auth or TLS cannot be applied
-    /// without a restart; otherwise returns the credentials to swap in once
-    /// the rest of the reload succeeded. `running` is the config in force
-    /// (its listeners are the bound ones).
+    /// without a restart, or whose TLS material does not load; otherwise
+    /// returns what to swap in once the rest of the reload succeeded.
+    /// `running` is the config in force (its listeners are the bound ones).
     pub(crate) fn check(
         &self,
         running: &SteerConfig,
         next: &SteerConfig,
-    ) -> Result<Option<Authenticator>, String> {
+    ) -> Result<Pending, String> {
         if mode_name(&next.auth) != mode_name(&running.auth) {
             return Err(format!(
                 "[auth] mode changed from {:?} to {:?}: the auth mode is set at start; \
@@ -118,26 +124,39 @@ impl AuthReload {
         let mut bound = next.clone();
         bound.server = running.server.clone();
         bound.check_control_exposure()?;
-        let tls_now = match &next.tls {
-            None => None,
-            Some(t) => Some(TlsMaterial::read(t).map_err(|e| format!("{e:#}"))?),
+        let tls = match (&self.tls, &next.tls) {
+            (None, None) => None,
+            (Some(_), Some(t)) => {
+                let material = TlsMaterial::read(t).map_err(|e| format!("[tls]: {e:#}"))?;
+                Some(
+                    crate::tls::server_config(&material)
+                        .map_err(|e| format!("[tls]: {e:#}. Nothing was reloaded"))?,
+                )
+            }
+            (None, Some(_)) | (Some(_), None) => {
+                return Err(
+                    "[tls] was added or removed: whether the gRPC listener speaks TLS is set \
+                     at start; restart steerd to change it. Nothing was reloaded"
+                        .to_owned(),
+                );
+            }
         };
-        if next.tls != running.tls || tls_now != self.tls {
-            return Err(
-                "[tls] changed (paths, or the certificate, key or client CA on disk): TLS is \
-                 set up at start; restart steerd to use the new material. Nothing was reloaded"
-                    .to_owned(),
-            );
-        }
-        Ok(authenticator(&next.auth))
+        Ok(Pending {
+            credentials: authenticator(&next.auth),
+            tls,
+        })
     }
 
-    /// Puts the new credentials in force: the next call is checked against
-    /// them.
-    pub(crate) fn apply(&self, next: Option<Authenticator>) {
-        if let (Some(live), Some(next)) = (&self.live, next) {
-            live.store(Arc::new(next));
+    /// Puts the new credentials and TLS material in force: the next call
+    /// (the next connection, for TLS) uses them.
+    pub(crate) fn apply(&self, next: Pending) {
+        if let (Some(live), Some(credentials)) = (&self.live, next.credentials) {
+            live.store(Arc::new(credentials));
             info!("auth credentials reloaded");
+        }
+        if let (Some(live), Some(tls)) = (&self.tls, next.tls) {
+            live.store(tls);
+            info!("TLS certificate, key and client CA reloaded; new connections use them");
         }
     }
 }

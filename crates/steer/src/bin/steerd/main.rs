@@ -4,6 +4,7 @@
 mod auth;
 mod http;
 mod reload;
+mod tls;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -164,13 +165,19 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .install_recorder()
         .context("installing the metrics recorder")?;
     let authenticator = auth::start(&config);
-    // Read once: what the listener serves, and what reload compares with.
-    let tls_material = config
-        .tls
-        .as_ref()
-        .map(auth::TlsMaterial::read)
-        .transpose()
-        .context("reading the [tls] files")?;
+    // TLS is terminated here, with a config reload can replace.
+    let tls_config: Option<tls::SharedTlsConfig> = match &config.tls {
+        None => None,
+        Some(t) => {
+            let material = auth::TlsMaterial::read(t)?;
+            let rustls = tls::server_config(&material).context("TLS on the gRPC listener")?;
+            info!(
+                mtls = t.client_ca_file.is_some(),
+                "gRPC listener speaks TLS"
+            );
+            Some(Arc::new(ArcSwap::new(rustls)))
+        }
+    };
     let config_path = config.source.clone();
 
     let store = FileStore::open(&config.server.state_dir).with_context(|| {
@@ -239,16 +246,6 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     ));
 
     let (reload_tx, reload_rx) = mpsc::channel(4);
-    let mut builder = tonic::transport::Server::builder();
-    if let (Some(tls), Some(material)) = (&config.tls, &tls_material) {
-        builder = builder
-            .tls_config(material.server_config())
-            .context("configuring TLS on the gRPC listener")?;
-        info!(
-            mtls = tls.client_ca_file.is_some(),
-            "gRPC listener speaks TLS"
-        );
-    }
     tokio::spawn(reload::run(
         config_path,
         live_config,
@@ -257,7 +254,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         handles.api_tx.clone(),
         auth::AuthReload {
             live: authenticator.clone(),
-            tls: tls_material,
+            tls: tls_config.clone(),
         },
     ));
     tokio::spawn(reload::on_sighup(reload_tx.clone()));
@@ -309,7 +306,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         operator = operator.with_bgp_status(b.clone());
     }
     let grpc_addr = grpc.local_addr()?;
-    let grpc_server = builder
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -320,14 +317,21 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .add_service(OperatorServer::with_interceptor(
             operator,
             interceptor(authenticator),
-        ))
-        // Builder socket options apply only to `serve`; with our own
-        // listener, TCP_NODELAY is set here, so small acks are not held
-        // back by Nagle.
-        .serve_with_incoming_shutdown(
+        ));
+    // Builder socket options apply only to `serve`; with our own listener,
+    // TCP_NODELAY is set here (and by the TLS acceptor), so small acks are
+    // not held back by Nagle.
+    let grpc_server: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match tls_config {
+        Some(tls_config) => Box::pin(
+            router.serve_with_incoming_shutdown(tls::incoming(grpc, tls_config), shutdown_signal()),
+        ),
+        None => Box::pin(router.serve_with_incoming_shutdown(
             TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown_signal(),
-        );
+        )),
+    };
 
     let http_addr = http.local_addr()?;
     let http_server = http::serve(http, metrics, handles.api_tx.clone(), bgp_status);

@@ -1,8 +1,8 @@
 //! Config reload (gRPC ReloadConfig and SIGHUP): validate the whole file
 //! (zones and zone files included), then swap the DNS data and the
 //! topology and the auth credentials; a bad file changes nothing and the
-//! error says where. A change that needs a restart (auth mode, TLS
-//! material) refuses the reload instead of being reported as applied.
+//! error says where. A change that needs a restart (auth mode, [tls] added
+//! or removed) refuses the reload instead of being reported as applied.
 
 use std::{
     path::{Path, PathBuf},
@@ -64,9 +64,9 @@ async fn reload_once(
     .map_err(|errors| ApiError::InvalidArgument(format!("config not reloaded:\n{errors}")))?;
     // Listeners and state dir are bound at start; keep the running ones.
     let current = live.load_full();
-    // Credentials (tokens, certificate names) reload; a change of auth mode
-    // or of TLS material refuses the whole reload.
-    let credentials = auth
+    // Credentials (tokens, certificate names) and TLS material reload; a
+    // change of auth mode, or adding or removing [tls], refuses the reload.
+    let pending = auth
         .check(&current, &next)
         .map_err(|e| ApiError::FailedPrecondition(format!("config not reloaded: {e}")))?;
     if next.server != current.server {
@@ -110,7 +110,7 @@ async fn reload_once(
         live.store(previous);
         let _ = publisher.replace_inputs((*previous_inputs).clone());
     } else {
-        auth.apply(credentials);
+        auth.apply(pending);
     }
     result
 }

@@ -17,7 +17,7 @@ use steer_types::{
 };
 use tokio::sync::oneshot;
 
-pub use auth::{Authenticator, interceptor};
+pub use auth::{Authenticator, Denial, SharedAuthenticator, interceptor};
 pub use service::{BgpStatusSource, OperatorService};
 
 /// Why the control loop (or the API) refused a command.

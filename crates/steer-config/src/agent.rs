@@ -28,6 +28,8 @@ struct RawAgent {
     load_interval: Option<Spanned<String>>,
     /// TLS towards steerd (https:// endpoints): CA, client certificate.
     tls: Option<crate::tls::RawClientTls>,
+    /// File holding the bearer token sent to steerd (`[auth] mode = "token"`).
+    token_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +141,8 @@ pub struct AgentConfig {
     pub peers: Vec<PeerProbeConfig>,
     pub load_command: Option<LoadCommand>,
     pub tls: Option<crate::tls::ClientTls>,
+    /// Sent as `authorization: Bearer <token>` on every report stream.
+    pub token: Option<crate::auth::BearerToken>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors> {
@@ -221,6 +225,15 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
         .tls
         .as_ref()
         .map(|t| crate::tls::client_tls(&mut r, path, t));
+    let token = raw.token_file.as_ref().and_then(|f| {
+        let path = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(f.get_ref());
+        crate::auth::read_bearer_token(&path)
+            .map_err(|e| r.at(f.span(), e))
+            .ok()
+    });
     r.finish(AgentConfig {
         pop: raw.pop.get_ref().clone(),
         steerd: raw.steerd.iter().map(|s| s.get_ref().clone()).collect(),
@@ -231,6 +244,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
         peers,
         load_command,
         tls,
+        token,
     })
 }
 

@@ -7,6 +7,7 @@
 //! file is valid.
 
 mod agent;
+mod auth;
 mod bgp;
 mod dns;
 mod duration;
@@ -20,6 +21,7 @@ mod zonefile;
 pub use agent::{
     AgentConfig, HttpProbe, HttpsProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind,
 };
+pub use auth::{BearerToken, check_private_file, is_loopback, read_bearer_token};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use steerd::{AuthMode, ServerSettings, SteerConfig};

@@ -94,6 +94,9 @@ struct RawAuth {
     mode: Spanned<String>,
     /// For mode = "token": path of the tokens file, relative to this config.
     tokens_file: Option<Spanned<String>>,
+    /// With mode = "none": allow gRPC/HTTP listeners off loopback.
+    #[serde(default)]
+    allow_unauthenticated_remote: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -265,6 +268,8 @@ pub struct SteerConfig {
     pub source: PathBuf,
     pub server: ServerSettings,
     pub auth: AuthMode,
+    /// `[auth] allow_unauthenticated_remote`: mode = "none" off loopback.
+    pub allow_unauthenticated_remote: bool,
     pub topology: Topology,
     pub zones: Vec<Zone>,
     /// TLS on the gRPC listener (`[tls]`).
@@ -290,6 +295,16 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         .as_ref()
         .map(|t| crate::tls::server_tls(&mut r, path, t));
     let auth = mtls_auth(&mut r, path, &raw.auth, tls.as_ref()).unwrap_or(auth);
+    let allow_unauthenticated_remote = raw.auth.get_ref().allow_unauthenticated_remote;
+    let listen_spans =
+        [&raw.server.grpc_listen, &raw.server.http_listen].map(|v| v.as_ref().map(Spanned::span));
+    crate::auth::refuse_open_remote(
+        &mut r,
+        &server,
+        &auth,
+        allow_unauthenticated_remote,
+        listen_spans,
+    );
     let mut health = health_settings(&mut r, &raw.health);
     health.guards = crate::guards::health_guards(
         &mut r,
@@ -321,6 +336,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         source: path.to_path_buf(),
         server,
         auth,
+        allow_unauthenticated_remote,
         topology,
         zones,
         tls,

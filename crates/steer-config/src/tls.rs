@@ -1,7 +1,8 @@
 //! TLS settings: steerd's `[tls]` table (server certificate, optional client
 //! CA for mTLS) and the `[tls]` table of agents (CA to trust, client
 //! certificate to present). Paths are relative to the config file and must
-//! be readable when the config is loaded.
+//! be readable when the config is loaded; private keys must not be
+//! accessible by group or others (`chmod 600`).
 
 use std::path::{Path, PathBuf};
 
@@ -59,10 +60,21 @@ fn file(r: &mut Reporter<'_>, config: &Path, v: &Spanned<String>) -> PathBuf {
     path
 }
 
+/// A private key: readable, and by its owner only.
+fn key_file(r: &mut Reporter<'_>, config: &Path, v: &Spanned<String>) -> PathBuf {
+    let path = file(r, config, v);
+    if path.exists()
+        && let Err(e) = crate::auth::check_private_file(&path, "private key")
+    {
+        r.at(v.span(), e);
+    }
+    path
+}
+
 pub(crate) fn server_tls(r: &mut Reporter<'_>, config: &Path, raw: &RawServerTls) -> ServerTls {
     ServerTls {
         cert_file: file(r, config, &raw.cert_file),
-        key_file: file(r, config, &raw.key_file),
+        key_file: key_file(r, config, &raw.key_file),
         client_ca_file: raw.client_ca_file.as_ref().map(|f| file(r, config, f)),
     }
 }
@@ -73,7 +85,7 @@ pub(crate) fn client_tls(r: &mut Reporter<'_>, config: &Path, raw: &RawClientTls
     let tls = ClientTls {
         ca_file: opt(r, &raw.ca_file),
         cert_file: opt(r, &raw.cert_file),
-        key_file: opt(r, &raw.key_file),
+        key_file: raw.key_file.as_ref().map(|f| key_file(r, config, f)),
         server_name: raw.server_name.as_ref().map(|s| s.get_ref().clone()),
     };
     if tls.cert_file.is_some() != tls.key_file.is_some()

@@ -14,9 +14,13 @@
 //! [[tokens]]
 //! principal = "agent-ams1"
 //! pop = "ams1"
-//! cert_name = "agent-ams1.steer.test"   # mTLS: a client certificate valid
-//!                                        # for this DNS name is this identity
+//! cert_name = "agent-ams1.steer.test"   # mTLS: a client certificate with
+//!                                        # exactly this DNS SAN (no wildcard)
+//!                                        # is this identity
 //! ```
+//!
+//! The file holds secrets: it must not be accessible by group or others
+//! (`chmod 600`), or it is refused.
 
 use std::{collections::HashSet, path::Path};
 
@@ -59,6 +63,15 @@ pub(crate) fn load(path: &Path) -> Result<Vec<(String, Identity)>, ConfigErrors>
 }
 
 pub(crate) fn load_credentials(path: &Path) -> Result<Credentials, ConfigErrors> {
+    crate::auth::check_private_file(path, "tokens file").map_err(|message| {
+        ConfigErrors(vec![crate::ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message,
+        }])
+    })?;
     let src = crate::read(path)?;
     let mut r = Reporter::new(path.display().to_string(), &src);
     let raw: RawTokens = match toml::from_str(&src) {
@@ -80,10 +93,17 @@ pub(crate) fn load_credentials(path: &Path) -> Result<Credentials, ConfigErrors>
                 r.at(token.span(), "this token is listed twice");
             }
         }
-        if let Some(name) = &t.cert_name
-            && !seen.insert(format!("cert:{}", name.get_ref()))
-        {
-            r.at(name.span(), "this cert_name is listed twice");
+        if let Some(name) = &t.cert_name {
+            if !seen.insert(format!("cert:{}", name.get_ref().to_ascii_lowercase())) {
+                r.at(name.span(), "this cert_name is listed twice");
+            }
+            if name.get_ref().contains('*') || name.get_ref().is_empty() {
+                r.at(
+                    name.span(),
+                    "cert_name must be one exact DNS name (no wildcard): a client \
+                     certificate names an identity only by an exact SAN",
+                );
+            }
         }
         if t.token.is_none() && t.cert_name.is_none() {
             r.at(

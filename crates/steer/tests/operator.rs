@@ -354,13 +354,13 @@ principal = "agent-ams1"
 pop = "ams1"
 token = "ams1-agent-token-0123456789"
 "#;
-    std::fs::write(dir.join("tokens.toml"), tokens).unwrap();
+    write_private(&dir.join("tokens.toml"), tokens);
     for (file, token) in [
         ("viewer", "viewer-token-0123456789"),
         ("operator", "operator-token-0123456789"),
         ("agent", "ams1-agent-token-0123456789"),
     ] {
-        std::fs::write(dir.join(file), format!("{token}\n")).unwrap();
+        write_private(&dir.join(file), format!("{token}\n"));
     }
     let config = std::fs::read_to_string(quickstart()).unwrap().replace(
         "mode = \"none\"",

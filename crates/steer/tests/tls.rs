@@ -63,7 +63,7 @@ impl Pki {
             self.dir.join(format!("{name}.key")),
         );
         std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
+        write_private(&k, key.serialize_pem());
         (c, k)
     }
 }
@@ -73,8 +73,8 @@ fn mtls_steerd(dir: &Path, pki: &Pki) -> Steerd {
     for who in ["agent-fra1", "agent-ams1", "admin", "viewer"] {
         pki.leaf(who, &[&format!("{who}.steer.test")]);
     }
-    std::fs::write(
-        dir.join("identities.toml"),
+    write_private(
+        &dir.join("identities.toml"),
         r#"
 [[tokens]]
 principal = "agent-fra1"
@@ -96,8 +96,7 @@ principal = "viewer"
 role = "viewer"
 cert_name = "viewer.steer.test"
 "#,
-    )
-    .unwrap();
+    );
     let text = std::fs::read_to_string(quickstart()).unwrap().replace(
         "mode = \"none\"",
         "mode = \"mtls\"\ntokens_file = \"identities.toml\"",
@@ -108,13 +107,24 @@ cert_name = "viewer.steer.test"
 }
 
 fn steerctl_as(s: &Steerd, pki: &Pki, who: Option<&str>, args: &[&str]) -> std::process::Output {
+    steerctl_to(s, pki, "steerd.test", who, args)
+}
+
+/// steerctl verifying steerd's certificate against `server_name`.
+fn steerctl_to(
+    s: &Steerd,
+    pki: &Pki,
+    server_name: &str,
+    who: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
     let mut cmd = Command::new(STEERCTL);
     cmd.arg("--endpoint")
         .arg(format!("https://127.0.0.1:{}", s.grpc))
         .arg("--ca-file")
         .arg(pki.ca_file())
         .arg("--tls-server-name")
-        .arg("steerd.test");
+        .arg(server_name);
     if let Some(who) = who {
         cmd.arg("--cert-file")
             .arg(pki.dir.join(format!("{who}.pem")))
@@ -364,4 +374,92 @@ fn https_probes_verify_certificates_unless_told_not_to() {
     assert!(phases.1.1.contains("TLS"), "ams1 evidence: {}", phases.1.1);
     stop.notify_one();
     let _ = thread.join();
+}
+
+/// Issue 11, item 9: a certificate names an identity only by an exact SAN.
+/// A wildcard SAN covering an identity's name, or SANs naming two
+/// identities, authenticate nobody.
+#[test]
+fn mtls_names_identities_only_by_one_exact_san() {
+    let dir = temp_dir("mtls-san");
+    let pki = Pki::new(&dir);
+    let s = mtls_steerd(&dir, &pki);
+    pki.leaf("wildcard", &["*.steer.test"]);
+    pki.leaf(
+        "double",
+        &["agent-fra1.steer.test", "agent-ams1.steer.test"],
+    );
+    pki.leaf("upper", &["AGENT-AMS1.steer.test"]);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            for who in ["wildcard", "double"] {
+                let mut client = ingest_as(&s, &pki, Some(who)).await;
+                let err = match client
+                    .report(tokio_stream::iter([down_report("fra1")]))
+                    .await
+                {
+                    Err(e) => e,
+                    Ok(resp) => resp.into_inner().message().await.unwrap_err(),
+                };
+                assert_eq!(err.code(), Code::Unauthenticated, "{who}: {err:?}");
+                if who == "double" {
+                    assert!(err.message().contains("more than one identity"), "{err:?}");
+                }
+            }
+            // DNS names compare without regard to ASCII case.
+            let mut upper = ingest_as(&s, &pki, Some("upper")).await;
+            let mut acks = upper
+                .report(tokio_stream::iter([down_report("ams1")]))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(acks.message().await.unwrap().unwrap().accepted);
+        });
+    let metrics = http_get(s.http, "/metrics").unwrap().1;
+    for reason in ["unknown_certificate", "ambiguous_certificate"] {
+        assert!(
+            metrics.contains(&format!("steer_auth_denied_total{{reason=\"{reason}\"}} 1")),
+            "{reason}: {metrics}"
+        );
+    }
+    // ams1 went down on its own (upper-case) certificate's word; fra1 stays:
+    // before, it went down on the wildcard's word.
+    s.wait_answers(EU, &["192.0.2.11"], Duration::from_secs(5))
+        .unwrap();
+}
+
+/// Issue 11, item 4: reload swaps steerd's certificate and key for new
+/// connections, and refuses material that does not load.
+#[test]
+fn reload_rotates_the_server_certificate() {
+    let dir = temp_dir("tls-rotate");
+    let pki = Pki::new(&dir);
+    let s = mtls_steerd(&dir, &pki);
+    let ok = |name: &str| {
+        steerctl_to(&s, &pki, name, Some("viewer"), &["status"])
+            .status
+            .success()
+    };
+    assert!(ok("steerd.test"));
+    assert!(!ok("steerd2.test"));
+
+    pki.leaf("steerd", &["steerd2.test"]);
+    let out = steerctl_as(&s, &pki, Some("admin"), &["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(ok("steerd2.test"), "the new certificate is not served");
+    assert!(!ok("steerd.test"), "the old certificate is still served");
+
+    // A key that does not load: refused, the rotated certificate stays.
+    write_private(&dir.join("steerd.key"), "not a key\n");
+    let out = steerctl_to(&s, &pki, "steerd2.test", Some("admin"), &["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[tls]") && err.contains("private key"),
+        "{err}"
+    );
+    assert!(ok("steerd2.test"));
 }

@@ -50,6 +50,22 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes a file only its owner may read or write (mode 0600), as steerd
+/// and steer-agent demand of secrets: tokens files, token files, keys.
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .unwrap();
+    f.write_all(contents.as_ref()).unwrap();
+}
+
 /// Polls `f` every 50 ms until it returns `Some` or `within` passes.
 pub fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;

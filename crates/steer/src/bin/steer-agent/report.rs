@@ -17,8 +17,11 @@ use steer_proto::v1::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
-use tonic::transport::Channel;
-use tracing::{info, warn};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
+use tracing::{error, info, warn};
 
 use crate::{
     client_tls,
@@ -119,14 +122,68 @@ fn jittered(base: Duration) -> Duration {
     base.mul_f64(frac)
 }
 
+/// Why a report stream ended with an error.
+enum StreamError {
+    /// steerd refused our credentials (or their scope): retrying will not
+    /// help until the token or steerd's tokens file changes.
+    Refused(String),
+    Failed(String),
+}
+
+impl From<String> for StreamError {
+    fn from(e: String) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl From<tonic::Status> for StreamError {
+    fn from(s: tonic::Status) -> Self {
+        let text = format!("{}: {}", s.code(), s.message());
+        match s.code() {
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Self::Refused(text),
+            _ => Self::Failed(text),
+        }
+    }
+}
+
+/// The `authorization` header value for the configured token, if any.
+fn bearer(config: &AgentConfig) -> Option<MetadataValue<Ascii>> {
+    let token = config.token.as_ref()?;
+    // The config accepts only visible ASCII tokens, which always parse.
+    let mut value: MetadataValue<Ascii> = format!("Bearer {}", token.expose()).parse().ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 pub(crate) async fn stream_forever(endpoint: String, config: Arc<AgentConfig>, sources: Sources) {
     let instance = instance_id();
+    let bearer = bearer(&config);
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut opened = false;
-        match stream_once(&endpoint, &config, &sources, instance, &mut opened).await {
+        match stream_once(
+            &endpoint,
+            &config,
+            &sources,
+            instance,
+            bearer.as_ref(),
+            &mut opened,
+        )
+        .await
+        {
             Ok(()) => warn!(%endpoint, "steerd closed the report stream; reconnecting"),
-            Err(e) => warn!(%endpoint, error = %e, "report stream failed; reconnecting"),
+            Err(StreamError::Failed(e)) => {
+                warn!(%endpoint, error = %e, "report stream failed; reconnecting");
+            }
+            Err(StreamError::Refused(e)) => error!(
+                %endpoint,
+                pop = %config.pop,
+                token_sent = bearer.is_some(),
+                error = %e,
+                "steerd refused this agent's reports: check `token_file` in the agent config \
+                 and that steerd's tokens file lists that token with pop = {:?}; retrying",
+                config.pop
+            ),
         }
         // A stream that got established starts the backoff over.
         if opened {
@@ -142,8 +199,9 @@ async fn stream_once(
     config: &AgentConfig,
     sources: &Sources,
     instance: u64,
+    bearer: Option<&MetadataValue<Ascii>>,
     opened: &mut bool,
-) -> Result<(), String> {
+) -> Result<(), StreamError> {
     let channel = Channel::from_shared(endpoint.to_owned())
         .map_err(|e| e.to_string())
         .and_then(|ep| client_tls::apply(ep, config.tls.as_ref()))?
@@ -160,16 +218,22 @@ async fn stream_once(
     tx.send(build_report(config, sources, instance))
         .await
         .map_err(|e| e.to_string())?;
-    let mut acks = client
-        .report(ReceiverStream::new(rx))
-        .await
-        .map_err(|s| format!("{}: {}", s.code(), s.message()))?
-        .into_inner();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(value) = bearer {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+    }
+    let mut acks = client.report(request).await?.into_inner();
     info!(%endpoint, "report stream open");
     *opened = true;
 
     let mut changed = sources.probes.changed.clone();
     let mut peers_changed = sources.peers.changed.clone();
+    // A board whose probes have all ended (an agent with no `[[peers]]` has
+    // none at all) never changes again: stop watching it, and keep the
+    // stream, instead of tearing the stream down in a tight loop.
+    let (mut probes_open, mut peers_open) = (true, true);
     let mut ticker = tokio::time::interval(config.report_interval);
     ticker.tick().await;
     let mut last_drained = None;
@@ -178,21 +242,21 @@ async fn stream_once(
             _ = ticker.tick() => {
                 tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
             }
-            r = changed.changed() => {
-                if r.is_err() {
-                    return Err("probe board closed".into());
+            r = changed.changed(), if probes_open => {
+                probes_open = r.is_ok();
+                if probes_open {
+                    tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
                 }
-                tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
             }
-            r = peers_changed.changed() => {
-                if r.is_err() {
-                    return Err("peer probe board closed".into());
+            r = peers_changed.changed(), if peers_open => {
+                peers_open = r.is_ok();
+                if peers_open {
+                    tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
                 }
-                tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
             }
             ack = acks.next() => match ack {
                 None => return Ok(()),
-                Some(Err(s)) => return Err(format!("{}: {}", s.code(), s.message())),
+                Some(Err(s)) => return Err(s.into()),
                 Some(Ok(ack)) => {
                     if let Some(d) = ack.desired
                         && last_drained != Some(d.drained)

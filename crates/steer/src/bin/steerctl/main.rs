@@ -288,16 +288,20 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
     let token = match &cli.token_file {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Failure::Usage(format!("cannot read --token-file {}: {e}", path.display()))
-            })?;
+            // Private, one visible-ASCII token: the same rules as the agent's.
+            let token = steer_config::read_bearer_token(path)
+                .map_err(|e| Failure::Usage(format!("--token-file: {e}")))?;
             let value =
-                MetadataValue::try_from(format!("Bearer {}", text.trim())).map_err(|_| {
+                MetadataValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| {
                     Failure::Usage(format!("{} does not hold a valid token", path.display()))
                 })?;
             Some(value)
         }
     };
+    if let Some(key) = &cli.key_file {
+        steer_config::check_private_file(key, "private key (--key-file)")
+            .map_err(Failure::Usage)?;
+    }
     let endpoint = Channel::from_shared(cli.endpoint.clone())
         .map_err(|e| Failure::Usage(format!("invalid --endpoint {:?}: {e}", cli.endpoint)))?
         .connect_timeout(Duration::from_secs(3))

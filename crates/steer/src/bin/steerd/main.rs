@@ -1,16 +1,18 @@
 //! steerd: the Steer server. Health ingest, control loop, authoritative DNS,
 //! operator API and the HTTP status/metrics endpoint, all in one process.
 
+mod auth;
 mod http;
 mod reload;
+mod tls;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use clap::Parser;
-use steer_api::{ApiError, Authenticator, Explainer, OperatorService, interceptor};
-use steer_config::{AuthMode, SteerConfig};
+use steer_api::{ApiError, Explainer, OperatorService, interceptor};
+use steer_config::SteerConfig;
 use steer_control::{ControlLoop, SystemClock};
 use steer_dns::{DnsHandler, ViewPublisher};
 use steer_health::ingest::IngestService;
@@ -18,7 +20,7 @@ use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server:
 use steer_store::FileStore;
 use tokio::{net::TcpListener, sync::mpsc};
 use tonic::transport::server::TcpIncoming;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 #[derive(Parser, Debug)]
 #[command(name = "steerd", version, about = "Steer traffic steering server")]
@@ -66,10 +68,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.check {
-        println!("{}: ok", config_path.display());
-        return ExitCode::SUCCESS;
-    }
     if let Some(a) = args.dns_listen {
         config.server.dns_listen = a;
     }
@@ -81,6 +79,15 @@ fn main() -> ExitCode {
     }
     if let Some(d) = args.state_dir {
         config.server.state_dir = d;
+    }
+    // Before anything binds: no socket opens for a refused exposure.
+    if let Err(why) = config.check_control_exposure() {
+        eprintln!("steerd: refusing to start: {why}");
+        return ExitCode::from(2);
+    }
+    if args.check {
+        println!("{}: ok", config_path.display());
+        return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -157,27 +164,18 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .context("DNS latency buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let authenticator = match &config.auth {
-        AuthMode::None => {
-            warn!(
-                "AUTH IS OFF (auth.mode = \"none\"): anyone who can reach the gRPC listener \
-                 can drain PoPs and report health; keep it on loopback"
-            );
-            None
-        }
-        AuthMode::Tokens(tokens) => {
-            info!(tokens = tokens.len(), "bearer-token auth on");
-            Some(Arc::new(Authenticator::new(tokens.clone())))
-        }
-        AuthMode::Mtls(creds) => {
+    let authenticator = auth::start(&config);
+    // TLS is terminated here, with a config reload can replace.
+    let tls_config: Option<tls::SharedTlsConfig> = match &config.tls {
+        None => None,
+        Some(t) => {
+            let material = auth::TlsMaterial::read(t)?;
+            let rustls = tls::server_config(&material).context("TLS on the gRPC listener")?;
             info!(
-                certificates = creds.cert_names.len(),
-                tokens = creds.tokens.len(),
-                "mTLS auth on (client certificates, bearer tokens accepted too)"
+                mtls = t.client_ca_file.is_some(),
+                "gRPC listener speaks TLS"
             );
-            Some(Arc::new(
-                Authenticator::new(creds.tokens.clone()).with_cert_names(creds.cert_names.clone()),
-            ))
+            Some(Arc::new(ArcSwap::new(rustls)))
         }
     };
     let config_path = config.source.clone();
@@ -255,6 +253,10 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         publisher,
         reload_rx,
         handles.api_tx.clone(),
+        auth::AuthReload {
+            live: authenticator.clone(),
+            tls: tls_config.clone(),
+        },
     ));
     tokio::spawn(reload::on_sighup(reload_tx.clone()));
 
@@ -305,17 +307,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         operator = operator.with_bgp_status(b.clone());
     }
     let grpc_addr = grpc.local_addr()?;
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &config.tls {
-        builder = builder
-            .tls_config(server_tls(tls)?)
-            .context("configuring TLS on the gRPC listener")?;
-        info!(
-            mtls = tls.client_ca_file.is_some(),
-            "gRPC listener speaks TLS"
-        );
-    }
-    let grpc_server = builder
+    let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -326,14 +318,21 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .add_service(OperatorServer::with_interceptor(
             operator,
             interceptor(authenticator),
-        ))
-        // Builder socket options apply only to `serve`; with our own
-        // listener, TCP_NODELAY is set here, so small acks are not held
-        // back by Nagle.
-        .serve_with_incoming_shutdown(
+        ));
+    // Builder socket options apply only to `serve`; with our own listener,
+    // TCP_NODELAY is set here (and by the TLS acceptor), so small acks are
+    // not held back by Nagle.
+    let grpc_server: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match tls_config {
+        Some(tls_config) => Box::pin(
+            router.serve_with_incoming_shutdown(tls::incoming(grpc, tls_config), shutdown_signal()),
+        ),
+        None => Box::pin(router.serve_with_incoming_shutdown(
             TcpIncoming::from(grpc).with_nodelay(Some(true)),
             shutdown_signal(),
-        );
+        )),
+    };
 
     let http_addr = http.local_addr()?;
     let http_server = http::serve(http, metrics, handles.api_tx.clone(), bgp_status);
@@ -354,23 +353,6 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     }
     info!("steerd stopped");
     Ok(())
-}
-
-/// TLS for the gRPC listener; with a client CA, client certificates are
-/// verified against it (optional at the TLS layer, so a caller without one
-/// gets a proper UNAUTHENTICATED status instead of a handshake failure).
-fn server_tls(tls: &steer_config::ServerTls) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
-    let read =
-        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let mut cfg = tonic::transport::ServerTlsConfig::new().identity(
-        tonic::transport::Identity::from_pem(read(&tls.cert_file)?, read(&tls.key_file)?),
-    );
-    if let Some(ca) = &tls.client_ca_file {
-        cfg = cfg
-            .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
-            .client_auth_optional(true);
-    }
-    Ok(cfg)
 }
 
 /// Explains from the view DNS is serving and the plan it was built from.

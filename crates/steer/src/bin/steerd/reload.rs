@@ -1,6 +1,8 @@
 //! Config reload (gRPC ReloadConfig and SIGHUP): validate the whole file
 //! (zones and zone files included), then swap the DNS data and the
-//! topology; a bad file changes nothing and the error says where.
+//! topology and the auth credentials; a bad file changes nothing and the
+//! error says where. A change that needs a restart (auth mode, [tls] added
+//! or removed) refuses the reload instead of being reported as applied.
 
 use std::{
     path::{Path, PathBuf},
@@ -13,6 +15,8 @@ use steer_config::SteerConfig;
 use steer_dns::{ViewInputs, ViewPublisher};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
+
+use crate::auth::AuthReload;
 
 /// The DNS view inputs a config describes.
 pub(crate) fn dns_inputs(config: &SteerConfig) -> ViewInputs {
@@ -29,9 +33,10 @@ pub(crate) async fn run(
     publisher: Arc<ViewPublisher>,
     mut requests: mpsc::Receiver<ReloadRequest>,
     to_control: mpsc::Sender<ApiCommand>,
+    auth: AuthReload,
 ) {
     while let Some(req) = requests.recv().await {
-        let result = reload_once(&path, &live, &publisher, &to_control, &req).await;
+        let result = reload_once(&path, &live, &publisher, &to_control, &auth, &req).await;
         match &result {
             Ok(v) => info!(version = v, principal = %req.principal, "config reloaded"),
             Err(e) => warn!(error = %e, principal = %req.principal, "config reload refused"),
@@ -47,6 +52,7 @@ async fn reload_once(
     live: &Arc<ArcSwap<SteerConfig>>,
     publisher: &ViewPublisher,
     to_control: &mpsc::Sender<ApiCommand>,
+    auth: &AuthReload,
     req: &ReloadRequest,
 ) -> Result<u64, ApiError> {
     let mut next = tokio::task::spawn_blocking({
@@ -56,23 +62,20 @@ async fn reload_once(
     .await
     .map_err(|e| ApiError::Unavailable(format!("reload task failed: {e}")))?
     .map_err(|errors| ApiError::InvalidArgument(format!("config not reloaded:\n{errors}")))?;
-    // Listeners, state dir and auth are bound at start; keep the running ones.
+    // Listeners and state dir are bound at start; keep the running ones.
     let current = live.load_full();
+    // Credentials (tokens, certificate names) and TLS material reload; a
+    // change of auth mode, or adding or removing [tls], refuses the reload.
+    let pending = auth
+        .check(&current, &next)
+        .map_err(|e| ApiError::FailedPrecondition(format!("config not reloaded: {e}")))?;
     if next.server != current.server {
         warn!("listener/state_dir changes in the config take effect only after a restart");
     }
     next.server = current.server.clone();
-    if next.auth != current.auth {
-        warn!("auth changes in the config take effect only after a restart");
-    }
-    next.auth = current.auth.clone();
     if next.dns.udp_workers != current.dns.udp_workers {
         warn!("udp_workers changes take effect only after a restart");
     }
-    if next.tls != current.tls {
-        warn!("[tls] changes take effect only after a restart");
-    }
-    next.tls = current.tls.clone();
     if next.bgp != current.bgp {
         warn!("[bgp] changes take effect only after a restart; sessions keep their settings");
     }
@@ -106,6 +109,8 @@ async fn reload_once(
     if result.is_err() {
         live.store(previous);
         let _ = publisher.replace_inputs((*previous_inputs).clone());
+    } else {
+        auth.apply(pending);
     }
     result
 }

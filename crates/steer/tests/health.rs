@@ -477,15 +477,15 @@ fn a_silent_agent_moves_the_plan_only_when_its_state_changes() {
         (pop_status(&s, "fra1")["health"] == "down").then_some(())
     })
     .unwrap_or_else(|| panic!("fra1 never went down: {}", pop_status(&s, "fra1")));
-    let evidence_then = pop_status(&s, "fra1")["evidence"].to_string();
+    let evidence_then = pop_status(&s, "fra1")["evidence"].clone();
     let down_version = status(&s)["plan_version"].as_u64().unwrap();
     poll(Duration::from_secs(10), || {
-        (pop_status(&s, "fra1")["evidence"].to_string() != evidence_then).then_some(())
+        (pop_status(&s, "fra1")["evidence"] != evidence_then).then_some(())
     })
     .unwrap_or_else(|| panic!("evidence did not move: {evidence_then}"));
-    let evidence_later = pop_status(&s, "fra1")["evidence"].to_string();
+    let evidence_later = pop_status(&s, "fra1")["evidence"].clone();
     poll(Duration::from_secs(10), || {
-        (pop_status(&s, "fra1")["evidence"].to_string() != evidence_later).then_some(())
+        (pop_status(&s, "fra1")["evidence"] != evidence_later).then_some(())
     })
     .unwrap_or_else(|| panic!("evidence did not move: {evidence_later}"));
     let after = status(&s)["plan_version"].as_u64().unwrap();

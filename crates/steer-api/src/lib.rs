@@ -7,6 +7,7 @@
 
 mod auth;
 mod convert;
+mod denied;
 mod service;
 
 use std::{sync::Arc, time::Duration};
@@ -18,6 +19,7 @@ use steer_types::{
 use tokio::sync::oneshot;
 
 pub use auth::{Authenticator, Denial, SharedAuthenticator, interceptor};
+pub use denied::{AuditReader, AuditSink, DeniedAudit};
 pub use service::{BgpStatusSource, OperatorService};
 
 /// Why the control loop (or the API) refused a command.

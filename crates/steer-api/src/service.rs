@@ -14,7 +14,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 use tracing::info;
 
-use crate::{ApiCommand, ApiError, AuditFilter, DrainCommand, Explainer, ReloadRequest, convert};
+use crate::{
+    ApiCommand, ApiError, AuditFilter, AuditReader, DeniedAudit, DrainCommand, Explainer,
+    ReloadRequest, convert,
+};
 
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
@@ -47,7 +50,12 @@ pub struct OperatorService {
     explainer: Arc<dyn Explainer>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
     bgp: Option<BgpStatusSource>,
+    /// Audits refusals and reads the audit log without the control loop.
+    audit: Option<(Arc<DeniedAudit>, AuditReader)>,
 }
+
+/// Most entries one `GetAudit` returns.
+const MAX_AUDIT_LIMIT: usize = 10_000;
 
 /// Reads the BGP speaker's status for `GetStatus`.
 pub type BgpStatusSource = Arc<dyn Fn() -> steer_types::bgp::BgpStatus + Send + Sync>;
@@ -65,7 +73,15 @@ impl OperatorService {
             explainer,
             reload,
             bgp: None,
+            audit: None,
         }
+    }
+
+    /// Audits refused callers (rate-limited, size-capped) and serves
+    /// `GetAudit` straight from the store, both off the control loop.
+    pub fn with_audit(mut self, denied: Arc<DeniedAudit>, reader: AuditReader) -> Self {
+        self.audit = Some((denied, reader));
+        self
     }
 
     /// Adds the BGP speaker's sessions and routes to `GetStatus`.
@@ -122,15 +138,21 @@ impl OperatorService {
         };
         metrics::counter!("steer_api_denied_total", "code" => if status.code() == Code::Unauthenticated { "unauthenticated" } else { "permission_denied" }).increment(1);
         if need >= Role::Operator {
-            let _ = self
-                .to_control
-                .send(ApiCommand::RecordDenied {
-                    principal,
-                    action: action.to_owned(),
-                    scope: scope.to_owned(),
-                    reason: status.message().to_owned(),
-                })
-                .await;
+            match &self.audit {
+                Some((denied, _)) => {
+                    let version = self.plans.borrow().version;
+                    denied.record(&principal, action, scope, status.message(), version);
+                }
+                None => {
+                    // No store of its own (tests): through the loop, capped.
+                    let _ = self.to_control.try_send(ApiCommand::RecordDenied {
+                        principal,
+                        action: action.to_owned(),
+                        scope: scope.chars().take(512).collect(),
+                        reason: status.message().to_owned(),
+                    });
+                }
+            }
         }
         Err(status)
     }
@@ -423,12 +445,27 @@ impl Operator for OperatorService {
             limit: if body.limit == 0 {
                 100
             } else {
-                body.limit as usize
+                (body.limit as usize).min(MAX_AUDIT_LIMIT)
             },
         };
-        let entries = self
-            .call("GetAudit", |reply| ApiCommand::Audit { filter, reply })
-            .await??;
+        let entries = match &self.audit {
+            Some((_, reader)) => {
+                let reader = reader.clone();
+                metrics::counter!("steer_api_requests_total", "method" => "GetAudit").increment(1);
+                tokio::task::spawn_blocking(move || {
+                    reader(filter.limit, &|e: &steer_types::audit::AuditEntry| {
+                        filter.matches(e)
+                    })
+                })
+                .await
+                .map_err(|_| Status::internal("audit reader failed"))?
+                .map_err(|e| Status::unavailable(format!("cannot read the audit log: {e}")))?
+            }
+            None => {
+                self.call("GetAudit", |reply| ApiCommand::Audit { filter, reply })
+                    .await??
+            }
+        };
         Ok(Response::new(pb::GetAuditResponse {
             entries: entries.iter().map(convert::audit).collect(),
         }))

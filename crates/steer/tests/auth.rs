@@ -326,3 +326,127 @@ fn secrets_others_can_read_refuse_the_start() {
         stderr(&out)
     );
 }
+
+/// An unauthenticated flood of drain attempts with huge scopes neither
+/// fills the disk nor delays a real drain: refusals are counted, audited
+/// at a bounded rate with capped fields, off the control loop; requests
+/// over the operator API's size limit are refused before they are decoded.
+#[test]
+fn a_denied_flood_cannot_fill_the_audit_log_or_delay_a_drain() {
+    use steer_proto::v1::{DrainRequest, Scope, ScopeKind, operator_client::OperatorClient};
+
+    let dir = temp_dir("auth-flood");
+    let s = token_steerd(&dir);
+    let audit_log = dir.join("state").join("audit.jsonl");
+    let size = || std::fs::metadata(&audit_log).map_or(0, |m| m.len());
+    let before = size();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let endpoint = s.endpoint();
+    let (sent, drain_took) = rt.block_on(async move {
+        let channel = tonic::transport::Channel::from_shared(endpoint)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let flood_channel = channel.clone();
+        let attempt = move |scope_bytes: usize| {
+            let mut client =
+                OperatorClient::new(flood_channel.clone()).max_encoding_message_size(4 << 20);
+            async move {
+                let req = DrainRequest {
+                    scope: Some(Scope {
+                        kind: ScopeKind::Pop.into(),
+                        id: "f".repeat(scope_bytes),
+                        service: String::new(),
+                    }),
+                    reason: "r".repeat(1000),
+                    ..Default::default()
+                };
+                client.drain(req).await.unwrap_err().code()
+            }
+        };
+        // Eight attackers: 1 MiB scopes (over the size limit) and 48 KiB
+        // ones (under it, so they reach the auth check and the audit).
+        let mut attackers = Vec::new();
+        for a in 0..8 {
+            let attempt = attempt.clone();
+            attackers.push(tokio::spawn(async move {
+                let mut codes = Vec::new();
+                for i in 0..250 {
+                    let bytes = if (a + i) % 5 == 0 { 1 << 20 } else { 48 << 10 };
+                    codes.push(attempt(bytes).await);
+                }
+                codes
+            }));
+        }
+        // A real drain in the middle of the flood, by the operator's token.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let token: tonic::metadata::MetadataValue<_> =
+            "Bearer bob-operator-token-0123456789".parse().unwrap();
+        let mut bob =
+            OperatorClient::with_interceptor(channel.clone(), move |mut req: tonic::Request<()>| {
+                req.metadata_mut().insert("authorization", token.clone());
+                Ok(req)
+            });
+        let started = std::time::Instant::now();
+        bob.drain(DrainRequest {
+            scope: Some(Scope {
+                kind: ScopeKind::Pop.into(),
+                id: "fra1".into(),
+                service: String::new(),
+            }),
+            reason: "real work during a flood".into(),
+            force: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let took = started.elapsed();
+        let mut sent = 0;
+        for a in attackers {
+            for code in a.await.unwrap() {
+                assert!(
+                    matches!(
+                        code,
+                        tonic::Code::Unauthenticated
+                            | tonic::Code::ResourceExhausted
+                            | tonic::Code::OutOfRange
+                    ),
+                    "{code:?}"
+                );
+                sent += 1;
+            }
+        }
+        (sent, took)
+    });
+    assert_eq!(sent, 2000);
+    assert!(
+        drain_took < Duration::from_secs(1),
+        "a real drain took {drain_took:?} during the flood"
+    );
+    // Applied: fra1 is drained in the plan.
+    poll(Duration::from_secs(2), || {
+        let (_, body) = http_get(s.http, "/status")?;
+        body.contains("\"drained_by\":\"drain-1\"").then_some(())
+    })
+    .expect("the drain made during the flood is not in force");
+
+    let grown = size().saturating_sub(before);
+    assert!(grown < 256 * 1024, "audit log grew {grown} bytes");
+    let metrics = http_get(s.http, "/metrics").unwrap().1;
+    let denied: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("steer_api_denied_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(denied >= 1500.0, "denials not counted:\n{metrics}");
+    assert!(
+        metrics.contains("steer_audit_denied_unaudited_total"),
+        "{metrics}"
+    );
+}

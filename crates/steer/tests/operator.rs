@@ -419,31 +419,34 @@ fn auth_roles_and_agent_identity() {
     let out = s.steerctl(&["--token-file", &tok("operator"), "reload"]);
     assert_eq!(out.status.code(), Some(1));
 
-    let audit: serde_json::Value = serde_json::from_slice(
-        &s.steerctl(&["--token-file", &tok("viewer"), "--output", "json", "audit"])
-            .stdout,
-    )
-    .unwrap();
-    let rows: Vec<(String, String)> = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["principal"].as_str().unwrap().to_owned(),
-                e["outcome"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        rows,
-        [
-            ("unauthenticated".to_owned(), "denied".to_owned()),
-            ("vera".to_owned(), "denied".to_owned()),
-            ("olga".to_owned(), "applied".to_owned()),
-            ("olga".to_owned(), "denied".to_owned()),
-        ]
-    );
+    // Refusals are audited by their own writer, off the control loop: poll
+    // until the last one is in.
+    let expected = [
+        ("unauthenticated".to_owned(), "denied".to_owned()),
+        ("vera".to_owned(), "denied".to_owned()),
+        ("olga".to_owned(), "applied".to_owned()),
+        ("olga".to_owned(), "denied".to_owned()),
+    ];
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let found = poll(Duration::from_secs(3), || {
+        let audit: serde_json::Value = serde_json::from_slice(
+            &s.steerctl(&["--token-file", &tok("viewer"), "--output", "json", "audit"])
+                .stdout,
+        )
+        .ok()?;
+        rows = audit
+            .as_array()?
+            .iter()
+            .map(|e| {
+                (
+                    e["principal"].as_str().unwrap_or_default().to_owned(),
+                    e["outcome"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        (rows == expected).then_some(())
+    });
+    assert!(found.is_some(), "{rows:?}");
 
     // Agents: the ams1 token may report for ams1 only.
     rt().block_on(async {

@@ -17,9 +17,9 @@ use steer_control::{ControlLoop, SystemClock};
 use steer_dns::{DnsHandler, ViewPublisher};
 use steer_health::ingest::IngestService;
 use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server::OperatorServer};
-use steer_store::FileStore;
+use steer_store::{FileStore, StateStore};
 use tokio::{net::TcpListener, sync::mpsc};
-use tonic::transport::server::TcpIncoming;
+use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
 use tracing::{error, info};
 
 #[derive(Parser, Debug)]
@@ -187,6 +187,9 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         )
     })?;
     let topology = Arc::new(config.topology.clone());
+    // The API writes refusals and reads the audit log itself, never
+    // through the control loop (appends are one write per line each).
+    let api_store = store.clone();
     let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
         .context("restoring state")?;
     if let Some(path) = record {
@@ -306,17 +309,30 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     if let Some(b) = &bgp_status {
         operator = operator.with_bgp_status(b.clone());
     }
+    operator = {
+        let writer = api_store.clone();
+        let denied = steer_api::DeniedAudit::spawn(Arc::new(move |e| {
+            writer.append_audit(e).map_err(|e| e.to_string())
+        }))
+        .context("starting the denied-attempt audit writer")?;
+        let reader: steer_api::AuditReader = Arc::new(move |limit, keep| {
+            api_store
+                .read_audit_matching(limit, &|e| keep(e))
+                .map_err(|e| e.to_string())
+        });
+        operator.with_audit(denied, reader)
+    };
     let grpc_addr = grpc.local_addr()?;
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(HealthIngestServer::with_interceptor(
-            ingest,
+        .add_service(InterceptedService::new(
+            HealthIngestServer::new(ingest).max_decoding_message_size(MAX_REPORT_BYTES),
             interceptor(authenticator.clone()),
         ))
-        .add_service(OperatorServer::with_interceptor(
-            operator,
+        .add_service(InterceptedService::new(
+            OperatorServer::new(operator).max_decoding_message_size(MAX_OPERATOR_REQUEST_BYTES),
             interceptor(authenticator),
         ));
     // Builder socket options apply only to `serve`; with our own listener,
@@ -354,6 +370,13 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     info!("steerd stopped");
     Ok(())
 }
+
+/// Largest operator request steerd decodes: names, a reason and a few
+/// numbers fit many times over; anything larger is refused
+/// (RESOURCE_EXHAUSTED) before it is decoded or authorised.
+const MAX_OPERATOR_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest health report (with its peers' observations and evidence).
+const MAX_REPORT_BYTES: usize = 1024 * 1024;
 
 /// Explains from the view DNS is serving and the plan it was built from.
 struct DnsExplainer {

@@ -1,9 +1,10 @@
 //! The `[dns]` table and the DNS-only keys of `[[services]]` (selection,
 //! fallback, cname), validated into [`DnsSettings`].
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
-use steer_types::{DnsSettings, GslbSettings, RrlSettings, Selection, ServiceId};
+use ipnet::IpNet;
+use steer_types::{DnsSettings, GslbSettings, RrlSettings, Selection, ServiceId, TcpLimits};
 use toml::Spanned;
 
 use crate::{
@@ -73,10 +74,78 @@ pub(crate) fn dns_settings(
                 Err(e) => r.at(v.span(), e),
             }
         }
+        if let Some(list) = &rrl.exempt {
+            s.exempt = list
+                .iter()
+                .filter_map(|n| match parse_net(n.get_ref()) {
+                    Some(net) => Some(net),
+                    None => {
+                        r.at(
+                            n.span(),
+                            format!(
+                                "{:?} is not a network such as 192.0.2.0/24 or 2001:db8::/32",
+                                n.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                })
+                .collect();
+        }
         dns.rrl = rrl.enabled.then_some(s);
     }
+    tcp_limits(r, raw, &mut dns.tcp);
     dns.services = services.iter().map(|s| gslb(r, s.get_ref())).collect();
     dns
+}
+
+/// A network, or one address as a host route.
+fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// `tcp_max_connections`, `tcp_max_connections_per_client` and
+/// `tcp_idle_timeout` in `[dns]`.
+fn tcp_limits(r: &mut Reporter<'_>, raw: &RawDns, tcp: &mut TcpLimits) {
+    for (v, into, what) in [
+        (
+            &raw.tcp_max_connections,
+            &mut tcp.max_connections,
+            "tcp_max_connections",
+        ),
+        (
+            &raw.tcp_max_connections_per_client,
+            &mut tcp.max_connections_per_client,
+            "tcp_max_connections_per_client",
+        ),
+    ] {
+        if let Some(v) = v {
+            if (1..=1_000_000).contains(v.get_ref()) {
+                *into = *v.get_ref();
+            } else {
+                r.at(v.span(), format!("{what} must be between 1 and 1000000"));
+            }
+        }
+    }
+    if tcp.max_connections_per_client > tcp.max_connections
+        && let Some(v) = &raw.tcp_max_connections_per_client
+    {
+        r.at(
+            v.span(),
+            "tcp_max_connections_per_client must not exceed tcp_max_connections",
+        );
+    }
+    if let Some(v) = &raw.tcp_idle_timeout {
+        match parse_duration(v.get_ref()) {
+            Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(300) => {
+                tcp.idle_timeout = d;
+            }
+            Ok(_) => r.at(v.span(), "tcp_idle_timeout must be between 100ms and 300s"),
+            Err(e) => r.at(v.span(), e),
+        }
+    }
 }
 
 fn gslb(r: &mut Reporter<'_>, s: &RawService) -> GslbSettings {

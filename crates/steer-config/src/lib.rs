@@ -22,7 +22,7 @@ pub use agent::{
 };
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
-pub use steerd::{AuthMode, ServerSettings, SteerConfig};
+pub use steerd::{AuthMode, ServerSettings, SteerConfig, parse_dns_listen};
 pub use tls::{ClientTls, ServerTls};
 pub use tokens::Credentials;
 

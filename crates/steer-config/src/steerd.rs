@@ -50,6 +50,9 @@ pub(crate) struct RawDns {
     pub(crate) udp_workers: Option<Spanned<u16>>,
     pub(crate) rrl: Option<Spanned<RawRrl>>,
     pub(crate) geo: Option<Spanned<RawGeo>>,
+    pub(crate) tcp_max_connections: Option<Spanned<u32>>,
+    pub(crate) tcp_max_connections_per_client: Option<Spanned<u32>>,
+    pub(crate) tcp_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +76,8 @@ pub(crate) struct RawRrl {
     pub(crate) ipv4_prefix: Option<Spanned<u8>>,
     pub(crate) ipv6_prefix: Option<Spanned<u8>>,
     pub(crate) window: Option<Spanned<String>>,
+    /// Client networks never limited (default: loopback).
+    pub(crate) exempt: Option<Vec<Spanned<String>>>,
 }
 
 fn default_true() -> bool {
@@ -82,7 +87,8 @@ fn default_true() -> bool {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
-    dns_listen: Option<Spanned<String>>,
+    /// One address or a list of them.
+    dns_listen: Option<Spanned<toml::Value>>,
     grpc_listen: Option<Spanned<String>>,
     http_listen: Option<Spanned<String>>,
     state_dir: Option<String>,
@@ -252,8 +258,9 @@ pub enum AuthMode {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerSettings {
-    /// UDP and TCP.
-    pub dns_listen: SocketAddr,
+    /// UDP and TCP on each; `[::]` serves IPv4 too (dual-stack) unless
+    /// `0.0.0.0` on the same port is listed as well.
+    pub dns_listen: Vec<SocketAddr>,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub state_dir: PathBuf,
@@ -419,12 +426,57 @@ fn server_settings(r: &mut Reporter<'_>, raw: &RawServer) -> ServerSettings {
             SocketAddr::from((Ipv4Addr::LOCALHOST, default))
         }),
     };
+    let grpc_listen = addr(&raw.grpc_listen, 50051);
+    let http_listen = addr(&raw.http_listen, 9100);
     ServerSettings {
-        dns_listen: addr(&raw.dns_listen, 5353),
-        grpc_listen: addr(&raw.grpc_listen, 50051),
-        http_listen: addr(&raw.http_listen, 9100),
+        dns_listen: dns_listen(r, raw.dns_listen.as_ref()),
+        grpc_listen,
+        http_listen,
         state_dir: PathBuf::from(raw.state_dir.as_deref().unwrap_or(".steer-state")),
     }
+}
+
+/// `dns_listen = "addr:port"` or `dns_listen = ["addr:port", ...]`.
+fn dns_listen(r: &mut Reporter<'_>, raw: Option<&Spanned<toml::Value>>) -> Vec<SocketAddr> {
+    let default = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 5353))];
+    let Some(v) = raw else {
+        return default;
+    };
+    let items: Vec<&toml::Value> = match v.get_ref() {
+        toml::Value::Array(a) => a.iter().collect(),
+        one => vec![one],
+    };
+    match parse_dns_listen(items.iter().map(|i| i.as_str())) {
+        Ok(addrs) => addrs,
+        Err(e) => {
+            r.at(v.span(), format!("dns_listen: {e}"));
+            default
+        }
+    }
+}
+
+/// Parses DNS listen addresses (from the file or `--dns-listen`): at least
+/// one, each an address:port, no duplicates. `None` is a non-string item.
+pub fn parse_dns_listen<'a>(
+    items: impl IntoIterator<Item = Option<&'a str>>,
+) -> Result<Vec<SocketAddr>, String> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for item in items {
+        let Some(text) = item else {
+            return Err("each address must be a string such as \"[::]:53\"".into());
+        };
+        let addr: SocketAddr = text.trim().parse().map_err(|_| {
+            format!("{text:?} is not an address:port such as 127.0.0.1:5353 or [::]:53")
+        })?;
+        if out.contains(&addr) {
+            return Err(format!("{addr} is listed twice"));
+        }
+        out.push(addr);
+    }
+    if out.is_empty() {
+        return Err("at least one address is needed".into());
+    }
+    Ok(out)
 }
 
 fn health_settings(r: &mut Reporter<'_>, raw: &RawHealth) -> HealthSettings {

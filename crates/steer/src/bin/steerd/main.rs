@@ -217,8 +217,21 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
 
     // Bind everything before serving, so a busy port fails startup clearly.
     let dns_addrs = config.server.dns_listen.clone();
+    // Descriptors, not the DNS TCP cap, must never be what runs out: at
+    // EMFILE every listener (gRPC and HTTP too) stops accepting.
     match steer_dns::raise_nofile_limit() {
-        Ok(limit) => info!(limit, "open-file limit raised to the hard limit"),
+        Ok(limit) => {
+            info!(limit, "open-file limit raised to the hard limit");
+            let wanted = u64::from(config.dns.tcp.max_connections) + 256;
+            if limit != 0 && limit < wanted {
+                warn!(
+                    limit,
+                    tcp_max_connections = config.dns.tcp.max_connections,
+                    "the open-file limit leaves little room above dns.tcp_max_connections; \
+                     raise the hard limit (LimitNOFILE=) or lower the cap"
+                );
+            }
+        }
         Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
     }
     let grpc = TcpListener::bind(config.server.grpc_listen)

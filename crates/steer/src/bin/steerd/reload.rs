@@ -66,8 +66,8 @@ async fn reload_once(
         warn!("auth changes in the config take effect only after a restart");
     }
     next.auth = current.auth.clone();
-    if next.dns.udp_workers != current.dns.udp_workers {
-        warn!("udp_workers changes take effect only after a restart");
+    if next.dns.udp_workers != current.dns.udp_workers || next.dns.tcp != current.dns.tcp {
+        warn!("udp_workers and tcp_* changes in [dns] take effect only after a restart");
     }
     if next.tls != current.tls {
         warn!("[tls] changes take effect only after a restart");

@@ -89,7 +89,10 @@ impl Connections {
         })
     }
 
+    /// Admits a connection from `client` (canonical); an IPv6 client is
+    /// counted by its /64, which one host usually holds whole.
     pub(crate) fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Refusal> {
+        let client = client_key(client);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.total >= self.limits.max_connections {
             return Err(Refusal::GlobalCap);
@@ -108,6 +111,13 @@ impl Connections {
 
     pub(crate) fn open(&self) -> u32 {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+}
+
+fn client_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !(u128::MAX >> 64)).into()),
     }
 }
 
@@ -316,6 +326,20 @@ mod tests {
         drop(a1);
         assert_eq!(table.open(), 2);
         assert!(table.admit(b).is_ok());
+
+        // IPv6 clients are counted per /64.
+        let table = Connections::new(TcpLimits {
+            max_connections: 10,
+            max_connections_per_client: 2,
+            idle_timeout: Duration::from_secs(1),
+        });
+        let _x = table.admit("2001:db8:0:1::1".parse().unwrap()).unwrap();
+        let _y = table.admit("2001:db8:0:1::2".parse().unwrap()).unwrap();
+        assert_eq!(
+            table.admit("2001:db8:0:1:ffff::3".parse().unwrap()).err(),
+            Some(Refusal::PerClientCap)
+        );
+        assert!(table.admit("2001:db8:0:2::1".parse().unwrap()).is_ok());
     }
 
     #[test]

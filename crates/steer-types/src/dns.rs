@@ -108,7 +108,7 @@ pub struct DnsSettings {
 pub struct TcpLimits {
     /// Open connections over all clients; more are closed on accept.
     pub max_connections: u32,
-    /// Open connections from one client address.
+    /// Open connections from one client address (IPv6: one /64).
     pub max_connections_per_client: u32,
     /// A connection with no complete query for this long is closed.
     pub idle_timeout: Duration,

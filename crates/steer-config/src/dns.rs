@@ -1,7 +1,10 @@
 //! The `[dns]` table and the DNS-only keys of `[[services]]` (selection,
-//! fallback, cname), validated into [`DnsSettings`].
+//! fallback, cname), validated into [`DnsSettings`]; and `[server] dns_listen`.
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
 use ipnet::IpNet;
 use steer_types::{DnsSettings, GslbSettings, RrlSettings, Selection, ServiceId, TcpLimits};
@@ -240,4 +243,50 @@ pub(crate) fn geo_settings(
         countries,
         continents,
     })
+}
+
+/// `dns_listen = "addr:port"` or `dns_listen = ["addr:port", ...]`.
+pub(crate) fn dns_listen(
+    r: &mut Reporter<'_>,
+    raw: Option<&Spanned<toml::Value>>,
+) -> Vec<SocketAddr> {
+    let default = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 5353))];
+    let Some(v) = raw else {
+        return default;
+    };
+    let items: Vec<&toml::Value> = match v.get_ref() {
+        toml::Value::Array(a) => a.iter().collect(),
+        one => vec![one],
+    };
+    match parse_dns_listen(items.iter().map(|i| i.as_str())) {
+        Ok(addrs) => addrs,
+        Err(e) => {
+            r.at(v.span(), format!("dns_listen: {e}"));
+            default
+        }
+    }
+}
+
+/// Parses DNS listen addresses (from the file or `--dns-listen`): at least
+/// one, each an address:port, no duplicates. `None` is a non-string item.
+pub fn parse_dns_listen<'a>(
+    items: impl IntoIterator<Item = Option<&'a str>>,
+) -> Result<Vec<SocketAddr>, String> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for item in items {
+        let Some(text) = item else {
+            return Err("each address must be a string such as \"[::]:53\"".into());
+        };
+        let addr: SocketAddr = text.trim().parse().map_err(|_| {
+            format!("{text:?} is not an address:port such as 127.0.0.1:5353 or [::]:53")
+        })?;
+        if out.contains(&addr) {
+            return Err(format!("{addr} is listed twice"));
+        }
+        out.push(addr);
+    }
+    if out.is_empty() {
+        return Err("at least one address is needed".into());
+    }
+    Ok(out)
 }

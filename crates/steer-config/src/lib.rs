@@ -20,9 +20,10 @@ mod zonefile;
 pub use agent::{
     AgentConfig, HttpProbe, HttpsProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind,
 };
+pub use dns::parse_dns_listen;
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
-pub use steerd::{AuthMode, ServerSettings, SteerConfig, parse_dns_listen};
+pub use steerd::{AuthMode, ServerSettings, SteerConfig};
 pub use tls::{ClientTls, ServerTls};
 pub use tokens::Credentials;
 

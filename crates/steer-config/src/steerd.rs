@@ -429,54 +429,11 @@ fn server_settings(r: &mut Reporter<'_>, raw: &RawServer) -> ServerSettings {
     let grpc_listen = addr(&raw.grpc_listen, 50051);
     let http_listen = addr(&raw.http_listen, 9100);
     ServerSettings {
-        dns_listen: dns_listen(r, raw.dns_listen.as_ref()),
+        dns_listen: crate::dns::dns_listen(r, raw.dns_listen.as_ref()),
         grpc_listen,
         http_listen,
         state_dir: PathBuf::from(raw.state_dir.as_deref().unwrap_or(".steer-state")),
     }
-}
-
-/// `dns_listen = "addr:port"` or `dns_listen = ["addr:port", ...]`.
-fn dns_listen(r: &mut Reporter<'_>, raw: Option<&Spanned<toml::Value>>) -> Vec<SocketAddr> {
-    let default = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 5353))];
-    let Some(v) = raw else {
-        return default;
-    };
-    let items: Vec<&toml::Value> = match v.get_ref() {
-        toml::Value::Array(a) => a.iter().collect(),
-        one => vec![one],
-    };
-    match parse_dns_listen(items.iter().map(|i| i.as_str())) {
-        Ok(addrs) => addrs,
-        Err(e) => {
-            r.at(v.span(), format!("dns_listen: {e}"));
-            default
-        }
-    }
-}
-
-/// Parses DNS listen addresses (from the file or `--dns-listen`): at least
-/// one, each an address:port, no duplicates. `None` is a non-string item.
-pub fn parse_dns_listen<'a>(
-    items: impl IntoIterator<Item = Option<&'a str>>,
-) -> Result<Vec<SocketAddr>, String> {
-    let mut out: Vec<SocketAddr> = Vec::new();
-    for item in items {
-        let Some(text) = item else {
-            return Err("each address must be a string such as \"[::]:53\"".into());
-        };
-        let addr: SocketAddr = text.trim().parse().map_err(|_| {
-            format!("{text:?} is not an address:port such as 127.0.0.1:5353 or [::]:53")
-        })?;
-        if out.contains(&addr) {
-            return Err(format!("{addr} is listed twice"));
-        }
-        out.push(addr);
-    }
-    if out.is_empty() {
-        return Err("at least one address is needed".into());
-    }
-    Ok(out)
 }
 
 fn health_settings(r: &mut Reporter<'_>, raw: &RawHealth) -> HealthSettings {

@@ -30,7 +30,7 @@ pub use publisher::{ViewInputs, ViewPublisher};
 pub use rrl::{RateLimiter, RrlAction};
 pub use select::{MAX_PICK, pick, pick_into, subnet_key};
 pub use tcp::raise_nofile_limit;
-pub use udp::{UdpOutcome, respond_udp, spawn_udp_workers};
+pub use udp::{UdpOutcome, respond_tcp, respond_udp, spawn_udp_workers};
 pub use view::{DnsView, ViewError};
 
 /// UDP payload size we advertise and cap responses at (DNS flag day 2020).

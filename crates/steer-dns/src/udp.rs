@@ -66,6 +66,19 @@ pub fn respond_udp(
     respond(view, packet, src, random, Transport::Udp(None), out)
 }
 
+/// Answers one DNS-over-TCP message from `src` into `out` (no length
+/// prefix): the same pipeline as [`respond_udp`], up to 65,535 bytes and
+/// never rate-limited. Never panics.
+pub fn respond_tcp(
+    view: &DnsView,
+    packet: &[u8],
+    src: IpAddr,
+    random: u64,
+    out: &mut Vec<u8>,
+) -> UdpOutcome {
+    respond(view, packet, src, random, Transport::Tcp, out)
+}
+
 /// A source no reply should go to: port 0, the unspecified address, or a
 /// broadcast or multicast group (spoofed, and a reply would be reflected
 /// to many or to nobody).

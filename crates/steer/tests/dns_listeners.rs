@@ -307,3 +307,41 @@ fn queries_over_one_tcp_connection_are_answered_in_order() {
         assert_eq!(msg[3] & 0x0f, 0, "rcode");
     }
 }
+
+/// Sends `query` to 127.0.0.1:`port` from source port 0 through a raw
+/// socket (python3; needs root or CAP_NET_RAW). False if it could not.
+fn send_from_port_zero(port: u16) -> bool {
+    let script = format!(
+        r#"
+import socket, struct
+q = bytes({q:?})
+udp = struct.pack("!HHHH", 0, {port}, 8 + len(q), 0) + q
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton("127.0.0.1"), socket.inet_aton("127.0.0.1"))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.sendto(ip + udp, ("127.0.0.1", 0))
+"#,
+        q = query(9)
+    );
+    Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn queries_from_port_zero_are_dropped_and_counted() {
+    let (s, port) = start("bad-source", "", |p| vec![format!("127.0.0.1:{p}")]);
+    let counter = "steer_dns_dropped_total{reason=\"bad_source\"}";
+    assert_eq!(metric(s.http, counter), 0.0);
+    if !send_from_port_zero(port) {
+        eprintln!("skipped: no raw socket (run as root or with CAP_NET_RAW)");
+        return;
+    }
+    let counted = poll(Duration::from_secs(3), || {
+        (metric(s.http, counter) == 1.0).then_some(())
+    });
+    assert!(counted.is_some(), "{counter} not 1");
+    // And the server goes on answering.
+    assert_eq!(dig_at("127.0.0.1", port, false), "192.0.2.80");
+}

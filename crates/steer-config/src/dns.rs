@@ -1,9 +1,13 @@
 //! The `[dns]` table and the DNS-only keys of `[[services]]` (selection,
-//! fallback, cname), validated into [`DnsSettings`].
+//! fallback, cname), validated into [`DnsSettings`]; and `[server] dns_listen`.
 
-use std::net::IpAddr;
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
-use steer_types::{DnsSettings, GslbSettings, RrlSettings, Selection, ServiceId};
+use ipnet::IpNet;
+use steer_types::{DnsSettings, GslbSettings, RrlSettings, Selection, ServiceId, TcpLimits};
 use toml::Spanned;
 
 use crate::{
@@ -73,10 +77,78 @@ pub(crate) fn dns_settings(
                 Err(e) => r.at(v.span(), e),
             }
         }
+        if let Some(list) = &rrl.exempt {
+            s.exempt = list
+                .iter()
+                .filter_map(|n| match parse_net(n.get_ref()) {
+                    Some(net) => Some(net),
+                    None => {
+                        r.at(
+                            n.span(),
+                            format!(
+                                "{:?} is not a network such as 192.0.2.0/24 or 2001:db8::/32",
+                                n.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                })
+                .collect();
+        }
         dns.rrl = rrl.enabled.then_some(s);
     }
+    tcp_limits(r, raw, &mut dns.tcp);
     dns.services = services.iter().map(|s| gslb(r, s.get_ref())).collect();
     dns
+}
+
+/// A network, or one address as a host route.
+fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// `tcp_max_connections`, `tcp_max_connections_per_client` and
+/// `tcp_idle_timeout` in `[dns]`.
+fn tcp_limits(r: &mut Reporter<'_>, raw: &RawDns, tcp: &mut TcpLimits) {
+    for (v, into, what) in [
+        (
+            &raw.tcp_max_connections,
+            &mut tcp.max_connections,
+            "tcp_max_connections",
+        ),
+        (
+            &raw.tcp_max_connections_per_client,
+            &mut tcp.max_connections_per_client,
+            "tcp_max_connections_per_client",
+        ),
+    ] {
+        if let Some(v) = v {
+            if (1..=1_000_000).contains(v.get_ref()) {
+                *into = *v.get_ref();
+            } else {
+                r.at(v.span(), format!("{what} must be between 1 and 1000000"));
+            }
+        }
+    }
+    if tcp.max_connections_per_client > tcp.max_connections
+        && let Some(v) = &raw.tcp_max_connections_per_client
+    {
+        r.at(
+            v.span(),
+            "tcp_max_connections_per_client must not exceed tcp_max_connections",
+        );
+    }
+    if let Some(v) = &raw.tcp_idle_timeout {
+        match parse_duration(v.get_ref()) {
+            Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(300) => {
+                tcp.idle_timeout = d;
+            }
+            Ok(_) => r.at(v.span(), "tcp_idle_timeout must be between 100ms and 300s"),
+            Err(e) => r.at(v.span(), e),
+        }
+    }
 }
 
 fn gslb(r: &mut Reporter<'_>, s: &RawService) -> GslbSettings {
@@ -171,4 +243,50 @@ pub(crate) fn geo_settings(
         countries,
         continents,
     })
+}
+
+/// `dns_listen = "addr:port"` or `dns_listen = ["addr:port", ...]`.
+pub(crate) fn dns_listen(
+    r: &mut Reporter<'_>,
+    raw: Option<&Spanned<toml::Value>>,
+) -> Vec<SocketAddr> {
+    let default = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 5353))];
+    let Some(v) = raw else {
+        return default;
+    };
+    let items: Vec<&toml::Value> = match v.get_ref() {
+        toml::Value::Array(a) => a.iter().collect(),
+        one => vec![one],
+    };
+    match parse_dns_listen(items.iter().map(|i| i.as_str())) {
+        Ok(addrs) => addrs,
+        Err(e) => {
+            r.at(v.span(), format!("dns_listen: {e}"));
+            default
+        }
+    }
+}
+
+/// Parses DNS listen addresses (from the file or `--dns-listen`): at least
+/// one, each an address:port, no duplicates. `None` is a non-string item.
+pub fn parse_dns_listen<'a>(
+    items: impl IntoIterator<Item = Option<&'a str>>,
+) -> Result<Vec<SocketAddr>, String> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for item in items {
+        let Some(text) = item else {
+            return Err("each address must be a string such as \"[::]:53\"".into());
+        };
+        let addr: SocketAddr = text.trim().parse().map_err(|_| {
+            format!("{text:?} is not an address:port such as 127.0.0.1:5353 or [::]:53")
+        })?;
+        if out.contains(&addr) {
+            return Err(format!("{addr} is listed twice"));
+        }
+        out.push(addr);
+    }
+    if out.is_empty() {
+        return Err("at least one address is needed".into());
+    }
+    Ok(out)
 }

@@ -22,6 +22,7 @@ pub use agent::{
     AgentConfig, HttpProbe, HttpsProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind,
 };
 pub use auth::{BearerToken, check_private_file, is_loopback, read_bearer_token};
+pub use dns::parse_dns_listen;
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use steerd::{AuthMode, ServerSettings, SteerConfig};

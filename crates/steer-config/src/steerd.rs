@@ -50,6 +50,9 @@ pub(crate) struct RawDns {
     pub(crate) udp_workers: Option<Spanned<u16>>,
     pub(crate) rrl: Option<Spanned<RawRrl>>,
     pub(crate) geo: Option<Spanned<RawGeo>>,
+    pub(crate) tcp_max_connections: Option<Spanned<u32>>,
+    pub(crate) tcp_max_connections_per_client: Option<Spanned<u32>>,
+    pub(crate) tcp_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +76,8 @@ pub(crate) struct RawRrl {
     pub(crate) ipv4_prefix: Option<Spanned<u8>>,
     pub(crate) ipv6_prefix: Option<Spanned<u8>>,
     pub(crate) window: Option<Spanned<String>>,
+    /// Client networks never limited (default: loopback).
+    pub(crate) exempt: Option<Vec<Spanned<String>>>,
 }
 
 fn default_true() -> bool {
@@ -82,7 +87,8 @@ fn default_true() -> bool {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
-    dns_listen: Option<Spanned<String>>,
+    /// One address or a list of them.
+    dns_listen: Option<Spanned<toml::Value>>,
     grpc_listen: Option<Spanned<String>>,
     http_listen: Option<Spanned<String>>,
     state_dir: Option<String>,
@@ -255,8 +261,9 @@ pub enum AuthMode {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerSettings {
-    /// UDP and TCP.
-    pub dns_listen: SocketAddr,
+    /// UDP and TCP on each; `[::]` serves IPv4 too (dual-stack) unless
+    /// `0.0.0.0` on the same port is listed as well.
+    pub dns_listen: Vec<SocketAddr>,
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub state_dir: PathBuf,
@@ -435,10 +442,12 @@ fn server_settings(r: &mut Reporter<'_>, raw: &RawServer) -> ServerSettings {
             SocketAddr::from((Ipv4Addr::LOCALHOST, default))
         }),
     };
+    let grpc_listen = addr(&raw.grpc_listen, 50051);
+    let http_listen = addr(&raw.http_listen, 9100);
     ServerSettings {
-        dns_listen: addr(&raw.dns_listen, 5353),
-        grpc_listen: addr(&raw.grpc_listen, 50051),
-        http_listen: addr(&raw.http_listen, 9100),
+        dns_listen: crate::dns::dns_listen(r, raw.dns_listen.as_ref()),
+        grpc_listen,
+        http_listen,
         state_dir: PathBuf::from(raw.state_dir.as_deref().unwrap_or(".steer-state")),
     }
 }

@@ -60,7 +60,7 @@ fn quickstart_is_the_documented_world() {
         t.health.unknown_health,
         steer_types::UnknownHealth::AssumeUp
     );
-    assert_eq!(c.server.dns_listen.to_string(), "127.0.0.1:5353");
+    assert_eq!(c.server.dns_listen, ["127.0.0.1:5353".parse().unwrap()]);
     assert_eq!(c.server.grpc_listen.to_string(), "127.0.0.1:50051");
     assert_eq!(c.server.http_listen.to_string(), "127.0.0.1:9100");
     let fb: Vec<&str> = t.regions[2].fallback.iter().map(|r| r.as_str()).collect();
@@ -356,4 +356,107 @@ fn dns_keys_are_validated_with_line_and_key() {
     let z = steer_config::load_steerd(&configs_dir().join("zonefiles.toml")).unwrap();
     assert_eq!(z.zones[0].origin, "example.org.");
     assert_eq!(z.zones[0].soa.serial, 2_026_112_801);
+}
+
+#[test]
+fn dns_listen_takes_one_address_or_a_list_and_names_line_and_key() {
+    let from = "dns_listen = \"127.0.0.1:5353\"";
+    let (path, _) = with_edit(
+        "listen-list.toml",
+        "quickstart.toml",
+        from,
+        "dns_listen = [\"127.0.0.1:53\", \"[::1]:53\", \"[::]:5300\"]",
+    );
+    let c = steer_config::load_steerd(&path).unwrap();
+    let want: Vec<std::net::SocketAddr> = ["127.0.0.1:53", "[::1]:53", "[::]:5300"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(c.server.dns_listen, want);
+    for (bad, says) in [
+        (
+            "dns_listen = [\"127.0.0.1:53\", \"localhost\"]",
+            "localhost",
+        ),
+        ("dns_listen = []", "at least one"),
+        ("dns_listen = [\"[::]:53\", \"[::]:53\"]", "twice"),
+        ("dns_listen = [53]", "string"),
+    ] {
+        let (path, text) = with_edit("listen-bad.toml", "quickstart.toml", from, bad);
+        let err = steer_config::load_steerd(&path).unwrap_err();
+        assert_eq!(err.0[0].key, "server.dns_listen", "{err}");
+        assert_eq!(err.0[0].line, line_of(&text, "dns_listen ="), "{err}");
+        assert!(err.0[0].message.contains(says), "{err}");
+    }
+}
+
+#[test]
+fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
+    let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    let rrl = c.dns.rrl.unwrap();
+    assert!(rrl.is_exempt("127.0.0.1".parse().unwrap()));
+    assert!(rrl.is_exempt("::1".parse().unwrap()));
+    assert!(rrl.is_exempt("::ffff:127.0.0.9".parse().unwrap()));
+    assert!(!rrl.is_exempt("192.0.2.1".parse().unwrap()));
+    assert_eq!(c.dns.tcp, steer_types::TcpLimits::default());
+    assert_eq!(
+        (
+            c.dns.tcp.max_connections,
+            c.dns.tcp.max_connections_per_client
+        ),
+        (1024, 64)
+    );
+
+    let (path, _) = with_edit(
+        "dns-limits.toml",
+        "quickstart.toml",
+        "[[regions]]\n",
+        "[dns]\ntcp_max_connections = 100\ntcp_max_connections_per_client = 10\n\
+         tcp_idle_timeout = \"3s\"\n[dns.rrl]\nexempt = [\"10.0.0.0/8\", \"192.0.2.1\"]\n\n[[regions]]\n",
+    );
+    let c = steer_config::load_steerd(&path).unwrap();
+    assert_eq!(
+        c.dns.tcp,
+        steer_types::TcpLimits {
+            max_connections: 100,
+            max_connections_per_client: 10,
+            idle_timeout: Duration::from_secs(3),
+        }
+    );
+    let rrl = c.dns.rrl.unwrap();
+    assert!(rrl.is_exempt("10.9.9.9".parse().unwrap()));
+    assert!(rrl.is_exempt("192.0.2.1".parse().unwrap()));
+    assert!(!rrl.is_exempt("127.0.0.1".parse().unwrap()));
+
+    // Off only when asked.
+    let (path, _) = with_edit(
+        "dns-rrl-off.toml",
+        "quickstart.toml",
+        "[[regions]]\n",
+        "[dns.rrl]\nenabled = false\n\n[[regions]]\n",
+    );
+    assert_eq!(steer_config::load_steerd(&path).unwrap().dns.rrl, None);
+
+    // Bad values, every one reported with its line and key.
+    let (path, text) = with_edit(
+        "dns-limits-bad.toml",
+        "quickstart.toml",
+        "[[regions]]\n",
+        "[dns]\ntcp_max_connections = 0\ntcp_idle_timeout = \"1h\"\n\
+         [dns.rrl]\nexempt = [\"10.0.0.0/33\"]\n\n[[regions]]\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let got: Vec<(usize, &str)> = err.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                line_of(&text, "tcp_max_connections ="),
+                "dns.tcp_max_connections"
+            ),
+            (line_of(&text, "tcp_idle_timeout ="), "dns.tcp_idle_timeout"),
+            (line_of(&text, "exempt ="), "dns.rrl.exempt"),
+        ],
+        "{err}"
+    );
 }

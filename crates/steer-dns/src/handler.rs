@@ -1,6 +1,9 @@
 //! The hickory-server glue: request parsing, EDNS, ECS, and sending.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
 
 use arc_swap::ArcSwap;
 use hickory_server::{
@@ -15,13 +18,16 @@ use hickory_server::{
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
-use tokio::net::{TcpListener, UdpSocket};
+use steer_types::TcpLimits;
+use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
 use crate::{
     answer::{Answer, Question, answer},
     edns::{client_info, client_subnet, echo_subnet, response_edns},
     rrl::{RateLimiter, RrlAction},
+    tcp::{Connections, TcpMetrics},
+    udp::{UdpBind, is_bad_source},
     view::DnsView,
 };
 
@@ -30,7 +36,7 @@ use crate::{
 pub struct DnsHandler {
     view: Arc<ArcSwap<DnsView>>,
     /// Per-prefix UDP response accounting; the view says whether and how
-    /// to limit (`[dns.rrl]`, off unless configured, changed by reloads).
+    /// to limit (`[dns.rrl]`, on unless turned off, changed by reloads).
     rrl: Arc<RateLimiter>,
 }
 
@@ -82,6 +88,31 @@ impl RequestHandler for DnsHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let view = self.view.load_full();
+        let udp = request.protocol() == Protocol::Udp;
+        if udp && is_bad_source(request.src()) {
+            view.metrics.bad_source.increment(1);
+            return failed(request);
+        }
+        let client = request.src().ip().to_canonical();
+
+        // Before any reply, errors included (as on the fast path).
+        let mut slip = false;
+        if let Some(settings) = &view.rrl
+            && udp
+            && !settings.is_exempt(client)
+        {
+            match self.rrl.check(client, settings) {
+                RrlAction::Send => {}
+                RrlAction::Drop => {
+                    view.metrics.rrl_drop.increment(1);
+                    return failed(request);
+                }
+                RrlAction::Slip => {
+                    view.metrics.rrl_slip.increment(1);
+                    slip = true;
+                }
+            }
+        }
 
         let mut resp_edns = match response_edns(request.edns.as_ref(), view.udp_payload) {
             Ok(e) => e,
@@ -97,30 +128,18 @@ impl RequestHandler for DnsHandler {
             }
         };
 
-        if let Some(settings) = &view.rrl
-            && request.protocol() == Protocol::Udp
-        {
-            match self.rrl.check(request.src().ip(), settings) {
-                RrlAction::Send => {}
-                RrlAction::Drop => {
-                    view.metrics.rrl_drop.increment(1);
-                    return failed(request);
-                }
-                RrlAction::Slip => {
-                    view.metrics.rrl_slip.increment(1);
-                    let mut metadata = Metadata::response_from_request(&request.metadata);
-                    metadata.truncation = true;
-                    let mut builder = MessageResponseBuilder::from_message_request(request);
-                    if let Some(e) = &resp_edns {
-                        builder.edns(e);
-                    }
-                    let response = builder.build_no_records(metadata);
-                    return match response_handle.send_response(response).await {
-                        Ok(info) => info,
-                        Err(_) => failed(request),
-                    };
-                }
+        if slip {
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.truncation = true;
+            let mut builder = MessageResponseBuilder::from_message_request(request);
+            if let Some(e) = &resp_edns {
+                builder.edns(e);
             }
+            let response = builder.build_no_records(metadata);
+            return match response_handle.send_response(response).await {
+                Ok(info) => info,
+                Err(_) => failed(request),
+            };
         }
 
         if request.metadata.message_type != MessageType::Query {
@@ -155,7 +174,7 @@ impl RequestHandler for DnsHandler {
         };
 
         let ecs = client_subnet(request.edns.as_ref());
-        let client = client_info(ecs.as_ref(), request.src().ip(), next_random());
+        let client = client_info(ecs.as_ref(), client, next_random());
         let question = Question {
             name: info.query.name(),
             qtype: info.query.query_type(),
@@ -276,31 +295,66 @@ fn exact_len(
     }
 }
 
-/// Binds UDP and TCP on `addr` and serves until the process ends. UDP is
-/// answered by `udp_workers` fast-path threads (one SO_REUSEPORT socket
-/// each), or by hickory-server when `udp_workers` is 0; TCP always by
-/// hickory-server.
+/// Binds UDP and TCP on every address of `addrs` and serves until the
+/// process ends. UDP is answered by `udp_workers` fast-path threads per
+/// address (one SO_REUSEPORT socket each), or by hickory-server when
+/// `udp_workers` is 0; TCP by our own listener under `tcp_limits`.
+/// `[::]` serves IPv4 too, unless `0.0.0.0` on the same port is listed.
 pub async fn serve(
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     handler: DnsHandler,
     udp_workers: usize,
+    tcp_limits: TcpLimits,
 ) -> std::io::Result<()> {
-    let tcp = TcpListener::bind(addr).await?;
+    let metrics = Arc::new(TcpMetrics::register());
+    let table = Connections::new(tcp_limits);
     let mut server = Server::new(handler.clone());
-    if udp_workers == 0 {
-        server.register_socket(UdpSocket::bind(addr).await?);
-    } else {
-        crate::udp::spawn_udp_workers(
-            addr,
-            udp_workers,
+    let mut tcp_tasks = tokio::task::JoinSet::new();
+    for &addr in &addrs {
+        let v6_only = addr.is_ipv6()
+            && addrs.contains(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port())));
+        let tcp = crate::tcp::bind(addr, v6_only)?;
+        let bind = UdpBind { addr, v6_only };
+        if udp_workers == 0 {
+            server.register_socket(bind_udp(bind)?);
+        } else {
+            crate::udp::spawn_workers(
+                bind,
+                udp_workers,
+                handler.view.clone(),
+                Some(handler.rrl.clone()),
+            )?;
+        }
+        tcp_tasks.spawn(crate::tcp::serve(
+            tcp,
             handler.view.clone(),
-            Some(handler.rrl.clone()),
-        )?;
+            table.clone(),
+            metrics.clone(),
+        ));
+        tracing::info!(%addr, udp_workers, dual_stack = addr.is_ipv6() && addr.ip().is_unspecified() && !v6_only, "DNS listening (UDP+TCP)");
     }
-    server.register_listener(tcp, Duration::from_secs(5), 64);
-    tracing::info!(%addr, udp_workers, "DNS listening (UDP+TCP)");
-    server
-        .block_until_done()
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
+    if udp_workers == 0 {
+        tokio::select! {
+            r = server.block_until_done() => r.map_err(|e| std::io::Error::other(e.to_string())),
+            _ = tcp_tasks.join_next() => Err(std::io::Error::other("DNS TCP listener ended")),
+        }
+    } else {
+        tcp_tasks.join_next().await;
+        Err(std::io::Error::other("DNS TCP listener ended"))
+    }
+}
+
+fn bind_udp(bind: UdpBind) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(bind.addr),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if bind.addr.is_ipv6() {
+        socket.set_only_v6(bind.v6_only)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&bind.addr.into())?;
+    UdpSocket::from_std(socket.into())
 }

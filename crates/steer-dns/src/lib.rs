@@ -9,6 +9,8 @@
 //! This crate knows the Plan, never the policy or the store.
 
 mod answer;
+#[cfg(target_os = "linux")]
+mod batched;
 mod edns;
 mod explain;
 mod geo;
@@ -17,6 +19,7 @@ mod metrics;
 mod publisher;
 mod rrl;
 mod select;
+mod tcp;
 mod udp;
 mod view;
 
@@ -26,7 +29,8 @@ pub use handler::{DnsHandler, serve};
 pub use publisher::{ViewInputs, ViewPublisher};
 pub use rrl::{RateLimiter, RrlAction};
 pub use select::{MAX_PICK, pick, pick_into, subnet_key};
-pub use udp::{UdpOutcome, respond_udp, spawn_udp_workers};
+pub use tcp::raise_nofile_limit;
+pub use udp::{UdpOutcome, respond_tcp, respond_udp, spawn_udp_workers};
 pub use view::{DnsView, ViewError};
 
 /// UDP payload size we advertise and cap responses at (DNS flag day 2020).

@@ -42,6 +42,10 @@ pub(crate) struct QueryMetrics {
     pub(crate) rrl_drop: Counter,
     pub(crate) rrl_slip: Counter,
     pub(crate) malformed: Counter,
+    /// Queries from port 0, unspecified, broadcast or multicast sources.
+    pub(crate) bad_source: Counter,
+    /// Replies the kernel refused to send (the rest of the batch still goes).
+    pub(crate) send_failed: Counter,
     pub(crate) fallback: Counter,
     pub(crate) latency: Histogram,
 }
@@ -65,6 +69,8 @@ impl QueryMetrics {
             rrl_drop: counter!("steer_dns_rrl_total", "action" => "drop"),
             rrl_slip: counter!("steer_dns_rrl_total", "action" => "slip"),
             malformed: counter!("steer_dns_malformed_total"),
+            bad_source: counter!("steer_dns_dropped_total", "reason" => "bad_source"),
+            send_failed: counter!("steer_dns_dropped_total", "reason" => "send_failed"),
             fallback: counter!("steer_dns_fallback_answers_total"),
             latency: histogram!("steer_dns_latency_seconds"),
         }

@@ -1,11 +1,17 @@
 //! The UDP fast path: one blocking worker thread per SO_REUSEPORT socket,
 //! each answering datagrams with [`respond_udp`]. hickory-proto still parses
 //! and encodes every message; what this skips is hickory-server's per-query
-//! task, channels and response plumbing. TCP stays on hickory-server.
+//! task, channels and response plumbing. TCP ([`crate::tcp`]) answers with
+//! the same [`respond`], with TCP's size limit and no rate limiting.
 //!
 //! [`respond_udp`] is a pure function of (view, datagram, source) and is the
 //! target of the fuzzer (`fuzz/`): it must never panic, and it drops what it
 //! cannot answer (responses, runts) rather than reply to it.
+//!
+//! A socket bound to `[::]` is dual-stack unless `0.0.0.0` on the same port
+//! is bound too; IPv4 clients then appear v4-mapped and are made canonical
+//! before anything looks at their address. Wildcard sockets ask for the
+//! query's destination (IP_PKTINFO / IPV6_RECVPKTINFO) and reply from it.
 
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
@@ -41,6 +47,14 @@ pub enum UdpOutcome {
     Drop,
 }
 
+/// Which transport a message came over: UDP is rate-limited (when a
+/// limiter is given) and capped at the client's payload size; TCP neither.
+#[derive(Clone, Copy)]
+pub(crate) enum Transport<'a> {
+    Udp(Option<&'a RateLimiter>),
+    Tcp,
+}
+
 /// Answers one UDP datagram from `src` into `out`. Never panics.
 pub fn respond_udp(
     view: &DnsView,
@@ -49,15 +63,41 @@ pub fn respond_udp(
     random: u64,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
-    respond(view, packet, src, random, None, out)
+    respond(view, packet, src, random, Transport::Udp(None), out)
 }
 
-fn respond(
+/// Answers one DNS-over-TCP message from `src` into `out` (no length
+/// prefix): the same pipeline as [`respond_udp`], up to 65,535 bytes and
+/// never rate-limited. Never panics.
+pub fn respond_tcp(
     view: &DnsView,
     packet: &[u8],
     src: IpAddr,
     random: u64,
-    rrl: Option<&RateLimiter>,
+    out: &mut Vec<u8>,
+) -> UdpOutcome {
+    respond(view, packet, src, random, Transport::Tcp, out)
+}
+
+/// A source no reply should go to: port 0, the unspecified address, or a
+/// broadcast or multicast group (spoofed, and a reply would be reflected
+/// to many or to nobody).
+pub(crate) fn is_bad_source(src: SocketAddr) -> bool {
+    let ip = src.ip().to_canonical();
+    src.port() == 0
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, IpAddr::V4(a) if a.is_broadcast())
+}
+
+/// The one request pipeline of both transports: parse, rate-limit (UDP),
+/// answer, encode. Every reply, errors included, passes through RRL.
+pub(crate) fn respond(
+    view: &DnsView,
+    packet: &[u8],
+    src: IpAddr,
+    random: u64,
+    transport: Transport<'_>,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
     out.clear();
@@ -69,6 +109,24 @@ fn respond(
     if header.metadata.message_type == MessageType::Response {
         // Never answer answers: that is how reflection loops start.
         return UdpOutcome::Drop;
+    }
+    // Before any reply is built, FORMERR, BADVERS and NOTIMP included:
+    // a spoofed flood of bad queries is as good a reflector as good ones.
+    let mut slip = false;
+    if let (Transport::Udp(Some(rrl)), Some(settings)) = (transport, &view.rrl)
+        && !settings.is_exempt(src)
+    {
+        match rrl.check(src, settings) {
+            RrlAction::Send => {}
+            RrlAction::Drop => {
+                metrics.rrl_drop.increment(1);
+                return UdpOutcome::Drop;
+            }
+            RrlAction::Slip => {
+                metrics.rrl_slip.increment(1);
+                slip = true;
+            }
+        }
     }
     let Ok(request) = Message::from_vec(packet) else {
         metrics.malformed.increment(1);
@@ -95,20 +153,10 @@ fn respond(
             );
         }
     };
-    if let (Some(rrl), Some(settings)) = (rrl, &view.rrl) {
-        match rrl.check(src, settings) {
-            RrlAction::Send => {}
-            RrlAction::Drop => {
-                metrics.rrl_drop.increment(1);
-                return UdpOutcome::Drop;
-            }
-            RrlAction::Slip => {
-                metrics.rrl_slip.increment(1);
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.truncation = true;
-                return encode(&metadata, &request.queries, &[], None, edns.as_ref(), out);
-            }
-        }
+    if slip {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.truncation = true;
+        return encode(&metadata, &request.queries, &[], None, edns.as_ref(), out);
     }
     if request.metadata.op_code != OpCode::Query {
         let rcode = ResponseCode::NotImp;
@@ -145,7 +193,10 @@ fn respond(
     echo_subnet(edns.as_mut(), ecs.as_ref(), result.ecs_scope);
     metrics.record(&question, &result, ecs.is_some());
 
-    let limit = usize::from(edns.as_ref().map_or(512, Edns::max_payload));
+    let limit = match transport {
+        Transport::Udp(_) => usize::from(edns.as_ref().map_or(512, Edns::max_payload)),
+        Transport::Tcp => usize::from(u16::MAX),
+    };
     let ecs_echo = ecs.map(|cs| (cs, result.ecs_scope));
     let payload = edns.as_ref().map(Edns::max_payload);
     if let Some(done) = write_fast(packet, &result, payload, ecs_echo, limit, out) {
@@ -324,6 +375,21 @@ fn encode(
     }
 }
 
+/// How a UDP listener binds: `v6_only` when `0.0.0.0` on the same port is
+/// bound too (else `[::]` is dual-stack); wildcard sockets reply from the
+/// address each query arrived on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UdpBind {
+    pub(crate) addr: SocketAddr,
+    pub(crate) v6_only: bool,
+}
+
+impl UdpBind {
+    fn pktinfo(&self) -> bool {
+        self.addr.ip().is_unspecified()
+    }
+}
+
 /// Binds `workers` SO_REUSEPORT UDP sockets on `addr` and answers on each
 /// from its own thread until the process ends. Returns the bound address
 /// (its port when `addr` asked for port 0).
@@ -333,36 +399,60 @@ pub fn spawn_udp_workers(
     view: Arc<ArcSwap<DnsView>>,
     rrl: Option<Arc<RateLimiter>>,
 ) -> std::io::Result<SocketAddr> {
-    let first = bind_reuseport(addr)?;
+    let bind = UdpBind {
+        addr,
+        v6_only: false,
+    };
+    spawn_workers(bind, workers, view, rrl)
+}
+
+pub(crate) fn spawn_workers(
+    bind: UdpBind,
+    workers: usize,
+    view: Arc<ArcSwap<DnsView>>,
+    rrl: Option<Arc<RateLimiter>>,
+) -> std::io::Result<SocketAddr> {
+    let first = bind_reuseport(bind)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
     for _ in 1..workers.max(1) {
-        sockets.push(bind_reuseport(bound)?);
+        sockets.push(bind_reuseport(UdpBind {
+            addr: bound,
+            ..bind
+        })?);
     }
     for (i, socket) in sockets.into_iter().enumerate() {
         let view = view.clone();
         let rrl = rrl.clone();
+        let pktinfo = bind.pktinfo();
         std::thread::Builder::new()
-            .name(format!("dns-udp-{i}"))
+            .name(format!("dns-udp-{}-{i}", bound.port()))
             .spawn(move || {
                 #[cfg(target_os = "linux")]
-                batched::serve(&socket, &view, rrl.as_deref());
+                crate::batched::serve(&socket, &view, rrl.as_deref(), pktinfo);
+                let _ = pktinfo;
                 serve_socket(&socket, &view, rrl.as_deref());
             })?;
     }
     Ok(bound)
 }
 
-fn bind_reuseport(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+fn bind_reuseport(bind: UdpBind) -> std::io::Result<UdpSocket> {
+    let addr = bind.addr;
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
+        socket.set_only_v6(bind.v6_only)?;
     }
     // Room for bursts while a worker is busy.
     let _ = socket.set_recv_buffer_size(4 << 20);
     socket.bind(&addr.into())?;
-    Ok(socket.into())
+    let socket: UdpSocket = socket.into();
+    #[cfg(target_os = "linux")]
+    if bind.pktinfo() {
+        crate::batched::enable_pktinfo(&socket, addr.is_ipv6())?;
+    }
+    Ok(socket)
 }
 
 fn serve_socket(socket: &UdpSocket, view: &ArcSwap<DnsView>, rrl: Option<&RateLimiter>) {
@@ -381,125 +471,46 @@ fn serve_socket(socket: &UdpSocket, view: &ArcSwap<DnsView>, rrl: Option<&RateLi
         // One load per query; the guard pins this view until the reply is
         // sent, and a plan swap never waits for it.
         let view = view.load();
+        if is_bad_source(src) {
+            view.metrics.bad_source.increment(1);
+            continue;
+        }
         random = crate::select::mix(random);
         let packet = buf.get(..len).unwrap_or_default();
-        if respond(&view, packet, src.ip(), random, rrl, &mut out) == UdpOutcome::Reply
+        let client = src.ip().to_canonical();
+        if respond(&view, packet, client, random, Transport::Udp(rrl), &mut out)
+            == UdpOutcome::Reply
             && let Err(e) = socket.send_to(&out, src)
         {
+            view.metrics.send_failed.increment(1);
             tracing::debug!(error = %e, "UDP send failed");
         }
         view.metrics.latency.record(started.elapsed().as_secs_f64());
     }
 }
 
-/// Linux: up to `BATCH` datagrams per `recvmmsg` and their replies in one
-/// `sendmmsg`, so a busy worker pays two system calls per batch instead of
-/// two per query. Returns only if the calls are unavailable; the caller then
-/// falls back to one datagram at a time.
-#[cfg(target_os = "linux")]
-mod batched {
-    use std::{
-        io::{IoSlice, IoSliceMut},
-        net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
-        os::fd::AsRawFd,
-        time::Instant,
-    };
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
 
-    use arc_swap::ArcSwap;
-    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
-    use tracing::{debug, warn};
-
-    use super::{UdpOutcome, respond};
-    use crate::{rrl::RateLimiter, view::DnsView};
-
-    const BATCH: usize = 32;
-    /// Larger requests are not queries anyone needs answered; the kernel
-    /// truncates them and they are dropped.
-    const MAX_REQUEST: usize = 4096;
-
-    fn std_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
-        if let Some(v4) = a.as_sockaddr_in() {
-            return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+    #[test]
+    fn sources_no_reply_should_go_to_are_bad() {
+        for bad in [
+            "192.0.2.1:0",
+            "0.0.0.0:53",
+            "255.255.255.255:53",
+            "224.0.0.1:53",
+            "[::]:53",
+            "[ff02::1]:53",
+            "[::ffff:255.255.255.255]:53",
+            "[::ffff:0.0.0.0]:53",
+            "[2001:db8::1]:0",
+        ] {
+            assert!(is_bad_source(bad.parse().unwrap()), "{bad}");
         }
-        a.as_sockaddr_in6()
-            .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
-    }
-
-    pub(super) fn serve(socket: &UdpSocket, view: &ArcSwap<DnsView>, rrl: Option<&RateLimiter>) {
-        let fd = socket.as_raw_fd();
-        let mut bufs = vec![[0u8; MAX_REQUEST]; BATCH];
-        let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
-        let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-        let mut send_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-        let mut lens = [0usize; BATCH];
-        let mut srcs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
-        let mut random = crate::handler::next_random();
-        loop {
-            let received = {
-                let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                    bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-                match recvmmsg(
-                    fd,
-                    &mut recv_headers,
-                    iovs.iter_mut(),
-                    MsgFlags::MSG_WAITFORONE,
-                    None,
-                ) {
-                    Ok(results) => {
-                        let mut n = 0;
-                        for (i, r) in results.enumerate() {
-                            let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
-                            lens[i] = if whole { r.bytes } else { 0 };
-                            srcs[i] = r.address;
-                            n = i + 1;
-                        }
-                        n
-                    }
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e @ (nix::errno::Errno::ENOSYS | nix::errno::Errno::EOPNOTSUPP)) => {
-                        warn!(error = %e, "recvmmsg unavailable; one datagram per call");
-                        return;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "recvmmsg failed");
-                        continue;
-                    }
-                }
-            };
-            let started = Instant::now();
-            let view = view.load();
-            let mut send_addrs: Vec<Option<SockaddrStorage>> = Vec::with_capacity(received);
-            let mut replies: Vec<[IoSlice<'_>; 1]> = Vec::with_capacity(received);
-            for (i, out) in outs.iter_mut().enumerate().take(received) {
-                let Some(src) = srcs[i].as_ref().and_then(std_addr) else {
-                    continue;
-                };
-                let len = lens[i];
-                if len == 0 {
-                    continue;
-                }
-                random = crate::select::mix(random);
-                let packet = bufs[i].get(..len).unwrap_or_default();
-                if respond(&view, packet, src.ip(), random, rrl, out) == UdpOutcome::Reply {
-                    send_addrs.push(srcs[i]);
-                    replies.push([IoSlice::new(out)]);
-                }
-            }
-            if !replies.is_empty() {
-                let sent = sendmmsg(
-                    fd,
-                    &mut send_headers,
-                    replies.iter(),
-                    &send_addrs,
-                    [],
-                    MsgFlags::empty(),
-                );
-                if let Err(e) = sent {
-                    debug!(error = %e, "sendmmsg failed");
-                }
-            }
-            let per_query = started.elapsed().as_secs_f64() / received.max(1) as f64;
-            view.metrics.latency.record(per_query);
+        for good in ["192.0.2.1:53", "127.0.0.1:40000", "[2001:db8::1]:1024"] {
+            assert!(!is_bad_source(good.parse().unwrap()), "{good}");
         }
     }
 }

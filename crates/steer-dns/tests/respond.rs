@@ -1,11 +1,12 @@
 //! The fuzz target's property, run in CI with proptest: the UDP request
 //! path never panics on any bytes, answers with the query's ID, and never
-//! sends a UDP reply larger than the client allowed.
+//! sends a UDP reply larger than the client allowed. TCP answers through
+//! the same pipeline: the same reply whenever UDP's was not truncated.
 
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
-use steer_dns::{DnsView, UdpOutcome, respond_udp};
+use steer_dns::{DnsView, UdpOutcome, respond_tcp, respond_udp};
 
 mod fixture;
 
@@ -53,6 +54,12 @@ fn check(view: &DnsView, packet: &[u8]) {
         // Every reply is a well-formed message.
         let reply = hickory_server::proto::op::Message::from_vec(&out);
         assert!(reply.is_ok(), "undecodable reply {out:?}: {reply:?}");
+    }
+    let mut tcp = Vec::new();
+    let tcp_outcome = respond_tcp(view, packet, [192, 0, 2, 9].into(), 7, &mut tcp);
+    if !out.is_empty() && out[2] & 0x02 == 0 {
+        assert_eq!(tcp_outcome, UdpOutcome::Reply);
+        assert_eq!(tcp, out, "TCP and UDP differ for {packet:?}");
     }
 }
 
@@ -129,6 +136,13 @@ fn big_answers_fit_or_truncate() {
         assert!(out.len() <= limit);
         assert_ne!(out[2] & 0x02, 0, "TC");
         assert_eq!(u16::from_be_bytes([out[6], out[7]]), 0, "no partial RRset");
+        // Over TCP the whole RRset.
+        assert_eq!(
+            respond_tcp(&v, &q, [192, 0, 2, 9].into(), 0, &mut out),
+            UdpOutcome::Reply
+        );
+        assert_eq!(out[2] & 0x02, 0, "TC over TCP");
+        assert!(u16::from_be_bytes([out[6], out[7]]) > 0);
     }
 }
 

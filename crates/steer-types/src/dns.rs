@@ -48,6 +48,25 @@ pub struct RrlSettings {
     pub ipv6_prefix: u8,
     /// Accounting window.
     pub window: Duration,
+    /// Clients never limited: loopback by default (health checks and
+    /// local tooling). A spoofed source here gets full-rate answers, so
+    /// list only networks whose sources cannot be forged from outside.
+    #[serde(default = "default_rrl_exempt")]
+    pub exempt: Vec<ipnet::IpNet>,
+}
+
+fn default_rrl_exempt() -> Vec<ipnet::IpNet> {
+    let v4 = ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8).map(ipnet::IpNet::V4);
+    let v6 = ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128).map(ipnet::IpNet::V6);
+    v4.into_iter().chain(v6).collect()
+}
+
+impl RrlSettings {
+    /// Whether `client` is on the exempt list.
+    pub fn is_exempt(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.exempt.iter().any(|net| net.contains(&client))
+    }
 }
 
 impl Default for RrlSettings {
@@ -58,6 +77,7 @@ impl Default for RrlSettings {
             ipv4_prefix: 24,
             ipv6_prefix: 56,
             window: Duration::from_secs(1),
+            exempt: default_rrl_exempt(),
         }
     }
 }
@@ -68,7 +88,8 @@ pub struct DnsSettings {
     pub udp_payload: u16,
     /// Per-service DNS behaviour, for every configured service.
     pub services: Vec<GslbSettings>,
-    /// Off (`None`) by default.
+    /// On by default for every client outside [`RrlSettings::exempt`];
+    /// `None` turns it off.
     pub rrl: Option<RrlSettings>,
     /// UDP fast-path threads (one SO_REUSEPORT socket each); `None` = one
     /// per CPU, `Some(0)` = hickory-server's own UDP loop.
@@ -76,6 +97,31 @@ pub struct DnsSettings {
     /// Region by geolocation for clients outside every client network.
     #[serde(default)]
     pub geo: Option<GeoSettings>,
+    /// What a DNS-over-TCP peer may hold.
+    #[serde(default)]
+    pub tcp: TcpLimits,
+}
+
+/// Limits on DNS over TCP: connections are cheap to open and a peer can
+/// hold them idle, so each is capped and timed out (RFC 7766 6.2.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpLimits {
+    /// Open connections over all clients; more are closed on accept.
+    pub max_connections: u32,
+    /// Open connections from one client address (IPv6: one /64).
+    pub max_connections_per_client: u32,
+    /// A connection with no complete query for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Maps clients that match no configured client network to a region through
@@ -96,9 +142,10 @@ impl Default for DnsSettings {
         Self {
             udp_payload: 1232,
             services: Vec::new(),
-            rrl: None,
+            rrl: Some(RrlSettings::default()),
             udp_workers: None,
             geo: None,
+            tcp: TcpLimits::default(),
         }
     }
 }

@@ -21,7 +21,7 @@ mod time;
 mod topology;
 mod zone;
 
-pub use dns::{DnsSettings, GeoSettings, GslbSettings, RrlSettings, Selection};
+pub use dns::{DnsSettings, GeoSettings, GslbSettings, RrlSettings, Selection, TcpLimits};
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{

@@ -1,6 +1,8 @@
 //! Abuse: a flood of random, truncated and oversized packets leaves the
-//! server answering; response rate limiting is off by default and, when
-//! configured, drops or slips (TC) per client prefix over UDP only.
+//! server answering; response rate limiting is on by default for every
+//! client outside its exempt list (loopback by default), drops or slips
+//! (TC) per client prefix over UDP only, and limits error replies too.
+//! Tests here clear the exempt list to be limited from 127.0.0.1.
 
 #![allow(clippy::unwrap_used)]
 
@@ -142,18 +144,20 @@ fn burst(port: u16, n: u16) -> (usize, usize) {
 }
 
 #[test]
-fn rrl_is_off_by_default_and_reloads_turn_it_on_and_off() {
+fn rrl_spares_loopback_by_default_and_reloads_retune_it() {
     let dir = temp_dir("rrl-reload");
     let plain = std::fs::read_to_string(quickstart()).unwrap();
     let config = dir.join("steerd.toml");
     std::fs::write(&config, &plain).unwrap();
     let s = Steerd::start_with(config.clone(), dir.join("state"));
+    // On by default, but 127.0.0.0/8 is exempt.
     let (answered, truncated) = burst(s.dns, 200);
     assert_eq!((answered, truncated), (200, 0));
 
-    // Turned on by a reload, no restart: the next burst is limited.
-    let limited =
-        plain.clone() + "\n[dns.rrl]\nresponses_per_second = 10\nslip = 2\nwindow = \"60s\"\n";
+    // Loopback made subject to it by a reload, no restart: the next burst
+    // is limited.
+    let limited = plain.clone()
+        + "\n[dns.rrl]\nresponses_per_second = 10\nslip = 2\nwindow = \"60s\"\nexempt = []\n";
     std::fs::write(&config, limited).unwrap();
     let out = s.steerctl(&["reload", "--reason", "rrl on"]);
     assert!(
@@ -166,7 +170,11 @@ fn rrl_is_off_by_default_and_reloads_turn_it_on_and_off() {
     assert!(truncated >= 80, "truncated {truncated}");
 
     // And off again.
-    std::fs::write(&config, &plain).unwrap();
+    std::fs::write(
+        &config,
+        plain + "\n[dns.rrl]\nenabled = false\nexempt = []\n",
+    )
+    .unwrap();
     let out = s.steerctl(&["reload", "--reason", "rrl off"]);
     assert!(
         out.status.success(),
@@ -181,7 +189,7 @@ fn rrl_is_off_by_default_and_reloads_turn_it_on_and_off() {
 fn rrl_drops_and_slips_per_prefix_and_spares_tcp() {
     let dir = temp_dir("rrl-on");
     let text = std::fs::read_to_string(quickstart()).unwrap()
-        + "\n[dns.rrl]\nresponses_per_second = 10\nslip = 2\nwindow = \"60s\"\n";
+        + "\n[dns.rrl]\nresponses_per_second = 10\nslip = 2\nwindow = \"60s\"\nexempt = []\n";
     let config = dir.join("steerd.toml");
     std::fs::write(&config, text).unwrap();
     let s = Steerd::start_with(config, dir.join("state"));
@@ -204,4 +212,72 @@ fn rrl_drops_and_slips_per_prefix_and_spares_tcp() {
         metrics.contains("steer_dns_rrl_total{action=\"slip\"}"),
         "{metrics}"
     );
+}
+
+/// A query with opcode 2 (STATUS), answered NOTIMP.
+fn notimp(id: u16) -> Vec<u8> {
+    let mut q = valid(id);
+    q[2] = 2 << 3;
+    q
+}
+
+/// A query whose OPT record asks for EDNS version 1, answered BADVERS.
+fn badvers(id: u16) -> Vec<u8> {
+    let mut q = valid(id);
+    q[11] = 1; // ARCOUNT
+    q.extend_from_slice(&[0, 0, 41, 4, 208, 0, 1, 0, 0, 0, 0]);
+    q
+}
+
+/// A header promising a question that is not there, answered FORMERR.
+fn formerr(id: u16) -> Vec<u8> {
+    let mut q = valid(id);
+    q.truncate(12);
+    q
+}
+
+/// Sends `n` packets made by `make` and counts every reply.
+fn replies_to(port: u16, n: u16, make: fn(u16) -> Vec<u8>) -> usize {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for id in 0..n {
+        sock.send_to(&make(id), ("127.0.0.1", port)).unwrap();
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut replies = 0;
+    let mut buf = [0u8; 1500];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match sock.recv_from(&mut buf) {
+            Ok((len, _)) if len >= 12 => replies += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    replies
+}
+
+#[test]
+fn error_replies_pass_through_rrl_too() {
+    let dir = temp_dir("rrl-errors");
+    let text = std::fs::read_to_string(quickstart()).unwrap()
+        + "\n[dns.rrl]\nresponses_per_second = 10\nslip = 0\nwindow = \"60s\"\nexempt = []\n";
+    let config = dir.join("steerd.toml");
+    std::fs::write(&config, text).unwrap();
+    let s = Steerd::start_with(config, dir.join("state"));
+    // Each kind alone would have the whole budget; all share the /24's.
+    let mut total = 0;
+    for (what, make) in [
+        ("NOTIMP", notimp as fn(u16) -> Vec<u8>),
+        ("BADVERS", badvers),
+        ("FORMERR", formerr),
+    ] {
+        let replies = replies_to(s.dns, 100, make);
+        assert!(replies <= 10, "{what}: {replies} replies to 100 queries");
+        total += replies;
+    }
+    assert!(total <= 10, "{total} error replies in all");
+    // Exempt again by default: a server without [dns.rrl] answers them all.
+    let t = Steerd::start("rrl-errors-default");
+    assert_eq!(replies_to(t.dns, 100, notimp), 100);
 }

@@ -20,7 +20,7 @@ use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server:
 use steer_store::{FileStore, StateStore};
 use tokio::{net::TcpListener, sync::mpsc};
 use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
 #[command(name = "steerd", version, about = "Steer traffic steering server")]
@@ -31,9 +31,10 @@ struct Args {
     /// Validate the config and exit (0 = valid, 2 = invalid).
     #[arg(long)]
     check: bool,
-    /// Override `server.dns_listen`.
-    #[arg(long)]
-    dns_listen: Option<SocketAddr>,
+    /// Override `server.dns_listen`; repeat it or separate addresses with
+    /// commas to listen on several.
+    #[arg(long, value_delimiter = ',')]
+    dns_listen: Vec<SocketAddr>,
     /// Override `server.grpc_listen`.
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
@@ -68,8 +69,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(a) = args.dns_listen {
-        config.server.dns_listen = a;
+    if !args.dns_listen.is_empty() {
+        let given = args
+            .dns_listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>();
+        match steer_config::parse_dns_listen(given.iter().map(|a| Some(a.as_str()))) {
+            Ok(addrs) => config.server.dns_listen = addrs,
+            Err(e) => {
+                eprintln!("steerd: --dns-listen: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     if let Some(a) = args.grpc_listen {
         config.server.grpc_listen = a;
@@ -205,7 +217,24 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     }
 
     // Bind everything before serving, so a busy port fails startup clearly.
-    let dns_addr = config.server.dns_listen;
+    let dns_addrs = config.server.dns_listen.clone();
+    // Descriptors, not the DNS TCP cap, must never be what runs out: at
+    // EMFILE every listener (gRPC and HTTP too) stops accepting.
+    match steer_dns::raise_nofile_limit() {
+        Ok(limit) => {
+            info!(limit, "open-file limit raised to the hard limit");
+            let wanted = u64::from(config.dns.tcp.max_connections) + 256;
+            if limit != 0 && limit < wanted {
+                warn!(
+                    limit,
+                    tcp_max_connections = config.dns.tcp.max_connections,
+                    "the open-file limit leaves little room above dns.tcp_max_connections; \
+                     raise the hard limit (LimitNOFILE=) or lower the cap"
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let grpc = TcpListener::bind(config.server.grpc_listen)
         .await
         .with_context(|| format!("gRPC listen {}", config.server.grpc_listen))?;
@@ -241,12 +270,13 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         evidence: handles.evidence.clone(),
     });
     let dns = tokio::spawn(steer_dns::serve(
-        dns_addr,
+        dns_addrs.clone(),
         DnsHandler::new(view),
         config.dns.udp_workers.map_or_else(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,
         ),
+        config.dns.tcp.clone(),
     ));
 
     let (reload_tx, reload_rx) = mpsc::channel(4);
@@ -354,14 +384,14 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     let http_server = http::serve(http, metrics, handles.api_tx.clone(), bgp_status);
 
     info!(
-        dns = %dns_addr, grpc = %grpc_addr, http = %http_addr,
+        dns = ?dns_addrs, grpc = %grpc_addr, http = %http_addr,
         plan_version = handles.plan.load().version, "steerd ready"
     );
 
     tokio::select! {
         r = grpc_server => r.context("gRPC server")?,
         r = http_server => r.context("HTTP server")?,
-        r = dns => r.context("DNS task")?.with_context(|| format!("DNS listen {dns_addr}"))?,
+        r = dns => r.context("DNS task")?.with_context(|| format!("DNS listen {dns_addrs:?}"))?,
         r = control_task => r.context("control loop")?,
     }
     if let Some(bgp) = bgp {

@@ -73,8 +73,8 @@ async fn reload_once(
         warn!("listener/state_dir changes in the config take effect only after a restart");
     }
     next.server = current.server.clone();
-    if next.dns.udp_workers != current.dns.udp_workers {
-        warn!("udp_workers changes take effect only after a restart");
+    if next.dns.udp_workers != current.dns.udp_workers || next.dns.tcp != current.dns.tcp {
+        warn!("udp_workers and tcp_* changes in [dns] take effect only after a restart");
     }
     if next.bgp != current.bgp {
         warn!("[bgp] changes take effect only after a restart; sessions keep their settings");

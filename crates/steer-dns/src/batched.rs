@@ -1,0 +1,403 @@
+//! Linux: up to `BATCH` datagrams per `recvmmsg` and their replies in one
+//! `sendmmsg`, so a busy worker pays two system calls per batch instead of
+//! two per query. [`serve`] returns only if the calls are unavailable; the
+//! caller then falls back to one datagram at a time.
+//!
+//! Invariants: a reply the kernel refuses (a bad destination) costs only
+//! itself, never the rest of the batch; on a wildcard socket every reply
+//! leaves from the address its query arrived on, or not at all.
+
+use std::{
+    io::{IoSlice, IoSliceMut},
+    net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
+    os::fd::{AsRawFd, RawFd},
+    time::Instant,
+};
+
+use arc_swap::ArcSwap;
+use nix::{
+    cmsg_space,
+    errno::Errno,
+    libc,
+    sys::socket::{
+        ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
+        sendmmsg, setsockopt, sockopt,
+    },
+};
+use tracing::{debug, warn};
+
+use crate::{
+    rrl::RateLimiter,
+    udp::{Transport, UdpOutcome, is_bad_source, respond},
+    view::DnsView,
+};
+
+const BATCH: usize = 32;
+/// Larger requests are not queries anyone needs answered; the kernel
+/// truncates them and they are dropped.
+const MAX_REQUEST: usize = 4096;
+
+/// Asks the kernel for each datagram's destination address.
+pub(crate) fn enable_pktinfo(socket: &UdpSocket, ipv6: bool) -> std::io::Result<()> {
+    let set = if ipv6 {
+        // On a dual-stack socket IPv4 queries come with a v4-mapped
+        // IPV6_PKTINFO too.
+        setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)
+    } else {
+        setsockopt(socket, sockopt::Ipv4PacketInfo, &true)
+    };
+    set.map_err(std::io::Error::from)
+}
+
+fn std_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+    }
+    a.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+}
+
+fn recv_headers(pktinfo: bool, ipv6: bool) -> MultiHeaders<SockaddrStorage> {
+    let cmsg = match (pktinfo, ipv6) {
+        (false, _) => None,
+        (true, false) => Some(cmsg_space!(libc::in_pktinfo)),
+        (true, true) => Some(cmsg_space!(libc::in6_pktinfo)),
+    };
+    MultiHeaders::preallocate(BATCH, cmsg)
+}
+
+/// The destination of a received datagram, from its PKTINFO.
+fn local_addr(msg: &nix::sys::socket::RecvMsg<'_, '_, SockaddrStorage>) -> Option<IpAddr> {
+    for cmsg in msg.cmsgs().ok()? {
+        match cmsg {
+            ControlMessageOwned::Ipv4PacketInfo(info) => {
+                // ipi_spec_dst: the local address to answer from (for a
+                // broadcast destination, the interface's own address).
+                return Some(IpAddr::from(
+                    u32::from_be(info.ipi_spec_dst.s_addr).to_be_bytes(),
+                ));
+            }
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                return Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+pub(crate) fn serve(
+    socket: &UdpSocket,
+    view: &ArcSwap<DnsView>,
+    rrl: Option<&RateLimiter>,
+    pktinfo: bool,
+) {
+    let fd = socket.as_raw_fd();
+    let ipv6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+    let mut bufs = vec![[0u8; MAX_REQUEST]; BATCH];
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
+    let mut recv = recv_headers(pktinfo, ipv6);
+    let mut sender = Sender::new(ipv6);
+    let mut lens = [0usize; BATCH];
+    let mut srcs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+    let mut locals: [Option<IpAddr>; BATCH] = [None; BATCH];
+    let mut random = crate::handler::next_random();
+    loop {
+        let mut lost_pktinfo = false;
+        let received = {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            match recvmmsg(
+                fd,
+                &mut recv,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(results) => {
+                    let mut n = 0;
+                    for (i, r) in results.enumerate() {
+                        let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+                        lens[i] = if whole { r.bytes } else { 0 };
+                        srcs[i] = r.address;
+                        locals[i] = if pktinfo { local_addr(&r) } else { None };
+                        lost_pktinfo |= pktinfo && locals[i].is_none();
+                        n = i + 1;
+                    }
+                    n
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e @ (Errno::ENOSYS | Errno::EOPNOTSUPP)) => {
+                    warn!(error = %e, "recvmmsg unavailable; one datagram per call");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "recvmmsg failed");
+                    continue;
+                }
+            }
+        };
+        if lost_pktinfo {
+            // The kernel shrinks each header's control length to what it
+            // filled; start again from full-size buffers.
+            recv = recv_headers(pktinfo, ipv6);
+        }
+        let started = Instant::now();
+        let view = view.load();
+        let mut replies: Vec<Outgoing<'_>> = Vec::with_capacity(received);
+        for (i, out) in outs.iter_mut().enumerate().take(received) {
+            let Some((storage, src)) = srcs[i].and_then(|s| Some((s, std_addr(&s)?))) else {
+                continue;
+            };
+            if is_bad_source(src) {
+                view.metrics.bad_source.increment(1);
+                continue;
+            }
+            // A wildcard socket that cannot tell where the query went must
+            // not answer from a guess: resolvers drop such replies.
+            if pktinfo && locals[i].is_none() {
+                continue;
+            }
+            let len = lens[i];
+            if len == 0 {
+                continue;
+            }
+            random = crate::select::mix(random);
+            let packet = bufs[i].get(..len).unwrap_or_default();
+            let client = src.ip().to_canonical();
+            if respond(&view, packet, client, random, Transport::Udp(rrl), out) == UdpOutcome::Reply
+            {
+                replies.push(Outgoing {
+                    payload: out,
+                    to: storage,
+                    from: locals[i],
+                });
+            }
+        }
+        let failed = sender.send_all(fd, &replies);
+        if failed > 0 {
+            view.metrics.send_failed.increment(failed as u64);
+        }
+        let per_query = started.elapsed().as_secs_f64() / received.max(1) as f64;
+        view.metrics.latency.record(per_query);
+    }
+}
+
+/// One reply to send: `payload` to `to`, from `from` on a wildcard socket.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) payload: &'a [u8],
+    pub(crate) to: SockaddrStorage,
+    pub(crate) from: Option<IpAddr>,
+}
+
+/// `sendmmsg` with per-reply source addresses and per-reply failures.
+pub(crate) struct Sender {
+    ipv6: bool,
+    plain: MultiHeaders<SockaddrStorage>,
+    /// Headers with room for one PKTINFO; kept apart from `plain`, whose
+    /// messages must carry no control data at all.
+    with_source: MultiHeaders<SockaddrStorage>,
+}
+
+impl Sender {
+    pub(crate) fn new(ipv6: bool) -> Self {
+        let cmsg = if ipv6 {
+            cmsg_space!(libc::in6_pktinfo)
+        } else {
+            cmsg_space!(libc::in_pktinfo)
+        };
+        Self {
+            ipv6,
+            plain: MultiHeaders::preallocate(BATCH, None),
+            with_source: MultiHeaders::preallocate(BATCH, Some(cmsg)),
+        }
+    }
+
+    /// Sends every reply it can; returns how many the kernel refused.
+    /// `sendmmsg` stops at the first failure and reports only how many
+    /// went before it, so the rest is sent again from there: the failed
+    /// one is retried once (the error may have been transient) and, if it
+    /// fails again, skipped.
+    pub(crate) fn send_all(&mut self, fd: RawFd, replies: &[Outgoing<'_>]) -> usize {
+        let mut failed = 0;
+        let mut start = 0;
+        while start < replies.len() {
+            // A run of replies from one source shares its control message.
+            let from = replies[start].from;
+            let run_len = replies[start..]
+                .iter()
+                .take(BATCH)
+                .take_while(|r| r.from == from)
+                .count();
+            let run = &replies[start..start + run_len];
+            let mut i = 0;
+            while i < run.len() {
+                match self.send_run(fd, &run[i..], from) {
+                    Ok(n) if n > 0 => i += n,
+                    Err(Errno::EINTR) => {}
+                    Ok(_) | Err(_) => {
+                        // The first of run[i..] failed again: skip it.
+                        failed += 1;
+                        i += 1;
+                    }
+                }
+            }
+            start += run_len;
+        }
+        failed
+    }
+
+    fn send_run(
+        &mut self,
+        fd: RawFd,
+        run: &[Outgoing<'_>],
+        from: Option<IpAddr>,
+    ) -> nix::Result<usize> {
+        let slices: Vec<[IoSlice<'_>; 1]> = run.iter().map(|r| [IoSlice::new(r.payload)]).collect();
+        let addrs: Vec<Option<SockaddrStorage>> = run.iter().map(|r| Some(r.to)).collect();
+        let sent = match from {
+            None => sendmmsg(
+                fd,
+                &mut self.plain,
+                slices.iter(),
+                &addrs,
+                [],
+                MsgFlags::empty(),
+            )?
+            .count(),
+            Some(ip) if self.ipv6 => {
+                let v6 = match ip {
+                    IpAddr::V4(a) => a.to_ipv6_mapped(),
+                    IpAddr::V6(a) => a,
+                };
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                let cmsgs = [ControlMessage::Ipv6PacketInfo(&info)];
+                sendmmsg(
+                    fd,
+                    &mut self.with_source,
+                    slices.iter(),
+                    &addrs,
+                    cmsgs,
+                    MsgFlags::empty(),
+                )?
+                .count()
+            }
+            Some(ip) => {
+                let IpAddr::V4(v4) = ip.to_canonical() else {
+                    // An IPv6 destination on an IPv4 socket cannot happen.
+                    return Err(Errno::EAFNOSUPPORT);
+                };
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(v4).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                let cmsgs = [ControlMessage::Ipv4PacketInfo(&info)];
+                sendmmsg(
+                    fd,
+                    &mut self.with_source,
+                    slices.iter(),
+                    &addrs,
+                    cmsgs,
+                    MsgFlags::empty(),
+                )?
+                .count()
+            }
+        };
+        if sent < run.len() {
+            debug!(sent, of = run.len(), "sendmmsg stopped at a failed reply");
+        }
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::{net::UdpSocket, time::Duration};
+
+    use super::*;
+
+    fn storage(a: SocketAddr) -> SockaddrStorage {
+        SockaddrStorage::from(a)
+    }
+
+    #[test]
+    fn a_reply_the_kernel_refuses_does_not_drop_the_rest_of_the_batch() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for r in [&a, &b] {
+            r.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        let port_zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let replies = [
+            Outgoing {
+                payload: b"one",
+                to: storage(a.local_addr().unwrap()),
+                from: None,
+            },
+            // sendmmsg stops here: a destination port of 0 is refused.
+            Outgoing {
+                payload: b"bad",
+                to: storage(port_zero),
+                from: None,
+            },
+            Outgoing {
+                payload: b"two",
+                to: storage(b.local_addr().unwrap()),
+                from: None,
+            },
+            Outgoing {
+                payload: b"three",
+                to: storage(a.local_addr().unwrap()),
+                from: None,
+            },
+        ];
+        let failed = Sender::new(false).send_all(socket.as_raw_fd(), &replies);
+        assert_eq!(failed, 1);
+        let mut buf = [0u8; 16];
+        let n = a.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"one");
+        let n = b.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"two");
+        let n = a.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"three");
+    }
+
+    #[test]
+    fn replies_leave_from_the_address_they_are_given() {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let to = storage(client.local_addr().unwrap());
+        let replies = [
+            Outgoing {
+                payload: b"x",
+                to,
+                from: Some("127.0.0.2".parse().unwrap()),
+            },
+            Outgoing {
+                payload: b"y",
+                to,
+                from: Some("127.0.0.3".parse().unwrap()),
+            },
+        ];
+        assert_eq!(Sender::new(false).send_all(socket.as_raw_fd(), &replies), 0);
+        let mut buf = [0u8; 4];
+        let (_, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(from, SocketAddr::from(([127, 0, 0, 2], port)));
+        let (_, from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(from, SocketAddr::from(([127, 0, 0, 3], port)));
+    }
+}

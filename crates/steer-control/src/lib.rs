@@ -192,11 +192,15 @@ impl ControlLoop {
             recorder: None,
             unflushed_audit,
         };
+        // Alertable from the first scrape, not only after the first failure.
+        metrics::counter!("steer_state_write_errors_total").increment(0);
+        metrics::counter!("steer_audit_write_errors_total").increment(0);
         let mut this = this;
         this.flush_audit();
         // A full disk must not stop steerd from serving the state it has:
         // the version is saved again with the next publication.
         if let Err(e) = this.persist(this.current().version) {
+            metrics::counter!("steer_state_write_errors_total").increment(1);
             error!(error = %e, "could not save state at start; serving from the state read");
         }
         this.export_metrics();
@@ -408,6 +412,7 @@ impl ControlLoop {
         if let Err(e) = self.persist(version) {
             // Publishing anyway keeps answers fresh; the version may repeat
             // after a crash, which watchers tolerate by comparing bodies.
+            metrics::counter!("steer_state_write_errors_total").increment(1);
             error!(error = %e, "could not persist plan version");
         } else if !self.unflushed_audit.is_empty() {
             self.flush_audit();

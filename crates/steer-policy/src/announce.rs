@@ -13,7 +13,7 @@ use steer_types::{
     health::{PopHealthReport, StaleLast, TargetState},
 };
 
-use crate::{effective_ramp, pop_health};
+use crate::{drain_progress, pop_health, strictest_drain};
 
 /// Why a PoP would withdraw, ordered by how willing we are to override it
 /// with the rail (drained first: the PoP can still serve).
@@ -77,7 +77,7 @@ fn wish(
     let prepend = AnnounceState::Prepend {
         count: topology.policy.prepend_count,
     };
-    if let Some(d) = intents.drain_for_service(&service.id, &pop.id, &pop.region) {
+    if let Some(d) = strictest_drain(service, pop, intents, now) {
         return match d.mode {
             DrainMode::Hard => (
                 AnnounceState::Withdraw,
@@ -87,11 +87,10 @@ fn wish(
                 },
             ),
             DrainMode::Soft => {
-                let ramp = effective_ramp(d.ramp, service.ttl);
-                let elapsed = now.since(d.created);
-                let (state, cause, phase) = if elapsed < ramp {
+                let progress = drain_progress(d, service, now);
+                let (state, cause, phase) = if progress < 1.0 {
                     (AnnounceState::Announce, None, SoftDrainPhase::DnsRamp)
-                } else if elapsed < ramp * 2 {
+                } else if progress < 2.0 {
                     (prepend, None, SoftDrainPhase::Prepend)
                 } else {
                     (

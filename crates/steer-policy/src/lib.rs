@@ -33,7 +33,7 @@ mod weights;
 use std::time::Duration;
 
 use steer_types::{
-    Degradation, DrainMode, Intents, Plan, PlanBody, PlanEvidence, Pop, PopHealth, PopPlan,
+    Degradation, Drain, DrainMode, Intents, Plan, PlanBody, PlanEvidence, Pop, PopHealth, PopPlan,
     RegionId, RegionPlan, Service, Timestamp, Topology, UnknownHealth,
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
@@ -205,19 +205,45 @@ fn state_usable(state: TargetState, unknown: UnknownHealth) -> bool {
 }
 
 /// Share of its normal capacity a PoP keeps for `service` under drains:
-/// 1 undrained, 0 hard-drained or past its ramp, linear in between.
+/// 1 undrained, 0 hard-drained or past its ramp, linear in between. With
+/// several covering drains the strictest wins, whatever their order.
 fn drain_factor(service: &Service, pop: &Pop, intents: &Intents, now: Timestamp) -> f64 {
-    let Some(drain) = intents.drain_for_service(&service.id, &pop.id, &pop.region) else {
-        return 1.0;
-    };
+    strictest_drain(service, pop, intents, now).map_or(1.0, |d| {
+        (1.0 - drain_progress(d, service, now)).clamp(0.0, 1.0)
+    })
+}
+
+/// How far a drain has gone for `service` at `now`, in ramps: a soft
+/// drain takes DNS weight away over its first ramp (0..1), prepends over
+/// the second (1..2), then withdraws; a hard drain is past all of it.
+pub(crate) fn drain_progress(drain: &Drain, service: &Service, now: Timestamp) -> f64 {
     match drain.mode {
-        DrainMode::Hard => 0.0,
+        DrainMode::Hard => f64::INFINITY,
         DrainMode::Soft => {
             let ramp = effective_ramp(drain.ramp, service.ttl);
-            let elapsed = now.since(drain.created);
-            (1.0 - elapsed.as_secs_f64() / ramp.as_secs_f64()).clamp(0.0, 1.0)
+            now.since(drain.created).as_secs_f64() / ramp.as_secs_f64()
         }
     }
+}
+
+/// The drain covering `service` at `pop` that leaves it the least: the
+/// one furthest along (hard beats soft; of two soft drains, the one that
+/// started its ramp earlier relative to its length). Creation order
+/// breaks ties, so the choice is deterministic.
+pub(crate) fn strictest_drain<'a>(
+    service: &Service,
+    pop: &Pop,
+    intents: &'a Intents,
+    now: Timestamp,
+) -> Option<&'a Drain> {
+    intents
+        .drains_for_service(&service.id, &pop.id, &pop.region)
+        .fold(None, |best: Option<&Drain>, d| match best {
+            Some(b) if drain_progress(b, service, now) >= drain_progress(d, service, now) => {
+                Some(b)
+            }
+            _ => Some(d),
+        })
 }
 
 /// A zero ramp means five TTLs: long enough for resolvers to drop the

@@ -716,3 +716,175 @@ fn health_factor_scales_capacity() {
     // 0.4 : 1.0 of the set.
     assert_eq!((w("fra1"), w("ams1")), (286, 714));
 }
+
+/// A drain of `scope` with the given mode, ramp (s) and start (s).
+fn drain_at(id: usize, scope: DrainScope, hard: bool, ramp_s: u64, created_s: i64) -> Drain {
+    Drain {
+        id: format!("drain-{id}"),
+        mode: if hard {
+            DrainMode::Hard
+        } else {
+            DrainMode::Soft
+        },
+        ramp: Duration::from_secs(ramp_s),
+        created: Timestamp(created_s * 1000),
+        ..drain(scope)
+    }
+}
+
+fn arb_scope() -> impl Strategy<Value = DrainScope> {
+    prop_oneof![
+        (0..POPS.len()).prop_map(|i| DrainScope::Pop {
+            pop: PopId::new(POPS[i].0)
+        }),
+        prop_oneof![Just("eu-west"), Just("us-east"), Just("ap-south")].prop_map(|r| {
+            DrainScope::Region {
+                region: RegionId::new(r),
+            }
+        }),
+        (0..POPS.len()).prop_map(|i| DrainScope::ServicePop {
+            service: ServiceId::new("app"),
+            pop: PopId::new(POPS[i].0),
+        }),
+    ]
+}
+
+/// Withdraw is stricter than prepend, which is stricter than announce.
+fn strictness(state: AnnounceState) -> u8 {
+    match state {
+        AnnounceState::Announce => 0,
+        AnnounceState::Prepend { .. } => 1,
+        AnnounceState::Withdraw => 2,
+    }
+}
+
+#[test]
+fn a_hard_pop_drain_wins_over_an_older_soft_region_drain() {
+    let mut topo = topology(UnknownHealth::AssumeUp);
+    topo.policy.min_announce_share = 0.0;
+    let soft_region = drain_at(
+        1,
+        DrainScope::Region {
+            region: RegionId::new("eu-west"),
+        },
+        false,
+        600,
+        0,
+    );
+    let hard_pop = drain_at(
+        2,
+        DrainScope::Pop {
+            pop: PopId::new("fra1"),
+        },
+        true,
+        0,
+        10,
+    );
+    let service_pop = drain_at(
+        3,
+        DrainScope::ServicePop {
+            service: ServiceId::new("app"),
+            pop: PopId::new("fra1"),
+        },
+        true,
+        0,
+        10,
+    );
+    for second in [hard_pop, service_pop] {
+        for order in [
+            vec![soft_region.clone(), second.clone()],
+            vec![second.clone(), soft_region.clone()],
+        ] {
+            let intents = Intents {
+                drains: order,
+                ..Default::default()
+            };
+            let body = compute(
+                &topo,
+                &HealthSnapshot::default(),
+                &intents,
+                Timestamp(60_000),
+            );
+            assert!(
+                !region_pops(&body, "eu-west").contains(&"fra1".to_owned()),
+                "{:?}",
+                body.services[0].regional[0]
+            );
+            let fra1 = body
+                .announcements
+                .iter()
+                .find(|a| a.pop.as_str() == "fra1")
+                .unwrap();
+            assert_eq!(fra1.state, AnnounceState::Withdraw, "{:?}", fra1.reason);
+            // ams1 is still only ramping under the soft region drain.
+            let ams1 = body
+                .announcements
+                .iter()
+                .find(|a| a.pop.as_str() == "ams1")
+                .unwrap();
+            assert_eq!(ams1.state, AnnounceState::Announce);
+        }
+    }
+}
+
+proptest! {
+    /// Intents compose by the strictest: with any set of drains, in any
+    /// order, each PoP keeps the least capacity share and the strictest
+    /// announcement any one of the covering drains allows.
+    #[test]
+    fn the_strictest_covering_drain_wins(
+        specs in proptest::collection::vec(
+            (arb_scope(), proptest::bool::ANY, 0u64..400, 0i64..600), 1..6),
+        now_s in 0i64..1200,
+        reverse in proptest::bool::ANY,
+    ) {
+        let mut topo = topology(UnknownHealth::AssumeUp);
+        topo.policy.min_announce_share = 0.0;
+        let service = &topo.services[0];
+        let now = Timestamp(now_s * 1000);
+        let mut drains: Vec<Drain> = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (scope, hard, ramp, created))| {
+                drain_at(i + 1, scope, hard, ramp, created.min(now_s))
+            })
+            .collect();
+        if reverse {
+            drains.reverse();
+        }
+        let all = Intents { drains: drains.clone(), ..Default::default() };
+        let announced = |intents: &Intents| -> BTreeMap<String, u8> {
+            announce::plan(&topo, intents, &|_: &Pop| -> &PopHealthReport {
+                static UP: std::sync::OnceLock<PopHealthReport> = std::sync::OnceLock::new();
+                UP.get_or_init(|| PopHealthReport { state: TargetState::Up, ..PopHealthReport::unknown() })
+            }, now, &mut Vec::new())
+            .into_iter()
+            // The wish before the min-announce rail (which keeps at least
+            // one PoP announcing whatever the intents say).
+            .map(|a| {
+                let wished = if a.reason.is_min_announce_rail() { 2 } else { strictness(a.state) };
+                (a.pop.to_string(), wished)
+            })
+            .collect()
+        };
+        let together = announced(&all);
+        for pop in &topo.pops {
+            let singles: Vec<Intents> = drains
+                .iter()
+                .filter(|d| d.scope.covers(Some(&service.id), &pop.id, &pop.region))
+                .map(|d| Intents { drains: vec![d.clone()], ..Default::default() })
+                .collect();
+            let least = singles
+                .iter()
+                .map(|one| drain_factor(service, pop, one, now))
+                .fold(1.0f64, f64::min);
+            prop_assert_eq!(drain_factor(service, pop, &all, now), least, "{}", pop.id);
+            let strictest = singles
+                .iter()
+                .map(|one| announced(one)[pop.id.as_str()])
+                .max()
+                .unwrap_or(0);
+            prop_assert_eq!(together[pop.id.as_str()], strictest, "{}", pop.id);
+        }
+    }
+}

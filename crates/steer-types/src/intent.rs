@@ -119,11 +119,33 @@ pub struct Intents {
 }
 
 impl Intents {
-    /// The first drain covering this PoP as a whole (PoP or region scope).
+    /// The strictest drain covering this PoP as a whole (PoP or region
+    /// scope): a hard drain before any soft one, then the soft drain whose
+    /// ramp ends first; creation order breaks ties.
     pub fn drain_for(&self, pop: &PopId, region: &RegionId) -> Option<&Drain> {
-        self.drains.iter().find(|d| {
-            d.scope.covers(None, pop, region) && !matches!(d.scope, DrainScope::ServicePop { .. })
-        })
+        self.drains
+            .iter()
+            .filter(|d| {
+                d.scope.covers(None, pop, region)
+                    && !matches!(d.scope, DrainScope::ServicePop { .. })
+            })
+            .min_by_key(|d| match d.mode {
+                DrainMode::Hard => (0, Timestamp(i64::MIN)),
+                DrainMode::Soft => (1, d.created.saturating_add(d.ramp)),
+            })
+    }
+
+    /// Every drain covering `service` at this PoP (any scope), in creation
+    /// order. The policy applies the strictest of them.
+    pub fn drains_for_service<'a, 'b>(
+        &'a self,
+        service: &'b ServiceId,
+        pop: &'b PopId,
+        region: &'b RegionId,
+    ) -> impl Iterator<Item = &'a Drain> + use<'a, 'b> {
+        self.drains
+            .iter()
+            .filter(move |d| d.scope.covers(Some(service), pop, region))
     }
 
     pub fn override_for(&self, pop: &PopId) -> Option<&WeightOverride> {
@@ -137,17 +159,5 @@ impl Intents {
             .filter_map(|d| d.expires)
             .chain(self.overrides.iter().filter_map(|o| o.expires))
             .min()
-    }
-
-    /// The first drain covering `service` at this PoP (any scope).
-    pub fn drain_for_service(
-        &self,
-        service: &ServiceId,
-        pop: &PopId,
-        region: &RegionId,
-    ) -> Option<&Drain> {
-        self.drains
-            .iter()
-            .find(|d| d.scope.covers(Some(service), pop, region))
     }
 }

@@ -684,3 +684,40 @@ fn recorded_run_replays_identically() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The strictest intent wins whatever the order: a hard drain of fra1 made
+/// while a soft drain of its whole region is still ramping takes fra1 out
+/// of the answers at once, and status names the hard drain.
+#[test]
+fn a_hard_pop_drain_under_a_soft_region_drain_takes_effect() {
+    let s = Steerd::start("strictest-drain");
+    let eu = "10.1.0.0/24";
+    s.wait_answers(eu, &["192.0.2.11", "192.0.2.12"], Duration::from_secs(5))
+        .unwrap();
+    let out = s.steerctl(&[
+        "drain", "region", "eu-west", "--mode", "soft", "--ramp", "10m", "--reason", "power work",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.steerctl(&["drain", "pop", "fra1", "--reason", "fire", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = poll(Duration::from_secs(2), || {
+        let got = s.answers("app.example.test", "A", eu);
+        (!got.is_empty() && !got.iter().any(|a| a == "192.0.2.11")).then_some(got)
+    });
+    assert!(
+        gone.is_some(),
+        "fra1 still answered: {:?}",
+        s.answers("app.example.test", "A", eu)
+    );
+    let (_, body) = http_get(s.http, "/status").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let fra1 = status["pops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pop"] == "fra1")
+        .unwrap();
+    assert_eq!(fra1["drained_by"], "drain-2", "{fra1}");
+    assert_eq!(fra1["weight_permille"], 0, "{fra1}");
+}

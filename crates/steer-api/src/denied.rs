@@ -1,4 +1,4 @@
-//! Audit of refused callers, off the control loop.
+//! Audit of refused callers and dry runs, off the control loop.
 //!
 //! Anyone who can reach the port can be refused, as often as they like, so
 //! refusals are counted in metrics always, and audited one by one only up
@@ -44,6 +44,8 @@ struct Bucket {
 
 pub struct DeniedAudit {
     tx: SyncSender<AuditEntry>,
+    /// For entries written on the caller's (blocking) thread.
+    sink: AuditSink,
     bucket: Mutex<Bucket>,
     /// Refusals not audited one by one since the last summary.
     unaudited: AtomicU64,
@@ -60,11 +62,12 @@ impl DeniedAudit {
     /// Starts the writer thread; it ends when the auditor is dropped.
     pub fn spawn(sink: AuditSink) -> std::io::Result<Arc<Self>> {
         let (tx, rx) = sync_channel::<AuditEntry>(QUEUE);
+        let writer = sink.clone();
         std::thread::Builder::new()
             .name("denied-audit".into())
             .spawn(move || {
                 for entry in rx {
-                    if let Err(e) = sink(&entry) {
+                    if let Err(e) = writer(&entry) {
                         metrics::counter!("steer_audit_write_errors_total").increment(1);
                         error!(error = %e, "could not audit a denied attempt");
                     }
@@ -73,6 +76,7 @@ impl DeniedAudit {
         metrics::counter!("steer_audit_denied_unaudited_total").increment(0);
         Ok(Arc::new(Self {
             tx,
+            sink,
             bucket: Mutex::new(Bucket {
                 tokens: BURST,
                 at: Instant::now(),
@@ -137,6 +141,24 @@ impl DeniedAudit {
         }
         .capped();
         self.enqueue(entry, 1);
+    }
+
+    /// Audits an attempt that changed nothing (a dry run) at the same
+    /// bounded rate, stamped now, on the calling thread (a blocking one):
+    /// the caller answers after its entry is in the log.
+    pub fn record_entry_blocking(&self, entry: AuditEntry) {
+        if !self.take_token() {
+            self.skip();
+            return;
+        }
+        let entry = AuditEntry {
+            at: now(),
+            ..entry.capped()
+        };
+        if let Err(e) = (self.sink)(&entry) {
+            metrics::counter!("steer_audit_write_errors_total").increment(1);
+            error!(error = %e, "could not audit a dry run");
+        }
     }
 
     fn skip(&self) {

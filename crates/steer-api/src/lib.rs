@@ -164,6 +164,17 @@ pub trait Explainer: Send + Sync + 'static {
     ) -> Result<Explanation, ApiError>;
 }
 
+/// Projects a drain without the control loop (dry runs): the loop
+/// publishes its inputs, the caller computes.
+pub trait DryRunner: Send + Sync + 'static {
+    /// The projection of draining `scope`, and the plan version it was
+    /// taken against.
+    fn project_drain(
+        &self,
+        scope: &steer_types::DrainScope,
+    ) -> Result<(steer_types::projection::Projection, u64), ApiError>;
+}
+
 /// A config reload asked for through the API (or SIGHUP).
 #[derive(Debug)]
 pub struct ReloadRequest {

@@ -15,8 +15,8 @@ use tonic::{Code, Request, Response, Status};
 use tracing::info;
 
 use crate::{
-    ApiCommand, ApiError, AuditFilter, AuditReader, DeniedAudit, DrainCommand, Explainer,
-    ReloadRequest, convert,
+    ApiCommand, ApiError, AuditFilter, AuditReader, DeniedAudit, DrainCommand, DryRunner,
+    Explainer, ReloadRequest, convert,
 };
 
 impl From<ApiError> for Status {
@@ -52,7 +52,12 @@ pub struct OperatorService {
     bgp: Option<BgpStatusSource>,
     /// Audits refusals and reads the audit log without the control loop.
     audit: Option<(Arc<DeniedAudit>, AuditReader)>,
+    /// Projects dry runs without the control loop, a few at a time.
+    dry_run: Option<(Arc<dyn DryRunner>, Arc<tokio::sync::Semaphore>)>,
 }
+
+/// Dry-run projections computed at once; more get RESOURCE_EXHAUSTED.
+const DRY_RUNS_AT_ONCE: usize = 2;
 
 /// Most entries one `GetAudit` returns.
 const MAX_AUDIT_LIMIT: usize = 10_000;
@@ -74,7 +79,62 @@ impl OperatorService {
             reload,
             bgp: None,
             audit: None,
+            dry_run: None,
         }
+    }
+
+    /// Answers dry-run drains from the loop's published inputs, off the
+    /// loop (see [`DryRunner`]).
+    pub fn with_dry_run(mut self, runner: Arc<dyn DryRunner>) -> Self {
+        let permits = Arc::new(tokio::sync::Semaphore::new(DRY_RUNS_AT_ONCE));
+        metrics::counter!("steer_api_dry_runs_rejected_total").increment(0);
+        self.dry_run = Some((runner, permits));
+        self
+    }
+
+    /// A dry-run drain: projected on a blocking thread from the loop's
+    /// latest inputs, audited at the bounded rate, nothing sent to the loop.
+    async fn dry_run_drain(
+        &self,
+        runner: Arc<dyn DryRunner>,
+        permits: Arc<tokio::sync::Semaphore>,
+        cmd: DrainCommand,
+    ) -> Result<Response<pb::DrainResponse>, Status> {
+        let Ok(permit) = permits.try_acquire_owned() else {
+            metrics::counter!("steer_api_dry_runs_rejected_total").increment(1);
+            return Err(Status::resource_exhausted(
+                "too many dry runs in progress; try again shortly",
+            ));
+        };
+        let audit = self.audit.as_ref().map(|(a, _)| a.clone());
+        let (projection, plan_version) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let (projection, plan_version) = runner.project_drain(&cmd.scope)?;
+            if let Some(audit) = audit {
+                audit.record_entry_blocking(steer_types::audit::AuditEntry {
+                    at: steer_types::Timestamp::default(),
+                    principal: cmd.principal,
+                    action: "drain".into(),
+                    scope: cmd.scope.describe(),
+                    reason: format!("{} [{:?}] {}", cmd.reason, cmd.mode, projection.summary),
+                    intent_id: None,
+                    plan_version,
+                    dry_run: true,
+                    forced: cmd.force && projection.over_capacity,
+                    outcome: "dry-run".into(),
+                });
+            }
+            Ok::<_, ApiError>((projection, plan_version))
+        })
+        .await
+        .map_err(|_| Status::internal("dry-run projection failed"))??;
+        metrics::counter!("steer_api_requests_total", "method" => "Drain").increment(1);
+        Ok(Response::new(pb::DrainResponse {
+            intent_id: String::new(),
+            plan_version,
+            applied: false,
+            projection: Some(convert::projection(&projection)),
+        }))
     }
 
     /// Audits refused callers (rate-limited, size-capped) and serves
@@ -207,6 +267,11 @@ impl Operator for OperatorService {
             dry_run: body.dry_run,
             force: body.force,
         };
+        if cmd.dry_run
+            && let Some((runner, permits)) = self.dry_run.clone()
+        {
+            return self.dry_run_drain(runner, permits, cmd).await;
+        }
         let out = self
             .call("Drain", |reply| ApiCommand::Drain { cmd, reply })
             .await??;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use steer_api::{ApiError, DrainCommand, DrainOutcome, UndrainOutcome};
 use steer_types::{
-    Drain, DrainMode, DrainScope, Intents, PopId, Timestamp, WeightOverride, audit::AuditEntry,
+    Drain, DrainScope, Intents, PopId, Timestamp, WeightOverride, audit::AuditEntry,
 };
 use tracing::info;
 
@@ -72,15 +72,13 @@ impl ControlLoop {
         };
 
         // Project the end state (as if the ramp were over).
-        let mut end_state = next.clone();
-        end_state.drains.push(Drain {
-            mode: DrainMode::Hard,
-            ..drain.clone()
-        });
-        let proposed = self.compute_body(&end_state, now, false);
-        let unchanged = self.compute_body(&self.intents, now, false);
-        let projection =
-            steer_policy::project(&self.topology, &self.snapshot(now), &unchanged, &proposed);
+        let projection = steer_policy::project_drain(
+            &self.topology,
+            &self.snapshot(now),
+            &self.intents,
+            &cmd.scope,
+            now,
+        );
 
         let mut entry = self.entry(
             cmd.principal.clone(),

@@ -7,6 +7,7 @@
 //! acknowledged, so a `kill -9` at any point loses nothing that was confirmed.
 
 mod clock;
+mod dry_run;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod durability;
@@ -39,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 pub use clock::{Clock, SystemClock};
+pub use dry_run::{DrainProjector, ProjectionInputs};
 pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
 
 /// Reports queued for the control loop, and the most it applies at once.
@@ -53,6 +55,8 @@ pub struct ControlHandles {
     pub evidence: Arc<ArcSwap<PlanEvidence>>,
     /// Notified on every publication.
     pub plan_watch: watch::Receiver<Arc<Plan>>,
+    /// Dry-run projections from the loop's latest inputs, off the loop.
+    pub projector: Arc<DrainProjector>,
     pub health_tx: mpsc::Sender<ObservedReport>,
     pub api_tx: mpsc::Sender<ApiCommand>,
 }
@@ -65,6 +69,7 @@ pub struct ControlLoop {
     clock: Box<dyn Clock>,
     plan: Arc<ArcSwap<Plan>>,
     evidence: Arc<ArcSwap<PlanEvidence>>,
+    projector: Arc<DrainProjector>,
     plan_tx: watch::Sender<Arc<Plan>>,
     health_rx: mpsc::Receiver<ObservedReport>,
     api_rx: mpsc::Receiver<ApiCommand>,
@@ -162,6 +167,13 @@ impl ControlLoop {
             now,
         );
         let evidence = Arc::new(ArcSwap::from_pointee(evidence));
+        let projector = Arc::new(DrainProjector::new(ProjectionInputs {
+            topology: topology.clone(),
+            health: aggregator.snapshot(now),
+            intents: intents.clone(),
+            plan_version: saved.plan_version + 1,
+            at: now,
+        }));
         let plan = Arc::new(Plan {
             version: saved.plan_version + 1,
             computed_at: now,
@@ -185,6 +197,7 @@ impl ControlLoop {
             clock,
             plan: plan_handle.clone(),
             evidence: evidence.clone(),
+            projector: projector.clone(),
             plan_tx,
             health_rx,
             api_rx,
@@ -210,6 +223,7 @@ impl ControlLoop {
                 plan: plan_handle,
                 evidence,
                 plan_watch,
+                projector,
                 health_tx,
                 api_tx,
             },
@@ -338,33 +352,27 @@ impl ControlLoop {
         s
     }
 
-    /// The next plan body. With `rails`, the weight-step rail compares
-    /// against the current plan; without, it is the unconstrained end state
-    /// (used for projections).
-    fn compute_body(&self, intents: &Intents, now: Timestamp, rails: bool) -> PlanBody {
-        let current = self.current();
-        steer_policy::compute_step(
-            &self.topology,
-            &self.snapshot(now),
-            intents,
-            rails.then_some(&*current),
-            now,
-        )
-    }
-
     /// The next plan body under the intents in force; its evidence is
     /// published at once (it is never versioned), the body only if it is
     /// a new decision.
     fn compute_next(&self, now: Timestamp) -> PlanBody {
         let current = self.current();
+        let health = self.snapshot(now);
         let (body, evidence) = steer_policy::compute_with_evidence(
             &self.topology,
-            &self.snapshot(now),
+            &health,
             &self.intents,
             Some(&*current),
             now,
         );
         self.evidence.store(Arc::new(evidence));
+        self.projector.publish(ProjectionInputs {
+            topology: self.topology.clone(),
+            health,
+            intents: self.intents.clone(),
+            plan_version: current.version,
+            at: now,
+        });
         body
     }
 

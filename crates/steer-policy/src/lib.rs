@@ -38,7 +38,7 @@ use steer_types::{
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
 
-pub use projection::{attribute_demand, project};
+pub use projection::{attribute_demand, project, project_drain};
 pub use weights::apportion;
 
 /// Computes the plan body for the given inputs at `now`, with no previous

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use steer_types::{
-    AnswerSet, PERMILLE, PlanBody, PopId, RegionId, ServiceId, Topology,
+    AnswerSet, Drain, DrainMode, DrainScope, Intents, PERMILLE, PlanBody, PopId, RegionId,
+    ServiceId, Timestamp, Topology,
     health::{HealthSnapshot, ObservedDemand},
     projection::{PopProjection, Projection},
 };
@@ -88,6 +89,35 @@ fn set_demand(current: &PlanBody, health: &HealthSnapshot) -> Vec<f64> {
         }
     }
     demand
+}
+
+/// Where today's load would go if `scope` were drained (its end state: as
+/// if any ramp were over), against the plan without that drain. A drain of
+/// the same scope already in force is replaced, as a real drain would.
+/// Pure: the control loop's refusal and an off-loop dry run agree.
+pub fn project_drain(
+    topology: &Topology,
+    health: &HealthSnapshot,
+    intents: &Intents,
+    scope: &DrainScope,
+    now: Timestamp,
+) -> Projection {
+    let mut end_state = intents.clone();
+    end_state.drains.retain(|d| &d.scope != scope);
+    end_state.drains.push(Drain {
+        id: "projected".into(),
+        scope: scope.clone(),
+        mode: DrainMode::Hard,
+        ramp: std::time::Duration::ZERO,
+        reason: String::new(),
+        principal: String::new(),
+        created: now,
+        expires: None,
+        forced: false,
+    });
+    let unchanged = crate::compute(topology, health, intents, now);
+    let proposed = crate::compute(topology, health, &end_state, now);
+    project(topology, health, &unchanged, &proposed)
 }
 
 /// Projects per-PoP load from `current` to `proposed`. PoPs without a load

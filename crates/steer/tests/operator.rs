@@ -695,7 +695,15 @@ fn a_hard_pop_drain_under_a_soft_region_drain_takes_effect() {
     s.wait_answers(eu, &["192.0.2.11", "192.0.2.12"], Duration::from_secs(5))
         .unwrap();
     let out = s.steerctl(&[
-        "drain", "region", "eu-west", "--mode", "soft", "--ramp", "10m", "--reason", "power work",
+        "drain",
+        "region",
+        "eu-west",
+        "--mode",
+        "soft",
+        "--ramp",
+        "10m",
+        "--reason",
+        "power work",
         "--force",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -350,7 +350,9 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
                 .read_audit_matching(limit, &|e| keep(e))
                 .map_err(|e| e.to_string())
         });
-        operator.with_audit(denied, reader)
+        operator
+            .with_audit(denied, reader)
+            .with_dry_run(handles.projector.clone())
     };
     let grpc_addr = grpc.local_addr()?;
     let router = tonic::transport::Server::builder()

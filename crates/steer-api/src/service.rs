@@ -2,9 +2,11 @@
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
 use futures::Stream;
 use prost::Message;
 use steer_proto::v1::{self as pb, operator_server::Operator};
+use steer_types::status::StatusReport;
 use steer_types::{
     Plan, PopId,
     auth::{Caller, Role},
@@ -52,6 +54,62 @@ pub struct OperatorService {
     bgp: Option<BgpStatusSource>,
     /// Audits refusals and reads the audit log without the control loop.
     audit: Option<(Arc<DeniedAudit>, AuditReader)>,
+    /// The control loop's published status, read without asking the loop.
+    status: Option<Arc<ArcSwap<StatusReport>>>,
+}
+
+/// How long a unary call may wait for the control loop (or the reloader)
+/// before it is answered DEADLINE_EXCEEDED. Streams (WatchPlan, health
+/// reports) are not bounded by it: they live as long as their client.
+pub const UNARY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counts live WatchPlan subscriptions in `steer_api_watchers`; the
+/// subscription's task holds one for as long as it runs.
+struct WatcherGauge;
+
+impl WatcherGauge {
+    fn start() -> Self {
+        metrics::gauge!("steer_api_watchers").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for WatcherGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("steer_api_watchers").decrement(1.0);
+    }
+}
+
+/// Registers the API's limit metrics at zero, so dashboards and alerts see
+/// them before the first hit.
+pub fn register_metrics() {
+    metrics::gauge!("steer_api_watchers").set(0.0);
+    for method in [
+        "Drain",
+        "Undrain",
+        "ListIntents",
+        "SetWeightOverride",
+        "ClearOverride",
+        "GetStatus",
+        "GetAudit",
+        "ReloadConfig",
+        "ConfirmFailure",
+    ] {
+        metrics::counter!("steer_api_timeouts_total", "method" => method).absolute(0);
+    }
+    for field in [
+        "scope.id",
+        "scope.service",
+        "pop",
+        "reason",
+        "principal",
+        "scope",
+        "name",
+        "qtype",
+        "client",
+    ] {
+        metrics::counter!("steer_api_field_rejected_total", "field" => field).absolute(0);
+    }
 }
 
 /// Most entries one `GetAudit` returns.
@@ -74,6 +132,7 @@ impl OperatorService {
             reload,
             bgp: None,
             audit: None,
+            status: None,
         }
     }
 
@@ -81,6 +140,12 @@ impl OperatorService {
     /// `GetAudit` straight from the store, both off the control loop.
     pub fn with_audit(mut self, denied: Arc<DeniedAudit>, reader: AuditReader) -> Self {
         self.audit = Some((denied, reader));
+        self
+    }
+
+    /// Serves `GetStatus` from the control loop's published snapshot.
+    pub fn with_status_snapshot(mut self, status: Arc<ArcSwap<StatusReport>>) -> Self {
+        self.status = Some(status);
         self
     }
 
@@ -96,13 +161,15 @@ impl OperatorService {
         make: impl FnOnce(oneshot::Sender<T>) -> ApiCommand,
     ) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
-        self.to_control
-            .send(make(tx))
-            .await
-            .map_err(|_| Status::unavailable("control loop is not running"))?;
-        let out = rx
-            .await
-            .map_err(|_| Status::unavailable("control loop dropped the request"));
+        let round_trip = async {
+            self.to_control
+                .send(make(tx))
+                .await
+                .map_err(|_| Status::unavailable("control loop is not running"))?;
+            rx.await
+                .map_err(|_| Status::unavailable("control loop dropped the request"))
+        };
+        let out = bounded_by_timeout(method, round_trip).await;
         metrics::counter!("steer_api_requests_total", "method" => method).increment(1);
         out
     }
@@ -158,6 +225,26 @@ impl OperatorService {
     }
 }
 
+/// Runs a unary call's wait under [`UNARY_TIMEOUT`]. A change the control
+/// loop already took may still apply after the deadline; the audit log and
+/// `steerctl status` say whether it did.
+async fn bounded_by_timeout<T>(
+    method: &'static str,
+    wait: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(UNARY_TIMEOUT, wait).await {
+        Ok(out) => out,
+        Err(_) => {
+            metrics::counter!("steer_api_timeouts_total", "method" => method).increment(1);
+            Err(Status::deadline_exceeded(format!(
+                "{method} got no answer within {}s; check `steerctl status` and the audit \
+                 log before retrying",
+                UNARY_TIMEOUT.as_secs()
+            )))
+        }
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::PlanEvent, Status>> + Send>>;
 
 fn scope_text(s: Option<&pb::Scope>) -> String {
@@ -171,10 +258,7 @@ fn scope_text(s: Option<&pb::Scope>) -> String {
 }
 
 fn pop_id(text: &str) -> Result<PopId, Status> {
-    if text.trim().is_empty() {
-        return Err(Status::invalid_argument("`pop` is required"));
-    }
-    Ok(PopId::new(text.trim()))
+    Ok(PopId::new(convert::id(text, "pop")?))
 }
 
 #[tonic::async_trait]
@@ -330,9 +414,16 @@ impl Operator for OperatorService {
         req: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         self.authorize(&req, Role::Viewer, "get status", "").await?;
-        let status = self
-            .call("GetStatus", |reply| ApiCommand::Status { reply })
-            .await?;
+        let status = match &self.status {
+            Some(snapshot) => {
+                metrics::counter!("steer_api_requests_total", "method" => "GetStatus").increment(1);
+                snapshot.load_full()
+            }
+            None => Arc::new(
+                self.call("GetStatus", |reply| ApiCommand::Status { reply })
+                    .await?,
+            ),
+        };
         let intents = steer_types::Intents {
             drains: status.drains.clone(),
             overrides: status.overrides.clone(),
@@ -351,6 +442,9 @@ impl Operator for OperatorService {
     ) -> Result<Response<pb::ExplainResponse>, Status> {
         self.authorize(&req, Role::Viewer, "explain", "").await?;
         let body = req.into_inner();
+        convert::bounded(&body.name, "name", convert::MAX_NAME_BYTES)?;
+        convert::bounded(&body.qtype, "qtype", 16)?;
+        convert::bounded(&body.client, "client", 64)?;
         let client: ipnet::IpNet = match body.client.trim() {
             "" => {
                 return Err(Status::invalid_argument(
@@ -398,6 +492,7 @@ impl Operator for OperatorService {
         let mut plans = self.plans.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
+            let _live = WatcherGauge::start();
             let mut prev = plans.borrow_and_update().clone();
             let first = pb::PlanEvent {
                 plan_version: prev.version,
@@ -408,7 +503,13 @@ impl Operator for OperatorService {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
-            while plans.changed().await.is_ok() {
+            loop {
+                // A client that went away must end the task now, not at the
+                // next plan change (which may never come).
+                tokio::select! {
+                    changed = plans.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
                 let next = plans.borrow_and_update().clone();
                 let changes = next.changes_since(&prev);
                 let diff = if changes.is_empty() {
@@ -437,6 +538,8 @@ impl Operator for OperatorService {
     ) -> Result<Response<pb::GetAuditResponse>, Status> {
         self.authorize(&req, Role::Viewer, "read audit", "").await?;
         let body = req.into_inner();
+        convert::bounded(&body.principal, "principal", convert::MAX_NAME_BYTES)?;
+        convert::bounded(&body.scope, "scope", convert::MAX_NAME_BYTES)?;
         let filter = AuditFilter {
             since_ms: (body.since_unix_ms > 0).then_some(body.since_unix_ms),
             until_ms: (body.until_unix_ms > 0).then_some(body.until_unix_ms),
@@ -484,6 +587,7 @@ impl Operator for OperatorService {
             ));
         };
         let reason = req.into_inner().reason;
+        convert::bounded(&reason, "reason", convert::MAX_REASON_BYTES)?;
         let (tx, rx) = oneshot::channel();
         reload
             .send(ReloadRequest {
@@ -497,9 +601,11 @@ impl Operator for OperatorService {
             })
             .await
             .map_err(|_| Status::unavailable("reloader is not running"))?;
-        let version = rx
-            .await
-            .map_err(|_| Status::unavailable("reloader dropped the request"))??;
+        let version = bounded_by_timeout("ReloadConfig", async {
+            rx.await
+                .map_err(|_| Status::unavailable("reloader dropped the request"))
+        })
+        .await??;
         info!(%principal, version, "config reloaded");
         Ok(Response::new(pb::ReloadConfigResponse {
             plan_version: version,

@@ -53,6 +53,9 @@ pub struct ControlHandles {
     pub evidence: Arc<ArcSwap<PlanEvidence>>,
     /// Notified on every publication.
     pub plan_watch: watch::Receiver<Arc<Plan>>,
+    /// What `/status` and `GetStatus` show, refreshed by the loop on every
+    /// tick and publication: readers never wait on the loop.
+    pub status: Arc<ArcSwap<StatusReport>>,
     pub health_tx: mpsc::Sender<ObservedReport>,
     pub api_tx: mpsc::Sender<ApiCommand>,
 }
@@ -66,6 +69,7 @@ pub struct ControlLoop {
     plan: Arc<ArcSwap<Plan>>,
     evidence: Arc<ArcSwap<PlanEvidence>>,
     plan_tx: watch::Sender<Arc<Plan>>,
+    status: Arc<ArcSwap<StatusReport>>,
     health_rx: mpsc::Receiver<ObservedReport>,
     api_rx: mpsc::Receiver<ApiCommand>,
     /// Demand attributed from load reports; refreshed on reports, and only
@@ -171,6 +175,17 @@ impl ControlLoop {
         let plan_handle = Arc::new(ArcSwap::new(plan));
         let (health_tx, health_rx) = mpsc::channel(HEALTH_QUEUE);
         let (api_tx, api_rx) = mpsc::channel(64);
+        // Filled in by `publish_status` below, before anyone can read it.
+        let status = Arc::new(ArcSwap::from_pointee(StatusReport {
+            plan_version: 0,
+            plan_computed_at: now,
+            pops: Vec::new(),
+            regions: Vec::new(),
+            drains: Vec::new(),
+            overrides: Vec::new(),
+            rails: Vec::new(),
+            frozen: None,
+        }));
         info!(
             drains = intents.drains.len(),
             overrides = intents.overrides.len(),
@@ -186,6 +201,7 @@ impl ControlLoop {
             plan: plan_handle.clone(),
             evidence: evidence.clone(),
             plan_tx,
+            status: status.clone(),
             health_rx,
             api_rx,
             demand: BTreeMap::new(),
@@ -200,12 +216,14 @@ impl ControlLoop {
             error!(error = %e, "could not save state at start; serving from the state read");
         }
         this.export_metrics();
+        this.publish_status();
         Ok((
             this,
             ControlHandles {
                 plan: plan_handle,
                 evidence,
                 plan_watch,
+                status,
                 health_tx,
                 api_tx,
             },
@@ -313,6 +331,7 @@ impl ControlLoop {
                     self.expire_intents();
                     self.tick();
                     self.export_health_metrics(self.clock.now());
+                    self.publish_status();
                 }
             }
         }
@@ -423,6 +442,7 @@ impl ControlLoop {
         metrics::counter!("steer_plan_publications_total").increment(1);
         info!(version, "published plan");
         self.export_metrics();
+        self.publish_status();
         version
     }
 
@@ -616,6 +636,12 @@ impl ControlLoop {
                 Err(e)
             }
         }
+    }
+
+    /// Refreshes the status snapshot readers load (ages move every tick,
+    /// so it is stored each time rather than diffed).
+    fn publish_status(&self) {
+        self.status.store(Arc::new(self.status()));
     }
 
     fn status(&self) -> StatusReport {

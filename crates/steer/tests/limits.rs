@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Steerd, http_get, poll, quickstart, temp_dir, write_private};
+use common::{Steerd, http_get, http_get_as, poll, quickstart, temp_dir, write_private};
 use steer_proto::v1::{self as pb, operator_client::OperatorClient};
 
 /// The value of an unlabelled metric on `/metrics`.
@@ -181,13 +181,7 @@ token = "vera-viewer-token-0123456789"
 
 /// GET `path` with a bearer token; returns the status code.
 fn get_with_token(port: u16, path: &str, token: Option<&str>) -> u16 {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(c, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n").unwrap();
-    let mut buf = String::new();
-    c.read_to_string(&mut buf).unwrap();
-    buf.split_whitespace().nth(1).unwrap().parse().unwrap()
+    http_get_as(port, path, token).unwrap().0
 }
 
 #[test]

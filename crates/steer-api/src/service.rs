@@ -232,14 +232,22 @@ async fn bounded_by_timeout<T>(
     method: &'static str,
     wait: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
-    match tokio::time::timeout(UNARY_TIMEOUT, wait).await {
+    bounded_by(UNARY_TIMEOUT, method, wait).await
+}
+
+async fn bounded_by<T>(
+    limit: Duration,
+    method: &'static str,
+    wait: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(limit, wait).await {
         Ok(out) => out,
         Err(_) => {
             metrics::counter!("steer_api_timeouts_total", "method" => method).increment(1);
             Err(Status::deadline_exceeded(format!(
                 "{method} got no answer within {}s; check `steerctl status` and the audit \
                  log before retrying",
-                UNARY_TIMEOUT.as_secs()
+                limit.as_secs()
             )))
         }
     }
@@ -632,5 +640,22 @@ impl Operator for OperatorService {
             pops,
             plan_version,
         }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_unary_wait_that_gets_no_answer_is_deadline_exceeded() {
+        let limit = Duration::from_millis(20);
+        let stuck = bounded_by(limit, "Drain", std::future::pending::<Result<(), Status>>());
+        let e = stuck.await.unwrap_err();
+        assert_eq!(e.code(), Code::DeadlineExceeded);
+        assert!(e.message().contains("audit log"), "{}", e.message());
+        let answered = bounded_by(limit, "Drain", async { Ok::<_, Status>(7) });
+        assert_eq!(answered.await.unwrap(), 7);
     }
 }

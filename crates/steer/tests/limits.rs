@@ -198,3 +198,41 @@ fn status_needs_a_viewer_token_when_auth_is_on() {
     assert_eq!(get_with_token(s.http, "/healthz", None), 200);
     assert_eq!(get_with_token(s.http, "/metrics", None), 200);
 }
+
+#[test]
+fn one_grpc_connection_holds_at_most_128_streams() {
+    const STREAMS: usize = 128;
+    let s = Steerd::start("limits-streams");
+    let rt = runtime();
+    rt.block_on(async {
+        // One HTTP/2 connection for every call below.
+        let channel = tonic::transport::Endpoint::from_shared(s.endpoint())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        for _ in 0..STREAMS {
+            let mut events = OperatorClient::new(channel.clone())
+                .watch_plan(pb::WatchPlanRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            events.message().await.unwrap().unwrap();
+            held.push(events);
+        }
+        // The server's SETTINGS cap the connection: one more waits.
+        let mut client = OperatorClient::new(channel.clone());
+        let mut extra = Box::pin(client.watch_plan(pb::WatchPlanRequest::default()));
+        let waited = tokio::time::timeout(Duration::from_millis(1500), &mut extra).await;
+        assert!(
+            waited.is_err(),
+            "stream {} opened on one connection",
+            STREAMS + 1
+        );
+        // A slot frees: the waiting stream opens.
+        held.pop();
+        let opened = tokio::time::timeout(Duration::from_secs(10), extra).await;
+        assert!(matches!(opened, Ok(Ok(_))), "{opened:?}");
+    });
+}

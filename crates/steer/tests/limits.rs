@@ -14,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Steerd, http_get, http_get_as, poll, quickstart, temp_dir, write_private};
+use common::{
+    Proc, STEERCTL, Steerd, http_get, http_get_as, poll, quickstart, temp_dir, write_private,
+};
 use steer_proto::v1::{self as pb, operator_client::OperatorClient};
 
 /// The value of an unlabelled metric on `/metrics`.
@@ -121,6 +123,57 @@ fn a_slow_request_head_is_cut_off() {
         metric(&s, "steer_http_header_timeouts_total").filter(|n| *n >= 1.0)
     });
     assert!(timeouts.is_some());
+
+    // A kept-alive connection that goes quiet after a request is closed too.
+    let mut c = TcpStream::connect(("127.0.0.1", s.http)).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    let held = started.elapsed();
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
+        "{buf:?}"
+    );
+    assert!(
+        held < Duration::from_secs(12),
+        "an idle kept-alive connection was held for {held:?}"
+    );
+}
+
+/// A client that stops answering (SIGSTOP: its kernel still ACKs TCP, so
+/// only HTTP/2 PINGs notice) loses its WatchPlan stream within the
+/// keepalive interval plus timeout (20 s + 10 s).
+#[test]
+fn a_frozen_watch_client_is_noticed_by_keepalive() {
+    let s = Steerd::start("limits-keepalive");
+    let dir = temp_dir("limits-keepalive-ctl");
+    let mut watch = Proc::spawn(
+        std::process::Command::new(STEERCTL).args(["--endpoint", &s.endpoint(), "watch"]),
+        dir.join("watch.log"),
+    );
+    let watching = poll(Duration::from_secs(10), || {
+        (metric(&s, "steer_api_watchers") == Some(1.0)).then_some(())
+    });
+    assert!(watching.is_some(), "{}", watch.log_text());
+    let pid = watch.child.id().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let started = Instant::now();
+    let gone = poll(Duration::from_secs(45), || {
+        (metric(&s, "steer_api_watchers") == Some(0.0)).then_some(())
+    });
+    let took = started.elapsed();
+    watch.kill();
+    assert!(
+        gone.is_some(),
+        "a frozen client's stream was still open after {took:?}"
+    );
 }
 
 #[test]

@@ -6,10 +6,10 @@ use arc_swap::ArcSwap;
 use futures::Stream;
 use prost::Message;
 use steer_proto::v1::{self as pb, operator_server::Operator};
-use steer_types::status::StatusReport;
 use steer_types::{
     Plan, PopId,
     auth::{Caller, Role},
+    status::StatusReport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;

@@ -9,6 +9,66 @@ use steer_types::{
 };
 use tonic::Status;
 
+/// Longest PoP, region or service id the API accepts.
+pub(crate) const MAX_ID_BYTES: usize = 64;
+/// Longest free-text reason.
+pub(crate) const MAX_REASON_BYTES: usize = 1024;
+/// Longest principal, audit scope filter or explained name (a DNS name is
+/// at most 255 bytes).
+pub(crate) const MAX_NAME_BYTES: usize = 255;
+
+/// Counts a request refused for a field over its size or outside its
+/// alphabet; `field` is the metric label.
+fn refuse_field(field: &'static str, why: String) -> Status {
+    metrics::counter!("steer_api_field_rejected_total", "field" => field).increment(1);
+    Status::invalid_argument(why)
+}
+
+/// A PoP, region or service id: 1 to 64 bytes of `[A-Za-z0-9._-]`, with
+/// surrounding whitespace trimmed. Ids end up in metric labels, DNS views
+/// and audit lines, so nothing else gets past the boundary.
+pub(crate) fn id<'a>(text: &'a str, field: &'static str) -> Result<&'a str, Status> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(refuse_field(field, format!("`{field}` is required")));
+    }
+    if t.len() > MAX_ID_BYTES {
+        return Err(refuse_field(
+            field,
+            format!(
+                "`{field}` is {} bytes long; ids are at most {MAX_ID_BYTES}",
+                t.len()
+            ),
+        ));
+    }
+    if let Some(bad) = t
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(refuse_field(
+            field,
+            format!("`{field}` holds {bad:?}; ids use only letters, digits, '.', '_' and '-'"),
+        ));
+    }
+    Ok(t)
+}
+
+/// An optional free-text field (audit filters, explained names): at most
+/// `max` bytes.
+pub(crate) fn bounded<'a>(
+    text: &'a str,
+    field: &'static str,
+    max: usize,
+) -> Result<&'a str, Status> {
+    if text.len() > max {
+        return Err(refuse_field(
+            field,
+            format!("`{field}` is {} bytes long; at most {max}", text.len()),
+        ));
+    }
+    Ok(text)
+}
+
 pub(crate) fn scope(scope: Option<&pb::Scope>) -> Result<DrainScope, Status> {
     let s = scope.ok_or_else(|| Status::invalid_argument("`scope` is required"))?;
     if s.id.trim().is_empty() {
@@ -16,16 +76,17 @@ pub(crate) fn scope(scope: Option<&pb::Scope>) -> Result<DrainScope, Status> {
             "`scope.id` must name a pop or region",
         ));
     }
+    let scope_id = id(&s.id, "scope.id")?;
     match ScopeKind::try_from(s.kind) {
         Ok(ScopeKind::Pop) => Ok(DrainScope::Pop {
-            pop: PopId::new(&s.id),
+            pop: PopId::new(scope_id),
         }),
         Ok(ScopeKind::Region) => Ok(DrainScope::Region {
-            region: RegionId::new(&s.id),
+            region: RegionId::new(scope_id),
         }),
         Ok(ScopeKind::ServicePop) if !s.service.trim().is_empty() => Ok(DrainScope::ServicePop {
-            service: ServiceId::new(&s.service),
-            pop: PopId::new(&s.id),
+            service: ServiceId::new(id(&s.service, "scope.service")?),
+            pop: PopId::new(scope_id),
         }),
         Ok(ScopeKind::ServicePop) => Err(Status::invalid_argument(
             "a service-at-pop scope needs `scope.service`",
@@ -63,9 +124,10 @@ pub(crate) fn reason(text: &str) -> Result<String, Status> {
             "`reason` is required: say why, for the audit log and the next on-call",
         ));
     }
-    if t.len() > 1024 {
-        return Err(Status::invalid_argument(
-            "`reason` is longer than 1024 bytes",
+    if t.len() > MAX_REASON_BYTES {
+        return Err(refuse_field(
+            "reason",
+            format!("`reason` is longer than {MAX_REASON_BYTES} bytes"),
         ));
     }
     Ok(t.to_owned())
@@ -245,5 +307,77 @@ pub(crate) fn audit(e: &AuditEntry) -> pb::AuditEntry {
         dry_run: e.dry_run,
         forced: e.forced,
         outcome: e.outcome.clone(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pop_scope(id: &str) -> pb::Scope {
+        pb::Scope {
+            kind: ScopeKind::Pop.into(),
+            id: id.into(),
+            service: String::new(),
+        }
+    }
+
+    #[test]
+    fn ids_are_short_and_plain() {
+        assert_eq!(id(" fra1 ", "pop").unwrap(), "fra1");
+        assert_eq!(id("eu-west_2.a", "pop").unwrap(), "eu-west_2.a");
+        let longest = "a".repeat(MAX_ID_BYTES);
+        assert_eq!(id(&longest, "pop").unwrap(), longest);
+        for bad in [
+            "a".repeat(MAX_ID_BYTES + 1),
+            "fra 1".into(),
+            "fra1/../x".into(),
+            "fra\n1".into(),
+            "fra\u{0}1".into(),
+            "fräa".into(),
+            "".into(),
+        ] {
+            let e = id(&bad, "pop").unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scopes_refuse_oversized_or_odd_ids() {
+        assert!(scope(Some(&pop_scope("fra1"))).is_ok());
+        let e = scope(Some(&pop_scope(&"x".repeat(1 << 20)))).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        // The message names the size, never echoes the megabyte back.
+        assert!(e.message().len() < 200, "{}", e.message());
+        let e = scope(Some(&pop_scope("fra1;rm"))).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let svc = pb::Scope {
+            kind: ScopeKind::ServicePop.into(),
+            id: "fra1".into(),
+            service: "s".repeat(MAX_ID_BYTES + 1),
+        };
+        assert_eq!(
+            scope(Some(&svc)).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn reasons_and_names_are_capped() {
+        assert!(reason(&"r".repeat(MAX_REASON_BYTES)).is_ok());
+        assert_eq!(
+            reason(&"r".repeat(MAX_REASON_BYTES + 1))
+                .unwrap_err()
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+        assert!(bounded(&"n".repeat(MAX_NAME_BYTES), "name", MAX_NAME_BYTES).is_ok());
+        assert_eq!(
+            bounded(&"n".repeat(MAX_NAME_BYTES + 1), "name", MAX_NAME_BYTES)
+                .unwrap_err()
+                .code(),
+            tonic::Code::InvalidArgument
+        );
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 pub use auth::{Authenticator, Denial, SharedAuthenticator, interceptor};
 pub use denied::{AuditReader, AuditSink, DeniedAudit};
-pub use service::{BgpStatusSource, OperatorService};
+pub use service::{BgpStatusSource, OperatorService, UNARY_TIMEOUT, register_metrics};
 
 /// Why the control loop (or the API) refused a command.
 #[derive(Debug, thiserror::Error)]

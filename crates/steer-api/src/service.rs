@@ -2,12 +2,14 @@
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
 use futures::Stream;
 use prost::Message;
 use steer_proto::v1::{self as pb, operator_server::Operator};
 use steer_types::{
     Plan, PopId,
     auth::{Caller, Role},
+    status::StatusReport,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -54,6 +56,62 @@ pub struct OperatorService {
     audit: Option<(Arc<DeniedAudit>, AuditReader)>,
     /// Projects dry runs without the control loop, a few at a time.
     dry_run: Option<(Arc<dyn DryRunner>, Arc<tokio::sync::Semaphore>)>,
+    /// The control loop's published status, read without asking the loop.
+    status: Option<Arc<ArcSwap<StatusReport>>>,
+}
+
+/// How long a unary call may wait for the control loop (or the reloader)
+/// before it is answered DEADLINE_EXCEEDED. Streams (WatchPlan, health
+/// reports) are not bounded by it: they live as long as their client.
+pub const UNARY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counts live WatchPlan subscriptions in `steer_api_watchers`; the
+/// subscription's task holds one for as long as it runs.
+struct WatcherGauge;
+
+impl WatcherGauge {
+    fn start() -> Self {
+        metrics::gauge!("steer_api_watchers").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for WatcherGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("steer_api_watchers").decrement(1.0);
+    }
+}
+
+/// Registers the API's limit metrics at zero, so dashboards and alerts see
+/// them before the first hit.
+pub fn register_metrics() {
+    metrics::gauge!("steer_api_watchers").set(0.0);
+    for method in [
+        "Drain",
+        "Undrain",
+        "ListIntents",
+        "SetWeightOverride",
+        "ClearOverride",
+        "GetStatus",
+        "GetAudit",
+        "ReloadConfig",
+        "ConfirmFailure",
+    ] {
+        metrics::counter!("steer_api_timeouts_total", "method" => method).absolute(0);
+    }
+    for field in [
+        "scope.id",
+        "scope.service",
+        "pop",
+        "reason",
+        "principal",
+        "scope",
+        "name",
+        "qtype",
+        "client",
+    ] {
+        metrics::counter!("steer_api_field_rejected_total", "field" => field).absolute(0);
+    }
 }
 
 /// Dry-run projections computed at once; more get RESOURCE_EXHAUSTED.
@@ -80,6 +138,7 @@ impl OperatorService {
             bgp: None,
             audit: None,
             dry_run: None,
+            status: None,
         }
     }
 
@@ -144,6 +203,12 @@ impl OperatorService {
         self
     }
 
+    /// Serves `GetStatus` from the control loop's published snapshot.
+    pub fn with_status_snapshot(mut self, status: Arc<ArcSwap<StatusReport>>) -> Self {
+        self.status = Some(status);
+        self
+    }
+
     /// Adds the BGP speaker's sessions and routes to `GetStatus`.
     pub fn with_bgp_status(mut self, source: BgpStatusSource) -> Self {
         self.bgp = Some(source);
@@ -156,13 +221,15 @@ impl OperatorService {
         make: impl FnOnce(oneshot::Sender<T>) -> ApiCommand,
     ) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
-        self.to_control
-            .send(make(tx))
-            .await
-            .map_err(|_| Status::unavailable("control loop is not running"))?;
-        let out = rx
-            .await
-            .map_err(|_| Status::unavailable("control loop dropped the request"));
+        let round_trip = async {
+            self.to_control
+                .send(make(tx))
+                .await
+                .map_err(|_| Status::unavailable("control loop is not running"))?;
+            rx.await
+                .map_err(|_| Status::unavailable("control loop dropped the request"))
+        };
+        let out = bounded_by_timeout(method, round_trip).await;
         metrics::counter!("steer_api_requests_total", "method" => method).increment(1);
         out
     }
@@ -218,6 +285,34 @@ impl OperatorService {
     }
 }
 
+/// Runs a unary call's wait under [`UNARY_TIMEOUT`]. A change the control
+/// loop already took may still apply after the deadline; the audit log and
+/// `steerctl status` say whether it did.
+async fn bounded_by_timeout<T>(
+    method: &'static str,
+    wait: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    bounded_by(UNARY_TIMEOUT, method, wait).await
+}
+
+async fn bounded_by<T>(
+    limit: Duration,
+    method: &'static str,
+    wait: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(limit, wait).await {
+        Ok(out) => out,
+        Err(_) => {
+            metrics::counter!("steer_api_timeouts_total", "method" => method).increment(1);
+            Err(Status::deadline_exceeded(format!(
+                "{method} got no answer within {}s; check `steerctl status` and the audit \
+                 log before retrying",
+                limit.as_secs()
+            )))
+        }
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::PlanEvent, Status>> + Send>>;
 
 fn scope_text(s: Option<&pb::Scope>) -> String {
@@ -231,10 +326,7 @@ fn scope_text(s: Option<&pb::Scope>) -> String {
 }
 
 fn pop_id(text: &str) -> Result<PopId, Status> {
-    if text.trim().is_empty() {
-        return Err(Status::invalid_argument("`pop` is required"));
-    }
-    Ok(PopId::new(text.trim()))
+    Ok(PopId::new(convert::id(text, "pop")?))
 }
 
 #[tonic::async_trait]
@@ -395,9 +487,16 @@ impl Operator for OperatorService {
         req: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         self.authorize(&req, Role::Viewer, "get status", "").await?;
-        let status = self
-            .call("GetStatus", |reply| ApiCommand::Status { reply })
-            .await?;
+        let status = match &self.status {
+            Some(snapshot) => {
+                metrics::counter!("steer_api_requests_total", "method" => "GetStatus").increment(1);
+                snapshot.load_full()
+            }
+            None => Arc::new(
+                self.call("GetStatus", |reply| ApiCommand::Status { reply })
+                    .await?,
+            ),
+        };
         let intents = steer_types::Intents {
             drains: status.drains.clone(),
             overrides: status.overrides.clone(),
@@ -416,6 +515,9 @@ impl Operator for OperatorService {
     ) -> Result<Response<pb::ExplainResponse>, Status> {
         self.authorize(&req, Role::Viewer, "explain", "").await?;
         let body = req.into_inner();
+        convert::bounded(&body.name, "name", convert::MAX_NAME_BYTES)?;
+        convert::bounded(&body.qtype, "qtype", 16)?;
+        convert::bounded(&body.client, "client", 64)?;
         let client: ipnet::IpNet = match body.client.trim() {
             "" => {
                 return Err(Status::invalid_argument(
@@ -463,6 +565,7 @@ impl Operator for OperatorService {
         let mut plans = self.plans.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
+            let _live = WatcherGauge::start();
             let mut prev = plans.borrow_and_update().clone();
             let first = pb::PlanEvent {
                 plan_version: prev.version,
@@ -473,7 +576,13 @@ impl Operator for OperatorService {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
-            while plans.changed().await.is_ok() {
+            loop {
+                // A client that went away must end the task now, not at the
+                // next plan change (which may never come).
+                tokio::select! {
+                    changed = plans.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
                 let next = plans.borrow_and_update().clone();
                 let changes = next.changes_since(&prev);
                 let diff = if changes.is_empty() {
@@ -502,6 +611,8 @@ impl Operator for OperatorService {
     ) -> Result<Response<pb::GetAuditResponse>, Status> {
         self.authorize(&req, Role::Viewer, "read audit", "").await?;
         let body = req.into_inner();
+        convert::bounded(&body.principal, "principal", convert::MAX_NAME_BYTES)?;
+        convert::bounded(&body.scope, "scope", convert::MAX_NAME_BYTES)?;
         let filter = AuditFilter {
             since_ms: (body.since_unix_ms > 0).then_some(body.since_unix_ms),
             until_ms: (body.until_unix_ms > 0).then_some(body.until_unix_ms),
@@ -549,6 +660,7 @@ impl Operator for OperatorService {
             ));
         };
         let reason = req.into_inner().reason;
+        convert::bounded(&reason, "reason", convert::MAX_REASON_BYTES)?;
         let (tx, rx) = oneshot::channel();
         reload
             .send(ReloadRequest {
@@ -562,9 +674,11 @@ impl Operator for OperatorService {
             })
             .await
             .map_err(|_| Status::unavailable("reloader is not running"))?;
-        let version = rx
-            .await
-            .map_err(|_| Status::unavailable("reloader dropped the request"))??;
+        let version = bounded_by_timeout("ReloadConfig", async {
+            rx.await
+                .map_err(|_| Status::unavailable("reloader dropped the request"))
+        })
+        .await??;
         info!(%principal, version, "config reloaded");
         Ok(Response::new(pb::ReloadConfigResponse {
             plan_version: version,
@@ -591,5 +705,22 @@ impl Operator for OperatorService {
             pops,
             plan_version,
         }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_unary_wait_that_gets_no_answer_is_deadline_exceeded() {
+        let limit = Duration::from_millis(20);
+        let stuck = bounded_by(limit, "Drain", std::future::pending::<Result<(), Status>>());
+        let e = stuck.await.unwrap_err();
+        assert_eq!(e.code(), Code::DeadlineExceeded);
+        assert!(e.message().contains("audit log"), "{}", e.message());
+        let answered = bounded_by(limit, "Drain", async { Ok::<_, Status>(7) });
+        assert_eq!(answered.await.unwrap(), 7);
     }
 }

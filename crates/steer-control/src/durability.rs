@@ -176,3 +176,31 @@ fn a_start_on_a_full_disk_still_serves_the_stored_state() {
     assert_eq!(c.intents.drains.len(), 1);
     assert!(c.plan().pop("fra1").unwrap().drained_by.is_some());
 }
+
+/// `/status` and `GetStatus` read the snapshot the loop publishes, never
+/// the loop itself: a drain is in it as soon as it is acknowledged.
+#[test]
+fn the_status_snapshot_follows_each_publication() {
+    let clock = ReplayClock::default();
+    clock.set(Timestamp(1_000_000));
+    let (mut c, handles) = ControlLoop::new(
+        Arc::new(topology()),
+        Box::new(Disk::default()),
+        Box::new(clock),
+    )
+    .unwrap();
+    let before = handles.status.load_full();
+    assert_eq!(before.plan_version, c.plan().version);
+    assert_eq!(before.pops.len(), 4);
+    assert!(before.drains.is_empty());
+    let version = drain(&mut c, "fra1").unwrap();
+    let after = handles.status.load_full();
+    assert_eq!(after.plan_version, version);
+    assert_eq!(after.drains.len(), 1);
+    assert!(
+        after
+            .pops
+            .iter()
+            .any(|p| p.pop.as_str() == "fra1" && p.drained_by.is_some())
+    );
+}

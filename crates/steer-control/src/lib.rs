@@ -57,6 +57,9 @@ pub struct ControlHandles {
     pub plan_watch: watch::Receiver<Arc<Plan>>,
     /// Dry-run projections from the loop's latest inputs, off the loop.
     pub projector: Arc<DrainProjector>,
+    /// What `/status` and `GetStatus` show, refreshed by the loop on every
+    /// tick and publication: readers never wait on the loop.
+    pub status: Arc<ArcSwap<StatusReport>>,
     pub health_tx: mpsc::Sender<ObservedReport>,
     pub api_tx: mpsc::Sender<ApiCommand>,
 }
@@ -71,6 +74,7 @@ pub struct ControlLoop {
     evidence: Arc<ArcSwap<PlanEvidence>>,
     projector: Arc<DrainProjector>,
     plan_tx: watch::Sender<Arc<Plan>>,
+    status: Arc<ArcSwap<StatusReport>>,
     health_rx: mpsc::Receiver<ObservedReport>,
     api_rx: mpsc::Receiver<ApiCommand>,
     /// Demand attributed from load reports; refreshed on reports, and only
@@ -183,6 +187,17 @@ impl ControlLoop {
         let plan_handle = Arc::new(ArcSwap::new(plan));
         let (health_tx, health_rx) = mpsc::channel(HEALTH_QUEUE);
         let (api_tx, api_rx) = mpsc::channel(64);
+        // Filled in by `publish_status` below, before anyone can read it.
+        let status = Arc::new(ArcSwap::from_pointee(StatusReport {
+            plan_version: 0,
+            plan_computed_at: now,
+            pops: Vec::new(),
+            regions: Vec::new(),
+            drains: Vec::new(),
+            overrides: Vec::new(),
+            rails: Vec::new(),
+            frozen: None,
+        }));
         info!(
             drains = intents.drains.len(),
             overrides = intents.overrides.len(),
@@ -199,6 +214,7 @@ impl ControlLoop {
             evidence: evidence.clone(),
             projector: projector.clone(),
             plan_tx,
+            status: status.clone(),
             health_rx,
             api_rx,
             demand: BTreeMap::new(),
@@ -217,6 +233,7 @@ impl ControlLoop {
             error!(error = %e, "could not save state at start; serving from the state read");
         }
         this.export_metrics();
+        this.publish_status();
         Ok((
             this,
             ControlHandles {
@@ -224,6 +241,7 @@ impl ControlLoop {
                 evidence,
                 plan_watch,
                 projector,
+                status,
                 health_tx,
                 api_tx,
             },
@@ -331,6 +349,7 @@ impl ControlLoop {
                     self.expire_intents();
                     self.tick();
                     self.export_health_metrics(self.clock.now());
+                    self.publish_status();
                 }
             }
         }
@@ -436,6 +455,7 @@ impl ControlLoop {
         metrics::counter!("steer_plan_publications_total").increment(1);
         info!(version, "published plan");
         self.export_metrics();
+        self.publish_status();
         version
     }
 
@@ -629,6 +649,12 @@ impl ControlLoop {
                 Err(e)
             }
         }
+    }
+
+    /// Refreshes the status snapshot readers load (ages move every tick,
+    /// so it is stored each time rather than diffed).
+    fn publish_status(&self) {
+        self.status.store(Arc::new(self.status()));
     }
 
     fn status(&self) -> StatusReport {

@@ -39,7 +39,8 @@ fn start_agent(dir: &Path, config: &Path, pop: &str) -> Proc {
 }
 
 fn status(s: &Steerd) -> serde_json::Value {
-    let (_, body) = http_get(s.http, "/status").unwrap();
+    // alice (operator) from the README's tokens; ignored when auth is off.
+    let (_, body) = http_get_as(s.http, "/status", Some("a-long-random-string-1")).unwrap();
     serde_json::from_str(&body).unwrap()
 }
 

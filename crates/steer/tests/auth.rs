@@ -431,7 +431,7 @@ fn a_denied_flood_cannot_fill_the_audit_log_or_delay_a_drain() {
     );
     // Applied: fra1 is drained in the plan.
     poll(Duration::from_secs(2), || {
-        let (_, body) = http_get(s.http, "/status")?;
+        let (_, body) = http_get_as(s.http, "/status", Some("alice-admin-token-0123456789"))?;
         body.contains("\"drained_by\":\"drain-1\"").then_some(())
     })
     .expect("the drain made during the flood is not in force");

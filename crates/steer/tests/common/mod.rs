@@ -265,9 +265,16 @@ pub fn kdig(port: u16, args: &[&str]) -> String {
 
 /// Minimal HTTP/1.0 GET on loopback; returns (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_as(port, path, None)
+}
+
+/// As [`http_get`], with `Authorization: Bearer <token>` when given
+/// (`/status` asks for a viewer token when auth is on).
+pub fn http_get_as(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;

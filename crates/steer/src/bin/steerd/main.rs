@@ -176,6 +176,8 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         .context("DNS latency buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    steer_api::register_metrics();
+    http::register_metrics();
     let authenticator = auth::start(&config);
     // TLS is terminated here, with a config reload can replace.
     let tls_config: Option<tls::SharedTlsConfig> = match &config.tls {
@@ -339,6 +341,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     if let Some(b) = &bgp_status {
         operator = operator.with_bgp_status(b.clone());
     }
+    operator = operator.with_status_snapshot(handles.status.clone());
     operator = {
         let writer = api_store.clone();
         let denied = steer_api::DeniedAudit::spawn(Arc::new(move |e| {
@@ -355,7 +358,14 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
             .with_dry_run(handles.projector.clone())
     };
     let grpc_addr = grpc.local_addr()?;
+    // Limits on what one peer can hold (README, "Control surfaces under
+    // abuse"). No whole-request timeout here: it would cut WatchPlan and
+    // health-report streams; unary calls are bounded in the service.
     let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(GRPC_MAX_STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(GRPC_CONCURRENCY_PER_CONNECTION)
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -365,7 +375,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         ))
         .add_service(InterceptedService::new(
             OperatorServer::new(operator).max_decoding_message_size(MAX_OPERATOR_REQUEST_BYTES),
-            interceptor(authenticator),
+            interceptor(authenticator.clone()),
         ));
     // Builder socket options apply only to `serve`; with our own listener,
     // TCP_NODELAY is set here (and by the TLS acceptor), so small acks are
@@ -376,14 +386,26 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         Some(tls_config) => Box::pin(
             router.serve_with_incoming_shutdown(tls::incoming(grpc, tls_config), shutdown_signal()),
         ),
-        None => Box::pin(router.serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            shutdown_signal(),
-        )),
+        None => Box::pin(
+            router.serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(TCP_KEEPALIVE))
+                    .with_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
+                    .with_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES)),
+                shutdown_signal(),
+            ),
+        ),
     };
 
     let http_addr = http.local_addr()?;
-    let http_server = http::serve(http, metrics, handles.api_tx.clone(), bgp_status);
+    let http_server = http::serve(
+        http,
+        metrics,
+        handles.status.clone(),
+        authenticator,
+        bgp_status,
+    );
 
     info!(
         dns = ?dns_addrs, grpc = %grpc_addr, http = %http_addr,
@@ -407,6 +429,21 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
 /// numbers fit many times over; anything larger is refused
 /// (RESOURCE_EXHAUSTED) before it is decoded or authorised.
 const MAX_OPERATOR_REQUEST_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams one gRPC connection may have open (WatchPlan, report
+/// streams and calls in flight); more are refused by the h2 layer.
+const GRPC_MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// Requests one gRPC connection may have being handled at once; more
+/// wait their turn (streams count only until their headers are sent).
+const GRPC_CONCURRENCY_PER_CONNECTION: usize = 32;
+/// An HTTP/2 PING every 20 s; no answer within 10 s closes the connection,
+/// ending the streams of an agent that vanished without a FIN.
+const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalive on gRPC sockets: probes after 60 s idle, every 10 s, and
+/// the kernel gives up after 3 unanswered ones.
+pub(crate) const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+pub(crate) const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const TCP_KEEPALIVE_RETRIES: u32 = 3;
 /// Largest health report (with its peers' observations and evidence).
 const MAX_REPORT_BYTES: usize = 1024 * 1024;
 

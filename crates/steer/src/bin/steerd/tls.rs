@@ -88,6 +88,12 @@ pub(crate) fn incoming(
             };
             // Small acks must not wait for Nagle.
             let _ = tcp.set_nodelay(true);
+            // A peer that vanished without a FIN is noticed by the kernel.
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(crate::TCP_KEEPALIVE)
+                .with_interval(crate::TCP_KEEPALIVE_INTERVAL)
+                .with_retries(crate::TCP_KEEPALIVE_RETRIES);
+            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
             let acceptor = TlsAcceptor::from(config.load_full());
             let tx = tx.clone();
             tokio::spawn(async move {

@@ -38,7 +38,7 @@ use steer_types::{
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, MonotonicClock, SystemClock};
 pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
 
 /// Reports queued for the control loop, and the most it applies at once.

@@ -165,6 +165,14 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
     })
 }
 
+/// What ingest makes of one report's bytes, before the sequence check:
+/// decode, then [`validate`]. For the fuzz targets; never panics.
+pub fn decode_report(bytes: &[u8], plan: &Plan) -> Result<ObservedReport, Status> {
+    let report = <HealthReport as prost::Message>::decode(bytes)
+        .map_err(|e| Status::invalid_argument(format!("undecodable report: {e}")))?;
+    validate(&report, plan).map_err(Rejection::into_status)
+}
+
 /// Peer observations about PoPs this steerd does not know are skipped, like
 /// unknown services; an observation without a PoP is malformed.
 fn validate_peers(report: &HealthReport, plan: &Plan) -> Result<Vec<PeerObservation>, Rejection> {
@@ -386,3 +394,7 @@ impl HealthIngest for IngestService {
         Ok(Response::new(Box::pin(replies)))
     }
 }
+
+#[cfg(test)]
+#[path = "ingest_fuzz.rs"]
+mod fuzz;

@@ -182,6 +182,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dropping_the_run_kills_the_whole_process_group() {
+        // How exec probes end: their own timeout drops the future.
+        let marker = format!("1000.{}5", std::process::id());
+        let script = format!("sleep {marker} & sleep {marker}");
+        let command = argv(&["sh", "-c", &script]);
+        let got = tokio::time::timeout(
+            Duration::from_millis(300),
+            run(&command, Duration::MAX, false),
+        )
+        .await;
+        assert!(got.is_err(), "{got:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running_with(&marker) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`sleep {marker}` survived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
     async fn background_children_do_not_outlive_a_finished_command() {
         let marker = format!("1000.{}3", std::process::id());
         let script = format!("sleep {marker} >/dev/null & echo load_rps=1");

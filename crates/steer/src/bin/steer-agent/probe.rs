@@ -260,6 +260,14 @@ async fn exec_check(command: &[String]) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn exec_probes_report_the_exit_status() {
+        let argv = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(exec_check(&argv(&["true"])).await, Ok("exit 0".to_owned()));
+        assert!(exec_check(&argv(&["false"])).await.is_err());
+        assert!(exec_check(&[]).await.is_err());
+    }
+
     #[test]
     fn rise_and_fall() {
         let s = ProbeState::Pending.next(true, 2, 2);

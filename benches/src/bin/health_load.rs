@@ -100,6 +100,7 @@ fn report(pop: &str, sequence: u64, instance: u64) -> HealthReport {
         capacity_rps: 10_000.0,
         load_rps: 1_000.0,
         agent_instance: instance,
+        agent_started_unix_ms: 0,
         bandwidth_bps: 8e8,
         error_ratio: 0.001,
         latency_p50_ms: 4.0,

@@ -28,19 +28,32 @@ pub use error::{ConfigError, ConfigErrors};
 pub use steerd::{AuthMode, ServerSettings, SteerConfig};
 pub use tls::{ClientTls, ServerTls};
 pub use tokens::Credentials;
+pub use zonefile::parse_zone;
 
 use std::path::Path;
 
 /// Reads and validates a steerd config file.
 pub fn load_steerd(path: &Path) -> Result<SteerConfig, ConfigErrors> {
     let src = read(path)?;
-    steerd::parse(path, &src)
+    parse_steerd(path, &src)
 }
 
 /// Reads and validates a steer-agent config file.
 pub fn load_agent(path: &Path) -> Result<AgentConfig, ConfigErrors> {
     let src = read(path)?;
-    agent::parse(path, &src)
+    parse_agent(path, &src)
+}
+
+/// Validates a steerd config given as text, as [`load_steerd`] would the file
+/// at `path` (files it names are read relative to `path`'s directory). Never
+/// panics, whatever `src`: the fuzz tests hold it to that.
+pub fn parse_steerd(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
+    steerd::parse(path, src)
+}
+
+/// Validates a steer-agent config given as text; see [`parse_steerd`].
+pub fn parse_agent(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors> {
+    agent::parse(path, src)
 }
 
 fn read(path: &Path) -> Result<String, ConfigErrors> {

@@ -30,6 +30,25 @@ type Parsed = BTreeMap<RrKey, RecordSet>;
 /// Loads the zone `origin` (fully qualified, lower-case) from `path`.
 /// Every problem is returned, each with the zone file's line.
 pub(crate) fn load(path: &Path, origin: &str) -> Result<Zone, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read zone file: {e}"),
+        }]
+    })?;
+    parse(path, &text, origin)
+}
+
+/// Parses the zone `origin` from `text`, the contents of `path` (which names
+/// the file in errors and anchors `$INCLUDE`). Never panics, whatever `text`.
+pub fn parse_zone(path: &Path, text: &str, origin: &str) -> Result<Zone, Vec<ConfigError>> {
+    parse(path, text, origin)
+}
+
+fn parse(path: &Path, text: &str, origin: &str) -> Result<Zone, Vec<ConfigError>> {
     let file = path.display().to_string();
     let err = |line: usize, message: String| ConfigError {
         file: file.clone(),
@@ -38,13 +57,11 @@ pub(crate) fn load(path: &Path, origin: &str) -> Result<Zone, Vec<ConfigError>> 
         key: String::new(),
         message,
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![err(0, format!("cannot read zone file: {e}"))])?;
     let origin_name =
         Name::from_str(origin).map_err(|e| vec![err(0, format!("bad origin {origin}: {e}"))])?;
-    let boundaries = record_boundaries(&text);
+    let boundaries = record_boundaries(text);
     let parse = |end: usize| -> Result<Parsed, String> {
-        let src = text.get(..end).unwrap_or(&text);
+        let src = text.get(..end).unwrap_or(text);
         Parser::new(src, Some(path.to_path_buf()), Some(origin_name.clone()))
             .parse()
             .map(|(_, records)| records)

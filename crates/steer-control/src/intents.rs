@@ -32,7 +32,8 @@ impl ControlLoop {
         reason: String,
     ) -> AuditEntry {
         AuditEntry {
-            at: self.clock.now(),
+            // Wall time: the audit log is read by people, beside other logs.
+            at: self.clock.wall(),
             principal,
             action: action.to_owned(),
             scope,

@@ -39,7 +39,7 @@ use steer_types::{
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, MonotonicClock, SystemClock};
 pub use dry_run::{DrainProjector, ProjectionInputs};
 pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
 

@@ -146,8 +146,17 @@ fn big_answers_fit_or_truncate() {
     }
 }
 
+/// Fuzzing in CI (issue 11, item 10): 100,000 cases per property unless
+/// `STEER_FUZZ_CASES` says otherwise; each case runs both transports.
+fn cases() -> u32 {
+    std::env::var("STEER_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {

@@ -18,10 +18,13 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::aggregator::{Observation, ObservedReport, PeerObservation};
+use crate::{
+    aggregator::{Observation, ObservedReport, PeerObservation},
+    sequence::{ReportOrigin, SequenceTracker, SequenceVerdict},
+};
 
-/// Last accepted (agent instance, sequence) per PoP.
-type SequenceTable = DashMap<PopId, (u64, u64)>;
+/// Last accepted report origin per PoP.
+type SequenceTable = DashMap<PopId, SequenceTracker>;
 
 #[derive(Clone)]
 pub struct IngestService {
@@ -162,6 +165,14 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
     })
 }
 
+/// What ingest makes of one report's bytes, before the sequence check:
+/// decode, then [`validate`]. For the fuzz targets; never panics.
+pub fn decode_report(bytes: &[u8], plan: &Plan) -> Result<ObservedReport, Status> {
+    let report = <HealthReport as prost::Message>::decode(bytes)
+        .map_err(|e| Status::invalid_argument(format!("undecodable report: {e}")))?;
+    validate(&report, plan).map_err(Rejection::into_status)
+}
+
 /// Peer observations about PoPs this steerd does not know are skipped, like
 /// unknown services; an observation without a PoP is malformed.
 fn validate_peers(report: &HealthReport, plan: &Plan) -> Result<Vec<PeerObservation>, Rejection> {
@@ -191,16 +202,6 @@ fn validate_peers(report: &HealthReport, plan: &Plan) -> Result<Vec<PeerObservat
         });
     }
     Ok(peers)
-}
-
-/// Whether `(instance, sequence)` is news after `last` (the last accepted
-/// pair for the PoP): a new agent instance starts over, otherwise only a
-/// strictly greater sequence counts. Duplicates and regressions are ignored.
-pub fn fresh_sequence(last: Option<(u64, u64)>, instance: u64, sequence: u64) -> bool {
-    match last {
-        None => true,
-        Some((last_instance, last_seq)) => last_instance != instance || sequence > last_seq,
-    }
 }
 
 fn desired_state(plan: &Plan, pop: &str) -> Option<PopDesiredState> {
@@ -269,25 +270,35 @@ impl AgentStream {
             }
         };
         let pop = observed.pop.clone();
-        let fresh = {
-            let mut entry = self
-                .service
-                .sequences
-                .entry(pop.clone())
-                .or_insert((report.agent_instance, 0));
-            let fresh = fresh_sequence(Some(*entry), report.agent_instance, report.sequence);
-            if fresh {
-                *entry = (report.agent_instance, report.sequence);
-            }
-            fresh
+        let origin = ReportOrigin {
+            instance: report.agent_instance,
+            started_unix_ms: report.agent_started_unix_ms,
+            sequence: report.sequence,
         };
-        if !fresh {
-            metrics::counter!("steer_health_reports_rejected_total", "reason" => "stale_sequence")
+        let now = tokio::time::Instant::now();
+        let verdict = match self.service.sequences.entry(pop.clone()) {
+            dashmap::mapref::entry::Entry::Occupied(mut e) => e.get_mut().check(origin, now),
+            dashmap::mapref::entry::Entry::Vacant(e) => {
+                e.insert(SequenceTracker::new(origin, now));
+                SequenceVerdict::Fresh
+            }
+        };
+        if verdict != SequenceVerdict::Fresh {
+            metrics::counter!("steer_health_reports_rejected_total", "reason" => verdict.label())
                 .increment(1);
+            let detail = match verdict {
+                SequenceVerdict::SupersededInstance => {
+                    warn!(peer = %self.peer, %pop, instance = report.agent_instance,
+                        started_unix_ms = report.agent_started_unix_ms,
+                        "report from a superseded agent instance ignored; is an old agent still running?");
+                    "a newer agent instance reports for this PoP; ignored"
+                }
+                _ => "duplicate or out-of-order sequence; ignored",
+            };
             return Some(Ok(ReportAck {
                 sequence: report.sequence,
                 accepted: false,
-                detail: "duplicate or out-of-order sequence; ignored".into(),
+                detail: detail.into(),
                 desired: self.desired_state(&plan, &pop),
             }));
         }
@@ -385,31 +396,5 @@ impl HealthIngest for IngestService {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::fresh_sequence;
-
-    #[test]
-    fn first_report_and_new_instance_are_fresh() {
-        assert!(fresh_sequence(None, 1, 1));
-        assert!(fresh_sequence(Some((1, 50)), 2, 1));
-    }
-
-    proptest::proptest! {
-        /// Replaying any sequence of reports from one instance, only strictly
-        /// increasing sequence numbers are accepted: regressions and
-        /// duplicates are ignored.
-        #[test]
-        fn sequence_regressions_are_ignored(seqs in proptest::collection::vec(1u64..50, 1..100)) {
-            let mut last: Option<(u64, u64)> = None;
-            let mut high = 0;
-            for s in seqs {
-                let fresh = fresh_sequence(last, 9, s);
-                proptest::prop_assert_eq!(fresh, s > high);
-                if fresh {
-                    last = Some((9, s));
-                    high = s;
-                }
-            }
-        }
-    }
-}
+#[path = "ingest_fuzz.rs"]
+mod fuzz;

@@ -9,6 +9,7 @@ pub mod aggregator;
 pub mod damping;
 pub mod guard;
 pub mod ingest;
+pub mod sequence;
 
 pub use aggregator::{
     AggregatorSettings, HealthAggregator, Observation, ObservedReport, PeerObservation, Transition,

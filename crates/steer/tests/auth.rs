@@ -437,7 +437,9 @@ fn a_denied_flood_cannot_fill_the_audit_log_or_delay_a_drain() {
     .expect("the drain made during the flood is not in force");
 
     let grown = size().saturating_sub(before);
-    eprintln!("flood: {sent} attempts, audit log grew {grown} bytes, a real drain took {drain_took:?}");
+    eprintln!(
+        "flood: {sent} attempts, audit log grew {grown} bytes, a real drain took {drain_took:?}"
+    );
     assert!(grown < 256 * 1024, "audit log grew {grown} bytes");
     let metrics = http_get(s.http, "/metrics").unwrap().1;
     let denied: f64 = metrics

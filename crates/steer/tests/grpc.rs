@@ -167,6 +167,44 @@ fn health_ingest_validates_and_ignores_stale_sequences() {
     .unwrap_or_else(|got| panic!("{got:?}"));
 }
 
+/// Two agent processes for one PoP (an old one left running after a
+/// restart): once the newer instance has reported, the older one's reports
+/// are acked as ignored, whatever their sequence.
+#[test]
+fn reports_from_a_superseded_agent_instance_are_ignored() {
+    let s = Steerd::start("superseded");
+    let from = |instance: u64, started: i64, sequence: u64, up: bool| HealthReport {
+        agent_instance: instance,
+        agent_started_unix_ms: started,
+        ..report("ams1", sequence, up)
+    };
+    rt().block_on(async {
+        let mut client = HealthIngestClient::connect(s.endpoint()).await.unwrap();
+        let mut send = async |r: HealthReport| {
+            let mut acks = client
+                .report(tokio_stream::iter([r]))
+                .await
+                .unwrap()
+                .into_inner();
+            acks.next().await.unwrap().unwrap()
+        };
+        let old = send(from(100, 1_000, 7, true)).await;
+        assert!(old.accepted, "{old:?}");
+        let new = send(from(200, 2_000, 1, true)).await;
+        assert!(
+            new.accepted,
+            "a newer instance starts its sequence over: {new:?}"
+        );
+        let stale = send(from(100, 1_000, 8, false)).await;
+        assert!(
+            !stale.accepted && stale.detail.contains("newer agent instance"),
+            "{stale:?}"
+        );
+        let next = send(from(200, 2_000, 2, true)).await;
+        assert!(next.accepted, "{next:?}");
+    });
+}
+
 #[test]
 fn operator_api_uses_proper_status_codes() {
     let s = Steerd::start("operator-codes");

@@ -8,6 +8,8 @@ use std::{
 };
 
 use steer_config::{AgentConfig, LoadCommand};
+
+use crate::exec;
 use tracing::warn;
 
 /// What the agent reports about load and capacity.
@@ -44,10 +46,8 @@ async fn run(cmd: LoadCommand, shared: SharedLoad) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match tokio::time::timeout(cmd.interval.max(Duration::from_secs(1)), once(&cmd.command))
-            .await
-        {
-            Ok(Ok(text)) => {
+        match once(&cmd.command, cmd.interval.max(Duration::from_secs(1))).await {
+            Ok(text) => {
                 let mut next = current(&shared);
                 match parse(&text, &mut next) {
                     Ok(()) => {
@@ -60,27 +60,21 @@ async fn run(cmd: LoadCommand, shared: SharedLoad) {
                     }
                 }
             }
-            Ok(Err(e)) => warn!(command = ?cmd.command, error = %e, "load_command failed"),
-            Err(_) => warn!(command = ?cmd.command, "load_command timed out"),
+            Err(e) => warn!(command = ?cmd.command, error = %e, "load_command failed"),
         }
     }
 }
 
-async fn once(command: &[String]) -> Result<String, String> {
-    let Some((program, args)) = command.split_first() else {
-        return Err("empty command".into());
-    };
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
+/// One run: its output if it exited 0 within `timeout` and printed at most
+/// [`exec::OUTPUT_CAP`] bytes.
+async fn once(command: &[String], timeout: Duration) -> Result<String, String> {
+    let (status, out) = exec::run(command, timeout, true)
         .await
-        .map_err(|e| format!("{program}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{program}: {}", out.status));
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(status.to_string());
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// `key=value` pairs, whitespace separated; all-or-nothing.
@@ -126,5 +120,18 @@ mod tests {
         assert!(parse("load_rps=1 bogus=2", &mut l).is_err());
         assert_eq!(l, before);
         assert!(parse("error_ratio=2", &mut l).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_load_command_printing_forever_is_cut_off() {
+        let started = std::time::Instant::now();
+        let err = once(&["yes".to_owned()], Duration::from_secs(20))
+            .await
+            .err();
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("64 KiB")),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -4,6 +4,7 @@
 
 #[path = "../shared/client_tls.rs"]
 mod client_tls;
+mod exec;
 mod https;
 mod load;
 mod probe;
@@ -12,7 +13,7 @@ mod report;
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
 #[command(name = "steer-agent", version, about = "Steer PoP health agent")]
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
             peers: probe::start_peers(&config),
             load: load::start(&config),
         };
+        warn_if_root_runs_commands(&config);
         info!(pop = %config.pop, probes = config.probes.len(), peers = config.peers.len(), steerd = ?config.steerd, "steer-agent started");
         let mut streams = Vec::new();
         for endpoint in &config.steerd {
@@ -78,4 +80,26 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::SUCCESS
+}
+
+/// Exec probes and `load_command` run with the agent's privileges; as root a
+/// mistake in one (or in a script it calls) owns the host.
+fn warn_if_root_runs_commands(config: &steer_config::AgentConfig) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let exec_probes: Vec<&str> = config
+        .probes
+        .iter()
+        .filter(|p| matches!(p.kind, steer_config::ProbeKind::Exec { .. }))
+        .map(|p| p.name.as_str())
+        .collect();
+    if !exec_probes.is_empty() || config.load_command.is_some() {
+        warn!(
+            ?exec_probes,
+            load_command = config.load_command.is_some(),
+            "steer-agent runs as root, and so will its exec probes and load_command; \
+             run it as an unprivileged user (it needs no privileges to probe or report)"
+        );
+    }
 }

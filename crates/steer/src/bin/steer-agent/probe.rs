@@ -15,7 +15,7 @@ use tokio::{
 };
 use tracing::info;
 
-use crate::https;
+use crate::{exec, https};
 
 /// A probe's settled state; changes only after `rise`/`fall` agreeing results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,29 +240,33 @@ async fn http_exchange(
     Ok(format!("HTTP {status}"))
 }
 
+/// The probe's own timeout bounds it; dropping the future kills the
+/// command's whole process group (see `exec`).
 async fn exec_check(command: &[String]) -> Result<String, String> {
-    let Some((program, args)) = command.split_first() else {
-        return Err("empty command".into());
-    };
-    let status = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .status()
+    let (status, _) = exec::run(command, Duration::MAX, false)
         .await
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|e| e.to_string())?;
     if status.success() {
         Ok("exit 0".into())
     } else {
-        Err(format!("{program}: {status}"))
+        Err(format!(
+            "{}: {status}",
+            command.first().map_or("", String::as_str)
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn exec_probes_report_the_exit_status() {
+        let argv = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(exec_check(&argv(&["true"])).await, Ok("exit 0".to_owned()));
+        assert!(exec_check(&argv(&["false"])).await.is_err());
+        assert!(exec_check(&[]).await.is_err());
+    }
 
     #[test]
     fn rise_and_fall() {

@@ -58,6 +58,7 @@ fn peer_observations(peers: &Board) -> Vec<PeerObservation> {
 
 /// One per process: a restart is a new instance, which resets sequences.
 fn instance_id() -> u64 {
+    std::sync::LazyLock::force(&STARTED_UNIX_MS);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -65,6 +66,10 @@ fn instance_id() -> u64 {
 }
 
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// When this process started reporting (ms since the epoch): steerd prefers
+/// the instance that started last, so an old agent left running is ignored.
+static STARTED_UNIX_MS: std::sync::LazyLock<i64> = std::sync::LazyLock::new(now_ms);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -105,6 +110,7 @@ fn build_report(config: &AgentConfig, sources: &Sources, instance: u64) -> Healt
         capacity_rps: figures.capacity_rps,
         load_rps: figures.load_rps,
         agent_instance: instance,
+        agent_started_unix_ms: *STARTED_UNIX_MS,
         bandwidth_bps: figures.bandwidth_bps,
         error_ratio: figures.error_ratio,
         latency_p50_ms: figures.latency_p50_ms,

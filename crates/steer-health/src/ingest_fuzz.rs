@@ -1,0 +1,193 @@
+//! The health-report decoder under fuzzing (issue 11, item 10): any bytes
+//! through prost and [`validate`], and well-formed reports with arbitrary
+//! field values. Never a panic; an accepted report holds only finite,
+//! non-negative figures and PoPs and services the plan knows.
+//!
+//! `STEER_FUZZ_CASES` overrides the case count (default 100,000).
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use prost::Message;
+use steer_proto::v1::{HealthReport, PeerObservation as ProtoPeer, ProbeResult, ServiceHealth};
+use steer_types::{
+    AnswerSet, Plan, PlanBody, PopHealth, PopId, PopPlan, RegionId, ServiceId, ServicePlan,
+    Timestamp,
+};
+
+use super::validate;
+
+fn cases() -> u32 {
+    std::env::var("STEER_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+fn plan() -> Plan {
+    let pop = |id: &str| PopPlan {
+        id: PopId::new(id),
+        region: RegionId::new("eu"),
+        health: PopHealth::Unknown,
+        usable: true,
+        drained_by: None,
+        weight: 500,
+    };
+    Plan {
+        version: 1,
+        computed_at: Timestamp::from_unix_ms(0),
+        body: PlanBody {
+            services: vec![ServicePlan {
+                id: ServiceId::new("app"),
+                fqdn: "app.example.test.".into(),
+                ttl: 30,
+                max_records: 2,
+                regional: Vec::new(),
+                global: AnswerSet {
+                    region: None,
+                    targets: Vec::new(),
+                    reason: steer_types::SetReason::default(),
+                },
+            }],
+            pops: vec![pop("fra1"), pop("ams1")],
+            regions: Vec::new(),
+            announcements: Vec::new(),
+            rails: Vec::new(),
+        },
+    }
+}
+
+/// Decodes `bytes` as the ingest stream would and validates the report.
+fn decode_and_check(plan: &Plan, bytes: &[u8]) {
+    let decoded = super::decode_report(bytes, plan);
+    if let Ok(report) = HealthReport::decode(bytes) {
+        assert_eq!(decoded.is_ok(), validate(&report, plan).is_ok());
+        check(plan, &report);
+    } else {
+        assert!(decoded.is_err());
+    }
+}
+
+fn check(plan: &Plan, report: &HealthReport) {
+    if let Ok(observed) = validate(report, plan) {
+        assert!(plan.pop(observed.pop.as_str()).is_some());
+        for v in [
+            observed.load_rps,
+            observed.load.bandwidth_bps,
+            observed.load.error_ratio,
+            observed.load.latency_p50_ms,
+            observed.load.latency_p99_ms,
+        ] {
+            assert!(v.is_finite() && v >= 0.0, "{report:?}");
+        }
+        assert!(observed.load.error_ratio <= 1.0);
+        assert!(
+            observed
+                .capacity_rps
+                .is_none_or(|c| c.is_finite() && c > 0.0)
+        );
+        assert!(observed.services.iter().all(|(s, _)| s.as_str() == "app"));
+    }
+}
+
+fn figure() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        any::<f64>(),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(-0.0),
+        0.0..2.0f64,
+    ]
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just("fra1".to_owned()),
+        Just("ams1".to_owned()),
+        Just("app".to_owned()),
+        "\\PC{0,12}",
+    ]
+}
+
+fn report() -> impl Strategy<Value = HealthReport> {
+    let service = (name(), any::<i32>(), -1..5i32, name(), name()).prop_map(
+        |(service, raw_status, status, probe, detail)| ServiceHealth {
+            service,
+            status: if raw_status % 2 == 0 {
+                status
+            } else {
+                raw_status
+            },
+            probes: vec![ProbeResult {
+                name: probe,
+                kind: "exec".into(),
+                ok: raw_status > 0,
+                detail,
+                latency_ms: raw_status.unsigned_abs(),
+            }],
+            ..Default::default()
+        },
+    );
+    let peer = (name(), name(), any::<bool>()).prop_map(|(pop, detail, reachable)| ProtoPeer {
+        pop,
+        name: "vip".into(),
+        kind: "tcp".into(),
+        reachable,
+        detail,
+        latency_ms: 1,
+    });
+    (
+        (
+            name(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<i64>(),
+        ),
+        proptest::collection::vec(service, 0..4),
+        proptest::collection::vec(figure(), 6),
+        proptest::collection::vec(peer, 0..3),
+    )
+        .prop_map(
+            |((pop, sequence, instance, at, started), services, f, peers)| HealthReport {
+                pop,
+                sequence,
+                agent_time_unix_ms: at,
+                services,
+                capacity_rps: f[0],
+                load_rps: f[1],
+                agent_instance: instance,
+                bandwidth_bps: f[2],
+                error_ratio: f[3],
+                latency_p50_ms: f[4],
+                latency_p99_ms: f[5],
+                peers,
+                agent_started_unix_ms: started,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fuzz_health_report_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        decode_and_check(&plan(), &bytes);
+    }
+
+    #[test]
+    fn fuzz_health_report_fields(report in report(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3)) {
+        let plan = plan();
+        check(&plan, &report);
+        // And the same report, encoded and bit-flipped, through the decoder.
+        let mut bytes = report.encode_to_vec();
+        if !bytes.is_empty() {
+            for (at, bits) in flips {
+                let i = at % bytes.len();
+                bytes[i] ^= bits;
+            }
+        }
+        decode_and_check(&plan, &bytes);
+    }
+}

@@ -729,3 +729,35 @@ fn a_hard_pop_drain_under_a_soft_region_drain_takes_effect() {
     assert_eq!(fra1["drained_by"], "drain-2", "{fra1}");
     assert_eq!(fra1["weight_permille"], 0, "{fra1}");
 }
+
+/// `steerctl watch | head -1`: when the reader goes, steerctl ends quietly
+/// with status 0 at its next line, no panic.
+#[test]
+fn watch_ends_quietly_when_its_reader_goes() {
+    use std::io::BufRead;
+    let s = Steerd::start("watch-epipe");
+    let mut watch = std::process::Command::new(STEERCTL)
+        .arg("--endpoint")
+        .arg(s.endpoint())
+        .arg("watch")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(watch.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("current plan"), "{first}");
+    // The reader is gone (dropped above); the next plan makes watch write.
+    let out = s.steerctl(&["drain", "pop", "fra1", "--reason", "epipe"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = poll(Duration::from_secs(5), || watch.try_wait().unwrap()).unwrap_or_else(|| {
+        let _ = watch.kill();
+        panic!("watch kept running after its reader went")
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

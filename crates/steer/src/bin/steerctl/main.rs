@@ -5,9 +5,12 @@
 
 #[path = "../shared/client_tls.rs"]
 mod client_tls;
+mod output;
 mod render;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use output::{out, outln};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use prost::Message;
@@ -393,7 +396,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             if json {
                 render::json(&render::drain_json(&resp));
             } else {
-                print!("{}", render::drain_text(&resp));
+                out!("{}", render::drain_text(&resp));
             }
         }
         Command::Undrain {
@@ -415,11 +418,12 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     "plan_version": resp.plan_version,
                 }));
             } else if resp.lifted == 0 {
-                println!("no drain of that exact scope; nothing lifted");
+                outln!("no drain of that exact scope; nothing lifted");
             } else {
-                println!(
+                outln!(
                     "lifted {} drain(s); plan version {}",
-                    resp.lifted, resp.plan_version
+                    resp.lifted,
+                    resp.plan_version
                 );
             }
         }
@@ -431,7 +435,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             if json {
                 render::json(&render::intents_json(&resp.intents));
             } else {
-                print!("{}", render::intents_table(&resp.intents));
+                out!("{}", render::intents_table(&resp.intents));
             }
         }
         Command::Override { action } => match action {
@@ -456,9 +460,10 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         "plan_version": resp.plan_version,
                     }));
                 } else {
-                    println!(
+                    outln!(
                         "pinned {pop} at {weight}‰ ({}); plan version {}",
-                        resp.intent_id, resp.plan_version
+                        resp.intent_id,
+                        resp.plan_version
                     );
                 }
             }
@@ -476,9 +481,10 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         "plan_version": resp.plan_version,
                     }));
                 } else {
-                    println!(
+                    outln!(
                         "cleared {} override(s) on {pop}; plan version {}",
-                        resp.cleared, resp.plan_version
+                        resp.cleared,
+                        resp.plan_version
                     );
                 }
             }
@@ -489,19 +495,19 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             if json {
                 render::json(&render::bgp_json(&resp));
             } else {
-                print!("{}", render::bgp_table(&resp));
+                out!("{}", render::bgp_table(&resp));
             }
         }
         Command::Status { pop, bgp: false } => {
             let resp = client.get_status(GetStatusRequest {}).await.answer()?;
             match (json, pop) {
                 (true, _) => render::json(&render::status_json(&resp)),
-                (false, Some(p)) => print!(
+                (false, Some(p)) => out!(
                     "{}",
                     render::pop_detail(&resp, p)
                         .ok_or_else(|| Failure::Refused(format!("not found: pop {p}")))?
                 ),
-                (false, None) => print!("{}", render::status_table(&resp)),
+                (false, None) => out!("{}", render::status_table(&resp)),
             }
         }
         Command::Explain {
@@ -529,11 +535,11 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     "steps": resp.steps,
                 }));
             } else {
-                println!("plan version {}", resp.plan_version);
+                outln!("plan version {}", resp.plan_version);
                 for (i, step) in resp.steps.iter().enumerate() {
-                    println!("{:>2}. {step}", i + 1);
+                    outln!("{:>2}. {step}", i + 1);
                 }
-                println!(
+                outln!(
                     "answer: {} (TTL {}, ECS scope /{})",
                     resp.answers.join(" "),
                     resp.ttl,
@@ -553,7 +559,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         "changes": e.changes,
                     }));
                 } else {
-                    println!("v{:<6} {}", e.plan_version, e.diff);
+                    outln!("v{:<6} {}", e.plan_version, e.diff);
                 }
             }
         }
@@ -582,7 +588,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             if json {
                 render::json(&render::audit_json(&resp.entries));
             } else {
-                print!("{}", render::audit_table(&resp.entries));
+                out!("{}", render::audit_table(&resp.entries));
             }
         }
         Command::ConfirmFailure { reason } => {
@@ -598,7 +604,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     "plan_version": resp.plan_version,
                 }));
             } else {
-                println!(
+                outln!(
                     "failure confirmed; live health applies to {}; plan version {}",
                     resp.pops.join(", "),
                     resp.plan_version
@@ -612,7 +618,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 })
                 .await
                 .answer()?;
-            println!("{}; plan version {}", resp.detail, resp.plan_version);
+            outln!("{}; plan version {}", resp.detail, resp.plan_version);
         }
     }
     Ok(())

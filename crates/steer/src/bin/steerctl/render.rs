@@ -2,18 +2,20 @@
 
 use std::fmt::Write;
 
+use crate::output::outln;
+
 use chrono_free::format_ms;
 use steer_proto::v1::{self as pb, GetStatusResponse, ScopeKind};
 
 pub(crate) fn json(value: &serde_json::Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => outln!("{s}"),
         Err(e) => eprintln!("steerctl: cannot render JSON: {e}"),
     }
 }
 
 pub(crate) fn json_line(value: &serde_json::Value) {
-    println!("{value}");
+    outln!("{value}");
 }
 
 pub(crate) fn scope_text(scope: Option<&pb::Scope>) -> String {

@@ -430,7 +430,8 @@ impl ControlLoop {
     }
 
     fn publish(&mut self, body: PlanBody, now: Timestamp) -> u64 {
-        let version = self.current().version + 1;
+        let previous = self.current();
+        let version = previous.version + 1;
         let plan = Arc::new(Plan {
             version,
             computed_at: now,
@@ -451,9 +452,11 @@ impl ControlLoop {
                 digest: record::digest(&plan),
             });
         }
+        // Every version is a decision: say which, on one line.
+        let changes = plan.changes_since(&previous);
         self.plan_tx.send_replace(plan);
         metrics::counter!("steer_plan_publications_total").increment(1);
-        info!(version, "published plan");
+        info!(version, changes = %changes.join("; "), "published plan");
         self.export_metrics();
         self.publish_status();
         version

@@ -401,3 +401,69 @@ fn a_second_steerd_on_a_taken_port_exits_naming_it() {
         ["192.0.2.11", "192.0.2.12"]
     );
 }
+
+/// Logs go to stderr, never stdout; without a terminal there are no colour
+/// codes; `--log-format json` gives one JSON object a line; a published
+/// plan's line says which decisions changed.
+#[test]
+fn logs_go_to_stderr_plain_or_json() {
+    for json in [false, true] {
+        let dir = temp_dir(if json { "logs-json" } else { "logs-text" });
+        let ports = [free_port(), free_port(), free_port()];
+        let mut cmd = steerd_command(&quickstart(), &dir.join("state"), ports);
+        if json {
+            cmd.args(["--log-format", "json"]);
+        }
+        let out_path = dir.join("stdout");
+        let err_path = dir.join("stderr");
+        let mut child = cmd
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        let ready = poll(Duration::from_secs(20), || {
+            http_get(ports[2], "/healthz")
+                .is_some_and(|(c, _)| c == 200)
+                .then_some(())
+        });
+        let steerctl = |args: &[&str]| {
+            std::process::Command::new(STEERCTL)
+                .arg("--endpoint")
+                .arg(format!("http://127.0.0.1:{}", ports[1]))
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let drained = ready.is_some()
+            && steerctl(&["drain", "pop", "fra1", "--reason", "logs"])
+                .status
+                .success();
+        let published = poll(Duration::from_secs(5), || {
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            err.lines()
+                .any(|l| l.contains("published plan") && l.contains("fra1 drained"))
+                .then_some(())
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        let stdout = std::fs::read_to_string(&out_path).unwrap();
+        let stderr = std::fs::read_to_string(&err_path).unwrap();
+        assert!(ready.is_some() && drained, "steerd not up:\n{stderr}");
+        assert!(
+            published.is_some(),
+            "no plan line naming the change:\n{stderr}"
+        );
+        assert!(stdout.is_empty(), "logs on stdout:\n{stdout}");
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "colour codes without a terminal:\n{stderr}"
+        );
+        if json {
+            for line in stderr.lines() {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+            }
+        }
+    }
+}

@@ -7,6 +7,8 @@ mod client_tls;
 mod exec;
 mod https;
 mod load;
+#[path = "../../logging.rs"]
+mod logging;
 mod probe;
 mod report;
 
@@ -24,6 +26,10 @@ struct Args {
     /// Validate the config and exit (0 = valid, 2 = invalid).
     #[arg(long)]
     check: bool,
+    /// Log format on stderr: text (coloured on a terminal) or json (one
+    /// object a line).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -39,13 +45,10 @@ fn main() -> ExitCode {
         println!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn".into()
-            }),
-        )
-        .init();
+    logging::init(
+        args.log_format,
+        "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn",
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

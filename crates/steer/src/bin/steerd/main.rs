@@ -3,6 +3,8 @@
 
 mod auth;
 mod http;
+#[path = "../../logging.rs"]
+mod logging;
 mod reload;
 mod tls;
 
@@ -31,6 +33,10 @@ struct Args {
     /// Validate the config and exit (0 = valid, 2 = invalid).
     #[arg(long)]
     check: bool,
+    /// Log format on stderr: text (coloured on a terminal) or json (one
+    /// object a line).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
     /// Override `server.dns_listen`; repeat it or separate addresses with
     /// commas to listen on several.
     #[arg(long, value_delimiter = ',')]
@@ -101,15 +107,11 @@ fn main() -> ExitCode {
         println!("{}: ok", config_path.display());
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn,\
-                 netgauze_bgp_speaker=warn"
-                    .into()
-            }),
-        )
-        .init();
+    logging::init(
+        args.log_format,
+        "info,h2=warn,hyper=warn,tower=warn,hickory_server=warn,hickory_net=warn,\
+         netgauze_bgp_speaker=warn",
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

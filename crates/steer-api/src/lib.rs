@@ -66,6 +66,8 @@ pub struct DrainOutcome {
 pub struct UndrainOutcome {
     pub lifted: u32,
     pub plan_version: u64,
+    /// Drains still covering PoPs of the scope, one line each.
+    pub still_covered_by: Vec<String>,
 }
 
 /// Which audit entries to return.

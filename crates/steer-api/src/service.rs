@@ -405,6 +405,7 @@ impl Operator for OperatorService {
         Ok(Response::new(pb::UndrainResponse {
             lifted: out.lifted,
             plan_version: out.plan_version,
+            still_covered_by: out.still_covered_by,
         }))
     }
 

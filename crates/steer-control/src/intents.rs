@@ -140,13 +140,15 @@ impl ControlLoop {
             .filter(|d| d.scope == scope)
             .map(|d| d.id.clone())
             .collect();
+        next.drains.retain(|d| d.scope != scope);
+        let still_covered_by = self.covering(&next, &scope);
         if lifted_ids.is_empty() {
             return Ok(UndrainOutcome {
                 lifted: 0,
                 plan_version: self.current().version,
+                still_covered_by,
             });
         }
-        next.drains.retain(|d| d.scope != scope);
         let mut entry = self.entry(principal, "undrain", scope.describe(), reason);
         entry.intent_id = Some(lifted_ids.join(","));
         let version = self.commit(next, entry)?;
@@ -154,7 +156,48 @@ impl ControlLoop {
         Ok(UndrainOutcome {
             lifted: u32::try_from(lifted_ids.len()).unwrap_or(u32::MAX),
             plan_version: version,
+            still_covered_by,
         })
+    }
+
+    /// Drains in `intents` that cover any PoP of `scope` (for a service at
+    /// a PoP, that PoP), one line each, for an operator who expected the
+    /// scope to be free after an undrain.
+    fn covering(&self, intents: &Intents, scope: &DrainScope) -> Vec<String> {
+        let pops: Vec<&steer_types::Pop> = self
+            .topology
+            .pops
+            .iter()
+            .filter(|p| match scope {
+                DrainScope::Pop { pop } | DrainScope::ServicePop { pop, .. } => &p.id == pop,
+                DrainScope::Region { region } => &p.region == region,
+            })
+            .collect();
+        let service = match scope {
+            DrainScope::ServicePop { service, .. } => Some(service),
+            _ => None,
+        };
+        intents
+            .drains
+            .iter()
+            .filter(|d| {
+                pops.iter().any(|p| match (&d.scope, service) {
+                    // A drain of another service at the PoP leaves this one.
+                    (DrainScope::ServicePop { service: s, .. }, Some(want)) if s != want => false,
+                    _ => d.scope.covers(None, &p.id, &p.region),
+                })
+            })
+            .map(|d| {
+                format!(
+                    "{} ({}, {:?}) by {}: {}",
+                    d.id,
+                    d.scope.describe(),
+                    d.mode,
+                    d.principal,
+                    d.reason
+                )
+            })
+            .collect()
     }
 
     pub(crate) fn set_override(

@@ -761,3 +761,42 @@ fn watch_ends_quietly_when_its_reader_goes() {
     assert!(status.success(), "{status}: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// An undrain that leaves a PoP drained says by what.
+#[test]
+fn undrain_names_the_drains_that_still_cover() {
+    let s = Steerd::start("undrain-covering");
+    let out = s.steerctl(&[
+        "drain",
+        "region",
+        "eu-west",
+        "--reason",
+        "power work",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.steerctl(&["undrain", "pop", "fra1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("nothing lifted")
+            && text.contains("still drained by drain-1 (region eu-west")
+            && text.contains("power work"),
+        "{text}"
+    );
+    let out = s.steerctl(&["drain", "pop", "fra1", "--reason", "disk"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.steerctl(&["undrain", "pop", "fra1"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("lifted 1 drain(s)") && text.contains("still drained by drain-1"),
+        "{text}"
+    );
+    // Lifting the region frees it: nothing is left to name.
+    let out = s.steerctl(&["undrain", "region", "eu-west"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("lifted 1") && !text.contains("still drained"),
+        "{text}"
+    );
+}

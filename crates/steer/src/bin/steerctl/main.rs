@@ -416,15 +416,21 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 render::json(&serde_json::json!({
                     "lifted": resp.lifted,
                     "plan_version": resp.plan_version,
+                    "still_covered_by": resp.still_covered_by,
                 }));
-            } else if resp.lifted == 0 {
-                outln!("no drain of that exact scope; nothing lifted");
             } else {
-                outln!(
-                    "lifted {} drain(s); plan version {}",
-                    resp.lifted,
-                    resp.plan_version
-                );
+                if resp.lifted == 0 {
+                    outln!("no drain of that exact scope; nothing lifted");
+                } else {
+                    outln!(
+                        "lifted {} drain(s); plan version {}",
+                        resp.lifted,
+                        resp.plan_version
+                    );
+                }
+                for line in &resp.still_covered_by {
+                    outln!("still drained by {line}");
+                }
             }
         }
         Command::Intents => {

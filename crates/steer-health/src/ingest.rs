@@ -396,5 +396,9 @@ impl HealthIngest for IngestService {
 }
 
 #[cfg(test)]
+#[path = "fuzz_plan.rs"]
+mod fuzz_plan;
+
+#[cfg(test)]
 #[path = "ingest_fuzz.rs"]
 mod fuzz;

@@ -10,51 +10,15 @@
 use proptest::prelude::*;
 use prost::Message;
 use steer_proto::v1::{HealthReport, PeerObservation as ProtoPeer, ProbeResult, ServiceHealth};
-use steer_types::{
-    AnswerSet, Plan, PlanBody, PopHealth, PopId, PopPlan, RegionId, ServiceId, ServicePlan,
-    Timestamp,
-};
+use steer_types::Plan;
 
-use super::validate;
+use super::{fuzz_plan::plan, validate};
 
 fn cases() -> u32 {
     std::env::var("STEER_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000)
-}
-
-fn plan() -> Plan {
-    let pop = |id: &str| PopPlan {
-        id: PopId::new(id),
-        region: RegionId::new("eu"),
-        health: PopHealth::Unknown,
-        usable: true,
-        drained_by: None,
-        weight: 500,
-    };
-    Plan {
-        version: 1,
-        computed_at: Timestamp::from_unix_ms(0),
-        body: PlanBody {
-            services: vec![ServicePlan {
-                id: ServiceId::new("app"),
-                fqdn: "app.example.test.".into(),
-                ttl: 30,
-                max_records: 2,
-                regional: Vec::new(),
-                global: AnswerSet {
-                    region: None,
-                    targets: Vec::new(),
-                    reason: steer_types::SetReason::default(),
-                },
-            }],
-            pops: vec![pop("fra1"), pop("ams1")],
-            regions: Vec::new(),
-            announcements: Vec::new(),
-            rails: Vec::new(),
-        },
-    }
 }
 
 /// Decodes `bytes` as the ingest stream would and validates the report.

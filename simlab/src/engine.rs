@@ -21,7 +21,7 @@ use steer_health::{Observation, ObservedReport, PeerObservation};
 use steer_store::{PersistedState, StateStore, StoreError};
 use steer_types::{
     AnnounceState, DrainMode, DrainScope, Plan, PopId, RailFired, Timestamp, Topology,
-    audit::AuditEntry,
+    answers::AnswerTally, audit::AuditEntry,
 };
 
 use crate::{
@@ -92,6 +92,12 @@ pub(crate) struct StepRecord {
     /// Fewest PoPs announcing any prefix.
     pub(crate) min_announced: usize,
     pub(crate) answer_changes: usize,
+    /// Utilisation the plan in force intends for the true demand (what
+    /// the policy decided, before the hashing of a finite set of client
+    /// subnets rounds it).
+    pub(crate) planned_utilisation: Vec<f64>,
+    /// Plans published since the previous record.
+    pub(crate) published: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -149,12 +155,16 @@ pub(crate) fn run(
     let store = SharedStore::default();
     clock.set(Timestamp(EPOCH_MS));
 
+    // The DNS views count the answers they serve; the control loop reads
+    // the counts, as steerd's does.
+    let tally = Arc::new(AnswerTally::default());
     let new_loop = |store: &SharedStore| -> anyhow::Result<Box<ControlLoop>> {
-        let (c, _h) = ControlLoop::new(
+        let (mut c, _h) = ControlLoop::new(
             topology.clone(),
             Box::new(store.clone()),
             Box::new(clock.clone()),
         )?;
+        c.count_answers_from(tally.clone());
         Ok(Box::new(c))
     };
     let mut planner = if scenario.policy == "naive" {
@@ -167,7 +177,14 @@ pub(crate) fn run(
         Planner::Naive(n) => n.plan(Timestamp(EPOCH_MS)),
         Planner::Down { .. } => unreachable_plan(),
     };
-    let mut view = DnsView::compile(&zones, &topology.client_networks, &plan, 1232)?;
+    let settings = steer_types::DnsSettings {
+        udp_payload: 1232,
+        ..steer_types::DnsSettings::default()
+    };
+    let compile = |plan: &Plan| {
+        DnsView::compile_counted(&zones, &topology.client_networks, plan, &settings, &tally)
+    };
+    let mut view = compile(&plan)?;
 
     // Resolvers: `per_region` /24s inside each region's first IPv4 network,
     // plus as many unmapped ones (198.18.x.0/24) for global demand.
@@ -218,6 +235,7 @@ pub(crate) fn run(
     let mut next_report_ms = 0;
     let mut steps = Vec::new();
     let mut plans = 1;
+    let mut published = 0;
     let mut rails: BTreeSet<String> = BTreeSet::new();
     let mut max_change = 0u32;
     let mut detect: Vec<Option<f64>> = vec![None; scenario.faults.len()];
@@ -396,9 +414,10 @@ pub(crate) fn run(
                     other => other.to_string(),
                 });
             }
-            view = DnsView::compile(&zones, &topology.client_networks, &next, 1232)?;
+            view = compile(&next)?;
             plan = next;
             plans += 1;
+            published += 1;
         }
 
         // Resolvers refresh expired answers; clients send demand.
@@ -518,6 +537,11 @@ pub(crate) fn run(
                 overloaded_rps: (overloaded * 10.0).round() / 10.0,
                 min_announced,
                 answer_changes: changes,
+                planned_utilisation: planned_utilisation(&plan, &topology, &demand_of, &cap_factor)
+                    .iter()
+                    .map(|x| (x * 1000.0).round() / 1000.0)
+                    .collect(),
+                published: std::mem::take(&mut published),
             });
         }
         t_ms += step_ms;
@@ -545,6 +569,43 @@ pub(crate) fn run(
         max_weight_change_per_step: max_change,
         plans,
     })
+}
+
+/// Per PoP: the load the plan's shares give it under the true demand,
+/// over its true capacity.
+fn planned_utilisation(
+    plan: &Plan,
+    topology: &Topology,
+    demand_of: &dyn Fn(Option<usize>) -> f64,
+    cap_factor: &[f64],
+) -> Vec<f64> {
+    let mut load = vec![0.0; topology.pops.len()];
+    if let Some(service) = plan.body.services.first() {
+        let sets = service
+            .regional
+            .iter()
+            .enumerate()
+            .map(|(r, set)| (Some(r), set))
+            .chain(std::iter::once((None, &service.global)));
+        for (region, set) in sets {
+            let d = demand_of(region);
+            let total: u32 = set.targets.iter().map(|t| t.weight).sum();
+            for t in &set.targets {
+                if let Some(p) = topology.pops.iter().position(|p| p.id == t.pop)
+                    && total > 0
+                {
+                    load[p] += d * f64::from(t.weight) / f64::from(total);
+                }
+            }
+        }
+    }
+    load.iter()
+        .enumerate()
+        .map(|(p, l)| {
+            let cap = topology.pops[p].capacity_rps * cap_factor[p];
+            if cap > 0.0 { l / cap } else { 0.0 }
+        })
+        .collect()
 }
 
 /// Only reached if a scenario could start with the control plane down,

@@ -55,13 +55,43 @@ fn run(path: &std::path::Path, seed: Option<u64>, out: &std::path::Path) -> anyh
     let (mut scenario, config_path) = scenario::load(path)?;
     if let Some(seed) = seed {
         scenario.seed = seed;
+        scenario.seeds.clear();
     }
     let config = steer_config::load_steerd(&config_path)
         .map_err(|e| anyhow::anyhow!("world config: {e}"))?;
-    let outcome = engine::run(&scenario, config.topology, config.zones)?;
-    let (summary, steps, pops) = report::summarise(&scenario, outcome);
-    let failed = report::check(&scenario.expect, &summary);
-    print!("{}", report::human(&summary, &failed));
+    // The first seed writes the report and chart; every seed must hold.
+    let mut all_hold = true;
+    let mut first = None;
+    let seeds: Vec<u64> = std::iter::once(scenario.seed)
+        .chain(
+            scenario
+                .seeds
+                .iter()
+                .copied()
+                .filter(|s| *s != scenario.seed),
+        )
+        .collect();
+    for seed in seeds {
+        let mut run = scenario.clone();
+        run.seed = seed;
+        let outcome = engine::run(&run, config.topology.clone(), config.zones.clone())?;
+        let (mut summary, steps, pops) = report::summarise(&run, outcome);
+        if run.expect.max_churn_vs_naive.is_some() {
+            let mut naive = run.clone();
+            naive.policy = "naive".into();
+            let outcome = engine::run(&naive, config.topology.clone(), config.zones.clone())?;
+            summary.naive_churn = Some(outcome.steps.iter().map(|s| s.answer_changes).sum());
+        }
+        let failed = report::check(&run.expect, &summary);
+        print!("{}", report::human(&summary, &failed));
+        all_hold &= failed.is_empty();
+        if first.is_none() {
+            first = Some((summary, steps, pops, failed));
+        }
+    }
+    let Some((summary, steps, pops, failed)) = first else {
+        anyhow::bail!("no seed to run");
+    };
     std::fs::create_dir_all(out)?;
     let base = out.join(&scenario.name);
     let json = serde_json::to_vec_pretty(&report::Report {
@@ -80,5 +110,5 @@ fn run(path: &std::path::Path, seed: Option<u64>, out: &std::path::Path) -> anyh
         base.with_extension("json").display(),
         base.with_extension("svg").display()
     );
-    Ok(failed.is_empty())
+    Ok(all_hold)
 }

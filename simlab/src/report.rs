@@ -27,8 +27,74 @@ pub(crate) struct Summary {
     pub(crate) max_weight_change_per_step: u32,
     pub(crate) rails_fired: usize,
     pub(crate) faults: Vec<FaultResult>,
+    /// Over the steady window, when the scenario names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) steady: Option<Steady>,
+    /// The naive policy's answer churn in the same world, when compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) naive_churn: Option<usize>,
     /// FNV-1a of the step trace: same scenario + seed → same hash.
     pub(crate) trace_hash: String,
+}
+
+/// How still the system was while its inputs were.
+#[derive(Debug, Serialize)]
+pub(crate) struct Steady {
+    pub(crate) from_s: f64,
+    pub(crate) to_s: f64,
+    /// Per PoP: utilisation peak-to-peak.
+    pub(crate) swing_by_pop: Vec<(String, f64)>,
+    pub(crate) swing: f64,
+    pub(crate) plans: usize,
+    pub(crate) plans_per_min: f64,
+    pub(crate) answer_churn: usize,
+    pub(crate) peak_utilisation: f64,
+    pub(crate) peak_planned_utilisation: f64,
+}
+
+fn steady(expect: &Expect, pops: &[String], steps: &[StepRecord]) -> Option<Steady> {
+    let from = expect.steady_from_s? as f64;
+    let to = expect
+        .steady_to_s
+        .map_or_else(|| steps.last().map_or(from, |s| s.t_s), |t| t as f64);
+    let window: Vec<&StepRecord> = steps
+        .iter()
+        .filter(|s| s.t_s >= from && s.t_s <= to)
+        .collect();
+    let series = |i: usize, f: fn(&StepRecord) -> &Vec<f64>| {
+        window
+            .iter()
+            .map(move |s| f(s).get(i).copied().unwrap_or(0.0))
+    };
+    let swing_by_pop: Vec<(String, f64)> = pops
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let hi = series(i, |s| &s.utilisation).fold(f64::MIN, f64::max);
+            let lo = series(i, |s| &s.utilisation).fold(f64::MAX, f64::min);
+            (p.clone(), if window.is_empty() { 0.0 } else { hi - lo })
+        })
+        .collect();
+    // The first record's publications happened before the window.
+    let plans: usize = window.iter().skip(1).map(|s| s.published).sum();
+    let minutes = ((to - from) / 60.0).max(1.0 / 60.0);
+    let peak = |f: fn(&StepRecord) -> &Vec<f64>| {
+        window
+            .iter()
+            .flat_map(|s| f(s).iter().copied())
+            .fold(0.0, f64::max)
+    };
+    Some(Steady {
+        from_s: from,
+        to_s: to,
+        swing: swing_by_pop.iter().map(|(_, x)| *x).fold(0.0, f64::max),
+        swing_by_pop,
+        plans,
+        plans_per_min: plans as f64 / minutes,
+        answer_churn: window.iter().skip(1).map(|s| s.answer_changes).sum(),
+        peak_utilisation: peak(|s| &s.utilisation),
+        peak_planned_utilisation: peak(|s| &s.planned_utilisation),
+    })
 }
 
 #[derive(Serialize)]
@@ -84,6 +150,8 @@ pub(crate) fn summarise(
         max_weight_change_per_step: out.max_weight_change_per_step,
         rails_fired: out.rails_fired,
         faults: out.faults,
+        steady: steady(&scenario.expect, &out.pops, &out.steps),
+        naive_churn: None,
         trace_hash: format!("{:016x}", fnv(&trace)),
     };
     (summary, out.steps, out.pops)
@@ -175,6 +243,53 @@ pub(crate) fn check(expect: &Expect, s: &Summary) -> Vec<String> {
             s.rails_fired
         ));
     }
+    if let Some(st) = &s.steady {
+        let worst = st
+            .swing_by_pop
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or("-", |(p, _)| p.as_str());
+        for (what, got, max) in [
+            (
+                format!("steady swing ({worst}, peak-to-peak)"),
+                st.swing,
+                expect.max_steady_swing,
+            ),
+            (
+                "steady plans per minute".to_owned(),
+                st.plans_per_min,
+                expect.max_steady_plans_per_min,
+            ),
+            (
+                "steady utilisation".to_owned(),
+                st.peak_utilisation,
+                expect.max_steady_utilisation,
+            ),
+            (
+                "steady planned utilisation".to_owned(),
+                st.peak_planned_utilisation,
+                expect.max_steady_planned_utilisation,
+            ),
+        ] {
+            if let Some(max) = max
+                && got > max + 1e-9
+            {
+                failed.push(format!(
+                    "{what} = {got:.4} over {:.0}-{:.0}s, expected <= {max}",
+                    st.from_s, st.to_s
+                ));
+            }
+        }
+    }
+    if let (Some(max), Some(naive)) = (expect.max_churn_vs_naive, s.naive_churn) {
+        let ratio = s.answer_churn as f64 / (naive.max(1)) as f64;
+        if ratio > max + 1e-9 {
+            failed.push(format!(
+                "answer churn = {} ({ratio:.3}x naive's {naive}), expected <= {max}x",
+                s.answer_churn
+            ));
+        }
+    }
     failed
 }
 
@@ -202,6 +317,29 @@ pub(crate) fn human(s: &Summary, failed: &[String]) -> String {
         "  min announced {}  max weight step {}‰  rails fired {}  trace {}",
         s.min_announced, s.max_weight_change_per_step, s.rails_fired, s.trace_hash
     );
+    if let Some(naive) = s.naive_churn {
+        let _ = writeln!(
+            out,
+            "  answer churn {} vs naive policy {} ({:.2}x)",
+            s.answer_churn,
+            naive,
+            s.answer_churn as f64 / naive.max(1) as f64
+        );
+    }
+    if let Some(st) = &s.steady {
+        let _ = writeln!(
+            out,
+            "  steady {:.0}-{:.0}s: swing {:.1} pts  plans {} ({:.2}/min)  churn {}  peak {:.0}% (planned {:.0}%)",
+            st.from_s,
+            st.to_s,
+            st.swing * 100.0,
+            st.plans,
+            st.plans_per_min,
+            st.answer_churn,
+            st.peak_utilisation * 100.0,
+            st.peak_planned_utilisation * 100.0
+        );
+    }
     for f in &s.faults {
         let t = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}s"));
         let _ = writeln!(

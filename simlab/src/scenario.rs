@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Scenario {
     pub(crate) name: String,
@@ -17,6 +17,9 @@ pub(crate) struct Scenario {
     pub(crate) description: String,
     #[serde(default = "default_seed")]
     pub(crate) seed: u64,
+    /// More seeds the expectations must also hold on (each is a full run).
+    #[serde(default)]
+    pub(crate) seeds: Vec<u64>,
     pub(crate) duration_s: u64,
     #[serde(default = "default_step")]
     pub(crate) step_ms: u64,
@@ -43,7 +46,7 @@ fn default_policy() -> String {
     "steer".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct World {
     /// A steerd config (topology, zones, health and policy settings),
@@ -75,7 +78,7 @@ fn default_observers() -> usize {
     3
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 pub(crate) enum Curve {
     #[default]
@@ -92,7 +95,7 @@ pub(crate) enum Curve {
     },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Resolvers {
     /// Resolvers (distinct /24 client subnets) per region.
@@ -162,7 +165,7 @@ pub(crate) struct Fault {
     pub(crate) force: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Expect {
     pub(crate) max_unserved_share: Option<f64>,
@@ -175,6 +178,22 @@ pub(crate) struct Expect {
     pub(crate) min_announced: Option<usize>,
     pub(crate) max_weight_change_per_step: Option<u32>,
     pub(crate) min_rails_fired: Option<usize>,
+    /// The steady window: inputs do not change from here (s) ...
+    pub(crate) steady_from_s: Option<u64>,
+    /// ... to here (default: the end of the run).
+    pub(crate) steady_to_s: Option<u64>,
+    /// Every PoP's utilisation peak-to-peak over the steady window.
+    pub(crate) max_steady_swing: Option<f64>,
+    /// Plans published per minute over the steady window.
+    pub(crate) max_steady_plans_per_min: Option<f64>,
+    /// Highest utilisation of any PoP over the steady window (what
+    /// clients send).
+    pub(crate) max_steady_utilisation: Option<f64>,
+    /// Highest utilisation the plan intends over the steady window.
+    pub(crate) max_steady_planned_utilisation: Option<f64>,
+    /// Answer churn at most this times the naive policy's in the same
+    /// world (simlab runs the naive policy too).
+    pub(crate) max_churn_vs_naive: Option<f64>,
 }
 
 pub(crate) const KINDS: [&str; 10] = [

@@ -253,6 +253,8 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
                 region: r.region.to_string(),
                 served_by: r.served_by.iter().map(ToString::to_string).collect(),
                 level: r.level.clone(),
+                demand_rps: r.demand_rps,
+                demand_source: r.demand_source.to_string(),
             })
             .collect(),
         rails: s.rails.clone(),

@@ -980,7 +980,13 @@ fn topology(
                 id: ServiceId::new(id),
                 fqdn: name,
                 ttl: *s.ttl.get_ref(),
-                max_records: max_records as usize,
+                // A CNAME-style service answers one CNAME per query, so
+                // the policy plans for one record per answer.
+                max_records: if s.cname.is_some() {
+                    1
+                } else {
+                    max_records as usize
+                },
                 pops,
                 anycast,
                 priority: s.priority,

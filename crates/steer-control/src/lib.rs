@@ -32,8 +32,9 @@ use steer_store::{PersistedState, StateStore, StoreError};
 use steer_types::{
     AnnounceReason, DrainScope, Intents, Plan, PlanBody, PlanEvidence, ServiceId, Timestamp,
     Topology,
+    answers::{AnswerTally, AnswerTotals, AnswerWindow},
     audit::AuditEntry,
-    health::{HealthSnapshot, ObservedDemand},
+    health::{HealthSnapshot, ObservedDemand, TargetState},
     status::{PopStatus, RegionStatus, StatusReport},
 };
 use tokio::sync::{mpsc, watch};
@@ -80,19 +81,100 @@ pub struct ControlLoop {
     /// Demand attributed from load reports; refreshed on reports, and only
     /// when it moved materially, so plans do not churn on noise.
     demand: BTreeMap<ServiceId, ObservedDemand>,
+    /// When `demand` was last replaced, and the PoP health states then.
+    demand_at: Timestamp,
+    demand_states: Vec<TargetState>,
     recorder: Option<record::Recorder>,
+    /// Answers the DNS data plane served, sampled once a second: where
+    /// each PoP's load comes from (see `steer_policy::estimate_demand`).
+    answers: AnswerFeed,
     /// Audit entries of changes already durable in the state but not yet
     /// in the audit log (a failed append); saved with every state write
     /// and retried until they are in the log.
     unflushed_audit: Vec<AuditEntry>,
 }
 
-/// Whether demand moved enough (5% or 50 rps on any set) to re-plan.
+/// Samples of the answer counters, newest last, kept for the longest TTL.
+#[derive(Default)]
+struct AnswerFeed {
+    tally: Option<Arc<AnswerTally>>,
+    samples: std::collections::VecDeque<(Timestamp, AnswerTotals)>,
+}
+
+impl AnswerFeed {
+    fn push(&mut self, topology: &Topology, at: Timestamp, totals: AnswerTotals) {
+        self.samples.push_back((at, totals));
+        let keep = Duration::from_secs(u64::from(longest_window(topology)) + 5);
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _)| at.since(*t) >= keep)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Answers served per set over each service's window (its TTL: what
+    /// resolvers hold now), as far back as the samples go.
+    fn window(&self, topology: &Topology) -> AnswerWindow {
+        let mut out = AnswerWindow::default();
+        let Some((last_at, last)) = self.samples.back() else {
+            return out;
+        };
+        for service in &topology.services {
+            let span = Duration::from_secs(u64::from(answer_window(service.ttl)));
+            // The newest sample a window before the last, else the oldest:
+            // one TTL of answers is each resolver's current one, once.
+            let base = self
+                .samples
+                .iter()
+                .rev()
+                .find(|(t, _)| last_at.since(*t) >= span)
+                .or(self.samples.front());
+            let Some((base_at, base)) = base else {
+                continue;
+            };
+            if base_at == last_at {
+                continue;
+            }
+            out.window_s.insert(
+                service.id.clone(),
+                u32::try_from(last_at.since(*base_at).as_secs()).unwrap_or(u32::MAX),
+            );
+            for (k, n) in last.since(base) {
+                if k.service == service.id {
+                    out.counts.insert(k, n);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Seconds of answers that stand for what resolvers hold: one TTL, at
+/// least 5 s so a short TTL still sees enough queries.
+fn answer_window(ttl: u32) -> u32 {
+    ttl.max(5)
+}
+
+fn longest_window(topology: &Topology) -> u32 {
+    topology
+        .services
+        .iter()
+        .map(|s| answer_window(s.ttl))
+        .max()
+        .unwrap_or(5)
+}
+
+/// Whether demand moved by more than `share` (and `floor` rps) on any set.
 fn demand_moved(
     old: &BTreeMap<ServiceId, ObservedDemand>,
     new: &BTreeMap<ServiceId, ObservedDemand>,
+    share: f64,
+    floor: f64,
 ) -> bool {
-    let far = |a: f64, b: f64| (a - b).abs() > (0.05 * a.max(b)).max(50.0);
+    let far = |a: f64, b: f64| (a - b).abs() > (share * a.max(b)).max(floor);
     if old.len() != new.len() {
         return true;
     }
@@ -104,6 +186,14 @@ fn demand_moved(
                 .any(|(r, x)| far(o.regional.get(r).copied().unwrap_or(0.0), *x))
     })
 }
+
+/// Demand moves the plan at once when it changes by 5% (or 50 rps) on
+/// any set; smaller lasting changes (over 1%) are taken up once a minute,
+/// so an estimate is never stuck a few percent off and noise never
+/// re-plans more than once a minute.
+const DEMAND_STEP: (f64, f64) = (0.05, 50.0);
+const DEMAND_DRIFT: (f64, f64) = (0.01, 10.0);
+const DEMAND_DRIFT_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether a scope names things that exist in `topology`.
 fn scope_known(topology: &Topology, scope: &DrainScope) -> bool {
@@ -218,7 +308,10 @@ impl ControlLoop {
             health_rx,
             api_rx,
             demand: BTreeMap::new(),
+            demand_at: now,
+            demand_states: Vec::new(),
             recorder: None,
+            answers: AnswerFeed::default(),
             unflushed_audit,
         };
         // Alertable from the first scrape, not only after the first failure.
@@ -294,6 +387,7 @@ impl ControlLoop {
     /// Applies reports received together, as the ingest path does.
     pub fn step_reports(&mut self, reports: &[ObservedReport]) {
         let now = self.clock.now();
+        self.sample_answers(now);
         self.observe_batch(reports, now);
     }
 
@@ -335,6 +429,9 @@ impl ControlLoop {
                         batch.push(more);
                     }
                     let now = self.clock.now();
+                    // Answers up to the moment the load is read, so the
+                    // two describe the same resolver caches.
+                    self.sample_answers(now);
                     if self.recorder.is_some() {
                         self.record(&Recorded::Reports { at: now, reports: batch.clone() });
                     }
@@ -358,10 +455,52 @@ impl ControlLoop {
 
     fn refresh_demand(&mut self, now: Timestamp) {
         let snapshot = self.aggregator.snapshot(now);
-        let fresh = steer_policy::attribute_demand(&self.current().body, &snapshot);
-        if demand_moved(&self.demand, &fresh) {
+        let window = self.answers.window(&self.topology);
+        let fresh = steer_policy::estimate_demand(
+            &self.topology,
+            &self.current().body,
+            &snapshot,
+            &window,
+            &self.demand,
+        );
+        let stale = now.since(self.demand_at) >= DEMAND_DRIFT_EVERY;
+        // A health change re-plans anyway: take the freshest figures then.
+        let states: Vec<TargetState> = snapshot.pops.values().map(|h| h.state).collect();
+        if demand_moved(&self.demand, &fresh, DEMAND_STEP.0, DEMAND_STEP.1)
+            || (stale && demand_moved(&self.demand, &fresh, DEMAND_DRIFT.0, DEMAND_DRIFT.1))
+            || states != self.demand_states
+        {
             self.demand = fresh;
+            self.demand_at = now;
+            self.demand_states = states;
         }
+    }
+
+    /// Counts the answers `tally` records (the local DNS data plane's) into
+    /// the demand estimate.
+    pub fn count_answers_from(&mut self, tally: Arc<AnswerTally>) {
+        self.answers.tally = Some(tally);
+    }
+
+    /// Takes a sample of the answer counters if a second has passed.
+    fn sample_answers(&mut self, now: Timestamp) {
+        let Some(tally) = self.answers.tally.clone() else {
+            return;
+        };
+        if self
+            .answers
+            .samples
+            .back()
+            .is_some_and(|(at, _)| now.since(*at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        let totals = tally.totals();
+        self.record(&Recorded::Answers {
+            at: now,
+            totals: totals.clone(),
+        });
+        self.answers.push(&self.topology, now, totals);
     }
 
     /// Health as of `now` with the cached demand attached.
@@ -404,6 +543,7 @@ impl ControlLoop {
     /// published, since a tick that changes nothing changes no state.
     fn tick(&mut self) {
         let now = self.clock.now();
+        self.sample_answers(now);
         let moved = self.evaluate_health(now);
         let body = self.compute_next(now);
         let changed = body != self.current().body;
@@ -722,10 +862,16 @@ impl ControlLoop {
                 .body
                 .regions
                 .iter()
-                .map(|r| RegionStatus {
-                    region: r.id.clone(),
-                    served_by: r.served_by.clone(),
-                    level: r.level.as_str().to_owned(),
+                .enumerate()
+                .map(|(i, r)| {
+                    let figures = evidence.services.first().and_then(|s| s.regional.get(i));
+                    RegionStatus {
+                        region: r.id.clone(),
+                        served_by: r.served_by.clone(),
+                        level: r.level.as_str().to_owned(),
+                        demand_rps: figures.map_or(0.0, |f| f.demand_rps),
+                        demand_source: figures.map(|f| f.source).unwrap_or_default(),
+                    }
                 })
                 .collect(),
             drains: self.intents.drains.clone(),

@@ -18,7 +18,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use steer_health::ObservedReport;
 use steer_store::{PersistedState, StateStore, StoreError};
-use steer_types::{Intents, Plan, Timestamp, Topology, audit::AuditEntry};
+use steer_types::{Intents, Plan, Timestamp, Topology, answers::AnswerTotals, audit::AuditEntry};
 
 use crate::{Clock, ControlLoop};
 
@@ -47,6 +47,8 @@ pub enum Recorded {
     Intents { at: Timestamp, intents: Intents },
     /// A config reload's new topology (its intents follow).
     Topology { at: Timestamp, topology: Topology },
+    /// A sample of the DNS answer counters (the demand estimate's input).
+    Answers { at: Timestamp, totals: AnswerTotals },
     /// A published plan: version and FNV-1a digest of its JSON body.
     Published { version: u64, digest: u64 },
 }
@@ -211,6 +213,11 @@ pub fn replay(input: impl BufRead) -> Result<ReplayReport, String> {
                         clock.set(at);
                         c.intents = intents;
                         c.recompute_and_publish_at(true, at);
+                    }
+                    Recorded::Answers { at, totals } => {
+                        clock.set(at);
+                        let topology = c.topology.clone();
+                        c.answers.push(&topology, at, totals);
                     }
                     Recorded::ConfirmFailure { at } => {
                         clock.set(at);
@@ -439,5 +446,76 @@ mod tests {
         let tampered = text.replacen("\"load_rps\":6000.0", "\"load_rps\":9000.0", 1);
         let report = replay(tampered.as_bytes()).unwrap();
         assert!(!report.mismatches.is_empty());
+    }
+    /// Demand estimated from DNS answer counts replays too: the samples
+    /// are recorded before the reports they explain.
+    #[test]
+    fn replay_reproduces_plans_driven_by_answer_counts() {
+        use steer_types::{
+            DemandSource, RegionId, ServiceId,
+            answers::{ANSWER_UNIT, AnswerKey, AnswerTally},
+        };
+        let clock = ReplayClock::default();
+        clock.set(Timestamp(1_000_000));
+        let (mut c, _h) = ControlLoop::new(
+            Arc::new(topology()),
+            Box::new(MemStore::default()),
+            Box::new(clock.clone()),
+        )
+        .unwrap();
+        let tally = Arc::new(AnswerTally::default());
+        c.count_answers_from(tally.clone());
+        let sink = Sink::default();
+        c.record_to(Recorder::new(Box::new(sink.clone())));
+        let cell = |region: &str, pop: &str| {
+            tally.cell(AnswerKey {
+                service: ServiceId::new("app"),
+                region: Some(RegionId::new(region)),
+                pop: PopId::new(pop),
+            })
+        };
+        let mut t = 1_000_000;
+        for i in 0..40u64 {
+            t += 1000;
+            let now = Timestamp(t);
+            clock.set(now);
+            // EU clients hold fra1 and ams1, US clients iad1 and ord1; EU
+            // grows while fra1 fails half way.
+            let eu = 10 + i;
+            cell("eu-west", "fra1").fetch_add(eu * ANSWER_UNIT / 2, Ordering::Relaxed);
+            cell("eu-west", "ams1").fetch_add(eu * ANSWER_UNIT / 2, Ordering::Relaxed);
+            cell("us-east", "iad1").fetch_add(10 * ANSWER_UNIT / 2, Ordering::Relaxed);
+            cell("us-east", "ord1").fetch_add(10 * ANSWER_UNIT / 2, Ordering::Relaxed);
+            let eu_load = 100.0 * eu as f64;
+            let batch = vec![
+                report("fra1", i < 20, eu_load),
+                report("ams1", true, eu_load),
+                report("iad1", true, 1000.0),
+                report("ord1", true, 1000.0),
+            ];
+            c.sample_answers(now);
+            c.record(&Recorded::Reports {
+                at: now,
+                reports: batch.clone(),
+            });
+            c.observe_batch(&batch, now);
+            c.expire_intents();
+            c.tick();
+        }
+        let d = &c.demand[&ServiceId::new("app")];
+        assert!(
+            matches!(
+                d.sources.get(&RegionId::new("eu-west")),
+                Some(DemandSource::Answers { .. })
+            ),
+            "{d:?}"
+        );
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(text.lines().any(|l| l.contains("\"answers\"")), "{text}");
+        let published = text.lines().filter(|l| l.contains("\"published\"")).count();
+        assert!(published >= 3, "{published}\n{text}");
+        let report = replay(text.as_bytes()).unwrap();
+        assert_eq!(report.mismatches, vec![]);
+        assert_eq!(report.plans, published);
     }
 }

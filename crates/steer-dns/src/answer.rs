@@ -2,16 +2,17 @@
 //! Pure and synchronous so it can be unit-tested and benchmarked without
 //! sockets.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::atomic::Ordering};
 
 use hickory_server::proto::{
     op::ResponseCode,
     rr::{DNSClass, LowerName, RecordType},
 };
 use ipnet::IpNet;
+use steer_types::answers::ANSWER_UNIT;
 
 use crate::{
-    select::{MAX_PICK, STICKY_V4, STICKY_V6, pick_into, subnet_key},
+    select::{MAX_PICK, STICKY_V4, STICKY_V6, subnet_key},
     view::{CompiledService, CompiledSet, DnsView, Rr},
 };
 
@@ -177,17 +178,18 @@ fn steered<'v>(
             .find(|s| !s.any.is_empty());
         if let Some(set) = set {
             let mut chosen = [0; MAX_PICK];
-            let n = pick_into(key, &set.any, 1, &mut chosen);
+            let n = set.any.pick(key, 1, &mut chosen);
             let answers: Vec<&Rr> = chosen[..n]
                 .iter()
                 .filter_map(|&i| {
                     let t = set.targets.get(i)?;
                     t.answered.increment(1);
+                    t.tally.fetch_add(ANSWER_UNIT, Ordering::Relaxed);
                     t.cname.as_ref()
                 })
                 .collect();
             if !answers.is_empty() {
-                return positive(answers, set.any.len() > 1 && !set.cname_uniform);
+                return positive(answers, set.any.hashed(1) && !set.cname_uniform);
             }
         }
     }
@@ -222,17 +224,20 @@ fn steered<'v>(
     };
     let (keyed, idx) = family(set);
     let mut chosen = [0; MAX_PICK];
-    let n = pick_into(key, keyed, svc.max_records, &mut chosen);
+    let n = keyed.pick(key, svc.max_records, &mut chosen);
+    // Clients split their traffic over the records they get.
+    let share = ANSWER_UNIT / n.max(1) as u64;
     let answers = chosen[..n]
         .iter()
-        .filter_map(|&i| record(set, *idx.get(i)?, v6))
+        .filter_map(|&i| record(set, *idx.get(i)?, v6, share))
         .collect();
-    positive(answers, keyed.len() > svc.max_records)
+    positive(answers, keyed.hashed(svc.max_records))
 }
 
-fn record(set: &CompiledSet, target: usize, v6: bool) -> Option<&Rr> {
+fn record(set: &CompiledSet, target: usize, v6: bool, share: u64) -> Option<&Rr> {
     let t = set.targets.get(target)?;
     t.answered.increment(1);
+    t.tally.fetch_add(share, Ordering::Relaxed);
     if v6 { t.aaaa.as_ref() } else { t.a.as_ref() }
 }
 

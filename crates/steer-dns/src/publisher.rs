@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use steer_types::{ClientNetwork, DnsSettings, Plan, Zone};
+use steer_types::{ClientNetwork, DnsSettings, Plan, Zone, answers::AnswerTally};
 
 use crate::{
     geo::GeoMap,
@@ -25,6 +25,8 @@ pub struct ViewInputs {
 /// The single writer of the DNS view.
 pub struct ViewPublisher {
     view: Arc<ArcSwap<DnsView>>,
+    /// Answers served by every view this publisher compiled.
+    tally: Arc<AnswerTally>,
     /// The open geo database, reused while its settings and file are
     /// unchanged (opening reads the whole file).
     geo: GeoCache,
@@ -36,12 +38,20 @@ pub struct ViewPublisher {
 impl ViewPublisher {
     pub fn new(inputs: ViewInputs, plan: Arc<Plan>) -> Result<Self, ViewError> {
         let geo = Mutex::new(None);
-        let view = compile(&geo, &inputs, &plan)?;
+        let tally = Arc::new(AnswerTally::default());
+        let view = compile(&geo, &inputs, &plan, &tally)?;
         Ok(Self {
             view: Arc::new(ArcSwap::from_pointee(view)),
+            tally,
             geo,
             current: Mutex::new((Arc::new(inputs), plan)),
         })
+    }
+
+    /// The answers served so far, per service, answer set and PoP (the
+    /// control loop's demand estimate reads them).
+    pub fn answers(&self) -> Arc<AnswerTally> {
+        self.tally.clone()
     }
 
     /// The view the handler answers from.
@@ -56,7 +66,7 @@ impl ViewPublisher {
     /// Recompiles for a new plan; on error the previous view stays.
     pub fn publish_plan(&self, plan: Arc<Plan>) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(&self.geo, &current.0, &plan)?;
+        let view = compile(&self.geo, &current.0, &plan, &self.tally)?;
         self.view.store(Arc::new(view));
         current.1 = plan;
         Ok(())
@@ -65,7 +75,7 @@ impl ViewPublisher {
     /// Swaps in new zones / client map (a reload); on error nothing changes.
     pub fn replace_inputs(&self, inputs: ViewInputs) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(&self.geo, &inputs, &current.1)?;
+        let view = compile(&self.geo, &inputs, &current.1, &self.tally)?;
         self.view.store(Arc::new(view));
         current.0 = Arc::new(inputs);
         Ok(())
@@ -105,12 +115,18 @@ fn geo_for(cache: &GeoCache, inputs: &ViewInputs) -> Result<Option<Arc<GeoMap>>,
     Ok(Some(map))
 }
 
-fn compile(geo: &GeoCache, inputs: &ViewInputs, plan: &Plan) -> Result<DnsView, ViewError> {
-    let mut view = DnsView::compile_with(
+fn compile(
+    geo: &GeoCache,
+    inputs: &ViewInputs,
+    plan: &Plan,
+    tally: &AnswerTally,
+) -> Result<DnsView, ViewError> {
+    let mut view = DnsView::compile_counted(
         &inputs.zones,
         &inputs.client_networks,
         plan,
         &inputs.settings,
+        tally,
     )?;
     view.geo = geo_for(geo, inputs)?;
     Ok(view)

@@ -8,6 +8,7 @@ use std::{
     collections::{HashMap as StdHashMap, HashSet as StdHashSet},
     hash::{BuildHasherDefault, Hasher},
     str::FromStr,
+    sync::{Arc, atomic::AtomicU64},
 };
 
 use hickory_server::proto::{
@@ -20,10 +21,14 @@ use hickory_server::proto::{
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
 use steer_types::{
-    AnswerSet, ClientNetwork, DnsSettings, Plan, RecordData, RegionId, Selection, Zone,
+    AnswerSet, ClientNetwork, DnsSettings, Plan, PopId, RecordData, RegionId, Selection, Zone,
+    answers::{AnswerKey, AnswerTally},
 };
 
-use crate::{metrics::QueryMetrics, select::seed};
+use crate::{
+    metrics::QueryMetrics,
+    select::{MAX_PICK, mix, pick_into, seed},
+};
 
 /// A record with its wire form pre-encoded for the UDP fast path: the
 /// owner as a pointer to the question name (answers) or in full
@@ -149,15 +154,65 @@ pub(crate) struct CompiledTarget {
     pub(crate) cname: Option<Rr>,
     /// `steer_dns_answers_total{pop}`.
     pub(crate) answered: metrics::Counter,
+    /// This set's answers to this PoP, for the control loop's demand
+    /// estimate (in `ANSWER_UNIT`s).
+    pub(crate) tally: Arc<AtomicU64>,
+}
+
+/// One family's targets as the picker sees them: selection weights that
+/// deliver the plan's shares (see `steer_types::delivery`).
+pub(crate) struct Keyed {
+    /// Full answers: up to `max_records` by weighted rendezvous.
+    pub(crate) full: Vec<(u64, f64)>,
+    /// Single-record answers, for the clients that get one.
+    pub(crate) short: Vec<(u64, f64)>,
+    /// Clients whose subnet hash is below this get a single record (0:
+    /// nobody; the plan's shares fit in full answers).
+    pub(crate) short_below: u64,
+}
+
+/// Salt of the hash that decides short vs full answers, so that decision
+/// is independent of the rendezvous scores.
+const SHORT_SALT: u64 = 0x5348_4f52_545f_414e;
+
+impl Keyed {
+    fn new(seeds: &[u64], shares: &[f64], records: usize) -> Self {
+        let m = steer_types::delivery::mix(shares, records);
+        let keyed = |w: &[f64]| seeds.iter().copied().zip(w.iter().copied()).collect();
+        Self {
+            full: keyed(&m.full_weights),
+            short: keyed(&m.short_weights),
+            // Saturating float-to-int cast: 1.0 maps to u64::MAX.
+            short_below: (m.short_share * 18_446_744_073_709_551_616.0) as u64,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.full.is_empty()
+    }
+
+    /// Whether the answer depends on the client's subnet hash.
+    pub(crate) fn hashed(&self, records: usize) -> bool {
+        self.full.len() > records || self.short_below > 0
+    }
+
+    /// Picks the records for `key`: indexes into this family's targets.
+    pub(crate) fn pick(&self, key: u64, records: usize, out: &mut [usize; MAX_PICK]) -> usize {
+        if self.short_below > 0 && mix(key ^ SHORT_SALT) < self.short_below {
+            pick_into(key, &self.short, 1, out)
+        } else {
+            pick_into(key, &self.full, records, out)
+        }
+    }
 }
 
 pub(crate) struct CompiledSet {
-    pub(crate) v4: Vec<(u64, f64)>,
+    pub(crate) v4: Keyed,
     pub(crate) v4_targets: Vec<usize>,
-    pub(crate) v6: Vec<(u64, f64)>,
+    pub(crate) v6: Keyed,
     pub(crate) v6_targets: Vec<usize>,
-    /// Every target, for CNAME-style services.
-    pub(crate) any: Vec<(u64, f64)>,
+    /// Every target, for CNAME-style services (one record per answer).
+    pub(crate) any: Keyed,
     /// Whether every target yields the same CNAME (then the hash does not
     /// matter for the ECS scope).
     pub(crate) cname_uniform: bool,
@@ -221,6 +276,24 @@ impl DnsView {
         plan: &Plan,
         settings: &DnsSettings,
     ) -> Result<Self, ViewError> {
+        Self::compile_counted(
+            zones,
+            client_networks,
+            plan,
+            settings,
+            &AnswerTally::default(),
+        )
+    }
+
+    /// As [`DnsView::compile_with`], counting the answers it serves into
+    /// `tally` (per service, answer set and PoP).
+    pub fn compile_counted(
+        zones: &[Zone],
+        client_networks: &[ClientNetwork],
+        plan: &Plan,
+        settings: &DnsSettings,
+        tally: &AnswerTally,
+    ) -> Result<Self, ViewError> {
         let udp_payload = settings.udp_payload;
         let regions: Vec<RegionId> = plan.body.regions.iter().map(|r| r.id.clone()).collect();
         let mut client_map = JointPrefixMap::new();
@@ -243,7 +316,17 @@ impl DnsView {
             };
             let gslb = settings.services.iter().find(|g| g.fqdn == svc.fqdn);
             let cname = gslb.and_then(|g| g.cname.as_deref());
-            let compile = |set: &AnswerSet| compile_set(&owner, svc.ttl, set, plan, cname);
+            let records = svc.max_records.max(1);
+            let compile = |set: &AnswerSet| {
+                let counter = |pop: &PopId| {
+                    tally.cell(AnswerKey {
+                        service: svc.id.clone(),
+                        region: set.region.clone(),
+                        pop: pop.clone(),
+                    })
+                };
+                compile_set(&owner, svc.ttl, set, plan, cname, records, &counter)
+            };
             let regional: Vec<CompiledSet> = regions
                 .iter()
                 .map(|r| compile(svc.for_region(Some(r))))
@@ -267,7 +350,7 @@ impl DnsView {
                 lower,
                 CompiledService {
                     zone,
-                    max_records: svc.max_records.max(1),
+                    max_records: records,
                     regional,
                     global: compile(&svc.global)?,
                     uniform,
@@ -308,6 +391,8 @@ fn compile_set(
     set: &AnswerSet,
     plan: &Plan,
     cname: Option<&str>,
+    records: usize,
+    counter: &dyn Fn(&PopId) -> Arc<AtomicU64>,
 ) -> Result<CompiledSet, ViewError> {
     let targets: Vec<CompiledTarget> = set
         .targets
@@ -337,20 +422,27 @@ fn compile_set(
                 }),
                 cname,
                 answered: crate::metrics::pop_counter(t.pop.as_str()),
+                tally: counter(&t.pop),
             })
         })
         .collect::<Result<_, ViewError>>()?;
+    // The plan's weights are the shares clients should send each target;
+    // the picker needs the mix of answers that delivers them with this
+    // many records per answer (see `steer_types::delivery`).
+    let keyed = |idx: &[usize], per_answer: usize| -> Keyed {
+        let shares: Vec<f64> = idx.iter().map(|&i| targets[i].weight).collect();
+        let seeds: Vec<u64> = idx.iter().map(|&i| targets[i].seed).collect();
+        Keyed::new(&seeds, &shares, per_answer)
+    };
     let family = |has: fn(&CompiledTarget) -> bool| {
         let idx: Vec<usize> = (0..targets.len()).filter(|&i| has(&targets[i])).collect();
-        let keyed = idx
-            .iter()
-            .map(|&i| (targets[i].seed, targets[i].weight))
-            .collect();
-        (keyed, idx)
+        (keyed(&idx, records), idx)
     };
     let (v4, v4_targets) = family(|t| t.a.is_some());
     let (v6, v6_targets) = family(|t| t.aaaa.is_some());
-    let any = targets.iter().map(|t| (t.seed, t.weight)).collect();
+    // A CNAME-style answer carries one target.
+    let all: Vec<usize> = (0..targets.len()).collect();
+    let any = keyed(&all, 1);
     let cname_uniform = targets
         .windows(2)
         .all(|w| w[0].cname.as_ref().map(|r| &r.record) == w[1].cname.as_ref().map(|r| &r.record));

@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 
 use steer_types::{
-    AnswerSet, Degradation, Intents, PERMILLE, Pop, PopId, RegionId, Service, ServiceFigures,
-    ServicePlan, SetBasis, SetFigures, SetReason, Timestamp, Topology, WeightedTarget,
-    health::HealthSnapshot, health::PopHealthReport,
+    AnswerSet, Degradation, DemandSource, Intents, PERMILLE, Pop, PopId, RegionId, Service,
+    ServiceFigures, ServicePlan, SetBasis, SetFigures, SetReason, Timestamp, Topology,
+    WeightedTarget, health::HealthSnapshot, health::PopHealthReport,
 };
 
 use crate::{apportion, drain_factor, overrides::apply_overrides, state_usable};
@@ -132,6 +132,8 @@ struct Candidates {
     healthy: Vec<bool>,
     /// Per region: health is ignored for its clients.
     panic: Vec<bool>,
+    /// Share of its capacity each PoP keeps under drains (1 undrained).
+    drain: Vec<f64>,
 }
 
 impl Candidates {
@@ -188,15 +190,16 @@ fn candidates<'h>(
         }
     }
     // Usable capacity = capacity × health factor × drain share left.
+    let drain: Vec<f64> = topo
+        .pops
+        .iter()
+        .map(|p| drain_factor(service, p, intents, now))
+        .collect();
     let cap: Vec<f64> = topo
         .pops
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            world.capacity[i]
-                * report(p).load.health_factor()
-                * drain_factor(service, p, intents, now)
-        })
+        .map(|(i, p)| world.capacity[i] * report(p).load.health_factor() * drain[i])
         .collect();
     let healthy: Vec<bool> = topo
         .pops
@@ -233,12 +236,21 @@ fn candidates<'h>(
         cap,
         healthy,
         panic,
+        drain,
     }
 }
 
-/// Demand per region (topology order) and for unmapped clients: observed
-/// if any load is reported, else the configured estimate.
-fn demand(world: &World<'_>, service: &Service, health: &HealthSnapshot) -> (Vec<f64>, f64) {
+/// Demand of one service: per region (topology order) and for unmapped
+/// clients, with where each figure came from.
+struct Demand {
+    regional: Vec<f64>,
+    global: f64,
+    sources: Vec<DemandSource>,
+    global_source: DemandSource,
+}
+
+/// Observed if any load is reported, else the configured estimate.
+fn demand(world: &World<'_>, service: &Service, health: &HealthSnapshot) -> Demand {
     let topo = world.topo;
     if let Some(observed) = health.demand.get(&service.id) {
         let regional: Vec<f64> = topo
@@ -247,53 +259,120 @@ fn demand(world: &World<'_>, service: &Service, health: &HealthSnapshot) -> (Vec
             .map(|r| observed.regional.get(&r.id).copied().unwrap_or(0.0))
             .collect();
         if regional.iter().sum::<f64>() + observed.global > 0.0 {
-            return (regional, observed.global);
+            let sources = topo
+                .regions
+                .iter()
+                .map(|r| observed.sources.get(&r.id).copied().unwrap_or_default())
+                .collect();
+            return Demand {
+                regional,
+                global: observed.global,
+                sources,
+                global_source: observed.global_source,
+            };
         }
     }
     let est = &service.demand_estimate;
-    let regional = topo
+    let regional: Vec<f64> = topo
         .regions
         .iter()
         .map(|r| est.get(r.id.as_str()).copied().unwrap_or(0.0))
         .collect();
-    (regional, est.get("global").copied().unwrap_or(0.0))
+    let source = |x: f64| {
+        if x > 0.0 {
+            DemandSource::Configured
+        } else {
+            DemandSource::None
+        }
+    };
+    let global = est.get("global").copied().unwrap_or(0.0);
+    Demand {
+        sources: regional.iter().map(|x| source(*x)).collect(),
+        regional,
+        global,
+        global_source: source(global),
+    }
 }
 
 /// rps placed per PoP for one answer set.
 type Placement = BTreeMap<usize, f64>;
 
-/// Pours `amount` into `pops` in proportion to their room under `limit`;
-/// returns what fit, recorded per PoP into `into`.
+/// One client population being placed: a region's clients, or the
+/// unmapped ones. Any share of it can go to any PoP: the DNS view delivers
+/// whatever shares the plan says (see `steer_types::delivery`).
+struct Requester<'p> {
+    remaining: f64,
+    placement: &'p mut Placement,
+}
+
+/// Pours what `requesters` still need into `pops`, up to `limit(p)` load
+/// per PoP. Every requester asks each PoP for a part of its remainder in
+/// proportion to the PoP's room; a PoP asked for more than its room grants
+/// pro rata to the asks, so requesters sharing PoPs share them in
+/// proportion to their needs. Rounds repeat while they place anything.
 fn pour(
-    amount: f64,
+    requesters: &mut [Requester<'_>],
     pops: &[usize],
     limit: &dyn Fn(usize) -> f64,
     load: &mut [f64],
-    into: &mut [(&mut Placement, f64)],
-) -> f64 {
-    let room: Vec<f64> = pops
-        .iter()
-        .map(|&p| (limit(p) - load[p]).max(0.0))
-        .collect();
-    let total_room: f64 = room.iter().sum();
-    if total_room <= 0.0 || amount <= 0.0 {
-        return 0.0;
-    }
-    let placed = amount.min(total_room);
-    let requested: f64 = into.iter().map(|(_, r)| r).sum();
-    for (k, &p) in pops.iter().enumerate() {
-        let x = placed * room[k] / total_room;
-        load[p] += x;
-        for (placement, req) in into.iter_mut() {
-            let share = if requested > 0.0 {
-                *req / requested
-            } else {
-                0.0
-            };
-            *placement.entry(p).or_default() += x * share;
+) {
+    for _ in 0..32 {
+        let room: Vec<f64> = pops
+            .iter()
+            .map(|&p| (limit(p) - load[p]).max(0.0))
+            .collect();
+        let asks: Vec<Vec<f64>> = requesters
+            .iter()
+            .map(|r| {
+                let open: f64 = room.iter().sum();
+                room.iter()
+                    .map(|&room| {
+                        if open <= 0.0 || r.remaining <= 1e-9 {
+                            0.0
+                        } else {
+                            (r.remaining * room / open).min(room)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut placed = 0.0;
+        for (k, &p) in pops.iter().enumerate() {
+            let asked: f64 = asks.iter().map(|a| a[k]).sum();
+            if asked <= 1e-12 {
+                continue;
+            }
+            let grant = (room[k] / asked).min(1.0);
+            for (r, a) in requesters.iter_mut().zip(&asks) {
+                let x = a[k] * grant;
+                if x > 0.0 {
+                    *r.placement.entry(p).or_default() += x;
+                    r.remaining -= x;
+                    load[p] += x;
+                    placed += x;
+                }
+            }
+        }
+        if placed <= 1e-9 {
+            break;
         }
     }
-    placed
+}
+
+/// Spreads what a requester still needs over `pops` in proportion to
+/// their capacity: overload, when nothing has room.
+fn spread(r: &mut Requester<'_>, pops: &[usize], cap: &[f64], load: &mut [f64]) {
+    let total: f64 = pops.iter().map(|&p| cap[p]).sum();
+    if r.remaining <= 1e-9 || total <= 0.0 {
+        return;
+    }
+    let amount = r.remaining;
+    for &p in pops {
+        let x = amount * cap[p] / total;
+        *r.placement.entry(p).or_default() += x;
+        load[p] += x;
+    }
+    r.remaining = 0.0;
 }
 
 fn plan_service(
@@ -306,7 +385,9 @@ fn plan_service(
 ) -> (ServicePlan, ServiceFigures, Vec<Degradation>) {
     let topo = world.topo;
     let nregions = topo.regions.len();
-    let (demand, global_demand) = demand(world, service, health);
+    let npops = topo.pops.len();
+    let observed = demand(world, service, health);
+    let (demand, global_demand) = (observed.regional.clone(), observed.global);
     let target = topo.policy.target_utilisation.clamp(0.05, 1.0);
     let pops_of = |region: usize, panic: bool| -> Vec<usize> {
         world.region_pops[region]
@@ -315,6 +396,8 @@ fn plan_service(
             .filter(|&p| cands.usable(p, panic))
             .collect()
     };
+    let reachable =
+        |panic: bool| -> Vec<usize> { (0..npops).filter(|&p| cands.usable(p, panic)).collect() };
 
     let mut placements: Vec<Placement> = vec![Placement::new(); nregions];
     let mut remaining = demand.clone();
@@ -335,72 +418,60 @@ fn plan_service(
                     groups.entry((t, cands.panic[r])).or_default().push(r);
                 }
             }
-            for ((t, panic), requesters) in groups {
+            for ((t, panic), members) in groups {
                 let pops = pops_of(t, panic);
-                let asked: f64 = requesters.iter().map(|&r| remaining[r]).sum();
-                let mut split: Vec<(usize, Placement)> =
-                    requesters.iter().map(|&r| (r, Placement::new())).collect();
-                let placed = {
-                    let mut into: Vec<(&mut Placement, f64)> = split
+                let mut taken: Vec<(usize, Placement)> = members
+                    .iter()
+                    .map(|&r| (r, std::mem::take(&mut placements[r])))
+                    .collect();
+                {
+                    let mut requesters: Vec<Requester<'_>> = taken
                         .iter_mut()
-                        .map(|(r, pl)| (pl, remaining[*r]))
+                        .map(|(r, pl)| Requester {
+                            remaining: remaining[*r],
+                            placement: pl,
+                        })
                         .collect();
-                    pour(asked, &pops, &limit, load, &mut into)
-                };
-                for (r, pl) in split {
-                    let got = if asked > 0.0 {
-                        placed * remaining[r] / asked
-                    } else {
-                        0.0
-                    };
-                    remaining[r] -= got;
-                    for (p, x) in pl {
-                        *placements[r].entry(p).or_default() += x;
+                    pour(&mut requesters, &pops, &limit, load);
+                    for (req, &r) in requesters.iter().zip(&members) {
+                        remaining[r] = req.remaining.max(0.0);
                     }
+                }
+                for (r, pl) in taken {
+                    placements[r] = pl;
                 }
             }
         }
     }
     // Phase 3: what still does not fit is spread by capacity over every
-    // candidate in preference order's reach (all of them): overload.
+    // candidate in reach: overload.
     for r in 0..nregions {
         if remaining[r] > 1e-9 {
-            let pops: Vec<usize> = (0..topo.pops.len())
-                .filter(|&p| cands.usable(p, cands.panic[r]))
-                .collect();
-            let total: f64 = pops.iter().map(|&p| cands.cap[p]).sum();
-            if total > 0.0 {
-                for &p in &pops {
-                    let x = remaining[r] * cands.cap[p] / total;
-                    load[p] += x;
-                    *placements[r].entry(p).or_default() += x;
-                }
-                shed[r] = remaining[r];
-                remaining[r] = 0.0;
-            }
+            let pops = reachable(cands.panic[r]);
+            let before = remaining[r];
+            let mut req = Requester {
+                remaining: remaining[r],
+                placement: &mut placements[r],
+            };
+            spread(&mut req, &pops, &cands.cap, load);
+            remaining[r] = req.remaining.max(0.0);
+            shed[r] = before - remaining[r];
         }
     }
 
     // Unmapped clients: spread over every candidate by room, then capacity.
     let mut global_placement = Placement::new();
     if global_demand > 0.0 {
-        let all: Vec<usize> = (0..topo.pops.len())
-            .filter(|&p| cands.usable(p, false))
-            .collect();
-        let mut left = global_demand;
+        let all = reachable(false);
+        let mut req = Requester {
+            remaining: global_demand,
+            placement: &mut global_placement,
+        };
         for phase_limit in [target, 1.0] {
             let limit = |p: usize| cands.cap[p] * phase_limit;
-            let mut into = vec![(&mut global_placement, left)];
-            left -= pour(left, &all, &limit, load, &mut into);
+            pour(std::slice::from_mut(&mut req), &all, &limit, load);
         }
-        let total: f64 = all.iter().map(|&p| cands.cap[p]).sum();
-        if left > 1e-9 && total > 0.0 {
-            for &p in &all {
-                let x = left * cands.cap[p] / total;
-                load[p] += x;
-                *global_placement.entry(p).or_default() += x;
-            }
-        }
+        spread(&mut req, &all, &cands.cap, load);
     }
 
     let mut levels = vec![Degradation::Normal; nregions];
@@ -409,7 +480,16 @@ fn plan_service(
         .map(|r| {
             let region_id = topo.regions[r].id.clone();
             let (set, level, f) = if demand[r] > 0.0 && !placements[r].is_empty() {
-                placed_set(world, cands, intents, r, &placements[r], demand[r], shed[r])
+                let (set, level, f) =
+                    placed_set(world, cands, intents, r, &placements[r], demand[r], shed[r]);
+                (
+                    set,
+                    level,
+                    SetFigures {
+                        source: observed.sources[r],
+                        ..f
+                    },
+                )
             } else {
                 let (set, level) = capacity_set(world, cands, intents, r);
                 (set, level, SetFigures::default())
@@ -423,7 +503,7 @@ fn plan_service(
         })
         .collect();
     let (global, global_figures) = if global_demand > 0.0 && !global_placement.is_empty() {
-        let (targets, overrides) = targets_from(world, intents, &global_placement);
+        let (targets, overrides) = targets_from(world, cands, intents, &global_placement);
         (
             AnswerSet {
                 region: None,
@@ -435,6 +515,7 @@ fn plan_service(
             },
             SetFigures {
                 demand_rps: global_demand,
+                source: observed.global_source,
                 ..SetFigures::default()
             },
         )
@@ -468,20 +549,28 @@ type Pins = Vec<(PopId, u32)>;
 /// Targets with weights from a placement; applies overrides.
 fn targets_from(
     world: &World<'_>,
+    cands: &Candidates,
     intents: &Intents,
     placement: &Placement,
 ) -> (Vec<WeightedTarget>, Pins) {
+    // Float dust from the pours is not a target.
+    let total: f64 = placement.values().sum();
     let pops: Vec<usize> = placement
         .iter()
-        .filter(|(_, x)| **x > 0.0)
+        .filter(|(_, x)| **x > total * 1e-4)
         .map(|(p, _)| *p)
         .collect();
     let shares: Vec<f64> = pops.iter().map(|p| placement[p]).collect();
-    weighted(world, intents, &pops, &shares)
+    weighted(world, cands, intents, &pops, &shares)
 }
 
+/// Per-mille weights for `pops` from their shares: overrides pin a PoP's
+/// share (a drain in progress caps the pin: the stricter intent wins), and
+/// the result is the share clients will send each PoP (the DNS view
+/// delivers it whatever the records per answer).
 fn weighted(
     world: &World<'_>,
+    cands: &Candidates,
     intents: &Intents,
     pops: &[usize],
     shares: &[f64],
@@ -492,9 +581,14 @@ fn weighted(
         .iter()
         .enumerate()
         .filter_map(|(k, &p)| {
-            intents
-                .override_for(&topo.pops[p].id)
-                .map(|o| (k, o.weight.min(PERMILLE)))
+            intents.override_for(&topo.pops[p].id).map(|o| {
+                let pin = o.weight.min(PERMILLE);
+                if cands.drain[p] < 1.0 {
+                    (k, pin.min(weights[k]))
+                } else {
+                    (k, pin)
+                }
+            })
         })
         .collect();
     let mut pins = Vec::new();
@@ -532,7 +626,7 @@ fn placed_set(
     shed: f64,
 ) -> (AnswerSet, Degradation, SetFigures) {
     let topo = world.topo;
-    let (targets, overrides) = targets_from(world, intents, placement);
+    let (targets, overrides) = targets_from(world, cands, intents, placement);
     let outside: f64 = placement
         .iter()
         .filter(|(p, _)| world.pop_region[**p] != r)
@@ -569,6 +663,7 @@ fn placed_set(
             demand_rps: demand,
             spilled_rps: outside,
             shed_rps: shed,
+            source: DemandSource::None,
         },
     )
 }
@@ -593,7 +688,7 @@ fn capacity_set(
             continue;
         }
         let shares: Vec<f64> = pops.iter().map(|&p| cands.cap[p]).collect();
-        let (targets, overrides) = weighted(world, intents, &pops, &shares);
+        let (targets, overrides) = weighted(world, cands, intents, &pops, &shares);
         let usable = pops.len() as u32;
         let (basis, level) = if t == r {
             (SetBasis::OwnRegion { usable }, Degradation::Normal)
@@ -631,7 +726,7 @@ fn global_capacity_set(world: &World<'_>, cands: &Candidates, intents: &Intents)
         return fail_static(world, cands);
     }
     let shares: Vec<f64> = pops.iter().map(|&p| cands.cap[p]).collect();
-    let (targets, overrides) = weighted(world, intents, &pops, &shares);
+    let (targets, overrides) = weighted(world, cands, intents, &pops, &shares);
     AnswerSet {
         region: None,
         targets,

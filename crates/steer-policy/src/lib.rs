@@ -24,6 +24,7 @@
 //! weight-step rail limits how fast a PoP's share may grow between plans.
 
 mod announce;
+mod demand;
 mod fill;
 mod overrides;
 mod projection;
@@ -38,6 +39,7 @@ use steer_types::{
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
 
+pub use demand::estimate_demand;
 pub use projection::{attribute_demand, project, project_drain};
 pub use weights::apportion;
 
@@ -256,5 +258,7 @@ pub fn effective_ramp(ramp: Duration, ttl: u32) -> Duration {
     }
 }
 
+#[cfg(test)]
+mod stability_tests;
 #[cfg(test)]
 mod tests;

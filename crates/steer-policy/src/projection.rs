@@ -91,6 +91,36 @@ fn set_demand(current: &PlanBody, health: &HealthSnapshot) -> Vec<f64> {
     demand
 }
 
+/// Demand per answer set (in `sets` order) from the control loop's
+/// estimate (answers served × PoP load), when it has one.
+fn observed_set_demand(current: &PlanBody, health: &HealthSnapshot) -> Option<Vec<f64>> {
+    let known: f64 = health
+        .demand
+        .values()
+        .map(|d| d.regional.values().sum::<f64>() + d.global)
+        .sum();
+    if known <= 0.0 {
+        return None;
+    }
+    Some(
+        current
+            .services
+            .iter()
+            .flat_map(|s| {
+                let d = health.demand.get(&s.id);
+                s.regional
+                    .iter()
+                    .map(move |set| {
+                        d.and_then(|d| set.region.as_ref().and_then(|r| d.regional.get(r)))
+                            .copied()
+                            .unwrap_or(0.0)
+                    })
+                    .chain(std::iter::once(d.map_or(0.0, |d| d.global)))
+            })
+            .collect(),
+    )
+}
+
 /// Where today's load would go if `scope` were drained (its end state: as
 /// if any ramp were over), against the plan without that drain. A drain of
 /// the same scope already in force is replaced, as a real drain would.
@@ -138,7 +168,8 @@ pub fn project(
             .unwrap_or(configured)
     };
 
-    let demand = set_demand(current, health);
+    let demand =
+        observed_set_demand(current, health).unwrap_or_else(|| set_demand(current, health));
     // Re-spread each set's demand by the proposed weights (sets line up by
     // index: same topology, same order).
     let mut projected: BTreeMap<PopId, f64> = BTreeMap::new();

@@ -116,6 +116,11 @@ pub struct ObservedDemand {
     pub regional: BTreeMap<RegionId, f64>,
     /// Clients that map to no region.
     pub global: f64,
+    /// Where each regional figure came from.
+    #[serde(default)]
+    pub sources: BTreeMap<RegionId, crate::DemandSource>,
+    #[serde(default)]
+    pub global_source: crate::DemandSource,
 }
 
 /// Health of every PoP at one instant, plus observed demand.

@@ -4,9 +4,11 @@
 //! [`Timestamp`] value chosen by the caller, so everything built on these
 //! types can be replayed and property-tested.
 
+pub mod answers;
 pub mod audit;
 pub mod auth;
 pub mod bgp;
+pub mod delivery;
 mod dns;
 pub mod explain;
 pub mod health;
@@ -28,7 +30,9 @@ pub use plan::{
     AnnounceState, Announcement, AnswerSet, Degradation, PERMILLE, Plan, PlanBody, PlanEvidence,
     PopHealth, PopPlan, RegionPlan, ServiceFigures, ServicePlan, WeightedTarget,
 };
-pub use reason::{AnnounceReason, RailFired, SetBasis, SetFigures, SetReason, SoftDrainPhase};
+pub use reason::{
+    AnnounceReason, DemandSource, RailFired, SetBasis, SetFigures, SetReason, SoftDrainPhase,
+};
 pub use time::Timestamp;
 pub use topology::{
     ClientNetwork, HealthSettings, PolicySettings, Pop, Region, RegionLatency, Service, Topology,

@@ -87,6 +87,47 @@ pub struct SetFigures {
     pub spilled_rps: f64,
     /// Of which over every usable PoP's capacity.
     pub shed_rps: f64,
+    /// Where the demand figure came from.
+    #[serde(default)]
+    pub source: DemandSource,
+}
+
+/// Where a demand figure came from, so an operator can judge it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DemandSource {
+    /// No figure: the set is weighted by capacity.
+    #[default]
+    None,
+    /// The service's configured `demand_rps` estimate (no load reported).
+    Configured,
+    /// PoP load reports attributed to client regions by the DNS answers
+    /// actually served to each region over the last `window_s` (what
+    /// resolvers hold now), independent of the plan in force.
+    Answers {
+        /// Answers served to this set's clients in the window.
+        answers: u64,
+        window_s: u32,
+    },
+    /// PoP load reports attributed by the plan's shares: no DNS answers
+    /// were counted for them (none served here yet, or DNS served elsewhere).
+    PlanShares,
+}
+
+impl fmt::Display for DemandSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("no demand figure (weighted by capacity)"),
+            Self::Configured => f.write_str("configured demand_rps estimate"),
+            Self::Answers { answers, window_s } => write!(
+                f,
+                "PoP load reports attributed by {answers} answer(s) served to these clients in the last {window_s} s"
+            ),
+            Self::PlanShares => f.write_str(
+                "PoP load reports attributed by the plan's shares (no answers counted yet)",
+            ),
+        }
+    }
 }
 
 impl SetReason {
@@ -102,8 +143,8 @@ impl SetReason {
             } => {
                 let mut s = if f.demand_rps > 0.0 {
                     format!(
-                        "{:.0} rps water-filled to {target_pct}% target",
-                        f.demand_rps
+                        "{:.0} rps ({}) water-filled to {target_pct}% target",
+                        f.demand_rps, f.source
                     )
                 } else {
                     format!("demand water-filled to {target_pct}% target")
@@ -136,8 +177,8 @@ impl SetReason {
             SetBasis::UnmappedByHeadroom => {
                 if f.demand_rps > 0.0 {
                     format!(
-                        "{:.0} rps from unmapped clients spread by headroom",
-                        f.demand_rps
+                        "{:.0} rps from unmapped clients ({}) spread by headroom",
+                        f.demand_rps, f.source
                     )
                 } else {
                     "unmapped clients' demand spread by headroom".to_owned()

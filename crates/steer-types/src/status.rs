@@ -42,6 +42,12 @@ pub struct RegionStatus {
     /// `normal`, `spill`, `shed` or `panic`.
     #[serde(default)]
     pub level: String,
+    /// The region's demand (first service), rps; 0 when unknown.
+    #[serde(default)]
+    pub demand_rps: f64,
+    /// Where that figure came from.
+    #[serde(default)]
+    pub demand_source: crate::DemandSource,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -382,11 +382,20 @@ fn four_of_six_down_at_once_freezes_until_confirmed() {
             .contains("turned down within"),
         "{frozen}"
     );
-    // Answers unchanged while frozen, for a while.
+    // The reports before the freeze took effect may have taken a PoP out
+    // for a moment; the freeze puts it back at its last good state, which
+    // the weight-step rail ramps in (100‰/s). Then answers hold still.
+    s.wait_answers(EU, &["192.0.2.11", "192.0.2.12"], Duration::from_secs(15))
+        .unwrap();
     for _ in 0..5 {
         assert_eq!(
             s.answers("app.example.test", "A", EU),
-            ["192.0.2.11", "192.0.2.12"]
+            ["192.0.2.11", "192.0.2.12"],
+            "{}",
+            String::from_utf8_lossy(
+                &s.steerctl(&["explain", "app.example.test", "--client", EU])
+                    .stdout
+            )
         );
         assert_eq!(
             s.answers("app.example.test", "A", US),

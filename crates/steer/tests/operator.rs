@@ -92,7 +92,7 @@ fn dry_run_refusal_force_and_audit() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("refused") && err.contains("would push sin1 to 1") && err.contains("OVER"),
+        err.contains("refused") && err.contains("sin1 to 105%") && err.contains("OVER"),
         "{err}"
     );
     assert_eq!(
@@ -201,7 +201,9 @@ fn override_pins_a_weight_and_dns_follows() {
     assert_eq!(out.status.code(), Some(1));
     let out = s.steerctl(&["override", "clear", "fra1"]);
     assert!(out.status.success());
-    s.wait_answers(EU, &["192.0.2.11", "192.0.2.12"], Duration::from_secs(1))
+    // ams1 comes back at the weight-step rail's pace (100‰/s to 500‰):
+    // clients that got fra1 alone get both again within about 5 s.
+    s.wait_answers(EU, &["192.0.2.11", "192.0.2.12"], Duration::from_secs(10))
         .unwrap();
 }
 

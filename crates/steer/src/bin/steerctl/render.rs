@@ -229,6 +229,8 @@ pub(crate) fn status_json(s: &GetStatusResponse) -> serde_json::Value {
             "region": r.region,
             "served_by": r.served_by,
             "level": r.level,
+            "demand_rps": r.demand_rps,
+            "demand_source": r.demand_source,
         })).collect::<Vec<_>>(),
         "rails": s.rails,
         "intents": intents_json(&s.intents),
@@ -283,6 +285,13 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
         })
         .collect();
     let _ = writeln!(out, "\nregions: {}", regions.join(", "));
+    for r in s.regions.iter().filter(|r| r.demand_rps > 0.0) {
+        let _ = writeln!(
+            out,
+            "demand {}: {:.0} rps ({})",
+            r.region, r.demand_rps, r.demand_source
+        );
+    }
     for rail in &s.rails {
         let _ = writeln!(out, "rail: {}", truncate(rail, 92));
     }

@@ -254,6 +254,8 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
         handles.plan.load_full(),
     )?);
     let view = publisher.view();
+    // Demand per region is estimated from the answers this DNS serves.
+    control.count_answers_from(publisher.answers());
     let mut plan_watch = handles.plan_watch.clone();
     {
         let publisher = publisher.clone();

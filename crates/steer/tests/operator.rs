@@ -730,6 +730,49 @@ fn a_hard_pop_drain_under_a_soft_region_drain_takes_effect() {
     assert_eq!(fra1["weight_permille"], 0, "{fra1}");
 }
 
+/// `drain service app --pop fra1` while a soft drain of eu-west is still
+/// ramping takes fra1 out of app's answers at once.
+#[test]
+fn a_service_drain_under_a_soft_region_drain_takes_effect() {
+    let s = Steerd::start("strictest-service-drain");
+    let eu = "10.1.0.0/24";
+    s.wait_answers(eu, &["192.0.2.11", "192.0.2.12"], Duration::from_secs(5))
+        .unwrap();
+    let out = s.steerctl(&[
+        "drain",
+        "region",
+        "eu-west",
+        "--mode",
+        "soft",
+        "--ramp",
+        "10m",
+        "--reason",
+        "power work",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.steerctl(&[
+        "drain",
+        "service",
+        "app",
+        "--pop",
+        "fra1",
+        "--reason",
+        "bad build",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = poll(Duration::from_secs(2), || {
+        let got = s.answers("app.example.test", "A", eu);
+        (!got.is_empty() && !got.iter().any(|a| a == "192.0.2.11")).then_some(got)
+    });
+    assert!(
+        gone.is_some(),
+        "fra1 still answered for app: {:?}",
+        s.answers("app.example.test", "A", eu)
+    );
+}
+
 /// `steerctl watch | head -1`: when the reader goes, steerctl ends quietly
 /// with status 0 at its next line, no panic.
 #[test]

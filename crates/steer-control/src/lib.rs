@@ -30,8 +30,8 @@ use steer_health::{HealthAggregator, ObservedReport};
 use steer_store::{PersistedState, StateStore, StoreError};
 
 use steer_types::{
-    AnnounceReason, DrainScope, Intents, Plan, PlanBody, PlanEvidence, ServiceId, Timestamp,
-    Topology,
+    AnnounceReason, DrainScope, Intents, Plan, PlanBody, PlanEvidence, ServiceId, SetBasis,
+    Timestamp, Topology,
     audit::AuditEntry,
     health::{HealthSnapshot, ObservedDemand},
     status::{PopStatus, RegionStatus, StatusReport},
@@ -197,6 +197,7 @@ impl ControlLoop {
             overrides: Vec::new(),
             rails: Vec::new(),
             frozen: None,
+            all_drained: Vec::new(),
         }));
         info!(
             drains = intents.drains.len(),
@@ -681,16 +682,7 @@ impl ControlLoop {
                         usable: p.usable,
                         drained_by: p.drained_by.clone(),
                         weight_permille: p.weight,
-                        reason: match p
-                            .drained_by
-                            .as_ref()
-                            .and_then(|id| self.intents.drains.iter().find(|d| &d.id == id))
-                        {
-                            Some(d) => {
-                                format!("drained by {} ({}): {}", d.id, d.principal, d.reason)
-                            }
-                            None => p.describe(h.map(|h| h.evidence.as_str())),
-                        },
+                        reason: self.pop_reason(p, h.map(|h| h.evidence.as_str())),
                         last_report_age_ms: h
                             .and_then(|h| h.last_report)
                             .map(|t| now.unix_ms() - t.unix_ms()),
@@ -715,6 +707,7 @@ impl ControlLoop {
                         evidence: h.map_or_else(String::new, |h| h.evidence.clone()),
                         peers: h.map_or_else(Vec::new, |h| h.peers.clone()),
                         load: h.map(|h| h.load).unwrap_or_default(),
+                        service_drains: p.service_drains.clone(),
                     }
                 })
                 .collect(),
@@ -741,7 +734,46 @@ impl ControlLoop {
                 })
                 .collect(),
             frozen: self.aggregator.frozen(),
+            all_drained: plan
+                .body
+                .services
+                .iter()
+                .filter(|s| {
+                    std::iter::once(&s.global)
+                        .chain(&s.regional)
+                        .any(|set| set.reason.basis == SetBasis::AllDrained)
+                })
+                .map(|s| s.id.clone())
+                .collect(),
         }
+    }
+
+    /// Why a PoP carries the traffic it does, for operators: the drains
+    /// in force (who, why; draining while a soft drain still leaves it
+    /// traffic, per service when narrower), else its health evidence.
+    fn pop_reason(&self, p: &steer_types::PopPlan, evidence: Option<&str>) -> String {
+        let drain = |id: &str| self.intents.drains.iter().find(|d| d.id == id);
+        let mut parts = Vec::new();
+        if let Some(id) = &p.drained_by {
+            let verb = if p.usable { "draining" } else { "drained" };
+            parts.push(match drain(id) {
+                Some(d) => format!("{verb} by {} ({}): {}", d.id, d.principal, d.reason),
+                None => format!("{verb} by {id}"),
+            });
+        }
+        for sd in &p.service_drains {
+            parts.push(match drain(&sd.drain) {
+                Some(d) => format!(
+                    "{} drained by {} ({}): {}",
+                    sd.service, d.id, d.principal, d.reason
+                ),
+                None => format!("{} drained by {}", sd.service, sd.drain),
+            });
+        }
+        if p.drained_by.is_none() {
+            parts.push(p.describe(evidence));
+        }
+        parts.join("; ")
     }
 
     fn export_metrics(&self) {

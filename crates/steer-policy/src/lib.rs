@@ -33,8 +33,9 @@ mod weights;
 use std::time::Duration;
 
 use steer_types::{
-    Degradation, Drain, DrainMode, Intents, Plan, PlanBody, PlanEvidence, Pop, PopHealth, PopPlan,
-    RegionId, RegionPlan, Service, Timestamp, Topology, UnknownHealth,
+    Degradation, Drain, DrainMode, DrainScope, Intents, Plan, PlanBody, PlanEvidence, Pop,
+    PopHealth, PopPlan, RegionId, RegionPlan, Service, ServiceDrain, Timestamp, Topology,
+    UnknownHealth,
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
 
@@ -105,7 +106,29 @@ pub fn compute_with_evidence(
             let r = report(pop);
             let drain = intents.drain_for(&pop.id, &pop.region);
             let health = pop_health(r.state);
-            let usable = drain.is_none() && state_usable(r.state, topology.health.unknown_health);
+            // A soft drain in its DNS ramp still sends traffic here.
+            let keeps_traffic = drain.is_none_or(|d| {
+                topology
+                    .services
+                    .iter()
+                    .find(|s| s.pops.contains(&pop.id))
+                    .is_some_and(|s| drain_progress(d, s, now) < 1.0)
+            });
+            let usable = keeps_traffic && state_usable(r.state, topology.health.unknown_health);
+            let service_drains = topology
+                .services
+                .iter()
+                .filter(|s| s.pops.contains(&pop.id))
+                .filter_map(|s| {
+                    let d = strictest_drain(s, pop, intents, now)?;
+                    (matches!(d.scope, DrainScope::ServicePop { .. })
+                        && drain.is_none_or(|p| p.id != d.id))
+                    .then(|| ServiceDrain {
+                        service: s.id.clone(),
+                        drain: d.id.clone(),
+                    })
+                })
+                .collect();
             let weight = first
                 .and_then(|s| {
                     region_index
@@ -121,6 +144,7 @@ pub fn compute_with_evidence(
                 usable,
                 drained_by: drain.map(|d| d.id.clone()),
                 weight,
+                service_drains,
             }
         })
         .collect();

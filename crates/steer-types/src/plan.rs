@@ -93,17 +93,41 @@ pub struct PopPlan {
     pub health: PopHealth,
     /// Whether the policy may send traffic here at all.
     pub usable: bool,
-    /// Id of the drain intent covering this PoP, if any.
+    /// Id of the drain intent covering this PoP, if any. A soft drain
+    /// still in its DNS ramp leaves the PoP `usable` (draining).
     pub drained_by: Option<String>,
     /// Share of its own region's answers (first service), per-mille.
     pub weight: u32,
+    /// Services taken out here by a drain narrower than the PoP (`drain
+    /// service app --pop fra1`) that is stricter than `drained_by`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_drains: Vec<ServiceDrain>,
+}
+
+/// One service drained at one PoP, and the drain in force for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDrain {
+    pub service: ServiceId,
+    pub drain: String,
 }
 
 impl PopPlan {
-    /// One line for operators: the drain that covers it, else its health
-    /// with the live `evidence` behind it (from [`PlanEvidence`]).
+    /// The drain in force for `service` here: a service drain stricter
+    /// than the PoP's, else the PoP's own.
+    pub fn drain_for_service(&self, service: &ServiceId) -> Option<&str> {
+        self.service_drains
+            .iter()
+            .find(|d| &d.service == service)
+            .map(|d| d.drain.as_str())
+            .or(self.drained_by.as_deref())
+    }
+
+    /// One line for operators: the drain that covers it (draining while a
+    /// soft drain still leaves it traffic), else its health with the live
+    /// `evidence` behind it (from [`PlanEvidence`]).
     pub fn describe(&self, evidence: Option<&str>) -> String {
         match (&self.drained_by, evidence) {
+            (Some(d), _) if self.usable => format!("draining by {d}"),
             (Some(d), _) => format!("drained by {d}"),
             (None, Some(e)) if !e.is_empty() => format!("{}: {e}", self.health.as_str()),
             (None, _) => self.health.as_str().to_owned(),
@@ -270,6 +294,16 @@ impl Plan {
                 match &p.drained_by {
                     Some(d) => out.push(format!("{} drained ({d})", p.id)),
                     None => out.push(format!("{} undrained", p.id)),
+                }
+            }
+            for d in &p.service_drains {
+                if !o.service_drains.contains(d) {
+                    out.push(format!("{} {} drained ({})", p.id, d.service, d.drain));
+                }
+            }
+            for d in &o.service_drains {
+                if !p.service_drains.iter().any(|n| n.service == d.service) {
+                    out.push(format!("{} {} undrained", p.id, d.service));
                 }
             }
             if o.weight != p.weight {

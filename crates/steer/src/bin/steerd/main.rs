@@ -272,6 +272,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     let explainer = Arc::new(DnsExplainer {
         publisher: publisher.clone(),
         evidence: handles.evidence.clone(),
+        status: handles.status.clone(),
     });
     let dns = tokio::spawn(steer_dns::serve(
         dns_addrs.clone(),
@@ -454,6 +455,8 @@ struct DnsExplainer {
     publisher: Arc<ViewPublisher>,
     /// Live figures behind the plan (demand, probe output).
     evidence: Arc<arc_swap::ArcSwap<steer_types::PlanEvidence>>,
+    /// The published status, for who asked for each drain and why.
+    status: Arc<arc_swap::ArcSwap<steer_types::status::StatusReport>>,
 }
 
 impl Explainer for DnsExplainer {
@@ -465,7 +468,8 @@ impl Explainer for DnsExplainer {
     ) -> Result<steer_types::explain::Explanation, ApiError> {
         let (view, plan) = self.publisher.snapshot();
         let evidence = self.evidence.load();
-        steer_dns::explain(&view, &plan, &evidence, name, qtype, client)
+        let status = self.status.load();
+        steer_dns::explain(&view, &plan, &evidence, &status.drains, name, qtype, client)
             .map_err(ApiError::InvalidArgument)
     }
 }

@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use steer_api::{ApiCommand, ApiError};
 use steer_health::{HealthAggregator, ObservedReport};
-use steer_store::{PersistedState, StateStore, StoreError};
+use steer_store::{PersistedState, StateIdentity, StateStore, StoreError};
 
 use steer_types::{
     AnnounceReason, DrainScope, Intents, Plan, PlanBody, PlanEvidence, ServiceId, SetBasis,
@@ -85,6 +85,8 @@ pub struct ControlLoop {
     /// in the audit log (a failed append); saved with every state write
     /// and retried until they are in the log.
     unflushed_audit: Vec<AuditEntry>,
+    /// The deployment the state belongs to, kept in every save.
+    identity: Option<StateIdentity>,
 }
 
 /// Whether demand moved enough (5% or 50 rps on any set) to re-plan.
@@ -116,24 +118,75 @@ fn scope_known(topology: &Topology, scope: &DrainScope) -> bool {
     }
 }
 
-/// Drops intents whose scope left the config, loudly. Returns what was dropped.
-fn retain_known(topology: &Topology, intents: &mut Intents) -> Vec<String> {
+/// An intent dropped because what it names left the config: each is
+/// audited on its own, with why and what it was.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DroppedIntent {
+    pub(crate) id: String,
+    /// The intent's scope, e.g. `pop fra1`.
+    pub(crate) scope: String,
+    /// What the config lacks, e.g. `pop fra1`, `service app`.
+    pub(crate) missing: String,
+    /// What the intent was: mode or weight, who asked and why.
+    pub(crate) was: String,
+}
+
+/// What of `scope` the topology lacks (None: all of it is known).
+fn missing_from(topology: &Topology, scope: &DrainScope) -> Option<String> {
+    let pop = |p: &steer_types::PopId| {
+        topology
+            .pop(p.as_str())
+            .is_none()
+            .then(|| format!("pop {p}"))
+    };
+    match scope {
+        DrainScope::Pop { pop: p } => pop(p),
+        DrainScope::Region { region } => topology
+            .region(region.as_str())
+            .is_none()
+            .then(|| format!("region {region}")),
+        DrainScope::ServicePop { service, pop: p } => {
+            let service = topology
+                .service(service.as_str())
+                .is_none()
+                .then(|| format!("service {service}"));
+            match (service, pop(p)) {
+                (Some(s), Some(p)) => Some(format!("{s} and {p}")),
+                (s, p) => s.or(p),
+            }
+        }
+    }
+}
+
+/// Drops intents whose scope left the config, loudly. Returns what was
+/// dropped, for the audit log.
+fn retain_known(topology: &Topology, intents: &mut Intents) -> Vec<DroppedIntent> {
     let mut dropped = Vec::new();
     intents.drains.retain(|d| {
-        let known = scope_known(topology, &d.scope);
-        if !known {
-            warn!(intent = %d.id, scope = %d.scope.describe(), "dropping drain for a scope no longer in the config");
-            dropped.push(d.id.clone());
-        }
-        known
+        let Some(missing) = missing_from(topology, &d.scope) else {
+            return true;
+        };
+        warn!(intent = %d.id, scope = %d.scope.describe(), %missing, "dropping a drain: its scope is no longer in the config");
+        dropped.push(DroppedIntent {
+            id: d.id.clone(),
+            scope: d.scope.describe(),
+            missing,
+            was: format!("{:?} drain by {}: {}", d.mode, d.principal, d.reason),
+        });
+        false
     });
     intents.overrides.retain(|o| {
-        let known = topology.pop(o.pop.as_str()).is_some();
-        if !known {
-            warn!(intent = %o.id, pop = %o.pop, "dropping override for a PoP no longer in the config");
-            dropped.push(o.id.clone());
-        }
-        known
+        let Some(missing) = missing_from(topology, &DrainScope::Pop { pop: o.pop.clone() }) else {
+            return true;
+        };
+        warn!(intent = %o.id, pop = %o.pop, "dropping an override: its PoP is no longer in the config");
+        dropped.push(DroppedIntent {
+            id: o.id.clone(),
+            scope: format!("pop {}", o.pop),
+            missing,
+            was: format!("override {}‰ by {}: {}", o.weight, o.principal, o.reason),
+        });
+        false
     });
     dropped
 }
@@ -156,8 +209,9 @@ impl ControlLoop {
                 !matches!(store.read_audit_matching(1, &|e| e == p), Ok(found) if !found.is_empty())
             })
             .collect();
+        let identity = saved.identity;
         let mut intents = saved.intents;
-        retain_known(&topology, &mut intents);
+        let dropped = retain_known(&topology, &mut intents);
         let aggregator = HealthAggregator::new(
             topology.health.clone(),
             topology.pops.iter().map(|p| p.id.clone()),
@@ -221,18 +275,25 @@ impl ControlLoop {
             demand: BTreeMap::new(),
             recorder: None,
             unflushed_audit,
+            identity,
         };
         // Alertable from the first scrape, not only after the first failure.
         metrics::counter!("steer_state_write_errors_total").increment(0);
         metrics::counter!("steer_audit_write_errors_total").increment(0);
         let mut this = this;
-        this.flush_audit();
+        // Intents the config no longer has a place for: each audited, saved
+        // with the state that lacks them, then appended to the log.
+        for d in &dropped {
+            let entry = this.dropped_entry(d, "at start");
+            this.unflushed_audit.push(entry);
+        }
         // A full disk must not stop steerd from serving the state it has:
         // the version is saved again with the next publication.
         if let Err(e) = this.persist(this.current().version) {
             metrics::counter!("steer_state_write_errors_total").increment(1);
             error!(error = %e, "could not save state at start; serving from the state read");
         }
+        this.flush_audit();
         this.export_metrics();
         this.publish_status();
         Ok((
@@ -468,6 +529,7 @@ impl ControlLoop {
             intents: self.intents.clone(),
             plan_version,
             pending_audit: self.unflushed_audit.clone(),
+            identity: self.identity.clone(),
         };
         tokio::task::block_in_place(|| self.store.save(&state))
     }
@@ -498,25 +560,31 @@ impl ControlLoop {
     /// storage failure before the state is durable nothing changes; the log
     /// line is written only once the change it reports is durable.
     fn commit(&mut self, next: Intents, entry: AuditEntry) -> Result<u64, ApiError> {
-        self.commit_then_record(next, entry, |_| None)
+        self.commit_then_record(next, vec![entry], |_| None)
     }
 
-    /// As [`commit`](Self::commit); once the change is durable, `first`
-    /// may name an input to record ahead of the new intents (it gets the
-    /// commit's timestamp), so a recording never holds a change that was
-    /// refused.
+    /// As [`commit`](Self::commit), with every audit entry of the change
+    /// (saved together); once the change is durable, `first` may name an
+    /// input to record ahead of the new intents (it gets the commit's
+    /// timestamp), so a recording never holds a change that was refused.
     fn commit_then_record(
         &mut self,
         next: Intents,
-        mut entry: AuditEntry,
+        entries: Vec<AuditEntry>,
         first: impl FnOnce(Timestamp) -> Option<Recorded>,
     ) -> Result<u64, ApiError> {
         let previous = std::mem::replace(&mut self.intents, next);
-        entry.plan_version = self.current().version + 1;
-        self.unflushed_audit.push(entry.clone());
+        let pending = self.unflushed_audit.len();
+        let version = self.current().version + 1;
+        let actions: Vec<String> = entries.iter().map(|e| e.action.clone()).collect();
+        self.unflushed_audit
+            .extend(entries.into_iter().map(|e| AuditEntry {
+                plan_version: version,
+                ..e
+            }));
         if let Err(e) = self.persist(self.current().version) {
             self.intents = previous;
-            self.unflushed_audit.pop();
+            self.unflushed_audit.truncate(pending);
             metrics::counter!("steer_state_write_errors_total").increment(1);
             error!(error = %e, "intent change not stored; rejected");
             return Err(ApiError::Unavailable(format!(
@@ -524,8 +592,9 @@ impl ControlLoop {
             )));
         }
         self.flush_audit();
-        metrics::counter!("steer_intent_changes_total", "action" => entry.action.clone())
-            .increment(1);
+        for action in actions {
+            metrics::counter!("steer_intent_changes_total", "action" => action).increment(1);
+        }
         let at = self.clock.now();
         if self.recorder.is_some() {
             if let Some(event) = first(at) {
@@ -637,19 +706,36 @@ impl ControlLoop {
                 topology: (*topology).clone(),
             });
         }
+        // A reload the operator applied to this state is this deployment:
+        // its regions now identify it (else the next start would refuse
+        // its own state after a region was added).
+        let identity = self.identity.clone();
+        if let Some(id) = &mut self.identity {
+            *id = StateIdentity::new(
+                id.cluster.clone(),
+                topology.regions.iter().map(|r| r.id.clone()),
+            );
+        }
         let previous = self.swap_topology(topology);
         let mut why = reason;
         if !dropped.is_empty() {
+            let ids: Vec<&str> = dropped.iter().map(|d| d.id.as_str()).collect();
             why.push_str(&format!(
                 " (intents dropped, scope gone: {})",
-                dropped.join(", ")
+                ids.join(", ")
             ));
         }
-        let entry = self.entry(principal, "reload", "config".into(), why);
-        match self.commit(next, entry) {
+        let mut entries = vec![self.entry(principal, "reload", "config".into(), why)];
+        entries.extend(
+            dropped
+                .iter()
+                .map(|d| self.dropped_entry(d, "after a reload")),
+        );
+        match self.commit_then_record(next, entries, |_| None) {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.swap_topology(previous);
+                self.identity = identity;
                 Err(e)
             }
         }

@@ -50,6 +50,11 @@ struct Args {
     /// Override `server.state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Take over a state directory recorded for another deployment
+    /// (another `[server] cluster`, or other regions): audited, and intents
+    /// this config has no place for are dropped, each audited.
+    #[arg(long)]
+    adopt_state: bool,
     /// Record every plan-changing input as JSON lines to this file (appends).
     #[arg(long)]
     record: Option<PathBuf>,
@@ -122,7 +127,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args.record)) {
+    match runtime.block_on(run(config, args.record, args.adopt_state)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -169,7 +174,11 @@ fn replay(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(
+    config: SteerConfig,
+    record: Option<PathBuf>,
+    adopt_state: bool,
+) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full("steer_dns_latency_seconds".into()),
@@ -202,6 +211,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
             config.server.state_dir.display()
         )
     })?;
+    claim_state(&store, &config, adopt_state)?;
     let topology = Arc::new(config.topology.clone());
     // The API writes refusals and reads the audit log itself, never
     // through the control loop (appends are one write per line each).
@@ -449,6 +459,27 @@ pub(crate) const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const TCP_KEEPALIVE_RETRIES: u32 = 3;
 /// Largest health report (with its peers' observations and evidence).
 const MAX_REPORT_BYTES: usize = 1024 * 1024;
+
+/// Refuses a state directory recorded for another deployment unless
+/// `adopt` (see `steer_store::claim`), and says what it did.
+fn claim_state(store: &FileStore, config: &SteerConfig, adopt: bool) -> anyhow::Result<()> {
+    let wanted = steer_store::StateIdentity::new(
+        config.server.cluster.clone(),
+        config.topology.regions.iter().map(|r| r.id.clone()),
+    );
+    let dir = config.server.state_dir.display().to_string();
+    let at = steer_control::Clock::wall(&SystemClock);
+    match steer_store::claim(store, &dir, &wanted, adopt, at)? {
+        steer_store::Claim::Recorded => {
+            info!(state_dir = %dir, identity = %wanted, "state directory recorded for this deployment");
+        }
+        steer_store::Claim::Adopted { previous } => {
+            warn!(state_dir = %dir, %previous, identity = %wanted, "state directory adopted (--adopt-state)");
+        }
+        _ => {}
+    }
+    Ok(())
+}
 
 /// Explains from the view DNS is serving and the plan it was built from.
 struct DnsExplainer {

@@ -1,0 +1,226 @@
+//! Which deployment a state directory belongs to.
+//!
+//! Intents name PoPs, regions and services of one deployment. Pointed at
+//! another deployment's state (a copied config, a shared working directory
+//! with the quickstart's `.steer-state`), steerd would drop every intent the
+//! new config has no place for, or worse, apply drains meant for another
+//! network. So the state records an identity on first start, and a start
+//! with a different one is refused unless the operator adopts the state.
+//!
+//! The identity is the configured `[server] cluster` name when there is one,
+//! else the config's set of regions: two configs with the same cluster name
+//! are the same deployment whatever their regions (regions come and go);
+//! without a name on either side, the same regions make the same one.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use steer_types::{RegionId, Timestamp, audit::AuditEntry};
+
+use crate::{PersistedState, StateStore, StoreError};
+
+/// Who a state directory belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateIdentity {
+    /// `[server] cluster`, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The config's region ids, sorted.
+    pub regions: Vec<RegionId>,
+}
+
+impl StateIdentity {
+    pub fn new(cluster: Option<String>, regions: impl IntoIterator<Item = RegionId>) -> Self {
+        let mut regions: Vec<RegionId> = regions.into_iter().collect();
+        regions.sort();
+        regions.dedup();
+        Self { cluster, regions }
+    }
+
+    /// Whether `self` and `other` name the same deployment: by cluster name
+    /// when both have one, else by their regions.
+    pub fn same_deployment(&self, other: &Self) -> bool {
+        match (&self.cluster, &other.cluster) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.regions == other.regions,
+        }
+    }
+}
+
+impl fmt::Display for StateIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let regions: Vec<&str> = self.regions.iter().map(RegionId::as_str).collect();
+        match &self.cluster {
+            Some(c) => write!(f, "cluster {c:?} (regions {})", regions.join(", ")),
+            None => write!(f, "regions {}", regions.join(", ")),
+        }
+    }
+}
+
+/// How a start took the state directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// No identity was recorded (first start, or state from before
+    /// identities): this one is now.
+    Recorded,
+    /// The state belongs to this deployment.
+    Same,
+    /// The state belonged to `previous`; the operator adopted it.
+    Adopted { previous: StateIdentity },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    #[error(
+        "state directory {dir} belongs to {stored}, not to this config's {wanted}: \
+         its drains and overrides were made for another deployment. Point \
+         --state-dir (or [server] state_dir) at this deployment's own directory, \
+         or, if this config is meant to take that state over, start once with \
+         --adopt-state (intents this config has no place for are dropped, each \
+         audited)"
+    )]
+    Foreign {
+        dir: String,
+        stored: StateIdentity,
+        wanted: StateIdentity,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks that the state in `store` (at `dir`, for messages) belongs to
+/// `wanted`, and records `wanted` in it: on first start, when the same
+/// deployment's identity moved (a cluster name set, regions added under a
+/// name), and when `adopt` takes over another deployment's state, which is
+/// audited as `steerd` at `at`.
+pub fn claim(
+    store: &dyn StateStore,
+    dir: &str,
+    wanted: &StateIdentity,
+    adopt: bool,
+    at: Timestamp,
+) -> Result<Claim, ClaimError> {
+    let mut state: PersistedState = store.load()?.unwrap_or_default();
+    let claim = match &state.identity {
+        None => Claim::Recorded,
+        Some(stored) if stored.same_deployment(wanted) => Claim::Same,
+        Some(stored) if adopt => Claim::Adopted {
+            previous: stored.clone(),
+        },
+        Some(stored) => {
+            return Err(ClaimError::Foreign {
+                dir: dir.to_owned(),
+                stored: stored.clone(),
+                wanted: wanted.clone(),
+            });
+        }
+    };
+    if state.identity.as_ref() == Some(wanted) {
+        return Ok(claim);
+    }
+    if let Claim::Adopted { previous } = &claim {
+        // Saved with the state, so the adoption is audited even if the
+        // append below fails; the control loop appends what is pending.
+        state.pending_audit.push(AuditEntry {
+            at,
+            principal: "steerd".into(),
+            action: "adopt-state".into(),
+            scope: format!("state {dir}"),
+            reason: format!("--adopt-state: state of {previous} taken over by {wanted}"),
+            intent_id: None,
+            plan_version: state.plan_version,
+            dry_run: false,
+            forced: true,
+            outcome: "applied".into(),
+        });
+    }
+    state.identity = Some(wanted.clone());
+    store.save(&state)?;
+    Ok(claim)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::FileStore;
+
+    fn id(cluster: Option<&str>, regions: &[&str]) -> StateIdentity {
+        StateIdentity::new(
+            cluster.map(str::to_owned),
+            regions.iter().map(RegionId::new),
+        )
+    }
+
+    fn store(name: &str) -> (FileStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("steer-claim-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (FileStore::open(&dir).unwrap(), dir)
+    }
+
+    #[test]
+    fn same_deployment_by_name_else_by_regions() {
+        let eu_us = id(None, &["us-east", "eu-west"]);
+        assert!(eu_us.same_deployment(&id(None, &["eu-west", "us-east"])));
+        assert!(!eu_us.same_deployment(&id(None, &["eu-west"])));
+        // A name set later still matches by regions.
+        assert!(eu_us.same_deployment(&id(Some("prod"), &["eu-west", "us-east"])));
+        // Named on both sides: the name decides, regions may change.
+        assert!(id(Some("prod"), &["a"]).same_deployment(&id(Some("prod"), &["a", "b"])));
+        assert!(!id(Some("prod"), &["a"]).same_deployment(&id(Some("lab"), &["a"])));
+    }
+
+    #[test]
+    fn a_foreign_state_is_refused_unless_adopted() {
+        let (store, dir) = store("foreign");
+        let prod = id(Some("prod"), &["eu-west", "us-east"]);
+        let lab = id(Some("lab"), &["eu-west"]);
+        let at = Timestamp(1);
+        assert_eq!(
+            claim(&store, "d", &prod, false, at).unwrap(),
+            Claim::Recorded
+        );
+        assert_eq!(claim(&store, "d", &prod, false, at).unwrap(), Claim::Same);
+        let err = claim(&store, "/var/lib/steer", &lab, false, at)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state directory /var/lib/steer belongs to cluster \"prod\"")
+                && err.contains("not to this config's cluster \"lab\"")
+                && err.contains("--adopt-state"),
+            "{err}"
+        );
+        // Refused: nothing was written.
+        let saved = store.load().unwrap().unwrap();
+        assert_eq!(saved.identity, Some(prod.clone()));
+        assert!(saved.pending_audit.is_empty());
+
+        assert_eq!(
+            claim(&store, "d", &lab, true, at).unwrap(),
+            Claim::Adopted { previous: prod }
+        );
+        let saved = store.load().unwrap().unwrap();
+        assert_eq!(saved.identity, Some(lab.clone()));
+        assert_eq!(saved.pending_audit.len(), 1);
+        assert_eq!(saved.pending_audit[0].action, "adopt-state");
+        assert!(saved.pending_audit[0].reason.contains("cluster \"prod\""));
+        assert_eq!(claim(&store, "d", &lab, false, at).unwrap(), Claim::Same);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_same_deployment_moving_its_identity_is_recorded() {
+        let (store, dir) = store("moved");
+        let unnamed = id(None, &["eu-west"]);
+        claim(&store, "d", &unnamed, false, Timestamp(1)).unwrap();
+        let named = id(Some("prod"), &["eu-west"]);
+        assert_eq!(
+            claim(&store, "d", &named, false, Timestamp(2)).unwrap(),
+            Claim::Same
+        );
+        assert_eq!(store.load().unwrap().unwrap().identity, Some(named));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

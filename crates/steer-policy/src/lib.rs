@@ -106,14 +106,23 @@ pub fn compute_with_evidence(
             let r = report(pop);
             let drain = intents.drain_for(&pop.id, &pop.region);
             let health = pop_health(r.state);
-            // A soft drain in its DNS ramp still sends traffic here.
-            let keeps_traffic = drain.is_none_or(|d| {
-                topology
+            // Soft drains in their DNS ramp still send traffic here; the
+            // PoP is out once any drain of it as a whole is past its ramp.
+            let keeps_traffic = drain.is_none()
+                || topology
                     .services
                     .iter()
                     .find(|s| s.pops.contains(&pop.id))
-                    .is_some_and(|s| drain_progress(d, s, now) < 1.0)
-            });
+                    .is_some_and(|s| {
+                        intents
+                            .drains
+                            .iter()
+                            .filter(|d| {
+                                !matches!(d.scope, DrainScope::ServicePop { .. })
+                                    && d.scope.covers(None, &pop.id, &pop.region)
+                            })
+                            .all(|d| drain_progress(d, s, now) < 1.0)
+                    });
             let usable = keeps_traffic && state_usable(r.state, topology.health.unknown_health);
             let service_drains = topology
                 .services

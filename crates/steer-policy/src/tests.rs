@@ -857,6 +857,31 @@ fn a_soft_draining_pop_is_usable_until_its_ramp_ends() {
     let late = at(600);
     assert!(!late.pops[0].usable, "{:?}", late.pops[0]);
     assert_eq!(late.pops[0].describe(None), "drained by drain-1");
+
+    // Two soft drains of fra1 as a whole: out once either is past its ramp,
+    // whichever the plan names.
+    let mut both = intents.clone();
+    both.drains.push(Drain {
+        id: "drain-2".into(),
+        ..soft(
+            DrainScope::Pop {
+                pop: PopId::new("fra1"),
+            },
+            0,
+        )
+    });
+    for s in [6, 149, 150, 600] {
+        let body = compute(
+            &topo,
+            &HealthSnapshot::default(),
+            &both,
+            Timestamp(s * 1000),
+        );
+        let fra1 = &body.pops[0];
+        // drain-2's zero ramp is five TTLs: 150 s.
+        assert_eq!(fra1.usable, s < 150, "at {s}s: {fra1:?}");
+        assert_eq!(fra1.usable, fra1.weight > 0, "at {s}s: {fra1:?}");
+    }
 }
 
 /// A service drain stricter than the PoP's own drain (or with none) is in

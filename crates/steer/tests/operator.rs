@@ -884,6 +884,10 @@ fn with_every_pop_drained_dns_answers_them_and_says_so() {
         table.contains("ALL DRAINED (app): every PoP is drained, so DNS answers the drained PoPs"),
         "{table}"
     );
+    assert!(
+        table.lines().take(3).all(|l| l.chars().count() <= 100),
+        "the banner must fit 100 columns:\n{table}"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&s.steerctl(&["--output", "json", "status"]).stdout).unwrap();
     assert_eq!(json["all_drained"], serde_json::json!(["app"]), "{json}");

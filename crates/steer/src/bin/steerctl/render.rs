@@ -352,8 +352,8 @@ fn all_drained_text(s: &GetStatusResponse) -> String {
         return String::new();
     }
     format!(
-        "ALL DRAINED ({}): every PoP is drained, so DNS answers the drained PoPs \
-         rather than nothing; undrain one to steer again\n",
+        "ALL DRAINED ({}): every PoP is drained, so DNS answers the drained PoPs\n  \
+         rather than nothing (an empty answer is worse); undrain one to steer again\n",
         s.all_drained.join(", ")
     )
 }

@@ -421,3 +421,54 @@ impl AnnounceState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(version: u64, service_drains: Vec<ServiceDrain>) -> Plan {
+        Plan {
+            version,
+            computed_at: Timestamp(0),
+            body: PlanBody {
+                services: Vec::new(),
+                pops: vec![PopPlan {
+                    id: PopId::new("fra1"),
+                    region: RegionId::new("eu-west"),
+                    health: PopHealth::Up,
+                    usable: true,
+                    drained_by: None,
+                    weight: 500,
+                    service_drains,
+                }],
+                regions: Vec::new(),
+                announcements: Vec::new(),
+                rails: Vec::new(),
+            },
+        }
+    }
+
+    /// A service drain is a decision: the version's change line names it,
+    /// and its lifting.
+    #[test]
+    fn changes_name_service_drains() {
+        let app = ServiceDrain {
+            service: ServiceId::new("app"),
+            drain: "drain-3".into(),
+        };
+        let before = plan(1, Vec::new());
+        let drained = plan(2, vec![app.clone()]);
+        assert_eq!(
+            drained.changes_since(&before),
+            ["fra1 app drained (drain-3)"]
+        );
+        let fra1 = drained
+            .pop("fra1")
+            .map(|p| p.drain_for_service(&app.service));
+        assert_eq!(fra1, Some(Some("drain-3")));
+        assert_eq!(
+            plan(3, Vec::new()).changes_since(&drained),
+            ["fra1 app undrained"]
+        );
+    }
+}

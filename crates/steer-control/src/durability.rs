@@ -378,3 +378,35 @@ fn a_reload_moves_the_state_identity_with_the_regions() {
         Some(steer_store::StateIdentity::new(None, regions(&bigger)))
     );
 }
+
+/// `--adopt-state`: the new identity and its audit entry are saved
+/// together; on a full disk neither is, and the start fails.
+#[test]
+fn adopting_a_state_records_the_identity_with_its_audit_entry() {
+    let disk = Disk::default();
+    let prod = steer_store::StateIdentity::new(Some("prod".into()), ["eu-west".into()]);
+    let lab = steer_store::StateIdentity::new(Some("lab".into()), ["eu-west".into()]);
+    disk.save(&PersistedState {
+        identity: Some(prod.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut c = start(&disk);
+    disk.saves_fail.store(true, Ordering::SeqCst);
+    assert!(c.adopt_state(lab.clone(), &prod, "/var/lib/steer").is_err());
+    assert_eq!(disk.load().unwrap().unwrap().identity, Some(prod.clone()));
+    assert!(applied(&disk).is_empty());
+    disk.saves_fail.store(false, Ordering::SeqCst);
+    c.adopt_state(lab.clone(), &prod, "/var/lib/steer").unwrap();
+    assert_eq!(disk.load().unwrap().unwrap().identity, Some(lab));
+    let entries = applied(&disk);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].action, "adopt-state");
+    assert_eq!(entries[0].scope, "state /var/lib/steer");
+    assert!(entries[0].forced);
+    assert!(
+        entries[0].reason.contains("cluster \"prod\"")
+            && entries[0].reason.contains("taken over by cluster \"lab\""),
+        "{entries:?}"
+    );
+}

@@ -310,6 +310,35 @@ impl ControlLoop {
         ))
     }
 
+    /// Takes over a state directory recorded for `previous` as `identity`
+    /// (`steerd --adopt-state`): the identity and the adoption's audit
+    /// entry are saved together, then the entry is appended to the log.
+    pub fn adopt_state(
+        &mut self,
+        identity: StateIdentity,
+        previous: &StateIdentity,
+        dir: &str,
+    ) -> Result<(), StoreError> {
+        let entry = AuditEntry {
+            forced: true,
+            ..self.entry(
+                "steerd".into(),
+                "adopt-state",
+                format!("state {dir}"),
+                format!("--adopt-state: state of {previous} taken over by {identity}"),
+            )
+        };
+        let before = self.identity.replace(identity);
+        self.unflushed_audit.push(entry);
+        if let Err(e) = self.persist(self.current().version) {
+            self.identity = before;
+            self.unflushed_audit.pop();
+            return Err(e);
+        }
+        self.flush_audit();
+        Ok(())
+    }
+
     /// Records every plan-changing input from now on (see [`replay`]).
     pub fn record_to(&mut self, mut recorder: Recorder) {
         recorder.write(&Recorded::Start {

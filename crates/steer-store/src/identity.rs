@@ -15,7 +15,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use steer_types::{RegionId, Timestamp, audit::AuditEntry};
+use steer_types::RegionId;
 
 use crate::{PersistedState, StateStore, StoreError};
 
@@ -91,16 +91,16 @@ pub enum ClaimError {
 }
 
 /// Checks that the state in `store` (at `dir`, for messages) belongs to
-/// `wanted`, and records `wanted` in it: on first start, when the same
+/// `wanted`, and records `wanted` in it on first start and when the same
 /// deployment's identity moved (a cluster name set, regions added under a
-/// name), and when `adopt` takes over another deployment's state, which is
-/// audited as `steerd` at `at`.
+/// name). Another deployment's state is refused unless `adopt`; then
+/// nothing is written here: the control loop records the new identity
+/// together with the adoption's audit entry.
 pub fn claim(
     store: &dyn StateStore,
     dir: &str,
     wanted: &StateIdentity,
     adopt: bool,
-    at: Timestamp,
 ) -> Result<Claim, ClaimError> {
     let mut state: PersistedState = store.load()?.unwrap_or_default();
     let claim = match &state.identity {
@@ -117,24 +117,8 @@ pub fn claim(
             });
         }
     };
-    if state.identity.as_ref() == Some(wanted) {
+    if matches!(claim, Claim::Adopted { .. }) || state.identity.as_ref() == Some(wanted) {
         return Ok(claim);
-    }
-    if let Claim::Adopted { previous } = &claim {
-        // Saved with the state, so the adoption is audited even if the
-        // append below fails; the control loop appends what is pending.
-        state.pending_audit.push(AuditEntry {
-            at,
-            principal: "steerd".into(),
-            action: "adopt-state".into(),
-            scope: format!("state {dir}"),
-            reason: format!("--adopt-state: state of {previous} taken over by {wanted}"),
-            intent_id: None,
-            plan_version: state.plan_version,
-            dry_run: false,
-            forced: true,
-            outcome: "applied".into(),
-        });
     }
     state.identity = Some(wanted.clone());
     store.save(&state)?;
@@ -177,13 +161,9 @@ mod tests {
         let (store, dir) = store("foreign");
         let prod = id(Some("prod"), &["eu-west", "us-east"]);
         let lab = id(Some("lab"), &["eu-west"]);
-        let at = Timestamp(1);
-        assert_eq!(
-            claim(&store, "d", &prod, false, at).unwrap(),
-            Claim::Recorded
-        );
-        assert_eq!(claim(&store, "d", &prod, false, at).unwrap(), Claim::Same);
-        let err = claim(&store, "/var/lib/steer", &lab, false, at)
+        assert_eq!(claim(&store, "d", &prod, false).unwrap(), Claim::Recorded);
+        assert_eq!(claim(&store, "d", &prod, false).unwrap(), Claim::Same);
+        let err = claim(&store, "/var/lib/steer", &lab, false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -193,20 +173,16 @@ mod tests {
             "{err}"
         );
         // Refused: nothing was written.
-        let saved = store.load().unwrap().unwrap();
-        assert_eq!(saved.identity, Some(prod.clone()));
-        assert!(saved.pending_audit.is_empty());
+        assert_eq!(store.load().unwrap().unwrap().identity, Some(prod.clone()));
 
+        // Adopted: left for the control loop to record with its audit entry.
         assert_eq!(
-            claim(&store, "d", &lab, true, at).unwrap(),
-            Claim::Adopted { previous: prod }
+            claim(&store, "d", &lab, true).unwrap(),
+            Claim::Adopted {
+                previous: prod.clone()
+            }
         );
-        let saved = store.load().unwrap().unwrap();
-        assert_eq!(saved.identity, Some(lab.clone()));
-        assert_eq!(saved.pending_audit.len(), 1);
-        assert_eq!(saved.pending_audit[0].action, "adopt-state");
-        assert!(saved.pending_audit[0].reason.contains("cluster \"prod\""));
-        assert_eq!(claim(&store, "d", &lab, false, at).unwrap(), Claim::Same);
+        assert_eq!(store.load().unwrap().unwrap().identity, Some(prod));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -214,12 +190,9 @@ mod tests {
     fn the_same_deployment_moving_its_identity_is_recorded() {
         let (store, dir) = store("moved");
         let unnamed = id(None, &["eu-west"]);
-        claim(&store, "d", &unnamed, false, Timestamp(1)).unwrap();
+        claim(&store, "d", &unnamed, false).unwrap();
         let named = id(Some("prod"), &["eu-west"]);
-        assert_eq!(
-            claim(&store, "d", &named, false, Timestamp(2)).unwrap(),
-            Claim::Same
-        );
+        assert_eq!(claim(&store, "d", &named, false).unwrap(), Claim::Same);
         assert_eq!(store.load().unwrap().unwrap().identity, Some(named));
         std::fs::remove_dir_all(&dir).unwrap();
     }

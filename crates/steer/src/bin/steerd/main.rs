@@ -211,13 +211,20 @@ async fn run(
             config.server.state_dir.display()
         )
     })?;
-    claim_state(&store, &config, adopt_state)?;
+    let adopted = claim_state(&store, &config, adopt_state)?;
     let topology = Arc::new(config.topology.clone());
     // The API writes refusals and reads the audit log itself, never
     // through the control loop (appends are one write per line each).
     let api_store = store.clone();
     let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
         .context("restoring state")?;
+    if let Some((identity, previous)) = adopted {
+        let dir = config.server.state_dir.display().to_string();
+        control
+            .adopt_state(identity, &previous, &dir)
+            .context("recording the adopted state directory")?;
+        warn!(state_dir = %dir, %previous, "state directory adopted (--adopt-state)");
+    }
     if let Some(path) = record {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -461,24 +468,26 @@ pub(crate) const TCP_KEEPALIVE_RETRIES: u32 = 3;
 const MAX_REPORT_BYTES: usize = 1024 * 1024;
 
 /// Refuses a state directory recorded for another deployment unless
-/// `adopt` (see `steer_store::claim`), and says what it did.
-fn claim_state(store: &FileStore, config: &SteerConfig, adopt: bool) -> anyhow::Result<()> {
+/// `adopt` (see `steer_store::claim`). Returns (this deployment's identity,
+/// the one it adopts) for the control loop to record and audit.
+fn claim_state(
+    store: &FileStore,
+    config: &SteerConfig,
+    adopt: bool,
+) -> anyhow::Result<Option<(steer_store::StateIdentity, steer_store::StateIdentity)>> {
     let wanted = steer_store::StateIdentity::new(
         config.server.cluster.clone(),
         config.topology.regions.iter().map(|r| r.id.clone()),
     );
     let dir = config.server.state_dir.display().to_string();
-    let at = steer_control::Clock::wall(&SystemClock);
-    match steer_store::claim(store, &dir, &wanted, adopt, at)? {
+    Ok(match steer_store::claim(store, &dir, &wanted, adopt)? {
         steer_store::Claim::Recorded => {
             info!(state_dir = %dir, identity = %wanted, "state directory recorded for this deployment");
+            None
         }
-        steer_store::Claim::Adopted { previous } => {
-            warn!(state_dir = %dir, %previous, identity = %wanted, "state directory adopted (--adopt-state)");
-        }
-        _ => {}
-    }
-    Ok(())
+        steer_store::Claim::Adopted { previous } => Some((wanted, previous)),
+        _ => None,
+    })
 }
 
 /// Explains from the view DNS is serving and the plan it was built from.

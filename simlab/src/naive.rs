@@ -124,6 +124,7 @@ impl Naive {
                     usable: up(i),
                     drained_by: None,
                     weight: 0,
+                    service_drains: Vec::new(),
                 })
                 .collect(),
             regions: topo

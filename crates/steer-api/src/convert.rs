@@ -243,6 +243,14 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
                 error_ratio: p.load.error_ratio,
                 latency_p50_ms: p.load.latency_p50_ms,
                 latency_p99_ms: p.load.latency_p99_ms,
+                service_drains: p
+                    .service_drains
+                    .iter()
+                    .map(|d| pb::ServiceDrain {
+                        service: d.service.to_string(),
+                        drain: d.drain.clone(),
+                    })
+                    .collect(),
             })
             .collect(),
         intents: intents(intents_list),
@@ -263,6 +271,7 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
             pops: f.pops.iter().map(ToString::to_string).collect(),
             why: f.why.clone(),
         }),
+        all_drained: s.all_drained.iter().map(ToString::to_string).collect(),
         ..Default::default()
     }
 }

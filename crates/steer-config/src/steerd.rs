@@ -92,6 +92,7 @@ struct RawServer {
     grpc_listen: Option<Spanned<String>>,
     http_listen: Option<Spanned<String>>,
     state_dir: Option<String>,
+    cluster: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -267,6 +268,9 @@ pub struct ServerSettings {
     pub grpc_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub state_dir: PathBuf,
+    /// Names this deployment; recorded in the state directory, whose
+    /// state steerd refuses if it was recorded for another one.
+    pub cluster: Option<String>,
 }
 
 /// A fully validated steerd config.
@@ -449,6 +453,18 @@ fn server_settings(r: &mut Reporter<'_>, raw: &RawServer) -> ServerSettings {
         grpc_listen,
         http_listen,
         state_dir: PathBuf::from(raw.state_dir.as_deref().unwrap_or(".steer-state")),
+        cluster: raw.cluster.as_ref().and_then(|c| {
+            let name = c.get_ref().trim();
+            if name.is_empty() {
+                r.at(
+                    c.span(),
+                    "cluster must not be empty (leave it out to go by the regions)",
+                );
+                None
+            } else {
+                Some(name.to_owned())
+            }
+        }),
     }
 }
 

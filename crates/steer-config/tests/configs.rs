@@ -460,3 +460,27 @@ fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
         "{err}"
     );
 }
+
+#[test]
+fn cluster_names_the_deployment_and_must_not_be_empty() {
+    let from = "[server]\n";
+    let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    assert_eq!(c.server.cluster, None);
+    let (path, _) = with_edit(
+        "cluster.toml",
+        "quickstart.toml",
+        from,
+        "[server]\ncluster = \"edge-prod\"\n",
+    );
+    let c = steer_config::load_steerd(&path).unwrap();
+    assert_eq!(c.server.cluster.as_deref(), Some("edge-prod"));
+    let (path, text) = with_edit(
+        "cluster-empty.toml",
+        "quickstart.toml",
+        from,
+        "[server]\ncluster = \" \"\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    assert_eq!(err.0[0].line, line_of(&text, "cluster ="), "{err}");
+    assert!(err.0[0].message.contains("must not be empty"), "{err}");
+}

@@ -204,3 +204,209 @@ fn the_status_snapshot_follows_each_publication() {
             .any(|p| p.pop.as_str() == "fra1" && p.drained_by.is_some())
     );
 }
+
+fn stored_drain(id: &str, scope: DrainScope) -> steer_types::Drain {
+    steer_types::Drain {
+        id: id.into(),
+        scope,
+        mode: DrainMode::Hard,
+        ramp: Duration::ZERO,
+        reason: format!("why {id}"),
+        principal: "alice".into(),
+        created: Timestamp(1),
+        expires: None,
+        forced: false,
+    }
+}
+
+fn dropped(disk: &Disk) -> Vec<AuditEntry> {
+    disk.read_audit(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "drop")
+        .collect()
+}
+
+/// A config without a place for some intents (another config over the
+/// same state, a PoP removed): each dropped intent gets its own audit
+/// entry saying what the config lacks and what the intent was.
+#[test]
+fn intents_the_config_lost_are_each_audited_at_start() {
+    let disk = Disk::default();
+    let pop = |p: &str| DrainScope::Pop { pop: PopId::new(p) };
+    disk.save(&PersistedState {
+        intents: steer_types::Intents {
+            drains: vec![
+                stored_drain("drain-1", pop("zrh1")),
+                stored_drain("drain-2", pop("fra1")),
+                stored_drain(
+                    "drain-3",
+                    DrainScope::Region {
+                        region: "ap-south".into(),
+                    },
+                ),
+                stored_drain(
+                    "drain-4",
+                    DrainScope::ServicePop {
+                        service: "web".into(),
+                        pop: PopId::new("fra1"),
+                    },
+                ),
+            ],
+            overrides: vec![steer_types::WeightOverride {
+                id: "override-5".into(),
+                pop: PopId::new("zrh1"),
+                weight: 700,
+                reason: "canary".into(),
+                principal: "bob".into(),
+                created: Timestamp(1),
+                expires: None,
+            }],
+            next_id: 5,
+        },
+        plan_version: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let c = start(&disk);
+    assert_eq!(c.intents.drains.len(), 1, "{:?}", c.intents);
+    let entries = dropped(&disk);
+    let ids: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.intent_id.as_deref())
+        .collect();
+    assert_eq!(ids, ["drain-1", "drain-3", "drain-4", "override-5"]);
+    let reasons: Vec<&str> = entries.iter().map(|e| e.reason.as_str()).collect();
+    assert!(
+        reasons[0].starts_with("pop zrh1 is not in the configuration at start; dropped drain-1")
+            && reasons[0].contains("by alice: why drain-1"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("region ap-south is not"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].starts_with("service web is not"), "{reasons:?}");
+    assert!(
+        reasons[3].contains("override 700‰ by bob: canary"),
+        "{reasons:?}"
+    );
+    assert!(entries.iter().all(|e| e.principal == "steerd"));
+    // Saved without them: a second start drops (and audits) nothing more.
+    let saved = disk.load().unwrap().unwrap();
+    assert_eq!(saved.intents.drains.len(), 1);
+    assert!(saved.intents.overrides.is_empty());
+    drop(c);
+    let _again = start(&disk);
+    assert_eq!(dropped(&disk).len(), 4);
+}
+
+/// A reload that removes a PoP audits each intent it drops, beside the
+/// reload's own entry.
+#[test]
+fn intents_a_reload_drops_are_each_audited() {
+    let disk = Disk::default();
+    let mut c = start(&disk);
+    drain(&mut c, "ord1").unwrap();
+    let mut smaller = topology();
+    smaller.pops.retain(|p| p.id.as_str() != "ord1");
+    for s in &mut smaller.services {
+        s.pops.retain(|p| p.as_str() != "ord1");
+    }
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    c.handle(ApiCommand::Reload {
+        topology: Arc::new(smaller),
+        principal: "alice".into(),
+        reason: "ord1 decommissioned".into(),
+        reply: tx,
+    });
+    let version = rx.try_recv().unwrap().unwrap();
+    // The state's identity follows the regions a reload applied (none was
+    // recorded here, so none is invented).
+    assert_eq!(disk.load().unwrap().unwrap().identity, None);
+    let entries = dropped(&disk);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].intent_id.as_deref(), Some("drain-1"));
+    assert_eq!(entries[0].plan_version, version);
+    assert!(
+        entries[0]
+            .reason
+            .starts_with("pop ord1 is not in the configuration after a reload"),
+        "{entries:?}"
+    );
+    let reload = applied(&disk)
+        .into_iter()
+        .find(|e| e.action == "reload")
+        .unwrap();
+    assert!(
+        reload
+            .reason
+            .contains("intents dropped, scope gone: drain-1"),
+        "{reload:?}"
+    );
+}
+
+/// The regions a reload applies identify the state from then on, so the
+/// next start of the same deployment is not refused as a stranger.
+#[test]
+fn a_reload_moves_the_state_identity_with_the_regions() {
+    let disk = Disk::default();
+    let regions =
+        |t: &steer_types::Topology| t.regions.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let before = steer_store::StateIdentity::new(None, regions(&topology()));
+    disk.save(&PersistedState {
+        identity: Some(before),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut c = start(&disk);
+    let mut bigger = topology();
+    bigger.regions.push(steer_types::Region {
+        id: "ap-south".into(),
+        fallback: vec![],
+    });
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    c.handle(ApiCommand::Reload {
+        topology: Arc::new(bigger.clone()),
+        principal: "alice".into(),
+        reason: "new region".into(),
+        reply: tx,
+    });
+    rx.try_recv().unwrap().unwrap();
+    assert_eq!(
+        disk.load().unwrap().unwrap().identity,
+        Some(steer_store::StateIdentity::new(None, regions(&bigger)))
+    );
+}
+
+/// `--adopt-state`: the new identity and its audit entry are saved
+/// together; on a full disk neither is, and the start fails.
+#[test]
+fn adopting_a_state_records_the_identity_with_its_audit_entry() {
+    let disk = Disk::default();
+    let prod = steer_store::StateIdentity::new(Some("prod".into()), ["eu-west".into()]);
+    let lab = steer_store::StateIdentity::new(Some("lab".into()), ["eu-west".into()]);
+    disk.save(&PersistedState {
+        identity: Some(prod.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut c = start(&disk);
+    disk.saves_fail.store(true, Ordering::SeqCst);
+    assert!(c.adopt_state(lab.clone(), &prod, "/var/lib/steer").is_err());
+    assert_eq!(disk.load().unwrap().unwrap().identity, Some(prod.clone()));
+    assert!(applied(&disk).is_empty());
+    disk.saves_fail.store(false, Ordering::SeqCst);
+    c.adopt_state(lab.clone(), &prod, "/var/lib/steer").unwrap();
+    assert_eq!(disk.load().unwrap().unwrap().identity, Some(lab));
+    let entries = applied(&disk);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].action, "adopt-state");
+    assert_eq!(entries[0].scope, "state /var/lib/steer");
+    assert!(entries[0].forced);
+    assert!(
+        entries[0].reason.contains("cluster \"prod\"")
+            && entries[0].reason.contains("taken over by cluster \"lab\""),
+        "{entries:?}"
+    );
+}

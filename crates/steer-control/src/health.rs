@@ -98,7 +98,7 @@ impl ControlLoop {
         let mut snapshot = self.aggregator.clone();
         self.aggregator.confirm_failure();
         // Recorded only once stored: a refused confirmation is not an input.
-        let outcome = self.commit_then_record(self.intents.clone(), entry, |at| {
+        let outcome = self.commit_then_record(self.intents.clone(), vec![entry], |at| {
             Some(crate::Recorded::ConfirmFailure { at })
         });
         match outcome {

@@ -9,7 +9,7 @@ use steer_types::{
 };
 use tracing::info;
 
-use crate::{ControlLoop, scope_known};
+use crate::{ControlLoop, DroppedIntent, scope_known};
 
 impl ControlLoop {
     fn check_scope(&self, scope: &DrainScope) -> Result<(), ApiError> {
@@ -44,6 +44,24 @@ impl ControlLoop {
             forced: false,
             outcome: "applied".into(),
         }
+    }
+
+    /// The audit entry of an intent dropped because the config lacks what
+    /// it names (`when`: at start, after a reload), as `steerd`.
+    pub(crate) fn dropped_entry(&self, d: &DroppedIntent, when: &str) -> AuditEntry {
+        AuditEntry {
+            intent_id: Some(d.id.clone()),
+            ..self.entry(
+                "steerd".into(),
+                "drop",
+                d.scope.clone(),
+                format!(
+                    "{} is not in the configuration {when}; dropped {} ({})",
+                    d.missing, d.id, d.was
+                ),
+            )
+        }
+        .capped()
     }
 
     pub(crate) fn drain(&mut self, cmd: DrainCommand) -> Result<DrainOutcome, ApiError> {

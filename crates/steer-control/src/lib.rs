@@ -27,11 +27,11 @@ use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use steer_api::{ApiCommand, ApiError};
 use steer_health::{HealthAggregator, ObservedReport};
-use steer_store::{PersistedState, StateStore, StoreError};
+use steer_store::{PersistedState, StateIdentity, StateStore, StoreError};
 
 use steer_types::{
-    AnnounceReason, DrainScope, Intents, Plan, PlanBody, PlanEvidence, ServiceId, Timestamp,
-    Topology,
+    AnnounceReason, DrainScope, Intents, Plan, PlanBody, PlanEvidence, ServiceId, SetBasis,
+    Timestamp, Topology,
     answers::{AnswerTally, AnswerTotals, AnswerWindow},
     audit::AuditEntry,
     health::{HealthSnapshot, ObservedDemand, TargetState},
@@ -92,6 +92,8 @@ pub struct ControlLoop {
     /// in the audit log (a failed append); saved with every state write
     /// and retried until they are in the log.
     unflushed_audit: Vec<AuditEntry>,
+    /// The deployment the state belongs to, kept in every save.
+    identity: Option<StateIdentity>,
 }
 
 /// Samples of the answer counters, newest last, kept for the longest TTL.
@@ -206,24 +208,75 @@ fn scope_known(topology: &Topology, scope: &DrainScope) -> bool {
     }
 }
 
-/// Drops intents whose scope left the config, loudly. Returns what was dropped.
-fn retain_known(topology: &Topology, intents: &mut Intents) -> Vec<String> {
+/// An intent dropped because what it names left the config: each is
+/// audited on its own, with why and what it was.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DroppedIntent {
+    pub(crate) id: String,
+    /// The intent's scope, e.g. `pop fra1`.
+    pub(crate) scope: String,
+    /// What the config lacks, e.g. `pop fra1`, `service app`.
+    pub(crate) missing: String,
+    /// What the intent was: mode or weight, who asked and why.
+    pub(crate) was: String,
+}
+
+/// What of `scope` the topology lacks (None: all of it is known).
+fn missing_from(topology: &Topology, scope: &DrainScope) -> Option<String> {
+    let pop = |p: &steer_types::PopId| {
+        topology
+            .pop(p.as_str())
+            .is_none()
+            .then(|| format!("pop {p}"))
+    };
+    match scope {
+        DrainScope::Pop { pop: p } => pop(p),
+        DrainScope::Region { region } => topology
+            .region(region.as_str())
+            .is_none()
+            .then(|| format!("region {region}")),
+        DrainScope::ServicePop { service, pop: p } => {
+            let service = topology
+                .service(service.as_str())
+                .is_none()
+                .then(|| format!("service {service}"));
+            match (service, pop(p)) {
+                (Some(s), Some(p)) => Some(format!("{s} and {p}")),
+                (s, p) => s.or(p),
+            }
+        }
+    }
+}
+
+/// Drops intents whose scope left the config, loudly. Returns what was
+/// dropped, for the audit log.
+fn retain_known(topology: &Topology, intents: &mut Intents) -> Vec<DroppedIntent> {
     let mut dropped = Vec::new();
     intents.drains.retain(|d| {
-        let known = scope_known(topology, &d.scope);
-        if !known {
-            warn!(intent = %d.id, scope = %d.scope.describe(), "dropping drain for a scope no longer in the config");
-            dropped.push(d.id.clone());
-        }
-        known
+        let Some(missing) = missing_from(topology, &d.scope) else {
+            return true;
+        };
+        warn!(intent = %d.id, scope = %d.scope.describe(), %missing, "dropping a drain: its scope is no longer in the config");
+        dropped.push(DroppedIntent {
+            id: d.id.clone(),
+            scope: d.scope.describe(),
+            missing,
+            was: format!("{:?} drain by {}: {}", d.mode, d.principal, d.reason),
+        });
+        false
     });
     intents.overrides.retain(|o| {
-        let known = topology.pop(o.pop.as_str()).is_some();
-        if !known {
-            warn!(intent = %o.id, pop = %o.pop, "dropping override for a PoP no longer in the config");
-            dropped.push(o.id.clone());
-        }
-        known
+        let Some(missing) = missing_from(topology, &DrainScope::Pop { pop: o.pop.clone() }) else {
+            return true;
+        };
+        warn!(intent = %o.id, pop = %o.pop, "dropping an override: its PoP is no longer in the config");
+        dropped.push(DroppedIntent {
+            id: o.id.clone(),
+            scope: format!("pop {}", o.pop),
+            missing,
+            was: format!("override {}‰ by {}: {}", o.weight, o.principal, o.reason),
+        });
+        false
     });
     dropped
 }
@@ -246,8 +299,9 @@ impl ControlLoop {
                 !matches!(store.read_audit_matching(1, &|e| e == p), Ok(found) if !found.is_empty())
             })
             .collect();
+        let identity = saved.identity;
         let mut intents = saved.intents;
-        retain_known(&topology, &mut intents);
+        let dropped = retain_known(&topology, &mut intents);
         let aggregator = HealthAggregator::new(
             topology.health.clone(),
             topology.pops.iter().map(|p| p.id.clone()),
@@ -287,6 +341,7 @@ impl ControlLoop {
             overrides: Vec::new(),
             rails: Vec::new(),
             frozen: None,
+            all_drained: Vec::new(),
         }));
         info!(
             drains = intents.drains.len(),
@@ -313,18 +368,25 @@ impl ControlLoop {
             recorder: None,
             answers: AnswerFeed::default(),
             unflushed_audit,
+            identity,
         };
         // Alertable from the first scrape, not only after the first failure.
         metrics::counter!("steer_state_write_errors_total").increment(0);
         metrics::counter!("steer_audit_write_errors_total").increment(0);
         let mut this = this;
-        this.flush_audit();
+        // Intents the config no longer has a place for: each audited, saved
+        // with the state that lacks them, then appended to the log.
+        for d in &dropped {
+            let entry = this.dropped_entry(d, "at start");
+            this.unflushed_audit.push(entry);
+        }
         // A full disk must not stop steerd from serving the state it has:
         // the version is saved again with the next publication.
         if let Err(e) = this.persist(this.current().version) {
             metrics::counter!("steer_state_write_errors_total").increment(1);
             error!(error = %e, "could not save state at start; serving from the state read");
         }
+        this.flush_audit();
         this.export_metrics();
         this.publish_status();
         Ok((
@@ -339,6 +401,35 @@ impl ControlLoop {
                 api_tx,
             },
         ))
+    }
+
+    /// Takes over a state directory recorded for `previous` as `identity`
+    /// (`steerd --adopt-state`): the identity and the adoption's audit
+    /// entry are saved together, then the entry is appended to the log.
+    pub fn adopt_state(
+        &mut self,
+        identity: StateIdentity,
+        previous: &StateIdentity,
+        dir: &str,
+    ) -> Result<(), StoreError> {
+        let entry = AuditEntry {
+            forced: true,
+            ..self.entry(
+                "steerd".into(),
+                "adopt-state",
+                format!("state {dir}"),
+                format!("--adopt-state: state of {previous} taken over by {identity}"),
+            )
+        };
+        let before = self.identity.replace(identity);
+        self.unflushed_audit.push(entry);
+        if let Err(e) = self.persist(self.current().version) {
+            self.identity = before;
+            self.unflushed_audit.pop();
+            return Err(e);
+        }
+        self.flush_audit();
+        Ok(())
     }
 
     /// Records every plan-changing input from now on (see [`replay`]).
@@ -607,6 +698,7 @@ impl ControlLoop {
             intents: self.intents.clone(),
             plan_version,
             pending_audit: self.unflushed_audit.clone(),
+            identity: self.identity.clone(),
         };
         tokio::task::block_in_place(|| self.store.save(&state))
     }
@@ -637,25 +729,31 @@ impl ControlLoop {
     /// storage failure before the state is durable nothing changes; the log
     /// line is written only once the change it reports is durable.
     fn commit(&mut self, next: Intents, entry: AuditEntry) -> Result<u64, ApiError> {
-        self.commit_then_record(next, entry, |_| None)
+        self.commit_then_record(next, vec![entry], |_| None)
     }
 
-    /// As [`commit`](Self::commit); once the change is durable, `first`
-    /// may name an input to record ahead of the new intents (it gets the
-    /// commit's timestamp), so a recording never holds a change that was
-    /// refused.
+    /// As [`commit`](Self::commit), with every audit entry of the change
+    /// (saved together); once the change is durable, `first` may name an
+    /// input to record ahead of the new intents (it gets the commit's
+    /// timestamp), so a recording never holds a change that was refused.
     fn commit_then_record(
         &mut self,
         next: Intents,
-        mut entry: AuditEntry,
+        entries: Vec<AuditEntry>,
         first: impl FnOnce(Timestamp) -> Option<Recorded>,
     ) -> Result<u64, ApiError> {
         let previous = std::mem::replace(&mut self.intents, next);
-        entry.plan_version = self.current().version + 1;
-        self.unflushed_audit.push(entry.clone());
+        let pending = self.unflushed_audit.len();
+        let version = self.current().version + 1;
+        let actions: Vec<String> = entries.iter().map(|e| e.action.clone()).collect();
+        self.unflushed_audit
+            .extend(entries.into_iter().map(|e| AuditEntry {
+                plan_version: version,
+                ..e
+            }));
         if let Err(e) = self.persist(self.current().version) {
             self.intents = previous;
-            self.unflushed_audit.pop();
+            self.unflushed_audit.truncate(pending);
             metrics::counter!("steer_state_write_errors_total").increment(1);
             error!(error = %e, "intent change not stored; rejected");
             return Err(ApiError::Unavailable(format!(
@@ -663,8 +761,9 @@ impl ControlLoop {
             )));
         }
         self.flush_audit();
-        metrics::counter!("steer_intent_changes_total", "action" => entry.action.clone())
-            .increment(1);
+        for action in actions {
+            metrics::counter!("steer_intent_changes_total", "action" => action).increment(1);
+        }
         let at = self.clock.now();
         if self.recorder.is_some() {
             if let Some(event) = first(at) {
@@ -776,19 +875,36 @@ impl ControlLoop {
                 topology: (*topology).clone(),
             });
         }
+        // A reload the operator applied to this state is this deployment:
+        // its regions now identify it (else the next start would refuse
+        // its own state after a region was added).
+        let identity = self.identity.clone();
+        if let Some(id) = &mut self.identity {
+            *id = StateIdentity::new(
+                id.cluster.clone(),
+                topology.regions.iter().map(|r| r.id.clone()),
+            );
+        }
         let previous = self.swap_topology(topology);
         let mut why = reason;
         if !dropped.is_empty() {
+            let ids: Vec<&str> = dropped.iter().map(|d| d.id.as_str()).collect();
             why.push_str(&format!(
                 " (intents dropped, scope gone: {})",
-                dropped.join(", ")
+                ids.join(", ")
             ));
         }
-        let entry = self.entry(principal, "reload", "config".into(), why);
-        match self.commit(next, entry) {
+        let mut entries = vec![self.entry(principal, "reload", "config".into(), why)];
+        entries.extend(
+            dropped
+                .iter()
+                .map(|d| self.dropped_entry(d, "after a reload")),
+        );
+        match self.commit_then_record(next, entries, |_| None) {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.swap_topology(previous);
+                self.identity = identity;
                 Err(e)
             }
         }
@@ -821,16 +937,7 @@ impl ControlLoop {
                         usable: p.usable,
                         drained_by: p.drained_by.clone(),
                         weight_permille: p.weight,
-                        reason: match p
-                            .drained_by
-                            .as_ref()
-                            .and_then(|id| self.intents.drains.iter().find(|d| &d.id == id))
-                        {
-                            Some(d) => {
-                                format!("drained by {} ({}): {}", d.id, d.principal, d.reason)
-                            }
-                            None => p.describe(h.map(|h| h.evidence.as_str())),
-                        },
+                        reason: self.pop_reason(p, h.map(|h| h.evidence.as_str())),
                         last_report_age_ms: h
                             .and_then(|h| h.last_report)
                             .map(|t| now.unix_ms() - t.unix_ms()),
@@ -855,6 +962,7 @@ impl ControlLoop {
                         evidence: h.map_or_else(String::new, |h| h.evidence.clone()),
                         peers: h.map_or_else(Vec::new, |h| h.peers.clone()),
                         load: h.map(|h| h.load).unwrap_or_default(),
+                        service_drains: p.service_drains.clone(),
                     }
                 })
                 .collect(),
@@ -887,7 +995,46 @@ impl ControlLoop {
                 })
                 .collect(),
             frozen: self.aggregator.frozen(),
+            all_drained: plan
+                .body
+                .services
+                .iter()
+                .filter(|s| {
+                    std::iter::once(&s.global)
+                        .chain(&s.regional)
+                        .any(|set| set.reason.basis == SetBasis::AllDrained)
+                })
+                .map(|s| s.id.clone())
+                .collect(),
         }
+    }
+
+    /// Why a PoP carries the traffic it does, for operators: the drains
+    /// in force (who, why; draining while a soft drain still leaves it
+    /// traffic, per service when narrower), else its health evidence.
+    fn pop_reason(&self, p: &steer_types::PopPlan, evidence: Option<&str>) -> String {
+        let drain = |id: &str| self.intents.drains.iter().find(|d| d.id == id);
+        let mut parts = Vec::new();
+        if let Some(id) = &p.drained_by {
+            let verb = if p.usable { "draining" } else { "drained" };
+            parts.push(match drain(id) {
+                Some(d) => format!("{verb} by {} ({}): {}", d.id, d.principal, d.reason),
+                None => format!("{verb} by {id}"),
+            });
+        }
+        for sd in &p.service_drains {
+            parts.push(match drain(&sd.drain) {
+                Some(d) => format!(
+                    "{} drained by {} ({}): {}",
+                    sd.service, d.id, d.principal, d.reason
+                ),
+                None => format!("{} drained by {}", sd.service, sd.drain),
+            });
+        }
+        if p.drained_by.is_none() {
+            parts.push(p.describe(evidence));
+        }
+        parts.join("; ")
     }
 
     fn export_metrics(&self) {

@@ -189,6 +189,7 @@ pub fn replay(input: impl BufRead) -> Result<ReplayReport, String> {
                     intents,
                     plan_version: plan.version.saturating_sub(1),
                     pending_audit: Vec::new(),
+                    identity: None,
                 });
                 let (c, _handles) =
                     ControlLoop::new(Arc::new(topology), Box::new(store), Box::new(clock.clone()))

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use ipnet::IpNet;
-use steer_types::{Plan, PlanEvidence, explain::Explanation};
+use steer_types::{Drain, Plan, PlanEvidence, PopPlan, explain::Explanation};
 
 use crate::{
     answer::{ClientInfo, Question, answer},
@@ -16,11 +16,13 @@ use crate::{
 /// Explains the answer `view` gives to `name`/`qtype` for a client whose
 /// subnet is `client` (treated as ECS). `plan` must be the plan `view` was
 /// compiled from; `evidence` supplies the live figures (demand, probe
-/// output) behind its decisions.
+/// output) behind its decisions, and `drains` who asked for the drains the
+/// plan names, and why (an edge without the intents passes none).
 pub fn explain(
     view: &DnsView,
     plan: &Plan,
     evidence: &PlanEvidence,
+    drains: &[Drain],
     name: &str,
     qtype: &str,
     client: IpNet,
@@ -112,7 +114,22 @@ pub fn explain(
         "answer set: {}",
         set.reason.render(region.as_ref(), figures)
     ));
-    let describe = |p: &steer_types::PopPlan| p.describe(evidence.pop(p.id.as_str()));
+    // The drain in force for this service at a PoP, with who and why.
+    let drained = |p: &PopPlan| {
+        let id = p.drain_for_service(&service.id)?;
+        // Only a PoP-wide soft drain is known to leave traffic (usable).
+        let verb = if p.usable && p.drained_by.as_deref() == Some(id) {
+            "draining"
+        } else {
+            "drained"
+        };
+        Some(match drains.iter().find(|d| d.id == id) {
+            Some(d) => format!("{verb} by {id} ({}, {})", d.principal, d.reason),
+            None => format!("{verb} by {id}"),
+        })
+    };
+    let describe =
+        |p: &PopPlan| drained(p).unwrap_or_else(|| p.describe(evidence.pop(p.id.as_str())));
     for t in &set.targets {
         steps.push(format!(
             "candidate {} weight {}‰ ({})",
@@ -125,7 +142,9 @@ pub fn explain(
         if set.targets.iter().any(|t| t.pop == p.id) {
             continue;
         }
-        let why = if p.drained_by.is_some() || !p.usable {
+        let why = if let Some(d) = drained(p) {
+            d
+        } else if !p.usable {
             describe(p)
         } else {
             format!("serves {} (not chosen for this region)", p.region)

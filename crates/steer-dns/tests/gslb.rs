@@ -40,6 +40,7 @@ fn plan(version: u64, eu: Vec<WeightedTarget>, global: Vec<WeightedTarget>) -> P
             usable: true,
             drained_by: None,
             weight: 250,
+            service_drains: Vec::new(),
         })
         .collect();
     let svc = |fqdn: &str, id: &str| ServicePlan {

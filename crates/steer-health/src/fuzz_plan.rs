@@ -15,6 +15,7 @@ pub(crate) fn plan() -> Plan {
         usable: true,
         drained_by: None,
         weight: 500,
+        service_drains: Vec::new(),
     };
     Plan {
         version: 1,

@@ -34,8 +34,9 @@ mod weights;
 use std::time::Duration;
 
 use steer_types::{
-    Degradation, Drain, DrainMode, Intents, Plan, PlanBody, PlanEvidence, Pop, PopHealth, PopPlan,
-    RegionId, RegionPlan, Service, Timestamp, Topology, UnknownHealth,
+    Degradation, Drain, DrainMode, DrainScope, Intents, Plan, PlanBody, PlanEvidence, Pop,
+    PopHealth, PopPlan, RegionId, RegionPlan, Service, ServiceDrain, Timestamp, Topology,
+    UnknownHealth,
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
 
@@ -107,7 +108,38 @@ pub fn compute_with_evidence(
             let r = report(pop);
             let drain = intents.drain_for(&pop.id, &pop.region);
             let health = pop_health(r.state);
-            let usable = drain.is_none() && state_usable(r.state, topology.health.unknown_health);
+            // Soft drains in their DNS ramp still send traffic here; the
+            // PoP is out once any drain of it as a whole is past its ramp.
+            let keeps_traffic = drain.is_none()
+                || topology
+                    .services
+                    .iter()
+                    .find(|s| s.pops.contains(&pop.id))
+                    .is_some_and(|s| {
+                        intents
+                            .drains
+                            .iter()
+                            .filter(|d| {
+                                !matches!(d.scope, DrainScope::ServicePop { .. })
+                                    && d.scope.covers(None, &pop.id, &pop.region)
+                            })
+                            .all(|d| drain_progress(d, s, now) < 1.0)
+                    });
+            let usable = keeps_traffic && state_usable(r.state, topology.health.unknown_health);
+            let service_drains = topology
+                .services
+                .iter()
+                .filter(|s| s.pops.contains(&pop.id))
+                .filter_map(|s| {
+                    let d = strictest_drain(s, pop, intents, now)?;
+                    (matches!(d.scope, DrainScope::ServicePop { .. })
+                        && drain.is_none_or(|p| p.id != d.id))
+                    .then(|| ServiceDrain {
+                        service: s.id.clone(),
+                        drain: d.id.clone(),
+                    })
+                })
+                .collect();
             let weight = first
                 .and_then(|s| {
                     region_index
@@ -123,6 +155,7 @@ pub fn compute_with_evidence(
                 usable,
                 drained_by: drain.map(|d| d.id.clone()),
                 weight,
+                service_drains,
             }
         })
         .collect();

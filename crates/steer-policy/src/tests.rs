@@ -827,6 +827,137 @@ fn a_hard_pop_drain_wins_over_an_older_soft_region_drain() {
     }
 }
 
+/// A soft-drained PoP still in its DNS ramp carries traffic: the plan
+/// says it is usable (draining), not "not usable"; past the ramp it is not.
+#[test]
+fn a_soft_draining_pop_is_usable_until_its_ramp_ends() {
+    let topo = topology(UnknownHealth::AssumeUp);
+    let intents = Intents {
+        drains: vec![soft(
+            DrainScope::Region {
+                region: RegionId::new("eu-west"),
+            },
+            600,
+        )],
+        ..Default::default()
+    };
+    let at = |s: i64| {
+        compute(
+            &topo,
+            &HealthSnapshot::default(),
+            &intents,
+            Timestamp(s * 1000),
+        )
+    };
+    let early = at(6);
+    let fra1 = &early.pops[0];
+    assert_eq!(fra1.drained_by.as_deref(), Some("drain-1"));
+    assert!(fra1.usable && fra1.weight > 0, "{fra1:?}");
+    assert_eq!(fra1.describe(None), "draining by drain-1");
+    let late = at(600);
+    assert!(!late.pops[0].usable, "{:?}", late.pops[0]);
+    assert_eq!(late.pops[0].describe(None), "drained by drain-1");
+
+    // Two soft drains of fra1 as a whole: out once either is past its ramp,
+    // whichever the plan names.
+    let mut both = intents.clone();
+    both.drains.push(Drain {
+        id: "drain-2".into(),
+        ..soft(
+            DrainScope::Pop {
+                pop: PopId::new("fra1"),
+            },
+            0,
+        )
+    });
+    for s in [6, 149, 150, 600] {
+        let body = compute(
+            &topo,
+            &HealthSnapshot::default(),
+            &both,
+            Timestamp(s * 1000),
+        );
+        let fra1 = &body.pops[0];
+        // drain-2's zero ramp is five TTLs: 150 s.
+        assert_eq!(fra1.usable, s < 150, "at {s}s: {fra1:?}");
+        assert_eq!(fra1.usable, fra1.weight > 0, "at {s}s: {fra1:?}");
+    }
+}
+
+/// A service drain stricter than the PoP's own drain (or with none) is in
+/// the plan, so status and explain can name it.
+#[test]
+fn a_service_drain_in_force_is_named_in_the_pop_plan() {
+    let topo = topology(UnknownHealth::AssumeUp);
+    let service = drain_at(
+        2,
+        DrainScope::ServicePop {
+            service: ServiceId::new("app"),
+            pop: PopId::new("fra1"),
+        },
+        true,
+        0,
+        10,
+    );
+    let soft_region = drain_at(
+        1,
+        DrainScope::Region {
+            region: RegionId::new("eu-west"),
+        },
+        false,
+        600,
+        0,
+    );
+    let app = ServiceId::new("app");
+    for drains in [
+        vec![service.clone()],
+        vec![soft_region.clone(), service.clone()],
+    ] {
+        let intents = Intents {
+            drains,
+            ..Default::default()
+        };
+        let body = compute(
+            &topo,
+            &HealthSnapshot::default(),
+            &intents,
+            Timestamp(60_000),
+        );
+        let fra1 = &body.pops[0];
+        assert_eq!(
+            fra1.service_drains,
+            [ServiceDrain {
+                service: app.clone(),
+                drain: "drain-2".into()
+            }]
+        );
+        assert_eq!(fra1.drain_for_service(&app), Some("drain-2"));
+        assert!(body.pops[1].service_drains.is_empty());
+    }
+    // Under a hard PoP drain the PoP's own drain says it all.
+    let hard_pop = drain_at(
+        3,
+        DrainScope::Pop {
+            pop: PopId::new("fra1"),
+        },
+        true,
+        0,
+        0,
+    );
+    let intents = Intents {
+        drains: vec![hard_pop, service],
+        ..Default::default()
+    };
+    let body = compute(
+        &topo,
+        &HealthSnapshot::default(),
+        &intents,
+        Timestamp(60_000),
+    );
+    assert!(body.pops[0].service_drains.is_empty(), "{:?}", body.pops[0]);
+    assert_eq!(body.pops[0].drain_for_service(&app), Some("drain-3"));
+}
+
 proptest! {
     /// Intents compose by the strictest: with any set of drains, in any
     /// order, each PoP keeps the least capacity share and the strictest

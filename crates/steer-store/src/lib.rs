@@ -6,12 +6,14 @@
 //! the async executor's hot paths.
 
 mod file;
+mod identity;
 
 use serde::{Deserialize, Serialize};
 use steer_types::Intents;
 pub use steer_types::audit::AuditEntry;
 
 pub use file::FileStore;
+pub use identity::{Claim, ClaimError, StateIdentity, claim};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -40,6 +42,10 @@ pub struct PersistedState {
     /// unaudited and no entry claims a change the state does not hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_audit: Vec<AuditEntry>,
+    /// The deployment this state belongs to (see [`claim`]); `None` in
+    /// state written before identities were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<StateIdentity>,
 }
 
 pub trait StateStore: Send + Sync {

@@ -28,7 +28,7 @@ pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{
     AnnounceState, Announcement, AnswerSet, Degradation, PERMILLE, Plan, PlanBody, PlanEvidence,
-    PopHealth, PopPlan, RegionPlan, ServiceFigures, ServicePlan, WeightedTarget,
+    PopHealth, PopPlan, RegionPlan, ServiceDrain, ServiceFigures, ServicePlan, WeightedTarget,
 };
 pub use reason::{
     AnnounceReason, DemandSource, RailFired, SetBasis, SetFigures, SetReason, SoftDrainPhase,

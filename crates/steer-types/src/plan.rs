@@ -93,17 +93,41 @@ pub struct PopPlan {
     pub health: PopHealth,
     /// Whether the policy may send traffic here at all.
     pub usable: bool,
-    /// Id of the drain intent covering this PoP, if any.
+    /// Id of the drain intent covering this PoP, if any. A soft drain
+    /// still in its DNS ramp leaves the PoP `usable` (draining).
     pub drained_by: Option<String>,
     /// Share of its own region's answers (first service), per-mille.
     pub weight: u32,
+    /// Services taken out here by a drain narrower than the PoP (`drain
+    /// service app --pop fra1`) that is stricter than `drained_by`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_drains: Vec<ServiceDrain>,
+}
+
+/// One service drained at one PoP, and the drain in force for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDrain {
+    pub service: ServiceId,
+    pub drain: String,
 }
 
 impl PopPlan {
-    /// One line for operators: the drain that covers it, else its health
-    /// with the live `evidence` behind it (from [`PlanEvidence`]).
+    /// The drain in force for `service` here: a service drain stricter
+    /// than the PoP's, else the PoP's own.
+    pub fn drain_for_service(&self, service: &ServiceId) -> Option<&str> {
+        self.service_drains
+            .iter()
+            .find(|d| &d.service == service)
+            .map(|d| d.drain.as_str())
+            .or(self.drained_by.as_deref())
+    }
+
+    /// One line for operators: the drain that covers it (draining while a
+    /// soft drain still leaves it traffic), else its health with the live
+    /// `evidence` behind it (from [`PlanEvidence`]).
     pub fn describe(&self, evidence: Option<&str>) -> String {
         match (&self.drained_by, evidence) {
+            (Some(d), _) if self.usable => format!("draining by {d}"),
             (Some(d), _) => format!("drained by {d}"),
             (None, Some(e)) if !e.is_empty() => format!("{}: {e}", self.health.as_str()),
             (None, _) => self.health.as_str().to_owned(),
@@ -272,6 +296,16 @@ impl Plan {
                     None => out.push(format!("{} undrained", p.id)),
                 }
             }
+            for d in &p.service_drains {
+                if !o.service_drains.contains(d) {
+                    out.push(format!("{} {} drained ({})", p.id, d.service, d.drain));
+                }
+            }
+            for d in &o.service_drains {
+                if !p.service_drains.iter().any(|n| n.service == d.service) {
+                    out.push(format!("{} {} undrained", p.id, d.service));
+                }
+            }
             if o.weight != p.weight {
                 out.push(format!("{} weight {}‰ -> {}‰", p.id, o.weight, p.weight));
             }
@@ -385,5 +419,56 @@ impl AnnounceState {
             Self::Prepend { count } => format!("prepend x{count}"),
             Self::Withdraw => "withdraw".to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(version: u64, service_drains: Vec<ServiceDrain>) -> Plan {
+        Plan {
+            version,
+            computed_at: Timestamp(0),
+            body: PlanBody {
+                services: Vec::new(),
+                pops: vec![PopPlan {
+                    id: PopId::new("fra1"),
+                    region: RegionId::new("eu-west"),
+                    health: PopHealth::Up,
+                    usable: true,
+                    drained_by: None,
+                    weight: 500,
+                    service_drains,
+                }],
+                regions: Vec::new(),
+                announcements: Vec::new(),
+                rails: Vec::new(),
+            },
+        }
+    }
+
+    /// A service drain is a decision: the version's change line names it,
+    /// and its lifting.
+    #[test]
+    fn changes_name_service_drains() {
+        let app = ServiceDrain {
+            service: ServiceId::new("app"),
+            drain: "drain-3".into(),
+        };
+        let before = plan(1, Vec::new());
+        let drained = plan(2, vec![app.clone()]);
+        assert_eq!(
+            drained.changes_since(&before),
+            ["fra1 app drained (drain-3)"]
+        );
+        let fra1 = drained
+            .pop("fra1")
+            .map(|p| p.drain_for_service(&app.service));
+        assert_eq!(fra1, Some(Some("drain-3")));
+        assert_eq!(
+            plan(3, Vec::new()).changes_since(&drained),
+            ["fra1 app undrained"]
+        );
     }
 }

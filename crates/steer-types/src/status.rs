@@ -33,6 +33,10 @@ pub struct PopStatus {
     pub peers: Vec<crate::health::PeerView>,
     #[serde(default)]
     pub load: crate::health::LoadFigures,
+    /// Services taken out here by a drain narrower than the PoP, stricter
+    /// than `drained_by` (see [`PopPlan`](crate::PopPlan)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_drains: Vec<crate::ServiceDrain>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,4 +69,8 @@ pub struct StatusReport {
     /// Set while the correlated-failure guard holds health frozen.
     #[serde(default)]
     pub frozen: Option<crate::health_guard::FreezeInfo>,
+    /// Services whose every PoP is drained: DNS answers the drained PoPs
+    /// anyway rather than nothing (fail static over intent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all_drained: Vec<crate::ServiceId>,
 }

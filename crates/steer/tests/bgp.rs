@@ -324,6 +324,101 @@ fn soft_drain_prepends_then_withdraws_and_undrain_reannounces() {
     });
 }
 
+/// The strictest intent wins at the routers too: under a soft drain of
+/// eu-west still in its DNS ramp (both PoPs announce, plain path), a hard
+/// drain of fra1 withdraws fra1's prefixes at once, and a hard drain of
+/// service app at ams1 withdraws app's prefixes there; DNS agrees.
+#[test]
+fn hard_drains_under_a_soft_region_drain_withdraw_at_once() {
+    let w = world("bgp-strictest");
+    let eu = "10.1.0.0/24";
+    for bird in [&w.fra1, &w.ams1] {
+        bird.wait_route(V4, SESSION, |r| r.contains("BGP.as_path: 65000\n"));
+    }
+    w.ok(&[
+        "drain",
+        "region",
+        "eu-west",
+        "--mode",
+        "soft",
+        "--ramp",
+        "10m",
+        "--reason",
+        "power work",
+        "--force",
+    ]);
+    // The soft drain is in its DNS ramp: still announced, plain path.
+    let ramping = poll(Duration::from_secs(2), || {
+        let routes = w.bgp_status()["routes"].clone();
+        routes
+            .as_array()?
+            .iter()
+            .any(|r| {
+                r["pop"] == "fra1"
+                    && r["reason"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("DNS ramp phase"))
+            })
+            .then_some(())
+    });
+    assert!(ramping.is_some(), "{}", w.bgp_status());
+    assert!(w.fra1.route(V4).contains("BGP.as_path: 65000\n"));
+
+    w.ok(&["drain", "pop", "fra1", "--reason", "fire", "--force"]);
+    let t = Instant::now();
+    assert!(
+        poll(Duration::from_secs(2), || (!w.fra1.has_route(V4)
+            && !w.fra1.has_route(V6))
+        .then_some(()))
+        .is_some(),
+        "fra1 still announces after a hard drain under a soft region drain:\n{}",
+        w.fra1.route(V4)
+    );
+    eprintln!(
+        "hard drain under a soft one withdrawn after {:?}",
+        t.elapsed()
+    );
+    let answers = w.steerd.answers("app.example.test", "A", eu);
+    assert!(
+        !answers.is_empty() && !answers.iter().any(|a| a == "192.0.2.11"),
+        "fra1 still answered: {answers:?}"
+    );
+    // ams1 is only soft-drained: still announced, plain path.
+    assert!(
+        w.ams1.route(V4).contains("BGP.as_path: 65000\n"),
+        "{}",
+        w.ams1.route(V4)
+    );
+
+    // A hard drain of the service whose prefixes these are, at ams1.
+    w.ok(&[
+        "drain",
+        "service",
+        "app",
+        "--pop",
+        "ams1",
+        "--reason",
+        "bad build",
+        "--force",
+    ]);
+    assert!(
+        poll(Duration::from_secs(2), || (!w.ams1.has_route(V4)
+            && !w.ams1.has_route(V6))
+        .then_some(()))
+        .is_some(),
+        "ams1 still announces app's prefix after a service drain:\n{}",
+        w.ams1.route(V4)
+    );
+    let answers = w.steerd.answers("app.example.test", "A", eu);
+    assert!(
+        !answers.is_empty()
+            && !answers
+                .iter()
+                .any(|a| a == "192.0.2.11" || a == "192.0.2.12"),
+        "a drained eu-west PoP still answered: {answers:?}"
+    );
+}
+
 #[test]
 fn sessions_heal_after_bird_restart_and_graceful_restart_survives_steerd_kill_9() {
     let mut w = world("bgp-heal");

@@ -732,6 +732,189 @@ fn a_hard_pop_drain_under_a_soft_region_drain_takes_effect() {
     assert_eq!(fra1["weight_permille"], 0, "{fra1}");
 }
 
+/// `drain service app --pop fra1` while a soft drain of eu-west is still
+/// ramping takes fra1 out of app's answers at once.
+#[test]
+fn a_service_drain_under_a_soft_region_drain_takes_effect() {
+    let s = Steerd::start("strictest-service-drain");
+    let eu = "10.1.0.0/24";
+    s.wait_answers(eu, &["192.0.2.11", "192.0.2.12"], Duration::from_secs(5))
+        .unwrap();
+    let out = s.steerctl(&[
+        "drain",
+        "region",
+        "eu-west",
+        "--mode",
+        "soft",
+        "--ramp",
+        "10m",
+        "--reason",
+        "power work",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.steerctl(&[
+        "drain",
+        "service",
+        "app",
+        "--pop",
+        "fra1",
+        "--reason",
+        "bad build",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = poll(Duration::from_secs(2), || {
+        let got = s.answers("app.example.test", "A", eu);
+        (!got.is_empty() && !got.iter().any(|a| a == "192.0.2.11")).then_some(got)
+    });
+    assert!(
+        gone.is_some(),
+        "fra1 still answered for app: {:?}",
+        s.answers("app.example.test", "A", eu)
+    );
+}
+
+/// The line of `pop` in `steerctl status`'s table.
+fn status_row(s: &Steerd, pop: &str) -> String {
+    let table = stdout(&s.steerctl(&["status"]));
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("{pop} ")))
+        .unwrap_or_else(|| panic!("no {pop} row:\n{table}"))
+        .to_owned()
+}
+
+/// A service drain in force shows in status (the service and the drain)
+/// and explain names it with who and why, not "not chosen for this region".
+#[test]
+fn status_and_explain_name_a_service_drain() {
+    let s = Steerd::start("service-drain-status");
+    let out = s.steerctl(&[
+        "drain",
+        "service",
+        "app",
+        "--pop",
+        "fra1",
+        "--reason",
+        "bad build",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let row = status_row(&s, "fra1");
+    assert!(row.contains("app:drain-1"), "{row}");
+    assert!(row.contains("app drained by drain-1"), "{row}");
+    let detail = stdout(&s.steerctl(&["status", "--pop", "fra1"]));
+    assert!(detail.contains("drained    app:drain-1"), "{detail}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&s.steerctl(&["--output", "json", "status"]).stdout).unwrap();
+    let fra1 = json["pops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pop"] == "fra1")
+        .unwrap();
+    assert_eq!(
+        fra1["service_drains"],
+        serde_json::json!([{"service": "app", "drain": "drain-1"}]),
+        "{fra1}"
+    );
+    let (_, body) = http_get(s.http, "/status").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["pops"][0]["service_drains"][0]["drain"], "drain-1",
+        "{status}"
+    );
+    let explain = stdout(&s.steerctl(&["explain", "--client", "10.1.0.1", "app.example.test"]));
+    assert!(
+        explain.contains("excluded fra1: drained by drain-1 (")
+            && explain.contains(", bad build)")
+            && !explain.contains("excluded fra1: serves"),
+        "{explain}"
+    );
+}
+
+/// A PoP soft-draining in its DNS ramp still carries traffic: status says
+/// "draining" with its weight, not "not usable".
+#[test]
+fn status_shows_a_soft_draining_pop_as_draining() {
+    let s = Steerd::start("soft-draining-status");
+    let out = s.steerctl(&[
+        "drain",
+        "region",
+        "eu-west",
+        "--mode",
+        "soft",
+        "--ramp",
+        "10m",
+        "--reason",
+        "power work",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let detail = stdout(&s.steerctl(&["status", "--pop", "fra1"]));
+    assert!(
+        detail.contains(", draining (")
+            && detail.contains("% of its region)")
+            && !detail.contains("not usable"),
+        "{detail}"
+    );
+    let row = status_row(&s, "fra1");
+    assert!(row.contains("draining by drain-1"), "{row}");
+    let (_, body) = http_get(s.http, "/status").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let fra1 = &status["pops"][0];
+    assert_eq!(fra1["usable"], true, "{fra1}");
+    assert!(fra1["weight_permille"].as_u64() > Some(0), "{fra1}");
+    let explain = stdout(&s.steerctl(&["explain", "--client", "10.1.0.1", "app.example.test"]));
+    assert!(explain.contains("(draining by drain-1 ("), "{explain}");
+}
+
+/// Every region drained (forced): DNS keeps answering the drained PoPs
+/// rather than nothing, and status and explain say so.
+#[test]
+fn with_every_pop_drained_dns_answers_them_and_says_so() {
+    let s = Steerd::start("all-drained");
+    for region in ["eu-west", "us-east", "ap-south"] {
+        let out = s.steerctl(&["drain", "region", region, "--reason", "all out", "--force"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let answers = s.answers("app.example.test", "A", EU);
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let table = stdout(&s.steerctl(&["status"]));
+    assert!(
+        table.contains("ALL DRAINED (app): every PoP is drained, so DNS answers the drained PoPs"),
+        "{table}"
+    );
+    assert!(
+        table.lines().take(3).all(|l| l.chars().count() <= 100),
+        "the banner must fit 100 columns:\n{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&s.steerctl(&["--output", "json", "status"]).stdout).unwrap();
+    assert_eq!(json["all_drained"], serde_json::json!(["app"]), "{json}");
+    let (_, body) = http_get(s.http, "/status").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["all_drained"],
+        serde_json::json!(["app"]),
+        "{status}"
+    );
+    let explain = stdout(&s.steerctl(&["explain", "--client", "10.1.0.1", "app.example.test"]));
+    assert!(
+        explain.contains("every PoP is drained: ignoring drains rather than answering nothing"),
+        "{explain}"
+    );
+    // Lifting one drain ends it.
+    assert!(
+        s.steerctl(&["undrain", "region", "us-east"])
+            .status
+            .success()
+    );
+    let table = stdout(&s.steerctl(&["status"]));
+    assert!(!table.contains("ALL DRAINED"), "{table}");
+}
+
 /// `steerctl watch | head -1`: when the reader goes, steerctl ends quietly
 /// with status 0 at its next line, no panic.
 #[test]

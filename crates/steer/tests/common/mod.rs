@@ -130,10 +130,15 @@ impl Steerd {
     }
 
     pub fn start_with(config: PathBuf, state_dir: PathBuf) -> Self {
+        Self::start_with_args(config, state_dir, &[])
+    }
+
+    /// As [`Steerd::start_with`], with more steerd flags.
+    pub fn start_with_args(config: PathBuf, state_dir: PathBuf, extra: &[&str]) -> Self {
         // A port picked free can be taken by a parallel test before steerd
         // binds it: retry with fresh ports when that is why it exited.
         for attempt in 1..=3 {
-            match Self::try_start(&config, &state_dir) {
+            match Self::try_start(&config, &state_dir, extra) {
                 Ok(s) => return s,
                 Err(log) if log.contains("in use") && attempt < 3 => continue,
                 Err(log) => panic!("steerd exited early:\n{log}"),
@@ -142,11 +147,15 @@ impl Steerd {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn try_start(config: &std::path::Path, state_dir: &std::path::Path) -> Result<Self, String> {
+    fn try_start(
+        config: &std::path::Path,
+        state_dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<Self, String> {
         let (dns, grpc, http) = (free_port(), free_port(), free_port());
         let log = state_dir.with_extension("steerd.log");
         let proc = Proc::spawn(
-            &mut steerd_command(config, state_dir, [dns, grpc, http]),
+            steerd_command(config, state_dir, [dns, grpc, http]).args(extra),
             log,
         );
         let mut s = Self {

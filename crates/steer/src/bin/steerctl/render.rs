@@ -219,7 +219,12 @@ pub(crate) fn status_json(s: &GetStatusResponse) -> serde_json::Value {
             "error_ratio": p.error_ratio,
             "latency_p50_ms": p.latency_p50_ms,
             "latency_p99_ms": p.latency_p99_ms,
+            "service_drains": p.service_drains.iter().map(|d| serde_json::json!({
+                "service": d.service,
+                "drain": d.drain,
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "all_drained": s.all_drained,
         "frozen": s.frozen.as_ref().map(|f| serde_json::json!({
             "since_unix_ms": f.since_unix_ms,
             "pops": f.pops,
@@ -246,9 +251,10 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
         format_ms(s.plan_computed_unix_ms)
     );
     out.push_str(&frozen_text(s));
+    out.push_str(&all_drained_text(s));
     let _ = writeln!(
         out,
-        "{:<8} {:<10} {:<10} {:>6} {:<8} {:>7}  REASON",
+        "{:<8} {:<10} {:<10} {:>6} {:<12} {:>7}  REASON",
         "POP", "REGION", "HEALTH", "WEIGHT", "DRAINED", "REPORT"
     );
     for p in &s.pops {
@@ -259,18 +265,14 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<8} {:<10} {:<10} {:>5.1}% {:<8} {:>7}  {}",
+            "{:<8} {:<10} {:<10} {:>5.1}% {:<12} {:>7}  {}",
             truncate(&p.pop, 8),
             truncate(&p.region, 10),
             truncate(&p.health, 10),
             f64::from(p.weight_permille) / 10.0,
-            if p.drained {
-                truncate(&p.drained_by, 8)
-            } else {
-                "no".to_owned()
-            },
+            truncate(&drained_text(p), 12),
             age,
-            truncate(&p.reason, 40),
+            truncate(&p.reason, 36),
         );
     }
     let regions: Vec<String> = s
@@ -306,26 +308,16 @@ pub(crate) fn pop_detail(s: &GetStatusResponse, pop: &str) -> Option<String> {
     let p = s.pops.iter().find(|p| p.pop == pop)?;
     let mut out = String::new();
     let _ = writeln!(out, "pop        {} ({})", p.pop, p.region);
-    let _ = writeln!(
-        out,
-        "health     {}{}",
-        p.health,
-        if p.usable { "" } else { " (not usable)" }
-    );
-    let _ = writeln!(
-        out,
-        "weight     {:.1}% of its region",
-        f64::from(p.weight_permille) / 10.0
-    );
-    let _ = writeln!(
-        out,
-        "drained    {}",
-        if p.drained {
-            p.drained_by.as_str()
-        } else {
-            "no"
-        }
-    );
+    let weight = f64::from(p.weight_permille) / 10.0;
+    let health = match (p.usable, p.drained) {
+        // A soft drain in its DNS ramp: still serving, less and less.
+        (true, true) => format!("{}, draining ({weight:.1}% of its region)", p.health),
+        (true, false) => p.health.clone(),
+        (false, _) => format!("{} (not usable)", p.health),
+    };
+    let _ = writeln!(out, "health     {health}");
+    let _ = writeln!(out, "weight     {weight:.1}% of its region");
+    let _ = writeln!(out, "drained    {}", drained_text(p));
     let _ = writeln!(out, "load       {:.0} rps", p.load_rps);
     let age = if p.last_report_age_ms < 0 {
         "never".to_owned()
@@ -339,7 +331,40 @@ pub(crate) fn pop_detail(s: &GetStatusResponse, pop: &str) -> Option<String> {
     }
     out.push_str(&health_detail(p));
     out.push_str(&frozen_text(s));
+    out.push_str(&all_drained_text(s));
     Some(out)
+}
+
+/// The drains in force at a PoP: the PoP's own, then per service
+/// (`app:drain-3`); `no` when none.
+fn drained_text(p: &pb::PopStatus) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if p.drained {
+        parts.push(p.drained_by.clone());
+    }
+    parts.extend(
+        p.service_drains
+            .iter()
+            .map(|d| format!("{}:{}", d.service, d.drain)),
+    );
+    if parts.is_empty() {
+        "no".to_owned()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// Every PoP of a service drained: DNS still answers them (rather than
+/// nothing), which the operator must see at a glance.
+fn all_drained_text(s: &GetStatusResponse) -> String {
+    if s.all_drained.is_empty() {
+        return String::new();
+    }
+    format!(
+        "ALL DRAINED ({}): every PoP is drained, so DNS answers the drained PoPs\n  \
+         rather than nothing (an empty answer is worse); undrain one to steer again\n",
+        s.all_drained.join(", ")
+    )
 }
 
 /// The aggregator's view of one PoP: phase, probe evidence, peer probes.

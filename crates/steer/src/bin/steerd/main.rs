@@ -50,6 +50,11 @@ struct Args {
     /// Override `server.state_dir`.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Take over a state directory recorded for another deployment
+    /// (another `[server] cluster`, or other regions): audited, and intents
+    /// this config has no place for are dropped, each audited.
+    #[arg(long)]
+    adopt_state: bool,
     /// Record every plan-changing input as JSON lines to this file (appends).
     #[arg(long)]
     record: Option<PathBuf>,
@@ -122,7 +127,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args.record)) {
+    match runtime.block_on(run(config, args.record, args.adopt_state)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -169,7 +174,11 @@ fn replay(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(
+    config: SteerConfig,
+    record: Option<PathBuf>,
+    adopt_state: bool,
+) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full("steer_dns_latency_seconds".into()),
@@ -202,12 +211,20 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
             config.server.state_dir.display()
         )
     })?;
+    let adopted = claim_state(&store, &config, adopt_state)?;
     let topology = Arc::new(config.topology.clone());
     // The API writes refusals and reads the audit log itself, never
     // through the control loop (appends are one write per line each).
     let api_store = store.clone();
     let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
         .context("restoring state")?;
+    if let Some((identity, previous)) = adopted {
+        let dir = config.server.state_dir.display().to_string();
+        control
+            .adopt_state(identity, &previous, &dir)
+            .context("recording the adopted state directory")?;
+        warn!(state_dir = %dir, %previous, "state directory adopted (--adopt-state)");
+    }
     if let Some(path) = record {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -274,6 +291,7 @@ async fn run(config: SteerConfig, record: Option<PathBuf>) -> anyhow::Result<()>
     let explainer = Arc::new(DnsExplainer {
         publisher: publisher.clone(),
         evidence: handles.evidence.clone(),
+        status: handles.status.clone(),
     });
     let dns = tokio::spawn(steer_dns::serve(
         dns_addrs.clone(),
@@ -451,11 +469,36 @@ pub(crate) const TCP_KEEPALIVE_RETRIES: u32 = 3;
 /// Largest health report (with its peers' observations and evidence).
 const MAX_REPORT_BYTES: usize = 1024 * 1024;
 
+/// Refuses a state directory recorded for another deployment unless
+/// `adopt` (see `steer_store::claim`). Returns (this deployment's identity,
+/// the one it adopts) for the control loop to record and audit.
+fn claim_state(
+    store: &FileStore,
+    config: &SteerConfig,
+    adopt: bool,
+) -> anyhow::Result<Option<(steer_store::StateIdentity, steer_store::StateIdentity)>> {
+    let wanted = steer_store::StateIdentity::new(
+        config.server.cluster.clone(),
+        config.topology.regions.iter().map(|r| r.id.clone()),
+    );
+    let dir = config.server.state_dir.display().to_string();
+    Ok(match steer_store::claim(store, &dir, &wanted, adopt)? {
+        steer_store::Claim::Recorded => {
+            info!(state_dir = %dir, identity = %wanted, "state directory recorded for this deployment");
+            None
+        }
+        steer_store::Claim::Adopted { previous } => Some((wanted, previous)),
+        _ => None,
+    })
+}
+
 /// Explains from the view DNS is serving and the plan it was built from.
 struct DnsExplainer {
     publisher: Arc<ViewPublisher>,
     /// Live figures behind the plan (demand, probe output).
     evidence: Arc<arc_swap::ArcSwap<steer_types::PlanEvidence>>,
+    /// The published status, for who asked for each drain and why.
+    status: Arc<arc_swap::ArcSwap<steer_types::status::StatusReport>>,
 }
 
 impl Explainer for DnsExplainer {
@@ -467,7 +510,8 @@ impl Explainer for DnsExplainer {
     ) -> Result<steer_types::explain::Explanation, ApiError> {
         let (view, plan) = self.publisher.snapshot();
         let evidence = self.evidence.load();
-        steer_dns::explain(&view, &plan, &evidence, name, qtype, client)
+        let status = self.status.load();
+        steer_dns::explain(&view, &plan, &evidence, &status.drains, name, qtype, client)
             .map_err(ApiError::InvalidArgument)
     }
 }

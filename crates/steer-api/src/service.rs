@@ -112,6 +112,17 @@ pub fn register_metrics() {
     ] {
         metrics::counter!("steer_api_field_rejected_total", "field" => field).absolute(0);
     }
+    for code in ["unauthenticated", "permission_denied"] {
+        metrics::counter!("steer_api_denied_total", "code" => code).absolute(0);
+    }
+    for reason in [
+        crate::auth::Denial::NoCredential,
+        crate::auth::Denial::UnknownToken,
+        crate::auth::Denial::UnknownCertificate,
+        crate::auth::Denial::AmbiguousCertificate,
+    ] {
+        metrics::counter!("steer_auth_denied_total", "reason" => reason.label()).absolute(0);
+    }
 }
 
 /// Dry-run projections computed at once; more get RESOURCE_EXHAUSTED.

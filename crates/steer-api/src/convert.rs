@@ -307,6 +307,7 @@ pub(crate) fn audit(e: &AuditEntry) -> pb::AuditEntry {
         dry_run: e.dry_run,
         forced: e.forced,
         outcome: e.outcome.clone(),
+        detail: e.detail.clone(),
     }
 }
 

@@ -186,7 +186,8 @@ impl OperatorService {
                     principal: cmd.principal,
                     action: "drain".into(),
                     scope: cmd.scope.describe(),
-                    reason: format!("{} [{:?}] {}", cmd.reason, cmd.mode, projection.summary),
+                    reason: cmd.reason,
+                    detail: format!("{:?}; {}", cmd.mode, projection.summary),
                     intent_id: None,
                     plan_version,
                     dry_run: true,
@@ -584,6 +585,7 @@ impl Operator for OperatorService {
                 computed_unix_ms: prev.computed_at.unix_ms(),
                 diff: "current plan".into(),
                 changes: Vec::new(),
+                ramp_step: false,
             };
             if tx.send(Ok(first)).await.is_err() {
                 return;
@@ -607,6 +609,7 @@ impl Operator for OperatorService {
                     computed_unix_ms: next.computed_at.unix_ms(),
                     diff,
                     changes,
+                    ramp_step: next.is_weight_step(&prev),
                 };
                 if tx.send(Ok(event)).await.is_err() {
                     return;

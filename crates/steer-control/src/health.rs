@@ -117,12 +117,8 @@ impl ControlLoop {
         };
         let pops: Vec<String> = info.pops.iter().map(ToString::to_string).collect();
         // `commit` sets the plan version the confirmation produces.
-        let entry = self.entry(
-            principal,
-            "confirm-failure",
-            pops.join(","),
-            format!("{reason} (frozen: {})", info.why),
-        );
+        let mut entry = self.entry(principal, "confirm-failure", pops.join(","), reason);
+        entry.detail = format!("frozen: {}", info.why);
         let mut snapshot = self.aggregator.clone();
         self.aggregator.confirm_failure();
         // Recorded only once stored: a refused confirmation is not an input.

@@ -9,6 +9,8 @@ mod client_tls;
 mod endpoint_hint;
 mod output;
 mod render;
+mod table;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -146,8 +148,13 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         plan_version: u64,
     },
-    /// Stream plan changes, one line each.
-    Watch,
+    /// Stream plan changes, one line each; a ramp (weights stepping after
+    /// an undrain or during a soft drain) is folded into two lines.
+    Watch {
+        /// Print every ramp step too.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Read the audit log.
     Audit {
         /// Only entries newer than this, e.g. 1h.
@@ -588,9 +595,24 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 );
             }
         }
-        Command::Watch => {
+        Command::Watch { verbose } => {
             let mut stream = client.watch_plan(pb::WatchPlanRequest {}).await.answer()?;
-            while let Some(event) = stream.next().await {
+            let mut lines = watch::WatchLines::new(*verbose || json);
+            loop {
+                let next = if lines.ramping() {
+                    match tokio::time::timeout(watch::RAMP_QUIET, stream.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            for line in lines.flush() {
+                                outln!("{line}");
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    stream.next().await
+                };
+                let Some(event) = next else { break };
                 let e = event.map_err(|s| describe(&s))?;
                 if json {
                     render::json_line(&serde_json::json!({
@@ -598,10 +620,16 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         "computed_unix_ms": e.computed_unix_ms,
                         "diff": e.diff,
                         "changes": e.changes,
+                        "ramp_step": e.ramp_step,
                     }));
                 } else {
-                    outln!("v{:<6} {}", e.plan_version, e.diff);
+                    for line in lines.event(e.plan_version, &e.diff, e.ramp_step) {
+                        outln!("{line}");
+                    }
                 }
+            }
+            for line in lines.flush() {
+                outln!("{line}");
             }
         }
         Command::Audit {

@@ -243,6 +243,7 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
                 error_ratio: p.load.error_ratio,
                 latency_p50_ms: p.load.latency_p50_ms,
                 latency_p99_ms: p.load.latency_p99_ms,
+                degraded: p.load.degraded,
             })
             .collect(),
         intents: intents(intents_list),

@@ -510,12 +510,7 @@ impl Operator for OperatorService {
                     .await?,
             ),
         };
-        let intents = steer_types::Intents {
-            drains: status.drains.clone(),
-            overrides: status.overrides.clone(),
-            next_id: 0,
-        };
-        let mut resp = convert::status(&status, &intents);
+        let mut resp = crate::status_doc::status_response(&status);
         if let Some(bgp) = &self.bgp {
             convert::bgp_status(&bgp(), &mut resp);
         }

@@ -35,7 +35,9 @@ fn documented(readme: &str) -> BTreeSet<Documented> {
             .chars()
             .next_back()
             .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
-        if standalone && name.len() > "steer_".len() {
+        // `steer_types::...` is a Rust path, not a metric.
+        let rust_path = tail[len..].starts_with("::");
+        if standalone && !rust_path && name.len() > "steer_".len() {
             let label = tail[len..].strip_prefix('{').and_then(|l| {
                 let (key, value) = l.split_once("=\"")?;
                 let value = &value[..value.find('"')?];
@@ -74,7 +76,7 @@ fn exposed(metrics: &str, m: &Documented) -> bool {
 #[test]
 fn readme_parser_finds_names_and_pinned_labels() {
     let text = "`steer_a_total{pop}`, `steer_b{reason=\"bad_source\"}` and \
-                `curl | grep ^steer_`; `steer_c_total{action=\"drop\"\\|\"slip\"}`";
+                `curl | grep ^steer_`; `steer_c_total{action=\"drop\"\\|\"slip\"}`; `steer_types::status_doc`";
     let got: Vec<String> = documented(text)
         .into_iter()
         .map(|d| format!("{} {:?}", d.name, d.label))

@@ -129,3 +129,101 @@ fn watch_folds_an_undrain_ramp_into_a_few_lines() {
         folded.log_text()
     );
 }
+
+/// Every key path of a JSON value (array elements under `[]`).
+fn key_paths(v: &serde_json::Value, at: &str, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let path = format!("{at}.{k}");
+                out.insert(path.clone());
+                key_paths(x, &path, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for x in a {
+                key_paths(x, &format!("{at}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Issue 18, item 3: `/status` and `steerctl --output json status` said
+/// the same thing in different shapes (`drains`/`overrides` vs `intents`,
+/// `plan_computed_at` vs `plan_computed_unix_ms`, nested vs flat `load`,
+/// no `drained` in `/status`). Now one versioned document.
+#[test]
+fn status_json_is_one_versioned_schema_on_http_and_in_steerctl() {
+    let s = Steerd::start("status-schema");
+    stdout(&s.steerctl(&["drain", "pop", "fra1", "--reason", "schema"]));
+    stdout(&s.steerctl(&["override", "set", "iad1", "700", "--reason", "canary"]));
+    let (code, body) = http_get(s.http, "/status").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let mut http: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The BGP speaker's part rides along on /status (steerctl status --bgp).
+    assert!(
+        http.as_object_mut().unwrap().remove("bgp").is_some(),
+        "{body}"
+    );
+    let cli: serde_json::Value =
+        serde_json::from_str(&stdout(&s.steerctl(&["--output", "json", "status"]))).unwrap();
+
+    let (mut a, mut b) = (Default::default(), Default::default());
+    key_paths(&http, "", &mut a);
+    key_paths(&cli, "", &mut b);
+    assert_eq!(a, b, "/status: {http:#}\nsteerctl: {cli:#}");
+    for must in [
+        ".schema_version",
+        ".plan_computed_unix_ms",
+        ".intents",
+        ".pops[].drained",
+        ".pops[].load.error_ratio",
+        ".intents[].scope",
+    ] {
+        assert!(a.contains(must), "{must} missing: {http:#}");
+    }
+    for gone in [
+        ".drains",
+        ".overrides",
+        ".plan_computed_at",
+        ".pops[].error_ratio",
+    ] {
+        assert!(!a.contains(gone), "{gone} still there: {http:#}");
+    }
+    assert_eq!(http["schema_version"], 1);
+    for field in ["schema_version", "intents", "rails", "regions"] {
+        assert_eq!(http[field], cli[field], "{field}");
+    }
+    assert_eq!(http["pops"][0]["drained_by"], "drain-1");
+    assert_eq!(cli["pops"][0]["drained"], true);
+    let kinds: Vec<&str> = cli["intents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["drain", "override"], "{cli:#}");
+
+    // The README's example document has exactly these fields.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme.find("```json\n{\n  \"schema_version\"").unwrap();
+    let block = &readme[start + "```json\n".len()..];
+    let block: String = block[..block.find("```").unwrap()]
+        .lines()
+        .map(|l| l.split(" //").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let example: serde_json::Value = serde_json::from_str(&block).unwrap();
+    let mut documented = Default::default();
+    key_paths(&example, "", &mut documented);
+    let mut real = a.clone();
+    // The example shows a PoP seen by a peer and no freeze.
+    key_paths(
+        &serde_json::json!({"pops": [{"peers": [{"observer": "", "reachable": true, "detail": "",
+            "latency_ms": 0, "at_unix_ms": 0}]}]}),
+        "",
+        &mut real,
+    );
+    assert_eq!(documented, real, "README example vs /status");
+}

@@ -182,49 +182,10 @@ pub(crate) fn intents_table(intents: &[pb::Intent]) -> String {
     t.render()
 }
 
+/// The status document: the same type, and so the same shape, as
+/// steerd's `/status` ([`steer_types::status_doc::StatusDocument`]).
 pub(crate) fn status_json(s: &GetStatusResponse) -> serde_json::Value {
-    serde_json::json!({
-        "plan_version": s.plan_version,
-        "plan_computed_unix_ms": s.plan_computed_unix_ms,
-        "pops": s.pops.iter().map(|p| serde_json::json!({
-            "pop": p.pop,
-            "region": p.region,
-            "health": p.health,
-            "usable": p.usable,
-            "drained": p.drained,
-            "drained_by": (!p.drained_by.is_empty()).then_some(&p.drained_by),
-            "weight_permille": p.weight_permille,
-            "load_rps": p.load_rps,
-            "reason": p.reason,
-            "last_report_age_ms": (p.last_report_age_ms >= 0).then_some(p.last_report_age_ms),
-            "announcements": p.announcements,
-            "phase": p.phase,
-            "evidence": p.evidence,
-            "peers": p.peers.iter().map(|v| serde_json::json!({
-                "observer": v.observer,
-                "reachable": v.reachable,
-                "detail": v.detail,
-                "latency_ms": v.latency_ms,
-                "at_unix_ms": v.at_unix_ms,
-            })).collect::<Vec<_>>(),
-            "bandwidth_bps": p.bandwidth_bps,
-            "error_ratio": p.error_ratio,
-            "latency_p50_ms": p.latency_p50_ms,
-            "latency_p99_ms": p.latency_p99_ms,
-        })).collect::<Vec<_>>(),
-        "frozen": s.frozen.as_ref().map(|f| serde_json::json!({
-            "since_unix_ms": f.since_unix_ms,
-            "pops": f.pops,
-            "why": f.why,
-        })),
-        "regions": s.regions.iter().map(|r| serde_json::json!({
-            "region": r.region,
-            "served_by": r.served_by,
-            "level": r.level,
-        })).collect::<Vec<_>>(),
-        "rails": s.rails,
-        "intents": intents_json(&s.intents),
-    })
+    serde_json::to_value(steer_api::status_document(s)).unwrap_or_default()
 }
 
 pub(crate) fn status_table(s: &GetStatusResponse) -> String {

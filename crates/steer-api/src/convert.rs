@@ -251,6 +251,7 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
                         drain: d.drain.clone(),
                     })
                     .collect(),
+                degraded: p.load.degraded,
             })
             .collect(),
         intents: intents(intents_list),
@@ -263,6 +264,11 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
                 level: r.level.clone(),
                 demand_rps: r.demand_rps,
                 demand_source: r.demand_source.to_string(),
+                demand_source_kind: r.demand_source.kind().to_owned(),
+                demand_answers: match r.demand_source {
+                    steer_types::DemandSource::Answers { answers, .. } => answers,
+                    _ => 0,
+                },
             })
             .collect(),
         rails: s.rails.clone(),
@@ -318,6 +324,7 @@ pub(crate) fn audit(e: &AuditEntry) -> pb::AuditEntry {
         dry_run: e.dry_run,
         forced: e.forced,
         outcome: e.outcome.clone(),
+        detail: e.detail.clone(),
     }
 }
 

@@ -123,6 +123,7 @@ impl DeniedAudit {
                 plan_version,
                 dry_run: false,
                 forced: false,
+                detail: String::new(),
                 outcome: "denied".into(),
             };
             self.enqueue(summary, skipped);
@@ -137,6 +138,7 @@ impl DeniedAudit {
             plan_version,
             dry_run: false,
             forced: false,
+            detail: String::new(),
             outcome: "denied".into(),
         }
         .capped();

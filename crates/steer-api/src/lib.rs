@@ -9,6 +9,7 @@ mod auth;
 mod convert;
 mod denied;
 mod service;
+mod status_doc;
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,6 +22,7 @@ use tokio::sync::oneshot;
 pub use auth::{Authenticator, Denial, SharedAuthenticator, interceptor};
 pub use denied::{AuditReader, AuditSink, DeniedAudit};
 pub use service::{BgpStatusSource, OperatorService, UNARY_TIMEOUT, register_metrics};
+pub use status_doc::{scope_text, status_document, status_response};
 
 /// Why the control loop (or the API) refused a command.
 #[derive(Debug, thiserror::Error)]

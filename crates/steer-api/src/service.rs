@@ -112,6 +112,17 @@ pub fn register_metrics() {
     ] {
         metrics::counter!("steer_api_field_rejected_total", "field" => field).absolute(0);
     }
+    for code in ["unauthenticated", "permission_denied"] {
+        metrics::counter!("steer_api_denied_total", "code" => code).absolute(0);
+    }
+    for reason in [
+        crate::auth::Denial::NoCredential,
+        crate::auth::Denial::UnknownToken,
+        crate::auth::Denial::UnknownCertificate,
+        crate::auth::Denial::AmbiguousCertificate,
+    ] {
+        metrics::counter!("steer_auth_denied_total", "reason" => reason.label()).absolute(0);
+    }
 }
 
 /// Dry-run projections computed at once; more get RESOURCE_EXHAUSTED.
@@ -175,7 +186,8 @@ impl OperatorService {
                     principal: cmd.principal,
                     action: "drain".into(),
                     scope: cmd.scope.describe(),
-                    reason: format!("{} [{:?}] {}", cmd.reason, cmd.mode, projection.summary),
+                    reason: cmd.reason,
+                    detail: format!("{:?}; {}", cmd.mode, projection.summary),
                     intent_id: None,
                     plan_version,
                     dry_run: true,
@@ -498,12 +510,7 @@ impl Operator for OperatorService {
                     .await?,
             ),
         };
-        let intents = steer_types::Intents {
-            drains: status.drains.clone(),
-            overrides: status.overrides.clone(),
-            next_id: 0,
-        };
-        let mut resp = convert::status(&status, &intents);
+        let mut resp = crate::status_doc::status_response(&status);
         if let Some(bgp) = &self.bgp {
             convert::bgp_status(&bgp(), &mut resp);
         }
@@ -573,6 +580,7 @@ impl Operator for OperatorService {
                 computed_unix_ms: prev.computed_at.unix_ms(),
                 diff: "current plan".into(),
                 changes: Vec::new(),
+                ramp_step: false,
             };
             if tx.send(Ok(first)).await.is_err() {
                 return;
@@ -596,6 +604,7 @@ impl Operator for OperatorService {
                     computed_unix_ms: next.computed_at.unix_ms(),
                     diff,
                     changes,
+                    ramp_step: next.is_weight_step(&prev),
                 };
                 if tx.send(Ok(event)).await.is_err() {
                     return;

@@ -102,6 +102,7 @@ impl BgpSpeaker {
         if let Err(why) = &first {
             warn!(version = plan.version, %why, "BGP speaker refuses the first plan; announcing nothing yet");
         }
+        register_metrics(&settings, !hold.is_zero());
         for peer in &settings.peers {
             let (tx, rx) = watch::channel(Arc::new(routes.table_for(peer, &settings)));
             let status: SharedStatus = Arc::new(Mutex::new((
@@ -214,6 +215,31 @@ impl BgpSpeaker {
         let _ = self.shutdown.send(true);
         let all = futures_join(self.tasks);
         let _ = tokio::time::timeout(within, all).await;
+    }
+}
+
+/// Registers every speaker series at zero, per configured peer and PoP, so
+/// dashboards and alerts see them before the first session attempt (which
+/// the startup hold may delay).
+fn register_metrics(settings: &BgpSettings, holding: bool) {
+    metrics::gauge!("steer_bgp_startup_hold").set(if holding { 1.0 } else { 0.0 });
+    metrics::gauge!("steer_bgp_plan_version").set(0.0);
+    metrics::gauge!("steer_bgp_plan_refused").set(0.0);
+    metrics::counter!("steer_bgp_session_panics_total").absolute(0);
+    for peer in &settings.peers {
+        let addr = SocketAddr::new(peer.address, peer.port).to_string();
+        let labels = [("peer", addr.clone()), ("pop", peer.pop.to_string())];
+        metrics::gauge!("steer_bgp_session_established", &labels).set(0.0);
+        metrics::gauge!("steer_bgp_prefixes_sent", &labels).set(0.0);
+        for name in [
+            "steer_bgp_connect_attempts_total",
+            "steer_bgp_sessions_established_total",
+            "steer_bgp_updates_sent_total",
+            "steer_bgp_session_flaps_total",
+        ] {
+            metrics::counter!(name, "peer" => addr.clone()).absolute(0);
+        }
+        metrics::gauge!("steer_bgp_routes_announced", "pop" => peer.pop.to_string()).set(0.0);
     }
 }
 

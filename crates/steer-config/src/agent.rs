@@ -147,12 +147,8 @@ pub struct AgentConfig {
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors> {
     let mut r = Reporter::new(path.display().to_string(), src);
-    let raw: RawAgent = match toml::from_str(src) {
-        Ok(raw) => raw,
-        Err(e) => {
-            r.toml_error(&e);
-            return Err(r.into_errors());
-        }
+    let Some(raw) = r.deserialize::<RawAgent>() else {
+        return Err(r.into_errors());
     };
     if raw.pop.get_ref().is_empty() {
         r.at(raw.pop.span(), "pop must not be empty");

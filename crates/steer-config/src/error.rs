@@ -88,6 +88,37 @@ impl<'a> Reporter<'a> {
         self.at(span, err.message().trim().to_owned());
     }
 
+    /// Deserializes the whole file into `T`. A syntax or type error stops
+    /// there, as serde must; an unknown key does not: it is reported, taken
+    /// out of the document and the rest read again, so every unknown key is
+    /// reported at once, each at its line (README: all errors at once).
+    /// `None` when anything was reported.
+    pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        let mut root = match toml::de::DeTable::parse(self.src) {
+            Ok(root) => root,
+            Err(e) => {
+                self.toml_error(&e);
+                return None;
+            }
+        };
+        let mut unknown_keys = false;
+        for _ in 0..MAX_UNKNOWN_KEYS {
+            match T::deserialize(toml::de::Deserializer::from(root.clone())) {
+                Ok(value) => return (!unknown_keys).then_some(value),
+                Err(e) => {
+                    self.toml_error(&e);
+                    let removed = e.message().starts_with("unknown field")
+                        && e.span().is_some_and(|key| remove_key(root.get_mut(), &key));
+                    if !removed {
+                        return None;
+                    }
+                    unknown_keys = true;
+                }
+            }
+        }
+        None
+    }
+
     pub(crate) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {
             Ok(value)
@@ -99,6 +130,31 @@ impl<'a> Reporter<'a> {
     pub(crate) fn into_errors(mut self) -> ConfigErrors {
         self.errors.sort_by_key(|e| (e.line, e.column));
         ConfigErrors(self.errors)
+    }
+}
+
+/// Unknown keys reported from one file before the rest is left unread.
+const MAX_UNKNOWN_KEYS: usize = 64;
+
+/// Removes the key whose name sits at `span`, wherever it is nested
+/// (tables, arrays of tables, inline tables). Returns whether one was found.
+fn remove_key(table: &mut toml::de::DeTable<'_>, span: &Range<usize>) -> bool {
+    let found = table.keys().find(|k| k.span() == *span).cloned();
+    if let Some(key) = found {
+        return table.remove(&key).is_some();
+    }
+    table
+        .iter_mut()
+        .any(|(_, value)| remove_key_in(value.get_mut(), span))
+}
+
+fn remove_key_in(value: &mut toml::de::DeValue<'_>, span: &Range<usize>) -> bool {
+    match value {
+        toml::de::DeValue::Table(t) => remove_key(t, span),
+        toml::de::DeValue::Array(items) => items
+            .iter_mut()
+            .any(|item| remove_key_in(item.get_mut(), span)),
+        _ => false,
     }
 }
 

@@ -292,12 +292,8 @@ pub struct SteerConfig {
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
     let mut r = Reporter::new(path.display().to_string(), src);
-    let raw: RawConfig = match toml::from_str(src) {
-        Ok(raw) => raw,
-        Err(e) => {
-            r.toml_error(&e);
-            return Err(r.into_errors());
-        }
+    let Some(raw) = r.deserialize::<RawConfig>() else {
+        return Err(r.into_errors());
     };
     let server = server_settings(&mut r, &raw.server);
     let auth = auth_mode(&mut r, path, raw.auth.get_ref());

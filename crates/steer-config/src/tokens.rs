@@ -74,12 +74,8 @@ pub(crate) fn load_credentials(path: &Path) -> Result<Credentials, ConfigErrors>
     })?;
     let src = crate::read(path)?;
     let mut r = Reporter::new(path.display().to_string(), &src);
-    let raw: RawTokens = match toml::from_str(&src) {
-        Ok(raw) => raw,
-        Err(e) => {
-            r.toml_error(&e);
-            return Err(r.into_errors());
-        }
+    let Some(raw) = r.deserialize::<RawTokens>() else {
+        return Err(r.into_errors());
     };
     let mut seen = HashSet::new();
     let mut out = Credentials::default();

@@ -116,6 +116,60 @@ fn unknown_keys_are_refused_in_every_table() {
     assert_eq!(err.0[0].line, line_of(&text, "retries"));
 }
 
+/// Issue 18, item 4: with several unknown keys only the first was
+/// reported. Each is, with its line, in tables, arrays of tables and
+/// whole unknown tables alike, in the steerd, agent and tokens files.
+#[test]
+fn every_unknown_key_is_reported_with_its_line() {
+    let (path, text) = with_edit(
+        "unknown-many.toml",
+        "quickstart.toml",
+        "[health]\n",
+        "[health]\nunknown_healht = \"assume-up\"\nstale_afterr = \"5s\"\n",
+    );
+    let text = text.replacen("[[pops]]\n", "[[pops]]\nweight = 3\n", 1)
+        + "\n[nonsense]\nfoo = 1\nbar = 2\n";
+    std::fs::write(&path, &text).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let got: Vec<(usize, bool)> = err
+        .0
+        .iter()
+        .map(|e| (e.line, e.message.contains("unknown field")))
+        .collect();
+    let want: Vec<(usize, bool)> = [
+        "unknown_healht =",
+        "stale_afterr =",
+        "weight = 3",
+        "[nonsense]",
+    ]
+    .iter()
+    .map(|k| (line_of(&text, k), true))
+    .collect();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(got, want_sorted, "{err}");
+    for key in ["unknown_healht", "stale_afterr", "weight", "nonsense"] {
+        assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+    }
+
+    let (path, text) = with_edit(
+        "agent-many.toml",
+        "agent-fra1.toml",
+        "[[probes]]\n",
+        "report_intervall = \"1s\"\n[[probes]]\nretries = 3\n",
+    );
+    let err = steer_config::load_agent(&path).unwrap_err();
+    let lines: Vec<usize> = err.0.iter().map(|e| e.line).collect();
+    assert_eq!(
+        lines,
+        [
+            line_of(&text, "report_intervall"),
+            line_of(&text, "retries")
+        ],
+        "{err}"
+    );
+}
+
 #[test]
 fn all_semantic_errors_are_reported_together() {
     let (path, text) = with_edit(

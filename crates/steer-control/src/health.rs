@@ -69,11 +69,39 @@ impl ControlLoop {
                 metrics::gauge!("steer_health_pop_state", "pop" => pop.to_string(), "state" => phase)
                     .set(f64::from(u8::from(h.phase == phase)));
             }
-            if let Some(last) = h.last_report {
-                metrics::gauge!("steer_health_last_report_age_seconds", "pop" => pop.to_string())
-                    .set(now.since(last).as_secs_f64());
+            // Never reported: silent since steerd started, which an alert
+            // on the age catches as it would a PoP that went quiet.
+            let last = h.last_report.unwrap_or(self.started);
+            metrics::gauge!("steer_health_last_report_age_seconds", "pop" => pop.to_string())
+                .set(now.since(last).as_secs_f64());
+        }
+    }
+
+    /// Registers the health series at zero for every configured PoP, so
+    /// they exist from the first scrape (README: every documented series
+    /// is there at start), not only after the first transition or freeze.
+    pub(crate) fn register_health_metrics(&self) {
+        metrics::counter!("steer_health_freezes_total").increment(0);
+        metrics::gauge!("steer_health_frozen").set(0.0);
+        metrics::gauge!("steer_health_frozen_pops").set(0.0);
+        for pop in &self.topology.pops {
+            for to in [
+                TargetState::Unknown,
+                TargetState::Up,
+                TargetState::Down,
+                TargetState::Stale {
+                    last: steer_types::health::StaleLast::Up,
+                },
+            ] {
+                metrics::counter!(
+                    "steer_health_state_transitions_total",
+                    "pop" => pop.id.to_string(),
+                    "to" => state_label(to)
+                )
+                .increment(0);
             }
         }
+        self.export_health_metrics(self.started);
     }
 
     /// The operator says the frozen failure is real: live health applies.
@@ -89,12 +117,8 @@ impl ControlLoop {
         };
         let pops: Vec<String> = info.pops.iter().map(ToString::to_string).collect();
         // `commit` sets the plan version the confirmation produces.
-        let entry = self.entry(
-            principal,
-            "confirm-failure",
-            pops.join(","),
-            format!("{reason} (frozen: {})", info.why),
-        );
+        let mut entry = self.entry(principal, "confirm-failure", pops.join(","), reason);
+        entry.detail = format!("frozen: {}", info.why);
         let mut snapshot = self.aggregator.clone();
         self.aggregator.confirm_failure();
         // Recorded only once stored: a refused confirmation is not an input.

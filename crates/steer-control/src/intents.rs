@@ -38,6 +38,7 @@ impl ControlLoop {
             action: action.to_owned(),
             scope,
             reason,
+            detail: String::new(),
             intent_id: None,
             plan_version: self.current().version,
             dry_run: false,
@@ -103,8 +104,9 @@ impl ControlLoop {
             cmd.principal.clone(),
             "drain",
             cmd.scope.describe(),
-            format!("{} [{:?}] {}", cmd.reason, cmd.mode, projection.summary),
+            cmd.reason.clone(),
         );
+        entry.detail = format!("{:?}; {}", cmd.mode, projection.summary);
         entry.dry_run = cmd.dry_run;
         entry.forced = cmd.force && projection.over_capacity;
         if cmd.dry_run {
@@ -131,8 +133,8 @@ impl ControlLoop {
         entry.intent_id = Some(id.clone());
         if !replaced.is_empty() {
             entry
-                .reason
-                .push_str(&format!(" (replaces {})", replaced.join(", ")));
+                .detail
+                .push_str(&format!("; replaces {}", replaced.join(", ")));
         }
         let version = self.commit(next, entry)?;
         info!(intent = %id, scope = %cmd.scope.describe(), mode = ?cmd.mode, "drain applied");
@@ -241,12 +243,8 @@ impl ControlLoop {
             created: now,
             expires: expires_in.map(|d| now.saturating_add(d)),
         });
-        let mut entry = self.entry(
-            principal,
-            "override",
-            format!("pop {pop}"),
-            format!("{reason} (weight {weight}‰)"),
-        );
+        let mut entry = self.entry(principal, "override", format!("pop {pop}"), reason);
+        entry.detail = format!("weight {weight}‰");
         entry.intent_id = Some(id.clone());
         let version = self.commit(next, entry)?;
         Ok((id, version))

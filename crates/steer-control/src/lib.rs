@@ -71,6 +71,9 @@ pub struct ControlLoop {
     intents: Intents,
     store: Box<dyn StateStore>,
     clock: Box<dyn Clock>,
+    /// When this loop started: a PoP that never reported is "silent since
+    /// start" in `steer_health_last_report_age_seconds`.
+    started: Timestamp,
     plan: Arc<ArcSwap<Plan>>,
     evidence: Arc<ArcSwap<PlanEvidence>>,
     projector: Arc<DrainProjector>,
@@ -355,6 +358,7 @@ impl ControlLoop {
             intents,
             store,
             clock,
+            started: now,
             plan: plan_handle.clone(),
             evidence: evidence.clone(),
             projector: projector.clone(),
@@ -373,6 +377,8 @@ impl ControlLoop {
         // Alertable from the first scrape, not only after the first failure.
         metrics::counter!("steer_state_write_errors_total").increment(0);
         metrics::counter!("steer_audit_write_errors_total").increment(0);
+        metrics::counter!("steer_plan_publications_total").increment(0);
+        this.register_health_metrics();
         let mut this = this;
         // Intents the config no longer has a place for: each audited, saved
         // with the state that lacks them, then appended to the log.

@@ -59,6 +59,7 @@ fn plan(weights: &[u32], max_records: usize) -> Plan {
                     health: PopHealth::Up,
                     usable: true,
                     drained_by: None,
+                    service_drains: Vec::new(),
                     weight: 0,
                 })
                 .collect(),

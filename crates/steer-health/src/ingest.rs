@@ -43,6 +43,26 @@ impl IngestService {
     }
 }
 
+/// Registers ingest's series at zero (one per configured PoP for the
+/// accepted count, one per refusal reason), so a dashboard or an alert sees
+/// them from the first scrape, not only after the first report.
+pub fn register_metrics<'a>(pops: impl IntoIterator<Item = &'a PopId>) {
+    metrics::gauge!("steer_health_streams").set(0.0);
+    for pop in pops {
+        metrics::counter!("steer_health_reports_total", "pop" => pop.to_string()).absolute(0);
+    }
+    for reason in [
+        "invalid",
+        "unknown_pop",
+        "permission_denied",
+        "unauthenticated",
+        SequenceVerdict::StaleSequence.label(),
+        SequenceVerdict::SupersededInstance.label(),
+    ] {
+        metrics::counter!("steer_health_reports_rejected_total", "reason" => reason).absolute(0);
+    }
+}
+
 /// Why a report was rejected; each maps to a metric label and a status.
 #[derive(Debug)]
 enum Rejection {

@@ -264,6 +264,7 @@ mod tests {
                     plan_version: 1,
                     dry_run: false,
                     forced: false,
+                    detail: String::new(),
                     outcome: "applied".into(),
                 })
                 .unwrap();
@@ -292,6 +293,7 @@ mod tests {
             plan_version: 1,
             dry_run: false,
             forced: false,
+            detail: String::new(),
             outcome: "applied".into(),
         }
     }

@@ -4,16 +4,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 
-/// One audited change of intent.
+/// One audited change of intent. One schema everywhere: a line of
+/// `audit.jsonl` and an entry of `steerctl --output json audit` are this
+/// type serialized.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// Wall time, ms since the Unix epoch (`at` in logs written before).
+    #[serde(rename = "at_unix_ms", alias = "at")]
     pub at: Timestamp,
     pub principal: String,
     /// e.g. `drain`, `undrain`.
     pub action: String,
     /// e.g. `pop fra1`.
     pub scope: String,
+    /// The operator's words, as given.
     pub reason: String,
+    /// What steerd adds: the drain mode and capacity projection, the
+    /// intents a change replaced, the frozen failure confirmed. Kept apart
+    /// from `reason` so neither is mistaken for the other.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
     pub intent_id: Option<String>,
     /// First plan version that reflects the change (current one if not applied).
     pub plan_version: u64,
@@ -40,6 +50,7 @@ impl AuditEntry {
             &mut self.action,
             &mut self.scope,
             &mut self.reason,
+            &mut self.detail,
         ] {
             cap_field(field);
         }

@@ -19,6 +19,7 @@ mod plan;
 pub mod projection;
 mod reason;
 pub mod status;
+pub mod status_doc;
 mod time;
 mod topology;
 mod zone;

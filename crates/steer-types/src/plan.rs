@@ -273,6 +273,61 @@ impl Plan {
 }
 
 impl Plan {
+    /// Whether `self` moves only weights within the answer sets `old` had:
+    /// the same PoPs in every set, the same health, drains, routes, region
+    /// levels and rails (weight-step rails aside: they move with the steps).
+    /// That is a
+    /// ramp step (rate-limited growth after an undrain, a soft drain's DNS
+    /// ramp): `steerctl watch` groups a run of them into one line.
+    pub fn is_weight_step(&self, old: &Plan) -> bool {
+        fn sets(p: &Plan) -> Vec<&AnswerSet> {
+            p.body
+                .services
+                .iter()
+                .flat_map(|s| s.regional.iter().chain(std::iter::once(&s.global)))
+                .collect()
+        }
+        let (new_sets, old_sets) = (sets(self), sets(old));
+        let same_members = new_sets.len() == old_sets.len()
+            && new_sets.iter().zip(&old_sets).all(|(a, b)| {
+                a.region == b.region
+                    && a.targets.len() == b.targets.len()
+                    && a.targets
+                        .iter()
+                        .zip(&b.targets)
+                        .all(|(x, y)| x.pop == y.pop && x.ipv4 == y.ipv4 && x.ipv6 == y.ipv6)
+            });
+        let same_pops = self.body.pops.len() == old.body.pops.len()
+            && self.body.pops.iter().zip(&old.body.pops).all(|(a, b)| {
+                a.id == b.id
+                    && a.health == b.health
+                    && a.usable == b.usable
+                    && a.drained_by == b.drained_by
+            });
+        // Weight-step rails come, move and go with the steps themselves.
+        let other_rails = |p: &Plan| -> Vec<RailFired> {
+            p.body
+                .rails
+                .iter()
+                .filter(|r| !matches!(r, RailFired::WeightStep { .. }))
+                .cloned()
+                .collect()
+        };
+        let same_rails = other_rails(self) == other_rails(old);
+        let weights_moved = new_sets.iter().zip(&old_sets).any(|(a, b)| {
+            a.targets
+                .iter()
+                .zip(&b.targets)
+                .any(|(x, y)| x.weight != y.weight)
+        });
+        same_members
+            && same_pops
+            && same_rails
+            && weights_moved
+            && self.body.regions == old.body.regions
+            && self.body.announcements == old.body.announcements
+    }
+
     /// Human-readable changes from `old` to `self`, one line each: PoP
     /// usability, drains, own-region weights and announcements.
     pub fn changes_since(&self, old: &Plan) -> Vec<String> {

@@ -114,6 +114,18 @@ pub enum DemandSource {
     PlanShares,
 }
 
+impl DemandSource {
+    /// One word: `answers`, `plan_shares`, `configured` or `none`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Configured => "configured",
+            Self::Answers { .. } => "answers",
+            Self::PlanShares => "plan_shares",
+        }
+    }
+}
+
 impl fmt::Display for DemandSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

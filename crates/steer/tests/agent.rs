@@ -245,3 +245,116 @@ fn agent_with_token_file_is_accepted_and_without_it_refused() {
     );
     drop(service);
 }
+
+fn metric_value(s: &Steerd, series: &str) -> Option<f64> {
+    let (_, metrics) = http_get(s.http, "/metrics")?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Issue 18, item 4: the agent's first report went out before its first
+/// probe had a result; with no service in it steerd took the PoP as up,
+/// then down when the probe failed a moment later (Unknown -> Up -> Down,
+/// a flap that also fed damping). The probe here hangs until its 1.5 s
+/// timeout (a listener that never accepts), so the window is wide.
+#[test]
+fn agent_reports_nothing_until_each_probe_has_a_result() {
+    let dir = temp_dir("agent-first-report");
+    let s = Steerd::start_with(quickstart(), dir.join("state"));
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let path = dir.join("agent-fra1.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "pop = \"fra1\"\nsteerd = [\"http://127.0.0.1:{}\"]\nreport_interval = \"200ms\"\n\
+             capacity_rps = 10000\n\n\
+             [[probes]]\nname = \"app-http\"\nservice = \"app\"\nkind = \"http\"\n\
+             url = \"http://127.0.0.1:{port}/healthz\"\ninterval = \"10s\"\ntimeout = \"1500ms\"\n",
+            s.grpc
+        ),
+    )
+    .unwrap();
+    let agent = start_agent(&dir, &path, "fra1");
+    poll(Duration::from_secs(15), || {
+        (pop_phase(&s, "fra1") == "down").then_some(())
+    })
+    .unwrap_or_else(|| panic!("fra1 never went down:\n{}", agent.log_text()));
+    let to = |state: &str| {
+        metric_value(
+            &s,
+            &format!("steer_health_state_transitions_total{{pop=\"fra1\",to=\"{state}\"}}"),
+        )
+    };
+    assert_eq!(
+        to("up"),
+        Some(0.0),
+        "fra1 was up before its probe had a result:\n{}",
+        agent.log_text()
+    );
+    assert_eq!(to("down"), Some(1.0));
+    drop(silent);
+}
+
+/// Issue 18, item 4: a misconfigured agent said `transport error` and, for
+/// an unknown PoP, reconnected and logged about ten times a second. Now
+/// each says which endpoint and what failed; the unknown PoP is a
+/// configuration error retried with a growing delay (one line per try).
+#[test]
+fn misconfigured_agents_say_what_failed_and_back_off() {
+    let dir = temp_dir("agent-misconfigured");
+    let s = Steerd::start_with(quickstart(), dir.join("state"));
+    let closed = free_port();
+    let write = |name: &str, pop: &str, endpoint: &str| {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "pop = \"{pop}\"\nsteerd = [\"{endpoint}\"]\nreport_interval = \"500ms\"\n\n\
+                 [[probes]]\nname = \"app-tcp\"\nservice = \"app\"\nkind = \"tcp\"\n\
+                 target = \"127.0.0.1:{closed}\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n"
+            ),
+        )
+        .unwrap();
+        Proc::spawn(
+            Command::new(AGENT).arg("--config").arg(&path),
+            dir.join(format!("{name}.log")),
+        )
+    };
+    let unknown_pop = write("unknown-pop", "nope1", &s.endpoint());
+    let wrong_port = write("wrong-port", "fra1", &format!("http://127.0.0.1:{closed}"));
+    let http_port = write("http-port", "ams1", &format!("http://127.0.0.1:{}", s.http));
+
+    let said = |p: &Proc, what: &[&str]| {
+        poll(Duration::from_secs(10), || {
+            let log = without_colours(&p.log_text());
+            what.iter().all(|w| log.contains(w)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("expected {what:?} in:\n{}", p.log_text()))
+    };
+    said(
+        &unknown_pop,
+        &["not in steerd's configuration", &s.endpoint()],
+    );
+    let first = Instant::now();
+    said(
+        &wrong_port,
+        &[
+            &format!("cannot connect to http://127.0.0.1:{closed}"),
+            "Connection refused",
+        ],
+    );
+    said(&http_port, &["steerd's HTTP port"]);
+
+    // Five seconds of an unknown PoP: a handful of tries, not fifty.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(first.elapsed()));
+    let tries = without_colours(&unknown_pop.log_text())
+        .matches("not in steerd's configuration")
+        .count();
+    assert!(
+        (1..=4).contains(&tries),
+        "{tries} tries in 5 s:\n{}",
+        unknown_pop.log_text()
+    );
+}

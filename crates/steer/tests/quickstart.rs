@@ -167,7 +167,9 @@ fn drains_show_in_answers_within_a_second_and_survive_kill_9() {
     let fra1 = &status["pops"][0];
     assert_eq!(fra1["pop"], "fra1");
     assert_eq!(fra1["drained_by"], "drain-1");
-    assert_eq!(status["drains"].as_array().unwrap().len(), 2);
+    assert_eq!(status["schema_version"], 1);
+    assert_eq!(status["intents"].as_array().unwrap().len(), 2);
+    assert_eq!(fra1["drained"], true);
     let table = String::from_utf8_lossy(&s.steerctl(&["status"]).stdout).into_owned();
     assert!(
         table.lines().all(|l| l.chars().count() <= 100),

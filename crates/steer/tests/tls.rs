@@ -463,3 +463,89 @@ fn reload_rotates_the_server_certificate() {
     );
     assert!(ok("steerd2.test"));
 }
+
+/// The fenced block of the README that starts with `first_line`, without
+/// its fences.
+fn readme_block(first_line: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find(&format!("```toml\n{first_line}\n"))
+        .unwrap_or_else(|| panic!("README has no toml block starting {first_line:?}"));
+    let body = &readme[start + "```toml\n".len()..];
+    body[..body.find("```").unwrap()].to_owned()
+}
+
+/// Issue 18, item 5: the README's mTLS example named files that did not
+/// exist. `scripts/make-test-pki` writes them; the README's steerd and
+/// agent blocks and its steerctl command work with them as written.
+#[test]
+fn readme_mtls_example_works_with_make_test_pki() {
+    let dir = temp_dir("readme-mtls");
+    let out = Command::new(repo_root().join("scripts/make-test-pki"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // steerd: the quickstart with its [auth] table replaced by the README's.
+    let quickstart = std::fs::read_to_string(quickstart()).unwrap();
+    let none = "[auth]\n# No authentication: acceptable only because every listener is on loopback.\nmode = \"none\"\n";
+    assert!(quickstart.contains(none), "the quickstart's [auth] changed");
+    let config = dir.join("steerd.toml");
+    std::fs::write(
+        &config,
+        quickstart.replace(none, "") + "\n" + &readme_block("# steerd.toml"),
+    )
+    .unwrap();
+    let s = Steerd::start_with(config, dir.join("state"));
+
+    // The agent: the README's [tls] block, reporting fra1 down.
+    let agent_config = dir.join("agent-fra1.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "pop = \"fra1\"\nsteerd = [\"https://127.0.0.1:{}\"]\n\n{}\n\
+             [[probes]]\nname = \"app\"\nservice = \"app\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{}\"\n\
+             interval = \"300ms\"\ntimeout = \"250ms\"\n",
+            s.grpc,
+            readme_block("# agent: steerd = [\"https://127.0.0.1:50051\"] and"),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let agent = Proc::spawn(
+        Command::new(AGENT).arg("--config").arg(&agent_config),
+        dir.join("agent.log"),
+    );
+    s.wait_answers(EU, &["192.0.2.12"], Duration::from_secs(10))
+        .unwrap_or_else(|got| panic!("README mTLS agent not heard: {got:?}\n{}", agent.log_text()));
+
+    // steerctl exactly as the README has it, but for the port.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .skip_while(|l| {
+            !l.starts_with("steerctl --endpoint https://127.0.0.1:50051 --ca-file ca.pem")
+        })
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let args: Vec<String> = line
+        .replace('\\', " ")
+        .replace(":50051", &format!(":{}", s.grpc))
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    assert!(args.contains(&"admin.pem".to_owned()), "{line}");
+    let out = Command::new(STEERCTL)
+        .current_dir(&dir)
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("fra1"),
+        "{out:?}"
+    );
+}

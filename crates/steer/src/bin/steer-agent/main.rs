@@ -4,6 +4,8 @@
 
 #[path = "../shared/client_tls.rs"]
 mod client_tls;
+#[path = "../shared/endpoint_hint.rs"]
+mod endpoint_hint;
 mod exec;
 mod https;
 mod load;

@@ -84,6 +84,26 @@ impl Board {
     }
 }
 
+impl Board {
+    /// Returns once every probe has a first result. A report sent before
+    /// that would say nothing about the pending probes' services, which
+    /// steerd reads as a reachable PoP: up, then down a moment later when
+    /// the probe fails, a spurious flap that also feeds damping. Every
+    /// probe has a result within its timeout, so this ends.
+    pub(crate) async fn first_results(&self) {
+        let mut changed = self.changed.clone();
+        while self
+            .snapshot()
+            .iter()
+            .any(|p| p.state == ProbeState::Pending)
+        {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Starts the service probes.
 pub(crate) fn start(config: &AgentConfig) -> Board {
     start_probes(&config.probes)

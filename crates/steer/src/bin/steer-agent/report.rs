@@ -12,7 +12,7 @@ use std::{
 
 use steer_config::AgentConfig;
 use steer_proto::v1::{
-    HealthReport, PeerObservation, ProbeResult, ServiceHealth, ServiceStatus,
+    HealthReport, PeerObservation, ProbeResult, ReportAck, ServiceHealth, ServiceStatus,
     health_ingest_client::HealthIngestClient,
 };
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ use tonic::{
 use tracing::{error, info, warn};
 
 use crate::{
-    client_tls,
+    client_tls, endpoint_hint,
     load::{self, SharedLoad},
     probe::Board,
 };
@@ -133,6 +133,10 @@ enum StreamError {
     /// steerd refused our credentials (or their scope): retrying will not
     /// help until the token or steerd's tokens file changes.
     Refused(String),
+    /// steerd does not know this agent's PoP (or finds its reports
+    /// malformed): a configuration error, retried slowly and said once per
+    /// attempt, not a transport hiccup.
+    Misconfigured(String),
     Failed(String),
 }
 
@@ -144,13 +148,45 @@ impl From<String> for StreamError {
 
 impl From<tonic::Status> for StreamError {
     fn from(s: tonic::Status) -> Self {
-        let text = format!("{}: {}", s.code(), s.message());
+        let mut text = format!("{}: {}", s.code(), s.message());
+        // A transport failure arrives as a status whose message is only
+        // "transport error"; what failed is in its sources.
+        add_causes(&mut text, std::error::Error::source(&s));
         match s.code() {
             tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Self::Refused(text),
+            tonic::Code::NotFound | tonic::Code::InvalidArgument => Self::Misconfigured(text),
             _ => Self::Failed(text),
         }
     }
 }
+
+/// An error with every cause it wraps: tonic's connect error alone says
+/// only "transport error"; its sources say what failed (connection
+/// refused, a TLS name mismatch, a peer that is not HTTP/2).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    add_causes(&mut text, e.source());
+    text
+}
+
+/// Appends each cause not already said.
+fn add_causes(text: &mut String, mut cause: Option<&dyn std::error::Error>) {
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+}
+
+/// First and largest delay between attempts for a misconfigured or
+/// refused agent: a person has to act, so retrying fast only fills logs.
+const CONFIG_BACKOFF: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(60));
+/// The same for transport failures (steerd restarting, a network blip).
+const TRANSPORT_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(5));
 
 /// The `authorization` header value for the configured token, if any.
 fn bearer(config: &AgentConfig) -> Option<MetadataValue<Ascii>> {
@@ -164,39 +200,85 @@ fn bearer(config: &AgentConfig) -> Option<MetadataValue<Ascii>> {
 pub(crate) async fn stream_forever(endpoint: String, config: Arc<AgentConfig>, sources: Sources) {
     let instance = instance_id();
     let bearer = bearer(&config);
-    let mut backoff = Duration::from_millis(100);
+    sources.probes.first_results().await;
+    let mut backoff = TRANSPORT_BACKOFF.0;
     loop {
-        let mut opened = false;
-        match stream_once(
+        // Set once steerd accepted a report: the stream worked.
+        let mut accepted = false;
+        let result = stream_once(
             &endpoint,
             &config,
             &sources,
             instance,
             bearer.as_ref(),
-            &mut opened,
+            &mut accepted,
         )
-        .await
-        {
-            Ok(()) => warn!(%endpoint, "steerd closed the report stream; reconnecting"),
-            Err(StreamError::Failed(e)) => {
-                warn!(%endpoint, error = %e, "report stream failed; reconnecting");
+        .await;
+        // A transport failure against a web server is a wrong port: say so,
+        // and treat it as the configuration error it is.
+        let result = match result {
+            Err(StreamError::Failed(e)) => match endpoint_hint::http1_port(&endpoint).await {
+                Some(hint) => Err(StreamError::Misconfigured(format!("{e}; {hint}"))),
+                None => Err(StreamError::Failed(e)),
+            },
+            other => other,
+        };
+        // A stream that carried reports starts the backoff over; a
+        // configuration error waits longer each time, however far it got.
+        let config_error = matches!(
+            result,
+            Err(StreamError::Refused(_) | StreamError::Misconfigured(_))
+        );
+        let (first, max) = if config_error {
+            CONFIG_BACKOFF
+        } else {
+            TRANSPORT_BACKOFF
+        };
+        if accepted && !config_error {
+            backoff = first;
+        }
+        backoff = backoff.clamp(first, max);
+        let delay = jittered(backoff);
+        match result {
+            Ok(()) => {
+                warn!(%endpoint, retry_in = ?delay, "steerd closed the report stream; reconnecting")
             }
+            Err(StreamError::Failed(e)) => warn!(
+                %endpoint,
+                error = %e,
+                retry_in = ?delay,
+                "report stream failed; reconnecting"
+            ),
+            Err(StreamError::Misconfigured(e)) => error!(
+                %endpoint,
+                pop = %config.pop,
+                error = %e,
+                retry_in = ?delay,
+                "reports cannot flow: a configuration error, see `error` (fix the agent config \
+                 or steerd's); retrying with a growing delay"
+            ),
             Err(StreamError::Refused(e)) => error!(
                 %endpoint,
                 pop = %config.pop,
                 token_sent = bearer.is_some(),
                 error = %e,
+                retry_in = ?delay,
                 "steerd refused this agent's reports: check `token_file` in the agent config \
                  and that steerd's tokens file lists that token with pop = {:?}; retrying",
                 config.pop
             ),
         }
-        // A stream that got established starts the backoff over.
-        if opened {
-            backoff = Duration::from_millis(100);
-        }
-        tokio::time::sleep(jittered(backoff)).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(delay).await;
+        backoff = (backoff * 2).min(max);
+    }
+}
+
+/// Why steerd stopped taking our reports: the error it sent on the ack
+/// stream (an unknown PoP, a refusal), rather than "channel closed".
+async fn why_closed(acks: &mut tonic::Streaming<ReportAck>) -> StreamError {
+    match tokio::time::timeout(Duration::from_secs(2), acks.next()).await {
+        Ok(Some(Err(status))) => status.into(),
+        _ => StreamError::Failed("steerd closed the report stream".to_owned()),
     }
 }
 
@@ -206,7 +288,7 @@ async fn stream_once(
     sources: &Sources,
     instance: u64,
     bearer: Option<&MetadataValue<Ascii>>,
-    opened: &mut bool,
+    accepted: &mut bool,
 ) -> Result<(), StreamError> {
     let channel = Channel::from_shared(endpoint.to_owned())
         .map_err(|e| e.to_string())
@@ -216,7 +298,7 @@ async fn stream_once(
         .keep_alive_timeout(Duration::from_secs(5))
         .connect()
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("cannot connect to {endpoint}: {}", chain(&e)))?;
     let mut client = HealthIngestClient::new(channel);
     let (tx, rx) = mpsc::channel::<HealthReport>(8);
     // Send the first report before opening the call so steerd hears from us
@@ -232,7 +314,6 @@ async fn stream_once(
     }
     let mut acks = client.report(request).await?.into_inner();
     info!(%endpoint, "report stream open");
-    *opened = true;
 
     let mut changed = sources.probes.changed.clone();
     let mut peers_changed = sources.peers.changed.clone();
@@ -246,24 +327,27 @@ async fn stream_once(
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
+                if tx.send(build_report(config, sources, instance)).await.is_err() {
+                    return Err(why_closed(&mut acks).await);
+                }
             }
             r = changed.changed(), if probes_open => {
                 probes_open = r.is_ok();
-                if probes_open {
-                    tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
+                if probes_open && tx.send(build_report(config, sources, instance)).await.is_err() {
+                    return Err(why_closed(&mut acks).await);
                 }
             }
             r = peers_changed.changed(), if peers_open => {
                 peers_open = r.is_ok();
-                if peers_open {
-                    tx.send(build_report(config, sources, instance)).await.map_err(|e| e.to_string())?;
+                if peers_open && tx.send(build_report(config, sources, instance)).await.is_err() {
+                    return Err(why_closed(&mut acks).await);
                 }
             }
             ack = acks.next() => match ack {
                 None => return Ok(()),
                 Some(Err(s)) => return Err(s.into()),
                 Some(Ok(ack)) => {
+                    *accepted |= ack.accepted;
                     if let Some(d) = ack.desired
                         && last_drained != Some(d.drained)
                     {

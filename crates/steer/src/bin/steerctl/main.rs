@@ -5,8 +5,12 @@
 
 #[path = "../shared/client_tls.rs"]
 mod client_tls;
+#[path = "../shared/endpoint_hint.rs"]
+mod endpoint_hint;
 mod output;
 mod render;
+mod table;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -144,8 +148,13 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         plan_version: u64,
     },
-    /// Stream plan changes, one line each.
-    Watch,
+    /// Stream plan changes, one line each; a ramp (weights stepping after
+    /// an undrain or during a soft drain) is folded into two lines.
+    Watch {
+        /// Print every ramp step too.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Read the audit log.
     Audit {
         /// Only entries newer than this, e.g. 1h.
@@ -228,6 +237,9 @@ fn scope(kind: ScopeArg, id: &str, pop: Option<&str>) -> Result<Scope, String> {
 /// Exit 1 for refusals and failures, 2 for usage.
 enum Failure {
     Refused(String),
+    /// The call did not get a gRPC answer: steerd is down, or the
+    /// endpoint is not steerd's gRPC port.
+    Unreachable(String),
     Usage(String),
 }
 
@@ -253,6 +265,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Refused(msg)) => {
             eprintln!("steerctl: {msg}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Unreachable(msg)) => {
+            eprintln!("steerctl: {msg}");
+            if let Some(hint) = runtime.block_on(endpoint_hint::http1_port(&cli.endpoint)) {
+                eprintln!("steerctl: hint: {hint}; set --endpoint or STEER_ENDPOINT");
+            }
             ExitCode::FAILURE
         }
         Err(Failure::Usage(msg)) => {
@@ -305,6 +324,13 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
         steer_config::check_private_file(key, "private key (--key-file)")
             .map_err(Failure::Usage)?;
     }
+    if !cli.endpoint.contains("://") {
+        return Err(Failure::Usage(format!(
+            "--endpoint {0:?} has no scheme: write http://{0} (or https://{0} when steerd \
+             has [tls])",
+            cli.endpoint
+        )));
+    }
     let endpoint = Channel::from_shared(cli.endpoint.clone())
         .map_err(|e| Failure::Usage(format!("invalid --endpoint {:?}: {e}", cli.endpoint)))?
         .connect_timeout(Duration::from_secs(3))
@@ -318,7 +344,7 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
             cause = s.to_string();
             src = s.source();
         }
-        Failure::Refused(format!(
+        Failure::Unreachable(format!(
             "cannot reach steerd at {}: {cause} (is steerd running? set --endpoint or STEER_ENDPOINT)",
             cli.endpoint
         ))
@@ -353,8 +379,24 @@ trait Answer<T> {
 
 impl<T> Answer<T> for Result<tonic::Response<T>, Status> {
     fn answer(self) -> Result<T, Failure> {
-        self.map(tonic::Response::into_inner)
-            .map_err(|s| Failure::Refused(describe(&s)))
+        self.map(tonic::Response::into_inner).map_err(|s| {
+            if matches!(s.code(), Code::Unavailable | Code::Unknown | Code::Internal) {
+                // What failed is in the sources of a transport error.
+                let mut text = describe(&s);
+                let mut cause = std::error::Error::source(&s);
+                while let Some(c) = cause {
+                    let part = c.to_string();
+                    if !text.contains(&part) {
+                        text.push_str(": ");
+                        text.push_str(&part);
+                    }
+                    cause = c.source();
+                }
+                Failure::Unreachable(text)
+            } else {
+                Failure::Refused(describe(&s))
+            }
+        })
     }
 }
 
@@ -553,9 +595,24 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 );
             }
         }
-        Command::Watch => {
+        Command::Watch { verbose } => {
             let mut stream = client.watch_plan(pb::WatchPlanRequest {}).await.answer()?;
-            while let Some(event) = stream.next().await {
+            let mut lines = watch::WatchLines::new(*verbose || json);
+            loop {
+                let next = if lines.ramping() {
+                    match tokio::time::timeout(watch::RAMP_QUIET, stream.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            for line in lines.flush() {
+                                outln!("{line}");
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    stream.next().await
+                };
+                let Some(event) = next else { break };
                 let e = event.map_err(|s| describe(&s))?;
                 if json {
                     render::json_line(&serde_json::json!({
@@ -563,10 +620,16 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                         "computed_unix_ms": e.computed_unix_ms,
                         "diff": e.diff,
                         "changes": e.changes,
+                        "ramp_step": e.ramp_step,
                     }));
                 } else {
-                    outln!("v{:<6} {}", e.plan_version, e.diff);
+                    for line in lines.event(e.plan_version, &e.diff, e.ramp_step) {
+                        outln!("{line}");
+                    }
                 }
+            }
+            for line in lines.flush() {
+                outln!("{line}");
             }
         }
         Command::Audit {

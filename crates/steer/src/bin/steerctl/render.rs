@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::output::outln;
+use crate::{output::outln, table::Table};
 
 use chrono_free::format_ms;
 use steer_proto::v1::{self as pb, GetStatusResponse, ScopeKind};
@@ -158,16 +158,10 @@ pub(crate) fn intents_json(intents: &[pb::Intent]) -> serde_json::Value {
 }
 
 pub(crate) fn intents_table(intents: &[pb::Intent]) -> String {
-    let mut out = String::new();
     if intents.is_empty() {
-        out.push_str("no drains or overrides\n");
-        return out;
+        return "no drains or overrides\n".to_owned();
     }
-    let _ = writeln!(
-        out,
-        "{:<12} {:<18} {:<10} {:<16} {:<20} REASON",
-        "ID", "SCOPE", "WHAT", "BY", "EXPIRES"
-    );
+    let mut t = Table::new(&["ID", "SCOPE", "WHAT", "BY", "EXPIRES", "REASON"]);
     for i in intents {
         let what = if i.kind == "override" {
             format!("pin {}‰", i.weight_permille)
@@ -176,70 +170,22 @@ pub(crate) fn intents_table(intents: &[pb::Intent]) -> String {
         } else {
             i.mode.clone()
         };
-        let _ = writeln!(
-            out,
-            "{:<12} {:<18} {:<10} {:<16} {:<20} {}",
-            truncate(&i.id, 12),
-            truncate(&scope_text(i.scope.as_ref()), 18),
-            truncate(&what, 10),
-            truncate(&i.principal, 16),
+        t.row(vec![
+            i.id.clone(),
+            scope_text(i.scope.as_ref()),
+            what,
+            i.principal.clone(),
             format_ms(i.expires_unix_ms),
-            truncate(&i.reason, 18),
-        );
+            i.reason.clone(),
+        ]);
     }
-    out
+    t.render()
 }
 
+/// The status document: the same type, and so the same shape, as
+/// steerd's `/status` ([`steer_types::status_doc::StatusDocument`]).
 pub(crate) fn status_json(s: &GetStatusResponse) -> serde_json::Value {
-    serde_json::json!({
-        "plan_version": s.plan_version,
-        "plan_computed_unix_ms": s.plan_computed_unix_ms,
-        "pops": s.pops.iter().map(|p| serde_json::json!({
-            "pop": p.pop,
-            "region": p.region,
-            "health": p.health,
-            "usable": p.usable,
-            "drained": p.drained,
-            "drained_by": (!p.drained_by.is_empty()).then_some(&p.drained_by),
-            "weight_permille": p.weight_permille,
-            "load_rps": p.load_rps,
-            "reason": p.reason,
-            "last_report_age_ms": (p.last_report_age_ms >= 0).then_some(p.last_report_age_ms),
-            "announcements": p.announcements,
-            "phase": p.phase,
-            "evidence": p.evidence,
-            "peers": p.peers.iter().map(|v| serde_json::json!({
-                "observer": v.observer,
-                "reachable": v.reachable,
-                "detail": v.detail,
-                "latency_ms": v.latency_ms,
-                "at_unix_ms": v.at_unix_ms,
-            })).collect::<Vec<_>>(),
-            "bandwidth_bps": p.bandwidth_bps,
-            "error_ratio": p.error_ratio,
-            "latency_p50_ms": p.latency_p50_ms,
-            "latency_p99_ms": p.latency_p99_ms,
-            "service_drains": p.service_drains.iter().map(|d| serde_json::json!({
-                "service": d.service,
-                "drain": d.drain,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "all_drained": s.all_drained,
-        "frozen": s.frozen.as_ref().map(|f| serde_json::json!({
-            "since_unix_ms": f.since_unix_ms,
-            "pops": f.pops,
-            "why": f.why,
-        })),
-        "regions": s.regions.iter().map(|r| serde_json::json!({
-            "region": r.region,
-            "served_by": r.served_by,
-            "level": r.level,
-            "demand_rps": r.demand_rps,
-            "demand_source": r.demand_source,
-        })).collect::<Vec<_>>(),
-        "rails": s.rails,
-        "intents": intents_json(&s.intents),
-    })
+    serde_json::to_value(steer_api::status_document(s)).unwrap_or_default()
 }
 
 pub(crate) fn status_table(s: &GetStatusResponse) -> String {
@@ -252,29 +198,26 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
     );
     out.push_str(&frozen_text(s));
     out.push_str(&all_drained_text(s));
-    let _ = writeln!(
-        out,
-        "{:<8} {:<10} {:<10} {:>6} {:<12} {:>7}  REASON",
-        "POP", "REGION", "HEALTH", "WEIGHT", "DRAINED", "REPORT"
-    );
+    let mut t = Table::new(&[
+        "POP", "REGION", "HEALTH", ">WEIGHT", "DRAINED", ">REPORT", "REASON",
+    ]);
     for p in &s.pops {
         let age = if p.last_report_age_ms < 0 {
             "never".to_owned()
         } else {
             format!("{:.1}s", p.last_report_age_ms as f64 / 1000.0)
         };
-        let _ = writeln!(
-            out,
-            "{:<8} {:<10} {:<10} {:>5.1}% {:<12} {:>7}  {}",
-            truncate(&p.pop, 8),
-            truncate(&p.region, 10),
-            truncate(&p.health, 10),
-            f64::from(p.weight_permille) / 10.0,
-            truncate(&drained_text(p), 12),
+        t.row(vec![
+            p.pop.clone(),
+            p.region.clone(),
+            p.health.clone(),
+            format!("{:.1}%", f64::from(p.weight_permille) / 10.0),
+            drained_text(p),
             age,
-            truncate(&p.reason, 36),
-        );
+            p.reason.clone(),
+        ]);
     }
+    out.push_str(&t.render());
     let regions: Vec<String> = s
         .regions
         .iter()
@@ -295,7 +238,7 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
         );
     }
     for rail in &s.rails {
-        let _ = writeln!(out, "rail: {}", truncate(rail, 92));
+        let _ = writeln!(out, "rail: {rail}");
     }
     if !s.intents.is_empty() {
         let _ = writeln!(out);
@@ -409,53 +352,58 @@ fn frozen_text(s: &GetStatusResponse) -> String {
     })
 }
 
+/// The entries as `audit.jsonl` holds them: one type, one schema
+/// ([`steer_types::audit::AuditEntry`]).
 pub(crate) fn audit_json(entries: &[pb::AuditEntry]) -> serde_json::Value {
-    serde_json::Value::Array(
-        entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "at_unix_ms": e.at_unix_ms,
-                    "principal": e.principal,
-                    "action": e.action,
-                    "scope": e.scope,
-                    "reason": e.reason,
-                    "intent_id": e.intent_id,
-                    "plan_version": e.plan_version,
-                    "dry_run": e.dry_run,
-                    "forced": e.forced,
-                    "outcome": e.outcome,
-                })
-            })
-            .collect(),
-    )
+    let entries: Vec<steer_types::audit::AuditEntry> = entries
+        .iter()
+        .map(|e| steer_types::audit::AuditEntry {
+            at: steer_types::Timestamp::from_unix_ms(e.at_unix_ms),
+            principal: e.principal.clone(),
+            action: e.action.clone(),
+            scope: e.scope.clone(),
+            reason: e.reason.clone(),
+            detail: e.detail.clone(),
+            intent_id: (!e.intent_id.is_empty()).then(|| e.intent_id.clone()),
+            plan_version: e.plan_version,
+            dry_run: e.dry_run,
+            forced: e.forced,
+            outcome: e.outcome.clone(),
+        })
+        .collect();
+    serde_json::to_value(entries).unwrap_or_default()
 }
 
+/// One row per entry, the operator's reason whole (wrapped); what steerd
+/// added (mode, projection, replaced intents) on indented lines below it.
 pub(crate) fn audit_table(entries: &[pb::AuditEntry]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<20} {:<14} {:<9} {:<16} {:<8} {:>5}  REASON",
-        "TIME", "WHO", "ACTION", "SCOPE", "OUTCOME", "PLAN"
-    );
+    let mut t = Table::new(&[
+        "TIME", "WHO", "ACTION", "SCOPE", "OUTCOME", ">PLAN", "REASON",
+    ]);
     for e in entries {
         let outcome = match (e.forced, e.dry_run) {
             (true, _) => format!("{}!", e.outcome),
             _ => e.outcome.clone(),
         };
-        let _ = writeln!(
-            out,
-            "{:<20} {:<14} {:<9} {:<16} {:<8} {:>5}  {}",
-            format_ms(e.at_unix_ms),
-            truncate(&e.principal, 14),
-            truncate(&e.action, 9),
-            truncate(&e.scope, 16),
-            truncate(&outcome, 8),
-            e.plan_version,
-            truncate(&e.reason, 18),
+        let note = if e.detail.is_empty() {
+            String::new()
+        } else {
+            format!("steerd: {}", e.detail)
+        };
+        t.row_with_note(
+            vec![
+                format_ms(e.at_unix_ms),
+                e.principal.clone(),
+                e.action.clone(),
+                e.scope.clone(),
+                outcome,
+                e.plan_version.to_string(),
+                e.reason.clone(),
+            ],
+            note,
         );
     }
-    out
+    t.render()
 }
 
 pub(crate) fn bgp_json(s: &GetStatusResponse) -> serde_json::Value {
@@ -490,46 +438,49 @@ pub(crate) fn bgp_table(s: &GetStatusResponse) -> String {
         return out;
     }
     if !s.bgp_refused_plan.is_empty() {
-        let _ = writeln!(out, "REFUSED {}", truncate(&s.bgp_refused_plan, 90));
+        let _ = writeln!(out, "REFUSED {}", s.bgp_refused_plan);
     }
     if !s.bgp_holding.is_empty() {
         let _ = writeln!(out, "HOLDING {}", s.bgp_holding);
     }
-    let _ = writeln!(
-        out,
-        "{:<8} {:<22} {:>10} {:<12} {:>8} {:>5} {:>5}  LAST ERROR",
-        "POP", "PEER", "AS", "STATE", "UPTIME", "FLAPS", "PFX"
-    );
+    let mut peers = Table::new(&[
+        "POP",
+        "PEER",
+        ">AS",
+        "STATE",
+        ">UPTIME",
+        ">FLAPS",
+        ">PFX",
+        "LAST ERROR",
+    ]);
     for p in &s.bgp_peers {
         let up = if p.uptime_secs < 0 {
             "-".to_owned()
         } else {
             format!("{}s", p.uptime_secs)
         };
-        let _ = writeln!(
-            out,
-            "{:<8} {:<22} {:>10} {:<12} {:>8} {:>5} {:>5}  {}",
-            truncate(&p.pop, 8),
-            truncate(&p.peer, 22),
-            p.peer_as,
-            truncate(&p.state, 12),
+        peers.row(vec![
+            p.pop.clone(),
+            p.peer.clone(),
+            p.peer_as.to_string(),
+            p.state.clone(),
             up,
-            p.flaps,
-            p.prefixes_sent,
-            truncate(&p.last_error, 20),
-        );
+            p.flaps.to_string(),
+            p.prefixes_sent.to_string(),
+            p.last_error.clone(),
+        ]);
     }
+    out.push_str(&peers.render());
     let _ = writeln!(out);
-    let _ = writeln!(out, "{:<8} {:<20} {:<17}  REASON", "POP", "PREFIX", "STATE");
+    let mut routes = Table::new(&["POP", "PREFIX", "STATE", "REASON"]);
     for r in &s.bgp_routes {
-        let _ = writeln!(
-            out,
-            "{:<8} {:<20} {:<17}  {}",
-            truncate(&r.pop, 8),
-            truncate(&r.prefix, 20),
-            truncate(&r.state, 17),
-            truncate(&r.reason, 50),
-        );
+        routes.row(vec![
+            r.pop.clone(),
+            r.prefix.clone(),
+            r.state.clone(),
+            r.reason.clone(),
+        ]);
     }
+    out.push_str(&routes.render());
     out
 }

@@ -154,15 +154,18 @@ async fn status_page(State(s): State<AppState>, headers: HeaderMap) -> Response 
         return (code, [(header::WWW_AUTHENTICATE, "Bearer")], why).into_response();
     }
     let report = s.status.load_full();
+    // The same document as `steerctl --output json status`: one schema,
+    // built from the reply GetStatus gives.
+    let document = steer_api::status_document(&steer_api::status_response(&report));
     // The speaker's sessions and routes ride along under "bgp".
-    match (&s.bgp, serde_json::to_value(&*report)) {
+    match (&s.bgp, serde_json::to_value(&document)) {
         (Some(bgp), Ok(mut v)) => {
             if let (Some(obj), Ok(b)) = (v.as_object_mut(), serde_json::to_value(bgp())) {
                 obj.insert("bgp".to_owned(), b);
             }
             Json(v).into_response()
         }
-        _ => Json(&*report).into_response(),
+        _ => Json(&document).into_response(),
     }
 }
 

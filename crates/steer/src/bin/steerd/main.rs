@@ -189,6 +189,8 @@ async fn run(
         .context("installing the metrics recorder")?;
     steer_api::register_metrics();
     http::register_metrics();
+    reload::register_metrics();
+    steer_health::ingest::register_metrics(config.topology.pops.iter().map(|p| &p.id));
     let authenticator = auth::start(&config);
     // TLS is terminated here, with a config reload can replace.
     let tls_config: Option<tls::SharedTlsConfig> = match &config.tls {

@@ -27,6 +27,17 @@ pub(crate) fn dns_inputs(config: &SteerConfig) -> ViewInputs {
     }
 }
 
+/// Registers the reload counters at zero: they are documented, and an
+/// alert on refused reloads should see a series before the first reload.
+pub(crate) fn register_metrics() {
+    for outcome in ["applied", "refused"] {
+        metrics::counter!("steer_config_reloads_total", "outcome" => outcome).absolute(0);
+    }
+    for result in ["ok", "error"] {
+        metrics::counter!("steer_dns_reloads_total", "result" => result).absolute(0);
+    }
+}
+
 pub(crate) async fn run(
     path: PathBuf,
     live: Arc<ArcSwap<SteerConfig>>,

@@ -141,18 +141,20 @@ pub fn estimate_demand(
     // The ridge's anchor: the previous estimate where there is one, else
     // equal traffic per answer (each live PoP's load split by answer
     // counts, scaled up by the share of the set's answers it covers).
+    let mut seen = vec![0.0; ncols];
+    for &(j, p, n) in &cells {
+        if live[p] {
+            seen[j] += loads[p] * n / named[p];
+        }
+    }
     let prior: Vec<f64> = (0..ncols)
         .map(|j| {
             let covered: f64 = a[j].iter().map(|(_, x)| x).sum();
             if covered <= 0.0 || known(&columns[j]) {
-                return before(&columns[j]);
+                before(&columns[j])
+            } else {
+                seen[j] / covered
             }
-            let seen: f64 = cells
-                .iter()
-                .filter(|(c, p, _)| *c == j && live[*p])
-                .map(|&(_, p, n)| loads[p] * n / named[p])
-                .sum();
-            seen / covered
         })
         .collect();
     let mut demand = solve(&a, &loads, &prior);
@@ -233,7 +235,12 @@ fn solve(a: &[Vec<(usize, f64)>], loads: &[f64], prior: &[f64]) -> Vec<f64> {
         .map(|col| col.iter().map(|(_, x)| x * x).sum::<f64>())
         .collect();
     let scale = 1.0 + loads.iter().copied().fold(0.0, f64::max);
-    for _ in 0..2000 {
+    // A bounded amount of work per estimate (about 20M cell visits), so a
+    // world of a thousand PoPs and tens of thousands of sets stays cheap;
+    // starting from the previous estimate, few sweeps are needed anyway.
+    let cells: usize = a.iter().map(Vec::len).sum();
+    let sweeps = (20_000_000 / cells.max(1)).clamp(50, 2000);
+    for _ in 0..sweeps {
         let mut moved = 0.0f64;
         for (j, col) in a.iter().enumerate() {
             if norm[j] <= 0.0 {

@@ -45,6 +45,7 @@ impl Bird {
             &conf,
             format!(
                 "router id {addr};\n\
+                 log \"{log}\" all;\n\
                  protocol device {{}}\n\
                  protocol bgp steer {{\n\
                  \x20 local {addr} port {port} as {asn};\n\
@@ -56,7 +57,8 @@ impl Bird {
                  \x20 error wait time 1, 5;\n\
                  \x20 ipv4 {{ import all; export none; }};\n\
                  \x20 ipv6 {{ import all; export none; }};\n\
-                 }}\n"
+                 }}\n",
+                log = dir.join(format!("{name}.bird.log")).display()
             ),
         )
         .unwrap();
@@ -204,7 +206,9 @@ impl World {
     }
 }
 
-const SESSION: Duration = Duration::from_secs(10);
+/// BIRD waits out its error delay (1-5 s) after a dropped session before it
+/// takes a new one; under a loaded CI machine a first session can drop.
+const SESSION: Duration = Duration::from_secs(30);
 
 #[test]
 fn routes_carry_path_community_and_pop_next_hop_and_follow_hard_drains() {

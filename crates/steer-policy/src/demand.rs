@@ -235,11 +235,11 @@ fn solve(a: &[Vec<(usize, f64)>], loads: &[f64], prior: &[f64]) -> Vec<f64> {
         .map(|col| col.iter().map(|(_, x)| x * x).sum::<f64>())
         .collect();
     let scale = 1.0 + loads.iter().copied().fold(0.0, f64::max);
-    // A bounded amount of work per estimate (about 20M cell visits), so a
+    // A bounded amount of work per estimate (about 5M cell visits), so a
     // world of a thousand PoPs and tens of thousands of sets stays cheap;
     // starting from the previous estimate, few sweeps are needed anyway.
     let cells: usize = a.iter().map(Vec::len).sum();
-    let sweeps = (20_000_000 / cells.max(1)).clamp(50, 2000);
+    let sweeps = (5_000_000 / cells.max(1)).clamp(20, 2000);
     for _ in 0..sweeps {
         let mut moved = 0.0f64;
         for (j, col) in a.iter().enumerate() {
@@ -259,7 +259,7 @@ fn solve(a: &[Vec<(usize, f64)>], loads: &[f64], prior: &[f64]) -> Vec<f64> {
                 moved = moved.max(delta.abs());
             }
         }
-        if moved < 1e-9 * scale {
+        if moved < 1e-6 * scale {
             break;
         }
     }

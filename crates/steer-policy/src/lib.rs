@@ -126,10 +126,20 @@ pub fn compute_with_evidence(
                             .all(|d| drain_progress(d, s, now) < 1.0)
                     });
             let usable = keeps_traffic && state_usable(r.state, topology.health.unknown_health);
+            // Only services a drain names at this PoP can have one (and
+            // most plans have none: no scan of every service's PoPs).
+            let named: Vec<&steer_types::ServiceId> = intents
+                .drains
+                .iter()
+                .filter_map(|d| match &d.scope {
+                    DrainScope::ServicePop { service, pop: p } if *p == pop.id => Some(service),
+                    _ => None,
+                })
+                .collect();
             let service_drains = topology
                 .services
                 .iter()
-                .filter(|s| s.pops.contains(&pop.id))
+                .filter(|s| named.contains(&&s.id) && s.pops.contains(&pop.id))
                 .filter_map(|s| {
                     let d = strictest_drain(s, pop, intents, now)?;
                     (matches!(d.scope, DrainScope::ServicePop { .. })

@@ -127,6 +127,10 @@ impl AnswerFeed {
         let Some((last_at, last)) = self.samples.back() else {
             return out;
         };
+        // Services with the same TTL share a base sample: one difference
+        // of the counters per distinct base, not one per service.
+        let mut deltas: Vec<(Timestamp, BTreeMap<steer_types::answers::AnswerKey, f64>)> =
+            Vec::new();
         for service in &topology.services {
             let span = Duration::from_secs(u64::from(answer_window(service.ttl)));
             // The newest sample a window before the last, else the oldest:
@@ -147,9 +151,16 @@ impl AnswerFeed {
                 service.id.clone(),
                 u32::try_from(last_at.since(*base_at).as_secs()).unwrap_or(u32::MAX),
             );
-            for (k, n) in last.since(base) {
+            let delta = match deltas.iter().position(|(at, _)| at == base_at) {
+                Some(i) => &deltas[i].1,
+                None => {
+                    deltas.push((*base_at, last.since(base)));
+                    &deltas[deltas.len() - 1].1
+                }
+            };
+            for (k, n) in delta {
                 if k.service == service.id {
-                    out.counts.insert(k, n);
+                    out.counts.insert(k.clone(), *n);
                 }
             }
         }

@@ -9,31 +9,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Steerd, http_get, poll};
-use steer_proto::v1::{HealthReport, health_ingest_client::HealthIngestClient};
 
 /// One report per PoP with the given load, all at `sequence`.
 fn report(s: &Steerd, sequence: u64, loads: &[(&str, f64)]) {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let mut client = HealthIngestClient::connect(s.endpoint()).await.unwrap();
-            for (pop, load) in loads {
-                let r = HealthReport {
-                    load_rps: *load,
-                    agent_instance: 21,
-                    ..common::app_report(pop, sequence, true)
-                };
-                let mut acks = client
-                    .report(tokio_stream::iter([r]))
-                    .await
-                    .unwrap()
-                    .into_inner();
-                let ack = acks.message().await.unwrap().unwrap();
-                assert!(ack.accepted, "{ack:?}");
-            }
-        });
+    common::report_up_at(&s.endpoint(), sequence, loads);
 }
 
 /// Asks for app's A record from `count` ECS /24s under `base` (a.b).

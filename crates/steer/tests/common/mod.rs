@@ -329,6 +329,12 @@ pub fn app_report(pop: &str, sequence: u64, up: bool) -> steer_proto::v1::Health
 /// Every listed PoP reports `app` up with the given load (capacity 10,000
 /// rps), one short stream each; panics unless every report is accepted.
 pub fn report_up(endpoint: &str, loads: &[(&str, f64)]) {
+    report_up_at(endpoint, 1, loads);
+}
+
+/// As [`report_up`], with the reports' sequence number (later reports of
+/// the same agent need a higher one).
+pub fn report_up_at(endpoint: &str, sequence: u64, loads: &[(&str, f64)]) {
     use steer_proto::v1::{HealthReport, health_ingest_client::HealthIngestClient};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -342,7 +348,7 @@ pub fn report_up(endpoint: &str, loads: &[(&str, f64)]) {
             let report = HealthReport {
                 load_rps: *load,
                 agent_instance: 7,
-                ..app_report(pop, 1, true)
+                ..app_report(pop, sequence, true)
             };
             let mut acks = client
                 .report(tokio_stream::iter([report]))

@@ -5,6 +5,8 @@
 //! implement the same trait. Stores are synchronous; callers run them off
 //! the async executor's hot paths.
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod file;
 mod identity;
 
@@ -27,6 +29,14 @@ pub enum StoreError {
     },
     #[error("{path} is corrupt: {reason}; move it aside to start from empty state")]
     Corrupt { path: String, reason: String },
+    /// The clustered store cannot be reached (etcd lost its quorum, or no
+    /// member answers); nothing was written.
+    #[error("state store unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// This controller may not write (it is not, or no longer, the leader);
+    /// nothing was written.
+    #[error("not the leader: {reason}")]
+    Fenced { reason: String },
 }
 
 /// What must survive a restart (including `kill -9`).

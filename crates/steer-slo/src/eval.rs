@@ -217,7 +217,12 @@ mod tests {
         traffic(&mut h, 24 * 60 + 16, 6, 100, 0.0);
         let later = evaluate(&spec(), &h, &[], Timestamp((24 * 60 + 16) * MIN));
         assert!(later.alerts[0].long.burn_rate > 1.0);
-        assert!(later.alerts.iter().all(|a| a.severity != Severity::Page || !a.firing));
+        assert!(
+            later
+                .alerts
+                .iter()
+                .all(|a| a.severity != Severity::Page || !a.firing)
+        );
         // The burst spent enough of the budget for a ticket (1× over 3 d
         // and 6 h): someone should look, nobody need wake up.
         assert_eq!(later.firing(), Some(Severity::Ticket));

@@ -39,7 +39,11 @@ fn run(args: &[&str], dir: &PathBuf) -> String {
 #[test]
 fn generated_rules_check_and_fire_on_an_error_burst() {
     let dir = temp_dir();
-    let mut slo = SloSpec::new("app-availability", "app", Objective::Availability { target: 0.999 });
+    let mut slo = SloSpec::new(
+        "app-availability",
+        "app",
+        Objective::Availability { target: 0.999 },
+    );
     slo.runbook = Some("https://runbooks.example/app".into());
     std::fs::write(dir.join("rules.yml"), prometheus_rules(&[slo])).expect("write rules");
     run(&["check", "rules", "rules.yml"], &dir);

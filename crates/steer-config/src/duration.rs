@@ -1,13 +1,14 @@
-//! Durations written the way operators write them: `500ms`, `10s`, `2m`, `1h`.
+//! Durations written the way operators write them: `500ms`, `10s`, `2m`,
+//! `1h`, `28d`.
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`.
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m or h)"))?;
+        .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m, h or d)"))?;
     let (num, unit) = text.split_at(split);
     let n: u64 = num
         .parse()
@@ -17,9 +18,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => n.checked_mul(1_000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
         _ => {
             return Err(format!(
-                "duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"
+                "duration {text:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
             ));
         }
     };
@@ -40,6 +42,10 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("s").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(
+            parse_duration("28d").unwrap(),
+            Duration::from_secs(28 * 86_400)
+        );
+        assert!(parse_duration("5w").is_err());
     }
 }

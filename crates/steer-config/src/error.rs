@@ -189,7 +189,14 @@ fn key_path(src: &str, offset: usize) -> String {
     for l in src.get(..line_end).unwrap_or("").lines() {
         let t = l.trim();
         if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-            let name = name.trim().to_owned();
+            let mut name = name.trim().to_owned();
+            // An array nested in an array element, e.g. [[slos.alerts]]
+            // under [[slos]]: counted per parent element.
+            if let Some((parent, child)) = name.split_once('.')
+                && let Some(pn) = counts.get(parent)
+            {
+                name = format!("{parent}[{}].{child}", pn.saturating_sub(1));
+            }
             let n = counts.entry(name.clone()).or_insert(0);
             table = format!("{name}[{n}]");
             *n += 1;
@@ -234,5 +241,10 @@ mod tests {
         assert_eq!(key_path(src, src.find("port").unwrap_or(0)), "server.port");
         assert_eq!(key_path(src, 0), "a");
         assert_eq!(line_col(src, off), (7, 6));
+        let nested = "[[slos]]\nn = 1\n[[slos.alerts]]\na = 1\n[[slos]]\nn = 2\n[[slos.alerts]]\na = 2\n[[slos.alerts]]\na = 3\n";
+        let at = |needle: &str| key_path(nested, nested.find(needle).unwrap_or(0));
+        assert_eq!(at("a = 1"), "slos[0].alerts[0].a");
+        assert_eq!(at("a = 2"), "slos[1].alerts[0].a");
+        assert_eq!(at("a = 3"), "slos[1].alerts[1].a");
     }
 }

@@ -41,6 +41,10 @@ struct RawConfig {
     bgp: Option<Spanned<crate::bgp::RawBgp>>,
     #[serde(default)]
     dns: RawDns,
+    #[serde(default)]
+    slos: Vec<Spanned<crate::slo::RawSlo>>,
+    alerting: Option<crate::slo::RawAlerting>,
+    cluster: Option<Spanned<crate::slo::RawCluster>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -288,6 +292,12 @@ pub struct SteerConfig {
     /// The anycast speaker; `None` when the file has no `[bgp]` table.
     pub bgp: Option<steer_types::bgp::BgpSettings>,
     pub dns: DnsSettings,
+    /// `[[slos]]`.
+    pub slos: Vec<steer_slo::SloSpec>,
+    /// `[alerting]` (defaults when absent: no Alertmanager).
+    pub alerting: crate::slo::AlertingSettings,
+    /// `[cluster]`: controllers on etcd; `None` for the embedded store.
+    pub cluster: Option<crate::slo::ClusterSettings>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -339,6 +349,9 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
             &topology.regions,
         )
     });
+    let slos = crate::slo::slos(&mut r, &raw.slos, &topology);
+    let alerting = crate::slo::alerting(&mut r, raw.alerting.as_ref());
+    let cluster = raw.cluster.as_ref().map(|c| crate::slo::cluster(&mut r, c));
     r.finish(SteerConfig {
         source: path.to_path_buf(),
         server,
@@ -349,6 +362,9 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         tls,
         bgp,
         dns,
+        slos,
+        alerting,
+        cluster,
     })
 }
 

@@ -538,3 +538,67 @@ fn cluster_names_the_deployment_and_must_not_be_empty() {
     assert_eq!(err.0[0].line, line_of(&text, "cluster ="), "{err}");
     assert!(err.0[0].message.contains("must not be empty"), "{err}");
 }
+
+#[test]
+fn slos_alerting_and_cluster_parse_and_name_their_errors() {
+    // The issue's minimal form, as written.
+    let (path, _) = with_edit(
+        "slo-ok.toml",
+        "quickstart.toml",
+        "[[regions]]\n",
+        "[[slos]]\nname = \"app-availability\"\nservice = \"app\"\nobjective = 0.999\nwindow = \"28d\"\n\n[alerting]\nalertmanagers = [\"http://127.0.0.1:9093\"]\n\n[[regions]]\n",
+    );
+    let c = steer_config::load_steerd(&path).unwrap();
+    assert_eq!(c.slos.len(), 1);
+    let s = &c.slos[0];
+    assert_eq!(
+        (s.name.as_str(), s.service.as_str()),
+        ("app-availability", "app")
+    );
+    assert_eq!(s.objective.target(), 0.999);
+    assert_eq!(s.window, Duration::from_secs(28 * 86_400));
+    assert_eq!(s.alerts, steer_slo::default_alert_rules());
+    assert_eq!(c.alerting.alertmanagers, ["http://127.0.0.1:9093"]);
+    assert!(c.cluster.is_none());
+
+    // Every mistake at its line, with its key.
+    let (path, text) = with_edit(
+        "slo-bad.toml",
+        "quickstart.toml",
+        "[[regions]]\n",
+        "[[slos]]\nname = \"lat\"\nservice = \"nosuch\"\nobjective = 99.9\nkind = \"latency\"\nwindow = \"28days\"\npop = \"xyz1\"\n[[slos.alerts]]\nseverity = \"wake-everyone\"\nburn_rate = 2\nlong = \"1h\"\nshort = \"5m\"\n[[slos.alerts]]\nseverity = \"page\"\nburn_rate = 2\nlong = \"5m\"\nshort = \"1h\"\n\n[alerting]\nalertmanagers = [\"127.0.0.1:9093\"]\n\n[cluster]\netcd = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"500ms\"\n\n[[regions]]\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let got: Vec<(usize, &str)> = err.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (line_of(&text, "service = \"nosuch\""), "slos[0].service"),
+            (line_of(&text, "objective = 99.9"), "slos[0].objective"),
+            (line_of(&text, "kind = \"latency\""), "slos[0].kind"),
+            (line_of(&text, "window = \"28days\""), "slos[0].window"),
+            (line_of(&text, "pop = \"xyz1\""), "slos[0].pop"),
+            (
+                line_of(&text, "wake-everyone"),
+                "slos[0].alerts[0].severity"
+            ),
+            (line_of(&text, "short = \"1h\""), "slos[0].alerts[1].short"),
+            (
+                line_of(&text, "127.0.0.1:9093\"]"),
+                "alerting.alertmanagers"
+            ),
+            (line_of(&text, "lease_ttl"), "cluster.lease_ttl"),
+        ],
+        "{err}"
+    );
+    // Unknown keys too.
+    let (path, text) = with_edit(
+        "slo-unknown.toml",
+        "quickstart.toml",
+        "[[regions]]\n",
+        "[[slos]]\nname = \"a\"\nservice = \"app\"\nobjective = 0.99\ntarget = 0.99\n\n[[regions]]\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    assert_eq!(err.0[0].line, line_of(&text, "target = 0.99"), "{err}");
+    assert!(err.0[0].message.contains("target"), "{err}");
+}

@@ -15,6 +15,7 @@
 pub mod counters;
 pub mod eval;
 pub mod history;
+pub mod promtext;
 pub mod rules;
 pub mod spec;
 

@@ -30,6 +30,27 @@ struct RawAgent {
     tls: Option<crate::tls::RawClientTls>,
     /// File holding the bearer token sent to steerd (`[auth] mode = "token"`).
     token_file: Option<Spanned<String>>,
+    /// Request counters read from the edge proxy's Prometheus endpoint.
+    #[serde(default)]
+    sli: Vec<Spanned<RawSli>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSli {
+    service: Spanned<String>,
+    /// `http://ip:port/metrics` of the proxy's Prometheus exporter.
+    url: Spanned<String>,
+    /// Selector of the total requests, e.g.
+    /// `haproxy_backend_http_responses_total{proxy="app"}`.
+    total: Spanned<String>,
+    /// Selector of the failed requests, e.g. `...{proxy="app",code="5xx"}`.
+    errors: Spanned<String>,
+    /// Optional latency histogram (base name and matchers, without
+    /// `_bucket`), and the bucket bound (`le`) that is fast enough.
+    latency_histogram: Option<Spanned<String>>,
+    latency_le: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +144,7 @@ pub struct PeerProbeConfig {
 /// `key=value` pairs (whitespace or newline separated) with keys
 /// `load_rps`, `capacity_rps`, `bandwidth_bps`, `error_ratio`,
 /// `latency_p50_ms`, `latency_p99_ms`; missing keys keep the config value.
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadCommand {
     pub command: Vec<String>,
@@ -143,6 +165,25 @@ pub struct AgentConfig {
     pub tls: Option<crate::tls::ClientTls>,
     /// Sent as `authorization: Bearer <token>` on every report stream.
     pub token: Option<crate::auth::BearerToken>,
+    /// `[[sli]]`: one per service at most.
+    pub sli: Vec<SliSource>,
+}
+
+/// Where one service's request counters come from: the edge proxy's
+/// Prometheus endpoint, read every report interval. Selectors are kept as
+/// written (validated; `steer_slo::promtext::Selector::parse` accepts them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliSource {
+    pub service: String,
+    pub addr: SocketAddr,
+    /// Host header value.
+    pub host: String,
+    pub path: String,
+    pub total: String,
+    pub errors: String,
+    /// `(histogram selector, le)`: slow = `_count` − `_bucket{le}`.
+    pub latency: Option<(String, String)>,
+    pub timeout: Duration,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors> {
@@ -181,7 +222,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
     if raw.probes.is_empty() {
         r.at(raw.pop.span(), "at least one [[probes]] entry is required");
     }
-    let probes = raw
+    let probes: Vec<ProbeConfig> = raw
         .probes
         .iter()
         .filter_map(|p| {
@@ -230,7 +271,23 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
             .map_err(|e| r.at(f.span(), e))
             .ok()
     });
+    let sli = sli_sources(&mut r, &raw.sli, report_interval);
+    for (raw_sli, source) in raw.sli.iter().zip(&sli) {
+        if !probes
+            .iter()
+            .any(|p: &ProbeConfig| p.service == source.service)
+        {
+            r.at(
+                raw_sli.get_ref().service.span(),
+                format!(
+                    "no [[probes]] entry for service {:?}: request counters ride on its health",
+                    source.service
+                ),
+            );
+        }
+    }
     r.finish(AgentConfig {
+        sli,
         pop: raw.pop.get_ref().clone(),
         steerd: raw.steerd.iter().map(|s| s.get_ref().clone()).collect(),
         report_interval,
@@ -242,6 +299,85 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<AgentConfig, ConfigErrors>
         tls,
         token,
     })
+}
+
+fn sli_sources(
+    r: &mut Reporter<'_>,
+    raw: &[Spanned<RawSli>],
+    report_interval: Duration,
+) -> Vec<SliSource> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for s in raw {
+        let s = s.get_ref();
+        let service = s.service.get_ref();
+        if service.is_empty() {
+            r.at(s.service.span(), "must name a service");
+        } else if !seen.insert(service.clone()) {
+            r.at(
+                s.service.span(),
+                format!("service {service:?} already has an [[sli]] source"),
+            );
+        }
+        let url = match parse_http_url(s.url.get_ref()) {
+            Ok(u) if s.url.get_ref().starts_with("http://") => Some(u),
+            Ok(_) => {
+                r.at(s.url.span(), "only http:// metrics endpoints are read");
+                None
+            }
+            Err(e) => {
+                r.at(s.url.span(), e);
+                None
+            }
+        };
+        let mut selector =
+            |v: &Spanned<String>| match steer_slo::promtext::Selector::parse(v.get_ref()) {
+                Ok(_) => true,
+                Err(e) => {
+                    r.at(v.span(), e);
+                    false
+                }
+            };
+        let ok = selector(&s.total) & selector(&s.errors);
+        let latency = match (&s.latency_histogram, &s.latency_le) {
+            (Some(h), Some(le)) => {
+                let hist_ok = selector(h);
+                if le.get_ref().parse::<f64>().is_err() && le.get_ref() != "+Inf" {
+                    r.at(
+                        le.span(),
+                        "must be a bucket bound as the histogram writes it, e.g. \"0.3\"",
+                    );
+                }
+                hist_ok.then(|| (h.get_ref().clone(), le.get_ref().clone()))
+            }
+            (Some(h), None) => {
+                r.at(
+                    h.span(),
+                    "a latency histogram needs `latency_le` (the fast-enough bucket)",
+                );
+                None
+            }
+            (None, Some(le)) => {
+                r.at(le.span(), "`latency_le` needs `latency_histogram`");
+                None
+            }
+            (None, None) => None,
+        };
+        let timeout = duration(r, &s.timeout, report_interval.min(Duration::from_secs(2)));
+        if let (Some((addr, host, path)), true) = (url, ok) {
+            out.push(SliSource {
+                service: service.clone(),
+                addr,
+                host,
+                path,
+                total: s.total.get_ref().clone(),
+                errors: s.errors.get_ref().clone(),
+                latency,
+                timeout,
+            });
+        }
+    }
+    out
 }
 
 fn peer(r: &mut Reporter<'_>, p: &RawProbe) -> Option<PeerProbeConfig> {

@@ -21,6 +21,7 @@ mod zonefile;
 
 pub use agent::{
     AgentConfig, HttpProbe, HttpsProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind,
+    SliSource,
 };
 pub use auth::{BearerToken, check_private_file, is_loopback, read_bearer_token};
 pub use dns::parse_dns_listen;

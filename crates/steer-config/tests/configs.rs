@@ -602,3 +602,46 @@ fn slos_alerting_and_cluster_parse_and_name_their_errors() {
     assert_eq!(err.0[0].line, line_of(&text, "target = 0.99"), "{err}");
     assert!(err.0[0].message.contains("target"), "{err}");
 }
+
+#[test]
+fn agent_sli_sources_parse_and_name_their_errors() {
+    let mut text = std::fs::read_to_string(configs_dir().join("agent-fra1.toml")).unwrap();
+    text.push_str(
+        "\n[[sli]]\nservice = \"app\"\nurl = \"http://127.0.0.1:8404/metrics\"\ntotal = 'haproxy_backend_http_responses_total{proxy=\"app\"}'\nerrors = 'haproxy_backend_http_responses_total{proxy=\"app\",code=~\"5..\"}'\nlatency_histogram = 'http_request_duration_seconds{job=\"app\"}'\nlatency_le = \"0.3\"\n",
+    );
+    let dir = std::env::temp_dir().join(format!("steer-config-sli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("agent-sli.toml");
+    std::fs::write(&path, &text).unwrap();
+    let c = steer_config::load_agent(&path).unwrap();
+    assert_eq!(c.sli.len(), 1);
+    assert_eq!(c.sli[0].addr.port(), 8404);
+    assert_eq!(c.sli[0].path, "/metrics");
+    assert_eq!(
+        c.sli[0].latency,
+        Some((
+            "http_request_duration_seconds{job=\"app\"}".into(),
+            "0.3".into()
+        ))
+    );
+
+    let bad = format!(
+        "{}\n[[sli]]\nservice = \"app\"\nurl = \"ftp://x\"\ntotal = 'm{{code=~\"(\"}}'\nerrors = 'm'\nlatency_le = \"fast\"\n",
+        text
+    );
+    std::fs::write(&path, &bad).unwrap();
+    let err = steer_config::load_agent(&path).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "sli[1].service",
+            "sli[1].url",
+            "sli[1].total",
+            "sli[1].latency_le"
+        ],
+        "{err}"
+    );
+    assert!(err.0[0].message.contains("already has"), "{err}");
+    assert!(err.0[2].message.contains("bad regex"), "{err}");
+}

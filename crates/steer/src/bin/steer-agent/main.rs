@@ -13,6 +13,7 @@ mod load;
 mod logging;
 mod probe;
 mod report;
+mod sli;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
             probes: probe::start(&config),
             peers: probe::start_peers(&config),
             load: load::start(&config),
+            sli: sli::start(&config),
         };
         warn_if_root_runs_commands(&config);
         info!(pop = %config.pop, probes = config.probes.len(), peers = config.peers.len(), steerd = ?config.steerd, "steer-agent started");

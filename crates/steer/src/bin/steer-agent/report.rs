@@ -35,6 +35,7 @@ pub(crate) struct Sources {
     pub(crate) probes: Board,
     pub(crate) peers: Board,
     pub(crate) load: SharedLoad,
+    pub(crate) sli: crate::sli::SharedReadings,
 }
 
 /// Peer probe results that have settled.
@@ -100,6 +101,15 @@ fn build_report(config: &AgentConfig, sources: &Sources, instance: u64) -> Healt
             detail: p.detail,
             latency_ms: u32::try_from(p.latency.as_millis()).unwrap_or(u32::MAX),
         });
+    }
+    for (service, r) in crate::sli::current(&sources.sli) {
+        if let Some(entry) = services.get_mut(&service) {
+            entry.sli_present = true;
+            entry.requests_total = r.total;
+            entry.requests_failed = r.failed;
+            entry.slow_present = r.slow.is_some();
+            entry.requests_slow = r.slow.unwrap_or(0);
+        }
     }
     let figures = load::current(&sources.load);
     HealthReport {

@@ -13,12 +13,14 @@
 //! Everything here is pure: time is passed in, nothing reads a clock.
 
 pub mod counters;
+pub mod engine;
 pub mod eval;
 pub mod history;
 pub mod promtext;
 pub mod rules;
 pub mod spec;
 
+pub use engine::{SliSample, SloEngine, SloState};
 pub use eval::{AlertState, Evaluation, Severity, WindowBurn, evaluate};
 pub use history::{Counts, History};
 pub use spec::{AlertRule, Correction, Objective, SloSpec, default_alert_rules};

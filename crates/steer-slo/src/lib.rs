@@ -12,6 +12,7 @@
 //!
 //! Everything here is pure: time is passed in, nothing reads a clock.
 
+pub mod alerts;
 pub mod counters;
 pub mod engine;
 pub mod eval;

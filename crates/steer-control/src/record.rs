@@ -105,13 +105,14 @@ impl Clock for ReplayClock {
 pub struct MemStore {
     state: Mutex<Option<PersistedState>>,
     audit: Mutex<Vec<AuditEntry>>,
+    documents: Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
 }
 
 impl MemStore {
     pub fn with_state(state: PersistedState) -> Self {
         Self {
             state: Mutex::new(Some(state)),
-            audit: Mutex::new(Vec::new()),
+            ..Self::default()
         }
     }
 }
@@ -139,6 +140,21 @@ impl StateStore for MemStore {
         let all = self.audit.lock().map(|a| a.clone()).unwrap_or_default();
         let skip = all.len().saturating_sub(limit);
         Ok(all[skip..].to_vec())
+    }
+
+    fn save_document(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Ok(mut d) = self.documents.lock() {
+            d.insert(name.to_owned(), bytes.to_vec());
+        }
+        Ok(())
+    }
+
+    fn load_document(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .documents
+            .lock()
+            .ok()
+            .and_then(|d| d.get(name).cloned()))
     }
 }
 

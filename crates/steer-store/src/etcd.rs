@@ -285,6 +285,16 @@ impl EtcdStore {
         })
     }
 
+    fn document_key(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        if !crate::valid_document_name(name) {
+            return Err(StoreError::Corrupt {
+                path: name.to_owned(),
+                reason: "not a document name".into(),
+            });
+        }
+        Ok(self.options.key(&format!("doc/{name}")))
+    }
+
     /// Reads one key's value, `None` when absent.
     fn get(&self, op: &'static str, key: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
         let endpoints = self.options.endpoints.clone();
@@ -341,6 +351,16 @@ impl StateStore for EtcdStore {
 
     fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.read_audit_matching(limit, &|_| true)
+    }
+
+    fn save_document(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let key = self.document_key(name)?;
+        self.fenced_put("save_document", vec![(key, bytes.to_vec())])
+    }
+
+    fn load_document(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.document_key(name)?;
+        self.get("load_document", key)
     }
 
     fn read_audit_matching(
@@ -662,6 +682,12 @@ impl StateStore for Arc<EtcdStore> {
     }
     fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         (**self).read_audit(limit)
+    }
+    fn save_document(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        (**self).save_document(name, bytes)
+    }
+    fn load_document(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).load_document(name)
     }
     fn read_audit_matching(
         &self,

@@ -64,6 +64,35 @@ impl FileStore {
     fn audit_path(&self) -> PathBuf {
         self.dir.join("audit.jsonl")
     }
+
+    fn document_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        if !crate::valid_document_name(name) {
+            return Err(StoreError::Corrupt {
+                path: name.to_owned(),
+                reason: "not a document name".into(),
+            });
+        }
+        Ok(self.dir.join(format!("{name}.json")))
+    }
+
+    /// Writes `bytes` to `path` so that a crash leaves the old or the new
+    /// content, never a mix: temp file, fsync, rename, fsync the directory.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = path.with_file_name(tmp_name);
+        {
+            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+            f.write_all(bytes).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))?;
+        }
+        fs::rename(&tmp, path).map_err(io("rename", path))?;
+        // Make the rename itself durable.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync", &self.dir))?;
+        Ok(())
+    }
 }
 
 impl StateStore for FileStore {
@@ -84,22 +113,25 @@ impl StateStore for FileStore {
 
     fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
         let path = self.state_path();
-        let tmp = self.dir.join("state.json.tmp");
         let bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Corrupt {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        {
-            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-            f.write_all(&bytes).map_err(io("write", &tmp))?;
-            f.sync_all().map_err(io("fsync", &tmp))?;
+        self.write_atomic(&path, &bytes)
+    }
+
+    fn save_document(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.document_path(name)?;
+        self.write_atomic(&path, bytes)
+    }
+
+    fn load_document(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.document_path(name)?;
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("read", &path)(e)),
         }
-        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
-        // Make the rename itself durable.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync", &self.dir))?;
-        Ok(())
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -341,6 +373,23 @@ mod tests {
             assert_eq!(tail, all[skip..].to_vec(), "limit {limit}");
         }
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn documents_are_saved_atomically_and_names_checked() {
+        let dir = tempdir("documents");
+        let store = FileStore::open(&dir).unwrap();
+        assert_eq!(store.load_document("slo").unwrap(), None);
+        store.save_document("slo", b"one").unwrap();
+        store.save_document("slo", b"two").unwrap();
+        assert_eq!(
+            store.load_document("slo").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        assert!(!dir.join("slo.json.tmp").exists());
+        for bad in ["", "../state", "a/b", "state.json"] {
+            assert!(store.save_document(bad, b"x").is_err(), "{bad:?}");
+        }
     }
 
     #[test]

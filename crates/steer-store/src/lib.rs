@@ -7,6 +7,16 @@
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+
+/// Whether `name` may name a document: a short ASCII word (it becomes a
+/// file name or a key).
+pub fn valid_document_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 mod file;
 mod identity;
 
@@ -68,6 +78,18 @@ pub trait StateStore: Send + Sync {
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The most recent `limit` audit entries, oldest first.
     fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Saves a named document (e.g. `slo`: the SLO histories) atomically,
+    /// beside the state. Names are short ASCII words. Stores that keep no
+    /// documents accept and drop them.
+    fn save_document(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let _ = (name, bytes);
+        Ok(())
+    }
+    /// The named document last saved, if any.
+    fn load_document(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = name;
+        Ok(None)
+    }
     /// The most recent `limit` entries for which `keep` holds, oldest first.
     /// Backends that can read from the end override this so a request for
     /// the last few entries does not read the whole log.

@@ -292,6 +292,16 @@ fn leader_writes_are_fenced_and_a_paused_leader_cannot_write() {
         Err(StoreError::Fenced { .. })
     ));
     assert_eq!(b.load().expect("load").map(|s| s.plan_version), Some(8));
+    assert!(matches!(
+        a.save_document("slo", b"stale"),
+        Err(StoreError::Fenced { .. })
+    ));
+    b.save_document("slo", b"{\"histories\":{}}")
+        .expect("leader document");
+    assert_eq!(
+        a.load_document("slo").expect("read document").as_deref(),
+        Some(&b"{\"histories\":{}}"[..])
+    );
     let audit = b.read_audit(10).expect("audit");
     assert_eq!(
         audit.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),

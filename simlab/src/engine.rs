@@ -380,6 +380,7 @@ pub(crate) fn run(
                             }
                         })
                         .collect(),
+                    sli: Vec::new(),
                 })
                 .collect();
             match &mut planner {

@@ -94,8 +94,12 @@ fn report(pop: &str, sequence: u64, instance: u64) -> HealthReport {
             service: "app".into(),
             status: ServiceStatus::Up.into(),
             probes: vec![probe("app-http"), probe("app-tcp")],
+            // The SLI counters an [[sli]] source adds to every report.
             requests_total: sequence * 100,
-            requests_failed: 0,
+            requests_failed: sequence / 10,
+            sli_present: true,
+            requests_slow: 0,
+            slow_present: false,
         }],
         capacity_rps: 10_000.0,
         load_rps: 1_000.0,

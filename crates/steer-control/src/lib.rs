@@ -14,6 +14,7 @@ mod durability;
 mod health;
 mod intents;
 mod record;
+mod slo;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod test_world;
@@ -43,6 +44,7 @@ use tracing::{error, info, warn};
 pub use clock::{Clock, MonotonicClock, SystemClock};
 pub use dry_run::{DrainProjector, ProjectionInputs};
 pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
+pub use slo::{PopBurn, SloSnapshot};
 
 /// Reports queued for the control loop, and the most it applies at once.
 const HEALTH_QUEUE: usize = 1024;
@@ -63,6 +65,8 @@ pub struct ControlHandles {
     pub status: Arc<ArcSwap<StatusReport>>,
     pub health_tx: mpsc::Sender<ObservedReport>,
     pub api_tx: mpsc::Sender<ApiCommand>,
+    /// The latest SLO evaluation, refreshed on the evaluation interval.
+    pub slo: Arc<ArcSwap<SloSnapshot>>,
 }
 
 pub struct ControlLoop {
@@ -97,6 +101,9 @@ pub struct ControlLoop {
     unflushed_audit: Vec<AuditEntry>,
     /// The deployment the state belongs to, kept in every save.
     identity: Option<StateIdentity>,
+    /// SLOs: histories, evaluation, alerts.
+    slo: slo::SloRuntime,
+    slo_configured: bool,
 }
 
 /// Samples of the answer counters, newest last, kept for the longest TTL.
@@ -363,6 +370,7 @@ impl ControlLoop {
             plan_version = saved.plan_version + 1,
             "control loop restored state"
         );
+        let slo_runtime = slo::SloRuntime::new(&topology);
         let this = Self {
             topology,
             aggregator,
@@ -383,6 +391,8 @@ impl ControlLoop {
             recorder: None,
             answers: AnswerFeed::default(),
             unflushed_audit,
+            slo: slo_runtime,
+            slo_configured: false,
             identity,
         };
         // Alertable from the first scrape, not only after the first failure.
@@ -406,6 +416,7 @@ impl ControlLoop {
         this.flush_audit();
         this.export_metrics();
         this.publish_status();
+        let slo_snapshot = this.slo.snapshot.clone();
         Ok((
             this,
             ControlHandles {
@@ -416,6 +427,7 @@ impl ControlLoop {
                 status,
                 health_tx,
                 api_tx,
+                slo: slo_snapshot,
             },
         ))
     }
@@ -471,6 +483,7 @@ impl ControlLoop {
         for r in reports {
             self.aggregator.observe(r, now);
         }
+        self.slo.observe(reports, now);
         self.refresh_demand(now);
         self.recompute_and_publish_at(false, now);
     }
@@ -508,6 +521,45 @@ impl ControlLoop {
     /// Handles one operator command, as the API path does.
     pub fn step_command(&mut self, cmd: ApiCommand) {
         self.handle(cmd);
+    }
+
+    /// Sets the SLOs (at start and on reload), with how often they are
+    /// evaluated and how often firing alerts are re-sent. The first call
+    /// reads the histories saved in the store.
+    pub fn configure_slos(
+        &mut self,
+        specs: Vec<steer_slo::SloSpec>,
+        evaluate_every: Duration,
+        resend_every: Duration,
+    ) {
+        let first = !self.slo_configured;
+        self.slo_configured = true;
+        self.slo.configure(
+            specs,
+            &self.topology,
+            evaluate_every,
+            resend_every,
+            &*self.store,
+            first,
+        );
+    }
+
+    /// The SLO alerts due for Alertmanager, as JSON lists for its v2 API,
+    /// for one sender task. `link` is what alerts point back to.
+    pub fn slo_alerts(&mut self, link: String) -> mpsc::Receiver<Vec<serde_json::Value>> {
+        self.slo.set_generator_url(link);
+        self.slo.alerts()
+    }
+
+    /// Excludes a time range from an SLO's budget (planned maintenance).
+    pub fn correct_slo(&mut self, correction: steer_slo::Correction) -> Result<(), String> {
+        self.slo.correct(correction)
+    }
+
+    /// Saves the SLO histories now (before a clean shutdown).
+    pub fn save_slo_state(&mut self) {
+        let now = self.clock.now();
+        self.slo.save(now, &*self.store);
     }
 
     /// The plan in force.
@@ -652,6 +704,7 @@ impl ControlLoop {
     fn tick(&mut self) {
         let now = self.clock.now();
         self.sample_answers(now);
+        self.slo.tick(now, &*self.store);
         let moved = self.evaluate_health(now);
         let body = self.compute_next(now);
         let changed = body != self.current().body;

@@ -72,5 +72,6 @@ pub(crate) fn report(pop: &str, up: bool, load: f64) -> ObservedReport {
         evidence: String::new(),
         load: Default::default(),
         peers: Vec::new(),
+        sli: Vec::new(),
     }
 }

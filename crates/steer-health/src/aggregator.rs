@@ -60,6 +60,20 @@ pub struct ObservedReport {
     pub load: LoadFigures,
     #[serde(default)]
     pub peers: Vec<PeerObservation>,
+    /// Request counters for SLIs, per service, as the agent read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sli: Vec<SliCounters>,
+}
+
+/// Cumulative request counters of one service at a PoP, as the edge
+/// proxy exposes them (see `steer_slo::counters`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SliCounters {
+    pub service: ServiceId,
+    pub total: u64,
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow: Option<u64>,
 }
 
 /// Rise/fall counts and staleness limits, straight from config.

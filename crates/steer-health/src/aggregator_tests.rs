@@ -22,6 +22,7 @@ fn report(pop: &str, up: bool) -> ObservedReport {
         evidence: String::new(),
         load: LoadFigures::default(),
         peers: Vec::new(),
+        sli: Vec::new(),
     }
 }
 

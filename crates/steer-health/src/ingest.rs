@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use crate::{
-    aggregator::{Observation, ObservedReport, PeerObservation},
+    aggregator::{Observation, ObservedReport, PeerObservation, SliCounters},
     sequence::{ReportOrigin, SequenceTracker, SequenceVerdict},
 };
 
@@ -124,6 +124,7 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
     }
     let peers = validate_peers(report, plan)?;
     let mut services = Vec::with_capacity(report.services.len());
+    let mut sli = Vec::new();
     // `app: http app-http HTTP 200, tcp app-tcp ok; api: ...`
     let mut evidence = String::new();
     for s in &report.services {
@@ -162,6 +163,16 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
                 evidence.push_str(part);
             }
         }
+        if s.sli_present {
+            sli.push(SliCounters {
+                service: steered.id.clone(),
+                total: s.requests_total,
+                failed: s.requests_failed.min(s.requests_total),
+                slow: s
+                    .slow_present
+                    .then_some(s.requests_slow.min(s.requests_total)),
+            });
+        }
         services.push((steered.id.clone(), obs));
     }
     let degraded = report
@@ -182,6 +193,7 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
             degraded,
         },
         peers,
+        sli,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod sequence;
 
 pub use aggregator::{
-    AggregatorSettings, HealthAggregator, Observation, ObservedReport, PeerObservation, Transition,
+    AggregatorSettings, HealthAggregator, Observation, ObservedReport, PeerObservation,
+    SliCounters, Transition,
 };
 pub use guard::GuardEvent;

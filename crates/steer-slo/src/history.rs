@@ -155,6 +155,9 @@ pub struct History {
     coarse: Buckets,
     /// Events dropped because they arrived older than anything kept.
     pub dropped_late: u64,
+    /// Every event ever recorded (a counter for metrics).
+    #[serde(default)]
+    pub recorded: Counts,
 }
 
 impl History {
@@ -166,6 +169,7 @@ impl History {
             fine: Buckets::new(FINE_MS, ms(fine)),
             coarse: Buckets::new(COARSE_MS, ms(coarse)),
             dropped_late: 0,
+            recorded: Counts::default(),
         }
     }
 
@@ -174,6 +178,7 @@ impl History {
         if counts.total == 0 && counts.bad == 0 {
             return;
         }
+        self.recorded.add(counts);
         let fine = self.fine.record(at.0, counts);
         let coarse = self.coarse.keep_ms > 0 && self.coarse.record(at.0, counts);
         if !fine && !coarse {

@@ -1,0 +1,397 @@
+//! The control loop's SLO runtime: agents' request counters into the SLO
+//! engine, evaluation on a fixed interval, the snapshot `/status` and
+//! `steerctl slo` read, the metrics operators alert on, the alerts due for
+//! Alertmanager (handed to an IO task), and the histories persisted as the
+//! store's `slo` document so a restart or failover keeps the budget.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use steer_health::ObservedReport;
+use steer_slo::{
+    Correction, Evaluation, SliSample, SloEngine, SloSpec, SloState, alerts::Alerter,
+    rules::duration_text,
+};
+use steer_store::StateStore;
+use steer_types::{Timestamp, Topology};
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+/// The store document holding [`SloState`].
+pub(crate) const SLO_DOCUMENT: &str = "slo";
+
+/// How often the histories are saved (and on shutdown by the caller).
+const SAVE_EVERY: Duration = Duration::from_secs(60);
+
+/// Alerts queued for the sender; more than this and the oldest batch
+/// would be stale anyway, so new ones are dropped and counted.
+const ALERT_QUEUE: usize = 16;
+
+/// What readers see: the latest evaluation of every SLO.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SloSnapshot {
+    pub at: Timestamp,
+    pub evaluations: Vec<Evaluation>,
+    /// Per SLO: each PoP's burn rate over the shortest alert window, with
+    /// its event count (which PoP is burning).
+    pub pop_burn: BTreeMap<String, Vec<PopBurn>>,
+    pub corrections: Vec<Correction>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PopBurn {
+    pub pop: String,
+    pub window_s: u64,
+    pub burn_rate: f64,
+    pub events: u64,
+}
+
+pub(crate) struct SloRuntime {
+    engine: SloEngine,
+    alerter: Alerter,
+    interval: Duration,
+    resend: Duration,
+    last_eval: Option<Timestamp>,
+    last_save: Option<Timestamp>,
+    dirty: bool,
+    pub(crate) snapshot: Arc<ArcSwap<SloSnapshot>>,
+    alerts_tx: Option<mpsc::Sender<Vec<serde_json::Value>>>,
+}
+
+fn pop_regions(topology: &Topology) -> BTreeMap<String, String> {
+    topology
+        .pops
+        .iter()
+        .map(|p| (p.id.to_string(), p.region.to_string()))
+        .collect()
+}
+
+impl SloRuntime {
+    pub(crate) fn new(topology: &Topology) -> Self {
+        Self {
+            engine: SloEngine::new(Vec::new(), pop_regions(topology)),
+            alerter: Alerter::default(),
+            interval: Duration::from_secs(30),
+            resend: Duration::from_secs(60),
+            last_eval: None,
+            last_save: None,
+            dirty: false,
+            snapshot: Arc::new(ArcSwap::from_pointee(SloSnapshot::default())),
+            alerts_tx: None,
+        }
+    }
+
+    /// New SLOs (start or reload), keeping the history of those that stay;
+    /// on first configuration the persisted histories are read back.
+    pub(crate) fn configure(
+        &mut self,
+        specs: Vec<SloSpec>,
+        topology: &Topology,
+        interval: Duration,
+        resend: Duration,
+        store: &dyn StateStore,
+        first: bool,
+    ) {
+        self.engine.reconfigure(specs, pop_regions(topology));
+        self.interval = interval.max(Duration::from_secs(1));
+        self.resend = resend.max(self.interval);
+        if first {
+            match store.load_document(SLO_DOCUMENT) {
+                Ok(Some(bytes)) => match serde_json::from_slice::<SloState>(&bytes) {
+                    Ok(state) => self.engine.restore(state),
+                    Err(e) => {
+                        metrics::counter!("steer_slo_state_errors_total").increment(1);
+                        error!(error = %e, "the saved SLO histories do not parse; starting them empty");
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    metrics::counter!("steer_slo_state_errors_total").increment(1);
+                    error!(error = %e, "cannot read the saved SLO histories; starting them empty");
+                }
+            }
+        }
+        for spec in self.engine.specs() {
+            for kind in ["total", "bad"] {
+                metrics::counter!("steer_slo_events_total", "slo" => spec.name.clone(), "kind" => kind)
+                    .increment(0);
+            }
+        }
+        metrics::counter!("steer_slo_state_errors_total").increment(0);
+        metrics::counter!("steer_slo_alerts_dropped_total").increment(0);
+        self.last_eval = None;
+    }
+
+    /// The alerts the loop decides to send, for the Alertmanager sender.
+    pub(crate) fn alerts(&mut self) -> mpsc::Receiver<Vec<serde_json::Value>> {
+        let (tx, rx) = mpsc::channel(ALERT_QUEUE);
+        self.alerts_tx = Some(tx);
+        rx
+    }
+
+    pub(crate) fn set_generator_url(&mut self, url: String) {
+        self.alerter.generator_url = url;
+    }
+
+    pub(crate) fn observe(&mut self, reports: &[ObservedReport], now: Timestamp) {
+        if self.engine.specs().is_empty() {
+            return;
+        }
+        for r in reports {
+            for c in &r.sli {
+                let before = self.totals();
+                self.engine.observe(
+                    r.pop.as_str(),
+                    c.service.as_str(),
+                    SliSample {
+                        total: c.total,
+                        failed: c.failed,
+                        slow: c.slow,
+                    },
+                    now,
+                );
+                self.count_events(&before, now);
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Events over the SLO window per SLO, to count what an observation
+    /// added (the engine records into histories; the metric counts).
+    fn totals(&self) -> BTreeMap<String, (u64, u64)> {
+        self.engine
+            .state()
+            .histories
+            .iter()
+            .map(|(k, h)| (k.clone(), (h.recorded.total, h.recorded.bad)))
+            .collect()
+    }
+
+    fn count_events(&self, before: &BTreeMap<String, (u64, u64)>, _now: Timestamp) {
+        for (slo, h) in &self.engine.state().histories {
+            let (t0, b0) = before.get(slo).copied().unwrap_or_default();
+            let (t1, b1) = (h.recorded.total, h.recorded.bad);
+            if t1 > t0 {
+                metrics::counter!("steer_slo_events_total", "slo" => slo.clone(), "kind" => "total")
+                    .increment(t1 - t0);
+            }
+            if b1 > b0 {
+                metrics::counter!("steer_slo_events_total", "slo" => slo.clone(), "kind" => "bad")
+                    .increment(b1 - b0);
+            }
+        }
+    }
+
+    pub(crate) fn correct(&mut self, c: Correction) -> Result<(), String> {
+        self.engine.correct(c)?;
+        self.dirty = true;
+        self.last_eval = None;
+        Ok(())
+    }
+
+    /// Evaluates when due; saves the histories when due.
+    pub(crate) fn tick(&mut self, now: Timestamp, store: &dyn StateStore) {
+        if self.engine.specs().is_empty() {
+            return;
+        }
+        if self.last_eval.is_none_or(|t| now.since(t) >= self.interval) {
+            self.last_eval = Some(now);
+            self.evaluate(now);
+        }
+        if self.dirty && self.last_save.is_none_or(|t| now.since(t) >= SAVE_EVERY) {
+            self.save(now, store);
+        }
+    }
+
+    /// Saves the histories now (also before a clean shutdown).
+    pub(crate) fn save(&mut self, now: Timestamp, store: &dyn StateStore) {
+        self.engine.expire_corrections(now);
+        let bytes = match serde_json::to_vec(self.engine.state()) {
+            Ok(b) => b,
+            Err(e) => {
+                error!(error = %e, "cannot encode the SLO histories");
+                return;
+            }
+        };
+        self.last_save = Some(now);
+        match store.save_document(SLO_DOCUMENT, &bytes) {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                metrics::counter!("steer_slo_state_errors_total").increment(1);
+                warn!(error = %e, "could not save the SLO histories; retrying in a minute");
+            }
+        }
+    }
+
+    fn evaluate(&mut self, now: Timestamp) {
+        let evaluations = self.engine.evaluate(now);
+        let mut pop_burn = BTreeMap::new();
+        for spec in self.engine.specs() {
+            let window = spec
+                .alerts
+                .iter()
+                .map(|r| r.short)
+                .min()
+                .unwrap_or(Duration::from_secs(300));
+            let burns = self
+                .engine
+                .pop_burn(&spec.name, window, now)
+                .into_iter()
+                .map(|(pop, burn_rate, events)| PopBurn {
+                    pop,
+                    window_s: window.as_secs(),
+                    burn_rate,
+                    events,
+                })
+                .collect::<Vec<_>>();
+            pop_burn.insert(spec.name.clone(), burns);
+        }
+        let due = self
+            .alerter
+            .due(self.engine.specs(), &evaluations, now, self.resend);
+        if !due.is_empty()
+            && let Some(tx) = &self.alerts_tx
+            && tx.try_send(due).is_err()
+        {
+            metrics::counter!("steer_slo_alerts_dropped_total").increment(1);
+            warn!("Alertmanager sender is behind; this round of SLO alerts was dropped");
+        }
+        for e in &evaluations {
+            let slo = e.slo.clone();
+            metrics::gauge!("steer_slo_budget_remaining_ratio", "slo" => slo.clone()).set(
+                if e.budget_remaining.is_finite() {
+                    e.budget_remaining
+                } else {
+                    -1e9
+                },
+            );
+            metrics::gauge!("steer_slo_sli_ratio", "slo" => slo.clone()).set(e.sli);
+            for b in &e.burns {
+                metrics::gauge!("steer_slo_burn_rate", "slo" => slo.clone(), "window" => duration_text(b.window))
+                    .set(if b.burn_rate.is_finite() { b.burn_rate } else { 1e9 });
+            }
+            for severity in [steer_slo::Severity::Page, steer_slo::Severity::Ticket] {
+                let firing = self.alerter.firing(&e.slo, severity);
+                metrics::gauge!("steer_slo_alert", "slo" => slo.clone(), "severity" => severity.to_string())
+                    .set(if firing { 1.0 } else { 0.0 });
+            }
+        }
+        self.snapshot.store(Arc::new(SloSnapshot {
+            at: now,
+            evaluations,
+            pop_burn,
+            corrections: self.engine.state().corrections.clone(),
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use steer_health::SliCounters;
+    use steer_slo::{Objective, Severity};
+    use steer_types::{ServiceId, Timestamp};
+
+    use crate::{
+        ControlLoop, MemStore, ReplayClock,
+        test_world::{report, topology},
+    };
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<MemStore>);
+
+    impl steer_store::StateStore for Shared {
+        fn load(&self) -> Result<Option<steer_store::PersistedState>, steer_store::StoreError> {
+            self.0.load()
+        }
+        fn save(&self, s: &steer_store::PersistedState) -> Result<(), steer_store::StoreError> {
+            self.0.save(s)
+        }
+        fn append_audit(&self, e: &steer_store::AuditEntry) -> Result<(), steer_store::StoreError> {
+            self.0.append_audit(e)
+        }
+        fn read_audit(
+            &self,
+            l: usize,
+        ) -> Result<Vec<steer_store::AuditEntry>, steer_store::StoreError> {
+            self.0.read_audit(l)
+        }
+        fn save_document(&self, n: &str, b: &[u8]) -> Result<(), steer_store::StoreError> {
+            self.0.save_document(n, b)
+        }
+        fn load_document(&self, n: &str) -> Result<Option<Vec<u8>>, steer_store::StoreError> {
+            self.0.load_document(n)
+        }
+    }
+
+    const START: i64 = 1_800_000_000_000;
+
+    fn start(store: &Shared, clock: &ReplayClock) -> ControlLoop {
+        let (mut c, _) = ControlLoop::new(
+            Arc::new(topology()),
+            Box::new(store.clone()),
+            Box::new(clock.clone()),
+        )
+        .expect("loop");
+        let mut spec =
+            steer_slo::SloSpec::new("app", "app", Objective::Availability { target: 0.999 });
+        spec.min_events = 10;
+        c.configure_slos(
+            vec![spec],
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(60),
+        );
+        c
+    }
+
+    fn with_sli(pop: &str, total: u64, failed: u64) -> steer_health::ObservedReport {
+        let mut r = report(pop, true, 100.0);
+        r.sli.push(SliCounters {
+            service: ServiceId::new("app"),
+            total,
+            failed,
+            slow: None,
+        });
+        r
+    }
+
+    #[test]
+    fn counters_burn_the_budget_page_and_survive_a_restart() {
+        let store = Shared::default();
+        let clock = ReplayClock::default();
+        clock.set(Timestamp(START));
+        let mut c = start(&store, &clock);
+        let mut alerts = c.slo_alerts("http://127.0.0.1:9/status".into());
+        // fra1 serves 100 rps with 10% failing (100x the budget); ams1 is
+        // clean. Counters are cumulative.
+        for s in 0..=600i64 {
+            clock.set(Timestamp(START + s * 1000));
+            let t = 100 * s as u64;
+            c.step_reports(&[with_sli("fra1", t, t / 10), with_sli("ams1", t, 0)]);
+            c.step_tick();
+        }
+        let snap = c.slo.snapshot.load_full();
+        let e = &snap.evaluations[0];
+        assert_eq!(e.firing(), Some(Severity::Page), "{e:?}");
+        assert!(e.budget_remaining < 0.0);
+        let burns = &snap.pop_burn["app"];
+        let fra = burns.iter().find(|b| b.pop == "fra1").expect("fra1");
+        let ams = burns.iter().find(|b| b.pop == "ams1").expect("ams1");
+        assert!(fra.burn_rate > 90.0 && ams.burn_rate == 0.0, "{burns:?}");
+        let sent = alerts.try_recv().expect("alerts due");
+        assert!(
+            sent.iter().any(|a| a["labels"]["severity"] == "page"),
+            "{sent:?}"
+        );
+
+        // Saved (the minute passed), and read back by a new loop.
+        drop(c);
+        let c2 = start(&store, &clock);
+        let mut c2 = c2;
+        c2.step_tick();
+        let again = c2.slo.snapshot.load_full();
+        assert_eq!(again.evaluations[0].window_counts, e.window_counts);
+    }
+}

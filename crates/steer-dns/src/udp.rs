@@ -14,6 +14,7 @@
 //! query's destination (IP_PKTINFO / IPV6_RECVPKTINFO) and reply from it.
 
 use std::{
+    borrow::Cow,
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::Arc,
     time::Instant,
@@ -25,17 +26,17 @@ use hickory_server::proto::{
         Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
         emit_message_parts,
     },
-    rr::{LowerName, Record, rdata::opt::ClientSubnet},
+    rr::{LowerName, Name, Record, rdata::opt::ClientSubnet},
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::warn;
 
 use crate::{
-    answer::{Answer, Question, answer},
+    answer::{Answer, Owner, Question, answer},
     edns::{client_info, client_subnet, echo_subnet, response_edns},
     rrl::{RateLimiter, RrlAction},
-    view::DnsView,
+    view::{DnsView, Rr},
 };
 
 /// What became of one datagram.
@@ -156,7 +157,8 @@ pub(crate) fn respond(
     if slip {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.truncation = true;
-        return encode(&metadata, &request.queries, &[], None, edns.as_ref(), out);
+        let empty = SectionRefs::default();
+        return encode(&metadata, &request.queries, &empty, edns.as_ref(), out);
     }
     if request.metadata.op_code != OpCode::Query {
         let rcode = ResponseCode::NotImp;
@@ -209,28 +211,80 @@ pub(crate) fn respond(
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.authoritative = result.authoritative;
     metadata.response_code = result.rcode;
-    let answers: Vec<&Record> = result.answers.iter().map(|r| &r.record).collect();
+    let sections = Sections::of(&result, query.name());
     let sent = encode(
         &metadata,
         &request.queries,
-        &answers,
-        result.soa.map(|r| &r.record),
+        &sections.borrow(true),
         edns.as_ref(),
         out,
     );
-    if sent == UdpOutcome::Reply && out.len() > limit {
-        // Too big: TC and no records, so the client retries over TCP and
-        // never caches a partial RRset (RFC 2181 9).
-        metrics.truncated.increment(1);
-        metadata.truncation = true;
-        return encode(&metadata, &request.queries, &[], None, edns.as_ref(), out);
+    if sent != UdpOutcome::Reply || out.len() <= limit {
+        return sent;
     }
-    sent
+    // Too big: without the additional section, else TC and no records, so
+    // the client retries over TCP and never caches a partial RRset (RFC
+    // 2181 9).
+    let sent = encode(
+        &metadata,
+        &request.queries,
+        &sections.borrow(false),
+        edns.as_ref(),
+        out,
+    );
+    if sent != UdpOutcome::Reply || out.len() <= limit {
+        return sent;
+    }
+    metrics.truncated.increment(1);
+    metadata.truncation = true;
+    let empty = SectionRefs::default();
+    encode(&metadata, &request.queries, &empty, edns.as_ref(), out)
+}
+
+/// An answer's records as hickory records, with the owners they are sent
+/// with, for hickory's encoder (the paths that are not pre-encoded).
+pub(crate) struct Sections<'v> {
+    answers: Vec<Cow<'v, Record>>,
+    authority: Vec<&'v Record>,
+    additional: Vec<&'v Record>,
+}
+
+#[derive(Default)]
+pub(crate) struct SectionRefs<'a> {
+    pub(crate) answers: Vec<&'a Record>,
+    pub(crate) authority: Vec<&'a Record>,
+    pub(crate) additional: Vec<&'a Record>,
+}
+
+impl<'v> Sections<'v> {
+    pub(crate) fn of(result: &'v Answer<'v>, qname: &Name) -> Self {
+        let authority = result.soa.map_or(result.referral, std::slice::from_ref);
+        Self {
+            answers: result.answers.iter().map(|a| a.record(qname)).collect(),
+            authority: authority.iter().map(|r| &r.record).collect(),
+            additional: result.additional.iter().map(|r| &r.record).collect(),
+        }
+    }
+
+    pub(crate) fn borrow(&self, additional: bool) -> SectionRefs<'_> {
+        SectionRefs {
+            answers: self.answers.iter().map(|r| &**r).collect(),
+            authority: self.authority.clone(),
+            additional: if additional {
+                self.additional.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 /// Writes the reply from pre-encoded records: header, the question copied
-/// byte for byte (case kept), answers whose owner points at it, the SOA,
-/// and the OPT record. `None` when something is not pre-encoded; the
+/// byte for byte (case kept), the answer section (owners at the query name
+/// point at it), the authority section (SOA or a referral's NS set), as
+/// much of the additional section as fits in whole RRsets, and the OPT
+/// record. When answer and authority do not fit, the reply is TC with no
+/// records (RFC 2181 9). `None` when something is not pre-encoded; the
 /// caller then uses hickory's encoder. The bool says it was truncated.
 fn write_fast(
     packet: &[u8],
@@ -259,13 +313,13 @@ fn write_fast(
         i += 1 + usize::from(len);
     }
     let question = packet.get(12..i + 4)?;
-    let soa = match result.soa {
-        Some(rr) => Some(rr.wire()?),
-        None => None,
-    };
-    let mut records = 0;
-    for rr in &result.answers {
-        records += rr.wire()?.len();
+    let pre_encoded = |rr: &Rr| rr.full().is_some();
+    if !(result.answers.iter().all(|a| pre_encoded(a.rr))
+        && result.soa.is_none_or(pre_encoded)
+        && result.referral.iter().all(pre_encoded)
+        && result.additional.iter().all(pre_encoded))
+    {
+        return None;
     }
     let mut opt = [0u8; 11 + 4 + 4 + 16];
     let opt_len = match payload {
@@ -298,37 +352,104 @@ fn write_fast(
             n
         }
     };
-    let full = 12 + question.len() + records + soa.map_or(0, <[u8]>::len) + opt_len;
-    let truncated = full > limit;
 
     out.clear();
     out.extend_from_slice(packet.get(..2)?);
     let req2 = *packet.get(2)?;
     let req3 = *packet.get(3)?;
     let aa = if result.authoritative { 0x04 } else { 0 };
-    let tc = if truncated { 0x02 } else { 0 };
     // QR, the request's opcode and RD; RA and AD clear; CD copied.
-    out.push(0x80 | (req2 & 0x78) | aa | tc | (req2 & 0x01));
+    out.push(0x80 | (req2 & 0x78) | aa | (req2 & 0x01));
     out.push((req3 & 0x10) | rcode as u8);
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(question);
+    let records_start = out.len();
+    let mut names = Compressor::default();
+    for a in &result.answers {
+        match a.owner {
+            Owner::Query => out.extend_from_slice(&[0xc0, 0x0c]),
+            Owner::Record => names.owner(a.rr, out),
+            Owner::Name(name) => {
+                for label in name.iter() {
+                    out.push(label.len() as u8);
+                    out.extend_from_slice(label);
+                }
+                out.push(0);
+            }
+        }
+        out.extend_from_slice(a.rr.body()?);
+    }
+    let authority = result.soa.map_or(result.referral, std::slice::from_ref);
+    for rr in authority {
+        names.owner(rr, out);
+        out.extend_from_slice(rr.body()?);
+    }
+    let truncated = out.len() + opt_len > limit;
     let (an, ns) = if truncated {
+        out.truncate(records_start);
         (0, 0)
     } else {
-        (result.answers.len() as u16, u16::from(soa.is_some()))
+        (result.answers.len(), authority.len())
     };
-    for count in [1, an, ns, u16::from(opt_len > 0)] {
-        out.extend_from_slice(&count.to_be_bytes());
-    }
-    out.extend_from_slice(question);
+    let mut ar = 0;
     if !truncated {
-        for rr in &result.answers {
-            out.extend_from_slice(rr.wire()?);
-        }
-        if let Some(soa) = soa {
-            out.extend_from_slice(soa);
+        // Whole RRsets only, and never at the cost of the answer.
+        let mut rest = result.additional;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|r| r.record_type() == first.record_type() && r.name == first.name)
+                .count();
+            let mark = out.len();
+            for rr in &rest[..run] {
+                names.owner(rr, out);
+                out.extend_from_slice(rr.body()?);
+            }
+            if out.len() + opt_len > limit {
+                out.truncate(mark);
+                break;
+            }
+            ar += run;
+            rest = &rest[run..];
         }
     }
     out.extend_from_slice(&opt[..opt_len]);
+    if truncated {
+        out[2] |= 0x02;
+    }
+    let counts = [1, an, ns, ar + usize::from(opt_len > 0)];
+    for (k, count) in counts.into_iter().enumerate() {
+        let count = u16::try_from(count).ok()?;
+        out[4 + 2 * k..6 + 2 * k].copy_from_slice(&count.to_be_bytes());
+    }
     Some((UdpOutcome::Reply, truncated))
+}
+
+/// Owner-name compression for consecutive records of one owner (an NS
+/// set, a host's A and AAAA): the first is written in full, the next
+/// point at it.
+#[derive(Default)]
+struct Compressor<'v> {
+    last: Option<(&'v [u8], u16)>,
+}
+
+impl<'v> Compressor<'v> {
+    fn owner(&mut self, rr: &'v Rr, out: &mut Vec<u8>) {
+        let owner = rr.owner_wire().unwrap_or_default();
+        match self.last {
+            Some((name, at)) if name == owner => {
+                out.extend_from_slice(&(0xc000 | at).to_be_bytes());
+            }
+            _ => {
+                if let Ok(at) = u16::try_from(out.len())
+                    && at < 0x4000
+                {
+                    self.last = Some((owner, at));
+                }
+                out.extend_from_slice(owner);
+            }
+        }
+    }
 }
 
 fn error_reply(
@@ -342,14 +463,13 @@ fn error_reply(
     view.metrics.rcode(rcode).increment(1);
     let mut metadata = Metadata::response_from_request(request);
     metadata.response_code = rcode;
-    encode(&metadata, queries, &[], None, edns, out)
+    encode(&metadata, queries, &SectionRefs::default(), edns, out)
 }
 
 fn encode(
     metadata: &Metadata,
     queries: &[Query],
-    answers: &[&Record],
-    soa: Option<&Record>,
+    sections: &SectionRefs<'_>,
     edns: Option<&Edns>,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
@@ -358,9 +478,9 @@ fn encode(
     let emitted = emit_message_parts(
         metadata,
         &mut queries.iter(),
-        &mut answers.iter().copied(),
-        &mut soa.into_iter(),
-        &mut std::iter::empty::<&Record>(),
+        &mut sections.answers.iter().copied(),
+        &mut sections.authority.iter().copied(),
+        &mut sections.additional.iter().copied(),
         edns,
         None,
         &mut encoder,

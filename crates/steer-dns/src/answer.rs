@@ -14,7 +14,7 @@ use steer_types::answers::ANSWER_UNIT;
 use crate::{
     select::{MAX_PICK, STICKY_V4, STICKY_V6, subnet_key},
     view::{CompiledService, CompiledSet, DnsView, Rr},
-    zone::{CompiledZone, Found},
+    zone::{CompiledZone, Found, Node},
 };
 
 pub struct Question<'a> {
@@ -139,9 +139,10 @@ impl<'v> Answer<'v> {
     }
 }
 
-/// How many CNAMEs one answer follows. NSD and Knot stop chains
-/// well before this in practice; it bounds the work one query can cause.
-pub const MAX_CNAME_CHAIN: usize = 16;
+/// How many CNAMEs one answer carries, as Knot DNS: the target of the
+/// last is still looked up, but not followed if it is an alias too. It
+/// bounds the work one query can cause.
+pub const MAX_CNAME_CHAIN: usize = 5;
 
 /// The zone `name` belongs to: the one with the longest matching origin.
 fn zone_of<'v>(view: &'v DnsView, name: &LowerName) -> Option<&'v CompiledZone> {
@@ -173,7 +174,10 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
     let mut current: &LowerName = q.name;
     // The targets followed so far: `current` from the second step on.
     let mut followed: [Option<&'v LowerName>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
-    for step in 0..MAX_CNAME_CHAIN {
+    // The node each step's CNAME came from, and whether a wildcard
+    // synthesized it, for loop detection.
+    let mut aliases: [Option<(&'v Node, bool)>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
+    for step in 0..=MAX_CNAME_CHAIN {
         if let Some(target) = step.checked_sub(1).and_then(|i| followed[i]) {
             let Some(z) = zone_of(view, target) else {
                 // Out of our zones: the resolver follows from here.
@@ -219,17 +223,25 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
         let Some(target) = node.cname.as_ref() else {
             return Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
         };
+        // A loop ends where it closes, with what was collected, as Knot
+        // and NSD answer: an alias already in the answer is not repeated,
+        // and a wildcard that synthesizes its own target stops after its
+        // second CNAME (the owners differ, so both are sent).
+        let seen = |(n, s): (&Node, bool)| std::ptr::eq(n, node) && s == synthesized;
+        let repeated = !synthesized && aliases.iter().flatten().any(|&a| seen(a));
+        if repeated || step == MAX_CNAME_CHAIN {
+            break;
+        }
         chain.extend(
             node.rrset(RecordType::CNAME)
                 .iter()
                 .map(|rr| Answered { rr, owner }),
         );
-        // A loop ends where it closes, with what was collected (as NSD
-        // and Knot answer).
-        let looped = target == q.name || followed.iter().flatten().any(|&f| f == target);
-        if looped || step + 1 == MAX_CNAME_CHAIN {
+        let wildcard_loop = synthesized && step > 0 && aliases[step - 1].is_some_and(|a| seen(a));
+        if wildcard_loop {
             break;
         }
+        aliases[step] = Some((node, synthesized));
         followed[step] = Some(target);
         current = target;
     }

@@ -364,11 +364,11 @@ fn write_fast(
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(question);
     let records_start = out.len();
-    let mut names = Compressor::default();
+    let mut names = Compressor::new(question);
     for a in &result.answers {
         match a.owner {
             Owner::Query => out.extend_from_slice(&[0xc0, 0x0c]),
-            Owner::Record => names.owner(a.rr, out),
+            Owner::Record => names.owner(a.rr.owner_wire()?, out),
             Owner::Name(name) => {
                 for label in name.iter() {
                     out.push(label.len() as u8);
@@ -381,7 +381,7 @@ fn write_fast(
     }
     let authority = result.soa.map_or(result.referral, std::slice::from_ref);
     for rr in authority {
-        names.owner(rr, out);
+        names.owner(rr.owner_wire()?, out);
         out.extend_from_slice(rr.body()?);
     }
     let truncated = out.len() + opt_len > limit;
@@ -402,7 +402,7 @@ fn write_fast(
                 .count();
             let mark = out.len();
             for rr in &rest[..run] {
-                names.owner(rr, out);
+                names.owner(rr.owner_wire()?, out);
                 out.extend_from_slice(rr.body()?);
             }
             if out.len() + opt_len > limit {
@@ -425,31 +425,85 @@ fn write_fast(
     Some((UdpOutcome::Reply, truncated))
 }
 
-/// Owner-name compression for consecutive records of one owner (an NS
-/// set, a host's A and AAAA): the first is written in full, the next
-/// point at it.
-#[derive(Default)]
-struct Compressor<'v> {
-    last: Option<(&'v [u8], u16)>,
+/// Owner-name compression (RFC 1035 4.1.4) for the records written with
+/// their own owner: each is written as its labels up to the longest
+/// suffix already in the message (the question, or an owner before it),
+/// then a pointer there. RDATA stays as pre-encoded. A few names per
+/// response, so a linear search is the fastest.
+struct Compressor<'a> {
+    /// Where a name starts in the message, its uncompressed wire form, and
+    /// how many of its bytes are written there literally (suffix starts
+    /// below that are valid pointer targets).
+    names: [(usize, &'a [u8], usize); 16],
+    len: usize,
 }
 
-impl<'v> Compressor<'v> {
-    fn owner(&mut self, rr: &'v Rr, out: &mut Vec<u8>) {
-        let owner = rr.owner_wire().unwrap_or_default();
-        match self.last {
-            Some((name, at)) if name == owner => {
-                out.extend_from_slice(&(0xc000 | at).to_be_bytes());
-            }
-            _ => {
-                if let Ok(at) = u16::try_from(out.len())
-                    && at < 0x4000
-                {
-                    self.last = Some((owner, at));
-                }
-                out.extend_from_slice(owner);
-            }
+impl<'a> Compressor<'a> {
+    /// Starts with the question name, if it is written without pointers.
+    fn new(question: &'a [u8]) -> Self {
+        let mut c = Self {
+            names: [(0, &[][..], 0); 16],
+            len: 0,
+        };
+        let name = question.get(..question.len().saturating_sub(4));
+        if let Some(name) = name
+            && name.last() == Some(&0)
+            && labels(name).all(|(_, len)| len < 0x40)
+        {
+            c.remember(12, name, name.len());
+        }
+        c
+    }
+
+    fn remember(&mut self, at: usize, name: &'a [u8], literal: usize) {
+        if let Some(slot) = self.names.get_mut(self.len) {
+            *slot = (at, name, literal);
+            self.len += 1;
         }
     }
+
+    fn owner(&mut self, name: &'a [u8], out: &mut Vec<u8>) {
+        let at = out.len();
+        for (start, _) in labels(name) {
+            let suffix = &name[start..];
+            let found = self.names[..self.len]
+                .iter()
+                .find_map(|&(pos, known, literal)| {
+                    labels(known)
+                        .take_while(|&(k, _)| k < literal)
+                        .find(|&(k, _)| known[k..].eq_ignore_ascii_case(suffix))
+                        .map(|(k, _)| pos + k)
+                });
+            if let Some(ptr) = found
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p < 0x4000)
+            {
+                out.extend_from_slice(&name[..start]);
+                out.extend_from_slice(&(0xc000 | ptr).to_be_bytes());
+                if start > 0 {
+                    self.remember(at, name, start);
+                }
+                return;
+            }
+        }
+        out.extend_from_slice(name);
+        self.remember(at, name, name.len());
+    }
+}
+
+/// The label starts of an uncompressed wire name (the root excluded),
+/// with each label's length byte.
+fn labels(name: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let len = *name.get(i)?;
+        if len == 0 || len & 0xc0 != 0 {
+            return None;
+        }
+        let at = i;
+        i += 1 + usize::from(len);
+        Some((at, len))
+    })
 }
 
 fn error_reply(

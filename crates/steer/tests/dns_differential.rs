@@ -1,0 +1,458 @@
+//! Differential test: one zone file, served by steerd, NSD and Knot DNS,
+//! asked the same questions over UDP without EDNS, UDP with EDNS and TCP.
+//! Responses are compared on rcode, AA, TC and the answer, authority and
+//! additional sections as sets of records (TTL included).
+//!
+//! Steer matches Knot DNS exactly. NSD (default configuration) differs from
+//! Knot by design in three ways, and Steer follows Knot in each:
+//! - NSD adds the zone's NS set (and its addresses) to the authority and
+//!   additional sections of positive answers; Knot and Steer answer
+//!   minimally. NSD is checked with that set taken out, and its additional
+//!   section must hold Steer's.
+//! - NSD follows CNAME chains much further; Knot (and Steer) stop after 5
+//!   CNAMEs. Chains longer than that are compared with Knot only.
+//! - For ANY at a name with several RRsets (RFC 8482 minimal answers) NSD
+//!   picks the SOA, Knot and Steer the first type in type order.
+//!
+//! The reference servers are Debian's `nsd` and `knot` (`scripts/test`
+//! installs them). A missing one fails the test: it never passes silently.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    io::{Read, Write},
+    net::{TcpStream, UdpSocket},
+    path::{Path, PathBuf},
+    process::Command,
+    str::FromStr,
+    time::Duration,
+};
+
+use common::*;
+use hickory_proto::{
+    op::{Edns, Message, MessageType, OpCode, Query},
+    rr::{Name, Record, RecordType},
+};
+
+const ORIGIN: &str = "diff.test.";
+
+/// Every case the zone semantics cover, with the queries that probe it.
+const ZONE: &str = r#"$ORIGIN diff.test.
+$TTL 300
+@           IN SOA ns1 hostmaster 1 3600 600 604800 120
+@           NS    ns1
+@           NS    ns2.elsewhere.example.
+@           MX    10 mail
+@           MX    20 mx.elsewhere.example.
+ns1         A     192.0.2.1
+ns1         AAAA  2001:db8::1
+mail        A     192.0.2.2
+mail        AAAA  2001:db8::2
+www         A     192.0.2.3
+txt         TXT   "hello"
+; SRV targets in and out of the zone
+_sip._udp   SRV   10 5 5060 www
+_sip._tcp   SRV   10 5 5060 sip.elsewhere.example.
+; wildcards: synthesis, NODATA, an existing name and an empty
+; non-terminal that block it, a wildcard CNAME, one that loops
+*.wild      A     192.0.2.10
+*.wild      MX    10 mail
+sub.wild    TXT   "exists"
+host.ent.wild A   192.0.2.11
+*.cn        CNAME www
+*.wl        CNAME x.wl
+a.b.c.ent2  A     192.0.2.12
+; CNAME chains: to a wildcard, through one, a long one, loops,
+; out of the zone, to NXDOMAIN, to NODATA, into a delegation
+towild      CNAME something.wild
+tocn        CNAME bar.cn
+c1          CNAME c2
+c2          CNAME c3
+c3          CNAME www
+l1          CNAME l2
+l2          CNAME l3
+l3          CNAME l4
+l4          CNAME l5
+l5          CNAME l6
+l6          CNAME l7
+l7          CNAME www
+loop1       CNAME loop2
+loop2       CNAME loop1
+self        CNAME self
+out         CNAME www.elsewhere.example.
+dangling    CNAME nothere
+tonodata    CNAME txt
+todeleg     CNAME www.deleg
+tomx        CNAME diff.test.
+; a delegation with glue below the cut and an in-zone NS outside it; a
+; wildcard below the cut (occluded); one with only an external NS
+deleg       NS    ns1.deleg
+deleg       NS    ns2.deleg
+deleg       NS    ns.elsewhere.example.
+deleg       NS    ns1
+ns1.deleg   A     192.0.2.20
+ns2.deleg   AAAA  2001:db8::20
+*.deleg     A     192.0.2.99
+ext         NS    ns.elsewhere.example.
+nsglue      NS    ns1.deleg
+; additional data from a wildcard, and more than fits without EDNS
+mxw         MX    10 host.wild
+manymx      MX    1 m1
+manymx      MX    2 m2
+manymx      MX    3 m3
+manymx      MX    4 m4
+manymx      MX    5 m5
+manymx      MX    6 m6
+m1 A 192.0.2.101
+m1 AAAA 2001:db8::101
+m2 A 192.0.2.102
+m2 AAAA 2001:db8::102
+m3 A 192.0.2.103
+m3 AAAA 2001:db8::103
+m4 A 192.0.2.104
+m4 AAAA 2001:db8::104
+m5 A 192.0.2.105
+m5 AAAA 2001:db8::105
+m6 A 192.0.2.106
+m6 AAAA 2001:db8::106
+; an answer too big for 512 bytes
+big TXT "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+big TXT "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+big TXT "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+big TXT "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
+"#;
+
+/// (name, type, compared with NSD too).
+const QUERIES: &[(&str, &str, bool)] = &[
+    // apex, plain names, NODATA, NXDOMAIN, additional for NS/MX/SRV
+    ("diff.test", "SOA", true),
+    ("diff.test", "NS", true),
+    ("diff.test", "MX", true),
+    ("diff.test", "A", true),
+    ("diff.test", "DS", true),
+    ("diff.test", "ANY", false),
+    ("www.diff.test", "A", true),
+    ("www.diff.test", "AAAA", true),
+    ("www.diff.test", "ANY", true),
+    ("WWW.Diff.TEST", "A", true),
+    ("mail.diff.test", "A", true),
+    ("_sip._udp.diff.test", "SRV", true),
+    ("_sip._tcp.diff.test", "SRV", true),
+    ("nope.diff.test", "A", true),
+    ("other.example", "A", true),
+    // wildcards
+    ("foo.wild.diff.test", "A", true),
+    ("Foo.Wild.diff.test", "A", true),
+    ("foo.wild.diff.test", "AAAA", true),
+    ("foo.wild.diff.test", "MX", true),
+    ("a.b.wild.diff.test", "A", true),
+    ("*.wild.diff.test", "A", true),
+    ("wild.diff.test", "A", true),
+    ("sub.wild.diff.test", "A", true),
+    ("sub.wild.diff.test", "TXT", true),
+    ("x.sub.wild.diff.test", "A", true),
+    ("ent.wild.diff.test", "A", true),
+    ("y.ent.wild.diff.test", "A", true),
+    ("ent2.diff.test", "A", true),
+    ("c.ent2.diff.test", "A", true),
+    ("x.ent2.diff.test", "A", true),
+    ("foo.cn.diff.test", "A", true),
+    ("foo.cn.diff.test", "CNAME", true),
+    ("a.wl.diff.test", "A", true),
+    ("x.wl.diff.test", "A", true),
+    // CNAME chains
+    ("towild.diff.test", "A", true),
+    ("towild.diff.test", "AAAA", true),
+    ("tocn.diff.test", "A", true),
+    ("c1.diff.test", "A", true),
+    ("c1.diff.test", "CNAME", true),
+    ("c2.diff.test", "AAAA", true),
+    ("l1.diff.test", "A", false),
+    ("l2.diff.test", "A", false),
+    ("l3.diff.test", "A", true),
+    ("loop1.diff.test", "A", true),
+    ("self.diff.test", "A", true),
+    ("out.diff.test", "A", true),
+    ("dangling.diff.test", "A", true),
+    ("tonodata.diff.test", "A", true),
+    ("todeleg.diff.test", "A", true),
+    ("tomx.diff.test", "MX", true),
+    // delegations
+    ("deleg.diff.test", "NS", true),
+    ("deleg.diff.test", "A", true),
+    ("deleg.diff.test", "DS", true),
+    ("deleg.diff.test", "SOA", true),
+    ("www.deleg.diff.test", "A", true),
+    ("ns1.deleg.diff.test", "A", true),
+    ("ns2.deleg.diff.test", "AAAA", true),
+    ("x.y.deleg.diff.test", "DS", true),
+    ("ext.diff.test", "A", true),
+    ("ext.diff.test", "DS", true),
+    ("foo.ext.diff.test", "A", true),
+    ("nsglue.diff.test", "A", true),
+    // additional data and size limits
+    ("mxw.diff.test", "MX", false),
+    ("manymx.diff.test", "MX", false),
+    ("big.diff.test", "TXT", true),
+];
+
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Udp,
+    UdpEdns,
+    Tcp,
+}
+
+/// What is compared of a response.
+#[derive(Debug, PartialEq, Eq)]
+struct Summary {
+    rcode: String,
+    aa: bool,
+    tc: bool,
+    answer: BTreeSet<String>,
+    authority: BTreeSet<String>,
+    additional: BTreeSet<String>,
+}
+
+fn show(r: &Record) -> String {
+    format!(
+        "{} {} {} {}",
+        r.name.to_lowercase(),
+        r.ttl,
+        r.record_type(),
+        r.data
+    )
+}
+
+fn ask(port: u16, name: &str, qtype: &str, transport: Transport, id: u16) -> Summary {
+    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+    let qname = Name::from_str(&format!("{name}.")).unwrap();
+    msg.add_query(Query::query(qname, RecordType::from_str(qtype).unwrap()));
+    if matches!(transport, Transport::UdpEdns) {
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232);
+        msg.set_edns(edns);
+    }
+    let wire = msg.to_vec().unwrap();
+    let reply = match transport {
+        Transport::Udp | Transport::UdpEdns => {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = vec![0u8; 65_535];
+            let mut got = None;
+            for _ in 0..3 {
+                sock.send_to(&wire, ("127.0.0.1", port)).unwrap();
+                if let Ok(n) = sock.recv(&mut buf) {
+                    got = Some(buf[..n].to_vec());
+                    break;
+                }
+            }
+            got.unwrap_or_else(|| panic!("no UDP reply from port {port} to {name} {qtype}"))
+        }
+        Transport::Tcp => {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut framed = u16::try_from(wire.len()).unwrap().to_be_bytes().to_vec();
+            framed.extend_from_slice(&wire);
+            s.write_all(&framed).unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).unwrap();
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut buf).unwrap();
+            buf
+        }
+    };
+    let m = Message::from_vec(&reply).unwrap();
+    assert_eq!(m.metadata.id, id);
+    Summary {
+        rcode: m.metadata.response_code.to_string(),
+        aa: m.metadata.authoritative,
+        tc: m.metadata.truncation,
+        answer: m.answers.iter().map(show).collect(),
+        authority: m.authorities.iter().map(show).collect(),
+        additional: m.additionals.iter().map(show).collect(),
+    }
+}
+
+/// A reference server: stopped with SIGTERM (NSD forks helpers that a
+/// SIGKILL of the main process would leave behind), then SIGKILL.
+struct Reference {
+    proc: Proc,
+    port: u16,
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.proc.child.id().to_string()])
+            .status();
+        let stopped = poll(Duration::from_secs(5), || {
+            matches!(self.proc.child.try_wait(), Ok(Some(_))).then_some(())
+        });
+        if stopped.is_none() {
+            self.proc.kill();
+        }
+    }
+}
+
+/// The path of a reference server's binary; panics, saying what to
+/// install, when it is missing.
+fn binary(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "{name} is not installed: the DNS differential test needs the Debian package \
+         `{package}` (scripts/test installs it: apt-get install {package})"
+    );
+}
+
+fn wait_ready(server: &Reference, what: &str) {
+    let ready = poll(Duration::from_secs(20), || {
+        let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .ok()?;
+        let mut msg = Message::new(1, MessageType::Query, OpCode::Query);
+        msg.add_query(Query::query(Name::from_str(ORIGIN).ok()?, RecordType::SOA));
+        sock.send_to(&msg.to_vec().ok()?, ("127.0.0.1", server.port))
+            .ok()?;
+        let mut buf = [0u8; 1500];
+        let n = sock.recv(&mut buf).ok()?;
+        let m = Message::from_vec(&buf[..n]).ok()?;
+        (!m.answers.is_empty()).then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "{what} did not serve {ORIGIN}:\n{}",
+        server.proc.log_text()
+    );
+}
+
+fn start_nsd(dir: &Path, zone: &Path) -> Reference {
+    let nsd = binary("nsd", "nsd");
+    let dir = dir.join("nsd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let d = dir.display();
+    let conf = format!(
+        "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  \
+         chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  \
+         xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  \
+         xfrdir: \"{d}\"\n  server-count: 1\n  verbosity: 1\n\
+         remote-control:\n  control-enable: no\n\
+         zone:\n  name: {ORIGIN}\n  zonefile: \"{}\"\n",
+        zone.display()
+    );
+    std::fs::write(dir.join("nsd.conf"), conf).unwrap();
+    let proc = Proc::spawn(
+        Command::new(nsd)
+            .arg("-d")
+            .arg("-c")
+            .arg(dir.join("nsd.conf")),
+        dir.join("nsd.log"),
+    );
+    let server = Reference { proc, port };
+    wait_ready(&server, "nsd");
+    server
+}
+
+fn start_knot(dir: &Path, zone: &Path) -> Reference {
+    let knotd = binary("knotd", "knot");
+    let dir = dir.join("knot");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let d = dir.display();
+    let conf = format!(
+        "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  pidfile: \"{d}/knot.pid\"\n\
+         database:\n  storage: \"{d}\"\n\
+         zone:\n  - domain: {ORIGIN}\n    file: \"{}\"\n    storage: \"{d}\"\n",
+        zone.display()
+    );
+    std::fs::write(dir.join("knot.conf"), conf).unwrap();
+    let proc = Proc::spawn(
+        Command::new(knotd).arg("-c").arg(dir.join("knot.conf")),
+        dir.join("knot.log"),
+    );
+    let server = Reference { proc, port };
+    wait_ready(&server, "knotd");
+    server
+}
+
+/// NSD's response with what it adds to positive answers (the zone's NS
+/// set in authority, by default) taken out; `None` when Steer's
+/// additional section is not within NSD's.
+fn nsd_minimal(mut nsd: Summary, steer: &Summary) -> Option<Summary> {
+    let positive =
+        nsd.aa && !nsd.answer.is_empty() && nsd.authority.iter().all(|r| !r.contains(" SOA "));
+    if positive {
+        let apex_ns = format!("{ORIGIN} ");
+        nsd.authority
+            .retain(|r| !(r.starts_with(&apex_ns) && r.contains(" NS ")));
+        if !steer.additional.is_subset(&nsd.additional) {
+            return None;
+        }
+        nsd.additional.clone_from(&steer.additional);
+    }
+    Some(nsd)
+}
+
+#[test]
+fn zone_semantics_match_nsd_and_knot() {
+    let dir = temp_dir("dns-differential");
+    let zone = dir.join("diff.test.zone");
+    std::fs::write(&zone, ZONE).unwrap();
+    let nsd = start_nsd(&dir, &zone);
+    let knot = start_knot(&dir, &zone);
+
+    let mut text = std::fs::read_to_string(quickstart()).unwrap();
+    text = text.replace(
+        "# Client networks map",
+        &format!(
+            "[[zones]]\norigin = \"{ORIGIN}\"\nfile = \"{}\"\n\n# Client networks map",
+            zone.display()
+        ),
+    );
+    let config = dir.join("steerd.toml");
+    std::fs::write(&config, text).unwrap();
+    let steer = Steerd::start_with(config, dir.join("state"));
+
+    let mut compared = 0;
+    let mut mismatches = Vec::new();
+    let mut id = 0u16;
+    for transport in [Transport::Udp, Transport::UdpEdns, Transport::Tcp] {
+        for &(name, qtype, with_nsd) in QUERIES {
+            id = id.wrapping_add(1);
+            let ours = ask(steer.dns, name, qtype, transport, id);
+            let k = ask(knot.port, name, qtype, transport, id);
+            compared += 1;
+            if ours != k {
+                mismatches.push(format!(
+                    "{name} {qtype} over {transport:?}: Knot\n  {k:?}\nSteer\n  {ours:?}"
+                ));
+            }
+            if with_nsd {
+                let n = ask(nsd.port, name, qtype, transport, id);
+                compared += 1;
+                match nsd_minimal(n, &ours) {
+                    Some(n) if n == ours => {}
+                    n => mismatches.push(format!(
+                        "{name} {qtype} over {transport:?}: NSD (minimal)\n  {n:?}\nSteer\n  {ours:?}"
+                    )),
+                }
+            }
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} responses differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    eprintln!("{compared} responses compared with NSD and Knot: all match");
+}

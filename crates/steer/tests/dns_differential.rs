@@ -14,6 +14,9 @@
 //! - For ANY at a name with several RRsets (RFC 8482 minimal answers) NSD
 //!   picks the SOA, Knot and Steer the first type in type order.
 //!
+//! steerd's hickory-server UDP loop (`[dns] udp_workers = 0`) is held to
+//! the fast path's answers as well.
+//!
 //! The reference servers are Debian's `nsd` and `knot` (`scripts/test`
 //! installs them). A missing one fails the test: it never passes silently.
 
@@ -419,8 +422,13 @@ fn zone_semantics_match_nsd_and_knot() {
         ),
     );
     let config = dir.join("steerd.toml");
-    std::fs::write(&config, text).unwrap();
+    std::fs::write(&config, &text).unwrap();
     let steer = Steerd::start_with(config, dir.join("state"));
+    // hickory-server's UDP loop (`udp_workers = 0`) answers with the same
+    // answer function and hickory's encoder: it must agree too.
+    let config = dir.join("steerd-hickory.toml");
+    std::fs::write(&config, text + "\n[dns]\nudp_workers = 0\n").unwrap();
+    let hickory = Steerd::start_with(config, dir.join("state-hickory"));
 
     let mut compared = 0;
     let mut mismatches = Vec::new();
@@ -435,6 +443,15 @@ fn zone_semantics_match_nsd_and_knot() {
                 mismatches.push(format!(
                     "{name} {qtype} over {transport:?}: Knot\n  {k:?}\nSteer\n  {ours:?}"
                 ));
+            }
+            if !matches!(transport, Transport::Tcp) {
+                let h = ask(hickory.dns, name, qtype, transport, id);
+                compared += 1;
+                if h != ours {
+                    mismatches.push(format!(
+                        "{name} {qtype} over {transport:?}: hickory's UDP loop\n  {h:?}\nSteer\n  {ours:?}"
+                    ));
+                }
             }
             if with_nsd {
                 let n = ask(nsd.port, name, qtype, transport, id);
@@ -454,5 +471,5 @@ fn zone_semantics_match_nsd_and_knot() {
         mismatches.len(),
         mismatches.join("\n")
     );
-    eprintln!("{compared} responses compared with NSD and Knot: all match");
+    eprintln!("{compared} responses compared with Knot, NSD and hickory's loop: all match");
 }

@@ -237,7 +237,7 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
                 .iter()
                 .map(|rr| Answered { rr, owner }),
         );
-        let wildcard_loop = synthesized && step > 0 && aliases[step - 1].is_some_and(|a| seen(a));
+        let wildcard_loop = synthesized && step > 0 && aliases[step - 1].is_some_and(seen);
         if wildcard_loop {
             break;
         }

@@ -22,6 +22,7 @@ mod select;
 mod tcp;
 mod udp;
 mod view;
+mod wire;
 mod zone;
 
 pub use answer::{Answer, Answered, ClientInfo, MAX_CNAME_CHAIN, Owner, Question, answer};

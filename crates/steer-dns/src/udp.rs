@@ -26,17 +26,17 @@ use hickory_server::proto::{
         Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
         emit_message_parts,
     },
-    rr::{LowerName, Name, Record, rdata::opt::ClientSubnet},
+    rr::{LowerName, Name, Record},
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::warn;
 
 use crate::{
-    answer::{Answer, Owner, Question, answer},
+    answer::{Answer, Question, answer},
     edns::{client_info, client_subnet, echo_subnet, response_edns},
     rrl::{RateLimiter, RrlAction},
-    view::{DnsView, Rr},
+    view::DnsView,
 };
 
 /// What became of one datagram.
@@ -201,7 +201,7 @@ pub(crate) fn respond(
     };
     let ecs_echo = ecs.map(|cs| (cs, result.ecs_scope));
     let payload = edns.as_ref().map(Edns::max_payload);
-    if let Some(done) = write_fast(packet, &result, payload, ecs_echo, limit, out) {
+    if let Some(done) = crate::wire::write_fast(packet, &result, payload, ecs_echo, limit, out) {
         if done.1 {
             metrics.truncated.increment(1);
         }
@@ -277,233 +277,6 @@ impl<'v> Sections<'v> {
             },
         }
     }
-}
-
-/// Writes the reply from pre-encoded records: header, the question copied
-/// byte for byte (case kept), the answer section (owners at the query name
-/// point at it), the authority section (SOA or a referral's NS set), as
-/// much of the additional section as fits in whole RRsets, and the OPT
-/// record. When answer and authority do not fit, the reply is TC with no
-/// records (RFC 2181 9). `None` when something is not pre-encoded; the
-/// caller then uses hickory's encoder. The bool says it was truncated.
-fn write_fast(
-    packet: &[u8],
-    result: &Answer<'_>,
-    payload: Option<u16>,
-    ecs: Option<(ClientSubnet, u8)>,
-    limit: usize,
-    out: &mut Vec<u8>,
-) -> Option<(UdpOutcome, bool)> {
-    let rcode = u16::from(result.rcode);
-    if rcode > 0xf {
-        return None;
-    }
-    // The question ends after its name (labels, or a pointer) and 4 bytes.
-    let mut i = 12;
-    loop {
-        let len = *packet.get(i)?;
-        if len == 0 {
-            i += 1;
-            break;
-        }
-        if len & 0xc0 == 0xc0 {
-            i += 2;
-            break;
-        }
-        i += 1 + usize::from(len);
-    }
-    let question = packet.get(12..i + 4)?;
-    let pre_encoded = |rr: &Rr| rr.full().is_some();
-    if !(result.answers.iter().all(|a| pre_encoded(a.rr))
-        && result.soa.is_none_or(pre_encoded)
-        && result.referral.iter().all(pre_encoded)
-        && result.additional.iter().all(pre_encoded))
-    {
-        return None;
-    }
-    let mut opt = [0u8; 11 + 4 + 4 + 16];
-    let opt_len = match payload {
-        None => 0,
-        Some(size) => {
-            opt[..3].copy_from_slice(&[0, 0, 41]);
-            opt[3..5].copy_from_slice(&size.to_be_bytes());
-            // ext-rcode 0, version 0, flags 0 (bytes 5..9), RDLENGTH.
-            let mut n = 11;
-            if let Some((cs, scope)) = ecs {
-                let (family, octets): (u16, [u8; 16]) = match cs.addr() {
-                    IpAddr::V4(a) => {
-                        let mut o = [0; 16];
-                        o[..4].copy_from_slice(&a.octets());
-                        (1, o)
-                    }
-                    IpAddr::V6(a) => (2, a.octets()),
-                };
-                let bytes = usize::from(cs.source_prefix()).div_ceil(8).min(16);
-                let len = (4 + bytes) as u16;
-                opt[11..13].copy_from_slice(&8u16.to_be_bytes());
-                opt[13..15].copy_from_slice(&len.to_be_bytes());
-                opt[15..17].copy_from_slice(&family.to_be_bytes());
-                opt[17] = cs.source_prefix();
-                opt[18] = scope;
-                opt[19..19 + bytes].copy_from_slice(&octets[..bytes]);
-                n = 19 + bytes;
-            }
-            opt[9..11].copy_from_slice(&((n - 11) as u16).to_be_bytes());
-            n
-        }
-    };
-
-    out.clear();
-    out.extend_from_slice(packet.get(..2)?);
-    let req2 = *packet.get(2)?;
-    let req3 = *packet.get(3)?;
-    let aa = if result.authoritative { 0x04 } else { 0 };
-    // QR, the request's opcode and RD; RA and AD clear; CD copied.
-    out.push(0x80 | (req2 & 0x78) | aa | (req2 & 0x01));
-    out.push((req3 & 0x10) | rcode as u8);
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(question);
-    let records_start = out.len();
-    let mut names = Compressor::new(question);
-    for a in &result.answers {
-        match a.owner {
-            Owner::Query => out.extend_from_slice(&[0xc0, 0x0c]),
-            Owner::Record => names.owner(a.rr.owner_wire()?, out),
-            Owner::Name(name) => {
-                for label in name.iter() {
-                    out.push(label.len() as u8);
-                    out.extend_from_slice(label);
-                }
-                out.push(0);
-            }
-        }
-        out.extend_from_slice(a.rr.body()?);
-    }
-    let authority = result.soa.map_or(result.referral, std::slice::from_ref);
-    for rr in authority {
-        names.owner(rr.owner_wire()?, out);
-        out.extend_from_slice(rr.body()?);
-    }
-    let truncated = out.len() + opt_len > limit;
-    let (an, ns) = if truncated {
-        out.truncate(records_start);
-        (0, 0)
-    } else {
-        (result.answers.len(), authority.len())
-    };
-    let mut ar = 0;
-    if !truncated {
-        // Whole RRsets only, and never at the cost of the answer.
-        let mut rest = result.additional;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .take_while(|r| r.record_type() == first.record_type() && r.name == first.name)
-                .count();
-            let mark = out.len();
-            for rr in &rest[..run] {
-                names.owner(rr.owner_wire()?, out);
-                out.extend_from_slice(rr.body()?);
-            }
-            if out.len() + opt_len > limit {
-                out.truncate(mark);
-                break;
-            }
-            ar += run;
-            rest = &rest[run..];
-        }
-    }
-    out.extend_from_slice(&opt[..opt_len]);
-    if truncated {
-        out[2] |= 0x02;
-    }
-    let counts = [1, an, ns, ar + usize::from(opt_len > 0)];
-    for (k, count) in counts.into_iter().enumerate() {
-        let count = u16::try_from(count).ok()?;
-        out[4 + 2 * k..6 + 2 * k].copy_from_slice(&count.to_be_bytes());
-    }
-    Some((UdpOutcome::Reply, truncated))
-}
-
-/// Owner-name compression (RFC 1035 4.1.4) for the records written with
-/// their own owner: each is written as its labels up to the longest
-/// suffix already in the message (the question, or an owner before it),
-/// then a pointer there. RDATA stays as pre-encoded. A few names per
-/// response, so a linear search is the fastest.
-struct Compressor<'a> {
-    /// Where a name starts in the message, its uncompressed wire form, and
-    /// how many of its bytes are written there literally (suffix starts
-    /// below that are valid pointer targets).
-    names: [(usize, &'a [u8], usize); 16],
-    len: usize,
-}
-
-impl<'a> Compressor<'a> {
-    /// Starts with the question name, if it is written without pointers.
-    fn new(question: &'a [u8]) -> Self {
-        let mut c = Self {
-            names: [(0, &[][..], 0); 16],
-            len: 0,
-        };
-        let name = question.get(..question.len().saturating_sub(4));
-        if let Some(name) = name
-            && name.last() == Some(&0)
-            && labels(name).all(|(_, len)| len < 0x40)
-        {
-            c.remember(12, name, name.len());
-        }
-        c
-    }
-
-    fn remember(&mut self, at: usize, name: &'a [u8], literal: usize) {
-        if let Some(slot) = self.names.get_mut(self.len) {
-            *slot = (at, name, literal);
-            self.len += 1;
-        }
-    }
-
-    fn owner(&mut self, name: &'a [u8], out: &mut Vec<u8>) {
-        let at = out.len();
-        for (start, _) in labels(name) {
-            let suffix = &name[start..];
-            let found = self.names[..self.len]
-                .iter()
-                .find_map(|&(pos, known, literal)| {
-                    labels(known)
-                        .take_while(|&(k, _)| k < literal)
-                        .find(|&(k, _)| known[k..].eq_ignore_ascii_case(suffix))
-                        .map(|(k, _)| pos + k)
-                });
-            if let Some(ptr) = found
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| *p < 0x4000)
-            {
-                out.extend_from_slice(&name[..start]);
-                out.extend_from_slice(&(0xc000 | ptr).to_be_bytes());
-                if start > 0 {
-                    self.remember(at, name, start);
-                }
-                return;
-            }
-        }
-        out.extend_from_slice(name);
-        self.remember(at, name, name.len());
-    }
-}
-
-/// The label starts of an uncompressed wire name (the root excluded),
-/// with each label's length byte.
-fn labels(name: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        let len = *name.get(i)?;
-        if len == 0 || len & 0xc0 != 0 {
-            return None;
-        }
-        let at = i;
-        i += 1 + usize::from(len);
-        Some((at, len))
-    })
 }
 
 fn error_reply(

@@ -99,11 +99,18 @@ pub(crate) fn write_fast(
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(question);
     let records_start = out.len();
-    let mut names = Compressor::new(question);
+    // Built on first use: a steered answer (records at the question name,
+    // addresses only) never needs it.
+    let mut compressor = None;
+    macro_rules! names {
+        () => {
+            compressor.get_or_insert_with(|| Compressor::new(question))
+        };
+    }
     for a in &result.answers {
         match a.owner {
             Owner::Query => out.extend_from_slice(&[0xc0, 0x0c]),
-            Owner::Record => names.owner(a.rr.owner_wire()?, out),
+            Owner::Record => names!().owner(a.rr.owner_wire()?, out),
             Owner::Name(name) => {
                 for label in name.iter() {
                     out.push(label.len() as u8);
@@ -112,10 +119,15 @@ pub(crate) fn write_fast(
                 out.push(0);
             }
         }
-        names.body(a.rr, out)?;
+        if compressible(a.rr) {
+            names!().body(a.rr, out)?;
+        } else {
+            out.extend_from_slice(a.rr.body()?);
+        }
     }
     let authority = result.soa.map_or(result.referral, std::slice::from_ref);
     for rr in authority {
+        let names = names!();
         names.owner(rr.owner_wire()?, out);
         names.body(rr, out)?;
     }
@@ -137,6 +149,7 @@ pub(crate) fn write_fast(
                 .count();
             let mark = out.len();
             for rr in &rest[..run] {
+                let names = names!();
                 names.owner(rr.owner_wire()?, out);
                 names.body(rr, out)?;
             }
@@ -262,6 +275,14 @@ impl<'a> Compressor<'a> {
         out.extend_from_slice(name);
         self.remember(at, name, name.len());
     }
+}
+
+/// Whether RDATA of `rr`'s type holds names we may compress.
+fn compressible(rr: &Rr) -> bool {
+    matches!(
+        rr.record_type(),
+        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::MX | RecordType::SOA
+    )
 }
 
 /// The length of the uncompressed wire name at the start of `buf`.

@@ -307,9 +307,17 @@ impl DnsView {
                 client_map.insert(net.prefix, i);
             }
         }
+        // Steered names exist in their zone too: they and their empty
+        // non-terminals block wildcards and answer NODATA, not NXDOMAIN.
+        let steered: Vec<LowerName> = plan
+            .body
+            .services
+            .iter()
+            .map(|svc| name(&svc.fqdn).map(|n| LowerName::new(&n)))
+            .collect::<Result<_, _>>()?;
         let compiled_zones = zones
             .iter()
-            .map(crate::zone::compile)
+            .map(|z| crate::zone::compile(z, &steered))
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut services = HashMap::default();

@@ -172,7 +172,10 @@ fn targets(rdata: &RData) -> Option<&Name> {
     }
 }
 
-pub(crate) fn compile(zone: &Zone) -> Result<CompiledZone, ViewError> {
+/// Compiles `zone`; the `steered` names inside it exist as (empty) names,
+/// so their ancestors are empty non-terminals and no wildcard answers
+/// for them.
+pub(crate) fn compile(zone: &Zone, steered: &[LowerName]) -> Result<CompiledZone, ViewError> {
     let origin = name(&zone.origin)?;
     let soa_rdata = SOA::new(
         name(&zone.soa.mname)?,
@@ -229,6 +232,9 @@ pub(crate) fn compile(zone: &Zone) -> Result<CompiledZone, ViewError> {
         .collect();
 
     let mut nodes: HashMap<LowerName, Node> = HashMap::default();
+    for name in steered.iter().filter(|n| origin_lower.zone_of(n)) {
+        records.entry(name.clone()).or_default();
+    }
     for (owner, mut rrs) in records {
         rrs.sort_by_key(|r| u16::from(r.record_type()));
         let cname = rrs.iter().find_map(|r| match &r.data {

@@ -326,3 +326,33 @@ fn cnames_to_steered_names_carry_the_steered_answer_and_its_scope() {
     assert_eq!(wire, owners);
     assert!(m.metadata.authoritative);
 }
+
+/// Steered names exist in their zone: a wildcard beside them does not
+/// answer for them or below them.
+#[test]
+fn steered_names_block_wildcards() {
+    use steer_types::{RecordData, StaticRecord};
+    let zone = fixture::zone(vec![StaticRecord {
+        name: "*.example.test.".into(),
+        ttl: 300,
+        data: RecordData::A([192, 0, 2, 200].into()),
+    }]);
+    let p = plan(1, vec![target("fra1", 11)], vec![target("iad1", 21)]);
+    let v = DnsView::compile_with(&[zone], &[], &p, &settings()).unwrap();
+    let client = ecs("198.51.100.0", 24, 0);
+    let (rcode, data, _) = ask(&v, "other.example.test.", RecordType::A, client);
+    assert_eq!(
+        (rcode, data),
+        (ResponseCode::NoError, vec!["192.0.2.200".into()])
+    );
+    let (rcode, data, _) = ask(&v, "app.example.test.", RecordType::A, client);
+    assert_eq!(
+        (rcode, data),
+        (ResponseCode::NoError, vec!["192.0.2.21".into()])
+    );
+    let (rcode, data, _) = ask(&v, "x.app.example.test.", RecordType::A, client);
+    assert_eq!(
+        (rcode, data),
+        (ResponseCode::NXDomain, Vec::<String>::new())
+    );
+}

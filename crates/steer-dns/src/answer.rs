@@ -166,10 +166,6 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
     let Some(mut zone) = zone_of(view, q.name) else {
         return Answer::refused();
     };
-    if let Some(svc) = view.services.get(q.name) {
-        return steered(view, svc, q, client, Vec::new(), Owner::Query);
-    }
-
     let mut chain: Vec<Answered<'v>> = Vec::new();
     let mut current: &LowerName = q.name;
     // The targets followed so far: `current` from the second step on.
@@ -177,20 +173,45 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
     // The node each step's CNAME came from, and whether a wildcard
     // synthesized it, for loop detection.
     let mut aliases: [Option<(&'v Node, bool)>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
+    // The ECS scope and region of a CNAME-style steered name the chain
+    // went through: the answer depends on the client there too.
+    let mut steered_part = None;
     for step in 0..=MAX_CNAME_CHAIN {
         if let Some(target) = step.checked_sub(1).and_then(|i| followed[i]) {
             let Some(z) = zone_of(view, target) else {
                 // Out of our zones: the resolver follows from here.
-                return Answer::new(ResponseCode::NoError, true, chain);
+                let a = Answer::new(ResponseCode::NoError, true, chain);
+                return with_steered(a, steered_part);
             };
             zone = z;
-            if let Some(svc) = view.services.get(target) {
-                return steered(view, svc, q, client, chain, Owner::Record);
-            }
+        }
+        if let Some(svc) = view.services.get(current) {
+            let owner = if step == 0 {
+                Owner::Query
+            } else {
+                Owner::Record
+            };
+            let (a, alias) = steered(view, svc, q, client, chain, owner);
+            let follow = alias.filter(|&t| {
+                q.qtype != RecordType::CNAME
+                    && step < MAX_CNAME_CHAIN
+                    && t != q.name
+                    && !followed.iter().flatten().any(|&f| f == t)
+            });
+            let a = with_steered(a, steered_part);
+            let Some(target) = follow else {
+                return a;
+            };
+            steered_part = Some((a.ecs_scope, a.region));
+            chain = a.answers;
+            followed[step] = Some(target);
+            current = target;
+            continue;
         }
         let (node, synthesized) = match zone.find(current, q.qtype) {
             Found::NxDomain => {
-                return Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
+                let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
+                return with_steered(a, steered_part);
             }
             Found::Referral(cut) => {
                 // Not authoritative for a referral, unless a CNAME of ours
@@ -198,7 +219,7 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
                 let mut a = Answer::new(ResponseCode::NoError, step > 0, chain);
                 a.referral = cut.rrset(RecordType::NS);
                 a.additional = cut.additional(RecordType::NS);
-                return a;
+                return with_steered(a, steered_part);
             }
             Found::Node { node, synthesized } => (node, synthesized),
         };
@@ -218,10 +239,11 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
             chain.extend(set.iter().map(|rr| Answered { rr, owner }));
             let mut a = Answer::new(ResponseCode::NoError, true, chain);
             a.additional = rtype.map_or(&[][..], |t| node.additional(t));
-            return a;
+            return with_steered(a, steered_part);
         }
         let Some(target) = node.cname.as_ref() else {
-            return Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
+            let a = Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
+            return with_steered(a, steered_part);
         };
         // A loop ends where it closes, with what was collected, as Knot
         // and NSD answer: an alias already in the answer is not repeated,
@@ -245,20 +267,48 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
         followed[step] = Some(target);
         current = target;
     }
-    Answer::new(ResponseCode::NoError, true, chain)
+    with_steered(
+        Answer::new(ResponseCode::NoError, true, chain),
+        steered_part,
+    )
+}
+
+/// An answer that went through a steered name depends on the client as
+/// that part did: the wider ECS scope of the two, and its region.
+fn with_steered<'v>(mut a: Answer<'v>, part: Option<(u8, Option<usize>)>) -> Answer<'v> {
+    if let Some((scope, region)) = part {
+        a.ecs_scope = a.ecs_scope.max(scope);
+        a.region = a.region.or(region);
+    }
+    a
 }
 
 /// A GSLB answer: never SERVFAIL, never an empty NOERROR for an address
 /// type while the service has a fallback. `chain` holds the CNAMEs that
 /// led here (empty when the service was asked for directly); the steered
-/// records follow them, written with `owner`.
+/// records follow them, written with `owner`. A CNAME-style answer also
+/// returns its target, for the caller to follow.
 fn steered<'v>(
+    view: &'v DnsView,
+    svc: &'v CompiledService,
+    q: &Question<'_>,
+    client: &ClientInfo,
+    chain: Vec<Answered<'v>>,
+    owner: Owner<'v>,
+) -> (Answer<'v>, Option<&'v LowerName>) {
+    let mut alias = None;
+    let answer = steered_records(view, svc, q, client, chain, owner, &mut alias);
+    (answer, alias)
+}
+
+fn steered_records<'v>(
     view: &'v DnsView,
     svc: &'v CompiledService,
     q: &Question<'_>,
     client: &ClientInfo,
     mut chain: Vec<Answered<'v>>,
     owner: Owner<'v>,
+    alias: &mut Option<&'v LowerName>,
 ) -> Answer<'v> {
     let zone = &view.zones[svc.zone];
     svc.queries.increment(1);
@@ -292,6 +342,7 @@ fn steered<'v>(
                 let t = set.targets.get(i)?;
                 t.answered.increment(1);
                 t.tally.fetch_add(ANSWER_UNIT, Ordering::Relaxed);
+                *alias = t.cname_target.as_ref();
                 Some(Answered {
                     rr: t.cname.as_ref()?,
                     owner,

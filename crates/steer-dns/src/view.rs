@@ -157,6 +157,8 @@ pub(crate) struct CompiledTarget {
     pub(crate) aaaa: Option<Rr>,
     /// For CNAME-style services: the per-region (or per-PoP) name.
     pub(crate) cname: Option<Rr>,
+    /// Its target, to follow when it is in one of our zones.
+    pub(crate) cname_target: Option<LowerName>,
     /// `steer_dns_answers_total{pop}`.
     pub(crate) answered: metrics::Counter,
     /// This set's answers to this PoP, for the control loop's demand
@@ -411,18 +413,22 @@ fn compile_set(
         .targets
         .iter()
         .map(|t| {
-            let cname = match cname {
-                None => None,
+            let (cname, cname_target) = match cname {
+                None => (None, None),
                 Some(template) => {
                     let region = plan.pop(t.pop.as_str()).map_or("", |p| p.region.as_str());
-                    let target = template
-                        .replace("{region}", region)
-                        .replace("{pop}", t.pop.as_str());
-                    Some(Rr::answer(Record::from_rdata(
+                    let target = name(
+                        &template
+                            .replace("{region}", region)
+                            .replace("{pop}", t.pop.as_str()),
+                    )?;
+                    let lower = LowerName::new(&target);
+                    let rr = Rr::answer(Record::from_rdata(
                         owner.clone(),
                         ttl,
-                        RData::CNAME(CNAME(name(&target)?)),
-                    )))
+                        RData::CNAME(CNAME(target)),
+                    ));
+                    (Some(rr), Some(lower))
                 }
             };
             Ok(CompiledTarget {
@@ -434,6 +440,7 @@ fn compile_set(
                     Rr::answer(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a))))
                 }),
                 cname,
+                cname_target,
                 answered: crate::metrics::pop_counter(t.pop.as_str()),
                 tally: counter(&t.pop),
             })

@@ -356,3 +356,59 @@ fn steered_names_block_wildcards() {
         (ResponseCode::NXDomain, Vec::<String>::new())
     );
 }
+
+/// A CNAME-style name whose target is in our zones is followed like any
+/// other CNAME, keeping the scope of the steered choice.
+#[test]
+fn cname_style_targets_in_our_zones_are_followed() {
+    use steer_types::{RecordData, StaticRecord};
+    let host = |pop: &str, n: u8| StaticRecord {
+        name: format!("{pop}.pops.example.test."),
+        ttl: 300,
+        data: RecordData::A([192, 0, 2, n].into()),
+    };
+    let zone = fixture::zone(vec![host("fra1", 111), host("iad1", 121)]);
+    let mut s = settings();
+    for g in &mut s.services {
+        if g.cname.is_some() {
+            g.cname = Some("{pop}.pops.example.test.".into());
+        }
+    }
+    let nets = [ClientNetwork {
+        prefix: "10.1.0.0/16".parse().unwrap(),
+        region: RegionId::new("eu-west"),
+    }];
+    let p = plan(1, vec![target("fra1", 11)], vec![target("iad1", 21)]);
+    let v = DnsView::compile_with(&[zone], &nets, &p, &s).unwrap();
+    let (rcode, data, scope) = ask(
+        &v,
+        "edge.example.test.",
+        RecordType::A,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(rcode, ResponseCode::NoError);
+    assert_eq!(data, ["fra1.pops.example.test.", "192.0.2.111"]);
+    assert_eq!(scope, 16, "the region decided");
+    // Asked for the CNAME itself: not followed.
+    let (_, data, _) = ask(
+        &v,
+        "edge.example.test.",
+        RecordType::CNAME,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(data, ["fra1.pops.example.test."]);
+    // No AAAA there: NODATA after the CNAME.
+    let (rcode, data, _) = ask(
+        &v,
+        "edge.example.test.",
+        RecordType::AAAA,
+        ecs("198.51.100.0", 24, 0),
+    );
+    assert_eq!(
+        (rcode, data),
+        (
+            ResponseCode::NoError,
+            vec!["iad1.pops.example.test.".to_string()]
+        )
+    );
+}

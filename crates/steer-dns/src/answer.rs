@@ -144,12 +144,21 @@ impl<'v> Answer<'v> {
 /// bounds the work one query can cause.
 pub const MAX_CNAME_CHAIN: usize = 5;
 
-/// The zone `name` belongs to: the one with the longest matching origin.
-fn zone_of<'v>(view: &'v DnsView, name: &LowerName) -> Option<&'v CompiledZone> {
-    view.zones
-        .iter()
-        .filter(|z| z.origin.zone_of(name))
-        .max_by_key(|z| z.origin.num_labels())
+/// The zone that answers `qtype` at `name`: the one with the longest
+/// matching origin, except that DS at a zone's apex is the parent's data
+/// (RFC 4035 3.1.4.1), so the parent answers when it is ours too.
+fn zone_of<'v>(view: &'v DnsView, name: &LowerName, qtype: RecordType) -> Option<&'v CompiledZone> {
+    let best = |apex: bool| {
+        view.zones
+            .iter()
+            .filter(|z| z.origin.zone_of(name) && (apex || z.origin != *name))
+            .max_by_key(|z| z.origin.num_labels())
+    };
+    if qtype == RecordType::DS {
+        best(false).or_else(|| best(true))
+    } else {
+        best(true)
+    }
 }
 
 /// Answers one question. Never panics on any input.
@@ -163,7 +172,7 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
     if q.qclass != DNSClass::IN {
         return Answer::refused();
     }
-    let Some(mut zone) = zone_of(view, q.name) else {
+    let Some(mut zone) = zone_of(view, q.name, q.qtype) else {
         return Answer::refused();
     };
     let mut chain: Vec<Answered<'v>> = Vec::new();
@@ -178,7 +187,7 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
     let mut steered_part = None;
     for step in 0..=MAX_CNAME_CHAIN {
         if let Some(target) = step.checked_sub(1).and_then(|i| followed[i]) {
-            let Some(z) = zone_of(view, target) else {
+            let Some(z) = zone_of(view, target, q.qtype) else {
                 // Out of our zones: the resolver follows from here.
                 let a = Answer::new(ResponseCode::NoError, true, chain);
                 return with_steered(a, steered_part);

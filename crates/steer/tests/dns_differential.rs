@@ -157,6 +157,16 @@ nswild      NS    host.any
 *.many      TXT   "two"
 "#;
 
+/// A child zone of the second, served by the same servers: DS at its apex
+/// is the parent's to answer.
+const ZONE3: &str = r#"$ORIGIN sub.d2.test.
+$TTL 300
+@           IN SOA ns.sub.d2.test. hostmaster 7 3600 600 604800 60
+@           NS    ns
+ns          A     192.0.2.51
+www         A     192.0.2.60
+"#;
+
 /// Which reference servers a query is compared with.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Peers {
@@ -260,6 +270,14 @@ const QUERIES: &[(&str, &str, Peers)] = &[
     ("nswild.d2.test", "A", Both),
     ("foo.many.d2.test", "TXT", Both),
     ("d2.test", "RRSIG", Both),
+    // the child zone
+    ("sub.d2.test", "DS", Both),
+    ("sub.d2.test", "NS", Both),
+    ("sub.d2.test", "SOA", Both),
+    ("sub.d2.test", "TXT", Both),
+    ("www.sub.d2.test", "A", Both),
+    ("www.sub.d2.test", "DS", Both),
+    ("nope.sub.d2.test", "A", Both),
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -465,7 +483,7 @@ fn nsd_minimal(mut nsd: Summary, steer: &Summary) -> Option<Summary> {
         nsd.aa && !nsd.answer.is_empty() && nsd.authority.iter().all(|r| !r.contains(" SOA "));
     if positive {
         let at_an_apex = |r: &String| {
-            [ORIGIN, "d2.test."]
+            [ORIGIN, "d2.test.", "sub.d2.test."]
                 .iter()
                 .any(|apex| r.starts_with(&format!("{apex} ")))
         };
@@ -485,9 +503,11 @@ fn zone_semantics_match_nsd_and_knot() {
     let zones = [
         (ORIGIN, dir.join("diff.test.zone")),
         ("d2.test.", dir.join("d2.test.zone")),
+        ("sub.d2.test.", dir.join("sub.d2.test.zone")),
     ];
     std::fs::write(&zones[0].1, ZONE).unwrap();
     std::fs::write(&zones[1].1, ZONE2).unwrap();
+    std::fs::write(&zones[2].1, ZONE3).unwrap();
     let nsd = start_nsd(&dir, &zones);
     let knot = start_knot(&dir, &zones);
 

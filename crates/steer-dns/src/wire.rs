@@ -139,8 +139,10 @@ pub(crate) fn write_fast(
         (result.answers.len(), authority.len())
     };
     let mut ar = 0;
+    let mut glue_left_out = false;
     if !truncated {
-        // Whole RRsets only, and never at the cost of the answer.
+        // Whole RRsets only, and never at the cost of the answer: one that
+        // does not fit is left out and the next ones tried (as Knot).
         let mut rest = result.additional;
         while let Some(first) = rest.first() {
             let run = rest
@@ -148,6 +150,7 @@ pub(crate) fn write_fast(
                 .take_while(|r| r.record_type() == first.record_type() && r.name == first.name)
                 .count();
             let mark = out.len();
+            let known = names!().len;
             for rr in &rest[..run] {
                 let names = names!();
                 names.owner(rr.owner_wire()?, out);
@@ -155,14 +158,21 @@ pub(crate) fn write_fast(
             }
             if out.len() + opt_len > limit {
                 out.truncate(mark);
-                break;
+                names!().len = known;
+                // Glue below the cut is the only way to reach the child's
+                // servers: without all of it the referral is TC (RFC 9471).
+                glue_left_out |= result
+                    .referral
+                    .first()
+                    .is_some_and(|cut| cut.name.zone_of(&first.name));
+            } else {
+                ar += run;
             }
-            ar += run;
             rest = &rest[run..];
         }
     }
     out.extend_from_slice(&opt[..opt_len]);
-    if truncated {
+    if truncated || glue_left_out {
         out[2] |= 0x02;
     }
     let counts = [1, an, ns, ar + usize::from(opt_len > 0)];
@@ -170,7 +180,7 @@ pub(crate) fn write_fast(
         let count = u16::try_from(count).ok()?;
         out[4 + 2 * k..6 + 2 * k].copy_from_slice(&count.to_be_bytes());
     }
-    Some((UdpOutcome::Reply, truncated))
+    Some((UdpOutcome::Reply, truncated || glue_left_out))
 }
 
 /// Name compression (RFC 1035 4.1.4) for the records written with their

@@ -226,3 +226,43 @@ fn additional_data_gives_way_before_the_answer_does() {
     let m = Message::from_vec(&out).unwrap();
     assert_eq!((m.answers.len(), m.additionals.len()), (12, 12));
 }
+
+/// A referral whose glue below the cut does not all fit is TC with what
+/// fits (RFC 9471; Knot answers the same), the other RRsets still tried.
+#[test]
+fn referrals_missing_glue_below_the_cut_are_truncated() {
+    let mut records = Vec::new();
+    for i in 1..=8u8 {
+        let ns = format!("ns-with-a-longish-name-{i}.mid");
+        records.push(rec("mid", RecordData::Ns(format!("{ns}.example.test."))));
+        records.push(a(&ns, i));
+        records.push(rec(
+            &ns,
+            RecordData::Aaaa(format!("2001:db8::{i}").parse().unwrap()),
+        ));
+    }
+    let plan = Plan {
+        version: 1,
+        computed_at: Timestamp::from_unix_ms(0),
+        body: PlanBody {
+            services: Vec::new(),
+            pops: Vec::new(),
+            regions: Vec::new(),
+            announcements: Vec::new(),
+            rails: Vec::new(),
+        },
+    };
+    let v = DnsView::compile(&[fixture::zone(records)], &[], &plan, 1232).unwrap();
+    let mut out = Vec::new();
+    let q = query("x.mid.example.test", 1);
+    steer_dns::respond_udp(&v, &q, [192, 0, 2, 9].into(), 0, &mut out);
+    assert!(out.len() <= 512, "{}", out.len());
+    let m = Message::from_vec(&out).unwrap();
+    eprintln!("{} bytes, {} additional", out.len(), m.additionals.len());
+    for r in &m.additionals {
+        eprintln!("{r}");
+    }
+    assert_eq!(m.authorities.len(), 8);
+    assert!(m.metadata.truncation, "TC: glue left out");
+    assert!(!m.additionals.is_empty());
+}

@@ -15,6 +15,10 @@
 //!   zone's edge. Steer follows through all its zones (a static name in one
 //!   zone aliasing a steered name in another is the common GSLB setup), as
 //!   NSD: such chains are compared with NSD only.
+//! - When a referral's glue does not all fit, NSD puts the A records of
+//!   every target first and never sets TC; Knot (and Steer) go target by
+//!   target, skip what does not fit, and set TC when glue below the cut is
+//!   missing (RFC 9471).
 //! - For ANY at a name with several RRsets (RFC 8482 minimal answers) NSD
 //!   picks the SOA, Knot and Steer the first type in type order.
 //!
@@ -155,6 +159,40 @@ toent       CNAME w
 nswild      NS    host.any
 *.many      TXT   "one"
 *.many      TXT   "two"
+; referrals whose glue does not all fit in 512 bytes: below the cut
+; (RFC 9471: TC) and a sibling's (no TC)
+middeleg    NS    ns-with-a-longish-name-1.middeleg
+ns-with-a-longish-name-1.middeleg A 192.0.2.101
+ns-with-a-longish-name-1.middeleg AAAA 2001:db8::101
+mid2        NS    ns-with-a-longish-name-1.middeleg
+middeleg    NS    ns-with-a-longish-name-2.middeleg
+ns-with-a-longish-name-2.middeleg A 192.0.2.102
+ns-with-a-longish-name-2.middeleg AAAA 2001:db8::102
+mid2        NS    ns-with-a-longish-name-2.middeleg
+middeleg    NS    ns-with-a-longish-name-3.middeleg
+ns-with-a-longish-name-3.middeleg A 192.0.2.103
+ns-with-a-longish-name-3.middeleg AAAA 2001:db8::103
+mid2        NS    ns-with-a-longish-name-3.middeleg
+middeleg    NS    ns-with-a-longish-name-4.middeleg
+ns-with-a-longish-name-4.middeleg A 192.0.2.104
+ns-with-a-longish-name-4.middeleg AAAA 2001:db8::104
+mid2        NS    ns-with-a-longish-name-4.middeleg
+middeleg    NS    ns-with-a-longish-name-5.middeleg
+ns-with-a-longish-name-5.middeleg A 192.0.2.105
+ns-with-a-longish-name-5.middeleg AAAA 2001:db8::105
+mid2        NS    ns-with-a-longish-name-5.middeleg
+middeleg    NS    ns-with-a-longish-name-6.middeleg
+ns-with-a-longish-name-6.middeleg A 192.0.2.106
+ns-with-a-longish-name-6.middeleg AAAA 2001:db8::106
+mid2        NS    ns-with-a-longish-name-6.middeleg
+middeleg    NS    ns-with-a-longish-name-7.middeleg
+ns-with-a-longish-name-7.middeleg A 192.0.2.107
+ns-with-a-longish-name-7.middeleg AAAA 2001:db8::107
+mid2        NS    ns-with-a-longish-name-7.middeleg
+middeleg    NS    ns-with-a-longish-name-8.middeleg
+ns-with-a-longish-name-8.middeleg A 192.0.2.108
+ns-with-a-longish-name-8.middeleg AAAA 2001:db8::108
+mid2        NS    ns-with-a-longish-name-8.middeleg
 "#;
 
 /// A child zone of the second, served by the same servers: DS at its apex
@@ -270,6 +308,9 @@ const QUERIES: &[(&str, &str, Peers)] = &[
     ("nswild.d2.test", "A", Both),
     ("foo.many.d2.test", "TXT", Both),
     ("d2.test", "RRSIG", Both),
+    // NSD sends these without TC, A records first; Knot as Steer.
+    ("x.middeleg.d2.test", "A", Knot),
+    ("x.mid2.d2.test", "A", Knot),
     // the child zone
     ("sub.d2.test", "DS", Both),
     ("sub.d2.test", "NS", Both),
@@ -550,7 +591,10 @@ fn zone_semantics_match_nsd_and_knot() {
                     ));
                 }
             }
-            if !matches!(transport, Transport::Tcp) {
+            // hickory's encoder drops the whole additional section when it
+            // does not fit, where the fast path keeps the RRsets that do.
+            let partial_additional = name.contains("mid");
+            if !matches!(transport, Transport::Tcp) && !partial_additional {
                 let h = ask(hickory.dns, name, qtype, transport, id);
                 compared += 1;
                 if h != ours {

@@ -2,11 +2,11 @@
 //! Pure and synchronous so it can be unit-tested and benchmarked without
 //! sockets.
 
-use std::{net::IpAddr, sync::atomic::Ordering};
+use std::{borrow::Cow, net::IpAddr, sync::atomic::Ordering};
 
 use hickory_server::proto::{
     op::ResponseCode,
-    rr::{DNSClass, LowerName, RecordType},
+    rr::{DNSClass, LowerName, Name, Record, RecordType},
 };
 use ipnet::IpNet;
 use steer_types::answers::ANSWER_UNIT;
@@ -14,6 +14,7 @@ use steer_types::answers::ANSWER_UNIT;
 use crate::{
     select::{MAX_PICK, STICKY_V4, STICKY_V6, subnet_key},
     view::{CompiledService, CompiledSet, DnsView, Rr},
+    zone::{CompiledZone, Found, Node},
 };
 
 pub struct Question<'a> {
@@ -46,14 +47,66 @@ impl ClientInfo {
     }
 }
 
+/// Whose name a record in the answer section is written with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'v> {
+    /// The query name as asked: a pointer to the question on the wire.
+    /// Records found at the query name, and those synthesized for it from
+    /// a wildcard.
+    Query,
+    /// The record's own owner (records reached through a CNAME).
+    Record,
+    /// A name reached through a CNAME that a wildcard synthesized.
+    Name(&'v LowerName),
+}
+
+/// One answer-section record and the owner it is sent with.
+#[derive(Clone, Copy, Debug)]
+pub struct Answered<'v> {
+    pub rr: &'v Rr,
+    pub owner: Owner<'v>,
+}
+
+impl std::ops::Deref for Answered<'_> {
+    type Target = Rr;
+
+    fn deref(&self) -> &Rr {
+        self.rr
+    }
+}
+
+impl Answered<'_> {
+    /// The record as sent, for encoders that take hickory records:
+    /// borrowed unless its owner differs from the stored one.
+    pub fn record(&self, qname: &Name) -> Cow<'_, Record> {
+        let owner = match self.owner {
+            Owner::Record => return Cow::Borrowed(&self.rr.record),
+            Owner::Query if self.rr.record.name == *qname => {
+                return Cow::Borrowed(&self.rr.record);
+            }
+            Owner::Query => qname.clone(),
+            Owner::Name(name) => Name::from(name),
+        };
+        let mut record = self.rr.record.clone();
+        record.name = owner;
+        Cow::Owned(record)
+    }
+}
+
 /// Response parts borrowed from the view.
 #[derive(Debug)]
 pub struct Answer<'v> {
     pub rcode: ResponseCode,
     pub authoritative: bool,
-    pub answers: Vec<&'v Rr>,
+    /// The answer section: a CNAME chain, then the final RRset.
+    pub answers: Vec<Answered<'v>>,
     /// SOA for negative answers (RFC 2308).
     pub soa: Option<&'v Rr>,
+    /// The NS set of a referral (authority section; never with `soa`).
+    pub referral: &'v [Rr],
+    /// Addresses for the targets of the final MX, SRV or NS set (or of a
+    /// referral's NS set: glue). Dropped first when a response is too big.
+    pub additional: &'v [Rr],
     /// ECS scope prefix to return, when the query had ECS.
     pub ecs_scope: u8,
     /// Client region index the answer was steered for, if a GSLB answer.
@@ -62,92 +115,209 @@ pub struct Answer<'v> {
 
 impl<'v> Answer<'v> {
     fn refused() -> Self {
+        Self::new(ResponseCode::Refused, false, Vec::new())
+    }
+
+    fn new(rcode: ResponseCode, authoritative: bool, answers: Vec<Answered<'v>>) -> Self {
         Self {
-            rcode: ResponseCode::Refused,
-            authoritative: false,
-            answers: Vec::new(),
+            rcode,
+            authoritative,
+            answers,
             soa: None,
+            referral: &[],
+            additional: &[],
             ecs_scope: 0,
             region: None,
         }
     }
 
-    fn negative(rcode: ResponseCode, soa: &'v Rr) -> Self {
+    fn negative(rcode: ResponseCode, soa: &'v Rr, answers: Vec<Answered<'v>>) -> Self {
         Self {
-            rcode,
-            authoritative: true,
-            answers: Vec::new(),
             soa: Some(soa),
-            ecs_scope: 0,
-            region: None,
+            ..Self::new(rcode, true, answers)
         }
+    }
+}
+
+/// How many CNAMEs one answer carries, as Knot DNS: the target of the
+/// last is still looked up, but not followed if it is an alias too. It
+/// bounds the work one query can cause.
+pub const MAX_CNAME_CHAIN: usize = 5;
+
+/// The zone that answers `qtype` at `name`: the one with the longest
+/// matching origin, except that DS at a zone's apex is the parent's data
+/// (RFC 4035 3.1.4.1), so the parent answers when it is ours too.
+fn zone_of<'v>(view: &'v DnsView, name: &LowerName, qtype: RecordType) -> Option<&'v CompiledZone> {
+    let best = |apex: bool| {
+        view.zones
+            .iter()
+            .filter(|z| z.origin.zone_of(name) && (apex || z.origin != *name))
+            .max_by_key(|z| z.origin.num_labels())
+    };
+    if qtype == RecordType::DS {
+        best(false).or_else(|| best(true))
+    } else {
+        best(true)
     }
 }
 
 /// Answers one question. Never panics on any input.
+///
+/// RFC 1034 4.3.2 over the zones and steered names of `view`: exact
+/// matches, referrals at zone cuts (RFC 1034 4.3.2 3b), wildcard synthesis
+/// (RFC 4592), and CNAMEs followed through our own zones (steered names
+/// included), up to [`MAX_CNAME_CHAIN`] and never twice through one name.
+/// The rcode is that of the last name looked up (RFC 6604).
 pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> Answer<'v> {
     if q.qclass != DNSClass::IN {
         return Answer::refused();
     }
-    let Some(zone) = view
-        .zones
-        .iter()
-        .filter(|z| z.origin.zone_of(q.name))
-        .max_by_key(|z| z.origin.num_labels())
-    else {
+    let Some(mut zone) = zone_of(view, q.name, q.qtype) else {
         return Answer::refused();
     };
-
-    if let Some(svc) = view.services.get(q.name) {
-        return steered(view, svc, q, client);
-    }
-
-    let records = zone.records.get(q.name);
-    match records {
-        Some(records) => {
-            let mut answers: Vec<&Rr> = records
+    let mut chain: Vec<Answered<'v>> = Vec::new();
+    let mut current: &LowerName = q.name;
+    // The targets followed so far: `current` from the second step on.
+    let mut followed: [Option<&'v LowerName>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
+    // The node each step's CNAME came from, and whether a wildcard
+    // synthesized it, for loop detection.
+    let mut aliases: [Option<(&'v Node, bool)>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
+    // The ECS scope and region of a CNAME-style steered name the chain
+    // went through: the answer depends on the client there too.
+    let mut steered_part = None;
+    for step in 0..=MAX_CNAME_CHAIN {
+        if let Some(target) = step.checked_sub(1).and_then(|i| followed[i]) {
+            let Some(z) = zone_of(view, target, q.qtype) else {
+                // Out of our zones: the resolver follows from here.
+                let a = Answer::new(ResponseCode::NoError, true, chain);
+                return with_steered(a, steered_part);
+            };
+            zone = z;
+        }
+        if let Some(svc) = view.services.get(current) {
+            let owner = if step == 0 {
+                Owner::Query
+            } else {
+                Owner::Record
+            };
+            let (a, alias) = steered(view, svc, q, client, chain, owner);
+            let follow = alias.filter(|&t| {
+                q.qtype != RecordType::CNAME
+                    && step < MAX_CNAME_CHAIN
+                    && t != q.name
+                    && !followed.iter().flatten().any(|&f| f == t)
+            });
+            let a = with_steered(a, steered_part);
+            let Some(target) = follow else {
+                return a;
+            };
+            steered_part = Some((a.ecs_scope, a.region));
+            chain = a.answers;
+            followed[step] = Some(target);
+            current = target;
+            continue;
+        }
+        let (node, synthesized) = match zone.find(current, q.qtype) {
+            Found::NxDomain => {
+                let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
+                return with_steered(a, steered_part);
+            }
+            Found::Referral(cut) => {
+                // Not authoritative for a referral, unless a CNAME of ours
+                // led here (the answer section then is ours).
+                let mut a = Answer::new(ResponseCode::NoError, step > 0, chain);
+                a.referral = cut.rrset(RecordType::NS);
+                a.additional = cut.additional(RecordType::NS);
+                return with_steered(a, steered_part);
+            }
+            Found::Node { node, synthesized } => (node, synthesized),
+        };
+        let owner = match (step, synthesized) {
+            (0, _) => Owner::Query,
+            (_, false) => Owner::Record,
+            (i, true) => followed[i - 1].map_or(Owner::Record, Owner::Name),
+        };
+        let rtype = if q.qtype == RecordType::ANY {
+            // RFC 8482: answer ANY minimally, with one RRset.
+            node.rrs.first().map(|r| r.record_type())
+        } else {
+            Some(q.qtype)
+        };
+        let set = rtype.map_or(&[][..], |t| node.rrset(t));
+        if !set.is_empty() {
+            chain.extend(set.iter().map(|rr| Answered { rr, owner }));
+            let mut a = Answer::new(ResponseCode::NoError, true, chain);
+            a.additional = rtype.map_or(&[][..], |t| node.additional(t));
+            return with_steered(a, steered_part);
+        }
+        let Some(target) = node.cname.as_ref() else {
+            let a = Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
+            return with_steered(a, steered_part);
+        };
+        // A loop ends where it closes, with what was collected, as Knot
+        // and NSD answer: an alias already in the answer is not repeated,
+        // and a wildcard that synthesizes its own target stops after its
+        // second CNAME (the owners differ, so both are sent).
+        let seen = |(n, s): (&Node, bool)| std::ptr::eq(n, node) && s == synthesized;
+        let repeated = !synthesized && aliases.iter().flatten().any(|&a| seen(a));
+        if repeated || step == MAX_CNAME_CHAIN {
+            break;
+        }
+        chain.extend(
+            node.rrset(RecordType::CNAME)
                 .iter()
-                .filter(|r| q.qtype == RecordType::ANY || r.record_type() == q.qtype)
-                .collect();
-            if q.qtype == RecordType::ANY {
-                // RFC 8482: answer ANY minimally, with one RRset.
-                if let Some(first) = answers.first().map(|r| r.record_type()) {
-                    answers.retain(|r| r.record_type() == first);
-                }
-            }
-            if answers.is_empty() {
-                answers.extend(
-                    records
-                        .iter()
-                        .filter(|r| r.record_type() == RecordType::CNAME),
-                );
-            }
-            if answers.is_empty() {
-                return Answer::negative(ResponseCode::NoError, &zone.soa_negative);
-            }
-            Answer {
-                rcode: ResponseCode::NoError,
-                authoritative: true,
-                answers,
-                soa: None,
-                ecs_scope: 0,
-                region: None,
-            }
+                .map(|rr| Answered { rr, owner }),
+        );
+        let wildcard_loop = synthesized && step > 0 && aliases[step - 1].is_some_and(seen);
+        if wildcard_loop {
+            break;
         }
-        None if zone.names.contains(q.name) => {
-            Answer::negative(ResponseCode::NoError, &zone.soa_negative)
-        }
-        None => Answer::negative(ResponseCode::NXDomain, &zone.soa_negative),
+        aliases[step] = Some((node, synthesized));
+        followed[step] = Some(target);
+        current = target;
     }
+    with_steered(
+        Answer::new(ResponseCode::NoError, true, chain),
+        steered_part,
+    )
+}
+
+/// An answer that went through a steered name depends on the client as
+/// that part did: the wider ECS scope of the two, and its region.
+fn with_steered<'v>(mut a: Answer<'v>, part: Option<(u8, Option<usize>)>) -> Answer<'v> {
+    if let Some((scope, region)) = part {
+        a.ecs_scope = a.ecs_scope.max(scope);
+        a.region = a.region.or(region);
+    }
+    a
 }
 
 /// A GSLB answer: never SERVFAIL, never an empty NOERROR for an address
-/// type while the service has a fallback.
+/// type while the service has a fallback. `chain` holds the CNAMEs that
+/// led here (empty when the service was asked for directly); the steered
+/// records follow them, written with `owner`. A CNAME-style answer also
+/// returns its target, for the caller to follow.
 fn steered<'v>(
     view: &'v DnsView,
     svc: &'v CompiledService,
     q: &Question<'_>,
     client: &ClientInfo,
+    chain: Vec<Answered<'v>>,
+    owner: Owner<'v>,
+) -> (Answer<'v>, Option<&'v LowerName>) {
+    let mut alias = None;
+    let answer = steered_records(view, svc, q, client, chain, owner, &mut alias);
+    (answer, alias)
+}
+
+fn steered_records<'v>(
+    view: &'v DnsView,
+    svc: &'v CompiledService,
+    q: &Question<'_>,
+    client: &ClientInfo,
+    mut chain: Vec<Answered<'v>>,
+    owner: Owner<'v>,
+    alias: &mut Option<&'v LowerName>,
 ) -> Answer<'v> {
     let zone = &view.zones[svc.zone];
     svc.queries.increment(1);
@@ -162,13 +332,10 @@ fn steered<'v>(
         let hashed = hashed && !svc.random;
         ecs_scope(svc.uniform, hashed, matched_len, client)
     };
-    let positive = |answers: Vec<&'v Rr>, hashed: bool| Answer {
-        rcode: ResponseCode::NoError,
-        authoritative: true,
-        answers,
-        soa: None,
+    let positive = |answers: Vec<Answered<'v>>, hashed: bool| Answer {
         ecs_scope: scope(hashed),
         region,
+        ..Answer::new(ResponseCode::NoError, true, answers)
     };
 
     if svc.cname_style {
@@ -179,17 +346,19 @@ fn steered<'v>(
         if let Some(set) = set {
             let mut chosen = [0; MAX_PICK];
             let n = set.any.pick(key, 1, &mut chosen);
-            let answers: Vec<&Rr> = chosen[..n]
-                .iter()
-                .filter_map(|&i| {
-                    let t = set.targets.get(i)?;
-                    t.answered.increment(1);
-                    t.tally.fetch_add(ANSWER_UNIT, Ordering::Relaxed);
-                    t.cname.as_ref()
+            let before = chain.len();
+            chain.extend(chosen[..n].iter().filter_map(|&i| {
+                let t = set.targets.get(i)?;
+                t.answered.increment(1);
+                t.tally.fetch_add(ANSWER_UNIT, Ordering::Relaxed);
+                *alias = t.cname_target.as_ref();
+                Some(Answered {
+                    rr: t.cname.as_ref()?,
+                    owner,
                 })
-                .collect();
-            if !answers.is_empty() {
-                return positive(answers, set.any.hashed(1) && !set.cname_uniform);
+            }));
+            if chain.len() > before {
+                return positive(chain, set.any.hashed(1) && !set.cname_uniform);
             }
         }
     }
@@ -197,7 +366,7 @@ fn steered<'v>(
     let v6 = match q.qtype {
         RecordType::A | RecordType::ANY => false,
         RecordType::AAAA => true,
-        _ => return Answer::negative(ResponseCode::NoError, &zone.soa_negative),
+        _ => return Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain),
     };
     // The client's set, else the global one, else the configured fallback.
     let family = |set: &'v CompiledSet| {
@@ -217,21 +386,27 @@ fn steered<'v>(
             &svc.fallback_v4
         };
         if fallback.is_empty() {
-            return Answer::negative(ResponseCode::NoError, &zone.soa_negative);
+            return Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
         }
         view.metrics.fallback.increment(1);
-        return positive(fallback.iter().take(svc.max_records).collect(), false);
+        chain.extend(
+            fallback
+                .iter()
+                .take(svc.max_records)
+                .map(|rr| Answered { rr, owner }),
+        );
+        return positive(chain, false);
     };
     let (keyed, idx) = family(set);
     let mut chosen = [0; MAX_PICK];
     let n = keyed.pick(key, svc.max_records, &mut chosen);
     // Clients split their traffic over the records they get.
     let share = ANSWER_UNIT / n.max(1) as u64;
-    let answers = chosen[..n]
-        .iter()
-        .filter_map(|&i| record(set, *idx.get(i)?, v6, share))
-        .collect();
-    positive(answers, keyed.hashed(svc.max_records))
+    chain.extend(chosen[..n].iter().filter_map(|&i| {
+        let rr = record(set, *idx.get(i)?, v6, share)?;
+        Some(Answered { rr, owner })
+    }));
+    positive(chain, keyed.hashed(svc.max_records))
 }
 
 fn record(set: &CompiledSet, target: usize, v6: bool, share: u64) -> Option<&Rr> {

@@ -27,7 +27,7 @@ use crate::{
     edns::{client_info, client_subnet, echo_subnet, response_edns},
     rrl::{RateLimiter, RrlAction},
     tcp::{Connections, TcpMetrics},
-    udp::{UdpBind, is_bad_source},
+    udp::{SectionRefs, Sections, UdpBind, is_bad_source},
     view::DnsView,
 };
 
@@ -191,35 +191,47 @@ impl RequestHandler for DnsHandler {
             debug!(name = %question.name, region = ?result.region, "answered");
         }
 
-        // Over UDP a response that does not fit is sent as TC with no
-        // records, so the client retries over TCP and never caches a
-        // partial RRset (RFC 2181 9). hickory's own record-by-record
-        // truncation is never reached.
+        // Over UDP a response that does not fit loses its additional
+        // section, and then is sent as TC with no records, so the client
+        // retries over TCP and never caches a partial RRset (RFC 2181 9).
+        // hickory's own record-by-record truncation is never reached.
         let limit = match request.protocol() {
             Protocol::Udp => Some(usize::from(
                 resp_edns.as_ref().map_or(512, Edns::max_payload),
             )),
             _ => None,
         };
-        let truncate = limit.is_some_and(|limit| {
-            wire_bound(question.name.len(), &result, resp_edns.as_ref()) > limit
-                && exact_len(request, metadata, &result, resp_edns.as_ref()) > limit
-        });
+        let sections = Sections::of(&result, info.query.name());
+        let fits = |additional: bool| {
+            limit.is_none_or(|limit| {
+                wire_bound(question.name.len(), &result, additional, resp_edns.as_ref()) <= limit
+                    || exact_len(
+                        request,
+                        metadata,
+                        &sections.borrow(additional),
+                        resp_edns.as_ref(),
+                    ) <= limit
+            })
+        };
+        let refs = if fits(true) {
+            sections.borrow(true)
+        } else if fits(false) {
+            sections.borrow(false)
+        } else {
+            metadata.truncation = true;
+            view.metrics.truncated.increment(1);
+            SectionRefs::default()
+        };
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &resp_edns {
             builder.edns(e);
         }
-        if truncate {
-            metadata.truncation = true;
-            view.metrics.truncated.increment(1);
-        }
-        let keep = if truncate { 0 } else { result.answers.len() };
         let response = builder.build(
             metadata,
-            result.answers.iter().take(keep).map(|r| &r.record),
+            refs.answers.iter().copied(),
+            refs.authority.iter().copied(),
             std::iter::empty(),
-            result.soa.filter(|_| !truncate).map(|r| &r.record),
-            std::iter::empty(),
+            refs.additional.iter().copied(),
         );
         match response_handle.send_response(response).await {
             Ok(info) => info,
@@ -250,7 +262,12 @@ pub(crate) fn next_random() -> u64 {
 
 /// A cheap upper bound of the encoded response size: names uncompressed,
 /// exact for A/AAAA. Only answers that might not fit pay for an exact size.
-fn wire_bound(qname_len: usize, result: &Answer<'_>, edns: Option<&Edns>) -> usize {
+fn wire_bound(
+    qname_len: usize,
+    result: &Answer<'_>,
+    additional: bool,
+    edns: Option<&Edns>,
+) -> usize {
     let record = |r: &Record| {
         let rdata = match r.record_type() {
             RecordType::A => 4,
@@ -259,21 +276,25 @@ fn wire_bound(qname_len: usize, result: &Answer<'_>, edns: Option<&Edns>) -> usi
             // the rest are measured exactly below when this is too big.
             _ => 1024,
         };
-        r.name.len() + 1 + 10 + rdata
+        // Owners of CNAME targets and synthesized names: at most 255.
+        r.name.len().max(qname_len) + 1 + 10 + rdata
     };
+    let additional = if additional { result.additional } else { &[] };
     12 + qname_len
         + 1
         + 4
         + result.answers.iter().map(|r| record(r)).sum::<usize>()
         + result.soa.map_or(0, |r| record(r))
+        + result.referral.iter().map(|r| record(r)).sum::<usize>()
+        + additional.iter().map(|r| record(r)).sum::<usize>()
         + edns.map_or(0, |e| 11 + e.options().as_ref().len() * 24)
 }
 
-/// The exact encoded size of the full response.
+/// The exact encoded size of a response with these sections.
 fn exact_len(
     request: &Request,
     metadata: Metadata,
-    result: &Answer<'_>,
+    sections: &SectionRefs<'_>,
     edns: Option<&Edns>,
 ) -> usize {
     let mut builder = MessageResponseBuilder::from_message_request(request);
@@ -282,10 +303,10 @@ fn exact_len(
     }
     let response = builder.build(
         metadata,
-        result.answers.iter().map(|r| &r.record),
+        sections.answers.iter().copied(),
+        sections.authority.iter().copied(),
         std::iter::empty(),
-        result.soa.map(|r| &r.record),
-        std::iter::empty(),
+        sections.additional.iter().copied(),
     );
     let mut bytes = Vec::with_capacity(1024);
     let mut encoder = BinEncoder::new(&mut bytes);

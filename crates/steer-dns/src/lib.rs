@@ -22,8 +22,10 @@ mod select;
 mod tcp;
 mod udp;
 mod view;
+mod wire;
+mod zone;
 
-pub use answer::{Answer, ClientInfo, Question, answer};
+pub use answer::{Answer, Answered, ClientInfo, MAX_CNAME_CHAIN, Owner, Question, answer};
 pub use explain::explain;
 pub use handler::{DnsHandler, serve};
 pub use publisher::{ViewInputs, ViewPublisher};

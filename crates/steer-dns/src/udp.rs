@@ -14,6 +14,7 @@
 //! query's destination (IP_PKTINFO / IPV6_RECVPKTINFO) and reply from it.
 
 use std::{
+    borrow::Cow,
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::Arc,
     time::Instant,
@@ -25,7 +26,7 @@ use hickory_server::proto::{
         Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
         emit_message_parts,
     },
-    rr::{LowerName, Record, rdata::opt::ClientSubnet},
+    rr::{LowerName, Name, Record},
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
 };
 use socket2::{Domain, Protocol, Socket, Type};
@@ -156,7 +157,8 @@ pub(crate) fn respond(
     if slip {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.truncation = true;
-        return encode(&metadata, &request.queries, &[], None, edns.as_ref(), out);
+        let empty = SectionRefs::default();
+        return encode(&metadata, &request.queries, &empty, edns.as_ref(), out);
     }
     if request.metadata.op_code != OpCode::Query {
         let rcode = ResponseCode::NotImp;
@@ -199,7 +201,7 @@ pub(crate) fn respond(
     };
     let ecs_echo = ecs.map(|cs| (cs, result.ecs_scope));
     let payload = edns.as_ref().map(Edns::max_payload);
-    if let Some(done) = write_fast(packet, &result, payload, ecs_echo, limit, out) {
+    if let Some(done) = crate::wire::write_fast(packet, &result, payload, ecs_echo, limit, out) {
         if done.1 {
             metrics.truncated.increment(1);
         }
@@ -209,126 +211,72 @@ pub(crate) fn respond(
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.authoritative = result.authoritative;
     metadata.response_code = result.rcode;
-    let answers: Vec<&Record> = result.answers.iter().map(|r| &r.record).collect();
+    let sections = Sections::of(&result, query.name());
     let sent = encode(
         &metadata,
         &request.queries,
-        &answers,
-        result.soa.map(|r| &r.record),
+        &sections.borrow(true),
         edns.as_ref(),
         out,
     );
-    if sent == UdpOutcome::Reply && out.len() > limit {
-        // Too big: TC and no records, so the client retries over TCP and
-        // never caches a partial RRset (RFC 2181 9).
-        metrics.truncated.increment(1);
-        metadata.truncation = true;
-        return encode(&metadata, &request.queries, &[], None, edns.as_ref(), out);
+    if sent != UdpOutcome::Reply || out.len() <= limit {
+        return sent;
     }
-    sent
+    // Too big: without the additional section, else TC and no records, so
+    // the client retries over TCP and never caches a partial RRset (RFC
+    // 2181 9).
+    let sent = encode(
+        &metadata,
+        &request.queries,
+        &sections.borrow(false),
+        edns.as_ref(),
+        out,
+    );
+    if sent != UdpOutcome::Reply || out.len() <= limit {
+        return sent;
+    }
+    metrics.truncated.increment(1);
+    metadata.truncation = true;
+    let empty = SectionRefs::default();
+    encode(&metadata, &request.queries, &empty, edns.as_ref(), out)
 }
 
-/// Writes the reply from pre-encoded records: header, the question copied
-/// byte for byte (case kept), answers whose owner points at it, the SOA,
-/// and the OPT record. `None` when something is not pre-encoded; the
-/// caller then uses hickory's encoder. The bool says it was truncated.
-fn write_fast(
-    packet: &[u8],
-    result: &Answer<'_>,
-    payload: Option<u16>,
-    ecs: Option<(ClientSubnet, u8)>,
-    limit: usize,
-    out: &mut Vec<u8>,
-) -> Option<(UdpOutcome, bool)> {
-    let rcode = u16::from(result.rcode);
-    if rcode > 0xf {
-        return None;
-    }
-    // The question ends after its name (labels, or a pointer) and 4 bytes.
-    let mut i = 12;
-    loop {
-        let len = *packet.get(i)?;
-        if len == 0 {
-            i += 1;
-            break;
-        }
-        if len & 0xc0 == 0xc0 {
-            i += 2;
-            break;
-        }
-        i += 1 + usize::from(len);
-    }
-    let question = packet.get(12..i + 4)?;
-    let soa = match result.soa {
-        Some(rr) => Some(rr.wire()?),
-        None => None,
-    };
-    let mut records = 0;
-    for rr in &result.answers {
-        records += rr.wire()?.len();
-    }
-    let mut opt = [0u8; 11 + 4 + 4 + 16];
-    let opt_len = match payload {
-        None => 0,
-        Some(size) => {
-            opt[..3].copy_from_slice(&[0, 0, 41]);
-            opt[3..5].copy_from_slice(&size.to_be_bytes());
-            // ext-rcode 0, version 0, flags 0 (bytes 5..9), RDLENGTH.
-            let mut n = 11;
-            if let Some((cs, scope)) = ecs {
-                let (family, octets): (u16, [u8; 16]) = match cs.addr() {
-                    IpAddr::V4(a) => {
-                        let mut o = [0; 16];
-                        o[..4].copy_from_slice(&a.octets());
-                        (1, o)
-                    }
-                    IpAddr::V6(a) => (2, a.octets()),
-                };
-                let bytes = usize::from(cs.source_prefix()).div_ceil(8).min(16);
-                let len = (4 + bytes) as u16;
-                opt[11..13].copy_from_slice(&8u16.to_be_bytes());
-                opt[13..15].copy_from_slice(&len.to_be_bytes());
-                opt[15..17].copy_from_slice(&family.to_be_bytes());
-                opt[17] = cs.source_prefix();
-                opt[18] = scope;
-                opt[19..19 + bytes].copy_from_slice(&octets[..bytes]);
-                n = 19 + bytes;
-            }
-            opt[9..11].copy_from_slice(&((n - 11) as u16).to_be_bytes());
-            n
-        }
-    };
-    let full = 12 + question.len() + records + soa.map_or(0, <[u8]>::len) + opt_len;
-    let truncated = full > limit;
+/// An answer's records as hickory records, with the owners they are sent
+/// with, for hickory's encoder (the paths that are not pre-encoded).
+pub(crate) struct Sections<'v> {
+    answers: Vec<Cow<'v, Record>>,
+    authority: Vec<&'v Record>,
+    additional: Vec<&'v Record>,
+}
 
-    out.clear();
-    out.extend_from_slice(packet.get(..2)?);
-    let req2 = *packet.get(2)?;
-    let req3 = *packet.get(3)?;
-    let aa = if result.authoritative { 0x04 } else { 0 };
-    let tc = if truncated { 0x02 } else { 0 };
-    // QR, the request's opcode and RD; RA and AD clear; CD copied.
-    out.push(0x80 | (req2 & 0x78) | aa | tc | (req2 & 0x01));
-    out.push((req3 & 0x10) | rcode as u8);
-    let (an, ns) = if truncated {
-        (0, 0)
-    } else {
-        (result.answers.len() as u16, u16::from(soa.is_some()))
-    };
-    for count in [1, an, ns, u16::from(opt_len > 0)] {
-        out.extend_from_slice(&count.to_be_bytes());
-    }
-    out.extend_from_slice(question);
-    if !truncated {
-        for rr in &result.answers {
-            out.extend_from_slice(rr.wire()?);
-        }
-        if let Some(soa) = soa {
-            out.extend_from_slice(soa);
+#[derive(Default)]
+pub(crate) struct SectionRefs<'a> {
+    pub(crate) answers: Vec<&'a Record>,
+    pub(crate) authority: Vec<&'a Record>,
+    pub(crate) additional: Vec<&'a Record>,
+}
+
+impl<'v> Sections<'v> {
+    pub(crate) fn of(result: &'v Answer<'v>, qname: &Name) -> Self {
+        let authority = result.soa.map_or(result.referral, std::slice::from_ref);
+        Self {
+            answers: result.answers.iter().map(|a| a.record(qname)).collect(),
+            authority: authority.iter().map(|r| &r.record).collect(),
+            additional: result.additional.iter().map(|r| &r.record).collect(),
         }
     }
-    out.extend_from_slice(&opt[..opt_len]);
-    Some((UdpOutcome::Reply, truncated))
+
+    pub(crate) fn borrow(&self, additional: bool) -> SectionRefs<'_> {
+        SectionRefs {
+            answers: self.answers.iter().map(|r| &**r).collect(),
+            authority: self.authority.clone(),
+            additional: if additional {
+                self.additional.clone()
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 fn error_reply(
@@ -342,14 +290,13 @@ fn error_reply(
     view.metrics.rcode(rcode).increment(1);
     let mut metadata = Metadata::response_from_request(request);
     metadata.response_code = rcode;
-    encode(&metadata, queries, &[], None, edns, out)
+    encode(&metadata, queries, &SectionRefs::default(), edns, out)
 }
 
 fn encode(
     metadata: &Metadata,
     queries: &[Query],
-    answers: &[&Record],
-    soa: Option<&Record>,
+    sections: &SectionRefs<'_>,
     edns: Option<&Edns>,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
@@ -358,9 +305,9 @@ fn encode(
     let emitted = emit_message_parts(
         metadata,
         &mut queries.iter(),
-        &mut answers.iter().copied(),
-        &mut soa.into_iter(),
-        &mut std::iter::empty::<&Record>(),
+        &mut sections.answers.iter().copied(),
+        &mut sections.authority.iter().copied(),
+        &mut sections.additional.iter().copied(),
         edns,
         None,
         &mut encoder,

@@ -13,31 +13,34 @@ use std::{
 
 use hickory_server::proto::{
     rr::{
-        LowerName, Name, RData, Record, RecordType,
-        rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
+        LowerName, Name, RData, Record,
+        rdata::{A, AAAA, CNAME},
     },
-    serialize::binary::{BinDecoder, BinEncodable, BinEncoder, Restrict},
+    serialize::binary::{BinEncodable, BinEncoder},
 };
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
 use steer_types::{
-    AnswerSet, ClientNetwork, DnsSettings, Plan, PopId, RecordData, RegionId, Selection, Zone,
+    AnswerSet, ClientNetwork, DnsSettings, Plan, PopId, RegionId, Selection, Zone,
     answers::{AnswerKey, AnswerTally},
 };
 
 use crate::{
     metrics::QueryMetrics,
     select::{MAX_PICK, mix, pick_into, seed},
+    zone::CompiledZone,
 };
 
 /// A record with its wire form pre-encoded for the UDP fast path: the
-/// owner as a pointer to the question name (answers) or in full
-/// (authority), RDATA without compression. `wire` is `None` only if hickory
-/// could not encode it; such answers take hickory's encoder instead.
+/// owner in full, then type, class, TTL and RDATA (names uncompressed).
+/// The writer puts a pointer to the question in place of the owner when
+/// the record is answered at the query name. `wire` is `None` only if
+/// hickory could not encode it; such answers take hickory's encoder instead.
 #[derive(Debug)]
 pub struct Rr {
     pub record: Record,
     wire: Option<Box<[u8]>>,
+    owner_len: usize,
 }
 
 impl std::ops::Deref for Rr {
@@ -49,22 +52,35 @@ impl std::ops::Deref for Rr {
 }
 
 impl Rr {
-    /// For the answer section, where the owner is always the question name
-    /// (offset 12 of the message).
-    pub(crate) fn answer(record: Record) -> Self {
-        let wire = encode_rr(&record, &[0xc0, 0x0c]);
-        Self { record, wire }
-    }
-
-    /// With the owner written in full (the SOA of a negative answer).
-    pub(crate) fn authority(record: Record) -> Self {
+    pub(crate) fn new(record: Record) -> Self {
         let owner = canonical(|e| record.name.emit(e));
+        let owner_len = owner.as_ref().map_or(0, Vec::len);
         let wire = owner.and_then(|o| encode_rr(&record, &o));
-        Self { record, wire }
+        Self {
+            record,
+            wire,
+            owner_len,
+        }
     }
 
-    pub(crate) fn wire(&self) -> Option<&[u8]> {
+    /// For the answer section (the owner is usually the question name).
+    pub(crate) fn answer(record: Record) -> Self {
+        Self::new(record)
+    }
+
+    /// The record with its owner written in full.
+    pub(crate) fn full(&self) -> Option<&[u8]> {
         self.wire.as_deref()
+    }
+
+    /// The owner name as written in [`Rr::full`].
+    pub(crate) fn owner_wire(&self) -> Option<&[u8]> {
+        self.wire.as_deref()?.get(..self.owner_len)
+    }
+
+    /// Type, class, TTL, RDLENGTH and RDATA: what follows the owner.
+    pub(crate) fn body(&self) -> Option<&[u8]> {
+        self.wire.as_deref()?.get(self.owner_len..)
     }
 }
 
@@ -113,8 +129,8 @@ impl Hasher for Fnv {
     }
 }
 
-type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<Fnv>>;
-type HashSet<K> = StdHashSet<K, BuildHasherDefault<Fnv>>;
+pub(crate) type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<Fnv>>;
+pub(crate) type HashSet<K> = StdHashSet<K, BuildHasherDefault<Fnv>>;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -127,22 +143,11 @@ pub enum ViewError {
     Geo { path: String, reason: String },
 }
 
-fn name(text: &str) -> Result<Name, ViewError> {
+pub(crate) fn name(text: &str) -> Result<Name, ViewError> {
     Name::from_str(text).map_err(|e| ViewError::Name {
         name: text.to_owned(),
         reason: e.to_string(),
     })
-}
-
-pub(crate) struct CompiledZone {
-    pub(crate) origin: LowerName,
-    /// Negative answers carry this (TTL = min(SOA TTL, SOA minimum)).
-    pub(crate) soa_negative: Rr,
-    /// Records by owner name, all types.
-    pub(crate) records: HashMap<LowerName, Vec<Rr>>,
-    /// Names that exist (owners and their ancestors within the zone), so an
-    /// empty non-terminal answers NODATA rather than NXDOMAIN.
-    pub(crate) names: HashSet<LowerName>,
 }
 
 pub(crate) struct CompiledTarget {
@@ -152,6 +157,8 @@ pub(crate) struct CompiledTarget {
     pub(crate) aaaa: Option<Rr>,
     /// For CNAME-style services: the per-region (or per-PoP) name.
     pub(crate) cname: Option<Rr>,
+    /// Its target, to follow when it is in one of our zones.
+    pub(crate) cname_target: Option<LowerName>,
     /// `steer_dns_answers_total{pop}`.
     pub(crate) answered: metrics::Counter,
     /// This set's answers to this PoP, for the control loop's demand
@@ -302,9 +309,17 @@ impl DnsView {
                 client_map.insert(net.prefix, i);
             }
         }
+        // Steered names exist in their zone too: they and their empty
+        // non-terminals block wildcards and answer NODATA, not NXDOMAIN.
+        let steered: Vec<LowerName> = plan
+            .body
+            .services
+            .iter()
+            .map(|svc| name(&svc.fqdn).map(|n| LowerName::new(&n)))
+            .collect::<Result<_, _>>()?;
         let compiled_zones = zones
             .iter()
-            .map(compile_zone)
+            .map(|z| crate::zone::compile(z, &steered))
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut services = HashMap::default();
@@ -398,18 +413,22 @@ fn compile_set(
         .targets
         .iter()
         .map(|t| {
-            let cname = match cname {
-                None => None,
+            let (cname, cname_target) = match cname {
+                None => (None, None),
                 Some(template) => {
                     let region = plan.pop(t.pop.as_str()).map_or("", |p| p.region.as_str());
-                    let target = template
-                        .replace("{region}", region)
-                        .replace("{pop}", t.pop.as_str());
-                    Some(Rr::answer(Record::from_rdata(
+                    let target = name(
+                        &template
+                            .replace("{region}", region)
+                            .replace("{pop}", t.pop.as_str()),
+                    )?;
+                    let lower = LowerName::new(&target);
+                    let rr = Rr::answer(Record::from_rdata(
                         owner.clone(),
                         ttl,
-                        RData::CNAME(CNAME(name(&target)?)),
-                    )))
+                        RData::CNAME(CNAME(target)),
+                    ));
+                    (Some(rr), Some(lower))
                 }
             };
             Ok(CompiledTarget {
@@ -421,6 +440,7 @@ fn compile_set(
                     Rr::answer(Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(a))))
                 }),
                 cname,
+                cname_target,
                 answered: crate::metrics::pop_counter(t.pop.as_str()),
                 tally: counter(&t.pop),
             })
@@ -454,88 +474,5 @@ fn compile_set(
         any,
         cname_uniform,
         targets,
-    })
-}
-
-fn wire_rdata(owner: &str, rtype: u16, rdata: &[u8]) -> Result<RData, ViewError> {
-    let bad = |reason: String| ViewError::Rdata {
-        name: owner.to_owned(),
-        reason,
-    };
-    let len = u16::try_from(rdata.len()).map_err(|_| bad("longer than 65535 bytes".into()))?;
-    let mut decoder = BinDecoder::new(rdata);
-    RData::read(&mut decoder, RecordType::from(rtype), Restrict::new(len))
-        .map_err(|e| bad(e.to_string()))
-}
-
-fn compile_zone(zone: &Zone) -> Result<CompiledZone, ViewError> {
-    let origin = name(&zone.origin)?;
-    let soa_rdata = SOA::new(
-        name(&zone.soa.mname)?,
-        name(&zone.soa.rname)?,
-        zone.soa.serial,
-        zone.soa.refresh,
-        zone.soa.retry,
-        zone.soa.expire,
-        zone.soa.minimum,
-    );
-    let mut records: HashMap<LowerName, Vec<Rr>> = HashMap::default();
-    let mut add = |owner: &Name, rec: Record| {
-        records
-            .entry(LowerName::new(owner))
-            .or_default()
-            .push(Rr::answer(rec));
-    };
-    add(
-        &origin,
-        Record::from_rdata(origin.clone(), zone.soa_ttl, RData::SOA(soa_rdata.clone())),
-    );
-    for ns in &zone.ns {
-        add(
-            &origin,
-            Record::from_rdata(origin.clone(), zone.ns_ttl, RData::NS(NS(name(ns)?))),
-        );
-    }
-    for rec in &zone.records {
-        let owner = name(&rec.name)?;
-        let rdata = match &rec.data {
-            RecordData::A(a) => RData::A(A(*a)),
-            RecordData::Aaaa(a) => RData::AAAA(AAAA(*a)),
-            RecordData::Cname(target) => RData::CNAME(CNAME(name(target)?)),
-            RecordData::Ns(target) => RData::NS(NS(name(target)?)),
-            RecordData::Mx {
-                preference,
-                exchange,
-            } => RData::MX(MX::new(*preference, name(exchange)?)),
-            // A character-string holds at most 255 bytes (RFC 1035 3.3).
-            RecordData::Txt(text) if text.is_empty() => RData::TXT(TXT::from_bytes(vec![b""])),
-            RecordData::Txt(text) => {
-                RData::TXT(TXT::from_bytes(text.as_bytes().chunks(255).collect()))
-            }
-            RecordData::Wire { rtype, rdata } => wire_rdata(&rec.name, *rtype, rdata)?,
-        };
-        add(&owner, Record::from_rdata(owner.clone(), rec.ttl, rdata));
-    }
-    let origin_lower = LowerName::new(&origin);
-    let mut names = HashSet::default();
-    for owner in records.keys() {
-        let mut n = owner.clone();
-        loop {
-            names.insert(n.clone());
-            if n == origin_lower || n.is_root() {
-                break;
-            }
-            n = n.base_name();
-        }
-    }
-    Ok(CompiledZone {
-        origin: origin_lower,
-        soa_negative: Rr::authority(Record::from_rdata(
-            origin,
-            zone.soa_ttl.min(zone.soa.minimum),
-            RData::SOA(soa_rdata),
-        )),
-        records,
-        names,
     })
 }

@@ -258,3 +258,157 @@ fn cname_style_names_point_to_the_region() {
     );
     assert_eq!(a, ["us-east.cdn.example.net."]);
 }
+
+/// A static CNAME (or a chain of them) to a steered name answers the
+/// chain plus the steered records, owned by the steered name, with the
+/// ECS scope of the steered part; the fast path writes the same.
+#[test]
+fn cnames_to_steered_names_carry_the_steered_answer_and_its_scope() {
+    use steer_types::{RecordData, StaticRecord};
+    let cname = |name: &str, target: &str| StaticRecord {
+        name: name.into(),
+        ttl: 300,
+        data: RecordData::Cname(target.into()),
+    };
+    let zone = fixture::zone(vec![
+        cname("alias.example.test.", "app.example.test."),
+        cname("deep.example.test.", "alias.example.test."),
+    ]);
+    let nets = [ClientNetwork {
+        prefix: "10.1.0.0/16".parse().unwrap(),
+        region: RegionId::new("eu-west"),
+    }];
+    let p = plan(
+        1,
+        vec![target("fra1", 11), target("ams1", 12)],
+        vec![target("iad1", 21)],
+    );
+    let v = DnsView::compile_with(&[zone], &nets, &p, &settings()).unwrap();
+    let client = ecs("10.1.2.0", 24, 0);
+    let (_, direct, direct_scope) = ask(&v, "app.example.test.", RecordType::A, client);
+    for name in ["alias.example.test.", "deep.example.test."] {
+        let (rcode, data, scope) = ask(&v, name, RecordType::A, client);
+        assert_eq!(rcode, ResponseCode::NoError);
+        assert_eq!(scope, direct_scope, "{name}");
+        assert!(scope > 0, "the steered part depends on the client");
+        assert_eq!(data.last(), direct.last(), "{name}: {data:?}");
+        assert!(data.contains(&"app.example.test.".to_string()), "{data:?}");
+    }
+    // Owners: the query name, then each CNAME's target.
+    let qname = Name::from_str("deep.example.test.").unwrap();
+    let lower = LowerName::new(&qname);
+    let q = Question {
+        name: &lower,
+        qtype: RecordType::A,
+        qclass: DNSClass::IN,
+    };
+    let a = answer(&v, &q, &client);
+    let owners: Vec<String> = a
+        .answers
+        .iter()
+        .map(|r| r.record(&qname).name.to_string())
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            "deep.example.test.",
+            "alias.example.test.",
+            "app.example.test."
+        ]
+    );
+    // And on the wire, from the pre-encoded path.
+    let mut query = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(b"\x04deep\x07example\x04test\x00\x00\x01\x00\x01");
+    let mut out = Vec::new();
+    steer_dns::respond_udp(&v, &query, [10, 1, 2, 3].into(), 0, &mut out);
+    let m = hickory_server::proto::op::Message::from_vec(&out).unwrap();
+    let wire: Vec<String> = m.answers.iter().map(|r| r.name.to_string()).collect();
+    assert_eq!(wire, owners);
+    assert!(m.metadata.authoritative);
+}
+
+/// Steered names exist in their zone: a wildcard beside them does not
+/// answer for them or below them.
+#[test]
+fn steered_names_block_wildcards() {
+    use steer_types::{RecordData, StaticRecord};
+    let zone = fixture::zone(vec![StaticRecord {
+        name: "*.example.test.".into(),
+        ttl: 300,
+        data: RecordData::A([192, 0, 2, 200].into()),
+    }]);
+    let p = plan(1, vec![target("fra1", 11)], vec![target("iad1", 21)]);
+    let v = DnsView::compile_with(&[zone], &[], &p, &settings()).unwrap();
+    let client = ecs("198.51.100.0", 24, 0);
+    let (rcode, data, _) = ask(&v, "other.example.test.", RecordType::A, client);
+    assert_eq!(
+        (rcode, data),
+        (ResponseCode::NoError, vec!["192.0.2.200".into()])
+    );
+    let (rcode, data, _) = ask(&v, "app.example.test.", RecordType::A, client);
+    assert_eq!(
+        (rcode, data),
+        (ResponseCode::NoError, vec!["192.0.2.21".into()])
+    );
+    let (rcode, data, _) = ask(&v, "x.app.example.test.", RecordType::A, client);
+    assert_eq!(
+        (rcode, data),
+        (ResponseCode::NXDomain, Vec::<String>::new())
+    );
+}
+
+/// A CNAME-style name whose target is in our zones is followed like any
+/// other CNAME, keeping the scope of the steered choice.
+#[test]
+fn cname_style_targets_in_our_zones_are_followed() {
+    use steer_types::{RecordData, StaticRecord};
+    let host = |pop: &str, n: u8| StaticRecord {
+        name: format!("{pop}.pops.example.test."),
+        ttl: 300,
+        data: RecordData::A([192, 0, 2, n].into()),
+    };
+    let zone = fixture::zone(vec![host("fra1", 111), host("iad1", 121)]);
+    let mut s = settings();
+    for g in &mut s.services {
+        if g.cname.is_some() {
+            g.cname = Some("{pop}.pops.example.test.".into());
+        }
+    }
+    let nets = [ClientNetwork {
+        prefix: "10.1.0.0/16".parse().unwrap(),
+        region: RegionId::new("eu-west"),
+    }];
+    let p = plan(1, vec![target("fra1", 11)], vec![target("iad1", 21)]);
+    let v = DnsView::compile_with(&[zone], &nets, &p, &s).unwrap();
+    let (rcode, data, scope) = ask(
+        &v,
+        "edge.example.test.",
+        RecordType::A,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(rcode, ResponseCode::NoError);
+    assert_eq!(data, ["fra1.pops.example.test.", "192.0.2.111"]);
+    assert_eq!(scope, 16, "the region decided");
+    // Asked for the CNAME itself: not followed.
+    let (_, data, _) = ask(
+        &v,
+        "edge.example.test.",
+        RecordType::CNAME,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(data, ["fra1.pops.example.test."]);
+    // No AAAA there: NODATA after the CNAME.
+    let (rcode, data, _) = ask(
+        &v,
+        "edge.example.test.",
+        RecordType::AAAA,
+        ecs("198.51.100.0", 24, 0),
+    );
+    assert_eq!(
+        (rcode, data),
+        (
+            ResponseCode::NoError,
+            vec!["iad1.pops.example.test.".to_string()]
+        )
+    );
+}

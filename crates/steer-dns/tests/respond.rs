@@ -165,7 +165,11 @@ proptest! {
 
     #[test]
     fn mutated_queries_never_panic(
-        name in prop_oneof![Just("app.example.test"), Just("big.example.test"), Just("x.example.test"), Just("example.com")],
+        name in prop_oneof![
+            Just("app.example.test"), Just("big.example.test"), Just("x.example.test"),
+            Just("example.com"), Just("a.b.wild.example.test"), Just("x.deleg.example.test"),
+            Just("loop1.example.test"), Just("alias.example.test"), Just("mx.example.test"),
+        ],
         qtype in any::<u16>(),
         size in any::<u16>(),
         opt in proptest::collection::vec(any::<u8>(), 0..40),

@@ -102,8 +102,11 @@ fn zone_files_serve_every_listed_type_next_to_inline_zones() {
         s.dig(&["-x", "192.0.2.101", "+short"]).trim(),
         "www.files.test."
     );
-    // A CNAME is answered for other types at its name.
-    assert_eq!(short(&s, "alias.files.test", "A"), "www.files.test.");
+    // A CNAME is followed inside the zone for other types at its name.
+    assert_eq!(
+        short(&s, "alias.files.test", "A"),
+        "www.files.test.\n192.0.2.101"
+    );
     // The inline zone still serves next to them.
     assert_eq!(short(&s, "www.example.test", "A"), "192.0.2.80");
 

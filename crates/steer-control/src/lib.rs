@@ -6,6 +6,7 @@
 //! are made durable (audit entry, then state) before they are published or
 //! acknowledged, so a `kill -9` at any point loses nothing that was confirmed.
 
+mod alertmanager;
 mod clock;
 mod dry_run;
 #[cfg(test)]
@@ -41,6 +42,7 @@ use steer_types::{
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+pub use alertmanager::run_sender as run_alertmanager_sender;
 pub use clock::{Clock, MonotonicClock, SystemClock};
 pub use dry_run::{DrainProjector, ProjectionInputs};
 pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};

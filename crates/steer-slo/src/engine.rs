@@ -70,9 +70,20 @@ impl SloEngine {
         engine
     }
 
+    fn fine_width(spec: &SloSpec) -> i64 {
+        crate::history::fine_width_for(
+            spec.alerts
+                .iter()
+                .map(|r| r.short)
+                .min()
+                .unwrap_or(Duration::from_secs(300)),
+        )
+    }
+
     fn full_history(spec: &SloSpec) -> History {
         let longest_rule = spec.alerts.iter().map(|r| r.long).max().unwrap_or_default();
-        History::new(
+        History::with_fine_width(
+            Self::fine_width(spec),
             POP_HORIZON,
             spec.window.max(longest_rule) + Duration::from_secs(3600),
         )
@@ -133,6 +144,7 @@ impl SloEngine {
         });
         let region = self.pop_region.get(pop);
         for spec in &self.specs {
+            let fine = Self::fine_width(spec);
             if spec.service != service
                 || spec.pop.as_deref().is_some_and(|p| p != pop)
                 || spec
@@ -161,7 +173,7 @@ impl SloEngine {
                 .entry(spec.name.clone())
                 .or_default()
                 .entry(pop.to_owned())
-                .or_insert_with(|| History::new(POP_HORIZON, Duration::ZERO))
+                .or_insert_with(|| History::with_fine_width(fine, POP_HORIZON, Duration::ZERO))
                 .record(at, counts);
         }
     }

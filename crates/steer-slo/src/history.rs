@@ -9,8 +9,18 @@ use steer_types::Timestamp;
 
 use crate::spec::Correction;
 
-/// Width of a fine bucket.
+/// Width of a fine bucket, unless an SLO's alert windows are short enough
+/// to need finer ones (see [`fine_width_for`]).
 pub const FINE_MS: i64 = 60_000;
+
+/// The fine bucket width for alert windows as short as `shortest`: a
+/// fifth of it, rounded down to a width that divides an hour, between one
+/// second and [`FINE_MS`]. The Workbook's windows (5 m and up) get minutes.
+pub fn fine_width_for(shortest: std::time::Duration) -> i64 {
+    const WIDTHS_S: [i64; 10] = [60, 30, 20, 15, 12, 10, 6, 5, 2, 1];
+    let fifth = i64::try_from(shortest.as_secs() / 5).unwrap_or(60);
+    WIDTHS_S.iter().copied().find(|w| *w <= fifth).unwrap_or(1) * 1000
+}
 /// Width of a coarse bucket.
 pub const COARSE_MS: i64 = 3_600_000;
 
@@ -164,9 +174,24 @@ impl History {
     /// Keeps one-minute buckets for `fine` and one-hour buckets for
     /// `coarse` (zero: none, for scopes only the short windows look at).
     pub fn new(fine: std::time::Duration, coarse: std::time::Duration) -> Self {
+        Self::with_fine_width(FINE_MS, fine, coarse)
+    }
+
+    /// As [`History::new`] with fine buckets `fine_ms` wide (a divisor of
+    /// an hour).
+    pub fn with_fine_width(
+        fine_ms: i64,
+        fine: std::time::Duration,
+        coarse: std::time::Duration,
+    ) -> Self {
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4);
+        let fine_ms = if fine_ms > 0 && COARSE_MS % fine_ms == 0 {
+            fine_ms
+        } else {
+            FINE_MS
+        };
         Self {
-            fine: Buckets::new(FINE_MS, ms(fine)),
+            fine: Buckets::new(fine_ms, ms(fine)),
             coarse: Buckets::new(COARSE_MS, ms(coarse)),
             dropped_late: 0,
             recorded: Counts::default(),
@@ -206,7 +231,7 @@ impl History {
         };
         let fine_from = self.fine.covers_from(now.0);
         if from >= fine_from || self.coarse.keep_ms == 0 {
-            return self.fine.sum(up(from, FINE_MS), to, corrections);
+            return self.fine.sum(up(from, self.fine.width_ms), to, corrections);
         }
         // Coarse up to the first hour boundary the fine buckets cover.
         let split = up(fine_from, COARSE_MS);
@@ -277,6 +302,25 @@ mod tests {
             h.window(now, Duration::from_secs(3 * 86_400), &[]).total,
             72 * 600
         );
+    }
+
+    #[test]
+    fn short_alert_windows_get_finer_buckets() {
+        assert_eq!(fine_width_for(Duration::from_secs(300)), 60_000);
+        assert_eq!(fine_width_for(Duration::from_secs(60)), 12_000);
+        assert_eq!(fine_width_for(Duration::from_secs(30)), 6_000);
+        assert_eq!(fine_width_for(Duration::from_secs(3)), 1_000);
+        let mut h = History::with_fine_width(
+            10_000,
+            Duration::from_secs(600),
+            Duration::from_secs(86_400),
+        );
+        for s in 0..120 {
+            h.record(Timestamp(s * 1000), Counts::new(1, u64::from(s >= 100)));
+        }
+        // The last 30 s: 30 events, 20 of them bad (100..120).
+        let w = h.window(Timestamp(120_000 - 1), Duration::from_secs(30), &[]);
+        assert_eq!(w, Counts::new(30, 20));
     }
 
     #[test]

@@ -21,8 +21,9 @@ use crate::{
     Explainer, ReloadRequest, convert,
 };
 
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Self {
+/// The one place an [`ApiError`] becomes a gRPC status.
+pub fn api_status(e: ApiError) -> Status {
+    {
         match e {
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::InvalidArgument(m) => Status::invalid_argument(m),
@@ -39,6 +40,7 @@ impl From<ApiError> for Status {
                     details.into(),
                 )
             }
+            other => Status::internal(other.to_string()),
         }
     }
 }
@@ -198,7 +200,8 @@ impl OperatorService {
             Ok::<_, ApiError>((projection, plan_version))
         })
         .await
-        .map_err(|_| Status::internal("dry-run projection failed"))??;
+        .map_err(|_| Status::internal("dry-run projection failed"))?
+        .map_err(api_status)?;
         metrics::counter!("steer_api_requests_total", "method" => "Drain").increment(1);
         Ok(Response::new(pb::DrainResponse {
             intent_id: String::new(),
@@ -378,7 +381,8 @@ impl Operator for OperatorService {
         }
         let out = self
             .call("Drain", |reply| ApiCommand::Drain { cmd, reply })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::DrainResponse {
             intent_id: out.intent_id,
             plan_version: out.plan_version,
@@ -413,7 +417,8 @@ impl Operator for OperatorService {
                 principal,
                 reply,
             })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::UndrainResponse {
             lifted: out.lifted,
             plan_version: out.plan_version,
@@ -460,7 +465,8 @@ impl Operator for OperatorService {
                 principal,
                 reply,
             })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::SetWeightOverrideResponse {
             intent_id,
             plan_version,
@@ -488,7 +494,8 @@ impl Operator for OperatorService {
                 principal,
                 reply,
             })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::ClearOverrideResponse {
             cleared,
             plan_version,
@@ -545,7 +552,10 @@ impl Operator for OperatorService {
         } else {
             body.qtype.to_ascii_uppercase()
         };
-        let e = self.explainer.explain(&body.name, &qtype, client)?;
+        let e = self
+            .explainer
+            .explain(&body.name, &qtype, client)
+            .map_err(api_status)?;
         if body.plan_version != 0 && body.plan_version != e.plan_version {
             return Err(Status::failed_precondition(format!(
                 "plan {} is no longer kept; DNS now serves plan {} (ask with plan_version 0)",
@@ -647,10 +657,10 @@ impl Operator for OperatorService {
                 .map_err(|_| Status::internal("audit reader failed"))?
                 .map_err(|e| Status::unavailable(format!("cannot read the audit log: {e}")))?
             }
-            None => {
-                self.call("GetAudit", |reply| ApiCommand::Audit { filter, reply })
-                    .await??
-            }
+            None => self
+                .call("GetAudit", |reply| ApiCommand::Audit { filter, reply })
+                .await?
+                .map_err(api_status)?,
         };
         Ok(Response::new(pb::GetAuditResponse {
             entries: entries.iter().map(convert::audit).collect(),
@@ -688,7 +698,8 @@ impl Operator for OperatorService {
             rx.await
                 .map_err(|_| Status::unavailable("reloader dropped the request"))
         })
-        .await??;
+        .await?
+        .map_err(api_status)?;
         info!(%principal, version, "config reloaded");
         Ok(Response::new(pb::ReloadConfigResponse {
             plan_version: version,
@@ -710,7 +721,8 @@ impl Operator for OperatorService {
                 principal,
                 reply,
             })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::ConfirmFailureResponse {
             pops,
             plan_version,

@@ -41,6 +41,8 @@ struct RawConfig {
     bgp: Option<Spanned<crate::bgp::RawBgp>>,
     #[serde(default)]
     dns: RawDns,
+    /// Only read by `steerd --role edge`.
+    edge: Option<Spanned<crate::edge::RawEdge>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -288,6 +290,8 @@ pub struct SteerConfig {
     /// The anycast speaker; `None` when the file has no `[bgp]` table.
     pub bgp: Option<steer_types::bgp::BgpSettings>,
     pub dns: DnsSettings,
+    /// `[edge]`: what `--role edge` follows; `None` without the table.
+    pub edge: Option<crate::edge::EdgeSettings>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -339,7 +343,12 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
             &topology.regions,
         )
     });
+    let edge = raw
+        .edge
+        .as_ref()
+        .map(|e| crate::edge::edge_settings(&mut r, path, e, &server.state_dir));
     r.finish(SteerConfig {
+        edge,
         source: path.to_path_buf(),
         server,
         auth,

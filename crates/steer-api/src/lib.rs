@@ -8,6 +8,7 @@
 mod auth;
 mod convert;
 mod denied;
+pub mod plan_feed;
 mod service;
 mod status_doc;
 

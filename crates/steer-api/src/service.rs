@@ -60,6 +60,8 @@ pub struct OperatorService {
     dry_run: Option<(Arc<dyn DryRunner>, Arc<tokio::sync::Semaphore>)>,
     /// The control loop's published status, read without asking the loop.
     status: Option<Arc<ArcSwap<StatusReport>>>,
+    /// Plan subscriptions of edges (SubscribePlan).
+    plan_feed: Arc<crate::plan_feed::PlanFeed>,
 }
 
 /// How long a unary call may wait for the control loop (or the reloader)
@@ -88,6 +90,7 @@ impl Drop for WatcherGauge {
 /// them before the first hit.
 pub fn register_metrics() {
     metrics::gauge!("steer_api_watchers").set(0.0);
+    metrics::gauge!("steer_plan_subscribers").set(0.0);
     for method in [
         "Drain",
         "Undrain",
@@ -111,6 +114,7 @@ pub fn register_metrics() {
         "name",
         "qtype",
         "client",
+        "subscriber",
     ] {
         metrics::counter!("steer_api_field_rejected_total", "field" => field).absolute(0);
     }
@@ -152,7 +156,17 @@ impl OperatorService {
             audit: None,
             dry_run: None,
             status: None,
+            plan_feed: Arc::new(crate::plan_feed::PlanFeed::new(
+                steer_plansync::SINGLE_WRITER_EPOCH,
+            )),
         }
+    }
+
+    /// The epoch of the plans this service publishes to edges (the
+    /// leader's term with a clustered store; default 1, one writer).
+    pub fn with_plan_epoch(mut self, epoch: u64) -> Self {
+        self.plan_feed = Arc::new(crate::plan_feed::PlanFeed::new(epoch));
+        self
     }
 
     /// Answers dry-run drains from the loop's published inputs, off the
@@ -328,6 +342,7 @@ async fn bounded_by<T>(
     }
 }
 
+type PlanUpdateStream = Pin<Box<dyn Stream<Item = Result<pb::PlanUpdate, Status>> + Send>>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::PlanEvent, Status>> + Send>>;
 
 fn scope_text(s: Option<&pb::Scope>) -> String {
@@ -574,6 +589,19 @@ impl Operator for OperatorService {
     }
 
     type WatchPlanStream = EventStream;
+    type SubscribePlanStream = PlanUpdateStream;
+
+    async fn subscribe_plan(
+        &self,
+        req: Request<pb::SubscribePlanRequest>,
+    ) -> Result<Response<Self::SubscribePlanStream>, Status> {
+        self.authorize(&req, Role::Viewer, "subscribe plan", "")
+            .await?;
+        let subscriber = req.into_inner().subscriber;
+        convert::bounded(&subscriber, "subscriber", convert::MAX_NAME_BYTES)?;
+        let rx = self.plan_feed.subscribe(subscriber, self.plans.clone())?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     async fn watch_plan(
         &self,

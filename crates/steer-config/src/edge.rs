@@ -13,7 +13,8 @@ use crate::{auth::BearerToken, error::Reporter, tls::ClientTls};
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEdge {
     controllers: Vec<Spanned<String>>,
-    /// Where the last good plan is kept; default `<server.state_dir>/edge`.
+    /// Where the last good plan is kept; default `<server.state_dir>/edge`
+    /// (relative paths: to the working directory, like `state_dir`).
     state_dir: Option<String>,
     /// TLS towards the controllers (https:// endpoints).
     tls: Option<crate::tls::RawClientTls>,
@@ -27,8 +28,9 @@ pub(crate) struct RawEdge {
 pub struct EdgeSettings {
     /// gRPC endpoints of the controllers, tried in order with failover.
     pub controllers: Vec<String>,
-    /// Directory holding `plan.bin`, the last good plan.
-    pub state_dir: PathBuf,
+    /// Directory holding `plan.bin`, the last good plan; `None`:
+    /// `<server.state_dir>/edge` (after any `--state-dir`).
+    pub state_dir: Option<PathBuf>,
     pub tls: Option<ClientTls>,
     pub token: Option<BearerToken>,
 }
@@ -37,7 +39,6 @@ pub(crate) fn edge_settings(
     r: &mut Reporter<'_>,
     config: &Path,
     raw: &Spanned<RawEdge>,
-    server_state_dir: &Path,
 ) -> EdgeSettings {
     let edge = raw.get_ref();
     if edge.controllers.is_empty() {
@@ -53,10 +54,7 @@ pub(crate) fn edge_settings(
         }
     }
     let base = config.parent().unwrap_or_else(|| Path::new("."));
-    let state_dir = edge
-        .state_dir
-        .as_ref()
-        .map_or_else(|| server_state_dir.join("edge"), PathBuf::from);
+    let state_dir = edge.state_dir.as_ref().map(PathBuf::from);
     let tls = edge
         .tls
         .as_ref()

@@ -346,7 +346,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     let edge = raw
         .edge
         .as_ref()
-        .map(|e| crate::edge::edge_settings(&mut r, path, e, &server.state_dir));
+        .map(|e| crate::edge::edge_settings(&mut r, path, e));
     r.finish(SteerConfig {
         edge,
         source: path.to_path_buf(),

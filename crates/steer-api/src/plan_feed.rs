@@ -1,0 +1,225 @@
+//! `SubscribePlan`: the plan for data planes (edges).
+//!
+//! Each subscription gets the full plan first, then on every publication a
+//! delta against the last message it was sent (changed entries, removed
+//! keys), or the full plan again when the delta would not be smaller. The
+//! plan watch coalesces: a subscriber that reads slowly skips versions and
+//! its next delta spans them, so it is never fed a backlog.
+//!
+//! Bounded: at most [`MAX_PLAN_SUBSCRIBERS`] streams at once, one stream per
+//! subscriber name (a resubscribe ends the older stream), and messages up to
+//! [`MAX_PLAN_MESSAGE_BYTES`].
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use steer_plansync::{PlanContent, PlanVersion, Update};
+use steer_proto::v1 as pb;
+use steer_types::{Plan, Timestamp};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tonic::Status;
+use tracing::{info, warn};
+
+/// Plan subscriptions served at once.
+pub const MAX_PLAN_SUBSCRIBERS: usize = 1024;
+/// Largest plan message either side encodes or decodes (a 1,000-PoP ×
+/// 500-region × 50-service world fits with room).
+pub const MAX_PLAN_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The live subscriptions: a permit each, and the way to end an older
+/// stream of the same subscriber.
+pub(crate) struct PlanFeed {
+    epoch: u64,
+    permits: Arc<Semaphore>,
+    by_name: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl PlanFeed {
+    pub(crate) fn new(epoch: u64) -> Self {
+        Self {
+            epoch,
+            permits: Arc::new(Semaphore::new(MAX_PLAN_SUBSCRIBERS)),
+            by_name: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        subscriber: String,
+        mut plans: watch::Receiver<Arc<Plan>>,
+    ) -> Result<mpsc::Receiver<Result<pb::PlanUpdate, Status>>, Status> {
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{MAX_PLAN_SUBSCRIBERS} plan subscribers already; try another controller"
+            ))
+        })?;
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (cancel_tx, mut cancel_rx) = oneshot::channel();
+        if !subscriber.is_empty()
+            && let Ok(mut names) = self.by_name.lock()
+            && let Some((_, older)) = names.insert(subscriber.clone(), (id, cancel_tx))
+        {
+            let _ = older.send(());
+            info!(%subscriber, "plan subscriber resubscribed; older stream ended");
+        }
+        let (tx, rx) = mpsc::channel(2);
+        let epoch = self.epoch;
+        let feed = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics::gauge!("steer_plan_subscribers").increment(1.0);
+            let mut sent: Option<(PlanVersion, PlanContent)> = None;
+            loop {
+                let plan = plans.borrow_and_update().clone();
+                let version = PlanVersion {
+                    epoch,
+                    sequence: plan.version,
+                };
+                let content = PlanContent::encode(&plan.body);
+                let msg = update_message(version, plan.computed_at, sent.as_ref(), &content);
+                let kind = if msg.full { "full" } else { "delta" };
+                let bytes = prost::Message::encoded_len(&msg);
+                if bytes > MAX_PLAN_MESSAGE_BYTES {
+                    warn!(bytes, %version, "plan larger than the message limit; not sent");
+                    let _ = tx
+                        .send(Err(Status::resource_exhausted(format!(
+                            "plan {version} is {bytes} bytes, over the {MAX_PLAN_MESSAGE_BYTES}-byte limit"
+                        ))))
+                        .await;
+                    break;
+                }
+                metrics::counter!("steer_plan_updates_sent_total", "kind" => kind).increment(1);
+                metrics::counter!("steer_plan_update_bytes_total", "kind" => kind)
+                    .increment(bytes as u64);
+                if tx.send(Ok(msg)).await.is_err() {
+                    break;
+                }
+                sent = Some((version, content));
+                tokio::select! {
+                    changed = plans.changed() => if changed.is_err() { break },
+                    () = tx.closed() => break,
+                    _ = &mut cancel_rx => break,
+                }
+            }
+            metrics::gauge!("steer_plan_subscribers").decrement(1.0);
+            if let Ok(mut names) = feed.by_name.lock()
+                && names.get(&subscriber).is_some_and(|(i, _)| *i == id)
+            {
+                names.remove(&subscriber);
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// Full on the first message or when a delta would not be smaller.
+fn update_message(
+    version: PlanVersion,
+    computed_at: Timestamp,
+    sent: Option<&(PlanVersion, PlanContent)>,
+    content: &PlanContent,
+) -> pb::PlanUpdate {
+    let sha = content.sha256().to_vec();
+    let full = || pb::PlanUpdate {
+        version: Some(to_pb(version)),
+        computed_unix_ms: computed_at.unix_ms(),
+        full: true,
+        base: None,
+        entries: entries(content.entries.iter()),
+        removed: Vec::new(),
+        content_sha256: sha.clone(),
+    };
+    let Some((base, old)) = sent else {
+        return full();
+    };
+    let delta = old.delta_to(content);
+    if delta.size() >= content.size() {
+        return full();
+    }
+    pb::PlanUpdate {
+        version: Some(to_pb(version)),
+        computed_unix_ms: computed_at.unix_ms(),
+        full: false,
+        base: Some(to_pb(*base)),
+        entries: entries(delta.changed.iter().map(|(k, v)| (k, v))),
+        removed: delta.removed,
+        content_sha256: sha.clone(),
+    }
+}
+
+fn entries<'a>(it: impl Iterator<Item = (&'a String, &'a Arc<[u8]>)>) -> Vec<pb::PlanEntry> {
+    it.map(|(k, v)| pb::PlanEntry {
+        key: k.clone(),
+        body: v.to_vec(),
+    })
+    .collect()
+}
+
+pub fn to_pb(v: PlanVersion) -> pb::PlanVersion {
+    pb::PlanVersion {
+        epoch: v.epoch,
+        sequence: v.sequence,
+    }
+}
+
+fn from_pb(v: Option<&pb::PlanVersion>) -> PlanVersion {
+    v.map(|v| PlanVersion {
+        epoch: v.epoch,
+        sequence: v.sequence,
+    })
+    .unwrap_or_default()
+}
+
+/// A received update, validated at the boundary into the follower's terms.
+pub fn update_from_pb(m: pb::PlanUpdate) -> Result<Update, String> {
+    let sha256: [u8; 32] = m
+        .content_sha256
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("content_sha256 is {} bytes, not 32", m.content_sha256.len()))?;
+    let version = from_pb(m.version.as_ref());
+    if version.epoch == 0 {
+        return Err("plan version has epoch 0 (no plan)".to_owned());
+    }
+    Ok(Update {
+        version,
+        computed_at: Timestamp::from_unix_ms(m.computed_unix_ms),
+        base: (!m.full).then(|| from_pb(m.base.as_ref())),
+        changed: m
+            .entries
+            .into_iter()
+            .map(|e| (e.key, Arc::<[u8]>::from(e.body)))
+            .collect(),
+        removed: m.removed,
+        sha256,
+    })
+}
+
+/// The whole plan a follower holds, as saved on disk.
+pub fn plan_to_pb(version: PlanVersion, computed_at: Timestamp, content: &PlanContent) -> pb::Plan {
+    pb::Plan {
+        version: Some(to_pb(version)),
+        computed_unix_ms: computed_at.unix_ms(),
+        entries: entries(content.entries.iter()),
+        content_sha256: content.sha256().to_vec(),
+    }
+}
+
+/// A saved plan as a full update (checked like any other by the follower).
+pub fn plan_from_pb(p: pb::Plan) -> Result<Update, String> {
+    update_from_pb(pb::PlanUpdate {
+        version: p.version,
+        computed_unix_ms: p.computed_unix_ms,
+        full: true,
+        base: None,
+        entries: p.entries,
+        removed: Vec::new(),
+        content_sha256: p.content_sha256,
+    })
+}

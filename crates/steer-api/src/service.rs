@@ -91,6 +91,10 @@ impl Drop for WatcherGauge {
 pub fn register_metrics() {
     metrics::gauge!("steer_api_watchers").set(0.0);
     metrics::gauge!("steer_plan_subscribers").set(0.0);
+    for kind in ["full", "delta"] {
+        metrics::counter!("steer_plan_updates_sent_total", "kind" => kind).absolute(0);
+        metrics::counter!("steer_plan_update_bytes_total", "kind" => kind).absolute(0);
+    }
     for method in [
         "Drain",
         "Undrain",

@@ -2,6 +2,8 @@
 //! edges fail static (issue 12, phase 1: no etcd; controllers are each
 //! their own single writer).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::{

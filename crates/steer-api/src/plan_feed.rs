@@ -223,3 +223,100 @@ pub fn plan_from_pb(p: pb::Plan) -> Result<Update, String> {
         content_sha256: p.content_sha256,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use steer_plansync::{Applied, Follower};
+    use steer_types::{Degradation, PlanBody, PopHealth, PopId, PopPlan, RegionId, RegionPlan};
+
+    fn plan(version: u64, pops: usize, drained: Option<usize>) -> Arc<Plan> {
+        Arc::new(Plan {
+            version,
+            computed_at: Timestamp::from_unix_ms(1_000 * version as i64),
+            body: PlanBody {
+                services: Vec::new(),
+                pops: (0..pops)
+                    .map(|i| PopPlan {
+                        id: PopId::from(format!("pop{i}").as_str()),
+                        region: RegionId::from("eu"),
+                        health: PopHealth::Up,
+                        usable: drained != Some(i),
+                        drained_by: (drained == Some(i)).then(|| "d".to_owned()),
+                        weight: 100,
+                        service_drains: Vec::new(),
+                    })
+                    .collect(),
+                regions: vec![RegionPlan {
+                    id: RegionId::from("eu"),
+                    served_by: Vec::new(),
+                    level: Degradation::Normal,
+                }],
+                announcements: Vec::new(),
+                rails: Vec::new(),
+            },
+        })
+    }
+
+    /// Full first, then a delta holding only the changed PoP, both applied
+    /// and verified by a follower to the plan the controller published.
+    #[tokio::test]
+    async fn full_then_small_deltas_that_a_follower_applies() {
+        let (tx, rx) = watch::channel(plan(1, 50, None));
+        let feed = Arc::new(PlanFeed::new(7));
+        let mut stream = feed.subscribe("edge-a".into(), rx).unwrap();
+        let mut follower = Follower::default();
+
+        let first = stream.recv().await.unwrap().unwrap();
+        assert!(first.full);
+        let full_bytes = prost::Message::encoded_len(&first);
+        let (applied, got) = follower.apply(&update_from_pb(first).unwrap()).unwrap();
+        assert_eq!(applied, Applied::New);
+        assert_eq!(got.unwrap().body, plan(1, 50, None).body);
+
+        tx.send_replace(plan(2, 50, Some(3)));
+        let second = stream.recv().await.unwrap().unwrap();
+        assert!(!second.full);
+        assert_eq!(second.entries.len(), 1, "only pop3 changed");
+        assert!(prost::Message::encoded_len(&second) * 20 < full_bytes);
+        let (_, got) = follower.apply(&update_from_pb(second).unwrap()).unwrap();
+        assert_eq!(got.unwrap().body, plan(2, 50, Some(3)).body);
+        assert_eq!(
+            follower.version(),
+            Some(PlanVersion {
+                epoch: 7,
+                sequence: 2
+            })
+        );
+    }
+
+    /// A second stream under the same subscriber name ends the first.
+    #[tokio::test]
+    async fn one_stream_per_subscriber() {
+        let (_tx, rx) = watch::channel(plan(1, 2, None));
+        let feed = Arc::new(PlanFeed::new(1));
+        let mut older = feed.subscribe("edge-a".into(), rx.clone()).unwrap();
+        assert!(older.recv().await.unwrap().is_ok());
+        let mut newer = feed.subscribe("edge-a".into(), rx).unwrap();
+        assert!(newer.recv().await.unwrap().is_ok());
+        assert!(older.recv().await.is_none(), "the older stream ended");
+    }
+
+    #[test]
+    fn a_saved_plan_round_trips_and_a_bad_hash_length_is_refused() {
+        let content = PlanContent::encode(&plan(3, 2, None).body);
+        let version = PlanVersion {
+            epoch: 1,
+            sequence: 3,
+        };
+        let pb = plan_to_pb(version, Timestamp::from_unix_ms(5), &content);
+        let update = plan_from_pb(pb.clone()).unwrap();
+        assert_eq!(update.version, version);
+        let mut follower = Follower::default();
+        assert!(follower.apply(&update).is_ok());
+        let mut bad = pb;
+        bad.content_sha256.truncate(5);
+        assert!(plan_from_pb(bad).unwrap_err().contains("32"));
+    }
+}

@@ -589,3 +589,60 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use steer_plansync::PlanContent;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("steer-edge-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn saved_bytes(sequence: u64) -> Vec<u8> {
+        let content = PlanContent::encode(&empty_plan().body);
+        let version = PlanVersion { epoch: 1, sequence };
+        plan_to_pb(version, Timestamp::from_unix_ms(9), &content).encode_to_vec()
+    }
+
+    #[test]
+    fn a_saved_plan_is_read_back_whole() {
+        let d = dir("ok");
+        save(&d, &saved_bytes(4)).unwrap();
+        assert!(!d.join(format!("{PLAN_FILE}.tmp")).exists());
+        let (follower, plan, _) = load_saved(&d.join(PLAN_FILE)).unwrap().unwrap();
+        assert_eq!(plan.version, 4);
+        assert_eq!(follower.version().map(|v| v.sequence), Some(4));
+    }
+
+    #[test]
+    fn no_saved_plan_is_not_an_error() {
+        assert!(load_saved(&dir("none").join(PLAN_FILE)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_truncated_or_tampered_plan_is_refused_naming_the_file() {
+        let d = dir("bad");
+        let path = d.join(PLAN_FILE);
+        let bytes = saved_bytes(4);
+        std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+        let err = load_saved(&path).unwrap_err();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("corrupt"),
+            "{err}"
+        );
+
+        // Valid protobuf, content that does not match its hash.
+        let mut pb = steer_proto::v1::Plan::decode(bytes.as_slice()).unwrap();
+        if let Some(e) = pb.entries.first_mut() {
+            e.body = b"[]".to_vec();
+        }
+        std::fs::write(&path, pb.encode_to_vec()).unwrap();
+        let err = load_saved(&path).unwrap_err();
+        assert!(err.contains("hash mismatch"), "{err}");
+    }
+}

@@ -199,6 +199,23 @@ fn a_drain_reaches_both_edges_and_edges_fail_static() {
         assert_eq!(a.answers(), AMS_ONLY);
         assert_eq!(b.answers(), AMS_ONLY);
     }
+    // steerctl reads an edge's plan age from its HTTP /status.
+    let out = Command::new(STEERCTL)
+        .args(["status", "--edge", &format!("http://127.0.0.1:{}", a.http)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("disconnected")
+            && text.contains("source    controller")
+            && text.contains("age"),
+        "{text}"
+    );
 
     // An edge restarted with no controller answers from its saved plan.
     let a = a.restart("edge");

@@ -72,6 +72,19 @@ impl<'v> Answer<'v> {
         }
     }
 
+    /// A steered name with no decision in the plan held (an edge before
+    /// its first plan): not ours to deny, so no NXDOMAIN to be cached.
+    fn servfail() -> Self {
+        Self {
+            rcode: ResponseCode::ServFail,
+            authoritative: false,
+            answers: Vec::new(),
+            soa: None,
+            ecs_scope: 0,
+            region: None,
+        }
+    }
+
     fn negative(rcode: ResponseCode, soa: &'v Rr) -> Self {
         Self {
             rcode,
@@ -100,6 +113,9 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
 
     if let Some(svc) = view.services.get(q.name) {
         return steered(view, svc, q, client);
+    }
+    if view.unplanned.contains(q.name) {
+        return Answer::servfail();
     }
 
     let records = zone.records.get(q.name);

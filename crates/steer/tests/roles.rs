@@ -239,6 +239,10 @@ fn a_drain_reaches_both_edges_and_edges_fail_static() {
     );
     assert!(b.proc.log_text().contains("starting without it"));
     assert!(dig(b.dns, &["www.example.test", "A", "+short"]).contains("192.0.2.80"));
+    // With no plan, a steered name is SERVFAIL (resolvers ask another
+    // edge and cache nothing), never NXDOMAIN.
+    let app = dig(b.dns, &["app.example.test", "A"]);
+    assert!(app.contains("status: SERVFAIL"), "{app}");
 
     // The controller comes back: the edge that started empty follows it.
     let controller = Node::controller(&config, &dir.join("controller"), grpc);

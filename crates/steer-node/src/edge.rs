@@ -281,6 +281,15 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         crate::raise_nofile(&config);
         Some(crate::serve_dns(&config, &publisher))
     };
+    tokio::spawn(crate::reload::edge_on_sighup(
+        config.source.clone(),
+        Arc::new(ArcSwap::from_pointee(config.clone())),
+        publisher.clone(),
+        crate::auth::AuthReload {
+            live: authenticator.clone(),
+            tls: None,
+        },
+    ));
     let http = TcpListener::bind(config.server.http_listen)
         .await
         .with_context(|| format!("HTTP listen {}", config.server.http_listen))?;

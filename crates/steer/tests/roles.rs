@@ -280,4 +280,24 @@ fn an_edge_fails_over_to_the_next_controller() {
     assert!(on_second.is_some(), "{}", edge.proc.log_text());
     second.steerctl(&["drain", "pop", "fra1", "--reason", "failover test"]);
     edge.wait_answers(&AMS_ONLY, Duration::from_secs(5));
+
+    // SIGHUP reloads an edge's file (zones, DNS settings); it does not end it.
+    let hup = Command::new("kill")
+        .args(["-HUP", &edge.proc.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let reloaded = poll(Duration::from_secs(5), || {
+        edge.proc
+            .log_text()
+            .contains("config reloaded")
+            .then_some(())
+    });
+    assert!(reloaded.is_some(), "{}", edge.proc.log_text());
+    let mut edge = edge;
+    assert!(
+        edge.proc.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the edge"
+    );
+    assert_eq!(edge.answers(), AMS_ONLY);
 }

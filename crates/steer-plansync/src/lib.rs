@@ -15,7 +15,8 @@ use std::{cmp::Ordering, collections::BTreeMap, fmt, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use steer_types::{
-    Announcement, Plan, PlanBody, PopPlan, RailFired, RegionPlan, ServicePlan, Timestamp,
+    Announcement, AnswerSet, Plan, PlanBody, PopPlan, RailFired, RegionPlan, ServiceId,
+    ServicePlan, Timestamp,
 };
 
 /// (epoch, sequence), compared epoch first. Epoch 1: a single-node or
@@ -55,6 +56,29 @@ struct Layout {
     announcements: Vec<String>,
 }
 
+/// A service without its answer sets: those are entries of their own, one
+/// per client region (`set/<service>/<region>`) and one for unmapped
+/// clients (`set/<service>`), so a change in one region's answers is a
+/// one-entry delta.
+#[derive(Serialize, Deserialize)]
+struct ServiceMeta {
+    id: ServiceId,
+    fqdn: String,
+    ttl: u32,
+    max_records: usize,
+    /// Keys of the regional sets, in plan order.
+    regional: Vec<String>,
+}
+
+fn set_key(service: &ServiceId, set: &AnswerSet, index: usize) -> String {
+    match &set.region {
+        Some(r) => format!("set/{service}/{r}"),
+        // Not made by the policy (a regional set always names its
+        // region); keyed by position so it still round-trips.
+        None => format!("set/{service}/#{index}"),
+    }
+}
+
 const LAYOUT: &str = "layout";
 const RAILS: &str = "rails";
 
@@ -88,7 +112,21 @@ impl PlanContent {
         put(LAYOUT.to_owned(), json(&layout));
         put(RAILS.to_owned(), json(&body.rails));
         for s in &body.services {
-            put(format!("service/{}", s.id), json(s));
+            let mut regional = Vec::with_capacity(s.regional.len());
+            for (i, set) in s.regional.iter().enumerate() {
+                let key = set_key(&s.id, set, i);
+                put(key.clone(), json(set));
+                regional.push(key);
+            }
+            put(format!("set/{}", s.id), json(&s.global));
+            let meta = ServiceMeta {
+                id: s.id.clone(),
+                fqdn: s.fqdn.clone(),
+                ttl: s.ttl,
+                max_records: s.max_records,
+                regional,
+            };
+            put(format!("service/{}", s.id), json(&meta));
         }
         for p in &body.pops {
             put(format!("pop/{}", p.id), json(p));
@@ -124,7 +162,7 @@ impl PlanContent {
         let services = layout
             .services
             .iter()
-            .map(|id| self.get::<ServicePlan>(&format!("service/{id}")))
+            .map(|id| self.service(id))
             .collect::<Result<_, _>>()?;
         let pops = layout
             .pops
@@ -147,6 +185,24 @@ impl PlanContent {
             regions,
             announcements,
             rails,
+        })
+    }
+
+    fn service(&self, id: &str) -> Result<ServicePlan, DecodeError> {
+        let meta: ServiceMeta = self.get(&format!("service/{id}"))?;
+        let regional = meta
+            .regional
+            .iter()
+            .map(|k| self.get::<AnswerSet>(k))
+            .collect::<Result<_, _>>()?;
+        let global = self.get(&format!("set/{id}"))?;
+        Ok(ServicePlan {
+            id: meta.id,
+            fqdn: meta.fqdn,
+            ttl: meta.ttl,
+            max_records: meta.max_records,
+            regional,
+            global,
         })
     }
 

@@ -156,3 +156,92 @@ fn the_hash_covers_content_not_version_and_is_stable() {
         PlanContent::encode(&body(&[("fra1", false)])).sha256()
     );
 }
+
+/// A world of `regions` regions with two PoPs each, `services` services
+/// answering every region from its own PoPs; `drained` PoP out.
+fn world(regions: usize, services: usize, drained: Option<&str>) -> PlanBody {
+    use steer_types::{AnswerSet, ServiceId, ServicePlan, WeightedTarget};
+    let pop_ids: Vec<(String, usize)> = (0..regions)
+        .flat_map(|r| [(format!("p{r}a"), r), (format!("p{r}b"), r)])
+        .collect();
+    let usable = |p: &str| drained != Some(p);
+    let set = |region: Option<usize>| {
+        let targets: Vec<WeightedTarget> = pop_ids
+            .iter()
+            .filter(|(p, r)| region.is_none_or(|x| x == *r) && usable(p))
+            .map(|(p, _)| WeightedTarget {
+                pop: PopId::from(p.as_str()),
+                weight: 500,
+                ipv4: Some(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+                ipv6: None,
+            })
+            .collect();
+        AnswerSet {
+            region: region.map(|r| RegionId::from(format!("r{r}").as_str())),
+            targets,
+            reason: steer_types::SetReason::default(),
+        }
+    };
+    PlanBody {
+        services: (0..services)
+            .map(|s| ServicePlan {
+                id: ServiceId::from(format!("s{s}").as_str()),
+                fqdn: format!("s{s}.example.test."),
+                ttl: 30,
+                max_records: 2,
+                regional: (0..regions).map(|r| set(Some(r))).collect(),
+                global: set(Some(0)),
+            })
+            .collect(),
+        pops: pop_ids
+            .iter()
+            .map(|(p, r)| PopPlan {
+                id: PopId::from(p.as_str()),
+                region: RegionId::from(format!("r{r}").as_str()),
+                health: PopHealth::Up,
+                usable: usable(p),
+                drained_by: (!usable(p)).then(|| "d1".to_owned()),
+                weight: 500,
+                service_drains: Vec::new(),
+            })
+            .collect(),
+        regions: (0..regions)
+            .map(|r| RegionPlan {
+                id: RegionId::from(format!("r{r}").as_str()),
+                served_by: Vec::new(),
+                level: Degradation::Normal,
+            })
+            .collect(),
+        announcements: Vec::new(),
+        rails: Vec::new(),
+    }
+}
+
+#[test]
+fn a_pop_drain_is_a_small_delta_keyed_per_service_and_region() {
+    let before = world(100, 10, None);
+    let after = world(100, 10, Some("p7a"));
+    let (old, new) = (PlanContent::encode(&before), PlanContent::encode(&after));
+    let d = old.delta_to(&new);
+    // The PoP itself and its region's set of each service.
+    assert_eq!(
+        d.changed.len(),
+        1 + 10,
+        "{:?}",
+        d.changed.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+    assert!(d.changed.iter().any(|(k, _)| k == "set/s3/r7"));
+    assert!(
+        d.size() * 100 < new.size(),
+        "delta {} bytes of {}",
+        d.size(),
+        new.size()
+    );
+    // Round trip through a follower gives the same body, in plan order.
+    let mut f = Follower::default();
+    f.apply(&full(v(1, 1), &before)).expect("full");
+    let (_, plan) = f
+        .apply(&delta(v(1, 1), v(1, 2), &before, &after))
+        .expect("delta");
+    assert_eq!(plan.map(|p| p.body), Some(after));
+}

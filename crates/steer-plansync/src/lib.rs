@@ -1,7 +1,8 @@
 //! The plan as a distributed artifact (pure: no IO, no clock).
 //!
 //! A [`Plan`]'s decisions are cut into keyed entries ([`PlanContent`]), each
-//! the canonical JSON of one steer-types value. The controller encodes once;
+//! the protobuf encoding of one typed decision (`operator.proto`, "Typed
+//! plan entries"; conversions in [`codec`]). The controller encodes once;
 //! edges hold the bytes as received, so the content hash
 //! ([`PlanContent::sha256`]) is checked over exactly what was sent. Deltas
 //! carry changed entries and removed keys. A [`Follower`] applies full
@@ -13,11 +14,11 @@
 
 use std::{cmp::Ordering, collections::BTreeMap, fmt, sync::Arc};
 
-use serde::{Deserialize, Serialize};
-use steer_types::{
-    Announcement, AnswerSet, Plan, PlanBody, PopPlan, RailFired, RegionPlan, ServiceId,
-    ServicePlan, Timestamp,
-};
+use prost::Message;
+use steer_proto::v1 as pb;
+use steer_types::{AnswerSet, Plan, PlanBody, ServiceId, ServicePlan, Timestamp};
+
+mod codec;
 
 /// (epoch, sequence), compared epoch first. Epoch 1: a single-node or
 /// embedded-store control plane; with a clustered store the leader's term.
@@ -46,30 +47,10 @@ pub struct PlanContent {
     pub entries: BTreeMap<String, Arc<[u8]>>,
 }
 
-/// Order of the keyed entries: the plan's vectors are in topology order,
-/// which the keyed map alone does not keep.
-#[derive(Serialize, Deserialize)]
-struct Layout {
-    services: Vec<String>,
-    pops: Vec<String>,
-    regions: Vec<String>,
-    announcements: Vec<String>,
-}
-
-/// A service without its answer sets: those are entries of their own, one
-/// per client region (`set/<service>/<region>`) and one for unmapped
-/// clients (`set/<service>`), so a change in one region's answers is a
-/// one-entry delta.
-#[derive(Serialize, Deserialize)]
-struct ServiceMeta {
-    id: ServiceId,
-    fqdn: String,
-    ttl: u32,
-    max_records: usize,
-    /// Keys of the regional sets, in plan order.
-    regional: Vec<String>,
-}
-
+/// A service's answer sets are entries of their own, one per client region
+/// (`set/<service>/<region>`) and one for unmapped clients
+/// (`set/<service>`), so a change in one region's answers is a one-entry
+/// delta; `service/<id>` holds the rest and the sets' order.
 fn set_key(service: &ServiceId, set: &AnswerSet, index: usize) -> String {
     match &set.region {
         Some(r) => format!("set/{service}/{r}"),
@@ -82,7 +63,7 @@ fn set_key(service: &ServiceId, set: &AnswerSet, index: usize) -> String {
 const LAYOUT: &str = "layout";
 const RAILS: &str = "rails";
 
-fn announce_key(a: &Announcement) -> String {
+fn announce_key(a: &steer_types::Announcement) -> String {
     format!("announce/{}/{}", a.pop, a.prefix)
 }
 
@@ -103,39 +84,48 @@ impl PlanContent {
         let mut put = |key: String, bytes: Vec<u8>| {
             entries.insert(key, Arc::<[u8]>::from(bytes));
         };
-        let layout = Layout {
+        let layout = pb::PlanLayout {
             services: body.services.iter().map(|s| s.id.to_string()).collect(),
             pops: body.pops.iter().map(|p| p.id.to_string()).collect(),
             regions: body.regions.iter().map(|r| r.id.to_string()).collect(),
             announcements: body.announcements.iter().map(announce_key).collect(),
         };
-        put(LAYOUT.to_owned(), json(&layout));
-        put(RAILS.to_owned(), json(&body.rails));
+        put(LAYOUT.to_owned(), layout.encode_to_vec());
+        put(
+            RAILS.to_owned(),
+            codec::rails_to(&body.rails).encode_to_vec(),
+        );
         for s in &body.services {
             let mut regional = Vec::with_capacity(s.regional.len());
             for (i, set) in s.regional.iter().enumerate() {
                 let key = set_key(&s.id, set, i);
-                put(key.clone(), json(set));
+                put(key.clone(), codec::set_to(set).encode_to_vec());
                 regional.push(key);
             }
-            put(format!("set/{}", s.id), json(&s.global));
-            let meta = ServiceMeta {
-                id: s.id.clone(),
+            put(
+                format!("set/{}", s.id),
+                codec::set_to(&s.global).encode_to_vec(),
+            );
+            let meta = pb::PlanServiceMeta {
+                id: s.id.to_string(),
                 fqdn: s.fqdn.clone(),
                 ttl: s.ttl,
-                max_records: s.max_records,
+                max_records: s.max_records as u64,
                 regional,
             };
-            put(format!("service/{}", s.id), json(&meta));
+            put(format!("service/{}", s.id), meta.encode_to_vec());
         }
         for p in &body.pops {
-            put(format!("pop/{}", p.id), json(p));
+            put(format!("pop/{}", p.id), codec::pop_to(p).encode_to_vec());
         }
         for r in &body.regions {
-            put(format!("region/{}", r.id), json(r));
+            put(
+                format!("region/{}", r.id),
+                codec::region_to(r).encode_to_vec(),
+            );
         }
         for a in &body.announcements {
-            put(announce_key(a), json(a));
+            put(announce_key(a), codec::announcement_to(a).encode_to_vec());
         }
         Self { entries }
     }
@@ -157,8 +147,8 @@ impl PlanContent {
 
     /// Rebuilds the typed decisions, in the layout's order.
     pub fn decode(&self) -> Result<PlanBody, DecodeError> {
-        let layout: Layout = self.get(LAYOUT)?;
-        let rails: Vec<RailFired> = self.get(RAILS)?;
+        let layout: pb::PlanLayout = self.message(LAYOUT)?;
+        let rails = self.typed(RAILS, codec::rails_from)?;
         let services = layout
             .services
             .iter()
@@ -167,17 +157,17 @@ impl PlanContent {
         let pops = layout
             .pops
             .iter()
-            .map(|id| self.get::<PopPlan>(&format!("pop/{id}")))
+            .map(|id| self.typed(&format!("pop/{id}"), codec::pop_from))
             .collect::<Result<_, _>>()?;
         let regions = layout
             .regions
             .iter()
-            .map(|id| self.get::<RegionPlan>(&format!("region/{id}")))
+            .map(|id| self.typed(&format!("region/{id}"), codec::region_from))
             .collect::<Result<_, _>>()?;
         let announcements = layout
             .announcements
             .iter()
-            .map(|k| self.get::<Announcement>(k))
+            .map(|k| self.typed(k, codec::announcement_from))
             .collect::<Result<_, _>>()?;
         Ok(PlanBody {
             services,
@@ -189,30 +179,48 @@ impl PlanContent {
     }
 
     fn service(&self, id: &str) -> Result<ServicePlan, DecodeError> {
-        let meta: ServiceMeta = self.get(&format!("service/{id}"))?;
+        let key = format!("service/{id}");
+        let meta: pb::PlanServiceMeta = self.message(&key)?;
         let regional = meta
             .regional
             .iter()
-            .map(|k| self.get::<AnswerSet>(k))
+            .map(|k| self.set(k))
             .collect::<Result<_, _>>()?;
-        let global = self.get(&format!("set/{id}"))?;
         Ok(ServicePlan {
-            id: meta.id,
+            id: ServiceId::from(meta.id.as_str()),
             fqdn: meta.fqdn,
             ttl: meta.ttl,
-            max_records: meta.max_records,
+            max_records: usize::try_from(meta.max_records).map_err(|_| DecodeError::Invalid {
+                key,
+                error: format!("max_records {} does not fit", meta.max_records),
+            })?,
             regional,
-            global,
+            global: self.set(&format!("set/{id}"))?,
         })
     }
 
-    fn get<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<T, DecodeError> {
+    fn set(&self, key: &str) -> Result<AnswerSet, DecodeError> {
+        self.typed(key, codec::set_from)
+    }
+
+    fn message<M: Message + Default>(&self, key: &str) -> Result<M, DecodeError> {
         let bytes = self.entries.get(key).ok_or_else(|| DecodeError::Missing {
             key: key.to_owned(),
         })?;
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::Invalid {
+        M::decode(&bytes[..]).map_err(|e| DecodeError::Invalid {
             key: key.to_owned(),
             error: e.to_string(),
+        })
+    }
+
+    fn typed<M: Message + Default, T>(
+        &self,
+        key: &str,
+        convert: impl FnOnce(M) -> Result<T, String>,
+    ) -> Result<T, DecodeError> {
+        convert(self.message(key)?).map_err(|error| DecodeError::Invalid {
+            key: key.to_owned(),
+            error,
         })
     }
 
@@ -237,13 +245,6 @@ impl PlanContent {
     pub fn size(&self) -> usize {
         self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
-}
-
-/// Canonical JSON of one entry. The domain types hold no maps with
-/// non-string keys, so this does not fail; if it ever did, the empty body
-/// would fail decoding on every receiver, loudly.
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
 }
 
 /// What changed between two plans' contents.

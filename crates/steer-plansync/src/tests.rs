@@ -1,5 +1,5 @@
 use super::*;
-use steer_types::{Degradation, PopHealth, PopId, RegionId};
+use steer_types::{Degradation, PopHealth, PopId, PopPlan, RegionId, RegionPlan};
 
 fn body(pops: &[(&str, bool)]) -> PlanBody {
     PlanBody {
@@ -244,4 +244,109 @@ fn a_pop_drain_is_a_small_delta_keyed_per_service_and_region() {
         .apply(&delta(v(1, 1), v(1, 2), &before, &after))
         .expect("delta");
     assert_eq!(plan.map(|p| p.body), Some(after));
+}
+
+/// Every typed decision and reason survives the wire (proto) unchanged.
+#[test]
+fn every_reason_round_trips_through_the_typed_entries() {
+    use steer_types::{
+        AnnounceReason, AnnounceState, Announcement, RailFired, SetBasis, SetReason, SoftDrainPhase,
+    };
+    let mut b = world(3, 2, Some("p1a"));
+    let bases = [
+        SetBasis::WaterFilled {
+            target_pct: 80,
+            spilled: true,
+            shed: false,
+        },
+        SetBasis::OwnRegion { usable: 2 },
+        SetBasis::SpilledTo {
+            region: RegionId::from("r2"),
+            usable: 1,
+        },
+        SetBasis::UnmappedByHeadroom,
+        SetBasis::UnmappedByCapacity { usable: 5 },
+        SetBasis::FailStatic,
+        SetBasis::AllDrained,
+        SetBasis::External,
+    ];
+    let sets = b
+        .services
+        .iter_mut()
+        .flat_map(|s| s.regional.iter_mut().chain(std::iter::once(&mut s.global)));
+    for (set, basis) in sets.zip(bases.iter().cycle()) {
+        set.reason = SetReason {
+            basis: basis.clone(),
+            panic: true,
+            overrides: vec![(PopId::from("p0a"), 250)],
+            ramping: true,
+        };
+    }
+    b.services[0].global.targets[0].ipv6 = Some("2001:db8::1".parse().expect("v6"));
+    b.regions[1].level = Degradation::Shed;
+    b.pops[1].health = PopHealth::StaleDown;
+    b.pops[1].service_drains = vec![steer_types::ServiceDrain {
+        service: steer_types::ServiceId::from("s1"),
+        drain: "d9".to_owned(),
+    }];
+    let prefix: ipnet::IpNet = "203.0.113.0/24".parse().expect("prefix");
+    let reasons = [
+        (AnnounceState::Announce, AnnounceReason::Healthy),
+        (
+            AnnounceState::Withdraw,
+            AnnounceReason::Unhealthy {
+                health: PopHealth::Down,
+            },
+        ),
+        (
+            AnnounceState::Withdraw,
+            AnnounceReason::HardDrain {
+                intent: "d1".to_owned(),
+            },
+        ),
+        (
+            AnnounceState::Prepend { count: 3 },
+            AnnounceReason::SoftDrain {
+                intent: "d2".to_owned(),
+                phase: SoftDrainPhase::Prepend,
+            },
+        ),
+        (
+            AnnounceState::Prepend { count: 3 },
+            AnnounceReason::MinAnnounceRail {
+                min: 2,
+                of: 4,
+                wished: Box::new(AnnounceReason::HardDrain {
+                    intent: "d3".to_owned(),
+                }),
+            },
+        ),
+    ];
+    b.announcements = reasons
+        .iter()
+        .enumerate()
+        .map(|(i, (state, reason))| Announcement {
+            pop: PopId::from(format!("p{i}a").as_str()),
+            prefix,
+            state: *state,
+            reason: reason.clone(),
+        })
+        .collect();
+    b.rails = vec![
+        RailFired::WeightStep {
+            service: steer_types::ServiceId::from("s0"),
+            region: None,
+            pop: PopId::from("p0a"),
+            held: 120,
+        },
+        RailFired::MinAnnounce {
+            pop: PopId::from("p4a"),
+            prefix,
+            state: AnnounceState::Prepend { count: 3 },
+            min: 2,
+            of: 4,
+        },
+    ];
+    let content = PlanContent::encode(&b);
+    assert_eq!(content.decode().expect("decodes"), b);
 }

@@ -501,14 +501,10 @@ async fn subscribe_once(
     let mut stream = client
         .subscribe_plan(request)
         .await
-        .map_err(|s| format!("{}: {}", s.code(), s.message()))?
+        .map_err(|s| status_text(&s))?
         .into_inner();
     info!(endpoint = %ctx.endpoint, "plan stream open");
-    while let Some(msg) = stream
-        .message()
-        .await
-        .map_err(|s| format!("{}: {}", s.code(), s.message()))?
-    {
+    while let Some(msg) = stream.message().await.map_err(|s| status_text(&s))? {
         if !*carried {
             *carried = true;
             metrics::gauge!("steer_edge_controller_connected").set(1.0);
@@ -582,6 +578,18 @@ async fn accept(ctx: &Ctx<'_>, follower: &Follower, version: PlanVersion, plan: 
         }
         Err(e) => error!(error = %e, "plan save task failed"),
     }
+}
+
+/// A refused subscription, with what to fix when it is the credentials.
+fn status_text(s: &tonic::Status) -> String {
+    let hint = match s.code() {
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+            "; check [edge] token_file: the controllers' tokens file must list it (viewer role \
+             is enough)"
+        }
+        _ => "",
+    };
+    format!("{:?}: {}{hint}", s.code(), s.message())
 }
 
 /// An error with every cause it wraps (tonic's says only "transport error").

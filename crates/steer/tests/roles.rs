@@ -301,3 +301,55 @@ fn an_edge_fails_over_to_the_next_controller() {
     );
     assert_eq!(edge.answers(), AMS_ONLY);
 }
+
+/// With `[auth] mode = "token"`, an edge subscribes with the viewer token
+/// of `[edge] token_file`; an unknown token gets no plan, and says why.
+#[test]
+fn edges_authenticate_like_any_api_client() {
+    let dir = temp_dir("roles-auth");
+    common::write_private(
+        &dir.join("tokens.toml"),
+        "[[tokens]]\nprincipal = \"edge\"\nrole = \"viewer\"\ntoken = \"edge-viewer-token-0123456789\"\n",
+    );
+    common::write_private(&dir.join("edge.token"), "edge-viewer-token-0123456789\n");
+    common::write_private(&dir.join("wrong.token"), "not-a-known-token-0123456789\n");
+    let grpc = free_port();
+    let quickstart = std::fs::read_to_string(common::quickstart()).unwrap();
+    let base = quickstart.replacen(
+        "mode = \"none\"",
+        "mode = \"token\"\ntokens_file = \"tokens.toml\"",
+        1,
+    );
+    let write = |name: &str, token: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "{base}\n[edge]\ncontrollers = [\"http://127.0.0.1:{grpc}\"]\ntoken_file = \"{token}\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = write("edge.toml", "edge.token");
+    let bad = write("wrong.toml", "wrong.token");
+    let _controller = Node::controller(&good, &dir.join("controller"), grpc);
+    let edge = Node::edge(&good, &dir.join("edge"));
+    edge.wait_answers(&BOTH, Duration::from_secs(10));
+    let refused = Node::edge(&bad, &dir.join("refused"));
+    let said = poll(Duration::from_secs(10), || {
+        refused
+            .proc
+            .log_text()
+            .contains("plan subscription failed")
+            .then_some(())
+    });
+    assert!(said.is_some(), "{}", refused.proc.log_text());
+    let log = refused.proc.log_text();
+    assert!(
+        log.contains("Unauthenticated") || log.contains("not authenticated"),
+        "{log}"
+    );
+    let app = dig(refused.dns, &["app.example.test", "A"]);
+    assert!(app.contains("status: SERVFAIL"), "{app}");
+}

@@ -28,6 +28,9 @@ pub const MAX_PLAN_SUBSCRIBERS: usize = 1024;
 /// 500-region × 50-service world fits with room).
 pub const MAX_PLAN_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// A plan's entries and their hash, computed once per publication.
+type Encoded = (u64, Arc<PlanContent>, Arc<[u8]>);
+
 /// The live subscriptions: a permit each, and the way to end an older
 /// stream of the same subscriber.
 pub(crate) struct PlanFeed {
@@ -35,6 +38,8 @@ pub(crate) struct PlanFeed {
     permits: Arc<Semaphore>,
     by_name: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// The last plan's entries, encoded once for every subscriber.
+    encoded: Mutex<Option<Encoded>>,
 }
 
 impl PlanFeed {
@@ -44,7 +49,24 @@ impl PlanFeed {
             permits: Arc::new(Semaphore::new(MAX_PLAN_SUBSCRIBERS)),
             by_name: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
+            encoded: Mutex::new(None),
         }
+    }
+
+    /// `plan`'s entries, encoded by the first subscriber that needs them.
+    fn content(&self, plan: &Plan) -> (Arc<PlanContent>, Arc<[u8]>) {
+        if let Ok(cache) = self.encoded.lock()
+            && let Some((version, content, sha)) = cache.as_ref()
+            && *version == plan.version
+        {
+            return (content.clone(), sha.clone());
+        }
+        let content = Arc::new(PlanContent::encode(&plan.body));
+        let sha: Arc<[u8]> = Arc::from(&content.sha256()[..]);
+        if let Ok(mut cache) = self.encoded.lock() {
+            *cache = Some((plan.version, content.clone(), sha.clone()));
+        }
+        (content, sha)
     }
 
     pub(crate) fn subscribe(
@@ -74,15 +96,15 @@ impl PlanFeed {
         tokio::spawn(async move {
             let _permit = permit;
             metrics::gauge!("steer_plan_subscribers").increment(1.0);
-            let mut sent: Option<(PlanVersion, PlanContent)> = None;
+            let mut sent: Option<(PlanVersion, Arc<PlanContent>)> = None;
             loop {
                 let plan = plans.borrow_and_update().clone();
                 let version = PlanVersion {
                     epoch,
                     sequence: plan.version,
                 };
-                let content = PlanContent::encode(&plan.body);
-                let msg = update_message(version, plan.computed_at, sent.as_ref(), &content);
+                let (content, sha) = feed.content(&plan);
+                let msg = update_message(version, plan.computed_at, sent.as_ref(), &content, &sha);
                 let kind = if msg.full { "full" } else { "delta" };
                 let bytes = prost::Message::encoded_len(&msg);
                 if bytes > MAX_PLAN_MESSAGE_BYTES {
@@ -122,10 +144,11 @@ impl PlanFeed {
 fn update_message(
     version: PlanVersion,
     computed_at: Timestamp,
-    sent: Option<&(PlanVersion, PlanContent)>,
+    sent: Option<&(PlanVersion, Arc<PlanContent>)>,
     content: &PlanContent,
+    sha: &[u8],
 ) -> pb::PlanUpdate {
-    let sha = content.sha256().to_vec();
+    let sha = sha.to_vec();
     let full = || pb::PlanUpdate {
         version: Some(to_pb(version)),
         computed_unix_ms: computed_at.unix_ms(),

@@ -229,7 +229,12 @@ impl PlanContent {
         let changed = new
             .entries
             .iter()
-            .filter(|(k, v)| self.entries.get(*k) != Some(v))
+            // Entries shared with the previous encoding compare by pointer.
+            .filter(|(k, v)| {
+                self.entries
+                    .get(*k)
+                    .is_none_or(|old| !Arc::ptr_eq(old, v) && old != *v)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let removed = self

@@ -14,7 +14,7 @@ use std::{
 
 use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use serde::Serialize;
-use steer_api::{ApiCommand, DrainCommand};
+use steer_command::{ApiCommand, DrainCommand};
 use steer_control::{ControlLoop, MemStore, ReplayClock};
 use steer_dns::{ClientInfo, DnsView, Question};
 use steer_health::{Observation, ObservedReport, PeerObservation};

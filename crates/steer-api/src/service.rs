@@ -21,8 +21,9 @@ use crate::{
     Explainer, ReloadRequest, convert,
 };
 
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Self {
+/// The one place an [`ApiError`] becomes a gRPC status.
+pub fn api_status(e: ApiError) -> Status {
+    {
         match e {
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::InvalidArgument(m) => Status::invalid_argument(m),
@@ -39,6 +40,7 @@ impl From<ApiError> for Status {
                     details.into(),
                 )
             }
+            other => Status::internal(other.to_string()),
         }
     }
 }
@@ -58,6 +60,8 @@ pub struct OperatorService {
     dry_run: Option<(Arc<dyn DryRunner>, Arc<tokio::sync::Semaphore>)>,
     /// The control loop's published status, read without asking the loop.
     status: Option<Arc<ArcSwap<StatusReport>>>,
+    /// Plan subscriptions of edges (SubscribePlan).
+    plan_feed: Arc<crate::plan_feed::PlanFeed>,
 }
 
 /// How long a unary call may wait for the control loop (or the reloader)
@@ -86,6 +90,11 @@ impl Drop for WatcherGauge {
 /// them before the first hit.
 pub fn register_metrics() {
     metrics::gauge!("steer_api_watchers").set(0.0);
+    metrics::gauge!("steer_plan_subscribers").set(0.0);
+    for kind in ["full", "delta"] {
+        metrics::counter!("steer_plan_updates_sent_total", "kind" => kind).absolute(0);
+        metrics::counter!("steer_plan_update_bytes_total", "kind" => kind).absolute(0);
+    }
     for method in [
         "Drain",
         "Undrain",
@@ -109,6 +118,7 @@ pub fn register_metrics() {
         "name",
         "qtype",
         "client",
+        "subscriber",
     ] {
         metrics::counter!("steer_api_field_rejected_total", "field" => field).absolute(0);
     }
@@ -150,7 +160,17 @@ impl OperatorService {
             audit: None,
             dry_run: None,
             status: None,
+            plan_feed: Arc::new(crate::plan_feed::PlanFeed::new(
+                steer_plansync::SINGLE_WRITER_EPOCH,
+            )),
         }
+    }
+
+    /// The epoch of the plans this service publishes to edges (the
+    /// leader's term with a clustered store; default 1, one writer).
+    pub fn with_plan_epoch(mut self, epoch: u64) -> Self {
+        self.plan_feed = Arc::new(crate::plan_feed::PlanFeed::new(epoch));
+        self
     }
 
     /// Answers dry-run drains from the loop's published inputs, off the
@@ -198,7 +218,8 @@ impl OperatorService {
             Ok::<_, ApiError>((projection, plan_version))
         })
         .await
-        .map_err(|_| Status::internal("dry-run projection failed"))??;
+        .map_err(|_| Status::internal("dry-run projection failed"))?
+        .map_err(api_status)?;
         metrics::counter!("steer_api_requests_total", "method" => "Drain").increment(1);
         Ok(Response::new(pb::DrainResponse {
             intent_id: String::new(),
@@ -325,6 +346,7 @@ async fn bounded_by<T>(
     }
 }
 
+type PlanUpdateStream = Pin<Box<dyn Stream<Item = Result<pb::PlanUpdate, Status>> + Send>>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::PlanEvent, Status>> + Send>>;
 
 fn scope_text(s: Option<&pb::Scope>) -> String {
@@ -378,7 +400,8 @@ impl Operator for OperatorService {
         }
         let out = self
             .call("Drain", |reply| ApiCommand::Drain { cmd, reply })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::DrainResponse {
             intent_id: out.intent_id,
             plan_version: out.plan_version,
@@ -413,7 +436,8 @@ impl Operator for OperatorService {
                 principal,
                 reply,
             })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::UndrainResponse {
             lifted: out.lifted,
             plan_version: out.plan_version,
@@ -460,7 +484,8 @@ impl Operator for OperatorService {
                 principal,
                 reply,
             })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::SetWeightOverrideResponse {
             intent_id,
             plan_version,
@@ -488,7 +513,8 @@ impl Operator for OperatorService {
                 principal,
                 reply,
             })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::ClearOverrideResponse {
             cleared,
             plan_version,
@@ -545,7 +571,10 @@ impl Operator for OperatorService {
         } else {
             body.qtype.to_ascii_uppercase()
         };
-        let e = self.explainer.explain(&body.name, &qtype, client)?;
+        let e = self
+            .explainer
+            .explain(&body.name, &qtype, client)
+            .map_err(api_status)?;
         if body.plan_version != 0 && body.plan_version != e.plan_version {
             return Err(Status::failed_precondition(format!(
                 "plan {} is no longer kept; DNS now serves plan {} (ask with plan_version 0)",
@@ -564,6 +593,19 @@ impl Operator for OperatorService {
     }
 
     type WatchPlanStream = EventStream;
+    type SubscribePlanStream = PlanUpdateStream;
+
+    async fn subscribe_plan(
+        &self,
+        req: Request<pb::SubscribePlanRequest>,
+    ) -> Result<Response<Self::SubscribePlanStream>, Status> {
+        self.authorize(&req, Role::Viewer, "subscribe plan", "")
+            .await?;
+        let subscriber = req.into_inner().subscriber;
+        convert::bounded(&subscriber, "subscriber", convert::MAX_NAME_BYTES)?;
+        let rx = self.plan_feed.subscribe(subscriber, self.plans.clone())?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     async fn watch_plan(
         &self,
@@ -647,10 +689,10 @@ impl Operator for OperatorService {
                 .map_err(|_| Status::internal("audit reader failed"))?
                 .map_err(|e| Status::unavailable(format!("cannot read the audit log: {e}")))?
             }
-            None => {
-                self.call("GetAudit", |reply| ApiCommand::Audit { filter, reply })
-                    .await??
-            }
+            None => self
+                .call("GetAudit", |reply| ApiCommand::Audit { filter, reply })
+                .await?
+                .map_err(api_status)?,
         };
         Ok(Response::new(pb::GetAuditResponse {
             entries: entries.iter().map(convert::audit).collect(),
@@ -688,7 +730,8 @@ impl Operator for OperatorService {
             rx.await
                 .map_err(|_| Status::unavailable("reloader dropped the request"))
         })
-        .await??;
+        .await?
+        .map_err(api_status)?;
         info!(%principal, version, "config reloaded");
         Ok(Response::new(pb::ReloadConfigResponse {
             plan_version: version,
@@ -710,7 +753,8 @@ impl Operator for OperatorService {
                 principal,
                 reply,
             })
-            .await??;
+            .await?
+            .map_err(api_status)?;
         Ok(Response::new(pb::ConfirmFailureResponse {
             pops,
             plan_version,

@@ -11,6 +11,7 @@ mod auth;
 mod bgp;
 mod dns;
 mod duration;
+mod edge;
 mod error;
 mod guards;
 mod slo;
@@ -26,6 +27,7 @@ pub use agent::{
 pub use auth::{BearerToken, check_private_file, is_loopback, read_bearer_token};
 pub use dns::parse_dns_listen;
 pub use duration::parse_duration;
+pub use edge::EdgeSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use slo::{AlertingSettings, ClusterSettings};
 pub use steerd::{AuthMode, ServerSettings, SteerConfig};

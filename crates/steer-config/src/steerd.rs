@@ -45,6 +45,8 @@ struct RawConfig {
     slos: Vec<Spanned<crate::slo::RawSlo>>,
     alerting: Option<crate::slo::RawAlerting>,
     cluster: Option<Spanned<crate::slo::RawCluster>>,
+    /// Only read by `steerd --role edge`.
+    edge: Option<Spanned<crate::edge::RawEdge>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -298,6 +300,8 @@ pub struct SteerConfig {
     pub alerting: crate::slo::AlertingSettings,
     /// `[cluster]`: controllers on etcd; `None` for the embedded store.
     pub cluster: Option<crate::slo::ClusterSettings>,
+    /// `[edge]`: what `--role edge` follows; `None` without the table.
+    pub edge: Option<crate::edge::EdgeSettings>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -352,7 +356,12 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
     let slos = crate::slo::slos(&mut r, &raw.slos, &topology);
     let alerting = crate::slo::alerting(&mut r, raw.alerting.as_ref());
     let cluster = raw.cluster.as_ref().map(|c| crate::slo::cluster(&mut r, c));
+    let edge = raw
+        .edge
+        .as_ref()
+        .map(|e| crate::edge::edge_settings(&mut r, path, e));
     r.finish(SteerConfig {
+        edge,
         source: path.to_path_buf(),
         server,
         auth,

@@ -645,3 +645,55 @@ fn agent_sli_sources_parse_and_name_their_errors() {
     assert!(err.0[0].message.contains("already has"), "{err}");
     assert!(err.0[2].message.contains("bad regex"), "{err}");
 }
+
+/// Issue 12: the quickstart plus an `[edge]` table is a valid edge config;
+/// the table's errors name file:line:col and key, unknown keys included.
+#[test]
+fn edge_table_parses_and_reports_errors_with_their_keys() {
+    let edge = "[edge]\ncontrollers = [\"http://127.0.0.1:50051\", \"http://127.0.0.1:50052\"]\nstate_dir = \"/var/lib/steer/edge\"\n\n[server]\n";
+    let (path, _) = with_edit("edge-ok.toml", "quickstart.toml", "[server]\n", edge);
+    let config = steer_config::load_steerd(&path).unwrap();
+    let e = config.edge.unwrap();
+    assert_eq!(e.controllers.len(), 2);
+    assert_eq!(e.state_dir, Some(PathBuf::from("/var/lib/steer/edge")));
+    // Without the table: no edge settings (controllers ignore it anyway).
+    let plain = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    assert!(plain.edge.is_none());
+
+    let bad = "[edge]\ncontrollers = [\"127.0.0.1:50051\"]\ncontroler = \"x\"\n\n[server]\n";
+    let (path, text) = with_edit("edge-bad.toml", "quickstart.toml", "[server]\n", bad);
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let unknown = err
+        .0
+        .iter()
+        .find(|e| e.message.contains("controler"))
+        .unwrap_or_else(|| panic!("unknown key not reported: {err}"));
+    assert_eq!(unknown.line, line_of(&text, "controler ="), "{err}");
+    assert_eq!(unknown.column, 1, "{err}");
+    assert!(
+        err.to_string().contains(&format!("{}:", path.display())),
+        "{err}"
+    );
+
+    let (path, text) = with_edit(
+        "edge-scheme.toml",
+        "quickstart.toml",
+        "[server]\n",
+        "[edge]\ncontrollers = [\"127.0.0.1:50051\"]\n\n[server]\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let e = &err.0[0];
+    assert_eq!(e.line, line_of(&text, "controllers ="), "{err}");
+    assert!(e.key.starts_with("edge.controllers"), "{err}");
+    assert!(e.message.contains("http://"), "{err}");
+
+    let (path, _) = with_edit(
+        "edge-empty.toml",
+        "quickstart.toml",
+        "[server]\n",
+        "[edge]\ncontrollers = []\n\n[server]\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    assert!(err.0[0].message.contains("at least one"), "{err}");
+    assert!(err.0[0].key.starts_with("edge"), "{err}");
+}

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use steer_api::{ApiError, DryRunner};
+use steer_command::{ApiError, DryRunner};
 use steer_types::{
     DrainScope, Intents, Timestamp, Topology, health::HealthSnapshot, projection::Projection,
 };
@@ -67,7 +67,7 @@ impl DryRunner for DrainProjector {
 mod tests {
     use std::time::Duration;
 
-    use steer_api::{ApiCommand, DrainCommand};
+    use steer_command::{ApiCommand, DrainCommand};
     use steer_types::{DrainMode, PopId, RegionId};
 
     use super::*;

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use steer_api::{ApiCommand, ApiError, DrainCommand};
+use steer_command::{ApiCommand, ApiError, DrainCommand};
 use steer_store::{PersistedState, StateStore, StoreError};
 use steer_types::{DrainMode, DrainScope, PopId, Timestamp, audit::AuditEntry};
 

@@ -3,7 +3,7 @@
 //! logging and counting what it found, and the operator's confirmation of a
 //! frozen failure.
 
-use steer_api::ApiError;
+use steer_command::ApiError;
 use steer_health::GuardEvent;
 use steer_types::{Timestamp, health::TargetState};
 use tracing::{info, warn};

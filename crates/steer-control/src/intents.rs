@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use steer_api::{ApiError, DrainCommand, DrainOutcome, UndrainOutcome};
+use steer_command::{ApiError, DrainCommand, DrainOutcome, UndrainOutcome};
 use steer_types::{
     Drain, DrainScope, Intents, PopId, Timestamp, WeightOverride, audit::AuditEntry,
 };

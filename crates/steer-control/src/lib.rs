@@ -27,7 +27,7 @@ use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
-use steer_api::{ApiCommand, ApiError};
+use steer_command::{ApiCommand, ApiError};
 use steer_health::{HealthAggregator, ObservedReport};
 use steer_store::{PersistedState, StateIdentity, StateStore, StoreError};
 

@@ -273,7 +273,7 @@ pub fn replay(input: impl BufRead) -> Result<ReplayReport, String> {
 mod tests {
     use std::time::Duration;
 
-    use steer_api::{ApiCommand, DrainCommand};
+    use steer_command::{ApiCommand, DrainCommand};
     use steer_types::{DrainMode, DrainScope, PopId};
 
     use super::*;

@@ -131,6 +131,12 @@ impl<'v> Answer<'v> {
         }
     }
 
+    /// A steered name with no decision in the plan held (an edge before
+    /// its first plan): not ours to deny, so no NXDOMAIN to be cached.
+    fn servfail() -> Self {
+        Self::new(ResponseCode::ServFail, false, Vec::new())
+    }
+
     fn negative(rcode: ResponseCode, soa: &'v Rr, answers: Vec<Answered<'v>>) -> Self {
         Self {
             soa: Some(soa),
@@ -216,6 +222,9 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
             followed[step] = Some(target);
             current = target;
             continue;
+        }
+        if view.unplanned.contains(current) {
+            return Answer::servfail();
         }
         let (node, synthesized) = match zone.find(current, q.qtype) {
             Found::NxDomain => {

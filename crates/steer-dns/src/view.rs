@@ -249,6 +249,10 @@ pub struct DnsView {
     pub(crate) plan_version: u64,
     pub(crate) zones: Vec<CompiledZone>,
     pub(crate) services: HashMap<LowerName, CompiledService>,
+    /// Steered names the config has but the plan decides nothing for (an
+    /// edge that holds no plan yet): answered SERVFAIL, never NXDOMAIN, so
+    /// resolvers ask another server and cache nothing.
+    pub(crate) unplanned: std::collections::HashSet<LowerName>,
     pub(crate) regions: Vec<RegionId>,
     pub(crate) client_map: JointPrefixMap<IpNet, usize>,
     pub(crate) udp_payload: u16,
@@ -377,10 +381,20 @@ impl DnsView {
                 },
             );
         }
+        let mut unplanned = std::collections::HashSet::new();
+        for g in &settings.services {
+            let lower = LowerName::new(&name(&g.fqdn)?);
+            if !services.contains_key(&lower)
+                && compiled_zones.iter().any(|z| z.origin.zone_of(&lower))
+            {
+                unplanned.insert(lower);
+            }
+        }
         Ok(Self {
             plan_version: plan.version,
             zones: compiled_zones,
             services,
+            unplanned,
             regions,
             client_map,
             udp_payload,

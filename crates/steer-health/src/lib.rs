@@ -8,6 +8,7 @@
 pub mod aggregator;
 pub mod damping;
 pub mod guard;
+#[cfg(feature = "grpc")]
 pub mod ingest;
 pub mod sequence;
 

@@ -814,3 +814,109 @@ fn without_the_hold_an_assume_down_restart_disturbs_routes() {
     let (_, changed) = watcher.join().unwrap();
     assert!(!changed.is_empty());
 }
+
+/// `steerd --role ROLE` on free ports; waits for `/healthz`.
+fn start_role(role: &str, config: &Path, state: &Path, grpc: u16) -> (Proc, u16) {
+    let http = free_port();
+    let mut proc = Proc::spawn(
+        Command::new(STEERD)
+            .args(["--role", role, "--config"])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--dns-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
+            .args(["--http-listen", &format!("127.0.0.1:{http}")]),
+        state.with_extension(format!("{role}.log")),
+    );
+    let up = poll(Duration::from_secs(20), || {
+        if let Ok(Some(s)) = proc.child.try_wait() {
+            panic!("steerd --role {role} exited ({s}):\n{}", proc.log_text());
+        }
+        http_get(http, "/healthz")
+            .is_some_and(|(c, _)| c == 200)
+            .then_some(())
+    });
+    assert!(up.is_some(), "{}", proc.log_text());
+    (proc, http)
+}
+
+/// Issue 12: the BGP speaker runs on the edge, from the controller's plan;
+/// a controller opens no BGP session; when the controller dies the edge's
+/// sessions and routes stay (fail static).
+#[test]
+fn an_edge_speaks_bgp_from_the_plan_and_keeps_routes_when_the_controller_dies() {
+    let dir = temp_dir("bgp-edge");
+    let (p1, p2) = (free_port(), free_port());
+    let fra1 = Bird::start(&dir, "fra1", "127.0.0.2", p1, 65001);
+    let ams1 = Bird::start(&dir, "ams1", "127.0.0.3", p2, 65002);
+    let grpc = free_port();
+    let text = std::fs::read_to_string(quickstart())
+        .unwrap()
+        .replace(
+            "port = 1179\npeer_as = 65001",
+            &format!("port = {p1}\npeer_as = 65001"),
+        )
+        .replace(
+            "port = 1179\npeer_as = 65002",
+            &format!("port = {p2}\npeer_as = 65002"),
+        )
+        .replace("reconnect_max = \"5s\"", "reconnect_max = \"1s\"");
+    let config = dir.join("steerd.toml");
+    std::fs::write(
+        &config,
+        format!("{text}\n[edge]\ncontrollers = [\"http://127.0.0.1:{grpc}\"]\n"),
+    )
+    .unwrap();
+    let (mut controller, _) = start_role("controller", &config, &dir.join("controller"), grpc);
+    let (edge, edge_http) = start_role("edge", &config, &dir.join("edge"), free_port());
+    assert!(
+        poll(SESSION, || (fra1.established() && ams1.established())
+            .then_some(()))
+        .is_some(),
+        "edge sessions not up:\n{}",
+        edge.log_text()
+    );
+    fra1.wait_route(V4, SESSION, |r| r.contains("BGP.next_hop: 192.0.2.11"));
+    ams1.wait_route(V4, SESSION, |r| r.contains("BGP.next_hop: 192.0.2.12"));
+    assert!(
+        !controller.log_text().contains("starting BGP speaker"),
+        "a controller must not speak BGP"
+    );
+
+    // A hard drain through the controller withdraws at the edge.
+    let out = Command::new(STEERCTL)
+        .args(["--endpoint", &format!("http://127.0.0.1:{grpc}")])
+        .args(["drain", "pop", "fra1", "--reason", "edge bgp"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        poll(Duration::from_secs(5), || (!fra1.has_route(V4))
+            .then_some(()))
+        .is_some(),
+        "fra1 still announces:\n{}",
+        fra1.route(V4)
+    );
+
+    // The controller dies: sessions and routes stay as they were while the
+    // edge notices and its plan ages.
+    controller.kill();
+    let aged = poll(Duration::from_secs(10), || {
+        let (_, body) = http_get(edge_http, "/status")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (v["edge"]["controller_connected"] == false
+            && v["edge"]["plan_age_seconds"]
+                .as_f64()
+                .is_some_and(|a| a >= 2.0))
+        .then_some(())
+    });
+    assert!(aged.is_some(), "{}", edge.log_text());
+    assert!(fra1.established() && ams1.established());
+    assert!(ams1.has_route(V4) && ams1.has_route(V6));
+    assert!(!fra1.has_route(V4));
+}

@@ -5,6 +5,7 @@
 
 #[path = "../shared/client_tls.rs"]
 mod client_tls;
+mod edge;
 #[path = "../shared/endpoint_hint.rs"]
 mod endpoint_hint;
 mod output;
@@ -133,6 +134,10 @@ enum Command {
         /// sent, last error) and what each PoP announces, and why.
         #[arg(long, conflicts_with = "pop")]
         bgp: bool,
+        /// An edge's HTTP listener (http://host:port): its plan version,
+        /// source and age, from its /status (edges run no operator API).
+        #[arg(long, conflicts_with_all = ["pop", "bgp"])]
+        edge: Option<String>,
     },
     /// Why does a client get the answer it gets?
     Explain {
@@ -405,8 +410,27 @@ fn ms(d: Option<Duration>) -> u64 {
 }
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
-    let mut client = connect(cli).await?;
     let json = cli.output == Output::Json;
+    if let Command::Status {
+        edge: Some(url), ..
+    } = &cli.command
+    {
+        let token = match &cli.token_file {
+            None => None,
+            Some(path) => Some(
+                steer_config::read_bearer_token(path)
+                    .map_err(|e| Failure::Usage(format!("--token-file: {e}")))?,
+            ),
+        };
+        let edge = edge::fetch(url, token.as_ref().map(|t| t.expose())).await?;
+        if json {
+            render::json(&edge);
+        } else {
+            out!("{}", edge::render(url, &edge));
+        }
+        return Ok(());
+    }
+    let mut client = connect(cli).await?;
     match &cli.command {
         Command::Drain {
             kind,
@@ -537,7 +561,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         },
-        Command::Status { pop, bgp: true } => {
+        Command::Status { pop, bgp: true, .. } => {
             let _ = pop;
             let resp = client.get_status(GetStatusRequest {}).await.answer()?;
             if json {
@@ -546,7 +570,9 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 out!("{}", render::bgp_table(&resp));
             }
         }
-        Command::Status { pop, bgp: false } => {
+        Command::Status {
+            pop, bgp: false, ..
+        } => {
             let resp = client.get_status(GetStatusRequest {}).await.answer()?;
             match (json, pop) {
                 (true, _) => render::json(&render::status_json(&resp)),

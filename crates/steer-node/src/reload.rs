@@ -149,3 +149,62 @@ pub(crate) async fn on_sighup(tx: mpsc::Sender<ReloadRequest>) {
         }
     }
 }
+
+/// An edge's reload (SIGHUP): zones, client networks, DNS settings and
+/// credentials from the file; its steering still comes from the plan. A
+/// file that does not validate changes nothing. Without this handler a
+/// SIGHUP would end the process.
+pub(crate) async fn edge_on_sighup(
+    path: PathBuf,
+    live: Arc<ArcSwap<SteerConfig>>,
+    publisher: Arc<ViewPublisher>,
+    auth: AuthReload,
+) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            error!("cannot listen for SIGHUP; an edge reloads its config only on restart");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let result = edge_reload_once(&path, &live, &publisher, &auth).await;
+            match &result {
+                Ok(()) => {
+                    info!(path = %path.display(), "config reloaded (edge: zones, DNS settings, credentials)")
+                }
+                Err(e) => warn!(error = %e, "config reload refused"),
+            }
+            metrics::counter!("steer_config_reloads_total", "outcome" => if result.is_ok() { "applied" } else { "refused" }).increment(1);
+            metrics::counter!("steer_dns_reloads_total", "result" => if result.is_ok() { "ok" } else { "error" }).increment(1);
+        }
+    }
+}
+
+async fn edge_reload_once(
+    path: &Path,
+    live: &Arc<ArcSwap<SteerConfig>>,
+    publisher: &ViewPublisher,
+    auth: &AuthReload,
+) -> Result<(), String> {
+    let next = tokio::task::spawn_blocking({
+        let path = path.to_path_buf();
+        move || steer_config::load_steerd(&path)
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))?
+    .map_err(|errors| format!("config not reloaded:\n{errors}"))?;
+    let current = live.load_full();
+    let pending = auth
+        .check(&current, &next)
+        .map_err(|e| format!("config not reloaded: {e}"))?;
+    if next.server != current.server || next.edge != current.edge || next.bgp != current.bgp {
+        warn!("[server], [edge] and [bgp] changes take effect only after a restart");
+    }
+    publisher
+        .replace_inputs(dns_inputs(&next))
+        .map_err(|e| format!("config not reloaded: {e}"))?;
+    live.store(Arc::new(next));
+    auth.apply(pending);
+    Ok(())
+}

@@ -45,7 +45,11 @@ struct AppState {
     status: Arc<ArcSwap<StatusReport>>,
     auth: Option<SharedAuthenticator>,
     bgp: Option<BgpStatusSource>,
+    edge: Option<EdgeStatusSource>,
 }
+
+/// An edge's plan source, version and age for `/status` (under "edge").
+pub(crate) type EdgeStatusSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// Registers the listener's limit metrics at zero.
 pub(crate) fn register_metrics() {
@@ -63,6 +67,7 @@ pub(crate) async fn serve(
     status: Arc<ArcSwap<StatusReport>>,
     auth: Option<SharedAuthenticator>,
     bgp: Option<BgpStatusSource>,
+    edge: Option<EdgeStatusSource>,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
@@ -73,6 +78,7 @@ pub(crate) async fn serve(
             status,
             auth,
             bgp,
+            edge,
         });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -157,15 +163,21 @@ async fn status_page(State(s): State<AppState>, headers: HeaderMap) -> Response 
     // The same document as `steerctl --output json status`: one schema,
     // built from the reply GetStatus gives.
     let document = steer_api::status_document(&steer_api::status_response(&report));
-    // The speaker's sessions and routes ride along under "bgp".
-    match (&s.bgp, serde_json::to_value(&document)) {
-        (Some(bgp), Ok(mut v)) => {
-            if let (Some(obj), Ok(b)) = (v.as_object_mut(), serde_json::to_value(bgp())) {
-                obj.insert("bgp".to_owned(), b);
+    // The speaker's sessions and routes ride along under "bgp"; an edge's
+    // plan source and age under "edge".
+    match serde_json::to_value(&document) {
+        Ok(mut v) => {
+            if let Some(obj) = v.as_object_mut() {
+                if let Some(Ok(b)) = s.bgp.as_ref().map(|bgp| serde_json::to_value(bgp())) {
+                    obj.insert("bgp".to_owned(), b);
+                }
+                if let Some(edge) = &s.edge {
+                    obj.insert("edge".to_owned(), edge());
+                }
             }
             Json(v).into_response()
         }
-        _ => Json(&document).into_response(),
+        Err(_) => Json(&document).into_response(),
     }
 }
 

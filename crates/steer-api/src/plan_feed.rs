@@ -1,0 +1,345 @@
+//! `SubscribePlan`: the plan for data planes (edges).
+//!
+//! Each subscription gets the full plan first, then on every publication a
+//! delta against the last message it was sent (changed entries, removed
+//! keys), or the full plan again when the delta would not be smaller. The
+//! plan watch coalesces: a subscriber that reads slowly skips versions and
+//! its next delta spans them, so it is never fed a backlog.
+//!
+//! Bounded: at most [`MAX_PLAN_SUBSCRIBERS`] streams at once, one stream per
+//! subscriber name (a resubscribe ends the older stream), and messages up to
+//! [`MAX_PLAN_MESSAGE_BYTES`].
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use steer_plansync::{PlanContent, PlanVersion, Update};
+use steer_proto::v1 as pb;
+use steer_types::{Plan, Timestamp};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tonic::Status;
+use tracing::{info, warn};
+
+/// Plan subscriptions served at once.
+pub const MAX_PLAN_SUBSCRIBERS: usize = 1024;
+/// Largest plan message either side encodes or decodes (a 1,000-PoP ×
+/// 500-region × 50-service world fits with room).
+pub const MAX_PLAN_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// A plan's entries and their hash, computed once per publication.
+type Encoded = (u64, Arc<PlanContent>, Arc<[u8]>);
+
+/// The live subscriptions: a permit each, and the way to end an older
+/// stream of the same subscriber.
+pub(crate) struct PlanFeed {
+    epoch: u64,
+    permits: Arc<Semaphore>,
+    by_name: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
+    next_id: std::sync::atomic::AtomicU64,
+    /// The last plan's entries, encoded once for every subscriber.
+    encoded: Mutex<Option<Encoded>>,
+}
+
+impl PlanFeed {
+    pub(crate) fn new(epoch: u64) -> Self {
+        Self {
+            epoch,
+            permits: Arc::new(Semaphore::new(MAX_PLAN_SUBSCRIBERS)),
+            by_name: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            encoded: Mutex::new(None),
+        }
+    }
+
+    /// `plan`'s entries, encoded by the first subscriber that needs them.
+    fn content(&self, plan: &Plan) -> (Arc<PlanContent>, Arc<[u8]>) {
+        if let Ok(cache) = self.encoded.lock()
+            && let Some((version, content, sha)) = cache.as_ref()
+            && *version == plan.version
+        {
+            return (content.clone(), sha.clone());
+        }
+        let content = Arc::new(PlanContent::encode(&plan.body));
+        let sha: Arc<[u8]> = Arc::from(&content.sha256()[..]);
+        if let Ok(mut cache) = self.encoded.lock() {
+            *cache = Some((plan.version, content.clone(), sha.clone()));
+        }
+        (content, sha)
+    }
+
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        subscriber: String,
+        mut plans: watch::Receiver<Arc<Plan>>,
+    ) -> Result<mpsc::Receiver<Result<pb::PlanUpdate, Status>>, Status> {
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{MAX_PLAN_SUBSCRIBERS} plan subscribers already; try another controller"
+            ))
+        })?;
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (cancel_tx, mut cancel_rx) = oneshot::channel();
+        if !subscriber.is_empty()
+            && let Ok(mut names) = self.by_name.lock()
+            && let Some((_, older)) = names.insert(subscriber.clone(), (id, cancel_tx))
+        {
+            let _ = older.send(());
+            info!(%subscriber, "plan subscriber resubscribed; older stream ended");
+        }
+        let (tx, rx) = mpsc::channel(2);
+        let epoch = self.epoch;
+        let feed = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics::gauge!("steer_plan_subscribers").increment(1.0);
+            let mut sent: Option<(PlanVersion, Arc<PlanContent>)> = None;
+            loop {
+                let plan = plans.borrow_and_update().clone();
+                let version = PlanVersion {
+                    epoch,
+                    sequence: plan.version,
+                };
+                let (content, sha) = feed.content(&plan);
+                let msg = update_message(version, plan.computed_at, sent.as_ref(), &content, &sha);
+                let kind = if msg.full { "full" } else { "delta" };
+                let bytes = prost::Message::encoded_len(&msg);
+                if bytes > MAX_PLAN_MESSAGE_BYTES {
+                    warn!(bytes, %version, "plan larger than the message limit; not sent");
+                    let _ = tx
+                        .send(Err(Status::resource_exhausted(format!(
+                            "plan {version} is {bytes} bytes, over the {MAX_PLAN_MESSAGE_BYTES}-byte limit"
+                        ))))
+                        .await;
+                    break;
+                }
+                metrics::counter!("steer_plan_updates_sent_total", "kind" => kind).increment(1);
+                metrics::counter!("steer_plan_update_bytes_total", "kind" => kind)
+                    .increment(bytes as u64);
+                if tx.send(Ok(msg)).await.is_err() {
+                    break;
+                }
+                sent = Some((version, content));
+                tokio::select! {
+                    changed = plans.changed() => if changed.is_err() { break },
+                    () = tx.closed() => break,
+                    _ = &mut cancel_rx => break,
+                }
+            }
+            metrics::gauge!("steer_plan_subscribers").decrement(1.0);
+            if let Ok(mut names) = feed.by_name.lock()
+                && names.get(&subscriber).is_some_and(|(i, _)| *i == id)
+            {
+                names.remove(&subscriber);
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// Full on the first message or when a delta would not be smaller.
+fn update_message(
+    version: PlanVersion,
+    computed_at: Timestamp,
+    sent: Option<&(PlanVersion, Arc<PlanContent>)>,
+    content: &PlanContent,
+    sha: &[u8],
+) -> pb::PlanUpdate {
+    let sha = sha.to_vec();
+    let full = || pb::PlanUpdate {
+        version: Some(to_pb(version)),
+        computed_unix_ms: computed_at.unix_ms(),
+        full: true,
+        base: None,
+        entries: entries(content.entries.iter()),
+        removed: Vec::new(),
+        content_sha256: sha.clone(),
+    };
+    let Some((base, old)) = sent else {
+        return full();
+    };
+    let delta = old.delta_to(content);
+    if delta.size() >= content.size() {
+        return full();
+    }
+    pb::PlanUpdate {
+        version: Some(to_pb(version)),
+        computed_unix_ms: computed_at.unix_ms(),
+        full: false,
+        base: Some(to_pb(*base)),
+        entries: entries(delta.changed.iter().map(|(k, v)| (k, v))),
+        removed: delta.removed,
+        content_sha256: sha.clone(),
+    }
+}
+
+fn entries<'a>(it: impl Iterator<Item = (&'a String, &'a Arc<[u8]>)>) -> Vec<pb::PlanEntry> {
+    it.map(|(k, v)| pb::PlanEntry {
+        key: k.clone(),
+        body: v.to_vec(),
+    })
+    .collect()
+}
+
+pub fn to_pb(v: PlanVersion) -> pb::PlanVersion {
+    pb::PlanVersion {
+        epoch: v.epoch,
+        sequence: v.sequence,
+    }
+}
+
+fn from_pb(v: Option<&pb::PlanVersion>) -> PlanVersion {
+    v.map(|v| PlanVersion {
+        epoch: v.epoch,
+        sequence: v.sequence,
+    })
+    .unwrap_or_default()
+}
+
+/// A received update, validated at the boundary into the follower's terms.
+pub fn update_from_pb(m: pb::PlanUpdate) -> Result<Update, String> {
+    let sha256: [u8; 32] = m
+        .content_sha256
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("content_sha256 is {} bytes, not 32", m.content_sha256.len()))?;
+    let version = from_pb(m.version.as_ref());
+    if version.epoch == 0 {
+        return Err("plan version has epoch 0 (no plan)".to_owned());
+    }
+    Ok(Update {
+        version,
+        computed_at: Timestamp::from_unix_ms(m.computed_unix_ms),
+        base: (!m.full).then(|| from_pb(m.base.as_ref())),
+        changed: m
+            .entries
+            .into_iter()
+            .map(|e| (e.key, Arc::<[u8]>::from(e.body)))
+            .collect(),
+        removed: m.removed,
+        sha256,
+    })
+}
+
+/// The whole plan a follower holds, as saved on disk.
+pub fn plan_to_pb(version: PlanVersion, computed_at: Timestamp, content: &PlanContent) -> pb::Plan {
+    pb::Plan {
+        version: Some(to_pb(version)),
+        computed_unix_ms: computed_at.unix_ms(),
+        entries: entries(content.entries.iter()),
+        content_sha256: content.sha256().to_vec(),
+    }
+}
+
+/// A saved plan as a full update (checked like any other by the follower).
+pub fn plan_from_pb(p: pb::Plan) -> Result<Update, String> {
+    update_from_pb(pb::PlanUpdate {
+        version: p.version,
+        computed_unix_ms: p.computed_unix_ms,
+        full: true,
+        base: None,
+        entries: p.entries,
+        removed: Vec::new(),
+        content_sha256: p.content_sha256,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use steer_plansync::{Applied, Follower};
+    use steer_types::{Degradation, PlanBody, PopHealth, PopId, PopPlan, RegionId, RegionPlan};
+
+    fn plan(version: u64, pops: usize, drained: Option<usize>) -> Arc<Plan> {
+        Arc::new(Plan {
+            version,
+            computed_at: Timestamp::from_unix_ms(1_000 * version as i64),
+            body: PlanBody {
+                services: Vec::new(),
+                pops: (0..pops)
+                    .map(|i| PopPlan {
+                        id: PopId::from(format!("pop{i}").as_str()),
+                        region: RegionId::from("eu"),
+                        health: PopHealth::Up,
+                        usable: drained != Some(i),
+                        drained_by: (drained == Some(i)).then(|| "d".to_owned()),
+                        weight: 100,
+                        service_drains: Vec::new(),
+                    })
+                    .collect(),
+                regions: vec![RegionPlan {
+                    id: RegionId::from("eu"),
+                    served_by: Vec::new(),
+                    level: Degradation::Normal,
+                }],
+                announcements: Vec::new(),
+                rails: Vec::new(),
+            },
+        })
+    }
+
+    /// Full first, then a delta holding only the changed PoP, both applied
+    /// and verified by a follower to the plan the controller published.
+    #[tokio::test]
+    async fn full_then_small_deltas_that_a_follower_applies() {
+        let (tx, rx) = watch::channel(plan(1, 50, None));
+        let feed = Arc::new(PlanFeed::new(7));
+        let mut stream = feed.subscribe("edge-a".into(), rx).unwrap();
+        let mut follower = Follower::default();
+
+        let first = stream.recv().await.unwrap().unwrap();
+        assert!(first.full);
+        let full_bytes = prost::Message::encoded_len(&first);
+        let (applied, got) = follower.apply(&update_from_pb(first).unwrap()).unwrap();
+        assert_eq!(applied, Applied::New);
+        assert_eq!(got.unwrap().body, plan(1, 50, None).body);
+
+        tx.send_replace(plan(2, 50, Some(3)));
+        let second = stream.recv().await.unwrap().unwrap();
+        assert!(!second.full);
+        assert_eq!(second.entries.len(), 1, "only pop3 changed");
+        assert!(prost::Message::encoded_len(&second) * 20 < full_bytes);
+        let (_, got) = follower.apply(&update_from_pb(second).unwrap()).unwrap();
+        assert_eq!(got.unwrap().body, plan(2, 50, Some(3)).body);
+        assert_eq!(
+            follower.version(),
+            Some(PlanVersion {
+                epoch: 7,
+                sequence: 2
+            })
+        );
+    }
+
+    /// A second stream under the same subscriber name ends the first.
+    #[tokio::test]
+    async fn one_stream_per_subscriber() {
+        let (_tx, rx) = watch::channel(plan(1, 2, None));
+        let feed = Arc::new(PlanFeed::new(1));
+        let mut older = feed.subscribe("edge-a".into(), rx.clone()).unwrap();
+        assert!(older.recv().await.unwrap().is_ok());
+        let mut newer = feed.subscribe("edge-a".into(), rx).unwrap();
+        assert!(newer.recv().await.unwrap().is_ok());
+        assert!(older.recv().await.is_none(), "the older stream ended");
+    }
+
+    #[test]
+    fn a_saved_plan_round_trips_and_a_bad_hash_length_is_refused() {
+        let content = PlanContent::encode(&plan(3, 2, None).body);
+        let version = PlanVersion {
+            epoch: 1,
+            sequence: 3,
+        };
+        let pb = plan_to_pb(version, Timestamp::from_unix_ms(5), &content);
+        let update = plan_from_pb(pb.clone()).unwrap();
+        assert_eq!(update.version, version);
+        let mut follower = Follower::default();
+        assert!(follower.apply(&update).is_ok());
+        let mut bad = pb;
+        bad.content_sha256.truncate(5);
+        assert!(plan_from_pb(bad).unwrap_err().contains("32"));
+    }
+}

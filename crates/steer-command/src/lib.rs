@@ -1,0 +1,178 @@
+//! The command vocabulary the control loop consumes.
+//!
+//! Transports (the gRPC operator API, SIGHUP reload, simlab) validate their
+//! input into an [`ApiCommand`] and send it to the loop; the loop answers
+//! with a result or an [`ApiError`]. This crate has no transport in it, so
+//! the loop builds without tonic; each transport maps [`ApiError`] to its
+//! own status codes.
+
+use std::{sync::Arc, time::Duration};
+
+use steer_types::{
+    DrainMode, DrainScope, Intents, PopId, Topology, audit::AuditEntry, explain::Explanation,
+    projection::Projection, status::StatusReport,
+};
+use tokio::sync::oneshot;
+
+/// Why the control loop (or the API) refused a command.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request does not apply to the current state (e.g. nothing frozen).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The capacity rail refused a drain; the projection says why.
+    #[error("drain refused: {}", .0.summary)]
+    Refused(Projection),
+}
+
+#[derive(Debug)]
+pub struct DrainCommand {
+    pub scope: DrainScope,
+    pub mode: DrainMode,
+    /// Zero: five times the service TTL.
+    pub ramp: Duration,
+    pub expires_in: Option<Duration>,
+    pub reason: String,
+    pub principal: String,
+    pub dry_run: bool,
+    pub force: bool,
+}
+
+#[derive(Debug)]
+pub struct DrainOutcome {
+    /// Empty on a dry run.
+    pub intent_id: String,
+    pub plan_version: u64,
+    pub applied: bool,
+    pub projection: Projection,
+}
+
+#[derive(Debug)]
+pub struct UndrainOutcome {
+    pub lifted: u32,
+    pub plan_version: u64,
+    /// Drains still covering PoPs of the scope, one line each.
+    pub still_covered_by: Vec<String>,
+}
+
+/// Which audit entries to return.
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub principal: Option<String>,
+    pub scope: Option<String>,
+    pub limit: usize,
+}
+
+impl AuditFilter {
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        self.since_ms.is_none_or(|t| e.at.unix_ms() >= t)
+            && self.until_ms.is_none_or(|t| e.at.unix_ms() <= t)
+            && self.principal.as_ref().is_none_or(|p| &e.principal == p)
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| e.scope.contains(s.as_str()))
+    }
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+/// A validated operator request, with the channel for the answer.
+#[derive(Debug)]
+pub enum ApiCommand {
+    Drain {
+        cmd: DrainCommand,
+        reply: Reply<DrainOutcome>,
+    },
+    Undrain {
+        scope: DrainScope,
+        reason: String,
+        principal: String,
+        reply: Reply<UndrainOutcome>,
+    },
+    ListIntents {
+        reply: oneshot::Sender<Intents>,
+    },
+    SetOverride {
+        pop: PopId,
+        weight: u32,
+        expires_in: Option<Duration>,
+        reason: String,
+        principal: String,
+        /// (intent id, plan version)
+        reply: Reply<(String, u64)>,
+    },
+    ClearOverride {
+        pop: PopId,
+        reason: String,
+        principal: String,
+        /// (cleared, plan version)
+        reply: Reply<(u32, u64)>,
+    },
+    Status {
+        reply: oneshot::Sender<StatusReport>,
+    },
+    Audit {
+        filter: AuditFilter,
+        reply: Reply<Vec<AuditEntry>>,
+    },
+    /// Record a refused attempt (auth) in the audit log; no reply.
+    RecordDenied {
+        principal: String,
+        action: String,
+        scope: String,
+        reason: String,
+    },
+    /// Unfreeze health held by the correlated-failure guard.
+    ConfirmFailure {
+        reason: String,
+        principal: String,
+        /// (PoPs released, plan version)
+        reply: Reply<(Vec<String>, u64)>,
+    },
+    /// Swap in a validated topology; always publishes a new plan version.
+    Reload {
+        topology: Arc<Topology>,
+        principal: String,
+        reason: String,
+        reply: Reply<u64>,
+    },
+}
+
+/// Answers explain queries from what the DNS path would really do.
+pub trait Explainer: Send + Sync + 'static {
+    fn explain(
+        &self,
+        name: &str,
+        qtype: &str,
+        client: ipnet::IpNet,
+    ) -> Result<Explanation, ApiError>;
+}
+
+/// Projects a drain without the control loop (dry runs): the loop
+/// publishes its inputs, the caller computes.
+pub trait DryRunner: Send + Sync + 'static {
+    /// The projection of draining `scope`, and the plan version it was
+    /// taken against.
+    fn project_drain(
+        &self,
+        scope: &steer_types::DrainScope,
+    ) -> Result<(steer_types::projection::Projection, u64), ApiError>;
+}
+
+/// A config reload asked for through the API (or SIGHUP).
+#[derive(Debug)]
+pub struct ReloadRequest {
+    pub principal: String,
+    pub reason: String,
+    pub reply: Reply<u64>,
+}

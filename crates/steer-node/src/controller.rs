@@ -1,0 +1,337 @@
+//! The controller side of a node (`--role controller`, and with the data
+//! planes `--role all`): ingest, the control loop, the operator API and plan
+//! publication to edges (`SubscribePlan`). DNS listeners and the BGP speaker
+//! start only with `data_planes` (role all).
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use steer_api::{ApiError, Explainer, OperatorService, interceptor};
+use steer_config::SteerConfig;
+use steer_control::{ControlLoop, SystemClock};
+use steer_dns::ViewPublisher;
+use steer_health::ingest::IngestService;
+use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server::OperatorServer};
+use steer_store::{FileStore, StateStore};
+use tokio::{net::TcpListener, sync::mpsc};
+use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
+use tracing::{info, warn};
+
+use crate::{
+    NodeOptions, TCP_KEEPALIVE, TCP_KEEPALIVE_INTERVAL, TCP_KEEPALIVE_RETRIES, auth, http, reload,
+    shutdown_signal, tls,
+};
+
+pub(crate) async fn run(
+    config: SteerConfig,
+    options: NodeOptions,
+    metrics: PrometheusHandle,
+    data_planes: bool,
+) -> anyhow::Result<()> {
+    let NodeOptions {
+        record,
+        adopt_state,
+        ..
+    } = options;
+    steer_api::register_metrics();
+    reload::register_metrics();
+    steer_health::ingest::register_metrics(config.topology.pops.iter().map(|p| &p.id));
+    let authenticator = auth::start(&config);
+    // TLS is terminated here, with a config reload can replace.
+    let tls_config: Option<tls::SharedTlsConfig> = match &config.tls {
+        None => None,
+        Some(t) => {
+            let material = auth::TlsMaterial::read(t)?;
+            let rustls = tls::server_config(&material).context("TLS on the gRPC listener")?;
+            info!(
+                mtls = t.client_ca_file.is_some(),
+                "gRPC listener speaks TLS"
+            );
+            Some(Arc::new(ArcSwap::new(rustls)))
+        }
+    };
+    let config_path = config.source.clone();
+
+    let store = FileStore::open(&config.server.state_dir).with_context(|| {
+        format!(
+            "opening state directory {}",
+            config.server.state_dir.display()
+        )
+    })?;
+    let adopted = claim_state(&store, &config, adopt_state)?;
+    let topology = Arc::new(config.topology.clone());
+    // The API writes refusals and reads the audit log itself, never
+    // through the control loop (appends are one write per line each).
+    let api_store = store.clone();
+    let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
+        .context("restoring state")?;
+    if let Some((identity, previous)) = adopted {
+        let dir = config.server.state_dir.display().to_string();
+        control
+            .adopt_state(identity, &previous, &dir)
+            .context("recording the adopted state directory")?;
+        warn!(state_dir = %dir, %previous, "state directory adopted (--adopt-state)");
+    }
+    if let Some(path) = record {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening recording {}", path.display()))?;
+        control.record_to(steer_control::Recorder::new(Box::new(
+            std::io::BufWriter::new(file),
+        )));
+        info!(path = %path.display(), "recording control-loop inputs");
+    }
+
+    // Bind everything before serving, so a busy port fails startup clearly.
+    let dns_addrs = if data_planes {
+        config.server.dns_listen.clone()
+    } else {
+        Vec::new()
+    };
+    if data_planes {
+        crate::raise_nofile(&config);
+    }
+    let grpc = TcpListener::bind(config.server.grpc_listen)
+        .await
+        .with_context(|| format!("gRPC listen {}", config.server.grpc_listen))?;
+    let http = TcpListener::bind(config.server.http_listen)
+        .await
+        .with_context(|| format!("HTTP listen {}", config.server.http_listen))?;
+
+    // DNS answers from a view recompiled on every plan publication and on
+    // every successful reload (API or SIGHUP).
+    let live_config = Arc::new(ArcSwap::from_pointee(config.clone()));
+    let publisher = Arc::new(ViewPublisher::new(
+        reload::dns_inputs(&config),
+        handles.plan.load_full(),
+    )?);
+    // Demand per region is estimated from the answers this DNS serves.
+    control.count_answers_from(publisher.answers());
+    crate::follow_plans_into_dns(publisher.clone(), handles.plan_watch.clone());
+    let explainer = Arc::new(DnsExplainer {
+        publisher: publisher.clone(),
+        evidence: handles.evidence.clone(),
+        status: handles.status.clone(),
+    });
+    // A controller keeps the view (explain answers from what an edge's DNS
+    // would do) but opens no DNS listener.
+    let dns = data_planes.then(|| crate::serve_dns(&config, &publisher));
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    tokio::spawn(reload::run(
+        config_path,
+        live_config,
+        publisher,
+        reload_rx,
+        handles.api_tx.clone(),
+        auth::AuthReload {
+            live: authenticator.clone(),
+            tls: tls_config.clone(),
+        },
+    ));
+    tokio::spawn(reload::on_sighup(reload_tx.clone()));
+
+    let control_task = tokio::spawn(control.run(Duration::from_millis(200)));
+
+    // Anycast: the BGP speaker follows the same plan watch as DNS.
+    let bgp = config.bgp.clone().filter(|_| data_planes).map(|settings| {
+        info!(peers = settings.peers.len(), "starting BGP speaker");
+        steer_bgp::BgpSpeaker::spawn(
+            settings,
+            config.topology.policy.min_announce_share,
+            handles.plan_watch.clone(),
+        )
+    });
+    let bgp_status: Option<steer_api::BgpStatusSource> = bgp.as_ref().map(|b| {
+        let h = b.status();
+        Arc::new(move || h.snapshot()) as steer_api::BgpStatusSource
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status("steer.v1.Operator", tonic_health::ServingStatus::Serving)
+        .await;
+    health_reporter
+        .set_service_status(
+            "steer.v1.HealthIngest",
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(steer_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection v1")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(steer_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building gRPC reflection v1alpha")?;
+    let ingest = IngestService::new(handles.plan.clone(), handles.health_tx.clone());
+    let mut operator = OperatorService::new(
+        handles.api_tx.clone(),
+        handles.plan_watch.clone(),
+        explainer,
+        Some(reload_tx),
+    );
+    if let Some(b) = &bgp_status {
+        operator = operator.with_bgp_status(b.clone());
+    }
+    operator = operator.with_status_snapshot(handles.status.clone());
+    operator = {
+        let writer = api_store.clone();
+        let denied = steer_api::DeniedAudit::spawn(Arc::new(move |e| {
+            writer.append_audit(e).map_err(|e| e.to_string())
+        }))
+        .context("starting the denied-attempt audit writer")?;
+        let reader: steer_api::AuditReader = Arc::new(move |limit, keep| {
+            api_store
+                .read_audit_matching(limit, &|e| keep(e))
+                .map_err(|e| e.to_string())
+        });
+        operator
+            .with_audit(denied, reader)
+            .with_dry_run(handles.projector.clone())
+    };
+    let grpc_addr = grpc.local_addr()?;
+    // Limits on what one peer can hold (README, "Control surfaces under
+    // abuse"). No whole-request timeout here: it would cut WatchPlan and
+    // health-report streams; unary calls are bounded in the service.
+    let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(GRPC_MAX_STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(GRPC_CONCURRENCY_PER_CONNECTION)
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(InterceptedService::new(
+            HealthIngestServer::new(ingest).max_decoding_message_size(MAX_REPORT_BYTES),
+            interceptor(authenticator.clone()),
+        ))
+        .add_service(InterceptedService::new(
+            OperatorServer::new(operator)
+                .max_decoding_message_size(MAX_OPERATOR_REQUEST_BYTES)
+                .max_encoding_message_size(steer_api::plan_feed::MAX_PLAN_MESSAGE_BYTES),
+            interceptor(authenticator.clone()),
+        ));
+    // Builder socket options apply only to `serve`; with our own listener,
+    // TCP_NODELAY is set here (and by the TLS acceptor), so small acks are
+    // not held back by Nagle.
+    let grpc_server: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match tls_config {
+        Some(tls_config) => Box::pin(
+            router.serve_with_incoming_shutdown(tls::incoming(grpc, tls_config), shutdown_signal()),
+        ),
+        None => Box::pin(
+            router.serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(TCP_KEEPALIVE))
+                    .with_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
+                    .with_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES)),
+                shutdown_signal(),
+            ),
+        ),
+    };
+
+    let http_addr = http.local_addr()?;
+    let http_server = http::serve(
+        http,
+        metrics,
+        handles.status.clone(),
+        authenticator,
+        bgp_status,
+        None,
+    );
+
+    info!(
+        dns = ?dns_addrs, grpc = %grpc_addr, http = %http_addr,
+        plan_version = handles.plan.load().version, "steerd ready"
+    );
+
+    tokio::select! {
+        r = grpc_server => r.context("gRPC server")?,
+        r = http_server => r.context("HTTP server")?,
+        r = async {
+            match dns {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        } => r.context("DNS task")?.with_context(|| format!("DNS listen {dns_addrs:?}"))?,
+        r = control_task => r.context("control loop")?,
+    }
+    if let Some(bgp) = bgp {
+        bgp.shutdown(Duration::from_secs(3)).await;
+    }
+    info!("steerd stopped");
+    Ok(())
+}
+
+/// Largest operator request steerd decodes: names, a reason and a few
+/// numbers fit many times over; anything larger is refused
+/// (RESOURCE_EXHAUSTED) before it is decoded or authorised.
+const MAX_OPERATOR_REQUEST_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams one gRPC connection may have open (WatchPlan, report
+/// streams and calls in flight); more are refused by the h2 layer.
+const GRPC_MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// Requests one gRPC connection may have being handled at once; more
+/// wait their turn (streams count only until their headers are sent).
+const GRPC_CONCURRENCY_PER_CONNECTION: usize = 32;
+/// An HTTP/2 PING every 20 s; no answer within 10 s closes the connection,
+/// ending the streams of an agent that vanished without a FIN.
+const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest health report (with its peers' observations and evidence).
+const MAX_REPORT_BYTES: usize = 1024 * 1024;
+
+/// Refuses a state directory recorded for another deployment unless
+/// `adopt` (see `steer_store::claim`). Returns (this deployment's identity,
+/// the one it adopts) for the control loop to record and audit.
+fn claim_state(
+    store: &FileStore,
+    config: &SteerConfig,
+    adopt: bool,
+) -> anyhow::Result<Option<(steer_store::StateIdentity, steer_store::StateIdentity)>> {
+    let wanted = steer_store::StateIdentity::new(
+        config.server.cluster.clone(),
+        config.topology.regions.iter().map(|r| r.id.clone()),
+    );
+    let dir = config.server.state_dir.display().to_string();
+    Ok(match steer_store::claim(store, &dir, &wanted, adopt)? {
+        steer_store::Claim::Recorded => {
+            info!(state_dir = %dir, identity = %wanted, "state directory recorded for this deployment");
+            None
+        }
+        steer_store::Claim::Adopted { previous } => Some((wanted, previous)),
+        _ => None,
+    })
+}
+
+/// Explains from the view DNS is serving and the plan it was built from.
+struct DnsExplainer {
+    publisher: Arc<ViewPublisher>,
+    /// Live figures behind the plan (demand, probe output).
+    evidence: Arc<arc_swap::ArcSwap<steer_types::PlanEvidence>>,
+    /// The published status, for who asked for each drain and why.
+    status: Arc<arc_swap::ArcSwap<steer_types::status::StatusReport>>,
+}
+
+impl Explainer for DnsExplainer {
+    fn explain(
+        &self,
+        name: &str,
+        qtype: &str,
+        client: ipnet::IpNet,
+    ) -> Result<steer_types::explain::Explanation, ApiError> {
+        let (view, plan) = self.publisher.snapshot();
+        let evidence = self.evidence.load();
+        let status = self.status.load();
+        steer_dns::explain(&view, &plan, &evidence, &status.drains, name, qtype, client)
+            .map_err(ApiError::InvalidArgument)
+    }
+}

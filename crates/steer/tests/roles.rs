@@ -1,0 +1,355 @@
+//! Roles on loopback: controllers publish plans, edges follow them, and
+//! edges fail static (issue 12, phase 1: no etcd; controllers are each
+//! their own single writer).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use common::{Proc, STEERCTL, STEERD, dig, free_port, http_get, poll, temp_dir};
+
+const EU: &str = "10.1.0.0/24";
+const BOTH: [&str; 2] = ["192.0.2.11", "192.0.2.12"];
+const AMS_ONLY: [&str; 1] = ["192.0.2.12"];
+
+/// The quickstart config plus an `[edge]` table naming `controllers`:
+/// controllers and edges run from this one file.
+fn config_with_edge(dir: &Path, controllers: &[u16]) -> PathBuf {
+    let quickstart = std::fs::read_to_string(common::quickstart()).unwrap();
+    let list = controllers
+        .iter()
+        .map(|p| format!("\"http://127.0.0.1:{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let path = dir.join("steer.toml");
+    std::fs::write(
+        &path,
+        format!("{quickstart}\n[edge]\ncontrollers = [{list}]\n"),
+    )
+    .unwrap();
+    path
+}
+
+struct Node {
+    proc: Proc,
+    grpc: u16,
+    dns: u16,
+    http: u16,
+    state: PathBuf,
+    config: PathBuf,
+}
+
+impl Node {
+    fn spawn(role: &str, config: &Path, state: &Path, grpc: u16) -> Self {
+        let (dns, http) = (free_port(), free_port());
+        let log = state.with_extension(format!("{role}.log"));
+        let proc = Proc::spawn(
+            Command::new(STEERD)
+                .args(["--role", role, "--config"])
+                .arg(config)
+                .arg("--state-dir")
+                .arg(state)
+                .args(["--dns-listen", &format!("127.0.0.1:{dns}")])
+                .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
+                .args(["--http-listen", &format!("127.0.0.1:{http}")]),
+            log,
+        );
+        let mut node = Self {
+            proc,
+            grpc,
+            dns,
+            http,
+            state: state.to_path_buf(),
+            config: config.to_path_buf(),
+        };
+        let up = poll(Duration::from_secs(20), || {
+            if let Ok(Some(status)) = node.proc.child.try_wait() {
+                panic!(
+                    "steerd --role {role} exited ({status}):\n{}",
+                    node.proc.log_text()
+                );
+            }
+            http_get(node.http, "/healthz")
+                .is_some_and(|(c, _)| c == 200)
+                .then_some(())
+        });
+        assert!(up.is_some(), "not up:\n{}", node.proc.log_text());
+        node
+    }
+
+    fn controller(config: &Path, state: &Path, grpc: u16) -> Self {
+        Self::spawn("controller", config, state, grpc)
+    }
+
+    fn edge(config: &Path, state: &Path) -> Self {
+        Self::spawn("edge", config, state, free_port())
+    }
+
+    /// Kills (SIGKILL) and starts again with the same ports and state.
+    fn restart(mut self, role: &str) -> Self {
+        self.proc.kill();
+        let (config, state, grpc) = (self.config.clone(), self.state.clone(), self.grpc);
+        drop(self);
+        Self::spawn(role, &config, &state, grpc)
+    }
+
+    fn answers(&self) -> Vec<String> {
+        let out = dig(
+            self.dns,
+            &["app.example.test", "A", &format!("+subnet={EU}"), "+short"],
+        );
+        let mut v: Vec<String> = out
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn wait_answers(&self, expected: &[&str], within: Duration) {
+        let mut last = Vec::new();
+        let ok = poll(within, || {
+            last = self.answers();
+            (last == expected).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "edge answers {last:?}, wanted {expected:?}:\n{}",
+            self.proc.log_text()
+        );
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (code, body) = http_get(self.http, "/status").expect("/status answers");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("/status is JSON")
+    }
+
+    fn metric(&self, line_start: &str) -> Option<f64> {
+        let (_, body) = http_get(self.http, "/metrics")?;
+        body.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn steerctl(&self, args: &[&str]) {
+        let out = Command::new(STEERCTL)
+            .arg("--endpoint")
+            .arg(format!("http://127.0.0.1:{}", self.grpc))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "steerctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_drain_reaches_both_edges_and_edges_fail_static() {
+    let dir = temp_dir("roles");
+    let grpc = free_port();
+    let config = config_with_edge(&dir, &[grpc]);
+    let controller = Node::controller(&config, &dir.join("controller"), grpc);
+    // A controller opens no DNS listener.
+    assert!(
+        !dig(controller.dns, &["www.example.test", "A", "+short"]).contains("192.0.2.80"),
+        "a controller must not answer DNS"
+    );
+    let a = Node::edge(&config, &dir.join("edge-a"));
+    let b = Node::edge(&config, &dir.join("edge-b"));
+    for e in [&a, &b] {
+        e.wait_answers(&BOTH, Duration::from_secs(10));
+        // Static zones come from the edge's own file.
+        assert!(dig(e.dns, &["www.example.test", "A", "+short"]).contains("192.0.2.80"));
+    }
+
+    controller.steerctl(&["drain", "pop", "fra1", "--reason", "roles test"]);
+    for e in [&a, &b] {
+        e.wait_answers(&AMS_ONLY, Duration::from_secs(5));
+        assert_eq!(e.status()["edge"]["plan_source"], "controller");
+        assert_eq!(e.metric("steer_edge_controller_connected"), Some(1.0));
+    }
+
+    // The control plane vanishes: edges answer unchanged and say how old
+    // their plan is.
+    let mut controller = controller;
+    controller.proc.kill();
+    for e in [&a, &b] {
+        let disconnected = poll(Duration::from_secs(10), || {
+            (e.status()["edge"]["controller_connected"] == false).then_some(())
+        });
+        assert!(disconnected.is_some(), "{}", e.proc.log_text());
+    }
+    let aged = poll(Duration::from_secs(10), || {
+        a.metric("steer_plan_age_seconds").filter(|age| *age >= 1.0)
+    });
+    assert!(aged.is_some(), "steer_plan_age_seconds never grew");
+    for _ in 0..20 {
+        assert_eq!(a.answers(), AMS_ONLY);
+        assert_eq!(b.answers(), AMS_ONLY);
+    }
+    // steerctl reads an edge's plan age from its HTTP /status.
+    let out = Command::new(STEERCTL)
+        .args(["status", "--edge", &format!("http://127.0.0.1:{}", a.http)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("disconnected")
+            && text.contains("source    controller")
+            && text.contains("age"),
+        "{text}"
+    );
+
+    // An edge restarted with no controller answers from its saved plan.
+    let a = a.restart("edge");
+    a.wait_answers(&AMS_ONLY, Duration::from_secs(5));
+    let st = a.status();
+    assert_eq!(st["edge"]["plan_source"], "saved", "{st}");
+    assert_eq!(a.metric("steer_plan_source{source=\"saved\"}"), Some(1.0));
+
+    // A corrupt saved plan is reported, naming the file, and survived.
+    let mut b = b;
+    b.proc.kill();
+    let plan_file = b.state.join("edge").join("plan.bin");
+    let bytes = std::fs::read(&plan_file).unwrap();
+    std::fs::write(&plan_file, &bytes[..bytes.len() / 2]).unwrap();
+    let b = Node::edge(&config, &b.state.clone());
+    let st = b.status();
+    let err = st["edge"]["saved_plan_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("plan.bin") && err.contains("corrupt"),
+        "saved_plan_error: {st}"
+    );
+    assert!(b.proc.log_text().contains("starting without it"));
+    assert!(dig(b.dns, &["www.example.test", "A", "+short"]).contains("192.0.2.80"));
+    // With no plan, a steered name is SERVFAIL (resolvers ask another
+    // edge and cache nothing), never NXDOMAIN.
+    let app = dig(b.dns, &["app.example.test", "A"]);
+    assert!(app.contains("status: SERVFAIL"), "{app}");
+
+    // The controller comes back: the edge that started empty follows it.
+    let controller = Node::controller(&config, &dir.join("controller"), grpc);
+    b.wait_answers(&AMS_ONLY, Duration::from_secs(15));
+    assert_eq!(b.status()["edge"]["plan_source"], "controller");
+    drop(controller);
+}
+
+#[test]
+fn an_edge_fails_over_to_the_next_controller() {
+    let dir = temp_dir("roles-failover");
+    let (g1, g2) = (free_port(), free_port());
+    let config = config_with_edge(&dir, &[g1, g2]);
+    let first = Node::controller(&config, &dir.join("c1"), g1);
+    let second = Node::controller(&config, &dir.join("c2"), g2);
+    let edge = Node::edge(&config, &dir.join("edge"));
+    edge.wait_answers(&BOTH, Duration::from_secs(10));
+    let on_first = poll(Duration::from_secs(5), || {
+        edge.status()["edge"]["controller"]
+            .as_str()
+            .filter(|c| c.ends_with(&format!(":{g1}")))
+            .map(str::to_owned)
+    });
+    assert!(on_first.is_some(), "{}", edge.status());
+
+    drop(first); // SIGKILL
+    let on_second = poll(Duration::from_secs(10), || {
+        let st = edge.status();
+        (st["edge"]["controller_connected"] == true
+            && st["edge"]["controller"]
+                .as_str()
+                .is_some_and(|c| c.ends_with(&format!(":{g2}"))))
+        .then_some(())
+    });
+    assert!(on_second.is_some(), "{}", edge.proc.log_text());
+    second.steerctl(&["drain", "pop", "fra1", "--reason", "failover test"]);
+    edge.wait_answers(&AMS_ONLY, Duration::from_secs(5));
+
+    // SIGHUP reloads an edge's file (zones, DNS settings); it does not end it.
+    let hup = Command::new("kill")
+        .args(["-HUP", &edge.proc.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let reloaded = poll(Duration::from_secs(5), || {
+        edge.proc
+            .log_text()
+            .contains("config reloaded")
+            .then_some(())
+    });
+    assert!(reloaded.is_some(), "{}", edge.proc.log_text());
+    let mut edge = edge;
+    assert!(
+        edge.proc.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the edge"
+    );
+    assert_eq!(edge.answers(), AMS_ONLY);
+}
+
+/// With `[auth] mode = "token"`, an edge subscribes with the viewer token
+/// of `[edge] token_file`; an unknown token gets no plan, and says why.
+#[test]
+fn edges_authenticate_like_any_api_client() {
+    let dir = temp_dir("roles-auth");
+    common::write_private(
+        &dir.join("tokens.toml"),
+        "[[tokens]]\nprincipal = \"edge\"\nrole = \"viewer\"\ntoken = \"edge-viewer-token-0123456789\"\n",
+    );
+    common::write_private(&dir.join("edge.token"), "edge-viewer-token-0123456789\n");
+    common::write_private(&dir.join("wrong.token"), "not-a-known-token-0123456789\n");
+    let grpc = free_port();
+    let quickstart = std::fs::read_to_string(common::quickstart()).unwrap();
+    let base = quickstart.replacen(
+        "mode = \"none\"",
+        "mode = \"token\"\ntokens_file = \"tokens.toml\"",
+        1,
+    );
+    let write = |name: &str, token: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "{base}\n[edge]\ncontrollers = [\"http://127.0.0.1:{grpc}\"]\ntoken_file = \"{token}\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = write("edge.toml", "edge.token");
+    let bad = write("wrong.toml", "wrong.token");
+    let _controller = Node::controller(&good, &dir.join("controller"), grpc);
+    let edge = Node::edge(&good, &dir.join("edge"));
+    edge.wait_answers(&BOTH, Duration::from_secs(10));
+    let refused = Node::edge(&bad, &dir.join("refused"));
+    let said = poll(Duration::from_secs(10), || {
+        refused
+            .proc
+            .log_text()
+            .contains("plan subscription failed")
+            .then_some(())
+    });
+    assert!(said.is_some(), "{}", refused.proc.log_text());
+    let log = refused.proc.log_text();
+    assert!(
+        log.contains("Unauthenticated") || log.contains("not authenticated"),
+        "{log}"
+    );
+    let app = dig(refused.dns, &["app.example.test", "A"]);
+    assert!(app.contains("status: SERVFAIL"), "{app}");
+}

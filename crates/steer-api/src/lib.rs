@@ -20,5 +20,5 @@ pub use status_doc::{scope_text, status_document, status_response};
 /// without tonic); re-exported so API callers keep one import path.
 pub use steer_command::{
     ApiCommand, ApiError, AuditFilter, DrainCommand, DrainOutcome, DryRunner, Explainer,
-    ReloadRequest, UndrainOutcome,
+    ReloadRequest, SloReload, UndrainOutcome,
 };

@@ -142,6 +142,9 @@ pub enum ApiCommand {
     /// Swap in a validated topology; always publishes a new plan version.
     Reload {
         topology: Arc<Topology>,
+        /// The SLOs of the new config, when it has them; `None` keeps
+        /// the ones in force.
+        slos: Option<SloReload>,
         principal: String,
         reason: String,
         reply: Reply<u64>,
@@ -175,4 +178,13 @@ pub struct ReloadRequest {
     pub principal: String,
     pub reason: String,
     pub reply: Reply<u64>,
+}
+
+/// SLOs a reload applies, with how often they are evaluated and alerts
+/// re-sent.
+#[derive(Debug, Clone)]
+pub struct SloReload {
+    pub specs: Vec<steer_slo::SloSpec>,
+    pub evaluate_every: std::time::Duration,
+    pub resend_every: std::time::Duration,
 }

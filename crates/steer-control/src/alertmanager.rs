@@ -23,12 +23,6 @@ pub async fn run_sender(
     mut alerts: mpsc::Receiver<Vec<serde_json::Value>>,
     alertmanagers: Vec<String>,
 ) {
-    for url in &alertmanagers {
-        metrics::counter!("steer_alertmanager_posts_total", "alertmanager" => url.clone(), "result" => "ok")
-            .increment(0);
-        metrics::counter!("steer_alertmanager_posts_total", "alertmanager" => url.clone(), "result" => "error")
-            .increment(0);
-    }
     let mut failing = vec![false; alertmanagers.len()];
     while let Some(batch) = alerts.recv().await {
         let body = match serde_json::to_vec(&batch) {
@@ -43,8 +37,7 @@ pub async fn run_sender(
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer within {TIMEOUT:?}")));
             let label = if result.is_ok() { "ok" } else { "error" };
-            metrics::counter!("steer_alertmanager_posts_total", "alertmanager" => url.clone(), "result" => label)
-                .increment(1);
+            metrics::counter!("steer_alertmanager_posts_total", "result" => label).increment(1);
             match result {
                 Ok(()) if failing[i] => {
                     failing[i] = false;

@@ -315,6 +315,7 @@ fn intents_a_reload_drops_are_each_audited() {
     }
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     c.handle(ApiCommand::Reload {
+        slos: None,
         topology: Arc::new(smaller),
         principal: "alice".into(),
         reason: "ord1 decommissioned".into(),
@@ -367,6 +368,7 @@ fn a_reload_moves_the_state_identity_with_the_regions() {
     });
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     c.handle(ApiCommand::Reload {
+        slos: None,
         topology: Arc::new(bigger.clone()),
         principal: "alice".into(),
         reason: "new region".into(),

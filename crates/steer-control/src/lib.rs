@@ -46,7 +46,7 @@ pub use alertmanager::run_sender as run_alertmanager_sender;
 pub use clock::{Clock, MonotonicClock, SystemClock};
 pub use dry_run::{DrainProjector, ProjectionInputs};
 pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
-pub use slo::{PopBurn, SloSnapshot};
+pub use slo::{PopBurn, SloSnapshot, slo_document};
 
 /// Reports queued for the control loop, and the most it applies at once.
 const HEALTH_QUEUE: usize = 1024;
@@ -543,6 +543,7 @@ impl ControlLoop {
             resend_every,
             &*self.store,
             first,
+            self.clock.now(),
         );
     }
 
@@ -923,11 +924,18 @@ impl ControlLoop {
             }
             ApiCommand::Reload {
                 topology,
+                slos,
                 principal,
                 reason,
                 reply,
             } => {
-                let _ = reply.send(self.reload(topology, principal, reason));
+                let result = self.reload(topology, principal, reason);
+                if result.is_ok()
+                    && let Some(s) = slos
+                {
+                    self.configure_slos(s.specs, s.evaluate_every, s.resend_every);
+                }
+                let _ = reply.send(result);
             }
         }
     }

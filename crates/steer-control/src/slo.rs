@@ -32,6 +32,7 @@ const ALERT_QUEUE: usize = 16;
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SloSnapshot {
     pub at: Timestamp,
+    pub specs: Vec<SloSpec>,
     pub evaluations: Vec<Evaluation>,
     /// Per SLO: each PoP's burn rate over the shortest alert window, with
     /// its event count (which PoP is burning).
@@ -92,6 +93,7 @@ impl SloRuntime {
         resend: Duration,
         store: &dyn StateStore,
         first: bool,
+        now: Timestamp,
     ) {
         self.engine.reconfigure(specs, pop_regions(topology));
         self.interval = interval.max(Duration::from_secs(1));
@@ -120,7 +122,13 @@ impl SloRuntime {
         }
         metrics::counter!("steer_slo_state_errors_total").increment(0);
         metrics::counter!("steer_slo_alerts_dropped_total").increment(0);
-        self.last_eval = None;
+        for result in ["ok", "error"] {
+            metrics::counter!("steer_alertmanager_posts_total", "result" => result).increment(0);
+        }
+        // Judged at once, so the gauges and /status have every SLO from
+        // the first scrape.
+        self.last_eval = Some(now);
+        self.evaluate(now);
     }
 
     /// The alerts the loop decides to send, for the Alertmanager sender.
@@ -279,11 +287,71 @@ impl SloRuntime {
         }
         self.snapshot.store(Arc::new(SloSnapshot {
             at: now,
+            specs: self.engine.specs().to_vec(),
             evaluations,
             pop_burn,
             corrections: self.engine.state().corrections.clone(),
         }));
     }
+}
+
+/// The SLO part of `/status`: per SLO its objective, SLI, budget, burn
+/// rates per window, alert states and which PoPs burn. Windows are in
+/// seconds and Prometheus notation.
+pub fn slo_document(snapshot: &SloSnapshot, specs: &[SloSpec]) -> serde_json::Value {
+    let slos: Vec<serde_json::Value> = snapshot
+        .evaluations
+        .iter()
+        .map(|e| {
+            let spec = specs.iter().find(|s| s.name == e.slo);
+            let finite = |v: f64| {
+                if v.is_finite() {
+                    serde_json::json!(v)
+                } else {
+                    serde_json::Value::Null
+                }
+            };
+            serde_json::json!({
+                "name": e.slo,
+                "service": spec.map(|s| s.service.clone()),
+                "objective": spec.map(|s| s.objective.target()),
+                "kind": spec.map(|s| match s.objective {
+                    steer_slo::Objective::Availability { .. } => "availability",
+                    steer_slo::Objective::Latency { .. } => "latency",
+                }),
+                "window": spec.map(|s| duration_text(s.window)),
+                "region": spec.and_then(|s| s.region.clone()),
+                "pop": spec.and_then(|s| s.pop.clone()),
+                "events": e.window_counts.total,
+                "bad_events": e.window_counts.bad,
+                "sli": e.sli,
+                "budget_remaining": finite(e.budget_remaining),
+                "exhausted": e.exhausted(),
+                "burn_rates": e.burns.iter().map(|b| serde_json::json!({
+                    "window": duration_text(b.window),
+                    "window_s": b.window.as_secs(),
+                    "burn_rate": finite(b.burn_rate),
+                    "events": b.counts.total,
+                    "bad_events": b.counts.bad,
+                })).collect::<Vec<_>>(),
+                "alerts": e.alerts.iter().map(|a| serde_json::json!({
+                    "severity": a.severity.to_string(),
+                    "burn_rate": a.burn_rate,
+                    "long": duration_text(a.long.window),
+                    "short": duration_text(a.short.window),
+                    "firing": a.firing,
+                    "held_back": a.held_back,
+                })).collect::<Vec<_>>(),
+                "firing": e.firing().map(|s| s.to_string()),
+                "pops": snapshot.pop_burn.get(&e.slo),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "evaluated_unix_ms": snapshot.at.0,
+        "slos": slos,
+        "corrections": snapshot.corrections,
+    })
 }
 
 #[cfg(test)]

@@ -134,6 +134,20 @@ pub(crate) async fn run(
     ));
     tokio::spawn(reload::on_sighup(reload_tx.clone()));
 
+    // SLOs: judged by the loop, alerts posted by a task of their own.
+    control.configure_slos(
+        config.slos.clone(),
+        config.alerting.evaluation_interval,
+        config.alerting.resend_interval,
+    );
+    if !config.slos.is_empty() && !config.alerting.alertmanagers.is_empty() {
+        let link = format!("http://{}/status", http.local_addr()?);
+        let alerts = control.slo_alerts(link);
+        tokio::spawn(steer_control::run_alertmanager_sender(
+            alerts,
+            config.alerting.alertmanagers.clone(),
+        ));
+    }
     let control_task = tokio::spawn(control.run(Duration::from_millis(200)));
 
     // Anycast: the BGP speaker follows the same plan watch as DNS.
@@ -247,6 +261,7 @@ pub(crate) async fn run(
         authenticator,
         bgp_status,
         None,
+        Some(handles.slo.clone()),
     );
 
     info!(

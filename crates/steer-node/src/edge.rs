@@ -338,6 +338,7 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         authenticator,
         bgp_status,
         Some(edge_status),
+        None,
     );
     tokio::spawn(age_ticker(view.clone()));
     let follow = tokio::spawn(follow(settings, state_dir, follower, plan_tx, status, view));

@@ -46,7 +46,11 @@ struct AppState {
     auth: Option<SharedAuthenticator>,
     bgp: Option<BgpStatusSource>,
     edge: Option<EdgeStatusSource>,
+    slo: Option<SloSource>,
 }
+
+/// The control loop's latest SLO evaluation, for `/status` (under "slo").
+pub(crate) type SloSource = Arc<ArcSwap<steer_control::SloSnapshot>>;
 
 /// An edge's plan source, version and age for `/status` (under "edge").
 pub(crate) type EdgeStatusSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -68,6 +72,7 @@ pub(crate) async fn serve(
     auth: Option<SharedAuthenticator>,
     bgp: Option<BgpStatusSource>,
     edge: Option<EdgeStatusSource>,
+    slo: Option<SloSource>,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
@@ -79,6 +84,7 @@ pub(crate) async fn serve(
             auth,
             bgp,
             edge,
+            slo,
         });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -173,6 +179,15 @@ async fn status_page(State(s): State<AppState>, headers: HeaderMap) -> Response 
                 }
                 if let Some(edge) = &s.edge {
                     obj.insert("edge".to_owned(), edge());
+                }
+                if let Some(slo) = &s.slo {
+                    let snap = slo.load_full();
+                    if !snap.specs.is_empty() {
+                        obj.insert(
+                            "slo".to_owned(),
+                            steer_control::slo_document(&snap, &snap.specs),
+                        );
+                    }
                 }
             }
             Json(v).into_response()

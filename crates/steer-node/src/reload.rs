@@ -97,6 +97,11 @@ async fn reload_once(
         .replace_inputs(dns_inputs(&next))
         .map_err(|e| ApiError::InvalidArgument(format!("config not reloaded: {e}")))?;
     let topology = Arc::new(next.topology.clone());
+    let slos = Some(steer_api::SloReload {
+        specs: next.slos.clone(),
+        evaluate_every: next.alerting.evaluation_interval,
+        resend_every: next.alerting.resend_interval,
+    });
     // The new zones must be in place before the plan that triggers the
     // DNS view rebuild is published.
     let previous = live.swap(Arc::new(next));
@@ -104,6 +109,7 @@ async fn reload_once(
     let sent = to_control
         .send(ApiCommand::Reload {
             topology,
+            slos,
             principal: req.principal.clone(),
             reason: req.reason.clone(),
             reply: tx,

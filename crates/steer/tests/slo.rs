@@ -99,7 +99,8 @@ fn get(port: u16, path: &str) -> Option<u16> {
     buf.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// SteerSloBurn alerts Alertmanager holds as active.
+/// This test's SLO's alerts Alertmanager holds as active (the
+/// quickstart's own SLO, with the Workbook's slower windows, may page too).
 fn active_pages(am: u16) -> Vec<serde_json::Value> {
     let Some((200, body)) = http_get(
         am,
@@ -109,7 +110,11 @@ fn active_pages(am: u16) -> Vec<serde_json::Value> {
     };
     let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
     all.into_iter()
-        .filter(|a| a["labels"]["alertname"] == "SteerSloBurn" && a["status"]["state"] == "active")
+        .filter(|a| {
+            a["labels"]["alertname"] == "SteerSloBurn"
+                && a["labels"]["slo"] == "app-edge-errors"
+                && a["status"]["state"] == "active"
+        })
         .collect()
 }
 
@@ -149,7 +154,7 @@ fn an_error_burst_pages_through_alertmanager_and_resolves() {
 
     let config = std::fs::read_to_string(quickstart()).unwrap()
         + &format!(
-            "\n[[slos]]\nname = \"app-availability\"\nservice = \"app\"\nobjective = 0.99\nmin_events = 20\n\
+            "\n[[slos]]\nname = \"app-edge-errors\"\nservice = \"app\"\nobjective = 0.99\nmin_events = 20\n\
              runbook = \"https://runbooks.example/app\"\n\
              [[slos.alerts]]\nseverity = \"page\"\nburn_rate = 5\nlong = \"30s\"\nshort = \"10s\"\n\n\
              [alerting]\nalertmanagers = [\"http://127.0.0.1:{am_port}\"]\nevaluation_interval = \"1s\"\nresend_interval = \"5s\"\n"
@@ -190,7 +195,7 @@ fn an_error_burst_pages_through_alertmanager_and_resolves() {
     };
 
     // Clean traffic: events counted, budget intact, nothing paged.
-    let events = "steer_slo_events_total{slo=\"app-availability\",kind=\"total\"}";
+    let events = "steer_slo_events_total{slo=\"app-edge-errors\",kind=\"total\"}";
     assert!(
         poll(Duration::from_secs(30), || metric(&steerd, events)
             .filter(|v| *v >= 50.0))
@@ -199,7 +204,7 @@ fn an_error_burst_pages_through_alertmanager_and_resolves() {
         std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
     );
     assert!(active_pages(am_port).is_empty());
-    let budget = "steer_slo_budget_remaining_ratio{slo=\"app-availability\"}";
+    let budget = "steer_slo_budget_remaining_ratio{slo=\"app-edge-errors\"}";
     assert_eq!(metric(&steerd, budget), Some(1.0));
 
     // The backend fails every request: the page reaches Alertmanager.
@@ -215,7 +220,7 @@ fn an_error_burst_pages_through_alertmanager_and_resolves() {
         )
     });
     let labels = &page[0]["labels"];
-    assert_eq!(labels["slo"], "app-availability");
+    assert_eq!(labels["slo"], "app-edge-errors");
     assert_eq!(labels["service"], "app");
     assert_eq!(labels["severity"], "page");
     assert_eq!(
@@ -225,7 +230,7 @@ fn an_error_burst_pages_through_alertmanager_and_resolves() {
     assert_eq!(
         metric(
             &steerd,
-            "steer_slo_alert{slo=\"app-availability\",severity=\"page\"}"
+            "steer_slo_alert{slo=\"app-edge-errors\",severity=\"page\"}"
         ),
         Some(1.0)
     );

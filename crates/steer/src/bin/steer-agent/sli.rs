@@ -154,10 +154,12 @@ async fn fetch(source: &SliSource) -> Result<String, String> {
     if body.len() as u64 > MAX_PAGE {
         return Err(format!("metrics page longer than {} MiB", MAX_PAGE >> 20));
     }
-    let text = String::from_utf8_lossy(&body);
-    let (head, page) = text
-        .split_once("\r\n\r\n")
+    let split = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| "no HTTP header end in the response".to_owned())?;
+    let head = String::from_utf8_lossy(&body[..split]).into_owned();
+    let raw = &body[split + 4..];
     let status: u16 = head
         .lines()
         .next()
@@ -167,13 +169,39 @@ async fn fetch(source: &SliSource) -> Result<String, String> {
     if status != 200 {
         return Err(format!("HTTP {status}"));
     }
-    if head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    }) {
-        return Err("chunked response to an HTTP/1.0 request".into());
+    // HAProxy's exporter answers chunked even to HTTP/1.0.
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let page = if chunked { dechunk(raw)? } else { raw.to_vec() };
+    Ok(String::from_utf8_lossy(&page).into_owned())
+}
+
+/// The body of a chunked transfer (RFC 9112 7.1): size lines in hex
+/// (extensions ignored), data, CRLF, until the zero-size chunk.
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(raw.len());
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| "chunked body: no chunk size line".to_owned())?;
+        let line = std::str::from_utf8(&raw[..line_end])
+            .map_err(|_| "chunked body: bad size line".to_owned())?;
+        let hex = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(hex, 16)
+            .map_err(|_| format!("chunked body: bad chunk size {hex:?}"))?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if raw.len() < size {
+            return Err("chunked body: cut short".into());
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = raw[size..].strip_prefix(b"\r\n").unwrap_or(&raw[size..]);
     }
-    Ok(page.to_owned())
 }
 
 #[cfg(test)]
@@ -192,6 +220,16 @@ mod tests {
             timeout: Duration::from_secs(1),
         };
         compile(&source).expect("compiles")
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(
+            dechunk(b"4\r\nabc \r\n3;ext=1\r\ndef\r\n0\r\n\r\n"),
+            Ok(b"abc def".to_vec())
+        );
+        assert!(dechunk(b"10\r\nshort\r\n").is_err());
+        assert!(dechunk(b"zz\r\n").is_err());
     }
 
     #[test]

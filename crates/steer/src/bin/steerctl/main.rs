@@ -180,10 +180,27 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// SLOs: Prometheus rules equivalent to steerd's own judgement.
+    Slo {
+        #[command(subcommand)]
+        action: SloAction,
+    },
     /// Validate and apply steerd's config file.
     Reload {
         #[arg(long, default_value = "")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SloAction {
+    /// Print Prometheus recording and alerting rules for the config's
+    /// [[slos]] (offline: reads the file, talks to no steerd). Check them
+    /// with `promtool check rules`.
+    Rules {
+        /// steerd's config file.
+        #[arg(long)]
+        config: std::path::PathBuf,
     },
 }
 
@@ -411,6 +428,21 @@ fn ms(d: Option<Duration>) -> u64 {
 
 async fn run(cli: &Cli) -> Result<(), Failure> {
     let json = cli.output == Output::Json;
+    if let Command::Slo {
+        action: SloAction::Rules { config },
+    } = &cli.command
+    {
+        let c = steer_config::load_steerd(config)
+            .map_err(|e| Failure::Usage(format!("invalid config\n{e}")))?;
+        if c.slos.is_empty() {
+            return Err(Failure::Usage(format!(
+                "{} has no [[slos]]",
+                config.display()
+            )));
+        }
+        out!("{}", steer_slo::rules::prometheus_rules(&c.slos));
+        return Ok(());
+    }
     if let Command::Status {
         edge: Some(url), ..
     } = &cli.command
@@ -706,6 +738,8 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 );
             }
         }
+        // Handled before connecting.
+        Command::Slo { .. } => {}
         Command::Reload { reason } => {
             let resp = client
                 .reload_config(pb::ReloadConfigRequest {

@@ -539,8 +539,7 @@ impl ControlLoop {
         self.slo.configure(
             specs,
             &self.topology,
-            evaluate_every,
-            resend_every,
+            (evaluate_every, resend_every),
             &*self.store,
             first,
             self.clock.now(),

@@ -85,12 +85,12 @@ impl SloRuntime {
 
     /// New SLOs (start or reload), keeping the history of those that stay;
     /// on first configuration the persisted histories are read back.
+    /// `cadence` is (evaluate every, re-send firing alerts every).
     pub(crate) fn configure(
         &mut self,
         specs: Vec<SloSpec>,
         topology: &Topology,
-        interval: Duration,
-        resend: Duration,
+        (interval, resend): (Duration, Duration),
         store: &dyn StateStore,
         first: bool,
         now: Timestamp,

@@ -541,12 +541,19 @@ fn cluster_names_the_deployment_and_must_not_be_empty() {
 
 #[test]
 fn slos_alerting_and_cluster_parse_and_name_their_errors() {
-    // The minimal form, as written.
+    // The quickstart ships the minimal form, as written; here it
+    // is checked together with [alerting].
+    let quickstart = std::fs::read_to_string(configs_dir().join("quickstart.toml")).unwrap();
+    let minimal = "[[slos]]\nname = \"app-availability\"\nservice = \"app\"\nobjective = 0.999\nwindow = \"28d\"\n";
+    assert!(
+        quickstart.contains(minimal),
+        "the quickstart's SLO is not the minimal form"
+    );
     let (path, _) = with_edit(
         "slo-ok.toml",
         "quickstart.toml",
-        "[[regions]]\n",
-        "[[slos]]\nname = \"app-availability\"\nservice = \"app\"\nobjective = 0.999\nwindow = \"28d\"\n\n[alerting]\nalertmanagers = [\"http://127.0.0.1:9093\"]\n\n[[regions]]\n",
+        minimal,
+        &format!("{minimal}\n[alerting]\nalertmanagers = [\"http://127.0.0.1:9093\"]\n"),
     );
     let c = steer_config::load_steerd(&path).unwrap();
     assert_eq!(c.slos.len(), 1);

@@ -28,6 +28,16 @@ const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// would be stale anyway, so new ones are dropped and counted.
 const ALERT_QUEUE: usize = 16;
 
+/// `steer_slo_events_total` for what one observation added to an SLO.
+fn count_events(slo: &str, counts: steer_slo::Counts) {
+    for (kind, n) in [("total", counts.total), ("bad", counts.bad)] {
+        if n > 0 {
+            metrics::counter!("steer_slo_events_total", "slo" => slo.to_owned(), "kind" => kind)
+                .increment(n);
+        }
+    }
+}
+
 /// What readers see: the latest evaluation of every SLO.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SloSnapshot {
@@ -148,45 +158,19 @@ impl SloRuntime {
         }
         for r in reports {
             for c in &r.sli {
-                let before = self.totals();
+                let sample = SliSample {
+                    total: c.total,
+                    failed: c.failed,
+                    slow: c.slow,
+                };
                 self.engine.observe(
                     r.pop.as_str(),
                     c.service.as_str(),
-                    SliSample {
-                        total: c.total,
-                        failed: c.failed,
-                        slow: c.slow,
-                    },
+                    sample,
                     now,
+                    &mut count_events,
                 );
-                self.count_events(&before, now);
                 self.dirty = true;
-            }
-        }
-    }
-
-    /// Events over the SLO window per SLO, to count what an observation
-    /// added (the engine records into histories; the metric counts).
-    fn totals(&self) -> BTreeMap<String, (u64, u64)> {
-        self.engine
-            .state()
-            .histories
-            .iter()
-            .map(|(k, h)| (k.clone(), (h.recorded.total, h.recorded.bad)))
-            .collect()
-    }
-
-    fn count_events(&self, before: &BTreeMap<String, (u64, u64)>, _now: Timestamp) {
-        for (slo, h) in &self.engine.state().histories {
-            let (t0, b0) = before.get(slo).copied().unwrap_or_default();
-            let (t1, b1) = (h.recorded.total, h.recorded.bad);
-            if t1 > t0 {
-                metrics::counter!("steer_slo_events_total", "slo" => slo.clone(), "kind" => "total")
-                    .increment(t1 - t0);
-            }
-            if b1 > b0 {
-                metrics::counter!("steer_slo_events_total", "slo" => slo.clone(), "kind" => "bad")
-                    .increment(b1 - b0);
             }
         }
     }

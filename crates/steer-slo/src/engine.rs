@@ -125,8 +125,16 @@ impl SloEngine {
         &self.state
     }
 
-    /// Feeds one report's counters for `service` at `pop`.
-    pub fn observe(&mut self, pop: &str, service: &str, sample: SliSample, at: Timestamp) {
+    /// Feeds one report's counters for `service` at `pop`; `recorded` is
+    /// told the events each SLO took (for counters).
+    pub fn observe(
+        &mut self,
+        pop: &str,
+        service: &str,
+        sample: SliSample,
+        at: Timestamp,
+        recorded: &mut dyn FnMut(&str, Counts),
+    ) {
         let base = self
             .state
             .baselines
@@ -168,6 +176,7 @@ impl SloEngine {
             if let Some(h) = self.state.histories.get_mut(&spec.name) {
                 h.record(at, counts);
             }
+            recorded(&spec.name, counts);
             self.state
                 .pop_histories
                 .entry(spec.name.clone())
@@ -297,6 +306,7 @@ mod tests {
                     slow: Some(cum.2),
                 },
                 Timestamp(m * MIN),
+                &mut |_, _| {},
             );
         }
         LAST.with(|l| l.borrow_mut().insert(pop.to_owned(), cum));

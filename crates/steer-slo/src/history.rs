@@ -165,9 +165,6 @@ pub struct History {
     coarse: Buckets,
     /// Events dropped because they arrived older than anything kept.
     pub dropped_late: u64,
-    /// Every event ever recorded (a counter for metrics).
-    #[serde(default)]
-    pub recorded: Counts,
 }
 
 impl History {
@@ -194,7 +191,6 @@ impl History {
             fine: Buckets::new(fine_ms, ms(fine)),
             coarse: Buckets::new(COARSE_MS, ms(coarse)),
             dropped_late: 0,
-            recorded: Counts::default(),
         }
     }
 
@@ -203,7 +199,6 @@ impl History {
         if counts.total == 0 && counts.bad == 0 {
             return;
         }
-        self.recorded.add(counts);
         let fine = self.fine.record(at.0, counts);
         let coarse = self.coarse.keep_ms > 0 && self.coarse.record(at.0, counts);
         if !fine && !coarse {

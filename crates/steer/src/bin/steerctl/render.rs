@@ -37,32 +37,15 @@ fn truncate(s: &str, width: usize) -> String {
     }
 }
 
-/// Minimal UTC formatting without a date crate.
+/// UTC time as `YYYY-MM-DD HH:MM:SSZ`, `-` for none.
 mod chrono_free {
     pub(crate) fn format_ms(ms: i64) -> String {
         if ms <= 0 {
             return "-".to_owned();
         }
-        let secs = ms.div_euclid(1000);
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        // Civil-from-days (Howard Hinnant's algorithm).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let y = yoe + era * 400;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = if m <= 2 { y + 1 } else { y };
-        format!(
-            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        // `YYYY-MM-DDTHH:MM:SS.mmmZ`, shared with every RFC 3339 writer.
+        let t = steer_types::Timestamp(ms).rfc3339();
+        format!("{} {}Z", &t[..10], &t[11..19])
     }
 }
 

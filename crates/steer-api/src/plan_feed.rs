@@ -29,12 +29,56 @@ pub const MAX_PLAN_SUBSCRIBERS: usize = 1024;
 pub const MAX_PLAN_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 /// A plan's entries and their hash, computed once per publication.
-type Encoded = (u64, Arc<PlanContent>, Arc<[u8]>);
+type Encoded = (PlanVersion, Arc<PlanContent>, Arc<[u8]>);
+
+/// A plan as it goes to edges, with its distributed version.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub version: PlanVersion,
+    pub plan: Arc<Plan>,
+}
+
+/// Where a feed's plans come from.
+#[derive(Clone)]
+pub enum PlanSource {
+    /// This process's control loop, the only writer (epoch fixed).
+    Local {
+        epoch: u64,
+        plans: watch::Receiver<Arc<Plan>>,
+    },
+    /// A clustered control plane: the leader's plans as etcd holds them;
+    /// `None` until the first arrives (a subscription waits for it).
+    Shared(watch::Receiver<Option<Published>>),
+}
+
+impl PlanSource {
+    fn current(&mut self) -> Option<Published> {
+        match self {
+            Self::Local { epoch, plans } => {
+                let plan = plans.borrow_and_update().clone();
+                Some(Published {
+                    version: PlanVersion {
+                        epoch: *epoch,
+                        sequence: plan.version,
+                    },
+                    plan,
+                })
+            }
+            Self::Shared(rx) => rx.borrow_and_update().clone(),
+        }
+    }
+
+    async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        match self {
+            Self::Local { plans, .. } => plans.changed().await,
+            Self::Shared(rx) => rx.changed().await,
+        }
+    }
+}
 
 /// The live subscriptions: a permit each, and the way to end an older
 /// stream of the same subscriber.
 pub(crate) struct PlanFeed {
-    epoch: u64,
     permits: Arc<Semaphore>,
     by_name: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
     next_id: std::sync::atomic::AtomicU64,
@@ -43,9 +87,8 @@ pub(crate) struct PlanFeed {
 }
 
 impl PlanFeed {
-    pub(crate) fn new(epoch: u64) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            epoch,
             permits: Arc::new(Semaphore::new(MAX_PLAN_SUBSCRIBERS)),
             by_name: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
@@ -54,17 +97,17 @@ impl PlanFeed {
     }
 
     /// `plan`'s entries, encoded by the first subscriber that needs them.
-    fn content(&self, plan: &Plan) -> (Arc<PlanContent>, Arc<[u8]>) {
+    fn content(&self, version: PlanVersion, plan: &Plan) -> (Arc<PlanContent>, Arc<[u8]>) {
         if let Ok(cache) = self.encoded.lock()
-            && let Some((version, content, sha)) = cache.as_ref()
-            && *version == plan.version
+            && let Some((cached, content, sha)) = cache.as_ref()
+            && *cached == version
         {
             return (content.clone(), sha.clone());
         }
         let content = Arc::new(PlanContent::encode(&plan.body));
         let sha: Arc<[u8]> = Arc::from(&content.sha256()[..]);
         if let Ok(mut cache) = self.encoded.lock() {
-            *cache = Some((plan.version, content.clone(), sha.clone()));
+            *cache = Some((version, content.clone(), sha.clone()));
         }
         (content, sha)
     }
@@ -72,7 +115,7 @@ impl PlanFeed {
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         subscriber: String,
-        mut plans: watch::Receiver<Arc<Plan>>,
+        mut plans: PlanSource,
     ) -> Result<mpsc::Receiver<Result<pb::PlanUpdate, Status>>, Status> {
         let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
@@ -91,19 +134,32 @@ impl PlanFeed {
             info!(%subscriber, "plan subscriber resubscribed; older stream ended");
         }
         let (tx, rx) = mpsc::channel(2);
-        let epoch = self.epoch;
         let feed = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
             metrics::gauge!("steer_plan_subscribers").increment(1.0);
             let mut sent: Option<(PlanVersion, Arc<PlanContent>)> = None;
             loop {
-                let plan = plans.borrow_and_update().clone();
-                let version = PlanVersion {
-                    epoch,
-                    sequence: plan.version,
+                let Some(Published { version, plan }) = plans.current() else {
+                    // No plan yet (a follower before the leader's first):
+                    // wait for one.
+                    tokio::select! {
+                        changed = plans.changed() => if changed.is_err() { break },
+                        () = tx.closed() => break,
+                        _ = &mut cancel_rx => break,
+                    }
+                    continue;
                 };
-                let (content, sha) = feed.content(&plan);
+                if sent.as_ref().is_some_and(|(v, _)| *v >= version) {
+                    // Never backwards, never the same version twice.
+                    tokio::select! {
+                        changed = plans.changed() => if changed.is_err() { break },
+                        () = tx.closed() => break,
+                        _ = &mut cancel_rx => break,
+                    }
+                    continue;
+                }
+                let (content, sha) = feed.content(version, &plan);
                 let msg = update_message(version, plan.computed_at, sent.as_ref(), &content, &sha);
                 let kind = if msg.full { "full" } else { "delta" };
                 let bytes = prost::Message::encoded_len(&msg);
@@ -287,8 +343,12 @@ mod tests {
     #[tokio::test]
     async fn full_then_small_deltas_that_a_follower_applies() {
         let (tx, rx) = watch::channel(plan(1, 50, None));
-        let feed = Arc::new(PlanFeed::new(7));
-        let mut stream = feed.subscribe("edge-a".into(), rx).unwrap();
+        let feed = Arc::new(PlanFeed::new());
+        let source = PlanSource::Local {
+            epoch: 7,
+            plans: rx,
+        };
+        let mut stream = feed.subscribe("edge-a".into(), source).unwrap();
         let mut follower = Follower::default();
 
         let first = stream.recv().await.unwrap().unwrap();
@@ -318,12 +378,60 @@ mod tests {
     #[tokio::test]
     async fn one_stream_per_subscriber() {
         let (_tx, rx) = watch::channel(plan(1, 2, None));
-        let feed = Arc::new(PlanFeed::new(1));
-        let mut older = feed.subscribe("edge-a".into(), rx.clone()).unwrap();
+        let feed = Arc::new(PlanFeed::new());
+        let source = PlanSource::Local {
+            epoch: 1,
+            plans: rx,
+        };
+        let mut older = feed.subscribe("edge-a".into(), source.clone()).unwrap();
         assert!(older.recv().await.unwrap().is_ok());
-        let mut newer = feed.subscribe("edge-a".into(), rx).unwrap();
+        let mut newer = feed.subscribe("edge-a".into(), source).unwrap();
         assert!(newer.recv().await.unwrap().is_ok());
         assert!(older.recv().await.is_none(), "the older stream ended");
+    }
+
+    /// A shared (clustered) source: nothing is sent before the first
+    /// plan, a new leader's epoch orders after the old one's, and a plan
+    /// older than one already sent is never sent.
+    #[tokio::test]
+    async fn a_shared_source_waits_for_a_plan_and_never_goes_back() {
+        let (tx, rx) = watch::channel(None);
+        let feed = Arc::new(PlanFeed::new());
+        let mut stream = feed
+            .subscribe("edge-a".into(), PlanSource::Shared(rx))
+            .unwrap();
+        let published = |epoch, sequence| {
+            Some(Published {
+                version: PlanVersion { epoch, sequence },
+                plan: plan(sequence, 3, None),
+            })
+        };
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), stream.recv()).await;
+        assert!(quiet.is_err(), "sent something before any plan");
+        tx.send_replace(published(5, 9));
+        let first = update_from_pb(stream.recv().await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            first.version,
+            PlanVersion {
+                epoch: 5,
+                sequence: 9
+            }
+        );
+        // Older (a deposed leader's term): skipped.
+        tx.send_replace(published(4, 20));
+        // A new term with a lower sequence still orders after.
+        tx.send_replace(published(6, 2));
+        let next = update_from_pb(stream.recv().await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            next.version,
+            PlanVersion {
+                epoch: 6,
+                sequence: 2
+            }
+        );
+        tx.send_replace(published(5, 30));
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), stream.recv()).await;
+        assert!(quiet.is_err(), "sent a plan older than one already sent");
     }
 
     #[test]

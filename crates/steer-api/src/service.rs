@@ -62,7 +62,20 @@ pub struct OperatorService {
     status: Option<Arc<ArcSwap<StatusReport>>>,
     /// Plan subscriptions of edges (SubscribePlan).
     plan_feed: Arc<crate::plan_feed::PlanFeed>,
+    /// What SubscribePlan serves.
+    plan_source: crate::plan_feed::PlanSource,
+    /// Whether this controller may take changes (a clustered follower
+    /// answers with where the leader is).
+    write_gate: Option<WriteGate>,
 }
+
+/// The metadata key in which a clustered follower's refusal of a change
+/// names the leader's API URL (steerctl retries the call there).
+pub const LEADER_METADATA: &str = "steer-leader";
+
+/// Says whether changes may be made here: `Err` with the status to answer
+/// (e.g. UNAVAILABLE naming the leader) when not.
+pub type WriteGate = Arc<dyn Fn() -> Result<(), Status> + Send + Sync>;
 
 /// How long a unary call may wait for the control loop (or the reloader)
 /// before it is answered DEADLINE_EXCEEDED. Streams (WatchPlan, health
@@ -153,24 +166,41 @@ impl OperatorService {
     ) -> Self {
         Self {
             to_control,
-            plans,
             explainer,
             reload,
             bgp: None,
             audit: None,
             dry_run: None,
             status: None,
-            plan_feed: Arc::new(crate::plan_feed::PlanFeed::new(
-                steer_plansync::SINGLE_WRITER_EPOCH,
-            )),
+            plan_feed: Arc::new(crate::plan_feed::PlanFeed::new()),
+            plan_source: crate::plan_feed::PlanSource::Local {
+                epoch: steer_plansync::SINGLE_WRITER_EPOCH,
+                plans: plans.clone(),
+            },
+            plans,
+            write_gate: None,
         }
     }
 
-    /// The epoch of the plans this service publishes to edges (the
-    /// leader's term with a clustered store; default 1, one writer).
-    pub fn with_plan_epoch(mut self, epoch: u64) -> Self {
-        self.plan_feed = Arc::new(crate::plan_feed::PlanFeed::new(epoch));
+    /// Serves edges the plans of `source` (a clustered control plane's
+    /// shared plans) instead of the local loop's.
+    pub fn with_plan_source(mut self, source: crate::plan_feed::PlanSource) -> Self {
+        self.plan_source = source;
         self
+    }
+
+    /// Checks `gate` before every change (drain, undrain, overrides,
+    /// failure confirmation); dry runs and reads pass.
+    pub fn with_write_gate(mut self, gate: WriteGate) -> Self {
+        self.write_gate = Some(gate);
+        self
+    }
+
+    fn may_write(&self) -> Result<(), Status> {
+        match &self.write_gate {
+            Some(gate) => gate(),
+            None => Ok(()),
+        }
     }
 
     /// Answers dry-run drains from the loop's published inputs, off the
@@ -382,6 +412,9 @@ impl Operator for OperatorService {
                 &scope_text(req.get_ref().scope.as_ref()),
             )
             .await?;
+        if !req.get_ref().dry_run {
+            self.may_write()?;
+        }
         let body = req.into_inner();
         let cmd = DrainCommand {
             scope: convert::scope(body.scope.as_ref())?,
@@ -422,6 +455,7 @@ impl Operator for OperatorService {
                 &scope_text(req.get_ref().scope.as_ref()),
             )
             .await?;
+        self.may_write()?;
         let body = req.into_inner();
         let scope = convert::scope(body.scope.as_ref())?;
         let reason = if body.reason.trim().is_empty() {
@@ -466,6 +500,7 @@ impl Operator for OperatorService {
         let principal = self
             .authorize(&req, Role::Operator, "override", &req.get_ref().pop)
             .await?;
+        self.may_write()?;
         let body = req.into_inner();
         if body.weight_permille > 1000 {
             return Err(Status::invalid_argument(
@@ -499,6 +534,7 @@ impl Operator for OperatorService {
         let principal = self
             .authorize(&req, Role::Operator, "clear override", &req.get_ref().pop)
             .await?;
+        self.may_write()?;
         let body = req.into_inner();
         let pop = pop_id(&body.pop)?;
         let reason = if body.reason.trim().is_empty() {
@@ -603,7 +639,9 @@ impl Operator for OperatorService {
             .await?;
         let subscriber = req.into_inner().subscriber;
         convert::bounded(&subscriber, "subscriber", convert::MAX_NAME_BYTES)?;
-        let rx = self.plan_feed.subscribe(subscriber, self.plans.clone())?;
+        let rx = self
+            .plan_feed
+            .subscribe(subscriber, self.plan_source.clone())?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -746,6 +784,7 @@ impl Operator for OperatorService {
         let principal = self
             .authorize(&req, Role::Admin, "confirm failure", "health")
             .await?;
+        self.may_write()?;
         let reason = convert::reason(&req.into_inner().reason)?;
         let (pops, plan_version) = self
             .call("ConfirmFailure", |reply| ApiCommand::ConfirmFailure {

@@ -139,6 +139,21 @@ pub enum ApiCommand {
         /// (PoPs released, plan version)
         reply: Reply<(Vec<String>, u64)>,
     },
+    /// A clustered controller won the election: read the shared state
+    /// again (the previous leader may have changed it), write from now
+    /// on, and publish. Replies with the first plan version it publishes.
+    Lead {
+        reply: Reply<u64>,
+    },
+    /// A clustered controller lost (or never had) leadership: write
+    /// nothing, refuse changes.
+    Follow,
+    /// A follower saw the leader write the shared state: take its intents
+    /// (plans are computed locally for reads; edges get the leader's).
+    AdoptState {
+        intents: Intents,
+        plan_version: u64,
+    },
     /// Swap in a validated topology; always publishes a new plan version.
     Reload {
         topology: Arc<Topology>,

@@ -56,6 +56,7 @@ pub(crate) struct RawCluster {
     etcd: Vec<Spanned<String>>,
     lease_ttl: Option<Spanned<String>>,
     node_id: Option<Spanned<String>>,
+    advertise: Option<Spanned<String>>,
 }
 
 /// Where alerts go and how often SLOs are evaluated.
@@ -88,6 +89,9 @@ pub struct ClusterSettings {
     pub lease_ttl: Duration,
     /// This controller's name (the host name by default).
     pub node_id: Option<String>,
+    /// Where other controllers' callers reach this one's operator API
+    /// (`http://host:port`); by default the gRPC listen address.
+    pub advertise: Option<String>,
 }
 
 fn duration(r: &mut Reporter<'_>, v: &Spanned<String>) -> Option<Duration> {
@@ -318,9 +322,20 @@ pub(crate) fn cluster(r: &mut Reporter<'_>, raw: &Spanned<RawCluster>) -> Cluste
         }
         n.get_ref().clone()
     });
+    let advertise = c
+        .advertise
+        .as_ref()
+        .and_then(|a| match http_url(a.get_ref()) {
+            Ok(()) => Some(a.get_ref().clone()),
+            Err(e) => {
+                r.at(a.span(), e);
+                None
+            }
+        });
     ClusterSettings {
         etcd,
         lease_ttl,
         node_id,
+        advertise,
     }
 }

@@ -271,6 +271,10 @@ impl ControlLoop {
 
     /// Lifts intents whose expiry has passed, each audited as `steerd`.
     pub(crate) fn expire_intents(&mut self) {
+        if self.standby {
+            // The leader lifts them; its state comes back through the watch.
+            return;
+        }
         let now = self.clock.now();
         if self.intents.next_expiry().is_none_or(|t| t > now) {
             return;

@@ -8,6 +8,7 @@
 
 mod alertmanager;
 mod clock;
+mod cluster;
 mod dry_run;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -106,6 +107,13 @@ pub struct ControlLoop {
     /// SLOs: histories, evaluation, alerts.
     slo: slo::SloRuntime,
     slo_configured: bool,
+    /// A clustered follower: the leader owns the shared state, so this
+    /// loop computes plans (for reads, explain and a warm takeover) but
+    /// writes nothing and refuses changes (see [`cluster`]).
+    standby: bool,
+    /// Plan versions continue above this (the shared state's last
+    /// version, so a new leader's plans never repeat a sequence).
+    version_floor: u64,
 }
 
 /// Samples of the answer counters, newest last, kept for the longest TTL.
@@ -312,6 +320,26 @@ impl ControlLoop {
         store: Box<dyn StateStore>,
         clock: Box<dyn Clock>,
     ) -> Result<(Self, ControlHandles), StoreError> {
+        Self::build(topology, store, clock, false)
+    }
+
+    /// As [`new`](Self::new), for a clustered controller that starts as a
+    /// follower: it reads the shared state but writes nothing until
+    /// [`ApiCommand::Lead`].
+    pub fn new_standby(
+        topology: Arc<Topology>,
+        store: Box<dyn StateStore>,
+        clock: Box<dyn Clock>,
+    ) -> Result<(Self, ControlHandles), StoreError> {
+        Self::build(topology, store, clock, true)
+    }
+
+    fn build(
+        topology: Arc<Topology>,
+        store: Box<dyn StateStore>,
+        clock: Box<dyn Clock>,
+        standby: bool,
+    ) -> Result<(Self, ControlHandles), StoreError> {
         let saved = store.load()?.unwrap_or_default();
         // Entries saved with a change but kept out of the log by a crash or
         // a full disk: append the ones the log does not have.
@@ -396,6 +424,8 @@ impl ControlLoop {
             slo: slo_runtime,
             slo_configured: false,
             identity,
+            standby,
+            version_floor: saved.plan_version,
         };
         // Alertable from the first scrape, not only after the first failure.
         metrics::counter!("steer_state_write_errors_total").increment(0);
@@ -560,6 +590,9 @@ impl ControlLoop {
 
     /// Saves the SLO histories now (before a clean shutdown).
     pub fn save_slo_state(&mut self) {
+        if self.standby {
+            return;
+        }
         let now = self.clock.now();
         self.slo.save(now, &*self.store);
     }
@@ -706,7 +739,11 @@ impl ControlLoop {
     fn tick(&mut self) {
         let now = self.clock.now();
         self.sample_answers(now);
-        self.slo.tick(now, &*self.store);
+        if self.standby {
+            self.slo.tick(now, &cluster::ReadOnly(&*self.store));
+        } else {
+            self.slo.tick(now, &*self.store);
+        }
         let moved = self.evaluate_health(now);
         let body = self.compute_next(now);
         let changed = body != self.current().body;
@@ -734,7 +771,7 @@ impl ControlLoop {
 
     fn publish(&mut self, body: PlanBody, now: Timestamp) -> u64 {
         let previous = self.current();
-        let version = previous.version + 1;
+        let version = previous.version.max(self.version_floor) + 1;
         let plan = Arc::new(Plan {
             version,
             computed_at: now,
@@ -766,6 +803,10 @@ impl ControlLoop {
     }
 
     fn persist(&self, plan_version: u64) -> Result<(), StoreError> {
+        if self.standby {
+            // The leader owns the shared state.
+            return Ok(());
+        }
         let state = PersistedState {
             intents: self.intents.clone(),
             plan_version,
@@ -778,6 +819,9 @@ impl ControlLoop {
     /// Appends the audit entries of durable changes that are not in the log
     /// yet, oldest first; stops at the first failure and keeps the rest.
     fn flush_audit(&mut self) {
+        if self.standby {
+            return;
+        }
         while let Some(entry) = self.unflushed_audit.first() {
             if let Err(e) = self.audit(entry) {
                 metrics::counter!("steer_audit_write_errors_total").increment(1);
@@ -814,6 +858,12 @@ impl ControlLoop {
         entries: Vec<AuditEntry>,
         first: impl FnOnce(Timestamp) -> Option<Recorded>,
     ) -> Result<u64, ApiError> {
+        if self.standby {
+            return Err(ApiError::Unavailable(
+                "this controller is a follower: changes are made by the leader (nothing was changed)"
+                    .into(),
+            ));
+        }
         let previous = std::mem::replace(&mut self.intents, next);
         let pending = self.unflushed_audit.len();
         let version = self.current().version + 1;
@@ -852,7 +902,7 @@ impl ControlLoop {
     /// Records an attempt that changed nothing (refused, denied, dry run).
     fn audit_only(&self, entry: &AuditEntry) {
         let entry = entry.clone().capped();
-        if let Err(e) = self.audit(&entry) {
+        if let Err(e) = tokio::task::block_in_place(|| self.store.append_attempt_audit(&entry)) {
             error!(error = %e, action = %entry.action, "could not write audit entry");
         }
     }
@@ -921,6 +971,14 @@ impl ControlLoop {
             } => {
                 let _ = reply.send(self.confirm_failure(reason, principal));
             }
+            ApiCommand::Lead { reply } => {
+                let _ = reply.send(self.lead());
+            }
+            ApiCommand::Follow => self.follow(),
+            ApiCommand::AdoptState {
+                intents,
+                plan_version,
+            } => self.adopt_shared(intents, plan_version),
             ApiCommand::Reload {
                 topology,
                 slos,
@@ -979,6 +1037,9 @@ impl ControlLoop {
                 .iter()
                 .map(|d| self.dropped_entry(d, "after a reload")),
         );
+        if self.standby {
+            return Ok(self.apply_locally(next, &entries));
+        }
         match self.commit_then_record(next, entries, |_| None) {
             Ok(v) => Ok(v),
             Err(e) => {

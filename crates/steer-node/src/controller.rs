@@ -54,19 +54,35 @@ pub(crate) async fn run(
     };
     let config_path = config.source.clone();
 
-    let store = FileStore::open(&config.server.state_dir).with_context(|| {
-        format!(
-            "opening state directory {}",
-            config.server.state_dir.display()
-        )
-    })?;
-    let adopted = claim_state(&store, &config, adopt_state)?;
     let topology = Arc::new(config.topology.clone());
+    let shared = shared_store(&config, data_planes)?;
     // The API writes refusals and reads the audit log itself, never
     // through the control loop (appends are one write per line each).
-    let api_store = store.clone();
-    let (mut control, handles) = ControlLoop::new(topology, Box::new(store), Box::new(SystemClock))
-        .context("restoring state")?;
+    let (api_store, adopted, mut control, handles): (Arc<dyn StateStore>, _, _, _) = match &shared {
+        #[cfg(feature = "etcd")]
+        Some(shared) => {
+            let (control, handles) = ControlLoop::new_standby(
+                topology,
+                Box::new(shared.store.clone()),
+                Box::new(SystemClock),
+            )
+            .context("reading the shared state from etcd")?;
+            (Arc::new(shared.store.clone()), None, control, handles)
+        }
+        _ => {
+            let store = FileStore::open(&config.server.state_dir).with_context(|| {
+                format!(
+                    "opening state directory {}",
+                    config.server.state_dir.display()
+                )
+            })?;
+            let adopted = claim_state(&store, &config, adopt_state)?;
+            let (control, handles) =
+                ControlLoop::new(topology, Box::new(store.clone()), Box::new(SystemClock))
+                    .context("restoring state")?;
+            (Arc::new(store), adopted, control, handles)
+        }
+    };
     if let Some((identity, previous)) = adopted {
         let dir = config.server.state_dir.display().to_string();
         control
@@ -149,6 +165,18 @@ pub(crate) async fn run(
         ));
     }
     let control_task = tokio::spawn(control.run(Duration::from_millis(200)));
+    #[cfg(feature = "etcd")]
+    let cluster = shared.map(|s| {
+        crate::cluster::start(
+            s.options,
+            s.lease_ttl,
+            s.store,
+            handles.api_tx.clone(),
+            handles.plan_watch.clone(),
+        )
+    });
+    #[cfg(not(feature = "etcd"))]
+    let _ = shared;
 
     // Anycast: the BGP speaker follows the same plan watch as DNS.
     let bgp = config.bgp.clone().filter(|_| data_planes).map(|settings| {
@@ -195,10 +223,27 @@ pub(crate) async fn run(
         operator = operator.with_bgp_status(b.clone());
     }
     operator = operator.with_status_snapshot(handles.status.clone());
+    #[cfg(feature = "etcd")]
+    let mut cluster_section: Option<(&'static str, http::SectionSource)> = None;
+    #[cfg(not(feature = "etcd"))]
+    let cluster_section: Option<(&'static str, http::SectionSource)> = None;
+    #[cfg(feature = "etcd")]
+    if let Some(c) = &cluster {
+        operator = operator
+            .with_plan_source(steer_api::plan_feed::PlanSource::Shared(
+                c.published.clone(),
+            ))
+            .with_write_gate(c.gate.clone());
+        let status = c.status.clone();
+        cluster_section = Some((
+            "cluster",
+            Arc::new(move || serde_json::to_value(&**status.load()).unwrap_or_default()),
+        ));
+    }
     operator = {
         let writer = api_store.clone();
         let denied = steer_api::DeniedAudit::spawn(Arc::new(move |e| {
-            writer.append_audit(e).map_err(|e| e.to_string())
+            writer.append_attempt_audit(e).map_err(|e| e.to_string())
         }))
         .context("starting the denied-attempt audit writer")?;
         let reader: steer_api::AuditReader = Arc::new(move |limit, keep| {
@@ -260,7 +305,7 @@ pub(crate) async fn run(
         handles.status.clone(),
         authenticator,
         bgp_status,
-        None,
+        cluster_section,
         Some(handles.slo.clone()),
     );
 
@@ -303,6 +348,55 @@ const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest health report (with its peers' observations and evidence).
 const MAX_REPORT_BYTES: usize = 1024 * 1024;
+
+/// A clustered controller's store and election settings.
+#[cfg(feature = "etcd")]
+struct Shared {
+    options: steer_store::etcd::EtcdOptions,
+    lease_ttl: Duration,
+    store: Arc<steer_store::etcd::EtcdStore>,
+}
+#[cfg(not(feature = "etcd"))]
+enum Shared {}
+
+/// The etcd store when `[cluster]` is configured (controllers only).
+fn shared_store(config: &SteerConfig, data_planes: bool) -> anyhow::Result<Option<Shared>> {
+    let Some(settings) = &config.cluster else {
+        return Ok(None);
+    };
+    if data_planes {
+        anyhow::bail!(
+            "{}: [cluster] is for controllers: start them with --role controller (and edges \
+             with --role edge); --role all keeps its state in its own directory",
+            config.source.display()
+        );
+    }
+    #[cfg(feature = "etcd")]
+    {
+        let options = crate::cluster::options(config, settings);
+        info!(
+            etcd = %options.endpoints.join(","),
+            node = %options.node_id,
+            prefix = %options.prefix,
+            "state in etcd; following until elected"
+        );
+        let store = crate::cluster::connect_store(&options)?;
+        Ok(Some(Shared {
+            options,
+            lease_ttl: settings.lease_ttl,
+            store,
+        }))
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = settings;
+        anyhow::bail!(
+            "{}: [cluster] needs a steerd built with etcd support \
+             (cargo build --release --features steer/etcd)",
+            config.source.display()
+        )
+    }
+}
 
 /// Refuses a state directory recorded for another deployment unless
 /// `adopt` (see `steer_store::claim`). Returns (this deployment's identity,

@@ -326,7 +326,7 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         }) as steer_api::BgpStatusSource
     });
 
-    let edge_status: crate::http::EdgeStatusSource = {
+    let edge_status: crate::http::SectionSource = {
         let view = view.clone();
         Arc::new(move || view.load().document())
     };
@@ -337,7 +337,7 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         status.clone(),
         authenticator,
         bgp_status,
-        Some(edge_status),
+        Some(("edge", edge_status)),
         None,
     );
     tokio::spawn(age_ticker(view.clone()));

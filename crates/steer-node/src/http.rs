@@ -45,15 +45,17 @@ struct AppState {
     status: Arc<ArcSwap<StatusReport>>,
     auth: Option<SharedAuthenticator>,
     bgp: Option<BgpStatusSource>,
-    edge: Option<EdgeStatusSource>,
+    section: Option<(&'static str, SectionSource)>,
     slo: Option<SloSource>,
 }
 
 /// The control loop's latest SLO evaluation, for `/status` (under "slo").
 pub(crate) type SloSource = Arc<ArcSwap<steer_control::SloSnapshot>>;
 
-/// An edge's plan source, version and age for `/status` (under "edge").
-pub(crate) type EdgeStatusSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// A role's own part of `/status`: an edge's plan source, version and age
+/// (under "edge"), a clustered controller's place in the cluster (under
+/// "cluster").
+pub(crate) type SectionSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// Registers the listener's limit metrics at zero.
 pub(crate) fn register_metrics() {
@@ -71,7 +73,7 @@ pub(crate) async fn serve(
     status: Arc<ArcSwap<StatusReport>>,
     auth: Option<SharedAuthenticator>,
     bgp: Option<BgpStatusSource>,
-    edge: Option<EdgeStatusSource>,
+    section: Option<(&'static str, SectionSource)>,
     slo: Option<SloSource>,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -83,7 +85,7 @@ pub(crate) async fn serve(
             status,
             auth,
             bgp,
-            edge,
+            section,
             slo,
         });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -170,15 +172,16 @@ async fn status_page(State(s): State<AppState>, headers: HeaderMap) -> Response 
     // built from the reply GetStatus gives.
     let document = steer_api::status_document(&steer_api::status_response(&report));
     // The speaker's sessions and routes ride along under "bgp"; an edge's
-    // plan source and age under "edge".
+    // plan source and age under "edge"; a clustered controller's role
+    // under "cluster".
     match serde_json::to_value(&document) {
         Ok(mut v) => {
             if let Some(obj) = v.as_object_mut() {
                 if let Some(Ok(b)) = s.bgp.as_ref().map(|bgp| serde_json::to_value(bgp())) {
                     obj.insert("bgp".to_owned(), b);
                 }
-                if let Some(edge) = &s.edge {
-                    obj.insert("edge".to_owned(), edge());
+                if let Some((name, section)) = &s.section {
+                    obj.insert((*name).to_owned(), section());
                 }
                 if let Some(slo) = &s.slo {
                     let snap = slo.load_full();

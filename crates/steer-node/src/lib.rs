@@ -11,6 +11,8 @@
 //! binds a socket or spawns a task is here.
 
 mod auth;
+#[cfg(feature = "etcd")]
+mod cluster;
 mod controller;
 pub mod edge;
 mod http;

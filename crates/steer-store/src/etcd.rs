@@ -4,7 +4,11 @@
 //! Keys live under one prefix per deployment (`/steer/<cluster>/`):
 //! `state` (the [`PersistedState`] as JSON), `audit/<ms>-<node>-<seq>` (one
 //! entry each, so appends never rewrite) and `election` (the leader
-//! election's keys, one per candidate's lease).
+//! election's keys, one per candidate's lease), `doc/<name>` (documents)
+//! and `plan/` (the published plan: `plan/e/<entry>` one key per plan entry,
+//! and `plan/head`, written last, naming the version and content hash; a
+//! reader that takes the entries as of the head's revision holds exactly
+//! the content the head describes).
 //!
 //! **Fencing.** Only a store holding a [`Fence`] writes, and every write is
 //! one etcd transaction that first compares the leader key's create
@@ -49,6 +53,10 @@ pub struct EtcdOptions {
     pub prefix: String,
     /// This controller, as the audit keys and the election value name it.
     pub node_id: String,
+    /// Where this controller's operator API is reached (e.g.
+    /// `http://127.0.0.1:50051`); carried in its election value so
+    /// followers can tell callers where the leader is.
+    pub advertise: Option<String>,
     /// Deadline of one etcd request (a lost quorum shows as this timeout).
     pub request_timeout: Duration,
     /// Deadline of connecting to the first member.
@@ -61,6 +69,7 @@ impl EtcdOptions {
             endpoints,
             prefix: format!("/steer/{cluster}/"),
             node_id: node_id.to_owned(),
+            advertise: None,
             request_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(2),
         }
@@ -129,6 +138,214 @@ where
 fn unreached(e: &etcd_client::Error) -> bool {
     let text = e.to_string();
     text.contains("tcp connect error") || text.contains("Connection refused")
+}
+
+/// Where the plan's entries live (below the deployment prefix).
+pub const PLAN_ENTRY: &str = "plan/e/";
+/// The plan's head: version and hash, written after the entries.
+pub const PLAN_HEAD: &str = "plan/head";
+/// etcd's defaults allow 128 operations and 1.5 MiB per request; stay well
+/// inside both.
+const PLAN_BATCH_OPS: usize = 100;
+const PLAN_BATCH_BYTES: usize = 1024 * 1024;
+/// Keys one read page returns (a large plan is read in pages, all at the
+/// revision of the first).
+const READ_PAGE: i64 = 1_000;
+
+/// Keys under a prefix, relative to the deployment's prefix, with their
+/// values, as of `revision`.
+#[derive(Clone, Debug, Default)]
+pub struct PrefixSnapshot {
+    pub revision: i64,
+    pub kvs: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads every key starting with `start` at one revision, a page at a time.
+async fn read_prefix(
+    client: Client,
+    start: Vec<u8>,
+    strip: usize,
+    deadline: Duration,
+) -> Result<PrefixSnapshot, etcd_client::Error> {
+    let end = prefix_end(&start);
+    let mut out = PrefixSnapshot::default();
+    let mut from = start;
+    loop {
+        let mut options = GetOptions::new()
+            .with_range(end.clone())
+            .with_sort(SortTarget::Key, SortOrder::Ascend)
+            .with_limit(READ_PAGE);
+        if out.revision > 0 {
+            options = options.with_revision(out.revision);
+        }
+        let resp = retrying(deadline, || {
+            let (mut c, k, o) = (client.clone(), from.clone(), options.clone());
+            async move { c.get(k, Some(o)).await }
+        })
+        .await?;
+        if out.revision == 0 {
+            out.revision = resp.header().map_or(0, |h| h.revision());
+        }
+        let kvs = resp.kvs();
+        for kv in kvs {
+            let key = kv.key();
+            let rel = String::from_utf8_lossy(key.get(strip..).unwrap_or_default()).into_owned();
+            out.kvs.push((rel, kv.value().to_vec()));
+        }
+        match kvs.last() {
+            Some(last) if resp.more() => {
+                // The next page starts just after the last key.
+                let mut next = last.key().to_vec();
+                next.push(0);
+                from = next;
+            }
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The smallest key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// What a prefix watch reports, keys relative to the deployment prefix.
+#[derive(Clone, Debug)]
+pub enum WatchEvent {
+    /// Everything under the prefix as of a revision: sent first and after
+    /// every reconnect, so a reader never needs to know what it missed.
+    Snapshot(PrefixSnapshot),
+    /// One key written, at `revision`.
+    Put {
+        key: String,
+        value: Vec<u8>,
+        revision: i64,
+    },
+    /// One key deleted, at `revision`.
+    Delete { key: String, revision: i64 },
+    /// etcd stopped answering; a `Snapshot` follows once it does.
+    Lost { reason: String },
+}
+
+/// Watches every key under `suffix` (relative to the deployment prefix)
+/// until the receiver is dropped: a snapshot, then changes in revision
+/// order; on any error, a `Lost`, then a fresh snapshot once etcd answers
+/// again. The client requires a raft leader, so a member cut off from
+/// its quorum ends the watch instead of going silent.
+pub fn watch_prefix(options: EtcdOptions, suffix: &str) -> tokio::sync::mpsc::Receiver<WatchEvent> {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let start = options.key(suffix);
+    tokio::spawn(async move {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let reason = match watch_once(&options, &start, &tx).await {
+                Ok(()) => return, // receiver gone
+                Err(reason) => reason,
+            };
+            if tx.send(WatchEvent::Lost { reason }).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    });
+    rx
+}
+
+/// One watch session: Ok when the receiver is gone, Err(why) when etcd
+/// failed it.
+async fn watch_once(
+    options: &EtcdOptions,
+    start: &[u8],
+    tx: &tokio::sync::mpsc::Sender<WatchEvent>,
+) -> Result<(), String> {
+    let mut connect = ConnectOptions::new()
+        .with_connect_timeout(options.connect_timeout)
+        .with_keep_alive(Duration::from_secs(2), options.request_timeout)
+        .with_keep_alive_while_idle(true)
+        .with_require_leader(true);
+    connect = connect.with_timeout(options.request_timeout);
+    let client = Client::connect(&options.endpoints, Some(connect))
+        .await
+        .map_err(|e| e.to_string())?;
+    let strip = options.prefix.len();
+    let snapshot = read_prefix(
+        client.clone(),
+        start.to_vec(),
+        strip,
+        options.request_timeout,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let revision = snapshot.revision;
+    if tx.send(WatchEvent::Snapshot(snapshot)).await.is_err() {
+        return Ok(());
+    }
+    // The watch stream lives long: a client without a request deadline.
+    let stream_client = Client::connect(
+        &options.endpoints,
+        Some(
+            ConnectOptions::new()
+                .with_connect_timeout(options.connect_timeout)
+                .with_keep_alive(Duration::from_secs(2), options.request_timeout)
+                .with_keep_alive_while_idle(true)
+                .with_require_leader(true),
+        ),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut watch_client = stream_client.clone();
+    let watch = etcd_client::WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision + 1);
+    let mut stream = tokio::time::timeout(
+        options.request_timeout,
+        watch_client.watch(start.to_vec(), Some(watch)),
+    )
+    .await
+    .map_err(|_| "watch did not start in time".to_owned())?
+    .map_err(|e| e.to_string())?;
+    loop {
+        let msg = tokio::select! {
+            m = stream.message() => m,
+            () = tx.closed() => return Ok(()),
+        };
+        let Some(resp) = msg.map_err(|e| e.to_string())? else {
+            return Err("the watch stream ended".to_owned());
+        };
+        if resp.canceled() {
+            return Err(format!("the watch was cancelled: {}", resp.cancel_reason()));
+        }
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let key =
+                String::from_utf8_lossy(kv.key().get(strip..).unwrap_or_default()).into_owned();
+            let revision = kv.mod_revision();
+            let sent = match event.event_type() {
+                etcd_client::EventType::Put => {
+                    tx.send(WatchEvent::Put {
+                        key,
+                        value: kv.value().to_vec(),
+                        revision,
+                    })
+                    .await
+                }
+                etcd_client::EventType::Delete => {
+                    tx.send(WatchEvent::Delete { key, revision }).await
+                }
+            };
+            if sent.is_err() {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Proof of leadership that writes are made conditional on: the leader
@@ -247,6 +464,16 @@ impl EtcdStore {
         op: &'static str,
         puts: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StoreError> {
+        self.fenced_ops(
+            op,
+            puts.into_iter()
+                .map(|(k, v)| TxnOp::put(k, v, None))
+                .collect(),
+        )
+    }
+
+    /// One fenced transaction: `ops` happen only if the fence holds.
+    fn fenced_ops(&self, op: &'static str, ops: Vec<TxnOp>) -> Result<(), StoreError> {
         let Some(fence) = self.fence() else {
             return Err(StoreError::Fenced {
                 reason: "this controller is not the leader; writes go to the leader".into(),
@@ -261,11 +488,7 @@ impl EtcdStore {
                     CompareOp::Equal,
                     fence.revision,
                 )])
-                .and_then(
-                    puts.into_iter()
-                        .map(|(k, v)| TxnOp::put(k, v, None))
-                        .collect::<Vec<_>>(),
-                );
+                .and_then(ops);
             let resp = retrying(deadline, || {
                 let (mut c, t) = (client.clone(), txn.clone());
                 async move { c.txn(t).await }
@@ -282,6 +505,91 @@ impl EtcdStore {
                     ),
                 })
             }
+        })
+    }
+
+    /// Appends an audit entry that records an attempt changing no shared
+    /// state (a refusal, a dry run, a follower's local reload): any
+    /// controller may write it, leader or not. Entries of changes go
+    /// through [`StateStore::append_audit`], which is fenced.
+    pub fn append_attempt(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let (key, bytes) = self.audit_record(entry)?;
+        let endpoints = self.options.endpoints.clone();
+        let deadline = self.options.request_timeout;
+        self.call("append_audit", move |client| async move {
+            retrying(deadline, || {
+                let (mut c, k, v) = (client.clone(), key.clone(), bytes.clone());
+                async move { c.put(k, v, None).await }
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(&endpoints, "append_audit", &e))
+        })
+    }
+
+    fn audit_record(&self, entry: &AuditEntry) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Corrupt {
+            path: "audit".into(),
+            reason: format!("cannot encode: {e}"),
+        })?;
+        // Ordered by time, then node, then this node's sequence; fixed
+        // width so key order is time order.
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let key = self.options.key(&format!(
+            "audit/{:016}-{}-{seq:010}",
+            entry.at.0.max(0),
+            self.options.node_id
+        ));
+        Ok((key, bytes))
+    }
+
+    /// Publishes a plan: the changed entries and removed keys, in fenced
+    /// transactions small enough for etcd's request limits, then `head`
+    /// (fenced too). A deposed leader writes nothing; a leader that dies
+    /// between batches leaves entries no head describes, which readers
+    /// never take on their own (they read entries as of a head) and the
+    /// next leader's first publication overwrites.
+    pub fn write_plan(
+        &self,
+        changed: Vec<(String, Vec<u8>)>,
+        removed: Vec<String>,
+        head: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let mut batch: Vec<TxnOp> = Vec::new();
+        let mut bytes = 0usize;
+        for (key, value) in changed {
+            let k = self.options.key(&format!("{PLAN_ENTRY}{key}"));
+            bytes += k.len() + value.len();
+            batch.push(TxnOp::put(k, value, None));
+            if batch.len() >= PLAN_BATCH_OPS || bytes >= PLAN_BATCH_BYTES {
+                self.fenced_ops("write_plan", std::mem::take(&mut batch))?;
+                bytes = 0;
+            }
+        }
+        for key in removed {
+            let k = self.options.key(&format!("{PLAN_ENTRY}{key}"));
+            bytes += k.len();
+            batch.push(TxnOp::delete(k, None));
+            if batch.len() >= PLAN_BATCH_OPS || bytes >= PLAN_BATCH_BYTES {
+                self.fenced_ops("write_plan", std::mem::take(&mut batch))?;
+                bytes = 0;
+            }
+        }
+        batch.push(TxnOp::put(self.options.key(PLAN_HEAD), head, None));
+        self.fenced_ops("write_plan", batch)
+    }
+
+    /// Every key under `suffix` (relative to the deployment's prefix) with
+    /// its value, as of one revision, which is returned too.
+    pub fn read_prefix(&self, suffix: &str) -> Result<PrefixSnapshot, StoreError> {
+        let endpoints = self.options.endpoints.clone();
+        let deadline = self.options.request_timeout;
+        let start = self.options.key(suffix);
+        let strip = self.options.prefix.len();
+        self.call("read_prefix", move |client| async move {
+            read_prefix(client, start, strip, deadline)
+                .await
+                .map_err(|e| unavailable(&endpoints, "read_prefix", &e))
         })
     }
 
@@ -334,19 +642,12 @@ impl StateStore for EtcdStore {
     }
 
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Corrupt {
-            path: "audit".into(),
-            reason: format!("cannot encode: {e}"),
-        })?;
-        // Ordered by time, then node, then this node's sequence; fixed
-        // width so key order is time order.
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let key = self.options.key(&format!(
-            "audit/{:016}-{}-{seq:010}",
-            entry.at.0.max(0),
-            self.options.node_id
-        ));
+        let (key, bytes) = self.audit_record(entry)?;
         self.fenced_put("append_audit", vec![(key, bytes)])
+    }
+
+    fn append_attempt_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.append_attempt(entry)
     }
 
     fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -477,6 +778,15 @@ impl Drop for Leadership {
     }
 }
 
+/// Who leads, as the election says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderInfo {
+    pub node: String,
+    /// The leader's operator API (`[cluster] advertise`).
+    pub url: Option<String>,
+    pub term: u64,
+}
+
 /// A candidate in the controllers' election.
 pub struct Elector {
     client: Client,
@@ -521,6 +831,14 @@ impl Elector {
         self.options.key("election")
     }
 
+    /// The election value: the node id, then where its API is reached.
+    fn value(&self) -> String {
+        match &self.options.advertise {
+            Some(url) => format!("{} {url}", self.options.node_id),
+            None => self.options.node_id.clone(),
+        }
+    }
+
     /// Waits until this node leads. The lease is kept alive from before
     /// the campaign; if it cannot be kept alive, the returned leadership
     /// reports itself lost a margin before etcd would expire it.
@@ -547,9 +865,7 @@ impl Elector {
         // it catches up within a raft round or two.
         let mut attempts = 0;
         let campaigned = loop {
-            let r = client
-                .campaign(self.name(), self.options.node_id.clone(), lease)
-                .await;
+            let r = client.campaign(self.name(), self.value(), lease).await;
             match r {
                 Err(e)
                     if attempts < 20
@@ -594,6 +910,28 @@ impl Elector {
         })
     }
 
+    /// The current leader: node id, where its API is reached (if it
+    /// said), and term.
+    pub async fn leader_info(&self) -> Result<Option<LeaderInfo>, StoreError> {
+        let mut client = self.client.clone();
+        let name = self.name();
+        let asked = tokio::time::timeout(self.options.request_timeout, client.leader(name)).await;
+        match asked {
+            Ok(Ok(resp)) => Ok(resp.kv().map(|kv| {
+                let value = String::from_utf8_lossy(kv.value()).into_owned();
+                let mut words = value.splitn(2, ' ');
+                LeaderInfo {
+                    node: words.next().unwrap_or_default().to_owned(),
+                    url: words.next().map(str::to_owned),
+                    term: u64::try_from(kv.create_revision()).unwrap_or(0),
+                }
+            })),
+            Ok(Err(e)) if e.to_string().contains("no leader") => Ok(None),
+            Ok(Err(e)) => Err(unavailable(&self.options.endpoints, "leader", &e)),
+            Err(_) => Err(unavailable(&self.options.endpoints, "leader", &"timed out")),
+        }
+    }
+
     /// The current leader's node id and term, if any.
     pub async fn leader(&self) -> Result<Option<(String, u64)>, StoreError> {
         let mut client = self.client.clone();
@@ -601,10 +939,9 @@ impl Elector {
         let asked = tokio::time::timeout(self.options.request_timeout, client.leader(name)).await;
         match asked {
             Ok(Ok(resp)) => Ok(resp.kv().map(|kv| {
-                (
-                    String::from_utf8_lossy(kv.value()).into_owned(),
-                    u64::try_from(kv.create_revision()).unwrap_or(0),
-                )
+                let value = String::from_utf8_lossy(kv.value()).into_owned();
+                let node = value.split(' ').next().unwrap_or_default().to_owned();
+                (node, u64::try_from(kv.create_revision()).unwrap_or(0))
             })),
             // etcd answers "no leader" as an error.
             Ok(Err(e)) if e.to_string().contains("no leader") => Ok(None),
@@ -679,6 +1016,9 @@ impl StateStore for Arc<EtcdStore> {
     }
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         (**self).append_audit(entry)
+    }
+    fn append_attempt_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        (**self).append_attempt(entry)
     }
     fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         (**self).read_audit(limit)

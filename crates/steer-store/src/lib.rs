@@ -76,6 +76,12 @@ pub trait StateStore: Send + Sync {
     fn save(&self, state: &PersistedState) -> Result<(), StoreError>;
     /// Appends to the audit log durably.
     fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Appends an entry recording an attempt that changed no shared state
+    /// (a refusal, a dry run). A clustered store lets any controller write
+    /// these; entries of changes go through [`append_audit`](Self::append_audit).
+    fn append_attempt_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.append_audit(entry)
+    }
     /// The most recent `limit` audit entries, oldest first.
     fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// Saves a named document (e.g. `slo`: the SLO histories) atomically,

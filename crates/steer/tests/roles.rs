@@ -12,9 +12,8 @@ use std::{
     time::Duration,
 };
 
-use common::{Proc, STEERCTL, STEERD, dig, free_port, http_get, poll, temp_dir};
+use common::{STEERCTL, dig, free_port, node::Node, poll, temp_dir};
 
-const EU: &str = "10.1.0.0/24";
 const BOTH: [&str; 2] = ["192.0.2.11", "192.0.2.12"];
 const AMS_ONLY: [&str; 1] = ["192.0.2.12"];
 
@@ -34,125 +33,6 @@ fn config_with_edge(dir: &Path, controllers: &[u16]) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-struct Node {
-    proc: Proc,
-    grpc: u16,
-    dns: u16,
-    http: u16,
-    state: PathBuf,
-    config: PathBuf,
-}
-
-impl Node {
-    fn spawn(role: &str, config: &Path, state: &Path, grpc: u16) -> Self {
-        let (dns, http) = (free_port(), free_port());
-        let log = state.with_extension(format!("{role}.log"));
-        let proc = Proc::spawn(
-            Command::new(STEERD)
-                .args(["--role", role, "--config"])
-                .arg(config)
-                .arg("--state-dir")
-                .arg(state)
-                .args(["--dns-listen", &format!("127.0.0.1:{dns}")])
-                .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
-                .args(["--http-listen", &format!("127.0.0.1:{http}")]),
-            log,
-        );
-        let mut node = Self {
-            proc,
-            grpc,
-            dns,
-            http,
-            state: state.to_path_buf(),
-            config: config.to_path_buf(),
-        };
-        let up = poll(Duration::from_secs(20), || {
-            if let Ok(Some(status)) = node.proc.child.try_wait() {
-                panic!(
-                    "steerd --role {role} exited ({status}):\n{}",
-                    node.proc.log_text()
-                );
-            }
-            http_get(node.http, "/healthz")
-                .is_some_and(|(c, _)| c == 200)
-                .then_some(())
-        });
-        assert!(up.is_some(), "not up:\n{}", node.proc.log_text());
-        node
-    }
-
-    fn controller(config: &Path, state: &Path, grpc: u16) -> Self {
-        Self::spawn("controller", config, state, grpc)
-    }
-
-    fn edge(config: &Path, state: &Path) -> Self {
-        Self::spawn("edge", config, state, free_port())
-    }
-
-    /// Kills (SIGKILL) and starts again with the same ports and state.
-    fn restart(mut self, role: &str) -> Self {
-        self.proc.kill();
-        let (config, state, grpc) = (self.config.clone(), self.state.clone(), self.grpc);
-        drop(self);
-        Self::spawn(role, &config, &state, grpc)
-    }
-
-    fn answers(&self) -> Vec<String> {
-        let out = dig(
-            self.dns,
-            &["app.example.test", "A", &format!("+subnet={EU}"), "+short"],
-        );
-        let mut v: Vec<String> = out
-            .lines()
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn wait_answers(&self, expected: &[&str], within: Duration) {
-        let mut last = Vec::new();
-        let ok = poll(within, || {
-            last = self.answers();
-            (last == expected).then_some(())
-        });
-        assert!(
-            ok.is_some(),
-            "edge answers {last:?}, wanted {expected:?}:\n{}",
-            self.proc.log_text()
-        );
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let (code, body) = http_get(self.http, "/status").expect("/status answers");
-        assert_eq!(code, 200, "{body}");
-        serde_json::from_str(&body).expect("/status is JSON")
-    }
-
-    fn metric(&self, line_start: &str) -> Option<f64> {
-        let (_, body) = http_get(self.http, "/metrics")?;
-        body.lines()
-            .find(|l| l.starts_with(line_start))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-
-    fn steerctl(&self, args: &[&str]) {
-        let out = Command::new(STEERCTL)
-            .arg("--endpoint")
-            .arg(format!("http://127.0.0.1:{}", self.grpc))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "steerctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 #[test]

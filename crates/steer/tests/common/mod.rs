@@ -13,6 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod node;
+
 pub const STEERD: &str = env!("CARGO_BIN_EXE_steerd");
 pub const STEERCTL: &str = env!("CARGO_BIN_EXE_steerctl");
 pub const AGENT: &str = env!("CARGO_BIN_EXE_steer-agent");

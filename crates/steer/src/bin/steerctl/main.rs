@@ -329,6 +329,45 @@ fn client_tls_settings(cli: &Cli) -> Option<steer_config::ClientTls> {
 }
 
 async fn connect(cli: &Cli) -> Result<Client, Failure> {
+    connect_to(cli, &cli.endpoint).await
+}
+
+/// Makes a change; when a clustered follower answers with where the
+/// leader is, makes it once more there (the follower changed nothing).
+async fn change<T, R, F, Fut>(
+    cli: &Cli,
+    client: &Client,
+    request: R,
+    call: F,
+) -> Result<tonic::Response<T>, Status>
+where
+    R: Clone,
+    F: Fn(Client, R) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let first = call(client.clone(), request.clone()).await;
+    let Err(status) = &first else {
+        return first;
+    };
+    let leader = (status.code() == Code::Unavailable)
+        .then(|| status.metadata().get(steer_api::LEADER_METADATA))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(leader) = leader else {
+        return first;
+    };
+    eprintln!(
+        "steerctl: {} follows; sending to the leader at {leader}",
+        cli.endpoint
+    );
+    match connect_to(cli, &leader).await {
+        Ok(c) => call(c, request).await,
+        Err(_) => first,
+    }
+}
+
+async fn connect_to(cli: &Cli, endpoint: &str) -> Result<Client, Failure> {
     let token = match &cli.token_file {
         None => None,
         Some(path) => {
@@ -346,15 +385,16 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
         steer_config::check_private_file(key, "private key (--key-file)")
             .map_err(Failure::Usage)?;
     }
-    if !cli.endpoint.contains("://") {
+    if !endpoint.contains("://") {
         return Err(Failure::Usage(format!(
             "--endpoint {0:?} has no scheme: write http://{0} (or https://{0} when steerd \
              has [tls])",
-            cli.endpoint
+            endpoint
         )));
     }
-    let endpoint = Channel::from_shared(cli.endpoint.clone())
-        .map_err(|e| Failure::Usage(format!("invalid --endpoint {:?}: {e}", cli.endpoint)))?
+    let target = endpoint;
+    let endpoint = Channel::from_shared(target.to_owned())
+        .map_err(|e| Failure::Usage(format!("invalid --endpoint {target:?}: {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(cli.timeout));
     let endpoint =
@@ -367,8 +407,7 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
             src = s.source();
         }
         Failure::Unreachable(format!(
-            "cannot reach steerd at {}: {cause} (is steerd running? set --endpoint or STEER_ENDPOINT)",
-            cli.endpoint
+            "cannot reach steerd at {target}: {cause} (is steerd running? set --endpoint or STEER_ENDPOINT)"
         ))
     })?;
     Ok(OperatorClient::with_interceptor(channel, Bearer(token)))
@@ -475,22 +514,27 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             dry_run,
             force,
         } => {
-            let resp = client
-                .drain(DrainRequest {
-                    scope: Some(scope(*kind, id, pop.as_deref()).map_err(Failure::Usage)?),
-                    reason: reason.clone(),
-                    mode: match mode {
-                        ModeArg::Soft => pb::DrainMode::Soft,
-                        ModeArg::Hard => pb::DrainMode::Hard,
-                    }
-                    .into(),
-                    ramp_ms: ms(*ramp),
-                    expires_in_ms: ms(*expires),
-                    dry_run: *dry_run,
-                    force: *force,
-                })
-                .await
-                .answer()?;
+            let request = DrainRequest {
+                scope: Some(scope(*kind, id, pop.as_deref()).map_err(Failure::Usage)?),
+                reason: reason.clone(),
+                mode: match mode {
+                    ModeArg::Soft => pb::DrainMode::Soft,
+                    ModeArg::Hard => pb::DrainMode::Hard,
+                }
+                .into(),
+                ramp_ms: ms(*ramp),
+                expires_in_ms: ms(*expires),
+                dry_run: *dry_run,
+                force: *force,
+            };
+            let resp = change(
+                cli,
+                &client,
+                request,
+                |mut c, r| async move { c.drain(r).await },
+            )
+            .await
+            .answer()?;
             if json {
                 render::json(&render::drain_json(&resp));
             } else {
@@ -503,13 +547,15 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             pop,
             reason,
         } => {
-            let resp = client
-                .undrain(UndrainRequest {
-                    scope: Some(scope(*kind, id, pop.as_deref()).map_err(Failure::Usage)?),
-                    reason: reason.clone(),
-                })
-                .await
-                .answer()?;
+            let request = UndrainRequest {
+                scope: Some(scope(*kind, id, pop.as_deref()).map_err(Failure::Usage)?),
+                reason: reason.clone(),
+            };
+            let resp = change(cli, &client, request, |mut c, r| async move {
+                c.undrain(r).await
+            })
+            .await
+            .answer()?;
             if json {
                 render::json(&serde_json::json!({
                     "lifted": resp.lifted,
@@ -549,15 +595,17 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 reason,
                 expires,
             } => {
-                let resp = client
-                    .set_weight_override(pb::SetWeightOverrideRequest {
-                        pop: pop.clone(),
-                        weight_permille: *weight,
-                        reason: reason.clone(),
-                        expires_in_ms: ms(*expires),
-                    })
-                    .await
-                    .answer()?;
+                let request = pb::SetWeightOverrideRequest {
+                    pop: pop.clone(),
+                    weight_permille: *weight,
+                    reason: reason.clone(),
+                    expires_in_ms: ms(*expires),
+                };
+                let resp = change(cli, &client, request, |mut c, r| async move {
+                    c.set_weight_override(r).await
+                })
+                .await
+                .answer()?;
                 if json {
                     render::json(&serde_json::json!({
                         "intent_id": resp.intent_id,
@@ -572,13 +620,15 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 }
             }
             OverrideAction::Clear { pop, reason } => {
-                let resp = client
-                    .clear_override(pb::ClearOverrideRequest {
-                        pop: pop.clone(),
-                        reason: reason.clone(),
-                    })
-                    .await
-                    .answer()?;
+                let request = pb::ClearOverrideRequest {
+                    pop: pop.clone(),
+                    reason: reason.clone(),
+                };
+                let resp = change(cli, &client, request, |mut c, r| async move {
+                    c.clear_override(r).await
+                })
+                .await
+                .answer()?;
                 if json {
                     render::json(&serde_json::json!({
                         "cleared": resp.cleared,
@@ -719,12 +769,14 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             }
         }
         Command::ConfirmFailure { reason } => {
-            let resp = client
-                .confirm_failure(pb::ConfirmFailureRequest {
-                    reason: reason.clone(),
-                })
-                .await
-                .answer()?;
+            let request = pb::ConfirmFailureRequest {
+                reason: reason.clone(),
+            };
+            let resp = change(cli, &client, request, |mut c, r| async move {
+                c.confirm_failure(r).await
+            })
+            .await
+            .answer()?;
             if json {
                 render::json(&serde_json::json!({
                     "pops": resp.pops,

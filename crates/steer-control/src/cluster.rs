@@ -156,3 +156,150 @@ impl ControlLoop {
         self.recompute_and_publish_at(true, now)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use steer_command::{ApiCommand, ApiError, DrainCommand};
+    use steer_store::{AuditEntry, PersistedState, StateStore, StoreError};
+    use steer_types::{DrainMode, DrainScope, PopId, Timestamp};
+
+    use crate::{ControlLoop, MemStore, ReplayClock, test_world::topology};
+
+    /// One store two controllers share (etcd, in a cluster).
+    #[derive(Clone, Default)]
+    struct Shared(Arc<MemStore>);
+
+    impl StateStore for Shared {
+        fn load(&self) -> Result<Option<PersistedState>, StoreError> {
+            self.0.load()
+        }
+        fn save(&self, s: &PersistedState) -> Result<(), StoreError> {
+            self.0.save(s)
+        }
+        fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+            self.0.append_audit(e)
+        }
+        fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+            self.0.read_audit(limit)
+        }
+    }
+
+    fn controller(store: &Shared, standby: bool) -> ControlLoop {
+        let clock = ReplayClock::default();
+        clock.set(Timestamp(1_000_000));
+        let build = if standby {
+            ControlLoop::new_standby
+        } else {
+            ControlLoop::new
+        };
+        build(
+            Arc::new(topology()),
+            Box::new(store.clone()),
+            Box::new(clock),
+        )
+        .unwrap()
+        .0
+    }
+
+    fn drain(c: &mut ControlLoop, pop: &str) -> Result<u64, ApiError> {
+        let (reply, mut rx) = tokio::sync::oneshot::channel();
+        c.handle(ApiCommand::Drain {
+            cmd: DrainCommand {
+                scope: DrainScope::Pop {
+                    pop: PopId::new(pop),
+                },
+                mode: DrainMode::Hard,
+                ramp: Duration::ZERO,
+                expires_in: None,
+                reason: "cluster test".into(),
+                principal: "alice".into(),
+                dry_run: false,
+                force: true,
+            },
+            reply,
+        });
+        rx.try_recv().unwrap().map(|o| o.plan_version)
+    }
+
+    fn lead(c: &mut ControlLoop) -> Result<u64, ApiError> {
+        let (reply, mut rx) = tokio::sync::oneshot::channel();
+        c.handle(ApiCommand::Lead { reply });
+        rx.try_recv().unwrap()
+    }
+
+    fn weight(c: &ControlLoop, pop: &str) -> u32 {
+        c.plan()
+            .body
+            .pops
+            .iter()
+            .find(|p| p.id.as_str() == pop)
+            .map_or(0, |p| p.weight)
+    }
+
+    #[test]
+    fn a_follower_writes_nothing_takes_the_leaders_intents_and_takes_over() {
+        let store = Shared::default();
+        let mut a = controller(&store, false);
+        let mut b = controller(&store, true);
+        assert!(b.is_standby());
+
+        // The follower refuses changes and writes nothing.
+        let refused = drain(&mut b, "fra1").unwrap_err();
+        assert!(
+            matches!(&refused, ApiError::Unavailable(m) if m.contains("follower")),
+            "{refused:?}"
+        );
+        assert!(b.intents.drains.is_empty());
+        let before = store.load().unwrap();
+        b.handle(ApiCommand::Reload {
+            topology: Arc::new(topology()),
+            slos: None,
+            principal: "bob".into(),
+            reason: "local reload".into(),
+            reply: tokio::sync::oneshot::channel().0,
+        });
+        assert_eq!(store.load().unwrap(), before, "a follower wrote the state");
+
+        // The leader drains; the follower takes the intents from the
+        // shared state and plans the same.
+        let v = drain(&mut a, "fra1").unwrap();
+        let shared = store.load().unwrap().unwrap();
+        assert_eq!(shared.plan_version, v);
+        b.handle(ApiCommand::AdoptState {
+            intents: shared.intents.clone(),
+            plan_version: shared.plan_version,
+        });
+        assert_eq!(b.intents, a.intents);
+        assert_eq!(weight(&b, "fra1"), 0);
+        assert_eq!(weight(&b, "ams1"), weight(&a, "ams1"));
+
+        // The leader goes; the follower takes over with what the store
+        // holds (including a change it never heard about) and writes.
+        drain(&mut a, "iad1").unwrap();
+        a.handle(ApiCommand::Follow);
+        assert!(drain(&mut a, "ord1").is_err(), "a deposed leader changed");
+        let first = lead(&mut b).unwrap();
+        assert!(!b.is_standby());
+        let shared = store.load().unwrap().unwrap();
+        assert_eq!(shared.plan_version, first);
+        assert!(
+            first >= v + 2,
+            "sequences continue above the shared state's: {first}"
+        );
+        assert_eq!(b.intents.drains.len(), 2, "took over the shared intents");
+        assert_eq!(weight(&b, "iad1"), 0);
+        let next = drain(&mut b, "ams1").unwrap();
+        assert!(next > first);
+        assert_eq!(store.load().unwrap().unwrap().intents.drains.len(), 3);
+
+        // A leader ignores its own writes coming back.
+        b.handle(ApiCommand::AdoptState {
+            intents: steer_types::Intents::default(),
+            plan_version: 0,
+        });
+        assert_eq!(b.intents.drains.len(), 3);
+    }
+}

@@ -26,7 +26,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context;
 use arc_swap::ArcSwap;
 use prost::Message;
 use serde::Serialize;
@@ -142,14 +141,22 @@ fn default_node_id(port: u16) -> String {
 }
 
 /// Connects the store (before the loop is built: it reads the state).
-pub(crate) fn connect_store(options: &EtcdOptions) -> anyhow::Result<Arc<EtcdStore>> {
-    let store = EtcdStore::connect(options.clone()).with_context(|| {
-        format!(
-            "connecting to etcd ({}) for the [cluster] store",
-            options.endpoints.join(", ")
-        )
-    })?;
-    Ok(Arc::new(store))
+/// Waits for etcd as long as it takes (a controller may start before etcd
+/// has formed), saying so in the log.
+pub(crate) async fn connect_store(options: &EtcdOptions) -> Arc<EtcdStore> {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let attempt = options.clone();
+        match tokio::task::spawn_blocking(move || EtcdStore::connect(attempt)).await {
+            Ok(Ok(store)) => return Arc::new(store),
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot reach etcd for the [cluster] store yet; retrying")
+            }
+            Err(e) => warn!(error = %e, "etcd connect task failed; retrying"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Starts the election, the plan publisher, and the watches of the shared
@@ -307,6 +314,10 @@ async fn elect(
         metrics::counter!("steer_cluster_leadership_lost_total").increment(1);
         step_down(&store, &to_loop, &status).await;
         leadership.resign().await;
+        // Tell callers who leads now, without waiting for the next poll.
+        if let Ok(leader) = elector.leader_info().await {
+            update_status(&status, |s| s.leader = leader.clone().map(LeaderView::from));
+        }
     }
     watcher.abort();
 }

@@ -55,18 +55,32 @@ pub(crate) async fn run(
     let config_path = config.source.clone();
 
     let topology = Arc::new(config.topology.clone());
-    let shared = shared_store(&config, data_planes)?;
+    let shared = shared_store(&config, data_planes).await?;
     // The API writes refusals and reads the audit log itself, never
     // through the control loop (appends are one write per line each).
     let (api_store, adopted, mut control, handles): (Arc<dyn StateStore>, _, _, _) = match &shared {
         #[cfg(feature = "etcd")]
         Some(shared) => {
-            let (control, handles) = ControlLoop::new_standby(
-                topology,
-                Box::new(shared.store.clone()),
-                Box::new(SystemClock),
-            )
-            .context("reading the shared state from etcd")?;
+            // etcd may still be forming (or out of quorum) when a
+            // controller starts: wait for it rather than exit.
+            let mut pause = Duration::from_millis(200);
+            let (control, handles) = loop {
+                match ControlLoop::new_standby(
+                    topology.clone(),
+                    Box::new(shared.store.clone()),
+                    Box::new(SystemClock),
+                ) {
+                    Ok(built) => break built,
+                    Err(steer_store::StoreError::Unavailable { reason }) => {
+                        warn!(%reason, "cannot read the shared state yet; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        return Err(e).context("reading the shared state from etcd");
+                    }
+                }
+            };
             (Arc::new(shared.store.clone()), None, control, handles)
         }
         _ => {
@@ -360,7 +374,7 @@ struct Shared {
 enum Shared {}
 
 /// The etcd store when `[cluster]` is configured (controllers only).
-fn shared_store(config: &SteerConfig, data_planes: bool) -> anyhow::Result<Option<Shared>> {
+async fn shared_store(config: &SteerConfig, data_planes: bool) -> anyhow::Result<Option<Shared>> {
     let Some(settings) = &config.cluster else {
         return Ok(None);
     };
@@ -380,7 +394,7 @@ fn shared_store(config: &SteerConfig, data_planes: bool) -> anyhow::Result<Optio
             prefix = %options.prefix,
             "state in etcd; following until elected"
         );
-        let store = crate::cluster::connect_store(&options)?;
+        let store = crate::cluster::connect_store(&options).await;
         Ok(Some(Shared {
             options,
             lease_ttl: settings.lease_ttl,

@@ -302,6 +302,13 @@ fn a_new_leader_takes_over_and_a_deposed_one_reaches_no_edge() {
         (role(paused) == "follower").then_some(())
     });
     assert!(follows.is_some(), "{}", paused.proc.log_text());
+    let knows = poll(Duration::from_secs(5), || {
+        paused.status()["cluster"]["leader"]["node"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(&format!(":{}", returned.grpc)))
+            .then_some(())
+    });
+    assert!(knows.is_some(), "{}", paused.status());
     assert!(
         paused
             .metric("steer_cluster_leadership_lost_total")

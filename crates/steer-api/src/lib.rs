@@ -10,14 +10,16 @@ mod convert;
 mod denied;
 pub mod plan_feed;
 mod service;
+mod slo_doc;
 mod status_doc;
 
 pub use auth::{Authenticator, Denial, SharedAuthenticator, interceptor};
 pub use denied::{AuditReader, AuditSink, DeniedAudit};
 pub use service::{
-    BgpStatusSource, LEADER_METADATA, OperatorService, UNARY_TIMEOUT, WriteGate, api_status,
-    register_metrics,
+    BgpStatusSource, LEADER_METADATA, OperatorService, SlosSource, UNARY_TIMEOUT, WriteGate,
+    api_status, register_metrics,
 };
+pub use slo_doc::slo_document;
 pub use status_doc::{scope_text, status_document, status_response};
 /// The command vocabulary lives in `steer-command` (the loop builds
 /// without tonic); re-exported so API callers keep one import path.

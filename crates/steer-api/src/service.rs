@@ -67,7 +67,16 @@ pub struct OperatorService {
     /// Whether this controller may take changes (a clustered follower
     /// answers with where the leader is).
     write_gate: Option<WriteGate>,
+    /// The SLOs as last evaluated (GetSlos).
+    slos: Option<SlosSource>,
 }
+
+/// Reads the SLOs as the control loop last evaluated them.
+pub type SlosSource = Arc<dyn Fn() -> pb::GetSlosResponse + Send + Sync>;
+
+/// Longest range one SLO correction may exclude (a year and a bit: an SLO
+/// window is at most that).
+const MAX_CORRECTION: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// The metadata key in which a clustered follower's refusal of a change
 /// names the leader's API URL (steerctl retries the call there).
@@ -118,6 +127,7 @@ pub fn register_metrics() {
         "GetAudit",
         "ReloadConfig",
         "ConfirmFailure",
+        "CorrectSlo",
     ] {
         metrics::counter!("steer_api_timeouts_total", "method" => method).absolute(0);
     }
@@ -179,7 +189,14 @@ impl OperatorService {
             },
             plans,
             write_gate: None,
+            slos: None,
         }
+    }
+
+    /// Answers GetSlos from `source`.
+    pub fn with_slos(mut self, source: SlosSource) -> Self {
+        self.slos = Some(source);
+        self
     }
 
     /// Serves edges the plans of `source` (a clustered control plane's
@@ -775,6 +792,56 @@ impl Operator for OperatorService {
             plan_version: version,
             detail: "config validated and applied".into(),
         }))
+    }
+
+    async fn get_slos(
+        &self,
+        req: Request<pb::GetSlosRequest>,
+    ) -> Result<Response<pb::GetSlosResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read SLOs", "").await?;
+        metrics::counter!("steer_api_requests_total", "method" => "GetSlos").increment(1);
+        Ok(Response::new(
+            self.slos.as_ref().map(|s| s()).unwrap_or_default(),
+        ))
+    }
+
+    async fn correct_slo(
+        &self,
+        req: Request<pb::CorrectSloRequest>,
+    ) -> Result<Response<pb::CorrectSloResponse>, Status> {
+        let principal = self
+            .authorize(&req, Role::Operator, "correct SLO", &req.get_ref().slo)
+            .await?;
+        self.may_write()?;
+        let body = req.into_inner();
+        let slo = convert::id(&body.slo, "slo")?.to_owned();
+        let reason = convert::reason(&body.reason)?;
+        if body.start_unix_ms <= 0 || body.end_unix_ms <= body.start_unix_ms {
+            return Err(Status::invalid_argument(
+                "`start_unix_ms` and `end_unix_ms` must be a range with its end after its start",
+            ));
+        }
+        let span = u64::try_from(body.end_unix_ms - body.start_unix_ms).unwrap_or(u64::MAX);
+        if span > MAX_CORRECTION.as_millis() as u64 {
+            return Err(Status::invalid_argument(format!(
+                "a correction spans at most {} days",
+                MAX_CORRECTION.as_secs() / 86_400
+            )));
+        }
+        let correction = steer_slo::Correction {
+            slo,
+            start: steer_types::Timestamp::from_unix_ms(body.start_unix_ms),
+            end: steer_types::Timestamp::from_unix_ms(body.end_unix_ms),
+            reason,
+            principal,
+        };
+        self.call("CorrectSlo", |reply| ApiCommand::CorrectSlo {
+            correction,
+            reply,
+        })
+        .await?
+        .map_err(api_status)?;
+        Ok(Response::new(pb::CorrectSloResponse {}))
     }
 
     async fn confirm_failure(

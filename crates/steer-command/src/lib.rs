@@ -139,6 +139,11 @@ pub enum ApiCommand {
         /// (PoPs released, plan version)
         reply: Reply<(Vec<String>, u64)>,
     },
+    /// Exclude a time range from an SLO's budget (audited).
+    CorrectSlo {
+        correction: steer_slo::Correction,
+        reply: Reply<()>,
+    },
     /// A clustered controller won the election: read the shared state
     /// again (the previous leader may have changed it), write from now
     /// on, and publish. Replies with the first plan version it publishes.

@@ -47,7 +47,7 @@ pub use alertmanager::run_sender as run_alertmanager_sender;
 pub use clock::{Clock, MonotonicClock, SystemClock};
 pub use dry_run::{DrainProjector, ProjectionInputs};
 pub use record::{MemStore, Recorded, Recorder, ReplayClock, ReplayReport, digest, replay};
-pub use slo::{PopBurn, SloSnapshot, slo_document};
+pub use slo::{PopBurn, SloSnapshot};
 
 /// Reports queued for the control loop, and the most it applies at once.
 const HEALTH_QUEUE: usize = 1024;
@@ -588,6 +588,35 @@ impl ControlLoop {
         self.slo.correct(correction)
     }
 
+    /// An operator's SLO correction: stored with the SLO histories, then
+    /// audited. A follower refuses it (the leader's histories count).
+    pub(crate) fn correct_slo_command(&mut self, c: steer_slo::Correction) -> Result<(), ApiError> {
+        if self.standby {
+            return Err(ApiError::Unavailable(
+                "this controller is a follower: changes are made by the leader (nothing was changed)"
+                    .into(),
+            ));
+        }
+        let mut entry = self.entry(
+            c.principal.clone(),
+            "slo-correct",
+            format!("slo {}", c.slo),
+            c.reason.clone(),
+        );
+        entry.detail = format!(
+            "excluded from the budget: {} to {}",
+            c.start.rfc3339(),
+            c.end.rfc3339()
+        );
+        let now = self.clock.now();
+        tokio::task::block_in_place(|| self.slo.correct_durably(c, now, &*self.store))?;
+        if let Err(e) = self.audit(&entry) {
+            metrics::counter!("steer_audit_write_errors_total").increment(1);
+            tracing::error!(error = %e, "SLO correction stored but its audit entry could not be written");
+        }
+        Ok(())
+    }
+
     /// Saves the SLO histories now (before a clean shutdown).
     pub fn save_slo_state(&mut self) {
         if self.standby {
@@ -970,6 +999,9 @@ impl ControlLoop {
                 reply,
             } => {
                 let _ = reply.send(self.confirm_failure(reason, principal));
+            }
+            ApiCommand::CorrectSlo { correction, reply } => {
+                let _ = reply.send(self.correct_slo_command(correction));
             }
             ApiCommand::Lead { reply } => {
                 let _ = reply.send(self.lead());

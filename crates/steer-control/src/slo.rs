@@ -198,22 +198,58 @@ impl SloRuntime {
 
     /// Saves the histories now (also before a clean shutdown).
     pub(crate) fn save(&mut self, now: Timestamp, store: &dyn StateStore) {
+        if let Err(e) = self.try_save(now, store) {
+            warn!(error = %e, "could not save the SLO histories; retrying in a minute");
+        }
+    }
+
+    fn try_save(&mut self, now: Timestamp, store: &dyn StateStore) -> Result<(), String> {
         self.engine.expire_corrections(now);
-        let bytes = match serde_json::to_vec(self.engine.state()) {
-            Ok(b) => b,
-            Err(e) => {
-                error!(error = %e, "cannot encode the SLO histories");
-                return;
-            }
-        };
+        let bytes = serde_json::to_vec(self.engine.state()).map_err(|e| {
+            error!(error = %e, "cannot encode the SLO histories");
+            format!("cannot encode the SLO histories: {e}")
+        })?;
         self.last_save = Some(now);
         match store.save_document(SLO_DOCUMENT, &bytes) {
-            Ok(()) => self.dirty = false,
+            Ok(()) => {
+                self.dirty = false;
+                Ok(())
+            }
             Err(e) => {
                 metrics::counter!("steer_slo_state_errors_total").increment(1);
-                warn!(error = %e, "could not save the SLO histories; retrying in a minute");
+                Err(e.to_string())
             }
         }
+    }
+
+    /// A correction from an operator: in force only once it is stored with
+    /// the histories (a restart or failover keeps it); otherwise taken back.
+    pub(crate) fn correct_durably(
+        &mut self,
+        c: Correction,
+        now: Timestamp,
+        store: &dyn StateStore,
+    ) -> Result<(), steer_command::ApiError> {
+        use steer_command::ApiError;
+        if !self.engine.specs().iter().any(|s| s.name == c.slo) {
+            return Err(ApiError::NotFound(format!("no SLO {:?}", c.slo)));
+        }
+        self.engine
+            .correct(c.clone())
+            .map_err(ApiError::InvalidArgument)?;
+        self.dirty = true;
+        self.last_eval = None;
+        if let Err(e) = self.try_save(now, store) {
+            self.engine.withdraw_correction(&c);
+            return Err(ApiError::Unavailable(format!(
+                "could not store the correction, nothing was changed: {e}"
+            )));
+        }
+        // Readers see the corrected budget at once, not at the next
+        // evaluation.
+        self.last_eval = Some(now);
+        self.evaluate(now);
+        Ok(())
     }
 
     fn evaluate(&mut self, now: Timestamp) {
@@ -277,65 +313,6 @@ impl SloRuntime {
             corrections: self.engine.state().corrections.clone(),
         }));
     }
-}
-
-/// The SLO part of `/status`: per SLO its objective, SLI, budget, burn
-/// rates per window, alert states and which PoPs burn. Windows are in
-/// seconds and Prometheus notation.
-pub fn slo_document(snapshot: &SloSnapshot, specs: &[SloSpec]) -> serde_json::Value {
-    let slos: Vec<serde_json::Value> = snapshot
-        .evaluations
-        .iter()
-        .map(|e| {
-            let spec = specs.iter().find(|s| s.name == e.slo);
-            let finite = |v: f64| {
-                if v.is_finite() {
-                    serde_json::json!(v)
-                } else {
-                    serde_json::Value::Null
-                }
-            };
-            serde_json::json!({
-                "name": e.slo,
-                "service": spec.map(|s| s.service.clone()),
-                "objective": spec.map(|s| s.objective.target()),
-                "kind": spec.map(|s| match s.objective {
-                    steer_slo::Objective::Availability { .. } => "availability",
-                    steer_slo::Objective::Latency { .. } => "latency",
-                }),
-                "window": spec.map(|s| duration_text(s.window)),
-                "region": spec.and_then(|s| s.region.clone()),
-                "pop": spec.and_then(|s| s.pop.clone()),
-                "events": e.window_counts.total,
-                "bad_events": e.window_counts.bad,
-                "sli": e.sli,
-                "budget_remaining": finite(e.budget_remaining),
-                "exhausted": e.exhausted(),
-                "burn_rates": e.burns.iter().map(|b| serde_json::json!({
-                    "window": duration_text(b.window),
-                    "window_s": b.window.as_secs(),
-                    "burn_rate": finite(b.burn_rate),
-                    "events": b.counts.total,
-                    "bad_events": b.counts.bad,
-                })).collect::<Vec<_>>(),
-                "alerts": e.alerts.iter().map(|a| serde_json::json!({
-                    "severity": a.severity.to_string(),
-                    "burn_rate": a.burn_rate,
-                    "long": duration_text(a.long.window),
-                    "short": duration_text(a.short.window),
-                    "firing": a.firing,
-                    "held_back": a.held_back,
-                })).collect::<Vec<_>>(),
-                "firing": e.firing().map(|s| s.to_string()),
-                "pops": snapshot.pop_burn.get(&e.slo),
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "evaluated_unix_ms": snapshot.at.0,
-        "slos": slos,
-        "corrections": snapshot.corrections,
-    })
 }
 
 #[cfg(test)]

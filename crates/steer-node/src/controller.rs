@@ -237,6 +237,10 @@ pub(crate) async fn run(
         operator = operator.with_bgp_status(b.clone());
     }
     operator = operator.with_status_snapshot(handles.status.clone());
+    operator = {
+        let slos = handles.slo.clone();
+        operator.with_slos(Arc::new(move || crate::slo::slo_response(&slos.load())))
+    };
     #[cfg(feature = "etcd")]
     let mut cluster_section: Option<(&'static str, http::SectionSource)> = None;
     #[cfg(not(feature = "etcd"))]

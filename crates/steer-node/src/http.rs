@@ -188,7 +188,7 @@ async fn status_page(State(s): State<AppState>, headers: HeaderMap) -> Response 
                     if !snap.specs.is_empty() {
                         obj.insert(
                             "slo".to_owned(),
-                            steer_control::slo_document(&snap, &snap.specs),
+                            steer_api::slo_document(&crate::slo::slo_response(&snap)),
                         );
                     }
                 }

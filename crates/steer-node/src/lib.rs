@@ -17,6 +17,7 @@ mod controller;
 pub mod edge;
 mod http;
 mod reload;
+mod slo;
 mod tls;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};

@@ -200,6 +200,14 @@ impl SloEngine {
         Ok(())
     }
 
+    /// Takes back a correction [`correct`](Self::correct) added (it could
+    /// not be stored, so it must not count).
+    pub fn withdraw_correction(&mut self, correction: &Correction) {
+        if let Some(i) = self.state.corrections.iter().rposition(|c| c == correction) {
+            self.state.corrections.remove(i);
+        }
+    }
+
     /// Drops corrections that no window can reach any more.
     pub fn expire_corrections(&mut self, now: Timestamp) {
         let longest = self

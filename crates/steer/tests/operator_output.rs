@@ -166,12 +166,17 @@ fn status_json_is_one_versioned_schema_on_http_and_in_steerctl() {
         http.as_object_mut().unwrap().remove("bgp").is_some(),
         "{body}"
     );
-    // So do the SLOs' evaluations (the quickstart has one); steerctl has
-    // no SLO view yet.
-    assert!(
-        http.as_object_mut().unwrap().remove("slo").is_some(),
-        "{body}"
-    );
+    // So do the SLOs' evaluations (the quickstart has one): the same
+    // document as `steerctl --output json slo`.
+    let slo_http = http.as_object_mut().unwrap().remove("slo").unwrap();
+    let slo_cli: serde_json::Value =
+        serde_json::from_str(&stdout(&s.steerctl(&["--output", "json", "slo"]))).unwrap();
+    let (mut a, mut b) = (Default::default(), Default::default());
+    key_paths(&slo_http, "", &mut a);
+    key_paths(&slo_cli, "", &mut b);
+    assert_eq!(a, b, "/status slo and steerctl slo differ in shape");
+    assert_eq!(slo_cli["slos"][0]["name"], "app-availability");
+    assert_eq!(slo_cli["slos"][0]["objective"], 0.999);
     let cli: serde_json::Value =
         serde_json::from_str(&stdout(&s.steerctl(&["--output", "json", "status"]))).unwrap();
 
@@ -232,4 +237,86 @@ fn status_json_is_one_versioned_schema_on_http_and_in_steerctl() {
         &mut real,
     );
     assert_eq!(documented, real, "README example vs /status");
+}
+
+#[test]
+fn slo_view_and_audited_corrections() {
+    let s = Steerd::start("slo-correct");
+    let table = stdout(&s.steerctl(&["slo"]));
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("app-availability"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains("99.900%") && line.contains("28d"), "{table}");
+
+    stdout(&s.steerctl(&[
+        "slo",
+        "correct",
+        "app-availability",
+        "--from",
+        "-2h",
+        "--to",
+        "-1h",
+        "--reason",
+        "planned failover drill, CHG-42",
+    ]));
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&s.steerctl(&["--output", "json", "slo"]))).unwrap();
+    let c = &json["corrections"][0];
+    assert_eq!(c["slo"], "app-availability", "{json:#}");
+    assert_eq!(c["reason"], "planned failover drill, CHG-42");
+    let span = c["end_unix_ms"].as_i64().unwrap() - c["start_unix_ms"].as_i64().unwrap();
+    assert_eq!(span, 3_600_000);
+    let table = stdout(&s.steerctl(&["slo"]));
+    assert!(table.contains("CHG-42"), "{table}");
+    let audit = stdout(&s.steerctl(&["audit"]));
+    assert!(
+        audit.contains("slo-correct") && audit.contains("CHG-42"),
+        "{audit}"
+    );
+
+    // Refusals say what is wrong and change nothing.
+    let unknown = s.steerctl(&[
+        "slo", "correct", "nope", "--from", "-1h", "--reason", "typo",
+    ]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("not found"),
+        "{unknown:?}"
+    );
+    let inverted = s.steerctl(&[
+        "slo",
+        "correct",
+        "app-availability",
+        "--from",
+        "now",
+        "--to",
+        "-1h",
+        "--reason",
+        "backwards",
+    ]);
+    assert!(!inverted.status.success());
+    assert!(
+        String::from_utf8_lossy(&inverted.stderr).contains("end after its start"),
+        "{inverted:?}"
+    );
+    let bad_time = s.steerctl(&[
+        "slo",
+        "correct",
+        "app-availability",
+        "--from",
+        "yesterday",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(bad_time.status.code(), Some(2), "{bad_time:?}");
+
+    // The correction is durable: it survives kill -9.
+    let s = s.restart_after_kill9();
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&s.steerctl(&["--output", "json", "slo"]))).unwrap();
+    assert_eq!(
+        json["corrections"][0]["reason"], "planned failover drill, CHG-42",
+        "{json:#}"
+    );
 }

@@ -181,9 +181,12 @@ enum Command {
         reason: String,
     },
     /// SLOs: Prometheus rules equivalent to steerd's own judgement.
+    /// SLOs: objective, SLI, budget left, burn rate per window, alerts
+    /// (no subcommand); `correct` excludes maintenance; `rules` prints
+    /// Prometheus rules.
     Slo {
         #[command(subcommand)]
-        action: SloAction,
+        action: Option<SloAction>,
     },
     /// Validate and apply steerd's config file.
     Reload {
@@ -194,6 +197,20 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum SloAction {
+    /// Every SLO as steerd last evaluated it (the default).
+    Status,
+    /// Exclude a time range from an SLO's budget (planned maintenance);
+    /// audited. Times: RFC 3339 (2026-12-01T06:00:00Z), `now`, or `-2h`
+    /// (that long ago).
+    Correct {
+        slo: String,
+        #[arg(long, allow_hyphen_values = true)]
+        from: String,
+        #[arg(long, default_value = "now", allow_hyphen_values = true)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Print Prometheus recording and alerting rules for the config's
     /// [[slos]] (offline: reads the file, talks to no steerd). Check them
     /// with `promtool check rules`.
@@ -468,7 +485,7 @@ fn ms(d: Option<Duration>) -> u64 {
 async fn run(cli: &Cli) -> Result<(), Failure> {
     let json = cli.output == Output::Json;
     if let Command::Slo {
-        action: SloAction::Rules { config },
+        action: Some(SloAction::Rules { config }),
     } = &cli.command
     {
         let c = steer_config::load_steerd(config)
@@ -766,6 +783,57 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 render::json(&render::audit_json(&resp.entries));
             } else {
                 out!("{}", render::audit_table(&resp.entries));
+            }
+        }
+        Command::Slo {
+            action: None | Some(SloAction::Status),
+        } => {
+            let resp = client.get_slos(pb::GetSlosRequest {}).await.answer()?;
+            if json {
+                render::json(&steer_api::slo_document(&resp));
+            } else {
+                out!("{}", render::slo_table(&resp));
+            }
+        }
+        Command::Slo {
+            action:
+                Some(SloAction::Correct {
+                    slo,
+                    from,
+                    to,
+                    reason,
+                }),
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let start = render::parse_time(from, now)
+                .map_err(|e| Failure::Usage(format!("--from: {e}")))?;
+            let end =
+                render::parse_time(to, now).map_err(|e| Failure::Usage(format!("--to: {e}")))?;
+            let request = pb::CorrectSloRequest {
+                slo: slo.clone(),
+                start_unix_ms: start,
+                end_unix_ms: end,
+                reason: reason.clone(),
+            };
+            change(cli, &client, request, |mut c, r| async move {
+                c.correct_slo(r).await
+            })
+            .await
+            .answer()?;
+            if json {
+                render::json(&serde_json::json!({
+                    "slo": slo,
+                    "start_unix_ms": start,
+                    "end_unix_ms": end,
+                }));
+            } else {
+                outln!(
+                    "{slo}: {} to {} excluded from the budget",
+                    steer_types::Timestamp(start).rfc3339(),
+                    steer_types::Timestamp(end).rfc3339()
+                );
             }
         }
         Command::ConfirmFailure { reason } => {

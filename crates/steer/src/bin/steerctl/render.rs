@@ -467,3 +467,167 @@ pub(crate) fn bgp_table(s: &GetStatusResponse) -> String {
     out.push_str(&routes.render());
     out
 }
+
+/// Every SLO on one line each: objective, SLI, budget left, burn rate per
+/// alert window (shortest first), the firing alert; then corrections.
+pub(crate) fn slo_table(r: &pb::GetSlosResponse) -> String {
+    if r.slos.is_empty() {
+        return "no SLOs configured ([[slos]] in steerd's config)\n".to_owned();
+    }
+    let number = |v: f64, digits: usize| {
+        if v.is_finite() {
+            format!("{v:.digits$}")
+        } else {
+            "-".to_owned()
+        }
+    };
+    let mut t = Table::new(&[
+        "SLO",
+        "SERVICE",
+        ">OBJECTIVE",
+        "WINDOW",
+        ">SLI",
+        ">BUDGET",
+        "ALERT",
+        "BURN RATE",
+    ]);
+    for s in &r.slos {
+        let budget = if s.budget_remaining.is_finite() {
+            format!("{:.1}%", s.budget_remaining * 100.0)
+        } else {
+            "-".to_owned()
+        };
+        let burns: Vec<String> = s
+            .burn_rates
+            .iter()
+            .map(|b| format!("{} {}x", b.window, number(b.burn_rate, 1)))
+            .collect();
+        t.row(vec![
+            s.name.clone(),
+            s.service.clone(),
+            format!("{}%", number(s.objective * 100.0, 3)),
+            s.window.clone(),
+            format!("{}%", number(s.sli * 100.0, 3)),
+            budget,
+            if s.firing.is_empty() {
+                "-".to_owned()
+            } else {
+                s.firing.to_uppercase()
+            },
+            burns.join("  "),
+        ]);
+    }
+    let mut out = t.render();
+    if !r.corrections.is_empty() {
+        let mut c = Table::new(&["CORRECTION", "FROM", "TO", "BY", "REASON"]);
+        for x in &r.corrections {
+            c.row(vec![
+                x.slo.clone(),
+                format_ms(x.start_unix_ms),
+                format_ms(x.end_unix_ms),
+                x.principal.clone(),
+                x.reason.clone(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&c.render());
+    }
+    out
+}
+
+/// A time for `steerctl slo correct`: `now`, `-<duration>` (that long
+/// before `now_ms`), or RFC 3339 UTC / with an offset
+/// (`2026-12-01T06:00:00Z`, `2026-12-01T08:00:00+02:00`).
+pub(crate) fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    let t = text.trim();
+    if t == "now" {
+        return Ok(now_ms);
+    }
+    if let Some(ago) = t.strip_prefix('-') {
+        let d = steer_config::parse_duration(ago)?;
+        return Ok(now_ms - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2));
+    }
+    rfc3339_ms(t).ok_or_else(|| {
+        format!("{t:?} is not `now`, `-<duration>` (e.g. -2h) or RFC 3339 (2026-12-01T06:00:00Z)")
+    })
+}
+
+fn rfc3339_ms(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Fractional seconds, then Z or ±HH:MM.
+    let mut rest = t.get(19..)?;
+    let mut ms = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        let f = frac.get(..digits)?;
+        ms = format!("{f:0<3}").get(..3)?.parse::<i64>().ok()?;
+        rest = frac.get(digits..)?;
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (oh, om) = (
+                rest.get(1..3)?.parse::<i64>().ok()?,
+                rest.get(4..6)?.parse::<i64>().ok()?,
+            );
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    // Days from the civil date (proleptic Gregorian).
+    let (y2, m2) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + s) - offset_s) * 1000 + ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_operators_write_them() {
+        assert_eq!(parse_time("now", 5_000), Ok(5_000));
+        assert_eq!(parse_time("-2h", 10_000_000), Ok(10_000_000 - 7_200_000));
+        assert_eq!(parse_time("1970-01-01T00:00:01Z", 0), Ok(1_000));
+        assert_eq!(parse_time("2026-12-01T06:00:00Z", 0), Ok(1_796_104_800_000));
+        assert_eq!(
+            parse_time("2026-12-01T08:00:00.5+02:00", 0),
+            Ok(1_796_104_800_500)
+        );
+        // Round trip with the writer every RFC 3339 output uses.
+        let t = 1_796_104_800_123;
+        assert_eq!(parse_time(&steer_types::Timestamp(t).rfc3339(), 0), Ok(t));
+        for bad in [
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-12-01T06:00:00",
+            "-2x",
+        ] {
+            assert!(parse_time(bad, 0).is_err(), "{bad}");
+        }
+    }
+}

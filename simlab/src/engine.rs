@@ -80,6 +80,10 @@ pub(crate) struct StepRecord {
     pub(crate) planned_utilisation: Vec<f64>,
     /// Plans published since the previous record.
     pub(crate) published: usize,
+    /// Edges had no plan source this step (left out when false, so runs
+    /// without control-plane faults keep their traces).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) control_plane_gone: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -627,6 +631,7 @@ pub(crate) fn run(
                     .map(|x| (x * 1000.0).round() / 1000.0)
                     .collect(),
                 published: std::mem::take(&mut published),
+                control_plane_gone,
             });
         }
         t_ms += step_ms;

@@ -494,6 +494,31 @@ pub(crate) fn svg(s: &Summary, pops: &[String], steps: &[StepRecord]) -> String 
             t
         );
     }
+    // While edges had no plan source: shaded.
+    let mut gone_from: Option<f64> = None;
+    let step_s = steps.get(1).map_or(1.0, |st| st.t_s) - steps.first().map_or(0.0, |st| st.t_s);
+    for (i, st) in steps.iter().enumerate() {
+        if st.control_plane_gone && gone_from.is_none() {
+            gone_from = Some(st.t_s);
+        }
+        let ends = !st.control_plane_gone || i + 1 == steps.len();
+        if let Some(from) = gone_from
+            && ends
+        {
+            let to = if st.control_plane_gone {
+                st.t_s + step_s
+            } else {
+                st.t_s
+            };
+            let _ = writeln!(
+                out,
+                r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{plot_h}" fill="#999" fill-opacity="0.15"/>"##,
+                x(from),
+                x(to) - x(from)
+            );
+            gone_from = None;
+        }
+    }
     // Fault markers.
     for f in &s.faults {
         let fx = x(f.at_s as f64);

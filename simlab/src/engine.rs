@@ -15,18 +15,18 @@ use std::{
 use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use serde::Serialize;
 use steer_command::{ApiCommand, DrainCommand};
-use steer_control::{ControlLoop, MemStore, ReplayClock};
+use steer_control::{ControlLoop, ReplayClock};
 use steer_dns::{ClientInfo, DnsView, Question};
 use steer_health::{Observation, ObservedReport, PeerObservation};
-use steer_store::{PersistedState, StateStore, StoreError};
 use steer_types::{
     AnnounceState, DrainMode, DrainScope, Plan, PopId, RailFired, Timestamp, Topology,
-    answers::AnswerTally, audit::AuditEntry,
+    answers::AnswerTally,
 };
 
 use crate::{
+    cluster::{Cluster, DEFAULT_LEASE_TTL_S, SharedStore, Wiring},
     naive,
-    scenario::{Curve, Fault, Scenario},
+    scenario::{CLUSTER_KINDS, Curve, Fault, Scenario},
 };
 
 /// Simulated wall clock starts here (fixed, for byte-identical traces).
@@ -50,31 +50,13 @@ impl Rng {
     }
 }
 
-/// A store shared with the engine, so a simulated restart can read what
-/// the dead control loop persisted.
-#[derive(Clone, Default)]
-struct SharedStore(Arc<MemStore>);
-
-impl StateStore for SharedStore {
-    fn load(&self) -> Result<Option<PersistedState>, StoreError> {
-        self.0.load()
-    }
-    fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
-        self.0.save(state)
-    }
-    fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.0.append_audit(entry)
-    }
-    fn read_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.0.read_audit(limit)
-    }
-}
-
 struct Resolver {
     region: Option<usize>,
     addr: Ipv4Addr,
     holds: bool,
     answer: Vec<usize>,
+    /// Which compiled view (see `view_id`) gave `answer`.
+    answer_view: u64,
     expires_ms: u64,
 }
 
@@ -98,6 +80,10 @@ pub(crate) struct StepRecord {
     pub(crate) planned_utilisation: Vec<f64>,
     /// Plans published since the previous record.
     pub(crate) published: usize,
+    /// Edges had no plan source this step (left out when false, so runs
+    /// without control-plane faults keep their traces).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) control_plane_gone: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,6 +104,17 @@ pub(crate) struct Outcome {
     pub(crate) rails_fired: usize,
     pub(crate) max_weight_change_per_step: u32,
     pub(crate) plans: usize,
+    /// Time edges had no plan source (no control plane, no leader, no
+    /// etcd quorum, or cut off from every controller).
+    pub(crate) control_plane_gone_ms: u64,
+    /// While the control plane was gone: answers edges served that differ
+    /// from what they had served the same resolver since it went (every
+    /// step, not only recorded ones).
+    pub(crate) answer_changes_while_gone: usize,
+    /// Operator commands the control plane refused.
+    pub(crate) commands_refused: usize,
+    /// Leaders elected after the first (clustered runs).
+    pub(crate) takeovers: usize,
 }
 
 enum Planner {
@@ -127,6 +124,9 @@ enum Planner {
     Down {
         until_ms: u64,
     },
+    /// Clustered controllers (see [`crate::cluster`]): used when the
+    /// scenario has a cluster fault.
+    Cluster(Box<Cluster>),
 }
 
 pub(crate) fn run(
@@ -167,14 +167,28 @@ pub(crate) fn run(
         c.count_answers_from(tally.clone());
         Ok(Box::new(c))
     };
+    // Cluster faults apply to the real control plane only; the naive
+    // policy (a comparison baseline) has none.
     let mut planner = if scenario.policy == "naive" {
         Planner::Naive(Box::new(naive::Naive::new(topology.clone())))
+    } else if scenario
+        .faults
+        .iter()
+        .any(|f| CLUSTER_KINDS.contains(&f.kind.as_str()))
+    {
+        let wiring = Wiring {
+            topology: topology.clone(),
+            clock: clock.clone(),
+            tally: tally.clone(),
+        };
+        Planner::Cluster(Box::new(Cluster::new(wiring, store.clone())?))
     } else {
         Planner::Steer(new_loop(&store)?)
     };
     let mut plan: Arc<Plan> = match &mut planner {
         Planner::Steer(c) => c.plan(),
         Planner::Naive(n) => n.plan(Timestamp(EPOCH_MS)),
+        Planner::Cluster(c) => c.committed(),
         Planner::Down { .. } => unreachable_plan(),
     };
     let settings = steer_types::DnsSettings {
@@ -185,6 +199,8 @@ pub(crate) fn run(
         DnsView::compile_counted(&zones, &topology.client_networks, plan, &settings, &tally)
     };
     let mut view = compile(&plan)?;
+    // Counts the views edges served, so an answer can be traced to one.
+    let mut view_id = 0u64;
 
     // Resolvers: `per_region` /24s inside each region's first IPv4 network,
     // plus as many unmapped ones (198.18.x.0/24) for global demand.
@@ -210,6 +226,7 @@ pub(crate) fn run(
                 addr: Ipv4Addr::from(u32::from(base) + offset),
                 holds: (rng.below(1000) as f64) < scenario.resolvers.ignore_ttl_share * 1000.0,
                 answer: Vec::new(),
+                answer_view: 0,
                 // Spread first queries over the first TTL.
                 expires_ms: rng.below(u64::from(service.ttl) * 1000),
             });
@@ -241,6 +258,10 @@ pub(crate) fn run(
     let mut detect: Vec<Option<f64>> = vec![None; scenario.faults.len()];
     let mut mitigate: Vec<Option<f64>> = vec![None; scenario.faults.len()];
     let mut fired_commands = vec![false; scenario.faults.len()];
+    let mut gone_ms = 0;
+    let mut changes_while_gone = 0;
+    let mut gone_since_view: Option<u64> = None;
+    let mut refused_commands = 0;
 
     let mut t_ms = 0;
     while t_ms < total_ms {
@@ -299,35 +320,42 @@ pub(crate) fn run(
             fired_commands[i] = true;
             match f.kind.as_str() {
                 "drain" | "drain_storm" => {
-                    if let Planner::Steer(c) = &mut planner {
-                        for &p in &targets[i] {
-                            let (reply, mut rx) = tokio::sync::oneshot::channel();
-                            c.step_command(ApiCommand::Drain {
-                                cmd: DrainCommand {
-                                    scope: DrainScope::Pop {
-                                        pop: topology.pops[p].id.clone(),
-                                    },
-                                    mode: if f.mode.as_deref() == Some("soft") {
-                                        DrainMode::Soft
-                                    } else {
-                                        DrainMode::Hard
-                                    },
-                                    ramp: Duration::from_secs(f.ramp_s.unwrap_or(0)),
-                                    expires_in: f.duration_s.map(Duration::from_secs),
-                                    reason: format!("simlab {}", f.kind),
-                                    principal: "simlab".into(),
-                                    dry_run: false,
-                                    force: f.force,
-                                },
-                                reply,
-                            });
-                            if let Ok(Err(refused)) = rx.try_recv() {
-                                rails.insert(format!(
-                                    "t={}s drain of {} refused: {refused}",
-                                    t_ms / 1000,
-                                    topology.pops[p].id
-                                ));
+                    for &p in &targets[i] {
+                        let cmd = DrainCommand {
+                            scope: DrainScope::Pop {
+                                pop: topology.pops[p].id.clone(),
+                            },
+                            mode: if f.mode.as_deref() == Some("soft") {
+                                DrainMode::Soft
+                            } else {
+                                DrainMode::Hard
+                            },
+                            ramp: Duration::from_secs(f.ramp_s.unwrap_or(0)),
+                            expires_in: f.duration_s.map(Duration::from_secs),
+                            reason: format!("simlab {}", f.kind),
+                            principal: "simlab".into(),
+                            dry_run: false,
+                            force: f.force,
+                        };
+                        let refused = match &mut planner {
+                            Planner::Steer(c) => {
+                                let (reply, mut rx) = tokio::sync::oneshot::channel();
+                                c.step_command(ApiCommand::Drain { cmd, reply });
+                                match rx.try_recv() {
+                                    Ok(Err(refused)) => Some(refused.to_string()),
+                                    _ => None,
+                                }
                             }
+                            Planner::Cluster(c) => c.drain(cmd).err(),
+                            Planner::Naive(_) | Planner::Down { .. } => None,
+                        };
+                        if let Some(refused) = refused {
+                            refused_commands += 1;
+                            rails.insert(format!(
+                                "t={}s drain of {} refused: {refused}",
+                                t_ms / 1000,
+                                topology.pops[p].id
+                            ));
                         }
                     }
                 }
@@ -338,8 +366,34 @@ pub(crate) fn run(
                         };
                     }
                 }
+                "leader_loss" => {
+                    if let Planner::Cluster(c) = &mut planner {
+                        c.leader_dies(
+                            t_ms,
+                            f.lease_ttl_s.unwrap_or(DEFAULT_LEASE_TTL_S) * 1000,
+                            f.duration_s.map(|d| d * 1000),
+                        );
+                    }
+                }
                 _ => {}
             }
+        }
+
+        // etcd's quorum and the edges' path to the controllers, for as
+        // long as their faults last.
+        let mut edges_cut = false;
+        if let Planner::Cluster(c) = &mut planner {
+            let mut quorum_lost = None;
+            for (i, f) in scenario.faults.iter().enumerate() {
+                match f.kind.as_str() {
+                    "controller_partition" if active(i) => edges_cut = true,
+                    "quorum_loss" if active(i) => {
+                        quorum_lost = Some(f.lease_ttl_s.unwrap_or(DEFAULT_LEASE_TTL_S));
+                    }
+                    _ => {}
+                }
+            }
+            c.set_quorum(quorum_lost.map(|ttl_s| ttl_s * 1000), t_ms);
         }
 
         // Agents report; the control plane plans.
@@ -386,6 +440,7 @@ pub(crate) fn run(
             match &mut planner {
                 Planner::Steer(c) => c.step_reports(&batch),
                 Planner::Naive(n) => n.observe(&batch, now),
+                Planner::Cluster(c) => c.step_reports(&batch),
                 Planner::Down { .. } => {}
             }
         }
@@ -401,7 +456,18 @@ pub(crate) fn run(
                 Some(c.plan())
             }
             Planner::Naive(n) => Some(n.plan(now)),
+            // Edges get what the store holds, when they reach a
+            // controller; cut off, they keep the plan they have.
+            Planner::Cluster(c) => {
+                c.step(t_ms)?;
+                (!edges_cut).then(|| c.committed())
+            }
             Planner::Down { .. } => None,
+        };
+        let control_plane_gone = match &planner {
+            Planner::Down { .. } => true,
+            Planner::Cluster(c) => edges_cut || !c.committing(),
+            Planner::Steer(_) | Planner::Naive(_) => false,
         };
         if let Some(next) = next_plan
             && next.body != plan.body
@@ -416,10 +482,17 @@ pub(crate) fn run(
                 });
             }
             view = compile(&next)?;
+            view_id += 1;
             plan = next;
             plans += 1;
             published += 1;
         }
+        // The view edges served when the control plane went away.
+        gone_since_view = match (control_plane_gone, gone_since_view) {
+            (false, _) => None,
+            (true, None) => Some(view_id),
+            (true, since) => since,
+        };
 
         // Resolvers refresh expired answers; clients send demand.
         let demand_of = |region: Option<usize>| -> f64 {
@@ -459,10 +532,21 @@ pub(crate) fn run(
                         _ => None,
                     })
                     .collect();
+                // While edges have no plan source, the answers they serve
+                // must hold: a resolver whose answer came from the view in
+                // force when the control plane went away (or a later one)
+                // must get it again. Answers cached from older plans
+                // changing are the TTL catching up, not the edges.
+                if answer != res.answer
+                    && gone_since_view.is_some_and(|since| res.answer_view >= since)
+                {
+                    changes_while_gone += 1;
+                }
                 if answer != res.answer {
                     changes += 1;
                 }
                 res.answer = answer;
+                res.answer_view = view_id;
                 let hold = if res.holds {
                     scenario.resolvers.hold_s.max(u64::from(service.ttl))
                 } else {
@@ -479,6 +563,10 @@ pub(crate) fn run(
                     offered[p] += share;
                 }
             }
+        }
+
+        if control_plane_gone {
+            gone_ms += step_ms;
         }
 
         let mut unserved = 0.0;
@@ -543,6 +631,7 @@ pub(crate) fn run(
                     .map(|x| (x * 1000.0).round() / 1000.0)
                     .collect(),
                 published: std::mem::take(&mut published),
+                control_plane_gone,
             });
         }
         t_ms += step_ms;
@@ -569,6 +658,13 @@ pub(crate) fn run(
         rails_fired: rails.len(),
         max_weight_change_per_step: max_change,
         plans,
+        control_plane_gone_ms: gone_ms,
+        answer_changes_while_gone: changes_while_gone,
+        commands_refused: refused_commands,
+        takeovers: match &planner {
+            Planner::Cluster(c) => c.takeovers,
+            _ => 0,
+        },
     })
 }
 
@@ -653,7 +749,9 @@ fn curve_factor(curve: &Curve, t_ms: u64, region: &str) -> f64 {
 
 fn resolve_targets(f: &Fault, topology: &Topology, rng: &mut Rng) -> Vec<usize> {
     let n = topology.pops.len();
-    if f.kind == "control_restart" {
+    // Control-plane faults have no PoP (and draw nothing from the
+    // generator, so adding one moves no other fault's targets).
+    if f.kind == "control_restart" || CLUSTER_KINDS.contains(&f.kind.as_str()) {
         return Vec::new();
     }
     if let Some(t) = &f.target {

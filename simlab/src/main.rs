@@ -5,6 +5,7 @@
 //! writes `<name>.json` and `<name>.svg`, and exits 1 if an expectation in
 //! the scenario fails (2 on a bad scenario file).
 
+mod cluster;
 mod engine;
 mod naive;
 mod report;

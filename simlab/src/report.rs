@@ -26,6 +26,15 @@ pub(crate) struct Summary {
     pub(crate) min_announced: usize,
     pub(crate) max_weight_change_per_step: u32,
     pub(crate) rails_fired: usize,
+    /// Seconds edges had no plan source, and answer changes meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) control_plane_gone: Option<ControlPlaneGone>,
+    /// Operator commands refused (each is listed among the rails).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) commands_refused: usize,
+    /// Leaders elected after the first (clustered runs).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) takeovers: usize,
     pub(crate) faults: Vec<FaultResult>,
     /// Over the steady window, when the scenario names one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,6 +44,18 @@ pub(crate) struct Summary {
     pub(crate) naive_churn: Option<usize>,
     /// FNV-1a of the step trace: same scenario + seed → same hash.
     pub(crate) trace_hash: String,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// While edges had no plan source, answers must hold still: nothing can
+/// change them but a new plan.
+#[derive(Debug, Serialize)]
+pub(crate) struct ControlPlaneGone {
+    pub(crate) seconds: f64,
+    pub(crate) answer_changes: usize,
 }
 
 /// How still the system was while its inputs were.
@@ -149,6 +170,12 @@ pub(crate) fn summarise(
         min_announced: out.steps.iter().map(|s| s.min_announced).min().unwrap_or(0),
         max_weight_change_per_step: out.max_weight_change_per_step,
         rails_fired: out.rails_fired,
+        control_plane_gone: (out.control_plane_gone_ms > 0).then(|| ControlPlaneGone {
+            seconds: out.control_plane_gone_ms as f64 / 1000.0,
+            answer_changes: out.answer_changes_while_gone,
+        }),
+        commands_refused: out.commands_refused,
+        takeovers: out.takeovers,
         faults: out.faults,
         steady: steady(&scenario.expect, &out.pops, &out.steps),
         naive_churn: None,
@@ -281,6 +308,33 @@ pub(crate) fn check(expect: &Expect, s: &Summary) -> Vec<String> {
             }
         }
     }
+    if let Some(max) = expect.max_answer_changes_while_control_plane_gone {
+        let got = s
+            .control_plane_gone
+            .as_ref()
+            .map_or(0, |g| g.answer_changes);
+        if got > max {
+            failed.push(format!(
+                "answer changes while the control plane was gone = {got}, expected <= {max}"
+            ));
+        }
+    }
+    if let Some(min) = expect.min_commands_refused
+        && s.commands_refused < min
+    {
+        failed.push(format!(
+            "commands refused = {}, expected >= {min}",
+            s.commands_refused
+        ));
+    }
+    if let Some(max) = expect.max_commands_refused
+        && s.commands_refused > max
+    {
+        failed.push(format!(
+            "commands refused = {}, expected <= {max}",
+            s.commands_refused
+        ));
+    }
     if let (Some(max), Some(naive)) = (expect.max_churn_vs_naive, s.naive_churn) {
         let ratio = s.answer_churn as f64 / (naive.max(1)) as f64;
         if ratio > max + 1e-9 {
@@ -339,6 +393,22 @@ pub(crate) fn human(s: &Summary, failed: &[String]) -> String {
             st.peak_utilisation * 100.0,
             st.peak_planned_utilisation * 100.0
         );
+    }
+    let mut control = Vec::new();
+    if let Some(g) = &s.control_plane_gone {
+        control.push(format!(
+            "control plane gone {:.0}s (answer changes meanwhile {})",
+            g.seconds, g.answer_changes
+        ));
+    }
+    if s.commands_refused > 0 {
+        control.push(format!("commands refused {}", s.commands_refused));
+    }
+    if s.takeovers > 0 {
+        control.push(format!("takeovers {}", s.takeovers));
+    }
+    if !control.is_empty() {
+        let _ = writeln!(out, "  {}", control.join("  "));
     }
     for f in &s.faults {
         let t = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}s"));
@@ -423,6 +493,31 @@ pub(crate) fn svg(s: &Summary, pops: &[String], steps: &[StepRecord]) -> String 
             top + plot_h + 16.0,
             t
         );
+    }
+    // While edges had no plan source: shaded.
+    let mut gone_from: Option<f64> = None;
+    let step_s = steps.get(1).map_or(1.0, |st| st.t_s) - steps.first().map_or(0.0, |st| st.t_s);
+    for (i, st) in steps.iter().enumerate() {
+        if st.control_plane_gone && gone_from.is_none() {
+            gone_from = Some(st.t_s);
+        }
+        let ends = !st.control_plane_gone || i + 1 == steps.len();
+        if let Some(from) = gone_from
+            && ends
+        {
+            let to = if st.control_plane_gone {
+                st.t_s + step_s
+            } else {
+                st.t_s
+            };
+            let _ = writeln!(
+                out,
+                r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{plot_h}" fill="#999" fill-opacity="0.15"/>"##,
+                x(from),
+                x(to) - x(from)
+            );
+            gone_from = None;
+        }
     }
     // Fault markers.
     for f in &s.faults {

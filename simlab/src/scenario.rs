@@ -138,7 +138,7 @@ impl Default for Resolvers {
 pub(crate) struct Fault {
     /// pop_down | gray | observer_partition | flap | agent_silence |
     /// correlated_self_report | control_restart | drain | drain_storm |
-    /// capacity_loss
+    /// capacity_loss | leader_loss | controller_partition | quorum_loss
     pub(crate) kind: String,
     pub(crate) at_s: u64,
     #[serde(default)]
@@ -163,6 +163,10 @@ pub(crate) struct Fault {
     pub(crate) ramp_s: Option<u64>,
     #[serde(default)]
     pub(crate) force: bool,
+    /// leader_loss, quorum_loss: the leader lease (`[cluster] lease_ttl`,
+    /// default 3 s).
+    #[serde(default)]
+    pub(crate) lease_ttl_s: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -194,9 +198,17 @@ pub(crate) struct Expect {
     /// Answer churn at most this times the naive policy's in the same
     /// world (simlab runs the naive policy too).
     pub(crate) max_churn_vs_naive: Option<f64>,
+    /// Answers served to clients that changed while edges had no plan
+    /// source (control plane down, no leader, no etcd quorum, edges cut
+    /// off from every controller).
+    pub(crate) max_answer_changes_while_control_plane_gone: Option<usize>,
+    /// Operator commands the control plane refused (e.g. a drain while
+    /// etcd has no quorum), at least and at most.
+    pub(crate) min_commands_refused: Option<usize>,
+    pub(crate) max_commands_refused: Option<usize>,
 }
 
-pub(crate) const KINDS: [&str; 10] = [
+pub(crate) const KINDS: [&str; 13] = [
     "pop_down",
     "gray",
     "observer_partition",
@@ -207,7 +219,14 @@ pub(crate) const KINDS: [&str; 10] = [
     "drain",
     "drain_storm",
     "capacity_loss",
+    "leader_loss",
+    "controller_partition",
+    "quorum_loss",
 ];
+
+/// Faults of the clustered control plane: a scenario with one runs two
+/// controllers on a shared store (see `cluster`).
+pub(crate) const CLUSTER_KINDS: [&str; 3] = ["leader_loss", "controller_partition", "quorum_loss"];
 
 pub(crate) fn load(path: &Path) -> anyhow::Result<(Scenario, PathBuf)> {
     let text =
@@ -231,6 +250,36 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<(Scenario, PathBuf)> {
                 KINDS.join(", ")
             );
         }
+    }
+    let mut errors = Vec::new();
+    let clustered = scenario
+        .faults
+        .iter()
+        .any(|f| CLUSTER_KINDS.contains(&f.kind.as_str()));
+    for f in &scenario.faults {
+        let what = format!("{} at {}s", f.kind, f.at_s);
+        match f.kind.as_str() {
+            "controller_partition" | "quorum_loss" if f.duration_s.is_none() => {
+                errors.push(format!("{what} needs duration_s"));
+            }
+            // A cold restart of the only controller; a cluster has no
+            // single control plane to restart.
+            "control_restart" if clustered => errors.push(format!(
+                "{what} models a single controller: use leader_loss with cluster faults"
+            )),
+            _ => {}
+        }
+        if f.lease_ttl_s.is_some() && !["leader_loss", "quorum_loss"].contains(&f.kind.as_str()) {
+            errors.push(format!(
+                "{what}: lease_ttl_s applies to leader_loss and quorum_loss"
+            ));
+        }
+        if f.lease_ttl_s == Some(0) {
+            errors.push(format!("{what}: lease_ttl_s must be positive"));
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}: {}", path.display(), errors.join("; "));
     }
     if scenario.step_ms == 0 || scenario.duration_s == 0 {
         bail!(

@@ -136,3 +136,137 @@ fn bad_scenario_files_are_refused_with_a_place() {
         "{err}"
     );
 }
+
+fn report(name: &str) -> serde_json::Value {
+    let out = out_dir(&format!("cluster-{name}"));
+    let o = run(&scenarios_dir().join(format!("{name}.toml")), &out);
+    assert!(
+        o.status.success(),
+        "{name}:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
+fn fault<'a>(json: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    json["summary"]["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == kind)
+        .unwrap()
+}
+
+#[test]
+fn leader_loss_serves_the_dead_leaders_plan_until_the_lease_expires() {
+    let json = report("leader-loss");
+    let s = &json["summary"];
+    // Two deaths, a 3 s lease each: 6 s without a leader, answers still.
+    assert_eq!(s["control_plane_gone"]["seconds"], 6.0);
+    assert_eq!(s["control_plane_gone"]["answer_changes"], 0);
+    assert_eq!(s["takeovers"], 2);
+    // fra1 died 1 s after the leader: failed over by the standby's first
+    // plan as leader, when the lease expired (63 s).
+    assert_eq!(fault(&json, "pop_down")["time_to_detect_s"], 2.0);
+}
+
+#[test]
+fn a_partition_holds_edges_on_their_plan_and_they_catch_up() {
+    let json = report("controller-partition");
+    let s = &json["summary"];
+    assert_eq!(s["control_plane_gone"]["seconds"], 60.0);
+    assert_eq!(s["control_plane_gone"]["answer_changes"], 0);
+    assert!(s.get("commands_refused").is_none(), "{s}");
+    // Accepted at 90 s, served when edges reach a controller at 120 s.
+    assert_eq!(fault(&json, "drain")["time_to_detect_s"], 30.0);
+}
+
+#[test]
+fn without_quorum_nothing_commits_and_changes_are_refused() {
+    let json = report("quorum-loss");
+    let s = &json["summary"];
+    // 60-90 s without quorum, then the old lease's last TTL.
+    assert_eq!(s["control_plane_gone"]["seconds"], 33.0);
+    assert_eq!(s["control_plane_gone"]["answer_changes"], 0);
+    assert_eq!(s["commands_refused"], 1);
+    assert_eq!(s["takeovers"], 1);
+    let drain = fault(&json, "drain");
+    assert!(drain["time_to_detect_s"].is_null(), "{drain}");
+    // sin1 died at 75 s; the plan failing it over commits at 93 s.
+    assert_eq!(fault(&json, "pop_down")["time_to_detect_s"], 18.0);
+}
+
+#[test]
+fn control_restart_is_refused_beside_cluster_faults() {
+    let dir = out_dir("restart-in-cluster");
+    let path = dir.join("mixed.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"mixed\"\nduration_s = 10\n[world]\nconfig = \"{}\"\ndemand_rps = {{}}\n\
+             [[faults]]\nkind = \"control_restart\"\nat_s = 1\n\
+             [[faults]]\nkind = \"quorum_loss\"\nat_s = 2\n",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs/quickstart.toml")
+                .display()
+        ),
+    )
+    .unwrap();
+    let o = run(&path, &dir);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("control_restart at 1s models a single controller")
+            && err.contains("quorum_loss at 2s needs duration_s"),
+        "{err}"
+    );
+}
+
+/// The same flapping world, the control plane lost at 100 s: a warm
+/// standby takes over with fra1's damping penalty (fra1 stays out), a
+/// cold restart forgets it and sends clients back to a flapping PoP.
+#[test]
+fn a_warm_standby_takes_over_where_a_cold_restart_starts_over() {
+    let dir = out_dir("warm-cold");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/quickstart.toml");
+    let after_100s = |kind: &str| {
+        let path = dir.join(format!("{kind}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"{kind}\"\nseed = 7\nduration_s = 240\n[world]\nconfig = \"{}\"\n\
+                 demand_rps = {{ eu-west = 6000, us-east = 6000, ap-south = 6000 }}\n\
+                 [[faults]]\nkind = \"flap\"\ntarget = \"fra1\"\nperiod_s = 5\nat_s = 20\nduration_s = 160\n\
+                 [[faults]]\nkind = \"{kind}\"\nat_s = 100\nduration_s = 3\n",
+                config.display()
+            ),
+        )
+        .unwrap();
+        assert!(run(&path, &dir).status.success());
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{kind}.json"))).unwrap())
+                .unwrap();
+        let after: Vec<&serde_json::Value> = json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["t_s"].as_f64().unwrap() >= 100.0)
+            .collect();
+        let plans: u64 = after.iter().map(|s| s["published"].as_u64().unwrap()).sum();
+        let unserved: f64 = after
+            .iter()
+            .map(|s| s["unserved_rps"].as_f64().unwrap())
+            .sum();
+        (plans, unserved)
+    };
+    // The standby had every report: its first plan as leader is the
+    // dead leader's decision (the controller that restarts at 103 s,
+    // cold, does not win: the standby has campaigned longer).
+    assert_eq!(after_100s("leader_loss"), (0, 0.0));
+    let (plans, unserved) = after_100s("control_restart");
+    assert!(
+        plans >= 10 && unserved > 0.0,
+        "{plans} plans, {unserved} rps·s"
+    );
+}

@@ -325,7 +325,10 @@ impl Cluster {
             return;
         };
         let (reply, mut rx) = tokio::sync::oneshot::channel();
-        c.step_command(ApiCommand::Lead { reply });
+        c.step_command(ApiCommand::Lead {
+            basis: Some(self.committed.clone()),
+            reply,
+        });
         if let Ok(Ok(_first_version)) = rx.try_recv() {
             self.leadership = Leadership::Leading {
                 who,

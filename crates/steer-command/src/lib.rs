@@ -146,8 +146,11 @@ pub enum ApiCommand {
     },
     /// A clustered controller won the election: read the shared state
     /// again (the previous leader may have changed it), write from now
-    /// on, and publish. Replies with the first plan version it publishes.
+    /// on, and publish. `basis` is the plan edges serve (the last one
+    /// committed), which the first plan's step rails are measured from.
+    /// Replies with the first plan version it publishes.
     Lead {
+        basis: Option<Arc<steer_types::Plan>>,
         reply: Reply<u64>,
     },
     /// A clustered controller lost (or never had) leadership: write

@@ -17,9 +17,11 @@
 //! [`ApiCommand::AdoptState`]: steer_command::ApiCommand::AdoptState
 //! [`ApiCommand::Lead`]: steer_command::ApiCommand::Lead
 
+use std::sync::Arc;
+
 use steer_command::ApiError;
 use steer_store::{AuditEntry, PersistedState, StateStore, StoreError};
-use steer_types::Intents;
+use steer_types::{Intents, Plan};
 use tracing::{info, warn};
 
 use crate::{ControlLoop, retain_known};
@@ -59,7 +61,7 @@ impl ControlLoop {
     /// Takes leadership: the shared state as etcd has it now, then one
     /// fenced write and a publication. On failure the loop stays a
     /// follower (the caller resigns and campaigns again).
-    pub(crate) fn lead(&mut self) -> Result<u64, ApiError> {
+    pub(crate) fn lead(&mut self, basis: Option<Arc<Plan>>) -> Result<u64, ApiError> {
         let saved = tokio::task::block_in_place(|| self.store.load())
             .map_err(|e| ApiError::Unavailable(format!("cannot read the shared state: {e}")))?
             .unwrap_or_default();
@@ -89,6 +91,13 @@ impl ControlLoop {
             self.unflushed_audit.push(entry);
         }
         self.version_floor = self.version_floor.max(saved.plan_version);
+        // Plan from what edges serve, not from this follower's own last
+        // plan: the step rails then bound what edges see change.
+        let own = self.plan.load_full();
+        if let Some(basis) = basis {
+            self.version_floor = self.version_floor.max(basis.version);
+            self.plan.store(basis);
+        }
         self.standby = false;
         let now = self.clock.now();
         // The first write of the term: if the fence does not hold (another
@@ -96,6 +105,7 @@ impl ControlLoop {
         let version = self.current().version.max(self.version_floor) + 1;
         if let Err(e) = self.persist(version) {
             self.standby = true;
+            self.plan.store(own);
             (
                 self.intents,
                 self.unflushed_audit,
@@ -226,7 +236,7 @@ mod tests {
 
     fn lead(c: &mut ControlLoop) -> Result<u64, ApiError> {
         let (reply, mut rx) = tokio::sync::oneshot::channel();
-        c.handle(ApiCommand::Lead { reply });
+        c.handle(ApiCommand::Lead { basis: None, reply });
         rx.try_recv().unwrap()
     }
 

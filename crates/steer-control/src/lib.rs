@@ -1003,8 +1003,8 @@ impl ControlLoop {
             ApiCommand::CorrectSlo { correction, reply } => {
                 let _ = reply.send(self.correct_slo_command(correction));
             }
-            ApiCommand::Lead { reply } => {
-                let _ = reply.send(self.lead());
+            ApiCommand::Lead { basis, reply } => {
+                let _ = reply.send(self.lead(basis));
             }
             ApiCommand::Follow => self.follow(),
             ApiCommand::AdoptState {

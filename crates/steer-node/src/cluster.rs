@@ -188,6 +188,7 @@ pub(crate) fn start(
         store,
         to_loop,
         local_plans,
+        published.clone(),
         status.clone(),
     ));
     let gate_status = status.clone();
@@ -250,6 +251,7 @@ async fn elect(
     store: Arc<EtcdStore>,
     to_loop: mpsc::Sender<ApiCommand>,
     local_plans: watch::Receiver<Arc<Plan>>,
+    shared: watch::Receiver<Option<Published>>,
     status: Arc<ArcSwap<ClusterStatus>>,
 ) {
     let mut pause = Duration::from_millis(200);
@@ -281,7 +283,12 @@ async fn elect(
         });
         store.set_fence(Some(leadership.fence().clone()));
         let (reply, first) = oneshot::channel();
-        if to_loop.send(ApiCommand::Lead { reply }).await.is_err() {
+        let basis = shared.borrow().as_ref().map(|p| p.plan.clone());
+        if to_loop
+            .send(ApiCommand::Lead { basis, reply })
+            .await
+            .is_err()
+        {
             break;
         }
         let first = match first.await {

@@ -132,12 +132,7 @@ pub(crate) fn options(config: &SteerConfig, settings: &ClusterSettings) -> EtcdO
 /// `<host name>:<gRPC port>` when `[cluster] node_id` is not set: unique
 /// even with several controllers on one host.
 fn default_node_id(port: u16) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty() && !h.contains('/') && !h.contains(' '))
-        .unwrap_or_else(|| "steerd".to_owned());
-    format!("{host}:{port}")
+    format!("{}:{port}", crate::host_name())
 }
 
 /// Connects the store (before the loop is built: it reads the state).

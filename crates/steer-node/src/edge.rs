@@ -38,7 +38,7 @@ use tonic::{
     metadata::{Ascii, MetadataValue},
     transport::Channel,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 #[path = "../../steer/src/bin/shared/client_tls.rs"]
 mod client_tls;
@@ -116,6 +116,9 @@ impl EdgeView {
 pub(crate) fn register_metrics() {
     metrics::gauge!("steer_plan_age_seconds").set(0.0);
     metrics::gauge!("steer_edge_controller_connected").set(0.0);
+    for result in ["ok", "failed"] {
+        metrics::counter!("steer_edge_answer_reports_total", "result" => result).absolute(0);
+    }
     for s in PlanSource::ALL {
         metrics::gauge!("steer_plan_source", "source" => s.as_str()).set(0.0);
     }
@@ -341,6 +344,12 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         None,
     );
     tokio::spawn(age_ticker(view.clone()));
+    let name = format!(
+        "{}:{}",
+        crate::host_name(),
+        config.server.http_listen.port()
+    );
+    tokio::spawn(report_answers(settings.clone(), name, publisher.answers()));
     let follow = tokio::spawn(follow(settings, state_dir, follower, plan_tx, status, view));
     info!(
         dns = ?config.server.dns_listen, http = %http_addr,
@@ -463,6 +472,96 @@ async fn follow(
         }
         tokio::time::sleep(delay).await;
         backoff = (backoff * 2).min(BACKOFF.1);
+    }
+}
+
+/// Counters per answer report (the controller takes at most
+/// `steer_health::ingest::MAX_ANSWER_COUNTERS`).
+const ANSWER_COUNTERS_PER_REPORT: usize = 8_000;
+
+/// Sends this edge's answer counters to every controller once a second,
+/// so the leader (whichever it is) estimates demand from what edges
+/// really answered. A controller that does not answer is skipped until
+/// the next round; nothing queues.
+async fn report_answers(
+    settings: EdgeSettings,
+    edge: String,
+    tally: Arc<steer_types::answers::AnswerTally>,
+) {
+    use steer_proto::v1::{
+        AnswerCounter, ReportAnswersRequest, health_ingest_client::HealthIngestClient,
+    };
+    let bearer: Option<MetadataValue<Ascii>> = settings.token.as_ref().and_then(|t| {
+        let mut v: MetadataValue<Ascii> = format!("Bearer {}", t.expose()).parse().ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    });
+    let instance = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut clients: Vec<Option<HealthIngestClient<Channel>>> =
+        vec![None; settings.controllers.len()];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let totals = tally.totals();
+        let counters: Vec<AnswerCounter> = totals
+            .0
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, value)| AnswerCounter {
+                service: k.service.to_string(),
+                region: k.region.map(|r| r.to_string()).unwrap_or_default(),
+                pop: k.pop.to_string(),
+                value,
+            })
+            .collect();
+        if counters.is_empty() {
+            continue;
+        }
+        for (i, endpoint) in settings.controllers.iter().enumerate() {
+            if clients[i].is_none() {
+                let Ok(ep) = Channel::from_shared(endpoint.clone())
+                    .map_err(|e| e.to_string())
+                    .and_then(|ep| client_tls::apply(ep, settings.tls.as_ref()))
+                else {
+                    continue;
+                };
+                // Lazy: connects on first use, reconnects by itself.
+                let channel = ep
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(2))
+                    .connect_lazy();
+                clients[i] = Some(HealthIngestClient::new(channel));
+            }
+            let Some(client) = clients[i].as_mut() else {
+                continue;
+            };
+            for chunk in counters.chunks(ANSWER_COUNTERS_PER_REPORT) {
+                let mut request = tonic::Request::new(ReportAnswersRequest {
+                    edge: edge.clone(),
+                    instance,
+                    counters: chunk.to_vec(),
+                });
+                if let Some(v) = &bearer {
+                    request.metadata_mut().insert("authorization", v.clone());
+                }
+                match client.report_answers(request).await {
+                    Ok(_) => {
+                        metrics::counter!("steer_edge_answer_reports_total", "result" => "ok")
+                            .increment(1);
+                    }
+                    Err(s) => {
+                        metrics::counter!("steer_edge_answer_reports_total", "result" => "failed")
+                            .increment(1);
+                        debug!(%endpoint, error = %status_text(&s), "answer report not taken");
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -104,6 +104,15 @@ impl Node {
     }
 }
 
+/// This host's name (for node and edge names), `steerd` if unreadable.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && !h.contains('/') && !h.contains(' '))
+        .unwrap_or_else(|| "steerd".to_owned())
+}
+
 /// Raises the open-file limit: descriptors, not the DNS TCP cap, must never
 /// be what runs out (at EMFILE every listener stops accepting).
 fn raise_nofile(config: &SteerConfig) {

@@ -704,3 +704,45 @@ fn edge_table_parses_and_reports_errors_with_their_keys() {
     assert!(err.0[0].message.contains("at least one"), "{err}");
     assert!(err.0[0].key.starts_with("edge"), "{err}");
 }
+
+#[test]
+fn openslo_files_are_imported_beside_slos_and_their_errors_name_the_yaml_line() {
+    let (path, text) = with_edit(
+        "openslo.toml",
+        "quickstart.toml",
+        "[server]",
+        "openslo = [\"openslo.yaml\"]\n\n[server]",
+    );
+    let dir = path.parent().unwrap();
+    std::fs::copy(configs_dir().join("openslo.yaml"), dir.join("openslo.yaml")).unwrap();
+    let c = steer_config::load_steerd(&path).unwrap();
+    let names: Vec<&str> = c.slos.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["app-availability", "app-edge-availability"]);
+    let imported = &c.slos[1];
+    assert_eq!(imported.objective.target(), 0.995);
+    assert_eq!(imported.window, Duration::from_secs(28 * 86_400));
+
+    // A bad file: the error names the YAML file and line.
+    let yaml = std::fs::read_to_string(configs_dir().join("openslo.yaml"))
+        .unwrap()
+        .replace("service: app", "service: nope");
+    std::fs::write(dir.join("openslo.yaml"), &yaml).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err().to_string();
+    let line = line_of(&yaml, "service: nope");
+    assert!(
+        err.contains(&format!("openslo.yaml:{line}:")) && err.contains("no service \"nope\""),
+        "{err}"
+    );
+
+    // The same name twice, and a file that is not there.
+    let yaml = yaml
+        .replace("service: nope", "service: app")
+        .replace("name: app-edge-availability", "name: app-availability");
+    std::fs::write(dir.join("openslo.yaml"), &yaml).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err().to_string();
+    assert!(err.contains("defined twice"), "{err}");
+    std::fs::remove_file(dir.join("openslo.yaml")).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err().to_string();
+    let at = format!("openslo.toml:{}:", line_of(&text, "openslo = "));
+    assert!(err.contains("cannot read") && err.contains(&at), "{err}");
+}

@@ -216,7 +216,11 @@ fn parse(file: &str, src: &str, topology: &Topology) -> (Vec<SloSpec>, Vec<Confi
                 // The place is ours (file-wide), not the document's.
                 let text = err.to_string();
                 let what = text.split(" at line ").next().unwrap_or(&text);
-                e.at(chunk.start + offset, "", format!("not OpenSLO YAML: {what}"));
+                e.at(
+                    chunk.start + offset,
+                    "",
+                    format!("not OpenSLO YAML: {what}"),
+                );
             }
         }
     }

@@ -618,11 +618,14 @@ impl PlanMirror {
             Some(Err(_)) | None => self.follower.apply(&full),
         };
         match applied {
-            Ok((_, Some(plan))) => Ok(Some(Published {
-                version: full.version,
-                plan: Arc::new(plan),
-            })),
-            Ok((_, None)) => Ok(None),
+            Ok(steer_plansync::Applied::New) => match self.follower.plan() {
+                Some(plan) => Ok(Some(Published {
+                    version: full.version,
+                    plan: Arc::new(plan),
+                })),
+                None => Ok(None),
+            },
+            Ok(_) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
     }

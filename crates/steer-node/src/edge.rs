@@ -167,9 +167,9 @@ pub fn load_saved(path: &Path) -> Result<Option<(Follower, Plan, SystemTime)>, S
     let update =
         plan_from_pb(pb).map_err(|e| format!("saved plan {} is corrupt: {e}", path.display()))?;
     let mut follower = Follower::default();
-    match follower.apply(&update) {
-        Ok((Applied::New, Some(plan))) => Ok(Some((follower, plan, modified))),
-        Ok(_) => Err(format!("saved plan {} holds no plan", path.display())),
+    match follower.apply(&update).map(|_| follower.plan()) {
+        Ok(Some(plan)) => Ok(Some((follower, plan, modified))),
+        Ok(None) => Err(format!("saved plan {} holds no plan", path.display())),
         Err(refusal) => Err(format!(
             "saved plan {} is corrupt: {refusal}",
             path.display()
@@ -251,7 +251,7 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
             view.plan_source = PlanSource::Saved;
             view.current_at = Some(saved_at);
             view.plan_version = follower.version().map(|v| v.to_string());
-            view.plan_sha256 = follower.content().map(|c| steer_plansync::hex(&c.sha256()));
+            view.plan_sha256 = follower.content_hash().map(|h| steer_plansync::hex(&h));
             (follower, plan)
         }
         Ok(None) => {
@@ -622,7 +622,12 @@ async fn subscribe_once(
                 return Err(format!("invalid plan update: {e}"));
             }
         };
-        match follower.apply(&update) {
+        // The plan is copied out only for a new version (a resend changes nothing).
+        let applied = follower.apply(&update).map(|applied| {
+            let plan = (applied == Applied::New).then(|| follower.plan()).flatten();
+            (applied, plan)
+        });
+        match applied {
             Ok((Applied::New, Some(plan))) => {
                 metrics::counter!("steer_plan_updates_applied_total", "kind" => kind).increment(1);
                 let version = update.version;
@@ -650,7 +655,7 @@ async fn subscribe_once(
 
 /// Serves, shows and saves a newly accepted plan.
 async fn accept(ctx: &Ctx<'_>, follower: &Follower, version: PlanVersion, plan: Plan) {
-    let sha = follower.content().map(|c| steer_plansync::hex(&c.sha256()));
+    let sha = follower.content_hash().map(|h| steer_plansync::hex(&h));
     ctx.status.store(Arc::new(status_of(&plan)));
     let computed_at = plan.computed_at;
     ctx.plans.send_replace(Arc::new(plan));

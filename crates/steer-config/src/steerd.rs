@@ -62,6 +62,8 @@ pub(crate) struct RawDns {
     pub(crate) tcp_max_connections: Option<Spanned<u32>>,
     pub(crate) tcp_max_connections_per_client: Option<Spanned<u32>>,
     pub(crate) tcp_idle_timeout: Option<Spanned<String>>,
+    /// "30s" (the default), or "off".
+    pub(crate) calibrate_every: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -466,9 +466,10 @@ fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
         "quickstart.toml",
         "[[regions]]\n",
         "[dns]\ntcp_max_connections = 100\ntcp_max_connections_per_client = 10\n\
-         tcp_idle_timeout = \"3s\"\n[dns.rrl]\nexempt = [\"10.0.0.0/8\", \"192.0.2.1\"]\n\n[[regions]]\n",
+         tcp_idle_timeout = \"3s\"\ncalibrate_every = \"off\"\n[dns.rrl]\nexempt = [\"10.0.0.0/8\", \"192.0.2.1\"]\n\n[[regions]]\n",
     );
     let c = steer_config::load_steerd(&path).unwrap();
+    assert_eq!(c.dns.calibrate_every, None, "\"off\" turns calibration off");
     assert_eq!(
         c.dns.tcp,
         steer_types::TcpLimits {
@@ -496,7 +497,7 @@ fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
         "dns-limits-bad.toml",
         "quickstart.toml",
         "[[regions]]\n",
-        "[dns]\ntcp_max_connections = 0\ntcp_idle_timeout = \"1h\"\n\
+        "[dns]\ntcp_max_connections = 0\ntcp_idle_timeout = \"1h\"\ncalibrate_every = \"2h\"\n\
          [dns.rrl]\nexempt = [\"10.0.0.0/33\"]\n\n[[regions]]\n",
     );
     let err = steer_config::load_steerd(&path).unwrap_err();
@@ -509,6 +510,7 @@ fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
                 "dns.tcp_max_connections"
             ),
             (line_of(&text, "tcp_idle_timeout ="), "dns.tcp_idle_timeout"),
+            (line_of(&text, "calibrate_every ="), "dns.calibrate_every"),
             (line_of(&text, "exempt ="), "dns.rrl.exempt"),
         ],
         "{err}"

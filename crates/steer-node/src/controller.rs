@@ -153,7 +153,7 @@ pub(crate) async fn run(
         }));
     }
     let answer_sink = answer_sink(edge_answers, live_config.clone());
-    crate::follow_plans_into_dns(publisher.clone(), handles.plan_watch.clone());
+    crate::follow_plans_into_dns(publisher.clone(), handles.plan_watch.clone(), || true);
     let explainer = Arc::new(DnsExplainer {
         publisher: publisher.clone(),
         evidence: handles.evidence.clone(),

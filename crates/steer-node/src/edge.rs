@@ -277,7 +277,10 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         crate::reload::dns_inputs(&config),
         Arc::new(initial),
     )?);
-    crate::follow_plans_into_dns(publisher.clone(), plan_rx.clone());
+    let following = view.clone();
+    crate::follow_plans_into_dns(publisher.clone(), plan_rx.clone(), move || {
+        following.load().controller_connected
+    });
     let dns = if config.server.dns_listen.is_empty() {
         None
     } else {

@@ -100,6 +100,14 @@ pub struct DnsSettings {
     /// What a DNS-over-TCP peer may hold.
     #[serde(default)]
     pub tcp: TcpLimits,
+    /// How often the view is recalibrated on the client subnets asking
+    /// now (when they changed); `None`: selection is not calibrated.
+    #[serde(default = "default_calibrate_every")]
+    pub calibrate_every: Option<Duration>,
+}
+
+fn default_calibrate_every() -> Option<Duration> {
+    Some(Duration::from_secs(30))
 }
 
 /// Limits on DNS over TCP: connections are cheap to open and a peer can
@@ -146,6 +154,7 @@ impl Default for DnsSettings {
             udp_workers: None,
             geo: None,
             tcp: TcpLimits::default(),
+            calibrate_every: default_calibrate_every(),
         }
     }
 }

@@ -265,6 +265,8 @@ pub(crate) fn run(
     let step_ms = scenario.step_ms;
     let total_ms = scenario.duration_s * 1000;
     let mut last_load = vec![0.0; npops];
+    // Per PoP, its load by client region (unmapped clients not counted).
+    let mut last_region_load: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); npops];
     let mut next_report_ms = 0;
     let mut steps = Vec::new();
     let mut plans = 1;
@@ -436,6 +438,14 @@ pub(crate) fn run(
                     }
                     .into(),
                     load: Default::default(),
+                    region_load: if scenario.world.region_load {
+                        last_region_load[p]
+                            .iter()
+                            .map(|(&r, &l)| (topology.regions[r].id.clone(), l))
+                            .collect()
+                    } else {
+                        BTreeMap::new()
+                    },
                     // Each agent probes the next `peer_observers` PoPs in
                     // ring order, so every PoP has that many observers.
                     peers: (1..=scenario.world.peer_observers.min(npops.saturating_sub(1)))
@@ -535,6 +545,7 @@ pub(crate) fn run(
             *counts.entry(r.region).or_default() += 1;
         }
         let mut offered = vec![0.0; npops];
+        let mut offered_by_region: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); npops];
         let mut changes = 0;
         let mut demand_total = 0.0;
         for res in &mut resolvers {
@@ -591,6 +602,9 @@ pub(crate) fn run(
                 let share = d / res.answer.len() as f64;
                 for &p in &res.answer {
                     offered[p] += share;
+                    if let Some(r) = res.region {
+                        *offered_by_region[p].entry(r).or_default() += share;
+                    }
                 }
             }
         }
@@ -608,11 +622,13 @@ pub(crate) fn run(
                 unserved += offered[p];
                 utilisation[p] = 0.0;
                 last_load[p] = 0.0;
+                last_region_load[p].clear();
                 continue;
             }
             overloaded += (offered[p] - cap).max(0.0);
             utilisation[p] = if cap > 0.0 { offered[p] / cap } else { 0.0 };
             last_load[p] = offered[p];
+            last_region_load[p] = std::mem::take(&mut offered_by_region[p]);
         }
 
         // Fault detection and mitigation times.

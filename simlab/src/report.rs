@@ -262,6 +262,11 @@ pub(crate) fn check(expect: &Expect, s: &Summary) -> Vec<String> {
             s.min_announced
         ));
     }
+    if let Some(max) = expect.max_plans
+        && s.plans > max
+    {
+        failed.push(format!("plans = {}, expected <= {max}", s.plans));
+    }
     if let Some(min) = expect.min_rails_fired
         && s.rails_fired < min
     {

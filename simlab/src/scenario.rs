@@ -62,6 +62,11 @@ pub(crate) struct World {
     /// How many other PoPs probe each PoP (peer observations for quorum).
     #[serde(default = "default_observers")]
     pub(crate) peer_observers: usize,
+    /// Agents attribute their PoP's load to client regions
+    /// (`region_load_rps`), as an edge proxy that knows client addresses
+    /// can.
+    #[serde(default)]
+    pub(crate) region_load: bool,
     /// Override `[policy]` knobs from the config, e.g. to show a bad value.
     #[serde(default)]
     pub(crate) min_announce_share: Option<f64>,
@@ -182,6 +187,8 @@ pub(crate) struct Expect {
     pub(crate) min_announced: Option<usize>,
     pub(crate) max_weight_change_per_step: Option<u32>,
     pub(crate) min_rails_fired: Option<usize>,
+    /// Plans published over the whole run, at most.
+    pub(crate) max_plans: Option<usize>,
     /// The steady window: inputs do not change from here (s) ...
     pub(crate) steady_from_s: Option<u64>,
     /// ... to here (default: the end of the run).

@@ -120,6 +120,7 @@ fn report(pop: &str, sequence: u64, instance: u64) -> HealthReport {
                 latency_ms: 1,
             })
             .collect(),
+        region_load_rps: Default::default(),
     }
 }
 

@@ -266,7 +266,8 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
                 demand_source: r.demand_source.to_string(),
                 demand_source_kind: r.demand_source.kind().to_owned(),
                 demand_answers: match r.demand_source {
-                    steer_types::DemandSource::Answers { answers, .. } => answers,
+                    steer_types::DemandSource::Answers { answers, .. }
+                    | steer_types::DemandSource::RegionLoad { answers, .. } => answers,
                     _ => 0,
                 },
             })

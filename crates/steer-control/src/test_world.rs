@@ -73,5 +73,6 @@ pub(crate) fn report(pop: &str, up: bool, load: f64) -> ObservedReport {
         load: Default::default(),
         peers: Vec::new(),
         sli: Vec::new(),
+        region_load: Default::default(),
     }
 }

@@ -44,6 +44,7 @@ impl ViewPublisher {
         let geo = Mutex::new(None);
         let tally = Arc::new(AnswerTally::default());
         let samples = Arc::new(ClientSamples::default());
+        metrics::counter!("steer_dns_selection_recalibrations_total").absolute(0);
         let view = compile(&geo, &inputs, &plan, &tally, &samples)?;
         Ok(Self {
             view: Arc::new(ArcSwap::from_pointee(view)),

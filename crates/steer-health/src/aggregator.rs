@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use steer_types::{
-    PopId, ServiceId, Timestamp,
+    PopId, RegionId, ServiceId, Timestamp,
     health::{HealthSnapshot, LoadFigures, PeerView, PopHealthReport, StaleLast, TargetState},
     health_guard::{FreezeInfo, HealthGuards},
 };
@@ -63,6 +63,9 @@ pub struct ObservedReport {
     /// Request counters for SLIs, per service, as the agent read them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sli: Vec<SliCounters>,
+    /// `load_rps` by client region, where the agent attributes it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub region_load: BTreeMap<RegionId, f64>,
 }
 
 /// Cumulative request counters of one service at a PoP, as the edge
@@ -145,6 +148,7 @@ struct PopTracker {
     load_rps: f64,
     capacity_rps: Option<f64>,
     load: LoadFigures,
+    region_load: BTreeMap<RegionId, f64>,
     evidence: String,
     damping: Damping,
     /// Latest observation of this PoP by each other PoP's agent.
@@ -166,6 +170,7 @@ impl PopTracker {
             load_rps: 0.0,
             capacity_rps: None,
             load: LoadFigures::default(),
+            region_load: BTreeMap::new(),
             evidence: String::new(),
             damping: Damping::Clear,
             seen_by: BTreeMap::new(),
@@ -261,6 +266,7 @@ impl HealthAggregator {
         tracker.load_rps = report.load_rps;
         tracker.capacity_rps = report.capacity_rps;
         tracker.load = report.load;
+        tracker.region_load.clone_from(&report.region_load);
         tracker.evidence.clone_from(&report.evidence);
         for seen in &report.peers {
             if seen.target == report.pop {
@@ -523,6 +529,7 @@ impl HealthAggregator {
             phase,
             peers: t.seen_by.values().cloned().collect(),
             load: t.load,
+            region_load: t.region_load.clone(),
         }
     }
 }

@@ -23,6 +23,7 @@ fn report(pop: &str, up: bool) -> ObservedReport {
         load: LoadFigures::default(),
         peers: Vec::new(),
         sli: Vec::new(),
+        region_load: Default::default(),
     }
 }
 

@@ -34,7 +34,11 @@ pub(crate) fn plan() -> Plan {
                 },
             }],
             pops: vec![pop("fra1"), pop("ams1")],
-            regions: Vec::new(),
+            regions: vec![steer_types::RegionPlan {
+                id: steer_types::RegionId::new("eu-west"),
+                served_by: Vec::new(),
+                level: steer_types::Degradation::default(),
+            }],
             announcements: Vec::new(),
             rails: Vec::new(),
         },

@@ -4,7 +4,7 @@
 //! loop, which owns the aggregator. Sequence numbers are checked here, per PoP
 //! and agent instance, so duplicates and reordering never reach the core.
 
-use std::{pin::Pin, sync::Arc};
+use std::{collections::BTreeMap, pin::Pin, sync::Arc};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
@@ -12,7 +12,7 @@ use futures::Stream;
 use steer_proto::v1::{
     HealthReport, PopDesiredState, ReportAck, ServiceStatus, health_ingest_server::HealthIngest,
 };
-use steer_types::{Plan, PopId, auth::Caller, health::LoadFigures};
+use steer_types::{Plan, PopId, RegionId, auth::Caller, health::LoadFigures};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -152,6 +152,7 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
         )));
     }
     let peers = validate_peers(report, plan)?;
+    let region_load = validate_region_load(report, plan)?;
     let mut services = Vec::with_capacity(report.services.len());
     let mut sli = Vec::new();
     // `app: http app-http HTTP 200, tcp app-tcp ok; api: ...`
@@ -223,7 +224,47 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
         },
         peers,
         sli,
+        region_load,
     })
+}
+
+/// Load by client region: finite, non-negative, and no more in total than
+/// the PoP's load; regions this steerd does not know are skipped (like
+/// unknown services), and there can be no more of them than it has
+/// regions plus a margin for a config being rolled out.
+fn validate_region_load(
+    report: &HealthReport,
+    plan: &Plan,
+) -> Result<BTreeMap<RegionId, f64>, Rejection> {
+    let limit = plan.body.regions.len() + 64;
+    if report.region_load_rps.len() > limit {
+        return Err(Rejection::Invalid(format!(
+            "`region_load_rps` has {} regions; steerd knows {} (at most {limit} accepted)",
+            report.region_load_rps.len(),
+            plan.body.regions.len()
+        )));
+    }
+    let mut out = BTreeMap::new();
+    let mut sum = 0.0;
+    for (region, &rps) in &report.region_load_rps {
+        if !rps.is_finite() || rps < 0.0 {
+            return Err(Rejection::Invalid(format!(
+                "`region_load_rps[{region:?}]` must be a finite, non-negative number, got {rps}"
+            )));
+        }
+        sum += rps;
+        if let Some(known) = plan.body.regions.iter().find(|r| r.id.as_str() == region) {
+            out.insert(known.id.clone(), rps);
+        }
+    }
+    // Rounding in the agent's sums is not a lie; 0.1% over is.
+    if sum > report.load_rps * 1.001 + 1e-6 {
+        return Err(Rejection::Invalid(format!(
+            "`region_load_rps` adds up to {sum} rps, more than `load_rps` ({})",
+            report.load_rps
+        )));
+    }
+    Ok(out)
 }
 
 /// What ingest makes of one report's bytes, before the sequence check:

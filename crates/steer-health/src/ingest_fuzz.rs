@@ -51,6 +51,21 @@ fn check(plan: &Plan, report: &HealthReport) {
                 .is_none_or(|c| c.is_finite() && c > 0.0)
         );
         assert!(observed.services.iter().all(|(s, _)| s.as_str() == "app"));
+        let attributed: f64 = observed.region_load.values().sum();
+        assert!(
+            observed
+                .region_load
+                .values()
+                .all(|v| v.is_finite() && *v >= 0.0),
+            "{report:?}"
+        );
+        assert!(attributed <= observed.load_rps * 1.001 + 1e-6, "{report:?}");
+        assert!(
+            observed
+                .region_load
+                .keys()
+                .all(|r| plan.body.regions.iter().any(|k| k.id == *r))
+        );
     }
 }
 
@@ -70,6 +85,7 @@ fn name() -> impl Strategy<Value = String> {
         Just("fra1".to_owned()),
         Just("ams1".to_owned()),
         Just("app".to_owned()),
+        Just("eu-west".to_owned()),
         "\\PC{0,12}",
     ]
 }
@@ -112,9 +128,10 @@ fn report() -> impl Strategy<Value = HealthReport> {
         proptest::collection::vec(service, 0..4),
         proptest::collection::vec(figure(), 6),
         proptest::collection::vec(peer, 0..3),
+        proptest::collection::hash_map(name(), figure(), 0..4),
     )
         .prop_map(
-            |((pop, sequence, instance, at, started), services, f, peers)| HealthReport {
+            |((pop, sequence, instance, at, started), services, f, peers, regions)| HealthReport {
                 pop,
                 sequence,
                 agent_time_unix_ms: at,
@@ -128,6 +145,7 @@ fn report() -> impl Strategy<Value = HealthReport> {
                 latency_p99_ms: f[5],
                 peers,
                 agent_started_unix_ms: started,
+                region_load_rps: regions,
             },
         )
 }

@@ -117,15 +117,66 @@ pub fn estimate_demand(
         named[p] += n;
     }
     let live: Vec<bool> = topology.pops.iter().map(|p| measured(&p.id)).collect();
-    // a(j, p) by column, as sparse lists, over the PoPs that measure.
-    let mut a: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ncols];
-    for &(j, p, n) in &cells {
-        if live[p] {
-            a[j].push((p, n / total[j]));
+    let loads: Vec<f64> = topology.pops.iter().map(|p| load(&p.id)).collect();
+    // Where agents attribute their PoP's load to client regions, a region's
+    // demand is what its clients sent those PoPs: one row per region, the
+    // sum of its load over them, explained by the region's sets through
+    // the share of their answers that named those PoPs; how the answers
+    // split between the PoPs (a plan resolvers may no longer hold) no
+    // longer matters. Each such PoP's own row keeps the rest of its load
+    // (clients in no region), for the unmapped sets. A PoP with no load
+    // has nothing to attribute.
+    let empty = BTreeMap::new();
+    let attributed: Vec<Option<&BTreeMap<RegionId, f64>>> = (0..npops)
+        .map(|p| {
+            let by = health
+                .pops
+                .get(&topology.pops[p].id)
+                .map_or(&empty, |h| &h.region_load);
+            (live[p] && (!by.is_empty() || loads[p] <= 0.0)).then_some(by)
+        })
+        .collect();
+
+    let mut rows: Vec<f64> = loads.clone();
+    let mut region_row: BTreeMap<RegionId, usize> = BTreeMap::new();
+    for (p, by) in attributed.iter().enumerate() {
+        let Some(by) = by else { continue };
+        rows[p] = (rows[p] - by.values().sum::<f64>()).max(0.0);
+        for (r, l) in by.iter() {
+            let row = *region_row.entry(r.clone()).or_insert_with(|| {
+                rows.push(0.0);
+                rows.len() - 1
+            });
+            rows[row] += l;
         }
     }
-    let loads: Vec<f64> = topology.pops.iter().map(|p| load(&p.id)).collect();
-
+    // a(j, row) by column, as sparse lists, over the PoPs that measure.
+    let mut a: Vec<Vec<(usize, f64)>> = vec![Vec::new(); ncols];
+    let mut by_agents = vec![0u32; ncols];
+    {
+        let mut merged: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); ncols];
+        for &(j, p, n) in &cells {
+            if !live[p] {
+                continue;
+            }
+            let row = match (&columns[j].1, attributed[p]) {
+                (Some(r), Some(_)) => {
+                    by_agents[j] += 1;
+                    *region_row.entry(r.clone()).or_insert_with(|| {
+                        // Answers named an attributing PoP, which says none
+                        // of its load came from this region.
+                        rows.push(0.0);
+                        rows.len() - 1
+                    })
+                }
+                _ => p,
+            };
+            *merged[j].entry(row).or_default() += n / total[j];
+        }
+        for (col, m) in a.iter_mut().zip(merged) {
+            col.extend(m);
+        }
+    }
     let before = |(service, region): &(ServiceId, Option<RegionId>)| {
         previous.get(service).map_or(0.0, |d| match region {
             Some(r) => d.regional.get(r).copied().unwrap_or(0.0),
@@ -157,7 +208,7 @@ pub fn estimate_demand(
             }
         })
         .collect();
-    let mut demand = solve(&a, &loads, &prior);
+    let mut demand = solve(&a, &rows, &prior);
     // A fit leaves crumbs on sets that send nothing (clients that only
     // ask); a crumb would turn a set from capacity-weighted to
     // headroom-placed and back. Below a thousandth of the total (and 1 rps)
@@ -176,9 +227,17 @@ pub fn estimate_demand(
     let window_s = |s: &ServiceId| window.window_s.get(s).copied().unwrap_or(0);
     for (j, (service, region)) in columns.iter().enumerate() {
         let d = out.entry(service.clone()).or_default();
-        let source = DemandSource::Answers {
-            answers: total[j].round() as u64,
-            window_s: window_s(service),
+        let source = if by_agents[j] > 0 {
+            DemandSource::RegionLoad {
+                pops: by_agents[j],
+                answers: total[j].round() as u64,
+                window_s: window_s(service),
+            }
+        } else {
+            DemandSource::Answers {
+                answers: total[j].round() as u64,
+                window_s: window_s(service),
+            }
         };
         match region {
             Some(r) => {
@@ -195,7 +254,8 @@ pub fn estimate_demand(
     // window, or not steered by DNS): its clients are most likely its own
     // region's, split over the services that have that region's answers.
     for (p, pop) in topology.pops.iter().enumerate() {
-        if loads[p] <= 0.0 || named[p] > 0.0 || !live[p] {
+        // (An attributing PoP's load is in its regions' rows already.)
+        if loads[p] <= 0.0 || named[p] > 0.0 || !live[p] || attributed[p].is_some() {
             continue;
         }
         let services: Vec<&ServiceId> = current

@@ -125,8 +125,76 @@ fn world_strategy() -> impl Strategy<Value = (Vec<Vec<f64>>, Vec<f64>, Vec<f64>,
     })
 }
 
+/// As [`serve`], but the answers counted are the ones `stale` gave (the
+/// plan resolvers still hold) while the load follows `body`, and agents
+/// attribute each PoP's load to client regions.
+fn serve_attributed(
+    topo: &Topology,
+    body: &PlanBody,
+    stale: &PlanBody,
+    demand: &[f64],
+    clients: &[f64],
+) -> (HealthSnapshot, AnswerWindow) {
+    let (_, window) = serve(topo, stale, demand, clients);
+    let (mut health, _) = serve(topo, body, demand, clients);
+    let service = &body.services[0];
+    for (r, set) in service.regional.iter().enumerate() {
+        let total: u32 = set.targets.iter().map(|t| t.weight).sum();
+        for t in &set.targets {
+            let share = f64::from(t.weight) / f64::from(total.max(1));
+            if let (Some(h), Some(region)) = (health.pops.get_mut(&t.pop), &set.region) {
+                *h.region_load.entry(region.clone()).or_default() += demand[r] * share;
+            }
+        }
+    }
+    (health, window)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn region_load_from_agents_is_exact_whatever_plan_the_answers_came_from(
+        (regions, demand, clients, records) in world_strategy(),
+        believed in proptest::collection::vec(0.0f64..30_000.0, 4),
+    ) {
+        let topo = world(&regions, records);
+        let intents = Intents::default();
+        let now = Timestamp(0);
+        // The plan resolvers held in the window was made for a demand
+        // other than the true one (the answers split differently over the
+        // PoPs); the load follows the plan made for the true demand.
+        let planned_for = |d: &[f64]| {
+            let mut h = HealthSnapshot::default();
+            let mut observed = ObservedDemand::default();
+            for (r, x) in d.iter().enumerate().take(regions.len()) {
+                observed.regional.insert(RegionId::new(format!("r{r}")), *x);
+            }
+            h.demand.insert(ServiceId::new("app"), observed);
+            compute(&topo, &h, &intents, now)
+        };
+        let stale = planned_for(&believed);
+        let body = planned_for(&demand);
+        let (health, window) = serve_attributed(&topo, &body, &stale, &demand, &clients);
+        let estimate = estimate_demand(&topo, &body, &health, &window, &BTreeMap::new());
+        let got = &estimate[&ServiceId::new("app")];
+        let total: f64 = demand.iter().sum();
+        for (r, d) in demand.iter().enumerate() {
+            let region = RegionId::new(format!("r{r}"));
+            let e = got.regional.get(&region).copied().unwrap_or(0.0);
+            // Crumbs under a thousandth of the total are dropped.
+            prop_assert!(
+                (e - d).abs() <= 1e-6 * d + 1e-3 * total + 1.0,
+                "region r{} estimated {:.1}, true {:.1}: {:?}", r, e, d, got
+            );
+            if e > 0.0 {
+                prop_assert!(
+                    matches!(got.sources.get(&region), Some(steer_types::DemandSource::RegionLoad { .. })),
+                    "{:?}", got.sources
+                );
+            }
+        }
+    }
 
     #[test]
     fn planning_on_served_answers_reaches_a_fixed_point(

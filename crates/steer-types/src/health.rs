@@ -50,6 +50,10 @@ pub struct PopHealthReport {
     pub peers: Vec<PeerView>,
     #[serde(default)]
     pub load: LoadFigures,
+    /// `load_rps` by client region, when the agent attributes it (the
+    /// rest came from clients in no region); empty when it does not.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub region_load: BTreeMap<RegionId, f64>,
 }
 
 /// One observer's latest view of a PoP (peer probe evidence).
@@ -102,6 +106,7 @@ impl PopHealthReport {
             phase: "unknown".to_owned(),
             peers: Vec::new(),
             load: LoadFigures::default(),
+            region_load: BTreeMap::new(),
         }
     }
 

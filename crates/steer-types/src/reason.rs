@@ -112,16 +112,26 @@ pub enum DemandSource {
     /// PoP load reports attributed by the plan's shares: no DNS answers
     /// were counted for them (none served here yet, or DNS served elsewhere).
     PlanShares,
+    /// What this region's clients sent, as the agents at `pops` PoPs
+    /// attribute their load to client regions; split over the region's
+    /// services by the answers served in the last `window_s`.
+    RegionLoad {
+        pops: u32,
+        answers: u64,
+        window_s: u32,
+    },
 }
 
 impl DemandSource {
-    /// One word: `answers`, `plan_shares`, `configured` or `none`.
+    /// One word: `region_load`, `answers`, `plan_shares`, `configured` or
+    /// `none`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::None => "none",
             Self::Configured => "configured",
             Self::Answers { .. } => "answers",
             Self::PlanShares => "plan_shares",
+            Self::RegionLoad { .. } => "region_load",
         }
     }
 }
@@ -137,6 +147,15 @@ impl fmt::Display for DemandSource {
             ),
             Self::PlanShares => f.write_str(
                 "PoP load reports attributed by the plan's shares (no answers counted yet)",
+            ),
+            Self::RegionLoad {
+                pops,
+                answers,
+                window_s,
+            } => write!(
+                f,
+                "load these clients sent, as agents at {pops} PoP(s) attribute it by client region; \
+                 {answers} answer(s) in the last {window_s} s split it over services"
             ),
         }
     }

@@ -538,6 +538,29 @@ fn a_controller_waits_for_etcd_and_role_all_refuses_a_cluster() {
     let c = Node::controller(&config, &dir.join("c0"), port);
     let _etcd = restarter.join().unwrap();
     wait_leader(&[&c], Duration::from_secs(20));
+    // Every cluster metric the README documents is on a controller's
+    // /metrics (tests/metrics.rs checks the rest on --role all).
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let mut names: Vec<&str> = readme
+        .match_indices("steer_cluster_")
+        .map(|(at, _)| {
+            let tail = &readme[at..];
+            let len = tail
+                .find(|ch: char| !(ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_'))
+                .unwrap_or(tail.len());
+            &tail[..len]
+        })
+        .filter(|n| n.len() > "steer_cluster_".len())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in names {
+        assert!(
+            c.metric(name).is_some(),
+            "{name} not on a controller's /metrics"
+        );
+    }
     assert!(
         c.proc.log_text().contains("cannot"),
         "no word about waiting for etcd:\n{}",

@@ -126,6 +126,7 @@ fn build_report(config: &AgentConfig, sources: &Sources, instance: u64) -> Healt
         latency_p50_ms: figures.latency_p50_ms,
         latency_p99_ms: figures.latency_p99_ms,
         peers: peer_observations(&sources.peers),
+        region_load_rps: figures.region_load.into_iter().collect(),
     }
 }
 

@@ -7,10 +7,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use steer_types::{ClientNetwork, DnsSettings, Plan, Zone, answers::AnswerTally};
+use steer_types::{ClientNetwork, DnsSettings, DnssecZone, Plan, Zone, answers::AnswerTally};
 
 use crate::{
     geo::GeoMap,
+    keys::ZoneKey,
+    sign::Signer,
     view::{DnsView, ViewError},
 };
 
@@ -30,6 +32,8 @@ pub struct ViewPublisher {
     /// The open geo database, reused while its settings and file are
     /// unchanged (opening reads the whole file).
     geo: GeoCache,
+    /// Signed zones' keys and signature caches, kept across recompiles.
+    signers: SignerCache,
     // Writers only: serialises recompiles so a plan publication and a zone
     // reload cannot overwrite each other with stale inputs.
     current: Mutex<(Arc<ViewInputs>, Arc<Plan>)>,
@@ -38,12 +42,14 @@ pub struct ViewPublisher {
 impl ViewPublisher {
     pub fn new(inputs: ViewInputs, plan: Arc<Plan>) -> Result<Self, ViewError> {
         let geo = Mutex::new(None);
+        let signers = Mutex::new(Vec::new());
         let tally = Arc::new(AnswerTally::default());
-        let view = compile(&geo, &inputs, &plan, &tally)?;
+        let view = compile(&geo, &signers, &inputs, &plan, &tally)?;
         Ok(Self {
             view: Arc::new(ArcSwap::from_pointee(view)),
             tally,
             geo,
+            signers,
             current: Mutex::new((Arc::new(inputs), plan)),
         })
     }
@@ -66,7 +72,7 @@ impl ViewPublisher {
     /// Recompiles for a new plan; on error the previous view stays.
     pub fn publish_plan(&self, plan: Arc<Plan>) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(&self.geo, &current.0, &plan, &self.tally)?;
+        let view = compile(&self.geo, &self.signers, &current.0, &plan, &self.tally)?;
         self.view.store(Arc::new(view));
         current.1 = plan;
         Ok(())
@@ -75,7 +81,7 @@ impl ViewPublisher {
     /// Swaps in new zones / client map (a reload); on error nothing changes.
     pub fn replace_inputs(&self, inputs: ViewInputs) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(&self.geo, &inputs, &current.1, &self.tally)?;
+        let view = compile(&self.geo, &self.signers, &inputs, &current.1, &self.tally)?;
         self.view.store(Arc::new(view));
         current.0 = Arc::new(inputs);
         Ok(())
@@ -115,18 +121,50 @@ fn geo_for(cache: &GeoCache, inputs: &ViewInputs) -> Result<Option<Arc<GeoMap>>,
     Ok(Some(map))
 }
 
+/// Per signed zone: its origin, key directory and signer.
+type SignerCache = Mutex<Vec<(DnssecZone, Arc<Signer>)>>;
+
+/// The signers of the zones `inputs` signs: each key is read (or made, on
+/// first start) once, and its signature cache lives as long as it does.
+fn signers_for(
+    cache: &SignerCache,
+    inputs: &ViewInputs,
+) -> Result<Vec<(String, Arc<Signer>)>, ViewError> {
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = Vec::new();
+    for zone in &inputs.settings.dnssec {
+        let signer = match cache.iter().find(|(z, _)| z == zone) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let key = ZoneKey::load_or_generate(&zone.origin, &zone.key_dir)?;
+                tracing::info!(zone = %zone.origin, key_tag = key.tag, file = %key.path.display(), "DNSSEC signing key");
+                let origin = crate::view::name(&zone.origin)?;
+                key.write_dsset(&origin)?;
+                let signer = Arc::new(Signer::new(origin, key));
+                cache.push((zone.clone(), signer.clone()));
+                signer
+            }
+        };
+        out.push((zone.origin.clone(), signer));
+    }
+    Ok(out)
+}
+
 fn compile(
     geo: &GeoCache,
+    signers: &SignerCache,
     inputs: &ViewInputs,
     plan: &Plan,
     tally: &AnswerTally,
 ) -> Result<DnsView, ViewError> {
-    let mut view = DnsView::compile_counted(
+    let signers = signers_for(signers, inputs)?;
+    let mut view = DnsView::compile_signed(
         &inputs.zones,
         &inputs.client_networks,
         plan,
         &inputs.settings,
         tally,
+        &signers,
     )?;
     view.geo = geo_for(geo, inputs)?;
     Ok(view)

@@ -100,6 +100,21 @@ pub struct DnsSettings {
     /// What a DNS-over-TCP peer may hold.
     #[serde(default)]
     pub tcp: TcpLimits,
+    /// Zones signed online (`dnssec` on a `[[zones]]` entry); every other
+    /// zone is served unsigned.
+    #[serde(default)]
+    pub dnssec: Vec<DnssecZone>,
+}
+
+/// One zone signed when answering (DNSSEC online signing, algorithm 13:
+/// ECDSA P-256 with SHA-256, one combined signing key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnssecZone {
+    /// Fully qualified, lower-case, trailing dot (as [`crate::Zone::origin`]).
+    pub origin: String,
+    /// Where the zone's key lives as BIND `K<zone>+013+<tag>.key` and
+    /// `.private` files: loaded if there, generated on first start if not.
+    pub key_dir: std::path::PathBuf,
 }
 
 /// Limits on DNS over TCP: connections are cheap to open and a peer can
@@ -146,6 +161,7 @@ impl Default for DnsSettings {
             udp_workers: None,
             geo: None,
             tcp: TcpLimits::default(),
+            dnssec: Vec::new(),
         }
     }
 }

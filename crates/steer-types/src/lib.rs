@@ -24,7 +24,9 @@ mod time;
 mod topology;
 mod zone;
 
-pub use dns::{DnsSettings, GeoSettings, GslbSettings, RrlSettings, Selection, TcpLimits};
+pub use dns::{
+    DnsSettings, DnssecZone, GeoSettings, GslbSettings, RrlSettings, Selection, TcpLimits,
+};
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{

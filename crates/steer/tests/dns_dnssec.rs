@@ -1,0 +1,284 @@
+//! DNSSEC online signing against a real validating resolver: unbound on
+//! loopback, with the zone's DS (from steerd's state directory) as its
+//! only trust anchor and a stub zone pointing at steerd. A static name, a
+//! steered name, a name that does not exist (compact denial), a NODATA
+//! and wildcard answers all validate (AD); a trust anchor for another key
+//! makes the same queries SERVFAIL. Also: without DO nothing changes,
+//! UDP and TCP sign alike, and a signed answer too big for the client's
+//! UDP size is TC.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use common::*;
+
+const RECORDS: &str = r#"  { name = "www", type = "A", value = "192.0.2.80" },
+  { name = "*.wild", type = "A", value = "192.0.2.90" },
+  { name = "mail", type = "MX", value = "www" },
+  { name = "sub", type = "NS", value = "ns.sub.example.test." },
+  { name = "ns.sub", type = "A", value = "192.0.2.53" },
+  { name = "big", type = "TXT", value = "BIG" },
+]
+dnssec = true"#;
+
+/// The quickstart with `example.test.` signed, a wildcard, a delegation
+/// and a TXT record too big for 512 bytes once signed.
+fn setup(name: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let text = std::fs::read_to_string(quickstart()).unwrap();
+    let www = "  { name = \"www\", type = \"A\", value = \"192.0.2.80\" },\n]";
+    assert!(text.contains(www), "the quickstart's zone changed");
+    let records = RECORDS.replace("BIG", &"x".repeat(400));
+    let config = dir.join("steerd.toml");
+    std::fs::write(&config, text.replacen(www, &records, 1)).unwrap();
+    (dir, config)
+}
+
+fn unbound_binary() -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin"] {
+        let path = Path::new(dir).join("unbound");
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!(
+        "unbound is not installed: the DNSSEC test needs the Debian package `unbound` \
+         (scripts/test installs it: apt-get install unbound)"
+    );
+}
+
+struct Unbound {
+    proc: Proc,
+    port: u16,
+}
+
+/// A validating unbound whose only trust anchor is `anchor` (a DS line)
+/// and which asks steerd on `steerd_port` for example.test.
+fn unbound(dir: &Path, name: &str, anchor: &str, steerd_port: u16) -> Unbound {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("anchor"), anchor).unwrap();
+    let port = free_port();
+    let conf = format!(
+        "server:\n\
+         \x20 interface: 127.0.0.1\n\
+         \x20 port: {port}\n\
+         \x20 do-daemonize: no\n\
+         \x20 username: \"\"\n\
+         \x20 chroot: \"\"\n\
+         \x20 directory: \"{dir}\"\n\
+         \x20 pidfile: \"\"\n\
+         \x20 use-syslog: no\n\
+         \x20 logfile: \"\"\n\
+         \x20 verbosity: 1\n\
+         \x20 val-log-level: 2\n\
+         \x20 do-not-query-localhost: no\n\
+         \x20 access-control: 127.0.0.0/8 allow\n\
+         \x20 module-config: \"validator iterator\"\n\
+         \x20 trust-anchor-file: \"{dir}/anchor\"\n\
+         \x20 qname-minimisation: no\n\
+         \x20 local-zone: \"test.\" nodefault\n\
+         stub-zone:\n\
+         \x20 name: \"example.test.\"\n\
+         \x20 stub-addr: 127.0.0.1@{steerd_port}\n\
+         remote-control:\n\
+         \x20 control-enable: no\n",
+        dir = dir.display(),
+    );
+    std::fs::write(dir.join("unbound.conf"), conf).unwrap();
+    let proc = Proc::spawn(
+        Command::new(unbound_binary())
+            .arg("-d")
+            .arg("-c")
+            .arg(dir.join("unbound.conf")),
+        dir.join("unbound.log"),
+    );
+    let u = Unbound { proc, port };
+    let up = poll(Duration::from_secs(20), || {
+        dig(port, &["version.server", "CH", "TXT"])
+            .contains("status:")
+            .then_some(())
+    });
+    assert!(up.is_some(), "unbound not ready:\n{}", u.proc.log_text());
+    u
+}
+
+fn flags(out: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(";; flags:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn status(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Records of one section of dig's output, without TTLs (they count down
+/// in a resolver's cache) and sorted.
+fn section(out: &str, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!(";; {name} SECTION:")))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 1 {
+                f.remove(1);
+            }
+            f.join(" ")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
+    let (dir, config) = setup("dnssec-unbound");
+    let state = dir.join("state");
+    let s = Steerd::start_with(config, state.clone());
+    let dsset = state.join("dnssec/dsset-example.test.");
+    let ds = std::fs::read_to_string(&dsset).unwrap();
+    assert!(ds.starts_with("example.test. IN DS "), "{ds}");
+    let key = std::fs::read_dir(state.join("dnssec"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("Kexample.test.+013+") && n.ends_with(".key"))
+        .expect("a BIND .key file in the state directory");
+    let tag: u16 = key["Kexample.test.+013+".len()..key.len() - 4]
+        .parse()
+        .unwrap();
+    assert!(ds.contains(&format!(" DS {tag} 13 2 ")), "{ds}");
+
+    let good = unbound(&dir, "good", &ds, s.dns);
+    let ask = |args: &[&str]| {
+        let mut all = vec!["+dnssec"];
+        all.extend_from_slice(args);
+        dig(good.port, &all)
+    };
+    for (args, expect) in [
+        (&["www.example.test", "A"][..], Some("192.0.2.80")),
+        (&["app.example.test", "A"][..], Some("")),
+        (&["app.example.test", "AAAA"][..], Some("")),
+        (&["mail.example.test", "MX"][..], Some("www.example.test.")),
+        (&["x.wild.example.test", "A"][..], Some("192.0.2.90")),
+        (&["a.b.wild.example.test", "A"][..], Some("192.0.2.90")),
+        (&["example.test", "DNSKEY"][..], Some("257 3 13")),
+        (&["example.test", "CDS"][..], Some(&format!("{tag} 13 2"))),
+        (&["big.example.test", "TXT"][..], Some("xxxx")),
+        // Compact denial: NOERROR with an NSEC at the name (RFC 9824).
+        (&["nope.example.test", "A"][..], None),
+        (&["www.example.test", "MX"][..], None),
+        (&["wild.example.test", "A"][..], None),
+        (&["sub.example.test", "DS"][..], None),
+    ] {
+        let out = ask(args);
+        assert!(
+            flags(&out).contains(" ad"),
+            "{args:?} not validated:\n{out}\nunbound:\n{}",
+            good.proc.log_text()
+        );
+        assert_eq!(status(&out), "NOERROR", "{args:?}:\n{out}");
+        let answers = section(&out, "ANSWER");
+        match expect {
+            Some(text) => assert!(
+                answers.iter().any(|a| a.contains(text))
+                    && answers.iter().any(|a| a.contains("RRSIG")),
+                "{args:?}:\n{out}"
+            ),
+            None => assert!(answers.is_empty(), "{args:?}:\n{out}"),
+        }
+    }
+
+    // A trust anchor for another key: nothing in the zone validates.
+    let other = ds
+        .split_whitespace()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 6 {
+                "0".repeat(w.len())
+            } else {
+                w.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_ne!(other.trim(), ds.trim());
+    let bad = unbound(&dir, "bad", &other, s.dns);
+    for name in ["www.example.test", "app.example.test", "nope.example.test"] {
+        let out = dig(bad.port, &["+dnssec", name, "A"]);
+        assert_eq!(status(&out), "SERVFAIL", "{name} with another key:\n{out}");
+    }
+}
+
+#[test]
+fn signing_needs_do_and_answers_alike_over_udp_and_tcp() {
+    let (dir, config) = setup("dnssec-wire");
+    let s = Steerd::start_with(config, dir.join("state"));
+
+    // Without DO: no DNSSEC records, and NXDOMAIN stays NXDOMAIN.
+    let plain = s.dig(&["+norec", "nope.example.test", "A"]);
+    assert_eq!(status(&plain), "NXDOMAIN", "{plain}");
+    assert!(
+        !plain.contains("NSEC") && !plain.contains("RRSIG"),
+        "{plain}"
+    );
+    let plain = s.dig(&["+norec", "www.example.test", "A"]);
+    assert!(!plain.contains("RRSIG"), "{plain}");
+    assert!(!plain.contains("flags: do"), "{plain}");
+
+    // With DO: the same records over UDP (the fast path's workers) and
+    // TCP, signatures included (the cache signs an RRset once).
+    for args in [
+        &["www.example.test", "A"][..],
+        &["app.example.test", "A", "+subnet=10.1.0.0/24"][..],
+        &["nope.example.test", "A"][..],
+        &["x.wild.example.test", "A"][..],
+        &["x.sub.example.test", "A"][..],
+    ] {
+        let mut udp = vec!["+dnssec", "+norec"];
+        udp.extend_from_slice(args);
+        let mut tcp = udp.clone();
+        tcp.push("+tcp");
+        let (u, t) = (s.dig(&udp), s.dig(&tcp));
+        assert!(u.contains("flags: do"), "{args:?}:\n{u}");
+        for name in ["ANSWER", "AUTHORITY"] {
+            assert_eq!(section(&u, name), section(&t, name), "{args:?} {name}");
+        }
+        assert!(u.contains("RRSIG") || u.contains("NSEC"), "{u}");
+    }
+    let nx = s.dig(&["+dnssec", "+norec", "nope.example.test", "A"]);
+    assert_eq!(status(&nx), "NOERROR", "{nx}");
+    assert!(
+        nx.contains("NSEC\t\\000.nope.example.test. RRSIG NSEC TYPE128"),
+        "{nx}"
+    );
+
+    // Too big for the 512 bytes offered: TC, no records; whole over TCP.
+    let big = s.dig(&[
+        "+dnssec",
+        "+norec",
+        "+bufsize=512",
+        "+ignore",
+        "big.example.test",
+        "TXT",
+    ]);
+    assert!(flags(&big).contains(" tc"), "{big}");
+    assert!(section(&big, "ANSWER").is_empty(), "{big}");
+    let big = s.dig(&["+dnssec", "+norec", "+tcp", "big.example.test", "TXT"]);
+    assert!(big.contains("RRSIG\tTXT 13 3"), "{big}");
+}

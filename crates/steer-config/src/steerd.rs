@@ -175,7 +175,8 @@ enum RawDnssec {
 struct RawDnssecTable {
     #[serde(default = "default_true")]
     enabled: bool,
-    algorithm: Option<Spanned<String>>,
+    // Not `Spanned`: spans do not survive an untagged enum.
+    algorithm: Option<String>,
 }
 
 fn default_zone_ttl() -> u32 {
@@ -672,13 +673,12 @@ fn dnssec_zones(
             RawDnssec::On(on) => *on,
             RawDnssec::Table(t) => {
                 if let Some(a) = &t.algorithm
-                    && !a.get_ref().eq_ignore_ascii_case("ecdsap256sha256")
+                    && !a.eq_ignore_ascii_case("ecdsap256sha256")
                 {
                     r.at(
-                        a.span(),
+                        d.span(),
                         format!(
-                            "DNSSEC algorithm {:?} is not supported; use \"ecdsap256sha256\" (13)",
-                            a.get_ref()
+                            "DNSSEC algorithm {a:?} is not supported; use \"ecdsap256sha256\" (13)"
                         ),
                     );
                 }

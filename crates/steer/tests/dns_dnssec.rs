@@ -29,15 +29,17 @@ const RECORDS: &str = r#"  { name = "www", type = "A", value = "192.0.2.80" },
 dnssec = true"#;
 
 /// The quickstart with `example.test.` signed, a wildcard, a delegation
-/// and a TXT record too big for 512 bytes once signed.
-fn setup(name: &str) -> (PathBuf, PathBuf) {
+/// and a TXT record too big for 512 bytes once signed; `extra` is
+/// appended.
+fn setup(name: &str, extra: &str) -> (PathBuf, PathBuf) {
     let dir = temp_dir(name);
     let text = std::fs::read_to_string(quickstart()).unwrap();
     let www = "  { name = \"www\", type = \"A\", value = \"192.0.2.80\" },\n]";
     assert!(text.contains(www), "the quickstart's zone changed");
     let records = RECORDS.replace("BIG", &"x".repeat(400));
     let config = dir.join("steerd.toml");
-    std::fs::write(&config, text.replacen(www, &records, 1)).unwrap();
+    let text = text.replacen(www, &records, 1) + extra;
+    std::fs::write(&config, text).unwrap();
     (dir, config)
 }
 
@@ -147,7 +149,7 @@ fn section(out: &str, name: &str) -> Vec<String> {
 
 #[test]
 fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
-    let (dir, config) = setup("dnssec-unbound");
+    let (dir, config) = setup("dnssec-unbound", "");
     let state = dir.join("state");
     let s = Steerd::start_with(config, state.clone());
     let dsset = state.join("dnssec/dsset-example.test.");
@@ -227,7 +229,14 @@ fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
 
 #[test]
 fn signing_needs_do_and_answers_alike_over_udp_and_tcp() {
-    let (dir, config) = setup("dnssec-wire");
+    // UDP by the fast path's workers, then by hickory-server's loop.
+    for extra in ["", "\n[dns]\nudp_workers = 0\n"] {
+        signs_alike(extra);
+    }
+}
+
+fn signs_alike(extra: &str) {
+    let (dir, config) = setup("dnssec-wire", extra);
     let s = Steerd::start_with(config, dir.join("state"));
 
     // Without DO: no DNSSEC records, and NXDOMAIN stays NXDOMAIN.
@@ -241,8 +250,8 @@ fn signing_needs_do_and_answers_alike_over_udp_and_tcp() {
     assert!(!plain.contains("RRSIG"), "{plain}");
     assert!(!plain.contains("flags: do"), "{plain}");
 
-    // With DO: the same records over UDP (the fast path's workers) and
-    // TCP, signatures included (the cache signs an RRset once).
+    // With DO: the same records over UDP and TCP, signatures included
+    // (the cache signs an RRset once).
     for args in [
         &["www.example.test", "A"][..],
         &["app.example.test", "A", "+subnet=10.1.0.0/24"][..],

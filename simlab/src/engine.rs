@@ -195,9 +195,25 @@ pub(crate) fn run(
         udp_payload: 1232,
         ..steer_types::DnsSettings::default()
     };
+    // Edges calibrate selection on the subnets that ask (as steerd does:
+    // at every compile, and every `calibrate_every` while the plan source is
+    // there).
+    let samples = steer_dns::ClientSamples::default();
     let compile = |plan: &Plan| {
-        DnsView::compile_counted(&zones, &topology.client_networks, plan, &settings, &tally)
+        DnsView::compile_sampled(
+            &zones,
+            &topology.client_networks,
+            plan,
+            &settings,
+            &tally,
+            &samples,
+        )
     };
+    let recalibrate_ms = settings
+        .calibrate_every
+        .map_or(u64::MAX, |d| d.as_millis() as u64);
+    let mut next_recalibration_ms = recalibrate_ms;
+    let mut recalibration_round = 0u32;
     let mut view = compile(&plan)?;
     // Counts the views edges served, so an answer can be traced to one.
     let mut view_id = 0u64;
@@ -486,6 +502,20 @@ pub(crate) fn run(
             plan = next;
             plans += 1;
             published += 1;
+        }
+        if t_ms >= next_recalibration_ms {
+            next_recalibration_ms = next_recalibration_ms.saturating_add(recalibrate_ms);
+            if !control_plane_gone {
+                recalibration_round += 1;
+                if recalibration_round.is_multiple_of(steer_dns::ROUNDS_PER_GENERATION) {
+                    samples.rotate();
+                }
+                if samples.changed() {
+                    samples.settle();
+                    view = compile(&plan)?;
+                    view_id += 1;
+                }
+            }
         }
         // The view edges served when the control plane went away.
         gone_since_view = match (control_plane_gone, gone_since_view) {

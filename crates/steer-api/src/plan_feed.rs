@@ -76,6 +76,13 @@ impl PlanSource {
     }
 }
 
+/// A message built for (base sent, version): subscribers on the same base
+/// share one diff of the plan instead of one each.
+type Built = (Option<PlanVersion>, PlanVersion, Arc<pb::PlanUpdate>);
+
+/// Messages kept per version (a full one, deltas from a few bases).
+const BUILT_KEPT: usize = 4;
+
 /// The live subscriptions: a permit each, and the way to end an older
 /// stream of the same subscriber.
 pub(crate) struct PlanFeed {
@@ -84,6 +91,8 @@ pub(crate) struct PlanFeed {
     next_id: std::sync::atomic::AtomicU64,
     /// The last plan's entries, encoded once for every subscriber.
     encoded: Mutex<Option<Encoded>>,
+    /// The last plan's messages, built once per base.
+    built: Mutex<Vec<Built>>,
 }
 
 impl PlanFeed {
@@ -93,22 +102,53 @@ impl PlanFeed {
             by_name: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
             encoded: Mutex::new(None),
+            built: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The message taking a subscriber from `sent` to `version`, built by
+    /// the first subscriber on that base while the others wait (as for
+    /// the encoding, one diff instead of one per worker thread).
+    fn message(
+        &self,
+        version: PlanVersion,
+        computed_at: Timestamp,
+        sent: Option<&(PlanVersion, Arc<PlanContent>)>,
+        content: &PlanContent,
+        sha: &[u8],
+    ) -> pb::PlanUpdate {
+        let base = sent.map(|(v, _)| *v);
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, _, msg)) = built.iter().find(|(b, v, _)| *b == base && *v == version) {
+            return pb::PlanUpdate::clone(msg);
+        }
+        let msg = update_message(version, computed_at, sent, content, sha);
+        built.retain(|(_, v, _)| *v == version);
+        if built.len() < BUILT_KEPT {
+            built.push((base, version, Arc::new(msg.clone())));
+        }
+        msg
     }
 
     /// `plan`'s entries, encoded by the first subscriber that needs them.
     fn content(&self, version: PlanVersion, plan: &Plan) -> (Arc<PlanContent>, Arc<[u8]>) {
-        if let Ok(cache) = self.encoded.lock()
-            && let Some((cached, content, sha)) = cache.as_ref()
+        // Held while encoding: the subscribers one publication wakes wait
+        // for one encoding instead of every worker thread making its own.
+        let mut cache = self
+            .encoded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached, content, sha)) = cache.as_ref()
             && *cached == version
         {
             return (content.clone(), sha.clone());
         }
         let content = Arc::new(PlanContent::encode(&plan.body));
         let sha: Arc<[u8]> = Arc::from(&content.sha256()[..]);
-        if let Ok(mut cache) = self.encoded.lock() {
-            *cache = Some((version, content.clone(), sha.clone()));
-        }
+        *cache = Some((version, content.clone(), sha.clone()));
         (content, sha)
     }
 
@@ -160,7 +200,7 @@ impl PlanFeed {
                     continue;
                 }
                 let (content, sha) = feed.content(version, &plan);
-                let msg = update_message(version, plan.computed_at, sent.as_ref(), &content, &sha);
+                let msg = feed.message(version, plan.computed_at, sent.as_ref(), &content, &sha);
                 let kind = if msg.full { "full" } else { "delta" };
                 let bytes = prost::Message::encoded_len(&msg);
                 if bytes > MAX_PLAN_MESSAGE_BYTES {
@@ -292,7 +332,7 @@ pub fn plan_to_pb(version: PlanVersion, computed_at: Timestamp, content: &PlanCo
 
 /// A saved plan as a full update (checked like any other by the follower).
 pub fn plan_from_pb(p: pb::Plan) -> Result<Update, String> {
-    update_from_pb(pb::PlanUpdate {
+    let mut update = update_from_pb(pb::PlanUpdate {
         version: p.version,
         computed_unix_ms: p.computed_unix_ms,
         full: true,
@@ -300,7 +340,18 @@ pub fn plan_from_pb(p: pb::Plan) -> Result<Update, String> {
         entries: p.entries,
         removed: Vec::new(),
         content_sha256: p.content_sha256,
-    })
+    })?;
+    // A file saved before the two-level hash: checked by the hash it was
+    // saved with, then held under today's, so an upgraded edge still
+    // fails static on it.
+    let content = PlanContent {
+        entries: update.changed.iter().cloned().collect(),
+    };
+    let sha = content.sha256();
+    if sha != update.sha256 && content.legacy_sha256() == update.sha256 {
+        update.sha256 = sha;
+    }
+    Ok(update)
 }
 
 #[cfg(test)]
@@ -354,17 +405,17 @@ mod tests {
         let first = stream.recv().await.unwrap().unwrap();
         assert!(first.full);
         let full_bytes = prost::Message::encoded_len(&first);
-        let (applied, got) = follower.apply(&update_from_pb(first).unwrap()).unwrap();
+        let applied = follower.apply(&update_from_pb(first).unwrap()).unwrap();
         assert_eq!(applied, Applied::New);
-        assert_eq!(got.unwrap().body, plan(1, 50, None).body);
+        assert_eq!(follower.plan().unwrap().body, plan(1, 50, None).body);
 
         tx.send_replace(plan(2, 50, Some(3)));
         let second = stream.recv().await.unwrap().unwrap();
         assert!(!second.full);
         assert_eq!(second.entries.len(), 1, "only pop3 changed");
         assert!(prost::Message::encoded_len(&second) * 20 < full_bytes);
-        let (_, got) = follower.apply(&update_from_pb(second).unwrap()).unwrap();
-        assert_eq!(got.unwrap().body, plan(2, 50, Some(3)).body);
+        follower.apply(&update_from_pb(second).unwrap()).unwrap();
+        assert_eq!(follower.plan().unwrap().body, plan(2, 50, Some(3)).body);
         assert_eq!(
             follower.version(),
             Some(PlanVersion {
@@ -372,6 +423,50 @@ mod tests {
                 sequence: 2
             })
         );
+    }
+
+    /// Subscribers on the same base get the same message (built once per
+    /// publication and base), and each applies it to the published plan.
+    #[tokio::test]
+    async fn subscribers_share_a_publication_and_each_base_gets_its_delta() {
+        let (tx, rx) = watch::channel(plan(1, 20, None));
+        let feed = Arc::new(PlanFeed::new());
+        let rx = PlanSource::Local {
+            epoch: 1,
+            plans: rx,
+        };
+        let mut a = feed.subscribe("edge-a".into(), rx.clone()).unwrap();
+        let mut b = feed.subscribe("edge-b".into(), rx.clone()).unwrap();
+        let (mut fa, mut fb) = (Follower::default(), Follower::default());
+        for (stream, f) in [(&mut a, &mut fa), (&mut b, &mut fb)] {
+            let m = stream.recv().await.unwrap().unwrap();
+            f.apply(&update_from_pb(m).unwrap()).unwrap();
+        }
+        tx.send_replace(plan(2, 20, Some(1)));
+        let (ma, mb) = (
+            a.recv().await.unwrap().unwrap(),
+            b.recv().await.unwrap().unwrap(),
+        );
+        assert!(!ma.full);
+        assert_eq!(ma, mb, "one message for both");
+        fa.apply(&update_from_pb(ma).unwrap()).unwrap();
+        assert_eq!(fa.plan().unwrap().body, plan(2, 20, Some(1)).body);
+        // A third subscriber joins at 2, then 3 is published: a's base is
+        // 2 as is c's; both get the same delta again.
+        let mut c = feed.subscribe("edge-c".into(), rx).unwrap();
+        let mut fc = Follower::default();
+        fc.apply(&update_from_pb(c.recv().await.unwrap().unwrap()).unwrap())
+            .unwrap();
+        tx.send_replace(plan(3, 20, Some(2)));
+        let (ma, mc) = (
+            a.recv().await.unwrap().unwrap(),
+            c.recv().await.unwrap().unwrap(),
+        );
+        assert_eq!(ma, mc);
+        for (m, f) in [(ma, &mut fa), (mc, &mut fc)] {
+            f.apply(&update_from_pb(m).unwrap()).unwrap();
+            assert_eq!(f.plan().unwrap().body, plan(3, 20, Some(2)).body);
+        }
     }
 
     /// A second stream under the same subscriber name ends the first.
@@ -432,6 +527,25 @@ mod tests {
         tx.send_replace(published(5, 30));
         let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), stream.recv()).await;
         assert!(quiet.is_err(), "sent a plan older than one already sent");
+    }
+
+    #[test]
+    fn a_plan_saved_under_the_legacy_hash_still_loads_and_a_tampered_one_does_not() {
+        let content = PlanContent::encode(&plan(3, 2, None).body);
+        let version = PlanVersion {
+            epoch: 1,
+            sequence: 3,
+        };
+        let mut pb = plan_to_pb(version, Timestamp::from_unix_ms(5), &content);
+        pb.content_sha256 = content.legacy_sha256().to_vec();
+        let mut follower = Follower::default();
+        follower.apply(&plan_from_pb(pb.clone()).unwrap()).unwrap();
+        assert_eq!(follower.plan().unwrap().body, plan(3, 2, None).body);
+        if let Some(e) = pb.entries.last_mut() {
+            e.body.push(0);
+        }
+        let refused = Follower::default().apply(&plan_from_pb(pb).unwrap());
+        assert_eq!(refused.unwrap_err().label(), "hash_mismatch");
     }
 
     #[test]

@@ -97,6 +97,21 @@ pub(crate) fn dns_settings(
         }
         dns.rrl = rrl.enabled.then_some(s);
     }
+    if let Some(v) = &raw.calibrate_every {
+        match v.get_ref().as_str() {
+            "off" => dns.calibrate_every = None,
+            text => match parse_duration(text) {
+                Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => {
+                    dns.calibrate_every = Some(d);
+                }
+                Ok(_) => r.at(
+                    v.span(),
+                    "calibrate_every must be between 1s and 3600s, or \"off\"",
+                ),
+                Err(e) => r.at(v.span(), e),
+            },
+        }
+    }
     tcp_limits(r, raw, &mut dns.tcp);
     dns.services = services.iter().map(|s| gslb(r, s.get_ref())).collect();
     dns

@@ -14,6 +14,7 @@ mod duration;
 mod edge;
 mod error;
 mod guards;
+mod openslo;
 mod slo;
 mod steerd;
 mod tls;

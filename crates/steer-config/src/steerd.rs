@@ -44,6 +44,9 @@ struct RawConfig {
     dns: RawDns,
     #[serde(default)]
     slos: Vec<Spanned<crate::slo::RawSlo>>,
+    /// OpenSLO v1 YAML files whose SLO documents are imported.
+    #[serde(default)]
+    openslo: Vec<Spanned<String>>,
     alerting: Option<crate::slo::RawAlerting>,
     cluster: Option<Spanned<crate::slo::RawCluster>>,
     /// Only read by `steerd --role edge`.
@@ -60,6 +63,8 @@ pub(crate) struct RawDns {
     pub(crate) tcp_max_connections: Option<Spanned<u32>>,
     pub(crate) tcp_max_connections_per_client: Option<Spanned<u32>>,
     pub(crate) tcp_idle_timeout: Option<Spanned<String>>,
+    /// "30s" (the default), or "off".
+    pub(crate) calibrate_every: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -373,7 +378,32 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         )
     });
     dns.dnssec = dnssec_zones(&mut r, &raw.zones, &zones, &server.state_dir);
-    let slos = crate::slo::slos(&mut r, &raw.slos, &topology);
+    let mut slos = crate::slo::slos(&mut r, &raw.slos, &topology);
+    let files: Vec<(String, std::ops::Range<usize>)> = raw
+        .openslo
+        .iter()
+        .map(|f| (f.get_ref().clone(), f.span()))
+        .collect();
+    let imported =
+        crate::openslo::import(&files, path.parent().unwrap_or(Path::new(".")), &topology);
+    for (span, why) in imported.unreadable {
+        r.at(span, why);
+    }
+    for e in imported.errors {
+        r.push(e);
+    }
+    for slo in imported.slos {
+        if slos.iter().any(|s| s.name == slo.name) {
+            if let Some(f) = raw.openslo.first() {
+                r.at(
+                    f.span(),
+                    format!("SLO {:?} is defined twice ([[slos]] and OpenSLO)", slo.name),
+                );
+            }
+        } else {
+            slos.push(slo);
+        }
+    }
     let alerting = crate::slo::alerting(&mut r, raw.alerting.as_ref());
     let cluster = raw.cluster.as_ref().map(|c| crate::slo::cluster(&mut r, c));
     let edge = raw

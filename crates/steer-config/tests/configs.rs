@@ -466,9 +466,10 @@ fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
         "quickstart.toml",
         "[[regions]]\n",
         "[dns]\ntcp_max_connections = 100\ntcp_max_connections_per_client = 10\n\
-         tcp_idle_timeout = \"3s\"\n[dns.rrl]\nexempt = [\"10.0.0.0/8\", \"192.0.2.1\"]\n\n[[regions]]\n",
+         tcp_idle_timeout = \"3s\"\ncalibrate_every = \"off\"\n[dns.rrl]\nexempt = [\"10.0.0.0/8\", \"192.0.2.1\"]\n\n[[regions]]\n",
     );
     let c = steer_config::load_steerd(&path).unwrap();
+    assert_eq!(c.dns.calibrate_every, None, "\"off\" turns calibration off");
     assert_eq!(
         c.dns.tcp,
         steer_types::TcpLimits {
@@ -496,7 +497,7 @@ fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
         "dns-limits-bad.toml",
         "quickstart.toml",
         "[[regions]]\n",
-        "[dns]\ntcp_max_connections = 0\ntcp_idle_timeout = \"1h\"\n\
+        "[dns]\ntcp_max_connections = 0\ntcp_idle_timeout = \"1h\"\ncalibrate_every = \"2h\"\n\
          [dns.rrl]\nexempt = [\"10.0.0.0/33\"]\n\n[[regions]]\n",
     );
     let err = steer_config::load_steerd(&path).unwrap_err();
@@ -509,6 +510,7 @@ fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
                 "dns.tcp_max_connections"
             ),
             (line_of(&text, "tcp_idle_timeout ="), "dns.tcp_idle_timeout"),
+            (line_of(&text, "calibrate_every ="), "dns.calibrate_every"),
             (line_of(&text, "exempt ="), "dns.rrl.exempt"),
         ],
         "{err}"
@@ -752,4 +754,46 @@ fn dnssec_is_opted_in_per_zone_and_only_algorithm_13_is_accepted() {
         "origin = \"example.test.\"\ndnssec = { algoritm = \"ecdsap256sha256\" }\n",
     );
     assert!(steer_config::load_steerd(&path).is_err());
+}
+
+#[test]
+fn openslo_files_are_imported_beside_slos_and_their_errors_name_the_yaml_line() {
+    let (path, text) = with_edit(
+        "openslo.toml",
+        "quickstart.toml",
+        "[server]",
+        "openslo = [\"openslo.yaml\"]\n\n[server]",
+    );
+    let dir = path.parent().unwrap();
+    std::fs::copy(configs_dir().join("openslo.yaml"), dir.join("openslo.yaml")).unwrap();
+    let c = steer_config::load_steerd(&path).unwrap();
+    let names: Vec<&str> = c.slos.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["app-availability", "app-edge-availability"]);
+    let imported = &c.slos[1];
+    assert_eq!(imported.objective.target(), 0.995);
+    assert_eq!(imported.window, Duration::from_secs(28 * 86_400));
+
+    // A bad file: the error names the YAML file and line.
+    let yaml = std::fs::read_to_string(configs_dir().join("openslo.yaml"))
+        .unwrap()
+        .replace("service: app", "service: nope");
+    std::fs::write(dir.join("openslo.yaml"), &yaml).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err().to_string();
+    let line = line_of(&yaml, "service: nope");
+    assert!(
+        err.contains(&format!("openslo.yaml:{line}:")) && err.contains("no service \"nope\""),
+        "{err}"
+    );
+
+    // The same name twice, and a file that is not there.
+    let yaml = yaml
+        .replace("service: nope", "service: app")
+        .replace("name: app-edge-availability", "name: app-availability");
+    std::fs::write(dir.join("openslo.yaml"), &yaml).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err().to_string();
+    assert!(err.contains("defined twice"), "{err}");
+    std::fs::remove_file(dir.join("openslo.yaml")).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err().to_string();
+    let at = format!("openslo.toml:{}:", line_of(&text, "openslo = "));
+    assert!(err.contains("cannot read") && err.contains(&at), "{err}");
 }

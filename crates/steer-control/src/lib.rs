@@ -116,10 +116,13 @@ pub struct ControlLoop {
     version_floor: u64,
 }
 
+/// Where the loop samples answer counters from: cumulative totals.
+pub type AnswerSource = Arc<dyn Fn() -> AnswerTotals + Send + Sync>;
+
 /// Samples of the answer counters, newest last, kept for the longest TTL.
 #[derive(Default)]
 struct AnswerFeed {
-    tally: Option<Arc<AnswerTally>>,
+    tally: Option<AnswerSource>,
     samples: std::collections::VecDeque<(Timestamp, AnswerTotals)>,
 }
 
@@ -703,7 +706,14 @@ impl ControlLoop {
     /// Counts the answers `tally` records (the local DNS data plane's) into
     /// the demand estimate.
     pub fn count_answers_from(&mut self, tally: Arc<AnswerTally>) {
-        self.answers.tally = Some(tally);
+        self.answers.tally = Some(Arc::new(move || tally.totals()));
+    }
+
+    /// Counts the answers `source` reports (e.g. every edge's, merged, on a
+    /// controller that serves no DNS) into the demand estimate. Its totals
+    /// must only grow (see `steer_types::answers::MergedAnswers`).
+    pub fn count_answers_with(&mut self, source: AnswerSource) {
+        self.answers.tally = Some(source);
     }
 
     /// Takes a sample of the answer counters if a second has passed.
@@ -719,7 +729,7 @@ impl ControlLoop {
         {
             return;
         }
-        let totals = tally.totals();
+        let totals = tally();
         self.record(&Recorded::Answers {
             at: now,
             totals: totals.clone(),

@@ -50,6 +50,19 @@ pub struct SloSnapshot {
     pub corrections: Vec<Correction>,
 }
 
+impl SloSnapshot {
+    /// Services with an SLO whose error budget is spent: what the change
+    /// process blocks risky changes on.
+    pub fn exhausted_services(&self) -> std::collections::BTreeSet<String> {
+        self.evaluations
+            .iter()
+            .filter(|e| e.exhausted())
+            .filter_map(|e| self.specs.iter().find(|s| s.name == e.slo))
+            .map(|s| s.service.to_string())
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct PopBurn {
     pub pop: String,
@@ -295,6 +308,14 @@ impl SloRuntime {
                 },
             );
             metrics::gauge!("steer_slo_sli_ratio", "slo" => slo.clone()).set(e.sli);
+            if let Some(spec) = self.engine.specs().iter().find(|s| s.name == e.slo) {
+                metrics::gauge!(
+                    "steer_slo_budget_exhausted",
+                    "slo" => slo.clone(),
+                    "service" => spec.service.to_string()
+                )
+                .set(if e.exhausted() { 1.0 } else { 0.0 });
+            }
             for b in &e.burns {
                 metrics::gauge!("steer_slo_burn_rate", "slo" => slo.clone(), "window" => duration_text(b.window))
                     .set(if b.burn_rate.is_finite() { b.burn_rate } else { 1e9 });
@@ -405,6 +426,11 @@ mod tests {
         let e = &snap.evaluations[0];
         assert_eq!(e.firing(), Some(Severity::Page), "{e:?}");
         assert!(e.budget_remaining < 0.0);
+        // The change process can block on it.
+        assert_eq!(
+            snap.exhausted_services().into_iter().collect::<Vec<_>>(),
+            ["app"]
+        );
         let burns = &snap.pop_burn["app"];
         let fra = burns.iter().find(|b| b.pop == "fra1").expect("fra1");
         let ams = burns.iter().find(|b| b.pop == "ams1").expect("ams1");

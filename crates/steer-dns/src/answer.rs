@@ -357,6 +357,7 @@ fn steered_records<'v>(
             .into_iter()
             .find(|s| !s.any.is_empty());
         if let Some(set) = set {
+            observe(set, key);
             let mut chosen = [0; MAX_PICK];
             let n = set.any.pick(key, 1, &mut chosen);
             let before = chain.len();
@@ -411,6 +412,9 @@ fn steered_records<'v>(
         return positive(chain, false);
     };
     let (keyed, idx) = family(set);
+    // Sampled even while the answer does not depend on the subnet, so the
+    // sample is ready when a plan makes it depend.
+    observe(set, key);
     let mut chosen = [0; MAX_PICK];
     let n = keyed.pick(key, svc.max_records, &mut chosen);
     // Clients split their traffic over the records they get.
@@ -420,6 +424,14 @@ fn steered_records<'v>(
         Some(Answered { rr, owner })
     }));
     positive(chain, keyed.hashed(svc.max_records))
+}
+
+/// Adds the client's subnet to the set's sample, for calibrating the next
+/// view (random selection has no sample: its key is not the subnet's).
+fn observe(set: &CompiledSet, key: u64) {
+    if let Some(sample) = &set.sample {
+        sample.observe(key);
+    }
 }
 
 fn record(set: &CompiledSet, target: usize, v6: bool, share: u64) -> Option<&Rr> {

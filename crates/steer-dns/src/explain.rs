@@ -161,6 +161,24 @@ pub fn explain(
             answers.join(", ")
         }
     ));
+    let compiled = view.services.get(&lower).map(|svc| {
+        result
+            .region
+            .and_then(|i| svc.regional.get(i))
+            .unwrap_or(&svc.global)
+    });
+    if let Some(set) = compiled {
+        let sampled = set.sample.as_ref().map_or(0, |s| s.settled().len());
+        steps.push(match set.residual {
+            Some(err) => format!(
+                "selection calibrated on {sampled} client subnet(s) that asked: shares within {:.2} points of the weights",
+                err * 100.0
+            ),
+            None => format!(
+                "selection not calibrated ({sampled} client subnet(s) sampled; the answer does not depend on the subnet, or too few asked)"
+            ),
+        });
+    }
     for (i, rail) in plan.body.rails.iter().enumerate() {
         if rail.concerns_set(&service.id, region.as_ref()) {
             match evidence.rail_wanted.get(i).copied().filter(|w| *w > 0) {

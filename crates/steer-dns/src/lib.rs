@@ -11,6 +11,7 @@
 mod answer;
 #[cfg(target_os = "linux")]
 mod batched;
+mod calibrate;
 mod edns;
 mod explain;
 mod geo;
@@ -28,6 +29,7 @@ mod wire;
 mod zone;
 
 pub use answer::{Answer, Answered, ClientInfo, MAX_CNAME_CHAIN, Owner, Question, answer};
+pub use calibrate::{ClientSamples, ROUNDS_PER_GENERATION};
 pub use explain::explain;
 pub use handler::{DnsHandler, serve};
 pub use keys::KeyError;

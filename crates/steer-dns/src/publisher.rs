@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use steer_types::{ClientNetwork, DnsSettings, DnssecZone, Plan, Zone, answers::AnswerTally};
 
 use crate::{
+    calibrate::ClientSamples,
     geo::GeoMap,
     keys::ZoneKey,
     sign::Signer,
@@ -29,6 +30,9 @@ pub struct ViewPublisher {
     view: Arc<ArcSwap<DnsView>>,
     /// Answers served by every view this publisher compiled.
     tally: Arc<AnswerTally>,
+    /// The subnets asking each answer set, which every compile calibrates
+    /// selection on.
+    samples: Arc<ClientSamples>,
     /// The open geo database, reused while its settings and file are
     /// unchanged (opening reads the whole file).
     geo: GeoCache,
@@ -44,10 +48,12 @@ impl ViewPublisher {
         let geo = Mutex::new(None);
         let signers = Mutex::new(Vec::new());
         let tally = Arc::new(AnswerTally::default());
-        let view = compile(&geo, &signers, &inputs, &plan, &tally)?;
+        let samples = Arc::new(ClientSamples::default());
+        let view = compile(&geo, &signers, &inputs, &plan, &tally, &samples)?;
         Ok(Self {
             view: Arc::new(ArcSwap::from_pointee(view)),
             tally,
+            samples,
             geo,
             signers,
             current: Mutex::new((Arc::new(inputs), plan)),
@@ -72,7 +78,14 @@ impl ViewPublisher {
     /// Recompiles for a new plan; on error the previous view stays.
     pub fn publish_plan(&self, plan: Arc<Plan>) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(&self.geo, &self.signers, &current.0, &plan, &self.tally)?;
+        let view = compile(
+            &self.geo,
+            &self.signers,
+            &current.0,
+            &plan,
+            &self.tally,
+            &self.samples,
+        )?;
         self.view.store(Arc::new(view));
         current.1 = plan;
         Ok(())
@@ -81,10 +94,48 @@ impl ViewPublisher {
     /// Swaps in new zones / client map (a reload); on error nothing changes.
     pub fn replace_inputs(&self, inputs: ViewInputs) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(&self.geo, &self.signers, &inputs, &current.1, &self.tally)?;
+        let view = compile(
+            &self.geo,
+            &self.signers,
+            &inputs,
+            &current.1,
+            &self.tally,
+            &self.samples,
+        )?;
         self.view.store(Arc::new(view));
         current.0 = Arc::new(inputs);
         Ok(())
+    }
+
+    /// Recompiles the current plan when the client samples changed since
+    /// the view was compiled, so that selection is calibrated on the
+    /// clients asking now; `rotate` first forgets clients gone quiet.
+    /// Returns whether a new view was stored.
+    pub fn recalibrate(&self, rotate: bool) -> Result<bool, ViewError> {
+        if rotate {
+            self.samples.rotate();
+        }
+        let current = self.lock();
+        if !self.samples.changed() {
+            return Ok(false);
+        }
+        self.samples.settle();
+        let view = compile(
+            &self.geo,
+            &self.signers,
+            &current.0,
+            &current.1,
+            &self.tally,
+            &self.samples,
+        )?;
+        self.view.store(Arc::new(view));
+        metrics::counter!("steer_dns_selection_recalibrations_total").increment(1);
+        Ok(true)
+    }
+
+    /// The client samples selection is calibrated on.
+    pub fn samples(&self) -> Arc<ClientSamples> {
+        self.samples.clone()
     }
 
     /// The view and the plan it was compiled from, consistently (explain).
@@ -156,6 +207,7 @@ fn compile(
     inputs: &ViewInputs,
     plan: &Plan,
     tally: &AnswerTally,
+    samples: &ClientSamples,
 ) -> Result<DnsView, ViewError> {
     let signers = signers_for(signers, inputs)?;
     let mut view = DnsView::compile_signed(
@@ -164,6 +216,7 @@ fn compile(
         plan,
         &inputs.settings,
         tally,
+        samples,
         &signers,
     )?;
     view.geo = geo_for(geo, inputs)?;

@@ -50,6 +50,15 @@ pub(crate) fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A key's weighted rendezvous score for a target is `weight` times this:
+/// `-1 / ln(u)` for `u` in (0, 1] drawn from the key and the target's seed.
+/// Calibration predicts the picker with the very same number.
+pub(crate) fn rendezvous(key: u64, seed: u64) -> f64 {
+    let h = mix(key ^ seed);
+    let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    -1.0 / u.ln().min(-f64::MIN_POSITIVE)
+}
+
 /// Most records one answer can carry (config caps `max_records` at 16).
 pub const MAX_PICK: usize = 16;
 
@@ -77,10 +86,7 @@ pub fn pick_into(key: u64, targets: &[(u64, f64)], n: usize, out: &mut [usize; M
     let mut best = [(0.0f64, 0usize); MAX_PICK + 1];
     let mut len = 0;
     for (i, &(seed, weight)) in targets.iter().enumerate() {
-        // u in (0, 1]; score = -w / ln(u) is the weighted rendezvous score.
-        let h = mix(key ^ seed);
-        let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let score = -weight / u.ln().min(-f64::MIN_POSITIVE);
+        let score = weight * rendezvous(key, seed);
         let pos = best[..len].partition_point(|&(s, j)| s > score || (s == score && j < i));
         if pos < n {
             best.copy_within(pos..len, pos + 1);

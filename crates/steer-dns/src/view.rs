@@ -26,6 +26,7 @@ use steer_types::{
 };
 
 use crate::{
+    calibrate::{ClientSample, ClientSamples, SetKey},
     metrics::QueryMetrics,
     select::{MAX_PICK, mix, pick_into, seed},
     sign::Signer,
@@ -186,15 +187,57 @@ pub(crate) struct Keyed {
 const SHORT_SALT: u64 = 0x5348_4f52_545f_414e;
 
 impl Keyed {
-    fn new(seeds: &[u64], shares: &[f64], records: usize) -> Self {
+    /// The picker for `shares` with `records` per answer; with a sample of
+    /// the subnets that ask, its weights are trimmed so that they get the
+    /// shares (see `calibrate`). Returns the calibration's residual error.
+    fn new(
+        seeds: &[u64],
+        shares: &[f64],
+        records: usize,
+        sample: Option<(&ClientSample, u8, &[u64])>,
+    ) -> (Self, Option<f64>) {
         let m = steer_types::delivery::mix(shares, records);
-        let keyed = |w: &[f64]| seeds.iter().copied().zip(w.iter().copied()).collect();
-        Self {
+        // Saturating float-to-int cast: 1.0 maps to u64::MAX.
+        let short_below = (m.short_share * 18_446_744_073_709_551_616.0) as u64;
+        let total: f64 = shares.iter().sum();
+        let target: Vec<f64> = if total > 0.0 && total.is_finite() {
+            shares.iter().map(|s| s / total).collect()
+        } else {
+            Vec::new()
+        };
+        let picker = crate::calibrate::Picker {
+            seeds,
+            full: &m.full_weights,
+            short: &m.short_weights,
+            short_below,
+            records,
+            short_salt: SHORT_SALT,
+        };
+        let calibrated = sample.and_then(|(memory, id, keys)| {
+            let start = memory.last_trims(id, seeds);
+            let settled = crate::calibrate::calibrate(&picker, keys, &target, &start)?;
+            memory.keep_trims(id, seeds, &settled.0);
+            Some(settled)
+        });
+        let trims = calibrated.as_ref().map(|(t, _)| t.as_slice());
+        let keyed = |w: &[f64]| {
+            seeds
+                .iter()
+                .enumerate()
+                .map(|(i, &seed)| {
+                    (
+                        seed,
+                        w[i] * trims.and_then(|t| t.get(i)).copied().unwrap_or(1.0),
+                    )
+                })
+                .collect()
+        };
+        let keyed = Self {
             full: keyed(&m.full_weights),
             short: keyed(&m.short_weights),
-            // Saturating float-to-int cast: 1.0 maps to u64::MAX.
-            short_below: (m.short_share * 18_446_744_073_709_551_616.0) as u64,
-        }
+            short_below,
+        };
+        (keyed, calibrated.map(|(_, err)| err))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -227,6 +270,12 @@ pub(crate) struct CompiledSet {
     /// matter for the ECS scope).
     pub(crate) cname_uniform: bool,
     pub(crate) targets: Vec<CompiledTarget>,
+    /// The subnets that ask this set, for the next compile's calibration;
+    /// `None` when the answer does not depend on the subnet.
+    pub(crate) sample: Option<Arc<ClientSample>>,
+    /// The worst remaining error of this set's calibration (a share of its
+    /// traffic); `None` when it was not calibrated.
+    pub(crate) residual: Option<f64>,
 }
 
 pub(crate) struct CompiledService {
@@ -309,10 +358,31 @@ impl DnsView {
         settings: &DnsSettings,
         tally: &AnswerTally,
     ) -> Result<Self, ViewError> {
-        Self::compile_signed(zones, client_networks, plan, settings, tally, &[])
+        Self::compile_sampled(
+            zones,
+            client_networks,
+            plan,
+            settings,
+            tally,
+            &ClientSamples::default(),
+        )
     }
 
-    /// As [`DnsView::compile_counted`], signing the zones `signers` has a
+    /// As [`DnsView::compile_counted`], sampling the subnets that ask each
+    /// answer set into `samples` and calibrating selection on what earlier
+    /// views sampled there (see [`ClientSamples`]).
+    pub fn compile_sampled(
+        zones: &[Zone],
+        client_networks: &[ClientNetwork],
+        plan: &Plan,
+        settings: &DnsSettings,
+        tally: &AnswerTally,
+        samples: &ClientSamples,
+    ) -> Result<Self, ViewError> {
+        Self::compile_signed(zones, client_networks, plan, settings, tally, samples, &[])
+    }
+
+    /// As [`DnsView::compile_sampled`], signing the zones `signers` has a
     /// key for (by origin).
     pub(crate) fn compile_signed(
         zones: &[Zone],
@@ -320,6 +390,7 @@ impl DnsView {
         plan: &Plan,
         settings: &DnsSettings,
         tally: &AnswerTally,
+        samples: &ClientSamples,
         signers: &[(String, Arc<Signer>)],
     ) -> Result<Self, ViewError> {
         let udp_payload = settings.udp_payload;
@@ -350,6 +421,7 @@ impl DnsView {
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut services = HashMap::default();
+        let mut residual: f64 = 0.0;
         for svc in &plan.body.services {
             let owner = name(&svc.fqdn)?;
             let lower = LowerName::new(&owner);
@@ -367,7 +439,25 @@ impl DnsView {
                         pop: pop.clone(),
                     })
                 };
-                compile_set(&owner, svc.ttl, set, plan, cname, records, &counter)
+                let sample = (gslb.is_none_or(|g| g.selection != Selection::Random)).then(|| {
+                    samples.sample(SetKey {
+                        service: svc.id.clone(),
+                        region: set.region.clone(),
+                    })
+                });
+                let compiled = compile_set(
+                    &owner,
+                    svc.ttl,
+                    set,
+                    plan,
+                    cname,
+                    records,
+                    Sinks {
+                        counter: &counter,
+                        sample,
+                    },
+                )?;
+                Ok::<_, ViewError>(compiled)
             };
             let regional: Vec<CompiledSet> = regions
                 .iter()
@@ -388,13 +478,19 @@ impl DnsView {
             let uniform = regions
                 .iter()
                 .all(|r| svc.for_region(Some(r)).targets == svc.global.targets);
+            let global = compile(&svc.global)?;
+            residual = regional
+                .iter()
+                .chain([&global])
+                .filter_map(|s| s.residual)
+                .fold(residual, f64::max);
             services.insert(
                 lower,
                 CompiledService {
                     zone,
                     max_records: records,
                     regional,
-                    global: compile(&svc.global)?,
+                    global,
                     uniform,
                     random: gslb.is_some_and(|g| g.selection == Selection::Random),
                     cname_style: cname.is_some(),
@@ -413,6 +509,7 @@ impl DnsView {
                 unplanned.insert(lower);
             }
         }
+        samples.finish(residual);
         Ok(Self {
             plan_version: plan.version,
             zones: compiled_zones,
@@ -437,6 +534,13 @@ impl DnsView {
     }
 }
 
+/// Where a compiled set reports what it serves: answers per PoP (the
+/// demand estimate) and the subnets that ask (calibration).
+struct Sinks<'a> {
+    counter: &'a dyn Fn(&PopId) -> Arc<AtomicU64>,
+    sample: Option<Arc<ClientSample>>,
+}
+
 fn compile_set(
     owner: &Name,
     ttl: u32,
@@ -444,8 +548,9 @@ fn compile_set(
     plan: &Plan,
     cname: Option<&str>,
     records: usize,
-    counter: &dyn Fn(&PopId) -> Arc<AtomicU64>,
+    sinks: Sinks<'_>,
 ) -> Result<CompiledSet, ViewError> {
+    let Sinks { counter, sample } = sinks;
     let targets: Vec<CompiledTarget> = set
         .targets
         .iter()
@@ -486,20 +591,36 @@ fn compile_set(
     // The plan's weights are the shares clients should send each target;
     // the picker needs the mix of answers that delivers them with this
     // many records per answer (see `steer_types::delivery`).
-    let keyed = |idx: &[usize], per_answer: usize| -> Keyed {
+    let keys: Arc<[u64]> = sample
+        .as_ref()
+        .map_or_else(|| Arc::from(Vec::new()), |s| s.settled());
+    let mut residual: Option<f64> = None;
+    // Each picker (0: A, 1: AAAA, 2: CNAME) remembers its own trims.
+    let mut keyed = |idx: &[usize], per_answer: usize, id: u8| -> Keyed {
         let shares: Vec<f64> = idx.iter().map(|&i| targets[i].weight).collect();
         let seeds: Vec<u64> = idx.iter().map(|&i| targets[i].seed).collect();
-        Keyed::new(&seeds, &shares, per_answer)
+        let memory = sample.as_deref().map(|s| (s, id, &keys[..]));
+        let (keyed, err) = Keyed::new(&seeds, &shares, per_answer, memory);
+        if let Some(err) = err {
+            residual = Some(residual.map_or(err, |r| r.max(err)));
+        }
+        keyed
     };
-    let family = |has: fn(&CompiledTarget) -> bool| {
+    let mut family = |has: fn(&CompiledTarget) -> bool, id: u8| {
         let idx: Vec<usize> = (0..targets.len()).filter(|&i| has(&targets[i])).collect();
-        (keyed(&idx, records), idx)
+        (keyed(&idx, records, id), idx)
     };
-    let (v4, v4_targets) = family(|t| t.a.is_some());
-    let (v6, v6_targets) = family(|t| t.aaaa.is_some());
-    // A CNAME-style answer carries one target.
+    let (v4, v4_targets) = family(|t| t.a.is_some(), 0);
+    let (v6, v6_targets) = family(|t| t.aaaa.is_some(), 1);
+    // A CNAME-style answer carries one target (only those use `any`).
     let all: Vec<usize> = (0..targets.len()).collect();
-    let any = keyed(&all, 1);
+    let any = if cname.is_some() {
+        keyed(&all, 1, 2)
+    } else {
+        let seeds: Vec<u64> = targets.iter().map(|t| t.seed).collect();
+        let shares: Vec<f64> = targets.iter().map(|t| t.weight).collect();
+        Keyed::new(&seeds, &shares, 1, None).0
+    };
     let cname_uniform = targets
         .windows(2)
         .all(|w| w[0].cname.as_ref().map(|r| &r.record) == w[1].cname.as_ref().map(|r| &r.record));
@@ -511,5 +632,7 @@ fn compile_set(
         any,
         cname_uniform,
         targets,
+        sample,
+        residual,
     })
 }

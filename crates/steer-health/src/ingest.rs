@@ -26,11 +26,23 @@ use crate::{
 /// Last accepted report origin per PoP.
 type SequenceTable = DashMap<PopId, SequenceTracker>;
 
+/// Takes an edge's answer counters (edge, instance, counters); `Err`
+/// names what it refused (an unknown service, region or PoP).
+pub type AnswerSink = Arc<
+    dyn Fn(&str, u64, Vec<(steer_types::answers::AnswerKey, u64)>) -> Result<(), String>
+        + Send
+        + Sync,
+>;
+
+/// Most counters one answer report may carry (edges split larger sets).
+pub const MAX_ANSWER_COUNTERS: usize = 10_000;
+
 #[derive(Clone)]
 pub struct IngestService {
     plan: Arc<ArcSwap<Plan>>,
     to_control: mpsc::Sender<ObservedReport>,
     sequences: Arc<SequenceTable>,
+    answers: Option<AnswerSink>,
 }
 
 impl IngestService {
@@ -39,7 +51,15 @@ impl IngestService {
             plan,
             to_control,
             sequences: Arc::new(DashMap::new()),
+            answers: None,
         }
+    }
+
+    /// Takes edges' answer reports into `sink` (without one they are
+    /// refused UNIMPLEMENTED).
+    pub fn with_answer_sink(mut self, sink: AnswerSink) -> Self {
+        self.answers = Some(sink);
+        self
     }
 }
 
@@ -48,6 +68,15 @@ impl IngestService {
 /// them from the first scrape, not only after the first report.
 pub fn register_metrics<'a>(pops: impl IntoIterator<Item = &'a PopId>) {
     metrics::gauge!("steer_health_streams").set(0.0);
+    for result in [
+        "accepted",
+        "invalid",
+        "permission_denied",
+        "unauthenticated",
+        "unimplemented",
+    ] {
+        metrics::counter!("steer_answer_reports_total", "result" => result).absolute(0);
+    }
     for pop in pops {
         metrics::counter!("steer_health_reports_total", "pop" => pop.to_string()).absolute(0);
     }
@@ -377,6 +406,85 @@ impl AgentStream {
 #[tonic::async_trait]
 impl HealthIngest for IngestService {
     type ReportStream = AckStream;
+
+    async fn report_answers(
+        &self,
+        request: Request<steer_proto::v1::ReportAnswersRequest>,
+    ) -> Result<Response<steer_proto::v1::ReportAnswersResponse>, Status> {
+        use steer_types::{RegionId, ServiceId, answers::AnswerKey, auth::Role};
+        let refuse = |reason: &'static str, status: Status| {
+            metrics::counter!("steer_answer_reports_total", "result" => reason).increment(1);
+            Err(status)
+        };
+        // Answer counts steer like health does: a PoP-bound identity (an
+        // edge's token with `pop`) or an operator.
+        match request.extensions().get::<Caller>() {
+            Some(Caller::Open { .. }) => {}
+            Some(Caller::Known(id))
+                if id.pop.is_some() || id.role.is_some_and(|r| r >= Role::Operator) => {}
+            Some(Caller::Known(id)) => {
+                let why = format!(
+                    "{} may not report answers: give the edge a token with its `pop` (or the operator role)",
+                    id.principal
+                );
+                return refuse("permission_denied", Status::permission_denied(why));
+            }
+            Some(Caller::Unknown { why }) => {
+                return refuse("unauthenticated", Status::unauthenticated(*why));
+            }
+            None => {
+                return refuse(
+                    "unauthenticated",
+                    Status::unauthenticated("no caller identity"),
+                );
+            }
+        }
+        let Some(sink) = &self.answers else {
+            return refuse(
+                "unimplemented",
+                Status::unimplemented("this steerd takes no answer reports"),
+            );
+        };
+        let body = request.into_inner();
+        let edge = body.edge.trim();
+        if edge.is_empty() || edge.len() > 256 {
+            return refuse(
+                "invalid",
+                Status::invalid_argument("`edge` must name the edge (1 to 256 bytes)"),
+            );
+        }
+        if body.counters.len() > MAX_ANSWER_COUNTERS {
+            return refuse(
+                "invalid",
+                Status::invalid_argument(format!(
+                    "{} counters in one report; at most {MAX_ANSWER_COUNTERS} (split them)",
+                    body.counters.len()
+                )),
+            );
+        }
+        let counters = body
+            .counters
+            .into_iter()
+            .map(|c| {
+                (
+                    AnswerKey {
+                        service: ServiceId::new(&c.service),
+                        region: (!c.region.is_empty()).then(|| RegionId::new(&c.region)),
+                        pop: PopId::new(&c.pop),
+                    },
+                    c.value,
+                )
+            })
+            .collect();
+        match sink(edge, body.instance, counters) {
+            Ok(()) => {
+                metrics::counter!("steer_answer_reports_total", "result" => "accepted")
+                    .increment(1);
+                Ok(Response::new(steer_proto::v1::ReportAnswersResponse {}))
+            }
+            Err(why) => refuse("invalid", Status::invalid_argument(why)),
+        }
+    }
 
     async fn report(
         &self,

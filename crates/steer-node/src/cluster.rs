@@ -132,12 +132,7 @@ pub(crate) fn options(config: &SteerConfig, settings: &ClusterSettings) -> EtcdO
 /// `<host name>:<gRPC port>` when `[cluster] node_id` is not set: unique
 /// even with several controllers on one host.
 fn default_node_id(port: u16) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty() && !h.contains('/') && !h.contains(' '))
-        .unwrap_or_else(|| "steerd".to_owned());
-    format!("{host}:{port}")
+    format!("{}:{port}", crate::host_name())
 }
 
 /// Connects the store (before the loop is built: it reads the state).
@@ -623,11 +618,14 @@ impl PlanMirror {
             Some(Err(_)) | None => self.follower.apply(&full),
         };
         match applied {
-            Ok((_, Some(plan))) => Ok(Some(Published {
-                version: full.version,
-                plan: Arc::new(plan),
-            })),
-            Ok((_, None)) => Ok(None),
+            Ok(steer_plansync::Applied::New) => match self.follower.plan() {
+                Some(plan) => Ok(Some(Published {
+                    version: full.version,
+                    plan: Arc::new(plan),
+                })),
+                None => Ok(None),
+            },
+            Ok(_) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
     }

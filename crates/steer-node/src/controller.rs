@@ -139,9 +139,21 @@ pub(crate) async fn run(
         reload::dns_inputs(&config),
         handles.plan.load_full(),
     )?);
-    // Demand per region is estimated from the answers this DNS serves.
-    control.count_answers_from(publisher.answers());
-    crate::follow_plans_into_dns(publisher.clone(), handles.plan_watch.clone());
+    // Demand per region is estimated from the answers served: this
+    // node's DNS (role all) and every edge's, reported (ReportAnswers).
+    let edge_answers = Arc::new(std::sync::Mutex::new(
+        steer_types::answers::MergedAnswers::default(),
+    ));
+    {
+        let local = publisher.answers();
+        let edges = edge_answers.clone();
+        control.count_answers_with(Arc::new(move || {
+            let merged = edges.lock().map(|m| m.totals()).unwrap_or_default();
+            local.totals().plus(&merged)
+        }));
+    }
+    let answer_sink = answer_sink(edge_answers, live_config.clone());
+    crate::follow_plans_into_dns(publisher.clone(), handles.plan_watch.clone(), || true);
     let explainer = Arc::new(DnsExplainer {
         publisher: publisher.clone(),
         evidence: handles.evidence.clone(),
@@ -226,7 +238,8 @@ pub(crate) async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("building gRPC reflection v1alpha")?;
-    let ingest = IngestService::new(handles.plan.clone(), handles.health_tx.clone());
+    let ingest = IngestService::new(handles.plan.clone(), handles.health_tx.clone())
+        .with_answer_sink(answer_sink);
     let mut operator = OperatorService::new(
         handles.api_tx.clone(),
         handles.plan_watch.clone(),
@@ -436,6 +449,48 @@ fn claim_state(
         }
         steer_store::Claim::Adopted { previous } => Some((wanted, previous)),
         _ => None,
+    })
+}
+
+/// Most edges one controller keeps answer counters for.
+const MAX_ANSWER_EDGES: usize = 10_000;
+
+/// Takes edges' answer counters into `merged`, refusing keys the config
+/// does not know (so a peer cannot grow the map with names of its own).
+fn answer_sink(
+    merged: Arc<std::sync::Mutex<steer_types::answers::MergedAnswers>>,
+    config: Arc<ArcSwap<SteerConfig>>,
+) -> steer_health::ingest::AnswerSink {
+    metrics::gauge!("steer_answer_reporting_edges").set(0.0);
+    Arc::new(move |edge, instance, counters| {
+        let config = config.load();
+        let t = &config.topology;
+        if let Some((k, _)) = counters.iter().find(|(k, _)| {
+            t.service(k.service.as_str()).is_none()
+                || t.pop(k.pop.as_str()).is_none()
+                || k.region
+                    .as_ref()
+                    .is_some_and(|r| t.region(r.as_str()).is_none())
+        }) {
+            return Err(format!(
+                "unknown service, region or PoP in counter {}/{}/{} (is the edge's config the \
+                 controllers'?)",
+                k.service,
+                k.region.as_ref().map_or("-", |r| r.as_str()),
+                k.pop
+            ));
+        }
+        let mut m = merged
+            .lock()
+            .map_err(|_| "answer counters unavailable".to_owned())?;
+        if m.edges() >= MAX_ANSWER_EDGES && !m.knows(edge) {
+            return Err(format!("answers from {MAX_ANSWER_EDGES} edges already"));
+        }
+        if m.apply(edge, instance, counters) {
+            info!(edge, "answer counts from a new edge");
+            metrics::gauge!("steer_answer_reporting_edges").set(m.edges() as f64);
+        }
+        Ok(())
     })
 }
 

@@ -38,7 +38,7 @@ use tonic::{
     metadata::{Ascii, MetadataValue},
     transport::Channel,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 #[path = "../../steer/src/bin/shared/client_tls.rs"]
 mod client_tls;
@@ -116,6 +116,9 @@ impl EdgeView {
 pub(crate) fn register_metrics() {
     metrics::gauge!("steer_plan_age_seconds").set(0.0);
     metrics::gauge!("steer_edge_controller_connected").set(0.0);
+    for result in ["ok", "failed"] {
+        metrics::counter!("steer_edge_answer_reports_total", "result" => result).absolute(0);
+    }
     for s in PlanSource::ALL {
         metrics::gauge!("steer_plan_source", "source" => s.as_str()).set(0.0);
     }
@@ -164,9 +167,9 @@ pub fn load_saved(path: &Path) -> Result<Option<(Follower, Plan, SystemTime)>, S
     let update =
         plan_from_pb(pb).map_err(|e| format!("saved plan {} is corrupt: {e}", path.display()))?;
     let mut follower = Follower::default();
-    match follower.apply(&update) {
-        Ok((Applied::New, Some(plan))) => Ok(Some((follower, plan, modified))),
-        Ok(_) => Err(format!("saved plan {} holds no plan", path.display())),
+    match follower.apply(&update).map(|_| follower.plan()) {
+        Ok(Some(plan)) => Ok(Some((follower, plan, modified))),
+        Ok(None) => Err(format!("saved plan {} holds no plan", path.display())),
         Err(refusal) => Err(format!(
             "saved plan {} is corrupt: {refusal}",
             path.display()
@@ -248,7 +251,7 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
             view.plan_source = PlanSource::Saved;
             view.current_at = Some(saved_at);
             view.plan_version = follower.version().map(|v| v.to_string());
-            view.plan_sha256 = follower.content().map(|c| steer_plansync::hex(&c.sha256()));
+            view.plan_sha256 = follower.content_hash().map(|h| steer_plansync::hex(&h));
             (follower, plan)
         }
         Ok(None) => {
@@ -274,7 +277,10 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         crate::reload::dns_inputs(&config),
         Arc::new(initial),
     )?);
-    crate::follow_plans_into_dns(publisher.clone(), plan_rx.clone());
+    let following = view.clone();
+    crate::follow_plans_into_dns(publisher.clone(), plan_rx.clone(), move || {
+        following.load().controller_connected
+    });
     let dns = if config.server.dns_listen.is_empty() {
         None
     } else {
@@ -341,6 +347,12 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         None,
     );
     tokio::spawn(age_ticker(view.clone()));
+    let name = format!(
+        "{}:{}",
+        crate::host_name(),
+        config.server.http_listen.port()
+    );
+    tokio::spawn(report_answers(settings.clone(), name, publisher.answers()));
     let follow = tokio::spawn(follow(settings, state_dir, follower, plan_tx, status, view));
     info!(
         dns = ?config.server.dns_listen, http = %http_addr,
@@ -466,6 +478,96 @@ async fn follow(
     }
 }
 
+/// Counters per answer report (the controller takes at most
+/// `steer_health::ingest::MAX_ANSWER_COUNTERS`).
+const ANSWER_COUNTERS_PER_REPORT: usize = 8_000;
+
+/// Sends this edge's answer counters to every controller once a second,
+/// so the leader (whichever it is) estimates demand from what edges
+/// really answered. A controller that does not answer is skipped until
+/// the next round; nothing queues.
+async fn report_answers(
+    settings: EdgeSettings,
+    edge: String,
+    tally: Arc<steer_types::answers::AnswerTally>,
+) {
+    use steer_proto::v1::{
+        AnswerCounter, ReportAnswersRequest, health_ingest_client::HealthIngestClient,
+    };
+    let bearer: Option<MetadataValue<Ascii>> = settings.token.as_ref().and_then(|t| {
+        let mut v: MetadataValue<Ascii> = format!("Bearer {}", t.expose()).parse().ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    });
+    let instance = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut clients: Vec<Option<HealthIngestClient<Channel>>> =
+        vec![None; settings.controllers.len()];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let totals = tally.totals();
+        let counters: Vec<AnswerCounter> = totals
+            .0
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, value)| AnswerCounter {
+                service: k.service.to_string(),
+                region: k.region.map(|r| r.to_string()).unwrap_or_default(),
+                pop: k.pop.to_string(),
+                value,
+            })
+            .collect();
+        if counters.is_empty() {
+            continue;
+        }
+        for (i, endpoint) in settings.controllers.iter().enumerate() {
+            if clients[i].is_none() {
+                let Ok(ep) = Channel::from_shared(endpoint.clone())
+                    .map_err(|e| e.to_string())
+                    .and_then(|ep| client_tls::apply(ep, settings.tls.as_ref()))
+                else {
+                    continue;
+                };
+                // Lazy: connects on first use, reconnects by itself.
+                let channel = ep
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(2))
+                    .connect_lazy();
+                clients[i] = Some(HealthIngestClient::new(channel));
+            }
+            let Some(client) = clients[i].as_mut() else {
+                continue;
+            };
+            for chunk in counters.chunks(ANSWER_COUNTERS_PER_REPORT) {
+                let mut request = tonic::Request::new(ReportAnswersRequest {
+                    edge: edge.clone(),
+                    instance,
+                    counters: chunk.to_vec(),
+                });
+                if let Some(v) = &bearer {
+                    request.metadata_mut().insert("authorization", v.clone());
+                }
+                match client.report_answers(request).await {
+                    Ok(_) => {
+                        metrics::counter!("steer_edge_answer_reports_total", "result" => "ok")
+                            .increment(1);
+                    }
+                    Err(s) => {
+                        metrics::counter!("steer_edge_answer_reports_total", "result" => "failed")
+                            .increment(1);
+                        debug!(%endpoint, error = %status_text(&s), "answer report not taken");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct Ctx<'a> {
     endpoint: &'a str,
     settings: &'a EdgeSettings,
@@ -523,7 +625,12 @@ async fn subscribe_once(
                 return Err(format!("invalid plan update: {e}"));
             }
         };
-        match follower.apply(&update) {
+        // The plan is copied out only for a new version (a resend changes nothing).
+        let applied = follower.apply(&update).map(|applied| {
+            let plan = (applied == Applied::New).then(|| follower.plan()).flatten();
+            (applied, plan)
+        });
+        match applied {
             Ok((Applied::New, Some(plan))) => {
                 metrics::counter!("steer_plan_updates_applied_total", "kind" => kind).increment(1);
                 let version = update.version;
@@ -551,7 +658,7 @@ async fn subscribe_once(
 
 /// Serves, shows and saves a newly accepted plan.
 async fn accept(ctx: &Ctx<'_>, follower: &Follower, version: PlanVersion, plan: Plan) {
-    let sha = follower.content().map(|c| steer_plansync::hex(&c.sha256()));
+    let sha = follower.content_hash().map(|h| steer_plansync::hex(&h));
     ctx.status.store(Arc::new(status_of(&plan)));
     let computed_at = plan.computed_at;
     ctx.plans.send_replace(Arc::new(plan));

@@ -104,6 +104,15 @@ impl Node {
     }
 }
 
+/// This host's name (for node and edge names), `steerd` if unreadable.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && !h.contains('/') && !h.contains(' '))
+        .unwrap_or_else(|| "steerd".to_owned())
+}
+
 /// Raises the open-file limit: descriptors, not the DNS TCP cap, must never
 /// be what runs out (at EMFILE every listener stops accepting).
 fn raise_nofile(config: &SteerConfig) {
@@ -125,8 +134,43 @@ fn raise_nofile(config: &SteerConfig) {
 }
 
 /// The DNS view follows `plans`: recompiled on every publication (and on
-/// every reload, through the publisher).
-fn follow_plans_into_dns(publisher: Arc<ViewPublisher>, mut plans: watch::Receiver<Arc<Plan>>) {
+/// every reload, through the publisher), and every `[dns] calibrate_every`
+/// when the sampled client population changed, while `live` says the plan
+/// source is there: an edge cut off from its controllers keeps answering
+/// exactly as it did (fail static), calibration included.
+fn follow_plans_into_dns(
+    publisher: Arc<ViewPublisher>,
+    mut plans: watch::Receiver<Arc<Plan>>,
+    live: impl Fn() -> bool + Send + 'static,
+) {
+    let recalibrating = publisher.clone();
+    tokio::spawn(async move {
+        // The interval is read every second, so a reload changes it.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = tokio::time::Instant::now();
+        let mut round = 0u32;
+        loop {
+            tick.tick().await;
+            let Some(every) = recalibrating.inputs().settings.calibrate_every else {
+                continue;
+            };
+            if last.elapsed() < every || !live() {
+                continue;
+            }
+            last = tokio::time::Instant::now();
+            round = round.wrapping_add(1);
+            let rotate = round.is_multiple_of(steer_dns::ROUNDS_PER_GENERATION);
+            let publisher = recalibrating.clone();
+            // Compiling a large view takes a while: off the runtime's threads.
+            let done = tokio::task::spawn_blocking(move || publisher.recalibrate(rotate)).await;
+            match done {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => error!(error = %e, "cannot recalibrate the DNS view"),
+                Err(e) => error!(error = %e, "DNS recalibration panicked"),
+            }
+        }
+    });
     tokio::spawn(async move {
         while plans.changed().await.is_ok() {
             let plan = plans.borrow_and_update().clone();

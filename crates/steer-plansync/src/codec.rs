@@ -41,20 +41,33 @@ fn health_from(v: i32) -> Result<PopHealth> {
     )
 }
 
-pub(crate) fn set_to(s: &AnswerSet) -> pb::PlanAnswerSet {
+/// A set's entry. With `chunks` the targets travel in chunk entries
+/// ([`chunk_to`]) and only the chunks' numbers are listed here.
+pub(crate) fn set_to(s: &AnswerSet, chunks: Vec<u32>) -> pb::PlanAnswerSet {
     pb::PlanAnswerSet {
         region: s.region.as_ref().map(ToString::to_string),
-        targets: s
-            .targets
-            .iter()
-            .map(|t| pb::PlanTarget {
-                pop: t.pop.to_string(),
-                weight: t.weight,
-                ipv4: t.ipv4.map(|a| a.to_string()),
-                ipv6: t.ipv6.map(|a| a.to_string()),
-            })
-            .collect(),
+        targets: if chunks.is_empty() {
+            s.targets.iter().map(target_to).collect()
+        } else {
+            Vec::new()
+        },
         reason: Some(set_reason_to(&s.reason)),
+        chunks,
+    }
+}
+
+pub(crate) fn chunk_to(targets: &[WeightedTarget]) -> pb::PlanSetChunk {
+    pb::PlanSetChunk {
+        targets: targets.iter().map(target_to).collect(),
+    }
+}
+
+fn target_to(t: &WeightedTarget) -> pb::PlanTarget {
+    pb::PlanTarget {
+        pop: t.pop.to_string(),
+        weight: t.weight,
+        ipv4: t.ipv4.map(|a| a.to_string()),
+        ipv6: t.ipv6.map(|a| a.to_string()),
     }
 }
 
@@ -98,9 +111,29 @@ fn set_reason_to(r: &SetReason) -> pb::PlanSetReason {
     }
 }
 
-pub(crate) fn set_from(s: pb::PlanAnswerSet) -> Result<AnswerSet> {
-    let targets = s
-        .targets
+/// A set's entry: the set (without its chunks' targets) and the numbers
+/// of the chunks that hold them.
+pub(crate) fn set_from(s: pb::PlanAnswerSet) -> Result<(AnswerSet, Vec<u32>)> {
+    if !s.chunks.is_empty() && !s.targets.is_empty() {
+        return Err("a chunked set lists targets too".to_owned());
+    }
+    if s.chunks.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("chunks {:?} are not strictly ascending", s.chunks));
+    }
+    let set = AnswerSet {
+        region: s.region.map(|r| RegionId::from(r.as_str())),
+        targets: targets_from(s.targets)?,
+        reason: set_reason_from(s.reason.ok_or_else(|| missing("set reason"))?)?,
+    };
+    Ok((set, s.chunks))
+}
+
+pub(crate) fn chunk_from(c: pb::PlanSetChunk) -> Result<Vec<WeightedTarget>> {
+    targets_from(c.targets)
+}
+
+fn targets_from(targets: Vec<pb::PlanTarget>) -> Result<Vec<WeightedTarget>> {
+    targets
         .into_iter()
         .map(|t| {
             Ok(WeightedTarget {
@@ -122,12 +155,7 @@ pub(crate) fn set_from(s: pb::PlanAnswerSet) -> Result<AnswerSet> {
                     .transpose()?,
             })
         })
-        .collect::<Result<_>>()?;
-    Ok(AnswerSet {
-        region: s.region.map(|r| RegionId::from(r.as_str())),
-        targets,
-        reason: set_reason_from(s.reason.ok_or_else(|| missing("set reason"))?)?,
-    })
+        .collect()
 }
 
 fn set_reason_from(r: pb::PlanSetReason) -> Result<SetReason> {

@@ -52,13 +52,13 @@ fn full_then_delta_round_trips_the_body() {
     let a = body(&[("fra1", true), ("ams1", true)]);
     let b = body(&[("fra1", false), ("ams1", true)]);
     let mut f = Follower::default();
-    let (applied, plan) = f.apply(&full(v(1, 1), &a)).expect("full applies");
+    let applied = f.apply(&full(v(1, 1), &a)).expect("full applies");
     assert_eq!(applied, Applied::New);
-    assert_eq!(plan.map(|p| p.body), Some(a.clone()));
+    assert_eq!(f.plan().map(|p| p.body), Some(a.clone()));
     let up = delta(v(1, 1), v(1, 2), &a, &b);
     assert_eq!(up.changed.len(), 1, "only fra1's entry changed");
-    let (_, plan) = f.apply(&up).expect("delta applies");
-    assert_eq!(plan.map(|p| (p.version, p.body)), Some((2, b)));
+    f.apply(&up).expect("delta applies");
+    assert_eq!(f.plan().map(|p| (p.version, p.body)), Some((2, b)));
     assert_eq!(f.version(), Some(v(1, 2)));
 }
 
@@ -70,8 +70,8 @@ fn removals_and_layout_keep_topology_order() {
     f.apply(&full(v(1, 1), &a)).expect("full");
     let up = delta(v(1, 1), v(1, 2), &a, &b);
     assert_eq!(up.removed, vec!["pop/ams1".to_owned()]);
-    let (_, plan) = f.apply(&up).expect("delta");
-    assert_eq!(plan.map(|p| p.body), Some(b));
+    f.apply(&up).expect("delta");
+    assert_eq!(f.plan().map(|p| p.body), Some(b));
 }
 
 #[test]
@@ -139,10 +139,7 @@ fn a_resend_of_the_held_version_is_a_no_op_and_other_content_is_refused() {
     let b = body(&[("fra1", false)]);
     let mut f = Follower::default();
     f.apply(&full(v(1, 1), &a)).expect("full");
-    assert_eq!(
-        f.apply(&full(v(1, 1), &a)).expect("resend").0,
-        Applied::Same
-    );
+    assert_eq!(f.apply(&full(v(1, 1), &a)).expect("resend"), Applied::Same);
     assert!(f.apply(&full(v(1, 1), &b)).is_err());
 }
 
@@ -240,10 +237,9 @@ fn a_pop_drain_is_a_small_delta_keyed_per_service_and_region() {
     // Round trip through a follower gives the same body, in plan order.
     let mut f = Follower::default();
     f.apply(&full(v(1, 1), &before)).expect("full");
-    let (_, plan) = f
-        .apply(&delta(v(1, 1), v(1, 2), &before, &after))
+    f.apply(&delta(v(1, 1), v(1, 2), &before, &after))
         .expect("delta");
-    assert_eq!(plan.map(|p| p.body), Some(after));
+    assert_eq!(f.plan().map(|p| p.body), Some(after));
 }
 
 /// Every typed decision and reason survives the wire (proto) unchanged.
@@ -350,3 +346,171 @@ fn every_reason_round_trips_through_the_typed_entries() {
     let content = PlanContent::encode(&b);
     assert_eq!(content.decode().expect("decodes"), b);
 }
+
+/// One service whose set for unmapped clients lists every usable PoP of
+/// `pops`, as the policy's does, with per-mille weights.
+fn wide(pops: usize, drained: &[usize]) -> PlanBody {
+    use steer_types::{ServiceId, ServicePlan, WeightedTarget};
+    let mut b = body(&[]);
+    b.pops = (0..pops)
+        .map(|i| PopPlan {
+            id: PopId::from(format!("p{i:03}").as_str()),
+            region: RegionId::from("eu"),
+            health: PopHealth::Up,
+            usable: !drained.contains(&i),
+            drained_by: drained.contains(&i).then(|| "d1".to_owned()),
+            weight: 500,
+            service_drains: Vec::new(),
+        })
+        .collect();
+    let usable: Vec<usize> = (0..pops).filter(|i| !drained.contains(i)).collect();
+    let n = usable.len() as u32;
+    let targets = usable
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| WeightedTarget {
+            pop: PopId::from(format!("p{i:03}").as_str()),
+            // Largest remainder by position, as the policy's apportion.
+            weight: 1000 / n + u32::from((k as u32) < 1000 % n),
+            ipv4: Some(std::net::Ipv4Addr::new(198, 18, 0, i as u8)),
+            ipv6: None,
+        })
+        .collect();
+    b.services = vec![ServicePlan {
+        id: ServiceId::from("app"),
+        fqdn: "app.example.test.".to_owned(),
+        ttl: 30,
+        max_records: 2,
+        regional: Vec::new(),
+        global: AnswerSet {
+            region: None,
+            targets,
+            reason: steer_types::SetReason::new(steer_types::SetBasis::UnmappedByCapacity {
+                usable: n,
+            }),
+        },
+    }];
+    b
+}
+
+#[test]
+fn a_large_set_travels_in_chunks_and_a_drain_resends_only_the_touched_ones() {
+    // 200 PoPs: weights 5 each; draining p150 moves only p150 (gone) and
+    // the remainder to the first PoPs, so chunks 0 and 9 change.
+    let (before, after) = (wide(200, &[]), wide(200, &[150]));
+    let (old, new) = (PlanContent::encode(&before), PlanContent::encode(&after));
+    let chunks = new.entries.keys().filter(|k| k.contains("/~")).count();
+    assert_eq!(chunks, 200 / CHUNK_SPAN + 1, "the set is cut in chunks");
+    let d = old.delta_to(&new);
+    let keys: Vec<&str> = d.changed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec!["pop/p150", "set/app", "set/app/~0", "set/app/~9"],
+        "the PoP, the set's head (its reason counts usable PoPs) and two chunks"
+    );
+    assert!(d.size() * 5 < new.size(), "{} of {}", d.size(), new.size());
+    let mut f = Follower::default();
+    f.apply(&full(v(1, 1), &before)).expect("full");
+    f.apply(&delta(v(1, 1), v(1, 2), &before, &after))
+        .expect("delta");
+    assert_eq!(f.plan().map(|p| p.body), Some(after.clone()));
+    assert_eq!(f.content(), Some(&new));
+    assert_eq!(f.content_hash(), Some(new.sha256()));
+
+    // A whole chunk drained: its entry goes, the head lists one fewer.
+    let gone: Vec<usize> = (16..32).collect();
+    let emptied = wide(200, &gone);
+    let d = new.delta_to(&PlanContent::encode(&emptied));
+    assert!(d.removed.contains(&"set/app/~1".to_owned()), "{d:?}");
+    f.apply(&delta(v(1, 2), v(1, 3), &after, &emptied))
+        .expect("delta");
+    assert_eq!(f.plan().map(|p| p.body), Some(emptied.clone()));
+    // And back.
+    f.apply(&delta(v(1, 3), v(1, 4), &emptied, &before))
+        .expect("delta");
+    assert_eq!(f.plan().map(|p| p.body), Some(before));
+}
+
+#[test]
+fn a_set_out_of_layout_order_travels_whole_and_still_round_trips() {
+    let mut b = wide(40, &[]);
+    b.services[0].global.targets.reverse();
+    let content = PlanContent::encode(&b);
+    assert!(!content.entries.keys().any(|k| k.contains("/~")));
+    assert_eq!(content.decode().expect("decodes"), b);
+}
+
+#[test]
+fn a_refused_delta_leaves_the_follower_as_it_was_and_the_next_good_one_applies() {
+    let (a, b) = (wide(100, &[]), wide(100, &[3]));
+    let mut f = Follower::default();
+    f.apply(&full(v(1, 1), &a)).expect("full");
+    let (plan, hash, content) = (f.plan(), f.content_hash(), f.content().cloned());
+    let check = |f: &Follower| {
+        assert_eq!(f.version(), Some(v(1, 1)));
+        assert_eq!(f.plan(), plan);
+        assert_eq!(f.content_hash(), hash);
+        assert_eq!(f.content().cloned(), content);
+    };
+    // A chunk's body tampered under the right hash.
+    let mut up = delta(v(1, 1), v(1, 2), &a, &b);
+    for (k, body) in &mut up.changed {
+        if k.contains("/~") {
+            *body = Arc::from(&b"\x0a\x01x"[..]);
+        }
+    }
+    assert_eq!(f.apply(&up).expect_err("tampered").label(), "hash_mismatch");
+    check(&f);
+    // Bytes that hash right but do not decode (a controller's bug).
+    let mut up = delta(v(1, 1), v(1, 2), &a, &b);
+    let mut content_b = PlanContent::encode(&b);
+    for (k, body) in &mut up.changed {
+        if k == "pop/p003" {
+            *body = Arc::from(&b"\xff\xff"[..]);
+            content_b.entries.insert(k.clone(), body.clone());
+        }
+    }
+    up.sha256 = content_b.sha256();
+    assert_eq!(f.apply(&up).expect_err("garbage").label(), "undecodable");
+    check(&f);
+    // A chunk removed that the set still lists.
+    let mut up = delta(v(1, 1), v(1, 2), &a, &b);
+    up.changed.retain(|(k, _)| k != "set/app/~0");
+    up.removed.push("set/app/~0".to_owned());
+    let mut content_b = PlanContent::encode(&b);
+    content_b.entries.remove("set/app/~0");
+    up.sha256 = content_b.sha256();
+    assert_eq!(f.apply(&up).expect_err("missing").label(), "undecodable");
+    check(&f);
+    f.apply(&delta(v(1, 1), v(1, 2), &a, &b))
+        .expect("good delta");
+    assert_eq!(f.plan().map(|p| p.body), Some(b));
+}
+
+#[test]
+fn the_hash_changes_with_any_key_or_body_byte() {
+    let c = PlanContent::encode(&wide(40, &[]));
+    let h = c.sha256();
+    for (k, body) in c.entries.iter().take(20) {
+        let mut other = c.clone();
+        let mut flipped = body.to_vec();
+        if let Some(b) = flipped.last_mut() {
+            *b ^= 1;
+        }
+        other.entries.insert(k.clone(), Arc::from(flipped));
+        assert_ne!(other.sha256(), h, "body of {k}");
+        let mut renamed = c.clone();
+        if let Some(v) = renamed.entries.remove(k) {
+            renamed.entries.insert(format!("{k}x"), v);
+        }
+        assert_ne!(renamed.sha256(), h, "key {k}");
+    }
+    let mut emptied = c.clone();
+    emptied
+        .entries
+        .insert("extra".to_owned(), Arc::from(&b""[..]));
+    assert_ne!(emptied.sha256(), h, "an extra empty entry");
+    assert_ne!(PlanContent::default().sha256(), h);
+}
+
+mod random;

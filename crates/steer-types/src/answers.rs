@@ -78,6 +78,77 @@ impl AnswerTotals {
     }
 }
 
+/// Answer counters from several data planes (edges), merged into one
+/// monotonic set: each edge's counters are cumulative and restart from
+/// zero when the edge does, so the merge adds each edge's increase since
+/// its previous report (the whole value after a restart) and never goes
+/// backwards. Bounded by the caller: it validates keys and caps edges.
+#[derive(Debug, Default)]
+pub struct MergedAnswers {
+    edges: BTreeMap<String, EdgeCounters>,
+    merged: BTreeMap<AnswerKey, u64>,
+}
+
+#[derive(Debug)]
+struct EdgeCounters {
+    instance: u64,
+    counters: BTreeMap<AnswerKey, u64>,
+}
+
+impl MergedAnswers {
+    /// Takes one edge's report. Returns whether the edge was new.
+    pub fn apply(&mut self, edge: &str, instance: u64, counters: Vec<(AnswerKey, u64)>) -> bool {
+        let fresh = EdgeCounters {
+            instance,
+            counters: BTreeMap::new(),
+        };
+        let is_new = !self.edges.contains_key(edge);
+        let held = self.edges.entry(edge.to_owned()).or_insert(fresh);
+        if held.instance != instance {
+            // Restarted: its counters count from zero again.
+            held.instance = instance;
+            held.counters.clear();
+        }
+        for (key, now) in counters {
+            let before = held.counters.get(&key).copied().unwrap_or(0);
+            let increase = if now >= before { now - before } else { now };
+            if increase > 0 {
+                let m = self.merged.entry(key.clone()).or_default();
+                *m = m.saturating_add(increase);
+            }
+            held.counters.insert(key, now);
+        }
+        is_new
+    }
+
+    /// Whether `edge` has reported before.
+    pub fn knows(&self, edge: &str) -> bool {
+        self.edges.contains_key(edge)
+    }
+
+    /// Edges heard from.
+    pub fn edges(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// The merged counters.
+    pub fn totals(&self) -> AnswerTotals {
+        AnswerTotals(self.merged.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+}
+
+impl AnswerTotals {
+    /// Key by key sum of two samples (a local data plane's and the edges').
+    pub fn plus(&self, other: &AnswerTotals) -> AnswerTotals {
+        let mut sum: BTreeMap<AnswerKey, u64> = self.0.iter().cloned().collect();
+        for (k, v) in &other.0 {
+            let s = sum.entry(k.clone()).or_default();
+            *s = s.saturating_add(*v);
+        }
+        AnswerTotals(sum.into_iter().collect())
+    }
+}
+
 /// Answers served per (service, region, PoP) over a recent window.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AnswerWindow {
@@ -97,6 +168,24 @@ mod tests {
             region: Some(RegionId::new("eu-west")),
             pop: PopId::new(pop),
         }
+    }
+
+    #[test]
+    fn merged_edge_counters_only_grow_and_count_restarts_from_zero() {
+        let mut m = MergedAnswers::default();
+        assert!(m.apply("edge-a", 1, vec![(key("fra1"), 10)]));
+        assert!(!m.apply("edge-a", 1, vec![(key("fra1"), 15)]));
+        m.apply("edge-b", 7, vec![(key("fra1"), 4), (key("ams1"), 2)]);
+        let t = m.totals();
+        assert_eq!(t.0, vec![(key("ams1"), 2), (key("fra1"), 19)]);
+        // edge-a restarts: its 3 are new answers, nothing is taken back.
+        m.apply("edge-a", 2, vec![(key("fra1"), 3)]);
+        // A resend of the same figures adds nothing.
+        m.apply("edge-b", 7, vec![(key("fra1"), 4), (key("ams1"), 2)]);
+        assert_eq!(m.totals().0, vec![(key("ams1"), 2), (key("fra1"), 22)]);
+        assert_eq!(m.edges(), 2);
+        let local = AnswerTotals(vec![(key("fra1"), 1)]);
+        assert_eq!(local.plus(&m.totals()).0[1], (key("fra1"), 23));
     }
 
     #[test]

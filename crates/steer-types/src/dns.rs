@@ -100,10 +100,18 @@ pub struct DnsSettings {
     /// What a DNS-over-TCP peer may hold.
     #[serde(default)]
     pub tcp: TcpLimits,
+    /// How often the view is recalibrated on the client subnets asking
+    /// now (when they changed); `None`: selection is not calibrated.
+    #[serde(default = "default_calibrate_every")]
+    pub calibrate_every: Option<Duration>,
     /// Zones signed online (`dnssec` on a `[[zones]]` entry); every other
     /// zone is served unsigned.
     #[serde(default)]
     pub dnssec: Vec<DnssecZone>,
+}
+
+fn default_calibrate_every() -> Option<Duration> {
+    Some(Duration::from_secs(30))
 }
 
 /// One zone signed when answering (DNSSEC online signing, algorithm 13:
@@ -161,6 +169,7 @@ impl Default for DnsSettings {
             udp_workers: None,
             geo: None,
             tcp: TcpLimits::default(),
+            calibrate_every: default_calibrate_every(),
             dnssec: Vec::new(),
         }
     }

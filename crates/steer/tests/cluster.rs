@@ -500,3 +500,48 @@ fn a_hundred_drains_each_reach_every_edge_quickly() {
     assert!(p50 < Duration::from_secs(1), "p50 {p50:?}");
     assert!(p99 < Duration::from_secs(2), "p99 {p99:?}");
 }
+
+#[test]
+fn a_controller_waits_for_etcd_and_role_all_refuses_a_cluster() {
+    let mut etcd = Cluster::start();
+    let dir = temp_dir("cluster-start");
+    let port = free_port();
+    let config = cluster_config(&dir, &etcd.endpoints(), &[port]);
+
+    // --role all keeps its own state: a [cluster] table is a mistake.
+    let out = Command::new(common::STEERD)
+        .args(["--role", "all", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("all"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("[cluster] is for controllers") && stderr.contains("steer.toml"),
+        "{stderr}"
+    );
+
+    // etcd is down when the controller starts: it waits, then leads once
+    // etcd is back, with nobody restarting it.
+    for i in 0..3 {
+        etcd.kill(i);
+    }
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        for i in 0..3 {
+            etcd.spawn(i);
+        }
+        etcd
+    });
+    let c = Node::controller(&config, &dir.join("c0"), port);
+    let _etcd = restarter.join().unwrap();
+    wait_leader(&[&c], Duration::from_secs(20));
+    assert!(
+        c.proc.log_text().contains("cannot"),
+        "no word about waiting for etcd:\n{}",
+        c.proc.log_text()
+    );
+    c.steerctl(&["drain", "pop", "fra1", "--reason", "after a late etcd"]);
+}

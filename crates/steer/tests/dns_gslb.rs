@@ -257,3 +257,132 @@ fn metrics_by_qtype_rcode_service_pop_ecs_and_latency_without_addresses() {
         .collect();
     assert!(leaks.is_empty(), "client addresses in labels: {leaks:?}");
 }
+
+/// Each PoP's share of the record answers `subnets` get, by A record.
+fn shares(c: &mut Client, subnets: &[[u8; 3]]) -> std::collections::BTreeMap<[u8; 4], f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let each = 1.0 / subnets.len() as f64;
+    for net in subnets {
+        let a = c.ask([net[0], net[1], net[2], 1], 24);
+        for ip in &a {
+            *out.entry(*ip).or_insert(0.0) += each / a.len() as f64;
+        }
+    }
+    out
+}
+
+/// The planned share of each PoP address in the global set, from explain.
+fn planned(s: &Steerd) -> std::collections::BTreeMap<[u8; 4], f64> {
+    let out = s.steerctl(&["explain", "app.example.test", "--client", "198.51.0.1"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let ip = |pop: &str| -> [u8; 4] {
+        match pop {
+            "fra1" => [192, 0, 2, 11],
+            "ams1" => [192, 0, 2, 12],
+            "iad1" => [192, 0, 2, 21],
+            "ord1" => [192, 0, 2, 22],
+            "sin1" => [192, 0, 2, 31],
+            _ => [192, 0, 2, 32],
+        }
+    };
+    let weights: Vec<([u8; 4], f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("candidate ").nth(1)?;
+            let mut words = rest.split_whitespace();
+            let pop = words.next()?;
+            let w: f64 = words.nth(1)?.trim_end_matches('‰').parse().ok()?;
+            Some((ip(pop), w))
+        })
+        .collect();
+    assert_eq!(weights.len(), 6, "{text}");
+    let total: f64 = weights.iter().map(|(_, w)| w).sum();
+    weights.into_iter().map(|(ip, w)| (ip, w / total)).collect()
+}
+
+fn worst(
+    got: &std::collections::BTreeMap<[u8; 4], f64>,
+    want: &std::collections::BTreeMap<[u8; 4], f64>,
+) -> f64 {
+    want.iter()
+        .map(|(ip, w)| (got.get(ip).copied().unwrap_or(0.0) - w).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn selection_is_calibrated_on_the_subnets_that_ask() {
+    let dir = temp_dir("calibrate");
+    let base = std::fs::read_to_string(quickstart()).unwrap();
+    let path: PathBuf = dir.join("steerd.toml");
+    std::fs::write(&path, format!("{base}\n[dns]\ncalibrate_every = \"off\"\n")).unwrap();
+    let s = Steerd::start_with(path.clone(), dir.join("state"));
+    let mut c = Client::new(s.dns);
+    // 600 unmapped /24s: the global set, six PoPs, two records each.
+    let subnets: Vec<[u8; 3]> = (0..600u32)
+        .map(|i| [198, 49 + (i / 256) as u8, (i % 256) as u8])
+        .collect();
+    let want = planned(&s);
+    let before = shares(&mut c, &subnets);
+    assert_eq!(
+        shares(&mut c, &subnets),
+        before,
+        "sticky while nothing changes"
+    );
+    let metric = |name: &str| -> f64 {
+        let (_, body) = http_get(s.http, "/metrics").unwrap();
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        metric("steer_dns_selection_recalibrations_total"),
+        0.0,
+        "off means off"
+    );
+
+    // Turned on by a reload: the next round calibrates on what was sampled.
+    std::fs::write(&path, format!("{base}\n[dns]\ncalibrate_every = \"1s\"\n")).unwrap();
+    let out = s.steerctl(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calibrated = poll(Duration::from_secs(10), || {
+        (metric("steer_dns_selection_recalibrations_total") >= 1.0).then_some(())
+    });
+    assert!(calibrated.is_some(), "no recalibration");
+    assert!(metric("steer_dns_selection_sample_keys") >= 600.0);
+    let after = shares(&mut c, &subnets);
+    let grain = 1.0 / subnets.len() as f64;
+    let (err_before, err_after) = (worst(&before, &want), worst(&after, &want));
+    eprintln!("worst PoP share error: uncalibrated {err_before:.4}, calibrated {err_after:.4}");
+    assert!(
+        err_after <= grain + 1e-9,
+        "calibrated shares {after:?} miss {want:?} by {err_after}"
+    );
+    assert!(err_after <= err_before, "{err_after} > {err_before}");
+    let residual = metric("steer_dns_selection_residual");
+    assert!(
+        (residual - err_after).abs() < 1e-6,
+        "residual {residual} vs {err_after}"
+    );
+    // The same clients, the same plan: answers stay put across rounds (a
+    // round is due every second; over 1.5 s none finds anything to redo).
+    let rounds = metric("steer_dns_selection_recalibrations_total");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        metric("steer_dns_selection_recalibrations_total"),
+        rounds,
+        "nothing changed"
+    );
+    assert_eq!(shares(&mut c, &subnets), after);
+    let explained = s.steerctl(&["explain", "app.example.test", "--client", "198.51.0.1"]);
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        text.contains("selection calibrated on 600 client subnet(s)"),
+        "{text}"
+    );
+}

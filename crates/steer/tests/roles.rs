@@ -213,7 +213,7 @@ fn edges_authenticate_like_any_api_client() {
     };
     let good = write("edge.toml", "edge.token");
     let bad = write("wrong.toml", "wrong.token");
-    let _controller = Node::controller(&good, &dir.join("controller"), grpc);
+    let controller = Node::controller(&good, &dir.join("controller"), grpc);
     let edge = Node::edge(&good, &dir.join("edge"));
     edge.wait_answers(&BOTH, Duration::from_secs(10));
     let refused = Node::edge(&bad, &dir.join("refused"));
@@ -232,4 +232,95 @@ fn edges_authenticate_like_any_api_client() {
     );
     let app = dig(refused.dns, &["app.example.test", "A"]);
     assert!(app.contains("status: SERVFAIL"), "{app}");
+    // A viewer token may follow plans but not report answers (they
+    // steer): the controller refuses them and counts it.
+    for _ in 0..3 {
+        dig(edge.dns, &["app.example.test", "A", "+short"]);
+    }
+    let denied = poll(Duration::from_secs(10), || {
+        let body = common::http_get(controller.http, "/metrics")?.1;
+        body.lines()
+            .any(|l| {
+                l.starts_with("steer_answer_reports_total{result=\"permission_denied\"}")
+                    && !l.ends_with(" 0")
+            })
+            .then_some(())
+    });
+    assert!(
+        denied.is_some(),
+        "viewer-token answer reports were not refused"
+    );
+}
+
+/// A controller serves no DNS, so it learns where demand comes from by
+/// the answers its edges served: edges report their answer counters, and
+/// the controller's per-region demand says it comes from answers.
+#[test]
+fn a_controller_estimates_demand_from_its_edges_answers() {
+    let dir = temp_dir("roles-answers");
+    let grpc = free_port();
+    let config = config_with_edge(&dir, &[grpc]);
+    let controller = Node::controller(&config, &dir.join("controller"), grpc);
+    let edges = [
+        Node::edge(&config, &dir.join("edge-a")),
+        Node::edge(&config, &dir.join("edge-b")),
+    ];
+    for e in &edges {
+        e.wait_answers(&BOTH, Duration::from_secs(10));
+    }
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let loads = [
+        ("fra1", 3000.0),
+        ("ams1", 3000.0),
+        ("iad1", 2000.0),
+        ("ord1", 2000.0),
+        ("sin1", 1000.0),
+        ("bom1", 1000.0),
+    ];
+    let mut sequence = 1;
+    common::report_up_at(&endpoint, sequence, &loads);
+    let eu = poll(Duration::from_secs(20), || {
+        // EU clients ask both edges; reports keep coming.
+        for e in &edges {
+            for i in 0..10 {
+                dig(
+                    e.dns,
+                    &[
+                        "app.example.test",
+                        "A",
+                        &format!("+subnet=10.1.{i}.0/24"),
+                        "+short",
+                    ],
+                );
+            }
+        }
+        sequence += 1;
+        common::report_up_at(&endpoint, sequence, &loads);
+        let st = controller.status();
+        let eu = st["regions"]
+            .as_array()?
+            .iter()
+            .find(|r| r["region"] == "eu-west")?
+            .clone();
+        (eu["demand_source"] == "answers").then_some(eu)
+    });
+    let eu = eu.unwrap_or_else(|| {
+        panic!(
+            "demand never came from the edges' answers: {}",
+            controller.status()
+        )
+    });
+    // EU clients hold fra1+ams1: the region's demand is their load.
+    assert!(
+        (eu["demand_rps"].as_f64().unwrap() - 6000.0).abs() < 60.0,
+        "{eu}"
+    );
+    assert!(eu["demand_answers"].as_u64().unwrap() >= 20, "{eu}");
+    assert_eq!(controller.metric("steer_answer_reporting_edges"), Some(2.0));
+    assert!(
+        edges[0]
+            .metric("steer_edge_answer_reports_total{result=\"ok\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
 }

@@ -1,11 +1,12 @@
-//! A signed zone's key: ECDSA P-256 with SHA-256 (algorithm 13), one
-//! combined signing key (flags 257) that signs the DNSKEY set and the
-//! zone's data alike. Kept as BIND `K<zone>+013+<tag>.key` / `.private`
-//! files, so keys made by `dnssec-keygen` can be dropped in and ours read
-//! by BIND's tools: loaded if present, generated on first start if not.
+//! A signed zone's keys: ECDSA P-256 with SHA-256 (algorithm 13). Kept as
+//! BIND `K<zone>+013+<tag>.key` / `.private` files, so keys made by
+//! `dnssec-keygen` can be dropped in and ours read by BIND's tools: every
+//! key of the zone in the directory is loaded with its timing metadata
+//! (see [`crate::rollover`]); one combined signing key (flags 257) is
+//! generated on first start when there is none.
 //!
-//! Invariant: the DNSKEY we publish is the public half of the key we sign
-//! with (ring checks the pair when it is loaded).
+//! Invariant: every DNSKEY we publish is the public half of a key pair we
+//! hold (ring checks each pair when it is loaded).
 
 use std::{
     fs,
@@ -13,6 +14,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::rollover::{KeyState, KeyTiming};
 use hickory_proto::dnssec::{
     Algorithm, DigestType, PublicKeyBuf,
     rdata::{CDNSKEY, CDS, DNSKEY, DS},
@@ -23,8 +25,10 @@ use ring::{
     signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
 };
 
-/// DNSKEY flags: Zone Key and Secure Entry Point (a CSK).
+/// DNSKEY flags: Zone Key and Secure Entry Point (a KSK, or a CSK).
 pub(crate) const CSK_FLAGS: u16 = 257;
+/// DNSKEY flags: Zone Key only (a ZSK).
+pub(crate) const ZSK_FLAGS: u16 = 256;
 /// ECDSAP256SHA256.
 const ALGORITHM: u8 = 13;
 
@@ -33,6 +37,16 @@ const ALGORITHM: u8 = 13;
 pub enum KeyError {
     #[error("DNSSEC key {path}: {reason}")]
     File { path: String, reason: String },
+    #[error(
+        "DNSSEC zone {zone}: no key in {dir} is active now (check the Activate and Inactive \
+         times of its K{zone}+013+*.private files)"
+    )]
+    NoActiveKey { zone: String, dir: String },
+    #[error(
+        "DNSSEC zone {zone}: no key files in {dir}; steerd makes a key only on first start, \
+         restore the K{zone}+013+* files"
+    )]
+    NoKeys { zone: String, dir: String },
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> KeyError {
@@ -42,37 +56,52 @@ fn bad(path: &Path, reason: impl Into<String>) -> KeyError {
     }
 }
 
-/// A zone's signing key and the records that publish it.
+/// One of a zone's keys, its timing and the records that publish it.
 pub(crate) struct ZoneKey {
     pub(crate) pair: EcdsaKeyPair,
     /// X || Y, as in the DNSKEY RDATA (RFC 6605 4).
     pub(crate) public: Vec<u8>,
+    /// 257 (KSK or CSK) or 256 (ZSK).
+    pub(crate) flags: u16,
     pub(crate) tag: u16,
+    pub(crate) timing: KeyTiming,
     pub(crate) path: PathBuf,
 }
 
 impl ZoneKey {
-    /// The key for `origin` in `dir`: the `.private` file with the lowest
-    /// tag if there is one, else a new key written there.
-    pub(crate) fn load_or_generate(origin: &str, dir: &Path) -> Result<Self, KeyError> {
-        let prefix = format!("K{origin}+013+");
+    /// Every key for `origin` in `dir` (by file name), or a new combined
+    /// signing key written there, active from `now`, when it has none.
+    pub(crate) fn load_or_generate(
+        origin: &str,
+        dir: &Path,
+        now: i64,
+    ) -> Result<Vec<Self>, KeyError> {
+        let keys = Self::load_all(origin, dir)?;
+        if keys.is_empty() {
+            return Ok(vec![Self::generate(origin, dir, now)?]);
+        }
+        Ok(keys)
+    }
+
+    /// Every key for `origin` in `dir`, by file name; one file that does
+    /// not load fails them all (a half-read key set could drop the key
+    /// that signs).
+    pub(crate) fn load_all(origin: &str, dir: &Path) -> Result<Vec<Self>, KeyError> {
+        let prefix = format!("k{}+013+", origin.to_ascii_lowercase());
         let mut found: Vec<PathBuf> = match fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".private"))
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.to_ascii_lowercase().starts_with(&prefix) && n.ends_with(".private")
+                    })
                 })
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(bad(dir, e.to_string())),
         };
         found.sort();
-        match found.first() {
-            Some(private) => Self::load(private),
-            None => Self::generate(origin, dir),
-        }
+        found.iter().map(|p| Self::load(p)).collect()
     }
 
     /// Reads a BIND key pair (`.private` and the `.key` beside it).
@@ -85,6 +114,7 @@ impl ZoneKey {
                 .map(|v| v.trim().to_owned())
         };
         let algorithm = field("Algorithm:").unwrap_or_default();
+        let mut timing = KeyTiming::parse(&text).map_err(|e| bad(private_path, e))?;
         if algorithm.split_whitespace().next() != Some("13") {
             return Err(bad(
                 private_path,
@@ -96,29 +126,43 @@ impl ZoneKey {
             .ok_or_else(|| bad(private_path, "no valid PrivateKey line"))?;
         let key_path = private_path.with_extension("key");
         let key_text = fs::read_to_string(&key_path).map_err(|e| bad(&key_path, e.to_string()))?;
-        let public = key_text
+        // BIND keeps timing in both files; the .private one wins.
+        let commented = KeyTiming::parse(&key_text).map_err(|e| bad(&key_path, e))?;
+        timing.created = timing.created.or(commented.created);
+        timing.publish = timing.publish.or(commented.publish);
+        timing.activate = timing.activate.or(commented.activate);
+        timing.inactive = timing.inactive.or(commented.inactive);
+        timing.delete = timing.delete.or(commented.delete);
+        let (flags, public) = key_text
             .lines()
             .filter(|l| !l.trim_start().starts_with(';'))
             .find_map(|l| {
                 let mut words = l.split_whitespace().skip_while(|w| *w != "DNSKEY").skip(1);
                 let flags: u16 = words.next()?.parse().ok()?;
                 let (proto, alg) = (words.next()?, words.next()?);
-                if flags != CSK_FLAGS || proto != "3" || alg != "13" {
+                if ![CSK_FLAGS, ZSK_FLAGS].contains(&flags) || proto != "3" || alg != "13" {
                     return None;
                 }
                 let b64: String = words.collect();
-                data_encoding::BASE64.decode(b64.as_bytes()).ok()
+                Some((flags, data_encoding::BASE64.decode(b64.as_bytes()).ok()?))
             })
             .ok_or_else(|| {
                 bad(
                     &key_path,
-                    "no `DNSKEY 257 3 13 <key>` line (a combined signing key)",
+                    "no `DNSKEY 257 3 13 <key>` (KSK or CSK) or `DNSKEY 256 3 13 <key>` (ZSK) line",
                 )
             })?;
-        Self::from_parts(&private, &public, private_path)
+        let mut key = Self::from_parts(&private, &public, flags, private_path)?;
+        key.timing = timing;
+        Ok(key)
     }
 
-    fn from_parts(private: &[u8], public: &[u8], path: &Path) -> Result<Self, KeyError> {
+    fn from_parts(
+        private: &[u8],
+        public: &[u8],
+        flags: u16,
+        path: &Path,
+    ) -> Result<Self, KeyError> {
         let mut uncompressed = vec![4u8];
         uncompressed.extend_from_slice(public);
         let pair = EcdsaKeyPair::from_private_key_and_public_key(
@@ -131,12 +175,14 @@ impl ZoneKey {
         Ok(Self {
             pair,
             public: public.to_vec(),
-            tag: key_tag(&dnskey_rdata(CSK_FLAGS, public)),
+            flags,
+            tag: key_tag(&dnskey_rdata(flags, public)),
+            timing: KeyTiming::default(),
             path: path.to_path_buf(),
         })
     }
 
-    fn generate(origin: &str, dir: &Path) -> Result<Self, KeyError> {
+    fn generate(origin: &str, dir: &Path, now: i64) -> Result<Self, KeyError> {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|e| bad(dir, format!("cannot generate a key: {e}")))?;
@@ -151,15 +197,18 @@ impl ZoneKey {
         let key_path = dir.join(format!("K{origin}+013+{tag:05}.key"));
         let private_path = dir.join(format!("K{origin}+013+{tag:05}.private"));
         let b64 = |b: &[u8]| data_encoding::BASE64.encode(b);
+        let timing = KeyTiming::from_now(now);
         let key_text = format!(
             "; This is a key-signing key, keyid {tag}, for {origin}\n\
              ; Generated by steerd (combined signing key)\n\
-             {origin} IN DNSKEY {CSK_FLAGS} 3 {ALGORITHM} {}\n",
+             {}{origin} IN DNSKEY {CSK_FLAGS} 3 {ALGORITHM} {}\n",
+            timing.key_comments(),
             b64(public)
         );
         let private_text = format!(
-            "Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\nPrivateKey: {}\n",
-            b64(private)
+            "Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\nPrivateKey: {}\n{}",
+            b64(private),
+            timing.private_lines()
         );
         write_private(&private_path, private_text.as_bytes())?;
         fs::write(&key_path, key_text).map_err(|e| bad(&key_path, e.to_string()))?;
@@ -167,15 +216,26 @@ impl ZoneKey {
         Self::load(&private_path)
     }
 
+    /// Whether the key is a Secure Entry Point (KSK or CSK): the one the
+    /// parent's DS names and that signs the DNSKEY RRset.
+    pub(crate) fn is_sep(&self) -> bool {
+        self.flags == CSK_FLAGS
+    }
+
+    pub(crate) fn state_at(&self, now: i64) -> KeyState {
+        self.timing.state_at(now)
+    }
+
     pub(crate) fn dnskey(&self) -> DNSKEY {
         DNSKEY::with_flags(
-            CSK_FLAGS,
+            self.flags,
             PublicKeyBuf::new(self.public.clone(), Algorithm::ECDSAP256SHA256),
         )
     }
 
-    /// The DS for the parent (SHA-256 digest, RFC 4509), of our DNSKEY
-    /// with its flags (hickory's `DS::from_key` assumes 256).
+    /// The DS for the parent (SHA-256 digest, RFC 4509 and RFC 4034
+    /// 5.1.4), of our DNSKEY with its flags (hickory's `DS::from_key`
+    /// assumes 256).
     pub(crate) fn ds(&self, origin: &Name) -> Option<DS> {
         let dnskey = self.dnskey();
         let digest = dnskey.to_digest(origin, DigestType::SHA256).ok()?;
@@ -187,21 +247,15 @@ impl ZoneKey {
         ))
     }
 
-    /// Writes `dsset-<zone>` next to the key (as BIND's signer does): the
-    /// DS line to hand to the parent, or to use as a trust anchor.
-    pub(crate) fn write_dsset(&self, origin: &Name) -> Result<(), KeyError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let path = dir.join(format!("dsset-{}", origin.to_lowercase()));
-        let ds = self
-            .ds(origin)
-            .ok_or_else(|| bad(&self.path, "cannot compute the DS"))?;
-        let line = format!(
-            "{} IN DS {} 13 2 {}\n",
+    /// The DS in presentation form: `<zone> IN DS <tag> 13 2 <HEX>`.
+    pub(crate) fn ds_line(&self, origin: &Name) -> Option<String> {
+        let ds = self.ds(origin)?;
+        Some(format!(
+            "{} IN DS {} 13 2 {}",
             origin.to_lowercase(),
             self.tag,
             data_encoding::HEXUPPER.encode(ds.digest())
-        );
-        fs::write(&path, line).map_err(|e| bad(&path, e.to_string()))
+        ))
     }
 
     /// CDS and CDNSKEY (RFC 7344): what the parent should publish.
@@ -214,12 +268,28 @@ impl ZoneKey {
             ds.digest().to_vec(),
         );
         let cdnskey = CDNSKEY::with_flags(
-            CSK_FLAGS,
+            self.flags,
             Some(Algorithm::ECDSAP256SHA256),
             self.public.clone(),
         );
         Some((cds, cdnskey))
     }
+}
+
+/// Writes `dsset-<zone>` in `dir` (as BIND's signer does): a DS line for
+/// each published KSK/CSK, to hand to the parent or use as a trust
+/// anchor.
+pub(crate) fn write_dsset(origin: &Name, dir: &Path, keys: &[&ZoneKey]) -> Result<(), KeyError> {
+    let path = dir.join(format!("dsset-{}", origin.to_lowercase()));
+    let mut text = String::new();
+    for key in keys {
+        let line = key
+            .ds_line(origin)
+            .ok_or_else(|| bad(&key.path, "cannot compute the DS"))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    fs::write(&path, text).map_err(|e| bad(&path, e.to_string()))
 }
 
 #[cfg(unix)]
@@ -290,9 +360,16 @@ mod tests {
     fn generated_key_is_written_as_bind_files_and_loads_back() {
         let dir = std::env::temp_dir().join(format!("steer-keys-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let made = ZoneKey::load_or_generate("example.test.", &dir).unwrap();
+        let made = ZoneKey::load_or_generate("example.test.", &dir, 1_000)
+            .unwrap()
+            .remove(0);
         assert_eq!(made.public.len(), 64);
-        let again = ZoneKey::load_or_generate("example.test.", &dir).unwrap();
+        assert_eq!(made.timing, KeyTiming::from_now(1_000));
+        assert_eq!(made.state_at(1_000), KeyState::Active);
+        let again = ZoneKey::load_or_generate("example.test.", &dir, 2_000)
+            .unwrap()
+            .remove(0);
+        assert_eq!(again.timing, made.timing);
         assert_eq!(made.public, again.public);
         assert_eq!(made.tag, again.tag);
         assert_eq!(made.tag, made.dnskey().calculate_key_tag().unwrap());

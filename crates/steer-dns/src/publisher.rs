@@ -7,13 +7,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use steer_types::{ClientNetwork, DnsSettings, DnssecZone, Plan, Zone, answers::AnswerTally};
+use steer_types::{ClientNetwork, DnsSettings, Plan, Zone, answers::AnswerTally};
 
 use crate::{
     calibrate::ClientSamples,
     geo::GeoMap,
-    keys::ZoneKey,
-    sign::Signer,
+    signers::{DsLookup, SignerCache},
     view::{DnsView, ViewError},
 };
 
@@ -46,7 +45,7 @@ pub struct ViewPublisher {
 impl ViewPublisher {
     pub fn new(inputs: ViewInputs, plan: Arc<Plan>) -> Result<Self, ViewError> {
         let geo = Mutex::new(None);
-        let signers = Mutex::new(Vec::new());
+        let signers = SignerCache::default();
         let tally = Arc::new(AnswerTally::default());
         let samples = Arc::new(ClientSamples::default());
         let view = compile(&geo, &signers, &inputs, &plan, &tally, &samples)?;
@@ -144,6 +143,45 @@ impl ViewPublisher {
         (self.view.load_full(), current.1.clone())
     }
 
+    /// Re-reads the signed zones' key directories and recompiles when a
+    /// key was added, removed or changed, or one's timing (Publish,
+    /// Activate, Inactive, Delete) was reached by `now` (Unix seconds).
+    /// Returns whether a new view was stored; on error the current one
+    /// stays (and keeps signing with the keys it has).
+    pub fn refresh_keys(&self, now: i64) -> Result<bool, ViewError> {
+        let current = self.lock();
+        if !self.signers.refresh(&current.0.settings.dnssec, now)? {
+            return Ok(false);
+        }
+        let view = compile(
+            &self.geo,
+            &self.signers,
+            &current.0,
+            &current.1,
+            &self.tally,
+            &self.samples,
+        )?;
+        self.view.store(Arc::new(view));
+        Ok(true)
+    }
+
+    /// The DS records of `zone` (any case, trailing dot optional), from
+    /// the keys the view signs with.
+    pub fn dnssec_ds(&self, zone: &str) -> DsLookup {
+        let mut origin = zone.trim().to_ascii_lowercase();
+        if !origin.ends_with('.') {
+            origin.push('.');
+        }
+        let inputs = self.inputs();
+        if !inputs.zones.iter().any(|z| z.origin == origin) {
+            return DsLookup::NotServed;
+        }
+        match self.signers.ds(&inputs.settings.dnssec, &origin) {
+            Some(ds) => DsLookup::Signed(ds),
+            None => DsLookup::NotSigned,
+        }
+    }
+
     /// The inputs the current view was compiled from.
     pub fn inputs(&self) -> Arc<ViewInputs> {
         self.lock().0.clone()
@@ -172,35 +210,6 @@ fn geo_for(cache: &GeoCache, inputs: &ViewInputs) -> Result<Option<Arc<GeoMap>>,
     Ok(Some(map))
 }
 
-/// Per signed zone: its origin, key directory and signer.
-type SignerCache = Mutex<Vec<(DnssecZone, Arc<Signer>)>>;
-
-/// The signers of the zones `inputs` signs: each key is read (or made, on
-/// first start) once, and its signature cache lives as long as it does.
-fn signers_for(
-    cache: &SignerCache,
-    inputs: &ViewInputs,
-) -> Result<Vec<(String, Arc<Signer>)>, ViewError> {
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = Vec::new();
-    for zone in &inputs.settings.dnssec {
-        let signer = match cache.iter().find(|(z, _)| z == zone) {
-            Some((_, s)) => s.clone(),
-            None => {
-                let key = ZoneKey::load_or_generate(&zone.origin, &zone.key_dir)?;
-                tracing::info!(zone = %zone.origin, key_tag = key.tag, file = %key.path.display(), "DNSSEC signing key");
-                let origin = crate::view::name(&zone.origin)?;
-                key.write_dsset(&origin)?;
-                let signer = Arc::new(Signer::new(origin, key));
-                cache.push((zone.clone(), signer.clone()));
-                signer
-            }
-        };
-        out.push((zone.origin.clone(), signer));
-    }
-    Ok(out)
-}
-
 fn compile(
     geo: &GeoCache,
     signers: &SignerCache,
@@ -209,7 +218,7 @@ fn compile(
     tally: &AnswerTally,
     samples: &ClientSamples,
 ) -> Result<DnsView, ViewError> {
-    let signers = signers_for(signers, inputs)?;
+    let signers = signers.for_zones(&inputs.settings.dnssec, crate::sign::unix_now_secs())?;
     let mut view = DnsView::compile_signed(
         &inputs.zones,
         &inputs.client_networks,

@@ -14,6 +14,13 @@
 //! Signatures are cached by the RRset's content (owner, type, TTL, label
 //! count and sorted RDATA), so a hot steered answer is signed once per
 //! distinct RRset; the cache is cleared when full.
+//!
+//! Keys: a [`Signer`] holds every key of its zone with its state when the
+//! signer was made (see [`crate::rollover`]). Published, active and retired
+//! keys are in the DNSKEY RRset; active ones sign: KSKs/CSKs the DNSKEY,
+//! CDS and CDNSKEY RRsets, ZSKs the rest (CSKs when there is no active
+//! ZSK). A signer is replaced, cache and all, when a key or a key's state
+//! changes ([`crate::ViewPublisher::refresh_keys`]).
 
 use std::{
     collections::HashMap,
@@ -29,11 +36,14 @@ use hickory_server::proto::{
     rr::{DNSClass, LowerName, Name, RData, Record, RecordType, SerialNumber},
     serialize::binary::BinEncodable,
 };
+use metrics::Counter;
 use ring::rand::SystemRandom;
+use steer_types::DnssecDs;
 
 use crate::{
     answer::{Answer, zone_of},
-    keys::ZoneKey,
+    keys::{KeyError, ZoneKey},
+    rollover::KeyState,
     view::DnsView,
     zone::Found,
 };
@@ -50,66 +60,225 @@ const CACHE_CAP: usize = 20_000;
 /// RFC 9824: the type that says "this name does not exist".
 const NXNAME: RecordType = RecordType::Unknown(128);
 
-/// A signed zone's key and its signature cache, shared by every view
-/// compiled while the key is unchanged.
+/// A signed zone's keys and its signature cache, shared by every view
+/// compiled while the keys and their states are unchanged.
 pub(crate) struct Signer {
     origin: Name,
-    key: ZoneKey,
+    /// Every key of the zone, with its state when the signer was made
+    /// (removed keys and keys not yet published included, for reports).
+    keys: Vec<(ZoneKey, KeyState)>,
+    /// Indices into `keys`: what signs the DNSKEY, CDS and CDNSKEY
+    /// RRsets, and what signs everything else.
+    key_signing: Vec<usize>,
+    zone_signing: Vec<usize>,
     rng: SystemRandom,
-    cache: Mutex<HashMap<Vec<u8>, (u32, Record)>>,
+    cache: Mutex<SignatureCache>,
+    metrics: SignMetrics,
+}
+
+/// RRset key (owner, labels, type, TTL, RDATA) → when it was signed and
+/// its RRSIGs.
+type SignatureCache = HashMap<Vec<u8>, (u32, Vec<Record>)>;
+
+/// `steer_dnssec_signatures_total{zone,result}`: RRsets answered from the
+/// signature cache, signed, or left unsigned because signing failed.
+struct SignMetrics {
+    cached: Counter,
+    made: Counter,
+    failed: Counter,
+}
+
+impl SignMetrics {
+    fn new(zone: &str) -> Self {
+        let c = |result: &'static str| metrics::counter!("steer_dnssec_signatures_total", "zone" => zone.to_owned(), "result" => result);
+        Self {
+            cached: c("cached"),
+            made: c("signed"),
+            failed: c("failed"),
+        }
+    }
 }
 
 impl Signer {
-    pub(crate) fn new(origin: Name, key: ZoneKey) -> Self {
-        Self {
-            origin: origin.to_lowercase(),
-            key,
+    /// The signer for `origin`'s `keys` at `now`; refused when no key is
+    /// active (nothing could sign the zone).
+    pub(crate) fn new(origin: Name, keys: Vec<ZoneKey>, now: i64) -> Result<Self, KeyError> {
+        let origin = origin.to_lowercase();
+        let keys: Vec<(ZoneKey, KeyState)> = keys
+            .into_iter()
+            .map(|k| {
+                let state = k.state_at(now);
+                (k, state)
+            })
+            .collect();
+        let active = |sep: bool| -> Vec<usize> {
+            keys.iter()
+                .enumerate()
+                .filter(|(_, (k, s))| *s == KeyState::Active && k.is_sep() == sep)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let (ksks, zsks) = (active(true), active(false));
+        if ksks.is_empty() && zsks.is_empty() {
+            let dir = keys
+                .first()
+                .and_then(|(k, _)| k.path.parent())
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            return Err(KeyError::NoActiveKey {
+                zone: origin.to_string(),
+                dir,
+            });
+        }
+        // Without an active KSK the ZSKs sign the DNSKEY RRset too (and
+        // the reverse): a validator needs some signature it can chain.
+        let key_signing = if ksks.is_empty() {
+            zsks.clone()
+        } else {
+            ksks.clone()
+        };
+        let zone_signing = if zsks.is_empty() { ksks } else { zsks };
+        let metrics = SignMetrics::new(&origin.to_string());
+        Ok(Self {
+            origin,
+            keys,
+            key_signing,
+            zone_signing,
             rng: SystemRandom::new(),
             cache: Mutex::new(HashMap::new()),
-        }
+            metrics,
+        })
     }
 
-    /// DNSKEY, CDS and CDNSKEY at the apex, with the SOA's TTL.
+    /// Whether `other` serves the same keys in the same states.
+    pub(crate) fn same_keys(&self, other: &Self) -> bool {
+        let id = |s: &Self| -> Vec<(u16, u16, Vec<u8>, KeyState, crate::rollover::KeyTiming)> {
+            s.keys
+                .iter()
+                .map(|(k, st)| (k.tag, k.flags, k.public.clone(), *st, k.timing))
+                .collect()
+        };
+        self.origin == other.origin && id(self) == id(other)
+    }
+
+    /// The keys in the DNSKEY RRset.
+    fn published(&self) -> impl Iterator<Item = &ZoneKey> {
+        self.keys
+            .iter()
+            .filter(|(_, s)| s.published())
+            .map(|(k, _)| k)
+    }
+
+    /// How many keys are in each state (for `steer_dnssec_keys`).
+    pub(crate) fn key_states(&self) -> Vec<(KeyState, usize)> {
+        let mut out: Vec<(KeyState, usize)> = Vec::new();
+        for (_, s) in &self.keys {
+            match out.iter_mut().find(|(t, _)| t == s) {
+                Some((_, n)) => *n += 1,
+                None => out.push((*s, 1)),
+            }
+        }
+        out
+    }
+
+    /// The DS records the parent may hold: one per published KSK/CSK
+    /// (SHA-256 digest), with its key's state.
+    pub(crate) fn ds_records(&self) -> Vec<DnssecDs> {
+        self.keys
+            .iter()
+            .filter(|(k, s)| s.published() && k.is_sep())
+            .filter_map(|(k, s)| {
+                let ds = k.ds(&self.origin)?;
+                Some(DnssecDs {
+                    zone: self.origin.to_string(),
+                    key_tag: k.tag,
+                    algorithm: 13,
+                    digest_type: 2,
+                    digest: ds.digest().to_vec(),
+                    key_state: *s,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes `dsset-<zone>` for the published KSKs/CSKs.
+    pub(crate) fn write_dsset(&self, dir: &std::path::Path) -> Result<(), KeyError> {
+        let keys: Vec<&ZoneKey> = self.published().filter(|k| k.is_sep()).collect();
+        crate::keys::write_dsset(&self.origin, dir, &keys)
+    }
+
+    /// The key tags that sign data now (for logs).
+    pub(crate) fn signing_tags(&self) -> Vec<u16> {
+        let mut tags: Vec<u16> = self
+            .key_signing
+            .iter()
+            .chain(&self.zone_signing)
+            .filter_map(|i| self.keys.get(*i).map(|(k, _)| k.tag))
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        tags
+    }
+
+    /// DNSKEY for every published key, CDS and CDNSKEY for the KSKs/CSKs
+    /// that are published or active (RFC 7344: what the parent should
+    /// publish; a retired key is on its way out), with the SOA's TTL.
     pub(crate) fn apex_records(&self, ttl: u32) -> Vec<Record> {
         let origin = self.origin.clone();
-        let mut out = vec![Record::from_rdata(
-            origin.clone(),
-            ttl,
-            RData::DNSSEC(DNSSECRData::DNSKEY(self.key.dnskey())),
-        )];
-        if let Some((cds, cdnskey)) = self.key.child_records(&origin) {
+        let mut out = Vec::new();
+        for key in self.published() {
             out.push(Record::from_rdata(
                 origin.clone(),
                 ttl,
-                RData::DNSSEC(DNSSECRData::CDS(cds)),
+                RData::DNSSEC(DNSSECRData::DNSKEY(key.dnskey())),
             ));
-            out.push(Record::from_rdata(
-                origin,
-                ttl,
-                RData::DNSSEC(DNSSECRData::CDNSKEY(cdnskey)),
-            ));
+        }
+        for (key, state) in &self.keys {
+            if !key.is_sep() || !matches!(state, KeyState::Published | KeyState::Active) {
+                continue;
+            }
+            if let Some((cds, cdnskey)) = key.child_records(&origin) {
+                out.push(Record::from_rdata(
+                    origin.clone(),
+                    ttl,
+                    RData::DNSSEC(DNSSECRData::CDS(cds)),
+                ));
+                out.push(Record::from_rdata(
+                    origin.clone(),
+                    ttl,
+                    RData::DNSSEC(DNSSECRData::CDNSKEY(cdnskey)),
+                ));
+            }
         }
         out
     }
 
     /// The RRSIG over `rrset` (one owner, type and class), sent with
     /// `owner`; `labels` is the owner's label count, or the wildcard's
-    /// for a synthesized RRset. `None` only if hickory cannot encode it.
-    pub(crate) fn sign(
-        &self,
-        owner: &Name,
-        labels: u8,
-        rrset: &[Record],
-        now: u32,
-    ) -> Option<Record> {
-        let first = rrset.first()?;
+    /// for a synthesized RRset. One RRSIG per signing key; none only if
+    /// hickory cannot encode the RRset or ring cannot sign (counted as
+    /// `failed`: a validator will refuse the answer).
+    pub(crate) fn sign(&self, owner: &Name, labels: u8, rrset: &[Record], now: u32) -> Vec<Record> {
+        let made = self.sign_with_cache(owner, labels, rrset, now);
+        if made.is_empty() && !rrset.is_empty() {
+            self.metrics.failed.increment(1);
+        }
+        made
+    }
+
+    fn sign_with_cache(&self, owner: &Name, labels: u8, rrset: &[Record], now: u32) -> Vec<Record> {
+        let Some(first) = rrset.first() else {
+            return Vec::new();
+        };
         let (rtype, ttl) = (first.record_type(), first.ttl);
         let mut rdatas: Vec<Vec<u8>> = rrset
             .iter()
             .filter_map(|r| r.data.to_bytes().ok())
             .collect();
         rdatas.sort();
-        let mut key = owner.to_lowercase().to_bytes().ok()?;
+        let Ok(mut key) = owner.to_lowercase().to_bytes() else {
+            return Vec::new();
+        };
         key.push(labels);
         key.extend_from_slice(&u16::from(rtype).to_be_bytes());
         key.extend_from_slice(&ttl.to_be_bytes());
@@ -118,24 +287,18 @@ impl Signer {
             key.extend_from_slice(r);
         }
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, sig)) = cache.get(&key)
+        if let Some((at, sigs)) = cache.get(&key)
             && now.wrapping_sub(*at) < RESIGN_AFTER
         {
-            let mut sig = sig.clone();
-            sig.name = owner.clone();
-            return Some(sig);
+            let mut sigs = sigs.clone();
+            drop(cache);
+            for sig in &mut sigs {
+                sig.name = owner.clone();
+            }
+            self.metrics.cached.increment(1);
+            return sigs;
         }
         drop(cache);
-        let input = SigInput {
-            type_covered: rtype,
-            algorithm: Algorithm::ECDSAP256SHA256,
-            num_labels: labels,
-            original_ttl: ttl,
-            sig_expiration: SerialNumber::new(now.wrapping_add(VALIDITY)),
-            sig_inception: SerialNumber::new(now.wrapping_sub(INCEPTION_BACK)),
-            key_tag: self.key.tag,
-            signer_name: self.origin.clone(),
-        };
         let owned: Vec<Record> = rrset
             .iter()
             .map(|r| {
@@ -144,17 +307,45 @@ impl Signer {
                 r
             })
             .collect();
-        let tbs = TBS::from_input(owner, DNSClass::IN, &input, owned.iter()).ok()?;
-        let sig = self.key.pair.sign(&self.rng, tbs.as_ref()).ok()?;
-        let rrsig = RRSIG::from_sig(input, sig.as_ref().to_vec());
-        let record =
-            Record::from_rdata(owner.clone(), ttl, RData::DNSSEC(DNSSECRData::RRSIG(rrsig)));
+        let signing = match rtype {
+            RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY => &self.key_signing,
+            _ => &self.zone_signing,
+        };
+        let mut records = Vec::with_capacity(signing.len());
+        for (key, _) in signing.iter().filter_map(|i| self.keys.get(*i)) {
+            let input = SigInput {
+                type_covered: rtype,
+                algorithm: Algorithm::ECDSAP256SHA256,
+                num_labels: labels,
+                original_ttl: ttl,
+                sig_expiration: SerialNumber::new(now.wrapping_add(VALIDITY)),
+                sig_inception: SerialNumber::new(now.wrapping_sub(INCEPTION_BACK)),
+                key_tag: key.tag,
+                signer_name: self.origin.clone(),
+            };
+            let Ok(tbs) = TBS::from_input(owner, DNSClass::IN, &input, owned.iter()) else {
+                continue;
+            };
+            let Ok(sig) = key.pair.sign(&self.rng, tbs.as_ref()) else {
+                continue;
+            };
+            let rrsig = RRSIG::from_sig(input, sig.as_ref().to_vec());
+            records.push(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::DNSSEC(DNSSECRData::RRSIG(rrsig)),
+            ));
+        }
+        if records.is_empty() {
+            return records;
+        }
+        self.metrics.made.increment(1);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_CAP {
             cache.clear();
         }
-        cache.insert(key, (now, record.clone()));
-        Some(record)
+        cache.insert(key, (now, records.clone()));
+        records
     }
 }
 
@@ -187,6 +378,13 @@ pub(crate) fn unix_now() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32)
+}
+
+/// Seconds since the Unix epoch, for key timing (BIND's times are UTC).
+pub(crate) fn unix_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The signer of the zone authoritative for `name` (the longest origin;

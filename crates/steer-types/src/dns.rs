@@ -125,6 +125,56 @@ pub struct DnssecZone {
     pub key_dir: std::path::PathBuf,
 }
 
+/// Where a DNSSEC key is in its life, from its BIND timing metadata
+/// (RFC 7583 3.1's states, folded to what a server acts on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DnssecKeyState {
+    /// Generated, Publish not reached: not served.
+    Generated,
+    /// Published: in the DNSKEY RRset, not signing (pre-publication).
+    Published,
+    /// Active: in the DNSKEY RRset and signing.
+    Active,
+    /// Retired (Inactive reached): still in the DNSKEY RRset so cached
+    /// signatures keep validating, no longer signing.
+    Retired,
+    /// Removed (Delete reached): gone from the zone.
+    Removed,
+}
+
+impl DnssecKeyState {
+    /// The metric label and the word steerctl prints (BIND's names).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Generated => "generated",
+            Self::Published => "published",
+            Self::Active => "active",
+            Self::Retired => "inactive",
+            Self::Removed => "deleted",
+        }
+    }
+
+    /// Whether the key is in the DNSKEY RRset.
+    pub fn published(self) -> bool {
+        matches!(self, Self::Published | Self::Active | Self::Retired)
+    }
+}
+
+/// A DS record for one of a signed zone's KSKs/CSKs (SHA-256 digest,
+/// RFC 4034 5.1.4), with the state of its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnssecDs {
+    /// The zone, fully qualified with a trailing dot.
+    pub zone: String,
+    pub key_tag: u16,
+    /// 13: ECDSAP256SHA256.
+    pub algorithm: u8,
+    /// 2: SHA-256.
+    pub digest_type: u8,
+    pub digest: Vec<u8>,
+    pub key_state: DnssecKeyState,
+}
+
 /// Limits on DNS over TCP: connections are cheap to open and a peer can
 /// hold them idle, so each is capped and timed out (RFC 7766 6.2.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,7 +25,8 @@ mod topology;
 mod zone;
 
 pub use dns::{
-    DnsSettings, DnssecZone, GeoSettings, GslbSettings, RrlSettings, Selection, TcpLimits,
+    DnsSettings, DnssecDs, DnssecKeyState, DnssecZone, GeoSettings, GslbSettings, RrlSettings,
+    Selection, TcpLimits,
 };
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};

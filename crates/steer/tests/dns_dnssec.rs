@@ -5,7 +5,9 @@
 //! and wildcard answers all validate (AD); a trust anchor for another key
 //! makes the same queries SERVFAIL. Also: without DO nothing changes,
 //! UDP and TCP sign alike, and a signed answer too big for the client's
-//! UDP size is TC.
+//! UDP size is TC. `steerctl dnssec ds` prints the DS steerd signs for, and
+//! a key rollover (pre-publish, then switch, then delete) driven by BIND
+//! timing metadata keeps a resolver validating throughout.
 
 #![allow(clippy::unwrap_used)]
 
@@ -147,9 +149,25 @@ fn section(out: &str, name: &str) -> Vec<String> {
     v
 }
 
+/// A second zone, served unsigned.
+const PLAIN_ZONE: &str = r#"
+[[zones]]
+origin = "plain.test."
+ns = ["ns1.example.test."]
+soa = { mname = "ns1.example.test.", rname = "hostmaster.example.test.", serial = 1, minimum = 60 }
+records = [{ name = "www", type = "A", value = "192.0.2.7" }]
+"#;
+
+fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
-    let (dir, config) = setup("dnssec-unbound", "");
+    let (dir, config) = setup("dnssec-unbound", PLAIN_ZONE);
     let state = dir.join("state");
     let s = Steerd::start_with(config, state.clone());
     let dsset = state.join("dnssec/dsset-example.test.");
@@ -165,6 +183,32 @@ fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
         .parse()
         .unwrap();
     assert!(ds.contains(&format!(" DS {tag} 13 2 ")), "{ds}");
+
+    // steerctl dnssec ds: the same DS, over gRPC from the keys in use.
+    let out = s.steerctl(&["dnssec", "ds", "Example.Test"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, format!("{} ; active\n", ds.trim()));
+    let out = s.steerctl(&["--output", "json", "dnssec", "ds", "example.test."]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(&format!("\"key_tag\": {tag}")), "{stdout}");
+    for (zone, says) in [
+        (
+            "plain.test",
+            "not found: zone plain.test. is served unsigned",
+        ),
+        (
+            "other.test",
+            "not found: zone other.test. is not served here",
+        ),
+        ("bad..name", "invalid request"),
+    ] {
+        let out = s.steerctl(&["dnssec", "ds", zone]);
+        let (_, stderr) = text(&out);
+        assert!(!out.status.success(), "{zone}");
+        assert!(stderr.contains(says), "{zone}: {stderr}");
+    }
 
     let good = unbound(&dir, "good", &ds, s.dns);
     let ask = |args: &[&str]| {
@@ -290,4 +334,225 @@ fn signs_alike(extra: &str) {
     assert!(section(&big, "ANSWER").is_empty(), "{big}");
     let big = s.dig(&["+dnssec", "+norec", "+tcp", "big.example.test", "TXT"]);
     assert!(big.contains("RRSIG\tTXT 13 3"), "{big}");
+}
+
+/// The `.private` and `.key` files of the zone's keys in `dir`.
+fn key_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("Kexample.test.+013+"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn tag_of(private: &Path) -> u16 {
+    let name = private.file_name().unwrap().to_str().unwrap();
+    name["Kexample.test.+013+".len()..name.len() - ".private".len()]
+        .parse()
+        .unwrap()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Sets `field` (Publish, Activate, Inactive, Delete) in a `.private`
+/// file as `dnssec-settime` would, in BIND's YYYYMMDDHHMMSS (UTC).
+fn set_time(private: &Path, field: &str, at: i64) {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{at}"), "+%Y%m%d%H%M%S"])
+        .output()
+        .unwrap();
+    let stamp = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let text = std::fs::read_to_string(private).unwrap();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{field}:")))
+        .map(str::to_owned)
+        .collect();
+    lines.push(format!("{field}: {stamp}"));
+    std::fs::write(private, lines.join("\n") + "\n").unwrap();
+}
+
+/// Key tags of the RRSIGs over `name`/`qtype` in steerd's direct answer.
+fn rrsig_tags(s: &Steerd, name: &str, qtype: &str) -> Vec<u16> {
+    let out = s.dig(&["+dnssec", "+norec", name, qtype]);
+    let mut tags: Vec<u16> = out
+        .lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(3) == Some(&"RRSIG") && f.get(4) == Some(&qtype))
+                .then(|| f.get(10)?.parse().ok())
+                .flatten()
+        })
+        .collect();
+    tags.sort_unstable();
+    tags
+}
+
+/// Key tags in steerd's DNSKEY RRset.
+fn dnskey_tags(s: &Steerd) -> Vec<u16> {
+    let out = s.dig(&["+norec", "+multi", "example.test", "DNSKEY"]);
+    let mut tags: Vec<u16> = out
+        .lines()
+        .filter_map(|l| l.split("key id = ").nth(1))
+        .filter_map(|t| t.trim().parse().ok())
+        .collect();
+    tags.sort_unstable();
+    tags
+}
+
+#[test]
+fn a_rollover_pre_publishes_then_switches_and_validation_holds() {
+    let (dir, config) = setup("dnssec-rollover", "");
+    let state = dir.join("state");
+    let keys = state.join("dnssec");
+
+    // Two keys made by steerd itself: start once for key A, set it
+    // aside, start again for key B (it makes one when there is none).
+    let mut first = Steerd::start_with(config.clone(), state.clone());
+    first.proc.kill();
+    let aside = dir.join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    for f in key_files(&keys) {
+        std::fs::rename(&f, aside.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut second = Steerd::start_with(config.clone(), state.clone());
+    second.proc.kill();
+    for f in key_files(&aside) {
+        std::fs::rename(&f, keys.join(f.file_name().unwrap())).unwrap();
+    }
+    let privates: Vec<PathBuf> = key_files(&keys)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "private"))
+        .collect();
+    assert_eq!(privates.len(), 2, "{privates:?}");
+
+    // A signs until the switch; B is published now (pre-publication),
+    // signs from the switch; A stays published until it is deleted.
+    let (a, b) = (&privates[0], &privates[1]);
+    let (tag_a, tag_b) = (tag_of(a), tag_of(b));
+    let t0 = unix_now();
+    let (switch, delete) = (t0 + 10, t0 + 18);
+    set_time(a, "Inactive", switch);
+    set_time(a, "Delete", delete);
+    set_time(b, "Publish", t0 - 60);
+    set_time(b, "Activate", switch);
+    let s = Steerd::start_with(config, state.clone());
+
+    let mut both = vec![tag_a, tag_b];
+    both.sort_unstable();
+    assert_eq!(dnskey_tags(&s), both);
+    assert_eq!(rrsig_tags(&s, "www.example.test", "A"), vec![tag_a]);
+    let out = s.steerctl(&["dnssec", "ds", "example.test"]);
+    let (ds, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        ds.contains(&format!(" DS {tag_a} 13 2 ")) && ds.contains("; active"),
+        "{ds}"
+    );
+    assert!(
+        ds.contains(&format!(" DS {tag_b} 13 2 ")) && ds.contains("; published"),
+        "{ds}"
+    );
+    // The trust anchor covers both keys (as the parent's DS set would
+    // during a double-DS rollover).
+    let anchor: String = ds
+        .lines()
+        .map(|l| l.split(" ;").next().unwrap_or_default().to_owned() + "\n")
+        .collect();
+    let u = unbound(&dir, "both", &anchor, s.dns);
+    let validated = |name: &str| {
+        let out = dig(u.port, &["+dnssec", name, "A"]);
+        assert!(
+            flags(&out).contains(" ad") && status(&out) == "NOERROR",
+            "{name} not validated:\n{out}\nunbound:\n{}",
+            u.proc.log_text()
+        );
+    };
+    validated("www.example.test");
+    validated("before.wild.example.test");
+
+    // The switch: B signs, A does not; both are in the DNSKEY RRset.
+    let switched = poll(Duration::from_secs(20), || {
+        (rrsig_tags(&s, "www.example.test", "A") == vec![tag_b]).then_some(())
+    });
+    assert!(switched.is_some(), "B never signed:\n{}", s.proc.log_text());
+    assert!(unix_now() >= switch);
+    assert_eq!(dnskey_tags(&s), both);
+    assert_eq!(rrsig_tags(&s, "example.test", "DNSKEY"), vec![tag_b]);
+    validated("www.example.test");
+    validated("after.wild.example.test");
+    validated("app.example.test");
+
+    // A deleted: gone from the DNSKEY RRset and the DS list; cached and
+    // fresh answers keep validating, and a resolver starting now too.
+    let deleted = poll(Duration::from_secs(20), || {
+        (dnskey_tags(&s) == vec![tag_b]).then_some(())
+    });
+    assert!(deleted.is_some(), "A never left:\n{}", s.proc.log_text());
+    let out = s.steerctl(&["dnssec", "ds", "example.test"]);
+    let (ds, _) = text(&out);
+    assert_eq!(ds.lines().count(), 1, "{ds}");
+    assert!(
+        ds.contains(&format!(" DS {tag_b} 13 2 ")) && ds.contains("; active"),
+        "{ds}"
+    );
+    validated("deleted.wild.example.test");
+    let fresh = unbound(&dir, "fresh", &anchor, s.dns);
+    let out = dig(fresh.port, &["+dnssec", "www.example.test", "A"]);
+    assert!(flags(&out).contains(" ad"), "{out}");
+    // Only A's DS: nothing validates once A is gone.
+    let only_a = anchor
+        .lines()
+        .find(|l| l.contains(&format!(" DS {tag_a} ")))
+        .unwrap()
+        .to_owned();
+    let stale = unbound(&dir, "stale", &only_a, s.dns);
+    let out = dig(stale.port, &["+dnssec", "www.example.test", "A"]);
+    assert_eq!(status(&out), "SERVFAIL", "{out}");
+
+    // Signing metrics: signed and cached RRsets, no failures; key counts.
+    let (_, metrics) = http_get(s.http, "/metrics").unwrap();
+    let sample = |needle: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let z = "zone=\"example.test.\"";
+    assert!(
+        sample(&format!(
+            "steer_dnssec_signatures_total{{{z},result=\"signed\"}}"
+        )) > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&format!(
+            "steer_dnssec_signatures_total{{{z},result=\"cached\"}}"
+        )) > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&format!(
+            "steer_dnssec_signatures_total{{{z},result=\"failed\"}}"
+        )) <= 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&format!("steer_dnssec_keys{{{z},state=\"active\"}}")),
+        1.0,
+        "{metrics}"
+    );
 }

@@ -85,7 +85,8 @@ fn unbound(dir: &Path, name: &str, anchor: &str, steerd_port: u16) -> Unbound {
          \x20 val-log-level: 2\n\
          \x20 do-not-query-localhost: no\n\
          \x20 access-control: 127.0.0.0/8 allow\n\
-         \x20 module-config: \"validator iterator\"\n\
+         \x20 module-config: \"subnetcache validator iterator\"\n\
+         \x20 send-client-subnet: 127.0.0.1\n\
          \x20 trust-anchor-file: \"{dir}/anchor\"\n\
          \x20 qname-minimisation: no\n\
          \x20 local-zone: \"test.\" nodefault\n\
@@ -249,6 +250,49 @@ fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
             None => assert!(answers.is_empty(), "{args:?}:\n{out}"),
         }
     }
+
+    // Steered answers per client subnet: unbound forwards the client's
+    // ECS to steerd (subnetcache) and validates each region's answer.
+    for (subnet, region) in [
+        ("10.1.0.0/24", ["192.0.2.11", "192.0.2.12"]),
+        ("10.2.0.0/24", ["192.0.2.21", "192.0.2.22"]),
+    ] {
+        let out = ask(&["app.example.test", "A", &format!("+subnet={subnet}")]);
+        assert!(
+            flags(&out).contains(" ad"),
+            "{subnet} not validated:\n{out}"
+        );
+        let addrs: Vec<String> = section(&out, "ANSWER")
+            .iter()
+            .filter(|l| l.split(' ').nth(2) == Some("A"))
+            .filter_map(|l| l.rsplit(' ').next().map(str::to_owned))
+            .collect();
+        assert!(
+            !addrs.is_empty() && addrs.iter().all(|a| region.contains(&a.as_str())),
+            "{subnet}: {addrs:?}\n{out}"
+        );
+    }
+
+    // delv validates on its own from the same trust anchor.
+    let anchors = dir.join("delv-anchors.conf");
+    let f: Vec<&str> = ds.split_whitespace().collect();
+    std::fs::write(
+        &anchors,
+        format!(
+            "trust-anchors {{ example.test. static-ds {} {} {} \"{}\"; }};\n",
+            f[3], f[4], f[5], f[6]
+        ),
+    )
+    .unwrap();
+    let delv = Command::new("delv")
+        .arg("@127.0.0.1")
+        .args(["-p", &good.port.to_string(), "-a"])
+        .arg(&anchors)
+        .args(["+root=example.test", "www.example.test", "A"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&delv);
+    assert!(out.contains("; fully validated"), "{out}{err}");
 
     // A trust anchor for another key: nothing in the zone validates.
     let other = ds

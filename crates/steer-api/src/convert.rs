@@ -53,6 +53,65 @@ pub(crate) fn id<'a>(text: &'a str, field: &'static str) -> Result<&'a str, Stat
     Ok(t)
 }
 
+/// A DNS name asked about (a zone): 1 to 255 bytes of letters, digits,
+/// '-', '_' and dots, no empty label, each label at most 63 bytes;
+/// returned lower case with the trailing dot.
+pub(crate) fn dns_name(text: &str, field: &'static str) -> Result<String, Status> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(refuse_field(field, format!("`{field}` is required")));
+    }
+    let mut name = t.to_ascii_lowercase();
+    if !name.ends_with('.') {
+        name.push('.');
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(refuse_field(
+            field,
+            format!(
+                "`{field}` is {} bytes long; at most {MAX_NAME_BYTES}",
+                t.len()
+            ),
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(refuse_field(
+            field,
+            format!("`{field}` holds {bad:?}; a DNS name uses letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
+    if name != "." && labels.iter().any(|l| l.is_empty() || l.len() > 63) {
+        return Err(refuse_field(
+            field,
+            format!("`{field}` {t:?} has an empty label or one over 63 bytes"),
+        ));
+    }
+    Ok(name)
+}
+
+/// A DS record for GetDnssecDs.
+pub(crate) fn dnssec_ds(ds: &steer_types::DnssecDs) -> pb::DnssecDs {
+    use steer_types::DnssecKeyState as S;
+    let key_state = match ds.key_state {
+        S::Published => pb::DnssecKeyState::Published,
+        S::Active => pb::DnssecKeyState::Active,
+        S::Retired => pb::DnssecKeyState::Inactive,
+        S::Generated | S::Removed => pb::DnssecKeyState::Unspecified,
+    };
+    pb::DnssecDs {
+        zone: ds.zone.clone(),
+        key_tag: u32::from(ds.key_tag),
+        algorithm: u32::from(ds.algorithm),
+        digest_type: u32::from(ds.digest_type),
+        digest: ds.digest.clone(),
+        key_state: key_state as i32,
+    }
+}
+
 /// An optional free-text field (audit filters, explained names): at most
 /// `max` bytes.
 pub(crate) fn bounded<'a>(

@@ -16,8 +16,8 @@ mod status_doc;
 pub use auth::{Authenticator, Denial, SharedAuthenticator, interceptor};
 pub use denied::{AuditReader, AuditSink, DeniedAudit};
 pub use service::{
-    BgpStatusSource, LEADER_METADATA, OperatorService, SlosSource, UNARY_TIMEOUT, WriteGate,
-    api_status, register_metrics,
+    BgpStatusSource, DnssecSource, LEADER_METADATA, OperatorService, SlosSource, UNARY_TIMEOUT,
+    WriteGate, api_status, register_metrics,
 };
 pub use slo_doc::slo_document;
 pub use status_doc::{scope_text, status_document, status_response};

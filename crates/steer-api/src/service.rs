@@ -69,7 +69,14 @@ pub struct OperatorService {
     write_gate: Option<WriteGate>,
     /// The SLOs as last evaluated (GetSlos).
     slos: Option<SlosSource>,
+    /// Signed zones' DS records (GetDnssecDs).
+    dnssec: Option<DnssecSource>,
 }
+
+/// The DS records of a zone (GetDnssecDs): NOT_FOUND for a zone that is
+/// not served or not signed.
+pub type DnssecSource =
+    Arc<dyn Fn(&str) -> Result<Vec<steer_types::DnssecDs>, ApiError> + Send + Sync>;
 
 /// Reads the SLOs as the control loop last evaluated them.
 pub type SlosSource = Arc<dyn Fn() -> pb::GetSlosResponse + Send + Sync>;
@@ -142,6 +149,7 @@ pub fn register_metrics() {
         "qtype",
         "client",
         "subscriber",
+        "zone",
     ] {
         metrics::counter!("steer_api_field_rejected_total", "field" => field).absolute(0);
     }
@@ -190,7 +198,14 @@ impl OperatorService {
             plans,
             write_gate: None,
             slos: None,
+            dnssec: None,
         }
+    }
+
+    /// Answers GetDnssecDs from `source`.
+    pub fn with_dnssec(mut self, source: DnssecSource) -> Self {
+        self.dnssec = Some(source);
+        self
     }
 
     /// Answers GetSlos from `source`.
@@ -803,6 +818,26 @@ impl Operator for OperatorService {
         Ok(Response::new(
             self.slos.as_ref().map(|s| s()).unwrap_or_default(),
         ))
+    }
+
+    async fn get_dnssec_ds(
+        &self,
+        req: Request<pb::GetDnssecDsRequest>,
+    ) -> Result<Response<pb::GetDnssecDsResponse>, Status> {
+        self.authorize(&req, Role::Viewer, "read DNSSEC DS", "")
+            .await?;
+        let zone = req.into_inner().zone;
+        let zone = convert::dns_name(&zone, "zone")?;
+        let Some(source) = &self.dnssec else {
+            return Err(Status::unimplemented(
+                "this process serves no DNS view (ask a steerd that answers DNS)",
+            ));
+        };
+        let ds = source(&zone).map_err(api_status)?;
+        metrics::counter!("steer_api_requests_total", "method" => "GetDnssecDs").increment(1);
+        Ok(Response::new(pb::GetDnssecDsResponse {
+            ds: ds.iter().map(convert::dnssec_ds).collect(),
+        }))
     }
 
     async fn correct_slo(

@@ -11,8 +11,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use steer_types::auth::Identity;
 use steer_types::{
-    ClientNetwork, DnsSettings, HealthSettings, PolicySettings, Pop, PopId, RecordData, Region,
-    RegionId, RegionLatency, Service, ServiceId, Soa, StaticRecord, Topology, UnknownHealth, Zone,
+    ClientNetwork, DnsSettings, DnssecZone, HealthSettings, PolicySettings, Pop, PopId, RecordData,
+    Region, RegionId, RegionLatency, Service, ServiceId, Soa, StaticRecord, Topology,
+    UnknownHealth, Zone,
 };
 use toml::Spanned;
 
@@ -163,6 +164,24 @@ struct RawZone {
     soa: Option<RawSoa>,
     #[serde(default)]
     records: Vec<Spanned<RawRecord>>,
+    /// `dnssec = true`, or `[zones.dnssec]` with `algorithm`.
+    dnssec: Option<Spanned<RawDnssec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDnssec {
+    On(bool),
+    Table(RawDnssecTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDnssecTable {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    // Not `Spanned`: spans do not survive an untagged enum.
+    algorithm: Option<String>,
 }
 
 fn default_zone_ttl() -> u32 {
@@ -358,6 +377,7 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
             &topology.regions,
         )
     });
+    dns.dnssec = dnssec_zones(&mut r, &raw.zones, &zones, &server.state_dir);
     let mut slos = crate::slo::slos(&mut r, &raw.slos, &topology);
     let files: Vec<(String, std::ops::Range<usize>)> = raw
         .openslo
@@ -665,6 +685,50 @@ fn zones(r: &mut Reporter<'_>, raw: &[Spanned<RawZone>], dir: &Path) -> Vec<Zone
             }
         })
         .collect()
+}
+
+/// The zones that opted in to online signing. Keys live under the state
+/// directory (`dnssec/`); steerd points them at its final state directory.
+fn dnssec_zones(
+    r: &mut Reporter<'_>,
+    raw: &[Spanned<RawZone>],
+    zones: &[Zone],
+    state_dir: &Path,
+) -> Vec<DnssecZone> {
+    let mut out = Vec::new();
+    for z in raw {
+        let z = z.get_ref();
+        let Some(d) = &z.dnssec else { continue };
+        let on = match d.get_ref() {
+            RawDnssec::On(on) => *on,
+            RawDnssec::Table(t) => {
+                if let Some(a) = &t.algorithm
+                    && !a.eq_ignore_ascii_case("ecdsap256sha256")
+                {
+                    r.at(
+                        d.span(),
+                        format!(
+                            "DNSSEC algorithm {a:?} is not supported; use \"ecdsap256sha256\" (13)"
+                        ),
+                    );
+                }
+                t.enabled
+            }
+        };
+        let origin = z.origin.get_ref().to_ascii_lowercase();
+        let origin = if origin.ends_with('.') {
+            origin
+        } else {
+            format!("{origin}.")
+        };
+        if on && zones.iter().any(|zone| zone.origin == origin) {
+            out.push(DnssecZone {
+                origin,
+                key_dir: state_dir.join("dnssec"),
+            });
+        }
+    }
+    out
 }
 
 fn zone_from_file(

@@ -708,6 +708,55 @@ fn edge_table_parses_and_reports_errors_with_their_keys() {
 }
 
 #[test]
+fn dnssec_is_opted_in_per_zone_and_only_algorithm_13_is_accepted() {
+    let zone = "origin = \"example.test.\"\n";
+    let plain = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    assert!(plain.dns.dnssec.is_empty());
+    for (to, signed) in [
+        ("origin = \"example.test.\"\ndnssec = true\n", true),
+        ("origin = \"example.test.\"\ndnssec = false\n", false),
+        (
+            "origin = \"example.test.\"\ndnssec = { algorithm = \"ECDSAP256SHA256\" }\n",
+            true,
+        ),
+        (
+            "origin = \"example.test.\"\ndnssec = { enabled = false }\n",
+            false,
+        ),
+    ] {
+        let (path, _) = with_edit("dnssec.toml", "quickstart.toml", zone, to);
+        let c = steer_config::load_steerd(&path).unwrap();
+        if signed {
+            assert_eq!(c.dns.dnssec.len(), 1, "{to}");
+            assert_eq!(c.dns.dnssec[0].origin, "example.test.");
+            assert_eq!(
+                c.dns.dnssec[0].key_dir,
+                c.server.state_dir.join("dnssec"),
+                "{to}"
+            );
+        } else {
+            assert!(c.dns.dnssec.is_empty(), "{to}");
+        }
+    }
+    let (path, text) = with_edit(
+        "dnssec-bad.toml",
+        "quickstart.toml",
+        zone,
+        "origin = \"example.test.\"\ndnssec = { algorithm = \"rsasha256\" }\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    assert_eq!(err.0[0].line, line_of(&text, "rsasha256"), "{err}");
+    assert!(err.to_string().contains("ecdsap256sha256"), "{err}");
+    let (path, _) = with_edit(
+        "dnssec-unknown.toml",
+        "quickstart.toml",
+        zone,
+        "origin = \"example.test.\"\ndnssec = { algoritm = \"ecdsap256sha256\" }\n",
+    );
+    assert!(steer_config::load_steerd(&path).is_err());
+}
+
+#[test]
 fn openslo_files_are_imported_beside_slos_and_their_errors_name_the_yaml_line() {
     let (path, text) = with_edit(
         "openslo.toml",

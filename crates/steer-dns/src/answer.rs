@@ -153,7 +153,11 @@ pub const MAX_CNAME_CHAIN: usize = 5;
 /// The zone that answers `qtype` at `name`: the one with the longest
 /// matching origin, except that DS at a zone's apex is the parent's data
 /// (RFC 4035 3.1.4.1), so the parent answers when it is ours too.
-fn zone_of<'v>(view: &'v DnsView, name: &LowerName, qtype: RecordType) -> Option<&'v CompiledZone> {
+pub(crate) fn zone_of<'v>(
+    view: &'v DnsView,
+    name: &LowerName,
+    qtype: RecordType,
+) -> Option<&'v CompiledZone> {
     let best = |apex: bool| {
         view.zones
             .iter()

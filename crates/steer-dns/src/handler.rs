@@ -201,22 +201,44 @@ impl RequestHandler for DnsHandler {
             )),
             _ => None,
         };
+        // DO set and a signed zone: RRSIGs and compact denial (as the
+        // fast path and TCP answer, through the same function).
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let signed = if dnssec_ok {
+            crate::sign::sign_answer(
+                &view,
+                info.query.name(),
+                question.qtype,
+                &result,
+                crate::sign::unix_now(),
+            )
+        } else {
+            None
+        };
+        if let Some(signed) = &signed {
+            metadata.response_code = signed.rcode;
+            if let Some(e) = resp_edns.as_mut() {
+                e.set_dnssec_ok(true);
+            }
+        }
         let sections = Sections::of(&result, info.query.name());
+        let borrow = |additional: bool| match &signed {
+            Some(signed) => signed.refs(additional),
+            None => sections.borrow(additional),
+        };
         let fits = |additional: bool| {
             limit.is_none_or(|limit| {
-                wire_bound(question.name.len(), &result, additional, resp_edns.as_ref()) <= limit
-                    || exact_len(
-                        request,
-                        metadata,
-                        &sections.borrow(additional),
-                        resp_edns.as_ref(),
-                    ) <= limit
+                signed.is_none()
+                    && wire_bound(question.name.len(), &result, additional, resp_edns.as_ref())
+                        <= limit
+                    || exact_len(request, metadata, &borrow(additional), resp_edns.as_ref())
+                        <= limit
             })
         };
         let refs = if fits(true) {
-            sections.borrow(true)
+            borrow(true)
         } else if fits(false) {
-            sections.borrow(false)
+            borrow(false)
         } else {
             metadata.truncation = true;
             view.metrics.truncated.increment(1);

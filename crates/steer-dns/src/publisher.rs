@@ -12,6 +12,7 @@ use steer_types::{ClientNetwork, DnsSettings, Plan, Zone, answers::AnswerTally};
 use crate::{
     calibrate::ClientSamples,
     geo::GeoMap,
+    signers::{DsLookup, SignerCache},
     view::{DnsView, ViewError},
 };
 
@@ -34,6 +35,8 @@ pub struct ViewPublisher {
     /// The open geo database, reused while its settings and file are
     /// unchanged (opening reads the whole file).
     geo: GeoCache,
+    /// Signed zones' keys and signature caches, kept across recompiles.
+    signers: SignerCache,
     // Writers only: serialises recompiles so a plan publication and a zone
     // reload cannot overwrite each other with stale inputs.
     current: Mutex<(Arc<ViewInputs>, Arc<Plan>)>,
@@ -42,15 +45,17 @@ pub struct ViewPublisher {
 impl ViewPublisher {
     pub fn new(inputs: ViewInputs, plan: Arc<Plan>) -> Result<Self, ViewError> {
         let geo = Mutex::new(None);
+        let signers = SignerCache::default();
         let tally = Arc::new(AnswerTally::default());
         let samples = Arc::new(ClientSamples::default());
         metrics::counter!("steer_dns_selection_recalibrations_total").absolute(0);
-        let view = compile(&geo, &inputs, &plan, &tally, &samples)?;
+        let view = compile(&geo, &signers, &inputs, &plan, &tally, &samples)?;
         Ok(Self {
             view: Arc::new(ArcSwap::from_pointee(view)),
             tally,
             samples,
             geo,
+            signers,
             current: Mutex::new((Arc::new(inputs), plan)),
         })
     }
@@ -73,7 +78,14 @@ impl ViewPublisher {
     /// Recompiles for a new plan; on error the previous view stays.
     pub fn publish_plan(&self, plan: Arc<Plan>) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(&self.geo, &current.0, &plan, &self.tally, &self.samples)?;
+        let view = compile(
+            &self.geo,
+            &self.signers,
+            &current.0,
+            &plan,
+            &self.tally,
+            &self.samples,
+        )?;
         self.view.store(Arc::new(view));
         current.1 = plan;
         Ok(())
@@ -82,7 +94,14 @@ impl ViewPublisher {
     /// Swaps in new zones / client map (a reload); on error nothing changes.
     pub fn replace_inputs(&self, inputs: ViewInputs) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(&self.geo, &inputs, &current.1, &self.tally, &self.samples)?;
+        let view = compile(
+            &self.geo,
+            &self.signers,
+            &inputs,
+            &current.1,
+            &self.tally,
+            &self.samples,
+        )?;
         self.view.store(Arc::new(view));
         current.0 = Arc::new(inputs);
         Ok(())
@@ -103,6 +122,7 @@ impl ViewPublisher {
         self.samples.settle();
         let view = compile(
             &self.geo,
+            &self.signers,
             &current.0,
             &current.1,
             &self.tally,
@@ -122,6 +142,45 @@ impl ViewPublisher {
     pub fn snapshot(&self) -> (Arc<DnsView>, Arc<Plan>) {
         let current = self.lock();
         (self.view.load_full(), current.1.clone())
+    }
+
+    /// Re-reads the signed zones' key directories and recompiles when a
+    /// key was added, removed or changed, or one's timing (Publish,
+    /// Activate, Inactive, Delete) was reached by `now` (Unix seconds).
+    /// Returns whether a new view was stored; on error the current one
+    /// stays (and keeps signing with the keys it has).
+    pub fn refresh_keys(&self, now: i64) -> Result<bool, ViewError> {
+        let current = self.lock();
+        if !self.signers.refresh(&current.0.settings.dnssec, now)? {
+            return Ok(false);
+        }
+        let view = compile(
+            &self.geo,
+            &self.signers,
+            &current.0,
+            &current.1,
+            &self.tally,
+            &self.samples,
+        )?;
+        self.view.store(Arc::new(view));
+        Ok(true)
+    }
+
+    /// The DS records of `zone` (any case, trailing dot optional), from
+    /// the keys the view signs with.
+    pub fn dnssec_ds(&self, zone: &str) -> DsLookup {
+        let mut origin = zone.trim().to_ascii_lowercase();
+        if !origin.ends_with('.') {
+            origin.push('.');
+        }
+        let inputs = self.inputs();
+        if !inputs.zones.iter().any(|z| z.origin == origin) {
+            return DsLookup::NotServed;
+        }
+        match self.signers.ds(&inputs.settings.dnssec, &origin) {
+            Some(ds) => DsLookup::Signed(ds),
+            None => DsLookup::NotSigned,
+        }
     }
 
     /// The inputs the current view was compiled from.
@@ -154,18 +213,21 @@ fn geo_for(cache: &GeoCache, inputs: &ViewInputs) -> Result<Option<Arc<GeoMap>>,
 
 fn compile(
     geo: &GeoCache,
+    signers: &SignerCache,
     inputs: &ViewInputs,
     plan: &Plan,
     tally: &AnswerTally,
     samples: &ClientSamples,
 ) -> Result<DnsView, ViewError> {
-    let mut view = DnsView::compile_sampled(
+    let signers = signers.for_zones(&inputs.settings.dnssec, crate::sign::unix_now_secs())?;
+    let mut view = DnsView::compile_signed(
         &inputs.zones,
         &inputs.client_networks,
         plan,
         &inputs.settings,
         tally,
         samples,
+        &signers,
     )?;
     view.geo = geo_for(geo, inputs)?;
     Ok(view)

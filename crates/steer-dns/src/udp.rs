@@ -199,6 +199,37 @@ pub(crate) fn respond(
         Transport::Udp(_) => usize::from(edns.as_ref().map_or(512, Edns::max_payload)),
         Transport::Tcp => usize::from(u16::MAX),
     };
+    // DO set and a signed zone: RRSIGs and compact denial, through
+    // hickory's encoder (the fast path writes unsigned answers only).
+    let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    let signed = if dnssec_ok {
+        crate::sign::sign_answer(
+            view,
+            query.name(),
+            question.qtype,
+            &result,
+            crate::sign::unix_now(),
+        )
+    } else {
+        None
+    };
+    if let Some(signed) = &signed {
+        if let Some(e) = edns.as_mut() {
+            e.set_dnssec_ok(true);
+        }
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = result.authoritative;
+        metadata.response_code = signed.rcode;
+        return encode_within(
+            &mut metadata,
+            &request.queries,
+            &|additional| signed.refs(additional),
+            edns.as_ref(),
+            limit,
+            view,
+            out,
+        );
+    }
     let ecs_echo = ecs.map(|cs| (cs, result.ecs_scope));
     let payload = edns.as_ref().map(Edns::max_payload);
     if let Some(done) = crate::wire::write_fast(packet, &result, payload, ecs_echo, limit, out) {
@@ -212,33 +243,39 @@ pub(crate) fn respond(
     metadata.authoritative = result.authoritative;
     metadata.response_code = result.rcode;
     let sections = Sections::of(&result, query.name());
-    let sent = encode(
-        &metadata,
+    encode_within(
+        &mut metadata,
         &request.queries,
-        &sections.borrow(true),
+        &|additional| sections.borrow(additional),
         edns.as_ref(),
+        limit,
+        view,
         out,
-    );
-    if sent != UdpOutcome::Reply || out.len() <= limit {
-        return sent;
+    )
+}
+
+/// Encodes the reply within `limit`: whole, else without the additional
+/// section, else TC with no records, so the client retries over TCP and
+/// never caches a partial RRset (RFC 2181 9).
+fn encode_within<'s>(
+    metadata: &mut Metadata,
+    queries: &[Query],
+    sections: &dyn Fn(bool) -> SectionRefs<'s>,
+    edns: Option<&Edns>,
+    limit: usize,
+    view: &DnsView,
+    out: &mut Vec<u8>,
+) -> UdpOutcome {
+    for additional in [true, false] {
+        let sent = encode(metadata, queries, &sections(additional), edns, out);
+        if sent != UdpOutcome::Reply || out.len() <= limit {
+            return sent;
+        }
     }
-    // Too big: without the additional section, else TC and no records, so
-    // the client retries over TCP and never caches a partial RRset (RFC
-    // 2181 9).
-    let sent = encode(
-        &metadata,
-        &request.queries,
-        &sections.borrow(false),
-        edns.as_ref(),
-        out,
-    );
-    if sent != UdpOutcome::Reply || out.len() <= limit {
-        return sent;
-    }
-    metrics.truncated.increment(1);
+    view.metrics.truncated.increment(1);
     metadata.truncation = true;
     let empty = SectionRefs::default();
-    encode(&metadata, &request.queries, &empty, edns.as_ref(), out)
+    encode(metadata, queries, &empty, edns, out)
 }
 
 /// An answer's records as hickory records, with the owners they are sent

@@ -29,6 +29,7 @@ use crate::{
     calibrate::{ClientSample, ClientSamples, SetKey},
     metrics::QueryMetrics,
     select::{MAX_PICK, mix, pick_into, seed},
+    sign::Signer,
     zone::CompiledZone,
 };
 
@@ -142,6 +143,8 @@ pub enum ViewError {
     Rdata { name: String, reason: String },
     #[error("cannot open geo database {path}: {reason}")]
     Geo { path: String, reason: String },
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
 }
 
 pub(crate) fn name(text: &str) -> Result<Name, ViewError> {
@@ -346,7 +349,8 @@ impl DnsView {
     }
 
     /// As [`DnsView::compile_with`], counting the answers it serves into
-    /// `tally` (per service, answer set and PoP).
+    /// `tally` (per service, answer set and PoP). Zones are served
+    /// unsigned; [`crate::ViewPublisher`] compiles signed ones.
     pub fn compile_counted(
         zones: &[Zone],
         client_networks: &[ClientNetwork],
@@ -375,6 +379,20 @@ impl DnsView {
         tally: &AnswerTally,
         samples: &ClientSamples,
     ) -> Result<Self, ViewError> {
+        Self::compile_signed(zones, client_networks, plan, settings, tally, samples, &[])
+    }
+
+    /// As [`DnsView::compile_sampled`], signing the zones `signers` has a
+    /// key for (by origin).
+    pub(crate) fn compile_signed(
+        zones: &[Zone],
+        client_networks: &[ClientNetwork],
+        plan: &Plan,
+        settings: &DnsSettings,
+        tally: &AnswerTally,
+        samples: &ClientSamples,
+        signers: &[(String, Arc<Signer>)],
+    ) -> Result<Self, ViewError> {
         let udp_payload = settings.udp_payload;
         let regions: Vec<RegionId> = plan.body.regions.iter().map(|r| r.id.clone()).collect();
         let mut client_map = JointPrefixMap::new();
@@ -393,7 +411,13 @@ impl DnsView {
             .collect::<Result<_, _>>()?;
         let compiled_zones = zones
             .iter()
-            .map(|z| crate::zone::compile(z, &steered))
+            .map(|z| {
+                let signer = signers
+                    .iter()
+                    .find(|(origin, _)| *origin == z.origin)
+                    .map(|(_, s)| s.clone());
+                crate::zone::compile(z, &steered, signer)
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut services = HashMap::default();

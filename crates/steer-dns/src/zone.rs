@@ -15,7 +15,12 @@ use hickory_server::proto::{
 };
 use steer_types::{RecordData, Zone};
 
-use crate::view::{HashMap, HashSet, Rr, ViewError, name};
+use std::sync::Arc;
+
+use crate::{
+    sign::Signer,
+    view::{HashMap, HashSet, Rr, ViewError, name},
+};
 
 pub(crate) struct CompiledZone {
     pub(crate) origin: LowerName,
@@ -23,6 +28,8 @@ pub(crate) struct CompiledZone {
     pub(crate) soa_negative: Rr,
     /// Every name that exists in the zone, empty non-terminals included.
     pub(crate) nodes: HashMap<LowerName, Node>,
+    /// The zone's key, when it is signed (`dnssec` opted in).
+    pub(crate) signer: Option<Arc<Signer>>,
 }
 
 #[derive(Default)]
@@ -174,8 +181,13 @@ fn targets(rdata: &RData) -> Option<&Name> {
 
 /// Compiles `zone`; the `steered` names inside it exist as (empty) names,
 /// so their ancestors are empty non-terminals and no wildcard answers
-/// for them.
-pub(crate) fn compile(zone: &Zone, steered: &[LowerName]) -> Result<CompiledZone, ViewError> {
+/// for them. A signed zone publishes its key (DNSKEY, CDS, CDNSKEY) at
+/// the apex.
+pub(crate) fn compile(
+    zone: &Zone,
+    steered: &[LowerName],
+    signer: Option<Arc<Signer>>,
+) -> Result<CompiledZone, ViewError> {
     let origin = name(&zone.origin)?;
     let soa_rdata = SOA::new(
         name(&zone.soa.mname)?,
@@ -199,6 +211,11 @@ pub(crate) fn compile(zone: &Zone, steered: &[LowerName]) -> Result<CompiledZone
             &origin,
             Record::from_rdata(origin.clone(), zone.ns_ttl, RData::NS(NS(name(ns)?))),
         );
+    }
+    if let Some(signer) = &signer {
+        for rec in signer.apex_records(zone.soa_ttl) {
+            add(&origin, rec);
+        }
     }
     for rec in &zone.records {
         let owner = name(&rec.name)?;
@@ -281,6 +298,7 @@ pub(crate) fn compile(zone: &Zone, steered: &[LowerName]) -> Result<CompiledZone
             RData::SOA(soa_rdata),
         )),
         nodes,
+        signer,
     };
 
     // Additional-section data, now that lookups work.

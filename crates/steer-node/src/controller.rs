@@ -154,6 +154,7 @@ pub(crate) async fn run(
     }
     let answer_sink = answer_sink(edge_answers, live_config.clone());
     crate::follow_plans_into_dns(publisher.clone(), handles.plan_watch.clone(), || true);
+    let publisher_for_ds = publisher.clone();
     let explainer = Arc::new(DnsExplainer {
         publisher: publisher.clone(),
         evidence: handles.evidence.clone(),
@@ -250,6 +251,7 @@ pub(crate) async fn run(
         operator = operator.with_bgp_status(b.clone());
     }
     operator = operator.with_status_snapshot(handles.status.clone());
+    operator = operator.with_dnssec(dnssec_source(publisher_for_ds));
     operator = {
         let slos = handles.slo.clone();
         operator.with_slos(Arc::new(move || crate::slo::slo_response(&slos.load())))
@@ -491,6 +493,19 @@ fn answer_sink(
             metrics::gauge!("steer_answer_reporting_edges").set(m.edges() as f64);
         }
         Ok(())
+    })
+}
+
+/// GetDnssecDs from the keys the DNS view signs with.
+fn dnssec_source(publisher: Arc<ViewPublisher>) -> steer_api::DnssecSource {
+    Arc::new(move |zone: &str| match publisher.dnssec_ds(zone) {
+        steer_dns::DsLookup::Signed(ds) => Ok(ds),
+        steer_dns::DsLookup::NotSigned => Err(ApiError::NotFound(format!(
+            "zone {zone} is served unsigned (set `dnssec = true` on its [[zones]] entry)"
+        ))),
+        _ => Err(ApiError::NotFound(format!(
+            "zone {zone} is not served here"
+        ))),
     })
 }
 

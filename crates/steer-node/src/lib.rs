@@ -143,6 +143,7 @@ fn follow_plans_into_dns(
     mut plans: watch::Receiver<Arc<Plan>>,
     live: impl Fn() -> bool + Send + 'static,
 ) {
+    follow_dnssec_keys(publisher.clone());
     let recalibrating = publisher.clone();
     tokio::spawn(async move {
         // The interval is read every second, so a reload changes it.
@@ -179,6 +180,46 @@ fn follow_plans_into_dns(
                 Ok(()) => metrics::gauge!("steer_dns_plan_version").set(version as f64),
                 // Keep serving the last good view.
                 Err(e) => error!(error = %e, version, "cannot compile DNS view"),
+            }
+        }
+    });
+}
+
+/// Every second, for signed zones: re-reads their key directories and
+/// applies key timing (a key published, activated, retired or deleted), so
+/// a rollover happens at the times in the key files and a key dropped into
+/// the directory is picked up without a reload. An error is logged when it
+/// first appears (and counted in `steer_dnssec_key_errors_total`); the
+/// view in service keeps signing with the keys it has.
+fn follow_dnssec_keys(publisher: Arc<ViewPublisher>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error: Option<String> = None;
+        loop {
+            tick.tick().await;
+            if publisher.inputs().settings.dnssec.is_empty() {
+                continue;
+            }
+            let p = publisher.clone();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            match tokio::task::spawn_blocking(move || p.refresh_keys(now)).await {
+                Ok(Ok(changed)) => {
+                    if changed {
+                        info!("DNSSEC keys changed: view recompiled");
+                    }
+                    last_error = None;
+                }
+                Ok(Err(e)) => {
+                    let text = e.to_string();
+                    if last_error.as_ref() != Some(&text) {
+                        error!(error = %text, "cannot apply DNSSEC keys; signing with the previous ones");
+                        last_error = Some(text);
+                    }
+                }
+                Err(e) => error!(error = %e, "DNSSEC key refresh panicked"),
             }
         }
     });

@@ -20,10 +20,16 @@ use crate::auth::AuthReload;
 
 /// The DNS view inputs a config describes.
 pub(crate) fn dns_inputs(config: &SteerConfig) -> ViewInputs {
+    let mut settings = config.dns.clone();
+    // Keys follow the state directory steerd runs with (`--state-dir`
+    // overrides the file's), never the one a reloaded file names.
+    for zone in &mut settings.dnssec {
+        zone.key_dir = config.server.state_dir.join("dnssec");
+    }
     ViewInputs {
         zones: config.zones.clone(),
         client_networks: config.topology.client_networks.clone(),
-        settings: config.dns.clone(),
+        settings,
     }
 }
 

@@ -104,10 +104,75 @@ pub struct DnsSettings {
     /// now (when they changed); `None`: selection is not calibrated.
     #[serde(default = "default_calibrate_every")]
     pub calibrate_every: Option<Duration>,
+    /// Zones signed online (`dnssec` on a `[[zones]]` entry); every other
+    /// zone is served unsigned.
+    #[serde(default)]
+    pub dnssec: Vec<DnssecZone>,
 }
 
 fn default_calibrate_every() -> Option<Duration> {
     Some(Duration::from_secs(30))
+}
+
+/// One zone signed when answering (DNSSEC online signing, algorithm 13:
+/// ECDSA P-256 with SHA-256, one combined signing key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnssecZone {
+    /// Fully qualified, lower-case, trailing dot (as [`crate::Zone::origin`]).
+    pub origin: String,
+    /// Where the zone's key lives as BIND `K<zone>+013+<tag>.key` and
+    /// `.private` files: loaded if there, generated on first start if not.
+    pub key_dir: std::path::PathBuf,
+}
+
+/// Where a DNSSEC key is in its life, from its BIND timing metadata
+/// (RFC 7583 3.1's states, folded to what a server acts on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DnssecKeyState {
+    /// Generated, Publish not reached: not served.
+    Generated,
+    /// Published: in the DNSKEY RRset, not signing (pre-publication).
+    Published,
+    /// Active: in the DNSKEY RRset and signing.
+    Active,
+    /// Retired (Inactive reached): still in the DNSKEY RRset so cached
+    /// signatures keep validating, no longer signing.
+    Retired,
+    /// Removed (Delete reached): gone from the zone.
+    Removed,
+}
+
+impl DnssecKeyState {
+    /// The metric label and the word steerctl prints (BIND's names).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Generated => "generated",
+            Self::Published => "published",
+            Self::Active => "active",
+            Self::Retired => "inactive",
+            Self::Removed => "deleted",
+        }
+    }
+
+    /// Whether the key is in the DNSKEY RRset.
+    pub fn published(self) -> bool {
+        matches!(self, Self::Published | Self::Active | Self::Retired)
+    }
+}
+
+/// A DS record for one of a signed zone's KSKs/CSKs (SHA-256 digest,
+/// RFC 4034 5.1.4), with the state of its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnssecDs {
+    /// The zone, fully qualified with a trailing dot.
+    pub zone: String,
+    pub key_tag: u16,
+    /// 13: ECDSAP256SHA256.
+    pub algorithm: u8,
+    /// 2: SHA-256.
+    pub digest_type: u8,
+    pub digest: Vec<u8>,
+    pub key_state: DnssecKeyState,
 }
 
 /// Limits on DNS over TCP: connections are cheap to open and a peer can
@@ -155,6 +220,7 @@ impl Default for DnsSettings {
             geo: None,
             tcp: TcpLimits::default(),
             calibrate_every: default_calibrate_every(),
+            dnssec: Vec::new(),
         }
     }
 }

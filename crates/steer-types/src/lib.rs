@@ -24,7 +24,10 @@ mod time;
 mod topology;
 mod zone;
 
-pub use dns::{DnsSettings, GeoSettings, GslbSettings, RrlSettings, Selection, TcpLimits};
+pub use dns::{
+    DnsSettings, DnssecDs, DnssecKeyState, DnssecZone, GeoSettings, GslbSettings, RrlSettings,
+    Selection, TcpLimits,
+};
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{

@@ -188,11 +188,25 @@ enum Command {
         #[command(subcommand)]
         action: Option<SloAction>,
     },
+    /// DNSSEC: `ds <zone>` prints the DS records for the zone's parent
+    /// (one per published KSK/CSK, SHA-256), from the keys steerd signs
+    /// with.
+    Dnssec {
+        #[command(subcommand)]
+        action: DnssecAction,
+    },
     /// Validate and apply steerd's config file.
     Reload {
         #[arg(long, default_value = "")]
         reason: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum DnssecAction {
+    /// The zone's DS records in zone-file form, each with its key's state
+    /// (published, active, inactive) as a comment.
+    Ds { zone: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -856,6 +870,19 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     resp.pops.join(", "),
                     resp.plan_version
                 );
+            }
+        }
+        Command::Dnssec {
+            action: DnssecAction::Ds { zone },
+        } => {
+            let resp = client
+                .get_dnssec_ds(pb::GetDnssecDsRequest { zone: zone.clone() })
+                .await
+                .answer()?;
+            if json {
+                render::json(&render::dnssec_ds_json(&resp));
+            } else {
+                out!("{}", render::dnssec_ds_lines(&resp));
             }
         }
         // Handled before connecting.

@@ -604,6 +604,56 @@ fn rfc3339_ms(t: &str) -> Option<i64> {
     Some(((days * 86_400 + h * 3600 + mi * 60 + s) - offset_s) * 1000 + ms)
 }
 
+fn key_state(state: i32) -> &'static str {
+    match pb::DnssecKeyState::try_from(state) {
+        Ok(pb::DnssecKeyState::Published) => "published",
+        Ok(pb::DnssecKeyState::Active) => "active",
+        Ok(pb::DnssecKeyState::Inactive) => "inactive",
+        _ => "unknown",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// `steerctl dnssec ds`: one DS line per key, as a parent's zone file or a
+/// resolver's trust anchor file takes it, the key's state as a comment.
+pub(crate) fn dnssec_ds_lines(resp: &pb::GetDnssecDsResponse) -> String {
+    resp.ds
+        .iter()
+        .map(|d| {
+            format!(
+                "{} IN DS {} {} {} {} ; {}\n",
+                d.zone,
+                d.key_tag,
+                d.algorithm,
+                d.digest_type,
+                hex(&d.digest),
+                key_state(d.key_state)
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn dnssec_ds_json(resp: &pb::GetDnssecDsResponse) -> serde_json::Value {
+    serde_json::Value::Array(
+        resp.ds
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "zone": d.zone,
+                    "key_tag": d.key_tag,
+                    "algorithm": d.algorithm,
+                    "digest_type": d.digest_type,
+                    "digest": hex(&d.digest),
+                    "key_state": key_state(d.key_state),
+                })
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

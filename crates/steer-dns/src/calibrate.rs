@@ -161,6 +161,9 @@ pub(crate) struct ClientSample {
     version: AtomicU64,
     generation: Arc<AtomicU32>,
     keys: Mutex<BTreeMap<u64, Entry>>,
+    /// Per top four rank bits, the last subnet noted (rank mixed with the
+    /// generation), so a subnet asking again skips the lock.
+    recent: [AtomicU64; 16],
     /// The subnets views calibrate on, as of the last `settle`.
     settled: Mutex<Arc<[u64]>>,
     /// The trims the last compile settled on, per (picker, target seed):
@@ -176,6 +179,7 @@ impl ClientSample {
             version: AtomicU64::new(0),
             generation,
             keys: Mutex::new(BTreeMap::new()),
+            recent: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
             settled: Mutex::new(Arc::from(Vec::new())),
             trims: Mutex::new(HashMap::new()),
         }
@@ -207,10 +211,19 @@ impl ClientSample {
         if rank >= self.below.load(Ordering::Relaxed) {
             return;
         }
+        // A subnet already noted this generation is usually in its recent
+        // slot: one load, no lock. (A stale or colliding slot only sends
+        // the query down the locked path.)
+        let generation = self.generation.load(Ordering::Relaxed);
+        let tag = rank ^ u64::from(generation).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let slot = &self.recent[(rank >> 60) as usize];
+        if slot.load(Ordering::Relaxed) == tag {
+            return;
+        }
         let Ok(mut keys) = self.keys.try_lock() else {
             return;
         };
-        let generation = self.generation.load(Ordering::Relaxed);
+        slot.store(tag, Ordering::Relaxed);
         if let Some(e) = keys.get_mut(&rank) {
             e.generation = generation;
             return;

@@ -170,11 +170,11 @@ impl ControlLoop {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::{sync::Arc, time::Duration};
+    use std::sync::Arc;
 
-    use steer_command::{ApiCommand, ApiError, DrainCommand};
+    use steer_command::{ApiCommand, ApiError};
     use steer_store::{AuditEntry, PersistedState, StateStore, StoreError};
-    use steer_types::{DrainMode, DrainScope, PopId, Timestamp};
+    use steer_types::Timestamp;
 
     use crate::{ControlLoop, MemStore, ReplayClock, test_world::topology};
 
@@ -215,23 +215,7 @@ mod tests {
     }
 
     fn drain(c: &mut ControlLoop, pop: &str) -> Result<u64, ApiError> {
-        let (reply, mut rx) = tokio::sync::oneshot::channel();
-        c.handle(ApiCommand::Drain {
-            cmd: DrainCommand {
-                scope: DrainScope::Pop {
-                    pop: PopId::new(pop),
-                },
-                mode: DrainMode::Hard,
-                ramp: Duration::ZERO,
-                expires_in: None,
-                reason: "cluster test".into(),
-                principal: "alice".into(),
-                dry_run: false,
-                force: true,
-            },
-            reply,
-        });
-        rx.try_recv().unwrap().map(|o| o.plan_version)
+        crate::test_world::hard_drain(c, pop, "cluster test")
     }
 
     fn lead(c: &mut ControlLoop) -> Result<u64, ApiError> {

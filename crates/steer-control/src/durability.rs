@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use steer_command::{ApiCommand, ApiError, DrainCommand};
+use steer_command::{ApiCommand, ApiError};
 use steer_store::{PersistedState, StateStore, StoreError};
 use steer_types::{DrainMode, DrainScope, PopId, Timestamp, audit::AuditEntry};
 
@@ -68,23 +68,7 @@ fn start(disk: &Disk) -> ControlLoop {
 }
 
 fn drain(c: &mut ControlLoop, pop: &str) -> Result<u64, ApiError> {
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    c.handle(ApiCommand::Drain {
-        cmd: DrainCommand {
-            scope: DrainScope::Pop {
-                pop: PopId::new(pop),
-            },
-            mode: DrainMode::Hard,
-            ramp: Duration::ZERO,
-            expires_in: None,
-            reason: "disk test".into(),
-            principal: "alice".into(),
-            dry_run: false,
-            force: true,
-        },
-        reply: tx,
-    });
-    rx.try_recv().unwrap().map(|r| r.plan_version)
+    crate::test_world::hard_drain(c, pop, "disk test")
 }
 
 fn applied(disk: &Disk) -> Vec<AuditEntry> {

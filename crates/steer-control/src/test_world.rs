@@ -76,3 +76,31 @@ pub(crate) fn report(pop: &str, up: bool, load: f64) -> ObservedReport {
         region_load: Default::default(),
     }
 }
+
+/// A forced hard drain of `pop` through the loop's command path; the plan
+/// version it produced, or the loop's refusal.
+pub(crate) fn hard_drain(
+    c: &mut crate::ControlLoop,
+    pop: &str,
+    reason: &str,
+) -> Result<u64, steer_command::ApiError> {
+    let (reply, mut rx) = tokio::sync::oneshot::channel();
+    c.handle(steer_command::ApiCommand::Drain {
+        cmd: steer_command::DrainCommand {
+            scope: steer_types::DrainScope::Pop {
+                pop: PopId::new(pop),
+            },
+            mode: steer_types::DrainMode::Hard,
+            ramp: Duration::ZERO,
+            expires_in: None,
+            reason: reason.into(),
+            principal: "alice".into(),
+            dry_run: false,
+            force: true,
+        },
+        reply,
+    });
+    rx.try_recv()
+        .unwrap_or_else(|e| panic!("the loop did not answer: {e}"))
+        .map(|o| o.plan_version)
+}

@@ -203,18 +203,13 @@ impl RequestHandler for DnsHandler {
         };
         // DO set and a signed zone: RRSIGs and compact denial (as the
         // fast path and TCP answer, through the same function).
-        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let signed = if dnssec_ok {
-            crate::sign::sign_answer(
-                &view,
-                info.query.name(),
-                question.qtype,
-                &result,
-                crate::sign::unix_now(),
-            )
-        } else {
-            None
-        };
+        let signed = crate::sign::sign_if_asked(
+            &view,
+            request.edns.as_ref(),
+            info.query.name(),
+            question.qtype,
+            &result,
+        );
         if let Some(signed) = &signed {
             metadata.response_code = signed.rcode;
             if let Some(e) = resp_edns.as_mut() {

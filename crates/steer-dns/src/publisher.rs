@@ -78,15 +78,7 @@ impl ViewPublisher {
     /// Recompiles for a new plan; on error the previous view stays.
     pub fn publish_plan(&self, plan: Arc<Plan>) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(
-            &self.geo,
-            &self.signers,
-            &current.0,
-            &plan,
-            &self.tally,
-            &self.samples,
-        )?;
-        self.view.store(Arc::new(view));
+        self.rebuild(&current.0, &plan)?;
         current.1 = plan;
         Ok(())
     }
@@ -94,15 +86,7 @@ impl ViewPublisher {
     /// Swaps in new zones / client map (a reload); on error nothing changes.
     pub fn replace_inputs(&self, inputs: ViewInputs) -> Result<(), ViewError> {
         let mut current = self.lock();
-        let view = compile(
-            &self.geo,
-            &self.signers,
-            &inputs,
-            &current.1,
-            &self.tally,
-            &self.samples,
-        )?;
-        self.view.store(Arc::new(view));
+        self.rebuild(&inputs, &current.1)?;
         current.0 = Arc::new(inputs);
         Ok(())
     }
@@ -120,17 +104,25 @@ impl ViewPublisher {
             return Ok(false);
         }
         self.samples.settle();
+        self.rebuild(&current.0, &current.1)?;
+        metrics::counter!("steer_dns_selection_recalibrations_total").increment(1);
+        Ok(true)
+    }
+
+    /// Compiles a view from `inputs` and `plan` with this publisher's geo
+    /// database, keys, tally and samples, and swaps it in (callers hold
+    /// the lock, so compiles are serialised).
+    fn rebuild(&self, inputs: &ViewInputs, plan: &Plan) -> Result<(), ViewError> {
         let view = compile(
             &self.geo,
             &self.signers,
-            &current.0,
-            &current.1,
+            inputs,
+            plan,
             &self.tally,
             &self.samples,
         )?;
         self.view.store(Arc::new(view));
-        metrics::counter!("steer_dns_selection_recalibrations_total").increment(1);
-        Ok(true)
+        Ok(())
     }
 
     /// The client samples selection is calibrated on.
@@ -154,15 +146,7 @@ impl ViewPublisher {
         if !self.signers.refresh(&current.0.settings.dnssec, now)? {
             return Ok(false);
         }
-        let view = compile(
-            &self.geo,
-            &self.signers,
-            &current.0,
-            &current.1,
-            &self.tally,
-            &self.samples,
-        )?;
-        self.view.store(Arc::new(view));
+        self.rebuild(&current.0, &current.1)?;
         Ok(true)
     }
 

@@ -406,6 +406,21 @@ pub(crate) fn is_signed(view: &DnsView, qname: &LowerName, qtype: RecordType) ->
     zone_of(view, qname, qtype).is_some_and(|z| z.signer.is_some())
 }
 
+/// [`sign_answer`] now, when the query's EDNS asked for DNSSEC (DO); the
+/// one decision the UDP, TCP and hickory paths share.
+pub(crate) fn sign_if_asked(
+    view: &DnsView,
+    edns: Option<&hickory_server::proto::op::Edns>,
+    qname: &Name,
+    qtype: RecordType,
+    result: &Answer<'_>,
+) -> Option<Signed> {
+    if !edns.is_some_and(|e| e.flags().dnssec_ok) {
+        return None;
+    }
+    sign_answer(view, qname, qtype, result, unix_now())
+}
+
 /// `result` with RRSIGs and compact denial, for a query with DO set to a
 /// signed zone; `None` when the answer is not one we sign (REFUSED,
 /// SERVFAIL, another server's zone), and the caller answers as usual.

@@ -201,18 +201,13 @@ pub(crate) fn respond(
     };
     // DO set and a signed zone: RRSIGs and compact denial, through
     // hickory's encoder (the fast path writes unsigned answers only).
-    let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-    let signed = if dnssec_ok {
-        crate::sign::sign_answer(
-            view,
-            query.name(),
-            question.qtype,
-            &result,
-            crate::sign::unix_now(),
-        )
-    } else {
-        None
-    };
+    let signed = crate::sign::sign_if_asked(
+        view,
+        request.edns.as_ref(),
+        query.name(),
+        question.qtype,
+        &result,
+    );
     if let Some(signed) = &signed {
         if let Some(e) = edns.as_mut() {
             e.set_dnssec_ok(true);

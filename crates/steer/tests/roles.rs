@@ -316,7 +316,15 @@ fn a_controller_estimates_demand_from_its_edges_answers() {
         "{eu}"
     );
     assert!(eu["demand_answers"].as_u64().unwrap() >= 20, "{eu}");
-    assert_eq!(controller.metric("steer_answer_reporting_edges"), Some(2.0));
+    // Each edge reports once a second: the second may not have yet.
+    let both = poll(Duration::from_secs(5), || {
+        (controller.metric("steer_answer_reporting_edges") == Some(2.0)).then_some(())
+    });
+    assert!(
+        both.is_some(),
+        "{:?}",
+        controller.metric("steer_answer_reporting_edges")
+    );
     assert!(
         edges[0]
             .metric("steer_edge_answer_reports_total{result=\"ok\"}")

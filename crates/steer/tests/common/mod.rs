@@ -216,13 +216,7 @@ impl Steerd {
     /// Sorted addresses answered for `name`/`qtype` with `+subnet=subnet`.
     pub fn answers(&self, name: &str, qtype: &str, subnet: &str) -> Vec<String> {
         let out = self.dig(&[name, qtype, &format!("+subnet={subnet}"), "+short"]);
-        let mut v: Vec<String> = out
-            .lines()
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .collect();
-        v.sort();
-        v
+        sorted_lines(&out)
     }
 
     pub fn steerctl(&self, args: &[&str]) -> Output {
@@ -248,6 +242,17 @@ impl Steerd {
         });
         ok.ok_or(last)
     }
+}
+
+/// The non-empty lines of `dig +short` output, trimmed and sorted.
+pub fn sorted_lines(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    v.sort();
+    v
 }
 
 pub fn dig(port: u16, args: &[&str]) -> String {

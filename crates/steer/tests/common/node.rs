@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Proc, STEERCTL, STEERD, dig, free_port, http_get, poll};
+use super::{Proc, STEERCTL, STEERD, dig, free_port, http_get, poll, sorted_lines};
 
 /// A client subnet of the EU region.
 pub const EU: &str = "10.1.0.0/24";
@@ -81,13 +81,7 @@ impl Node {
             self.dns,
             &["app.example.test", "A", &format!("+subnet={EU}"), "+short"],
         );
-        let mut v: Vec<String> = out
-            .lines()
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .collect();
-        v.sort();
-        v
+        sorted_lines(&out)
     }
 
     pub fn wait_answers(&self, expected: &[&str], within: Duration) {

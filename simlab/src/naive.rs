@@ -125,6 +125,7 @@ impl Naive {
                     drained_by: None,
                     weight: 0,
                     service_drains: Vec::new(),
+                    at_target: false,
                 })
                 .collect(),
             regions: topo

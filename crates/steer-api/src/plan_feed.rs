@@ -376,6 +376,7 @@ mod tests {
                         drained_by: (drained == Some(i)).then(|| "d".to_owned()),
                         weight: 100,
                         service_drains: Vec::new(),
+                        at_target: false,
                     })
                     .collect(),
                 regions: vec![RegionPlan {

@@ -352,20 +352,64 @@ impl Picker<'_> {
     }
 }
 
+/// What a set's clients should send its targets.
+pub(crate) struct Goal<'a> {
+    /// Per target, shares summing to 1.
+    pub(crate) shares: &'a [f64],
+    /// Per target (or empty: none): the plan fills this PoP to its target
+    /// utilisation, so the subnet that does not divide evenly goes
+    /// elsewhere rather than push it over.
+    pub(crate) at_target: &'a [bool],
+}
+
+impl Goal<'_> {
+    /// The shares to aim at: half a subnet below the plan at full PoPs,
+    /// made up on the others in proportion to their shares, so the
+    /// rounding lands on PoPs with headroom. The plan's shares when every
+    /// target is full or none is.
+    fn aim(&self, grain: f64) -> Vec<f64> {
+        let full = |i: usize| self.at_target.get(i).copied().unwrap_or(false);
+        let n = self.shares.len();
+        let cut: Vec<f64> = (0..n)
+            .map(|i| {
+                if full(i) {
+                    (grain / 2.0).min(self.shares[i])
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let taken: f64 = cut.iter().sum();
+        let open: f64 = (0..n).filter(|&i| !full(i)).map(|i| self.shares[i]).sum();
+        if taken <= 0.0 || open <= 0.0 {
+            return self.shares.to_vec();
+        }
+        (0..n)
+            .map(|i| {
+                if full(i) {
+                    self.shares[i] - cut[i]
+                } else {
+                    self.shares[i] + taken * self.shares[i] / open
+                }
+            })
+            .collect()
+    }
+}
+
 /// Per-target factors for the picker's weights so that `keys`, answered by
-/// the picker, split over the targets as `target` (shares summing to 1)
-/// says; and the largest remaining difference. The search starts from
-/// `start` (the last trims) and keeps it unless something is strictly
-/// better. `None` when the sample is too small or the answer does not
-/// depend on the key.
+/// the picker, split over the targets as `goal` says; and the largest
+/// remaining difference from its shares. The search starts from `start`
+/// (the last trims) and keeps it unless something is strictly better.
+/// `None` when the sample is too small or the answer does not depend on
+/// the key.
 pub(crate) fn calibrate(
     picker: &Picker<'_>,
     keys: &[u64],
-    target: &[f64],
+    goal: &Goal<'_>,
     start: &[f64],
 ) -> Option<(Vec<f64>, f64)> {
     let n = picker.seeds.len();
-    if keys.len() < MIN_SAMPLE || n < 2 || target.len() != n {
+    if keys.len() < MIN_SAMPLE || n < 2 || goal.shares.len() != n {
         return None;
     }
     let hashed = n > picker.records || picker.short_below > 0;
@@ -388,23 +432,28 @@ pub(crate) fn calibrate(
         vec![1.0; n]
     };
     let mut delivered = vec![0.0; n];
-    let mut best: Option<(Vec<f64>, f64, f64)> = None;
+    // Trims, score, total error, error from the plan's shares.
+    let mut best: Option<(Vec<f64>, f64, f64, f64)> = None;
     // One subnet's traffic: nothing finer can be delivered.
     let grain = 1.0 / keys.len() as f64;
+    let target = goal.aim(grain);
+    let full = |i: usize| goal.at_target.get(i).copied().unwrap_or(false);
     for step in 0..MAX_STEPS {
         picker.delivered(&prepared, &trims, &mut delivered);
         // The worst target's error, then the total: of two settings that
-        // miss by one subnet, the one that misses fewer targets.
-        let (mut err, mut sum) = (0.0f64, 0.0f64);
-        for (d, t) in delivered.iter().zip(target) {
-            err = err.max((d - t).abs());
+        // miss by one subnet, the one that misses fewer targets. Pushing a
+        // full PoP past the plan costs a subnet more.
+        let (mut score, mut sum, mut err) = (0.0f64, 0.0f64, 0.0f64);
+        for (i, (d, t)) in delivered.iter().zip(&target).enumerate() {
+            let over = full(i) && *d > goal.shares[i] + 1e-12;
+            score = score.max((d - t).abs() + if over { grain } else { 0.0 });
             sum += (d - t).abs();
+            err = err.max((d - goal.shares[i]).abs());
         }
-        if best
-            .as_ref()
-            .is_none_or(|(_, e, s)| err < *e - 1e-12 || (err <= *e + 1e-12 && sum < *s - 1e-12))
-        {
-            best = Some((trims.clone(), err, sum));
+        if best.as_ref().is_none_or(|(_, e, s, _)| {
+            score < *e - 1e-12 || (score <= *e + 1e-12 && sum < *s - 1e-12)
+        }) {
+            best = Some((trims.clone(), score, sum, err));
         }
         if sum <= 1e-12 {
             break;
@@ -420,7 +469,7 @@ pub(crate) fn calibrate(
                 (trims[i] * ratio.powf(gain).clamp(0.5, 2.0)).clamp(1.0 / TRIM_LIMIT, TRIM_LIMIT);
         }
     }
-    best.map(|(trims, err, _)| (trims, err))
+    best.map(|(trims, _, _, err)| (trims, err))
 }
 
 #[cfg(test)]
@@ -432,6 +481,13 @@ mod tests {
         (0..n as u64)
             .map(|i| mix(i.wrapping_mul(0x9e37) ^ salt))
             .collect()
+    }
+
+    fn goal(shares: &[f64]) -> Goal<'_> {
+        Goal {
+            shares,
+            at_target: &[],
+        }
     }
 
     fn shares_of(picker: &Picker<'_>, keys: &[u64], trims: &[f64]) -> Vec<f64> {
@@ -484,7 +540,7 @@ mod tests {
         for salt in 0..20 {
             let keys = population(250, salt);
             let before = shares_of(&picker, &keys, &[1.0; 3]);
-            let (trims, err) = calibrate(&picker, &keys, &target, &[]).unwrap_or_default();
+            let (trims, err) = calibrate(&picker, &keys, &goal(&target), &[]).unwrap_or_default();
             let after = shares_of(&picker, &keys, &trims);
             let worst_before = before
                 .iter()
@@ -500,6 +556,38 @@ mod tests {
             for (a, t) in after.iter().zip(&target) {
                 assert!((a - t).abs() <= err + 1e-12);
             }
+        }
+    }
+
+    #[test]
+    fn the_odd_subnet_goes_to_a_pop_with_headroom() {
+        // Shares that 250 subnets cannot hit exactly (0.4% a subnet): the
+        // two PoPs the plan fills to target never get more than planned,
+        // and the odd subnets land on the third.
+        let seeds: Vec<u64> = ["fra1", "ams1", "lhr1"].iter().map(|s| seed(s)).collect();
+        let shares = [0.4813, 0.3127, 0.206];
+        let picker = Picker {
+            seeds: &seeds,
+            full: &shares,
+            short: &shares,
+            short_below: 0,
+            records: 2,
+            short_salt: 1,
+        };
+        let at_target = [true, true, false];
+        let goal = Goal {
+            shares: &shares,
+            at_target: &at_target,
+        };
+        for salt in 0..20 {
+            let keys = population(250, salt);
+            let (trims, err) = calibrate(&picker, &keys, &goal, &[]).unwrap_or_default();
+            let after = shares_of(&picker, &keys, &trims);
+            for i in 0..2 {
+                assert!(after[i] <= shares[i] + 1e-12, "salt {salt}: {after:?}");
+            }
+            // Still within a subnet and a half of the plan everywhere.
+            assert!(err <= 1.5 / 250.0 + 1e-12, "salt {salt}: {after:?}");
         }
     }
 
@@ -522,8 +610,8 @@ mod tests {
             seeds: &seeds,
             ..picker(before)
         };
-        let (trims, err) = calibrate(&p, &keys, before, &[]).unwrap_or_default();
-        let (again, err_again) = calibrate(&p, &keys, before, &trims).unwrap_or_default();
+        let (trims, err) = calibrate(&p, &keys, &goal(before), &[]).unwrap_or_default();
+        let (again, err_again) = calibrate(&p, &keys, &goal(before), &trims).unwrap_or_default();
         assert_eq!(trims, again, "same plan, same clients: same trims");
         assert!(err_again <= err);
         // A one-point move between two targets, from the settled trims.
@@ -531,7 +619,7 @@ mod tests {
             seeds: &seeds,
             ..picker(after)
         };
-        let (moved, _) = calibrate(&q, &keys, after, &trims).unwrap_or_default();
+        let (moved, _) = calibrate(&q, &keys, &goal(after), &trims).unwrap_or_default();
         let targets = |w: &[f64], t: &[f64]| -> Vec<(u64, f64)> {
             seeds
                 .iter()
@@ -566,12 +654,12 @@ mod tests {
             records: 2,
             short_salt: 1,
         };
-        assert!(calibrate(&picker, &population(500, 1), &w, &[]).is_none());
+        assert!(calibrate(&picker, &population(500, 1), &goal(&w), &[]).is_none());
         let one = Picker {
             records: 1,
             ..picker
         };
-        assert!(calibrate(&one, &population(MIN_SAMPLE - 1, 1), &w, &[]).is_none());
+        assert!(calibrate(&one, &population(MIN_SAMPLE - 1, 1), &goal(&w), &[]).is_none());
     }
 
     #[test]

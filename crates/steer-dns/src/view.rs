@@ -194,7 +194,7 @@ impl Keyed {
         seeds: &[u64],
         shares: &[f64],
         records: usize,
-        sample: Option<(&ClientSample, u8, &[u64])>,
+        sample: Option<(&ClientSample, u8, &[u64], &[bool])>,
     ) -> (Self, Option<f64>) {
         let m = steer_types::delivery::mix(shares, records);
         // Saturating float-to-int cast: 1.0 maps to u64::MAX.
@@ -213,9 +213,13 @@ impl Keyed {
             records,
             short_salt: SHORT_SALT,
         };
-        let calibrated = sample.and_then(|(memory, id, keys)| {
+        let calibrated = sample.and_then(|(memory, id, keys, full)| {
             let start = memory.last_trims(id, seeds);
-            let settled = crate::calibrate::calibrate(&picker, keys, &target, &start)?;
+            let goal = crate::calibrate::Goal {
+                shares: &target,
+                at_target: full,
+            };
+            let settled = crate::calibrate::calibrate(&picker, keys, &goal, &start)?;
             memory.keep_trims(id, seeds, &settled.0);
             Some(settled)
         });
@@ -422,6 +426,13 @@ impl DnsView {
 
         let mut services = HashMap::default();
         let mut residual: f64 = 0.0;
+        let at_target: HashSet<&PopId> = plan
+            .body
+            .pops
+            .iter()
+            .filter(|p| p.at_target)
+            .map(|p| &p.id)
+            .collect();
         for svc in &plan.body.services {
             let owner = name(&svc.fqdn)?;
             let lower = LowerName::new(&owner);
@@ -455,6 +466,7 @@ impl DnsView {
                     Sinks {
                         counter: &counter,
                         sample,
+                        at_target: &at_target,
                     },
                 )?;
                 Ok::<_, ViewError>(compiled)
@@ -539,6 +551,9 @@ impl DnsView {
 struct Sinks<'a> {
     counter: &'a dyn Fn(&PopId) -> Arc<AtomicU64>,
     sample: Option<Arc<ClientSample>>,
+    /// PoPs the plan fills to their target utilisation: calibration
+    /// rounds away from them.
+    at_target: &'a HashSet<&'a PopId>,
 }
 
 fn compile_set(
@@ -550,7 +565,11 @@ fn compile_set(
     records: usize,
     sinks: Sinks<'_>,
 ) -> Result<CompiledSet, ViewError> {
-    let Sinks { counter, sample } = sinks;
+    let Sinks {
+        counter,
+        sample,
+        at_target,
+    } = sinks;
     let targets: Vec<CompiledTarget> = set
         .targets
         .iter()
@@ -599,7 +618,11 @@ fn compile_set(
     let mut keyed = |idx: &[usize], per_answer: usize, id: u8| -> Keyed {
         let shares: Vec<f64> = idx.iter().map(|&i| targets[i].weight).collect();
         let seeds: Vec<u64> = idx.iter().map(|&i| targets[i].seed).collect();
-        let memory = sample.as_deref().map(|s| (s, id, &keys[..]));
+        let full: Vec<bool> = idx
+            .iter()
+            .map(|&i| at_target.contains(&&set.targets[i].pop))
+            .collect();
+        let memory = sample.as_deref().map(|s| (s, id, &keys[..], &full[..]));
         let (keyed, err) = Keyed::new(&seeds, &shares, per_answer, memory);
         if let Some(err) = err {
             residual = Some(residual.map_or(err, |r| r.max(err)));

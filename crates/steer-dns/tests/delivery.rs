@@ -61,6 +61,7 @@ fn plan(weights: &[u32], max_records: usize) -> Plan {
                     drained_by: None,
                     service_drains: Vec::new(),
                     weight: 0,
+                    at_target: false,
                 })
                 .collect(),
             regions: vec![RegionPlan {

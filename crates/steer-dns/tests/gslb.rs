@@ -41,6 +41,7 @@ fn plan(version: u64, eu: Vec<WeightedTarget>, global: Vec<WeightedTarget>) -> P
             drained_by: None,
             weight: 250,
             service_drains: Vec::new(),
+            at_target: false,
         })
         .collect();
     let svc = |fqdn: &str, id: &str| ServicePlan {

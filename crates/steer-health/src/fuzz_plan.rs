@@ -16,6 +16,7 @@ pub(crate) fn plan() -> Plan {
         drained_by: None,
         weight: 500,
         service_drains: Vec::new(),
+        at_target: false,
     };
     Plan {
         version: 1,

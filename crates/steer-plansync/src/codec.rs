@@ -205,6 +205,7 @@ pub(crate) fn pop_to(p: &PopPlan) -> pb::PlanPop {
                 drain: d.drain.clone(),
             })
             .collect(),
+        at_target: p.at_target,
     }
 }
 
@@ -224,6 +225,7 @@ pub(crate) fn pop_from(p: pb::PlanPop) -> Result<PopPlan> {
                 drain: d.drain,
             })
             .collect(),
+        at_target: p.at_target,
     })
 }
 

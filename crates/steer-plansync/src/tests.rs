@@ -14,6 +14,7 @@ fn body(pops: &[(&str, bool)]) -> PlanBody {
                 drained_by: (!usable).then(|| "d1".to_owned()),
                 weight: 500,
                 service_drains: Vec::new(),
+                at_target: false,
             })
             .collect(),
         regions: vec![RegionPlan {
@@ -200,6 +201,7 @@ fn world(regions: usize, services: usize, drained: Option<&str>) -> PlanBody {
                 drained_by: (!usable(p)).then(|| "d1".to_owned()),
                 weight: 500,
                 service_drains: Vec::new(),
+                at_target: false,
             })
             .collect(),
         regions: (0..regions)
@@ -361,6 +363,7 @@ fn wide(pops: usize, drained: &[usize]) -> PlanBody {
             drained_by: drained.contains(&i).then(|| "d1".to_owned()),
             weight: 500,
             service_drains: Vec::new(),
+            at_target: false,
         })
         .collect();
     let usable: Vec<usize> = (0..pops).filter(|i| !drained.contains(i)).collect();

@@ -26,6 +26,9 @@ pub(crate) struct Filled {
     pub(crate) figures: Vec<ServiceFigures>,
     /// Worst level per region (topology order) across services.
     pub(crate) levels: Vec<Degradation>,
+    /// Per PoP (topology order): demand fills it to the target
+    /// utilisation of what some service may use there, or past it.
+    pub(crate) at_target: Vec<bool>,
 }
 
 /// Indexes over the topology shared by every service.
@@ -156,6 +159,8 @@ pub(crate) fn plan_services<'h>(
     let mut order: Vec<usize> = (0..topo.services.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(topo.services[i].priority));
     let mut planned: Vec<Option<(ServicePlan, ServiceFigures)>> = vec![None; topo.services.len()];
+    let mut at_target = vec![false; topo.pops.len()];
+    let target = topo.policy.target_utilisation.clamp(0.05, 1.0);
     for i in order {
         let service = &topo.services[i];
         let cands = candidates(&world, service, intents, report, now);
@@ -164,6 +169,12 @@ pub(crate) fn plan_services<'h>(
         for (l, s) in levels.iter_mut().zip(service_levels) {
             *l = (*l).max(s);
         }
+        // The pours fill a PoP to exactly its limit: within float dust of
+        // it means the demand wanted more here than the target allows.
+        for (p, full) in at_target.iter_mut().enumerate() {
+            let limit = cands.cap[p] * target;
+            *full |= cands.member[p] && limit > 0.0 && load[p] >= limit * (1.0 - 1e-6);
+        }
         planned[i] = Some((plan, figures));
     }
     let (services, figures) = planned.into_iter().flatten().unzip();
@@ -171,6 +182,7 @@ pub(crate) fn plan_services<'h>(
         services,
         figures,
         levels,
+        at_target,
     }
 }
 

@@ -83,6 +83,7 @@ pub fn compute_with_evidence(
         mut services,
         figures,
         levels,
+        at_target,
     } = fill::plan_services(topology, health, intents, &report, now);
     let mut rails = rails::Rails::default();
     if let Some(prev) = previous {
@@ -104,7 +105,8 @@ pub fn compute_with_evidence(
     let pops = topology
         .pops
         .iter()
-        .map(|pop| {
+        .enumerate()
+        .map(|(i, pop)| {
             let r = report(pop);
             let drain = intents.drain_for(&pop.id, &pop.region);
             let health = pop_health(r.state);
@@ -166,6 +168,7 @@ pub fn compute_with_evidence(
                 drained_by: drain.map(|d| d.id.clone()),
                 weight,
                 service_drains,
+                at_target: at_target.get(i).copied().unwrap_or(false),
             }
         })
         .collect();

@@ -526,6 +526,52 @@ fn levels_normal_spill_shed() {
     assert_eq!(body.regions[0].level, Degradation::Shed);
 }
 
+/// The plan marks the PoPs it fills to the target utilisation, so data
+/// planes round client shares away from them.
+#[test]
+fn pops_filled_to_the_target_are_marked() {
+    let topo = topology(UnknownHealth::AssumeUp);
+    let at_target = |body: &PlanBody| -> Vec<String> {
+        body.pops
+            .iter()
+            .filter(|p| p.at_target)
+            .map(|p| p.id.to_string())
+            .collect()
+    };
+    let mut h = HealthSnapshot::default();
+    with_demand(
+        &mut h,
+        &[
+            ("eu-west", 10_000.0),
+            ("us-east", 1000.0),
+            ("ap-south", 1000.0),
+        ],
+        0.0,
+    );
+    let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    assert!(at_target(&body).is_empty(), "{:?}", at_target(&body));
+    // Spilling: eu-west's own PoPs are full, the ones taking the spill
+    // still have room.
+    with_demand(&mut h, &[("eu-west", 20_000.0)], 0.0);
+    let body = compute(&topo, &h, &Intents::default(), Timestamp(0));
+    let eu: Vec<String> = body
+        .pops
+        .iter()
+        .filter(|p| p.region.as_str() == "eu-west")
+        .map(|p| p.id.to_string())
+        .collect();
+    assert!(!eu.is_empty());
+    let full = at_target(&body);
+    for p in &eu {
+        assert!(full.contains(p), "{p} not marked: {full:?}");
+    }
+    assert!(full.len() < body.pops.len(), "{full:?}");
+    // Survives the wire: edges get it from the plan.
+    let json = serde_json::to_string(&body).unwrap();
+    let back: PlanBody = serde_json::from_str(&json).unwrap();
+    assert_eq!(at_target(&back), full);
+}
+
 #[test]
 fn panic_mode_ignores_health_when_too_little_is_healthy() {
     let topo = topology(UnknownHealth::AssumeUp);

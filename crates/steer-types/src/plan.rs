@@ -102,6 +102,11 @@ pub struct PopPlan {
     /// service app --pop fra1`) that is stricter than `drained_by`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_drains: Vec<ServiceDrain>,
+    /// The plan fills this PoP to its target utilisation (or past it): a
+    /// data plane that cannot deliver shares exactly (a finite number of
+    /// client subnets) rounds away from it, onto PoPs with headroom.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_target: bool,
 }
 
 /// One service drained at one PoP, and the drain in force for it.
@@ -495,6 +500,7 @@ mod tests {
                     drained_by: None,
                     weight: 500,
                     service_drains,
+                    at_target: false,
                 }],
                 regions: Vec::new(),
                 announcements: Vec::new(),

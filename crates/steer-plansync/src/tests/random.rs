@@ -83,6 +83,7 @@ fn plan(seed: u64) -> PlanBody {
             drained_by: None,
             weight: 500,
             service_drains: Vec::new(),
+            at_target: rng.chance(50),
         })
         .collect();
     b.regions = regions

@@ -126,6 +126,7 @@ impl Naive {
                     weight: 0,
                     service_drains: Vec::new(),
                     at_target: false,
+                    budget_moves: Vec::new(),
                 })
                 .collect(),
             regions: topo

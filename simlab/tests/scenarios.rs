@@ -55,6 +55,34 @@ fn every_library_scenario_holds() {
     }
 }
 
+/// Issue 17's acceptance: no hunting after a failure and no PoP past the
+/// target once demand is steady, whatever the seed (resolver populations
+/// and timing differ per seed).
+#[test]
+fn stability_holds_on_five_seeds() {
+    let out = out_dir("seeds");
+    for name in ["cascade-steer-long", "flash-crowd", "capacity-loss"] {
+        let scenario = scenarios_dir().join(format!("{name}.toml"));
+        for seed in 1..=5 {
+            let o = Command::new(SIMLAB)
+                .arg("run")
+                .arg(&scenario)
+                .arg("--seed")
+                .arg(seed.to_string())
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{name} seed {seed} failed:\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
 #[test]
 fn same_seed_same_trace() {
     let f = scenarios_dir().join("pop-failure.toml");

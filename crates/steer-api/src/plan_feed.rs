@@ -377,6 +377,7 @@ mod tests {
                         weight: 100,
                         service_drains: Vec::new(),
                         at_target: false,
+                        budget_moves: Vec::new(),
                     })
                     .collect(),
                 regions: vec![RegionPlan {

@@ -53,6 +53,7 @@ pub fn slo_document(r: &pb::GetSlosResponse) -> Value {
                     "window_s": p.window_s,
                     "burn_rate": finite(p.burn_rate),
                     "events": p.events,
+                    "shifted_share": p.shifted_share,
                 })).collect::<Vec<_>>(),
             })
         })

@@ -5,7 +5,7 @@
 use std::{collections::HashSet, time::Duration};
 
 use serde::Deserialize;
-use steer_slo::{AlertRule, Objective, Severity, SloSpec, default_alert_rules};
+use steer_slo::{AlertRule, Objective, Severity, SloSpec, Steering, default_alert_rules};
 use steer_types::Topology;
 use toml::Spanned;
 
@@ -30,6 +30,17 @@ pub(crate) struct RawSlo {
     runbook: Option<Spanned<String>>,
     #[serde(default)]
     alerts: Vec<Spanned<RawAlertRule>>,
+    steering: Option<Spanned<RawSteering>>,
+}
+
+/// `[slos.steering]`: budget-aware steering for the SLO's service.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSteering {
+    burn_rate: Spanned<f64>,
+    release_below: Option<Spanned<f64>>,
+    max_shift: Option<Spanned<f64>>,
+    window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -225,9 +236,56 @@ pub(crate) fn slos(
         } else {
             spec.alerts = default_alert_rules();
         }
+        if let Some(st) = &s.steering {
+            spec.steering = steering(r, st.get_ref(), &spec);
+        }
         out.push(spec);
     }
     out
+}
+
+fn steering(r: &mut Reporter<'_>, raw: &RawSteering, spec: &SloSpec) -> Option<Steering> {
+    let burn_rate = *raw.burn_rate.get_ref();
+    if !(burn_rate.is_finite() && burn_rate > 0.0) {
+        r.at(
+            raw.burn_rate.span(),
+            "must be a burn rate greater than zero, e.g. 10",
+        );
+        return None;
+    }
+    let mut st = Steering::new(burn_rate);
+    if let Some(v) = &raw.release_below {
+        let x = *v.get_ref();
+        if !(x.is_finite() && x > 0.0 && x <= burn_rate) {
+            r.at(
+                v.span(),
+                format!("must be greater than zero and at most burn_rate ({burn_rate})"),
+            );
+            return None;
+        }
+        st.release_below = x;
+    }
+    if let Some(v) = &raw.max_shift {
+        let x = *v.get_ref();
+        if !(x > 0.0 && x < 1.0) {
+            r.at(
+                v.span(),
+                "must be a share between 0 and 1 (exclusive): some traffic stays to show recovery",
+            );
+            return None;
+        }
+        st.max_shift = x;
+    }
+    st.window = match &raw.window {
+        Some(w) => duration(r, w)?,
+        None => spec
+            .alerts
+            .iter()
+            .map(|a| a.short)
+            .min()
+            .unwrap_or(st.window),
+    };
+    Some(st)
 }
 
 fn alert_rule(r: &mut Reporter<'_>, raw: &Spanned<RawAlertRule>) -> Option<AlertRule> {

@@ -613,6 +613,81 @@ fn slos_alerting_and_cluster_parse_and_name_their_errors() {
 }
 
 #[test]
+fn slo_steering_parses_with_defaults_and_names_its_errors() {
+    let minimal = "[[slos]]\nname = \"app-availability\"\nservice = \"app\"\nobjective = 0.999\nwindow = \"28d\"\n";
+    let (path, _) = with_edit(
+        "slo-steer.toml",
+        "quickstart.toml",
+        minimal,
+        &format!("{minimal}[slos.steering]\nburn_rate = 10\n"),
+    );
+    let c = steer_config::load_steerd(&path).unwrap();
+    let st = c.slos[0].steering.clone().expect("steering");
+    assert_eq!(st.burn_rate, 10.0);
+    assert_eq!(st.release_below, 5.0);
+    assert_eq!(st.max_shift, steer_slo::spec::DEFAULT_MAX_SHIFT);
+    // The shortest alert window of the Workbook's table.
+    assert_eq!(st.window, Duration::from_secs(300));
+    let (path, _) = with_edit(
+        "slo-steer-full.toml",
+        "quickstart.toml",
+        minimal,
+        &format!(
+            "{minimal}[slos.steering]\nburn_rate = 6\nrelease_below = 1\nmax_shift = 0.9\nwindow = \"2m\"\n"
+        ),
+    );
+    let st = steer_config::load_steerd(&path).unwrap().slos[0]
+        .steering
+        .clone()
+        .expect("steering");
+    assert_eq!(
+        (st.burn_rate, st.release_below, st.max_shift, st.window),
+        (6.0, 1.0, 0.9, Duration::from_secs(120))
+    );
+    let (path, text) = with_edit(
+        "slo-steer-bad.toml",
+        "quickstart.toml",
+        minimal,
+        &format!(
+            "{minimal}[slos.steering]\nburn_rate = 6\nrelease_below = 8\nmax_shift = 1.0\nwindow = \"0s\"\nshare = 1\n"
+        ),
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    assert_eq!(err.0[0].line, line_of(&text, "share = 1"), "{err}");
+    assert!(err.0[0].message.contains("share"), "{err}");
+    let (path, text) = with_edit(
+        "slo-steer-bad2.toml",
+        "quickstart.toml",
+        minimal,
+        &format!("{minimal}[slos.steering]\nburn_rate = 6\nrelease_below = 8\n"),
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    assert_eq!(
+        (err.0[0].line, err.0[0].key.as_str()),
+        (
+            line_of(&text, "release_below = 8"),
+            "slos[0].steering.release_below"
+        ),
+        "{err}"
+    );
+    let (path, text) = with_edit(
+        "slo-steer-bad3.toml",
+        "quickstart.toml",
+        minimal,
+        &format!("{minimal}[slos.steering]\nburn_rate = 6\nmax_shift = 1.0\n"),
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    assert_eq!(
+        (err.0[0].line, err.0[0].key.as_str()),
+        (
+            line_of(&text, "max_shift = 1.0"),
+            "slos[0].steering.max_shift"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn agent_sli_sources_parse_and_name_their_errors() {
     let mut text = std::fs::read_to_string(configs_dir().join("agent-fra1.toml")).unwrap();
     text.push_str(

@@ -741,6 +741,7 @@ impl ControlLoop {
     pub(crate) fn snapshot(&self, now: Timestamp) -> HealthSnapshot {
         let mut s = self.aggregator.snapshot(now);
         s.demand = self.demand.clone();
+        s.budget = self.slo.shifts.clone();
         s
     }
 
@@ -1215,6 +1216,28 @@ impl ControlLoop {
         }
         if p.drained_by.is_none() {
             parts.push(p.describe(evidence));
+        }
+        for m in &p.budget_moves {
+            let burn = self
+                .slo
+                .shifts
+                .iter()
+                .find(|b| b.pop == p.id && b.service == m.service && b.slo == m.slo);
+            parts.push(match burn {
+                Some(b) => format!(
+                    "{}: up to {}% of its traffic moved, budget burn {:.1}x (SLO {})",
+                    m.service,
+                    m.permille / 10,
+                    b.burn_rate,
+                    m.slo
+                ),
+                None => format!(
+                    "{}: up to {}% of its traffic moved (SLO {})",
+                    m.service,
+                    m.permille / 10,
+                    m.slo
+                ),
+            });
         }
         parts.join("; ")
     }

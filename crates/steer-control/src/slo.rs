@@ -10,11 +10,11 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use steer_health::ObservedReport;
 use steer_slo::{
-    Correction, Evaluation, SliSample, SloEngine, SloSpec, SloState, alerts::Alerter,
-    rules::duration_text,
+    BudgetSteering, Correction, Evaluation, SliSample, SloEngine, SloSpec, SloState,
+    alerts::Alerter, rules::duration_text,
 };
 use steer_store::StateStore;
-use steer_types::{Timestamp, Topology};
+use steer_types::{PopId, ServiceId, Timestamp, Topology, health::BudgetShift};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -69,6 +69,8 @@ pub struct PopBurn {
     pub window_s: u64,
     pub burn_rate: f64,
     pub events: u64,
+    /// Budget-aware steering: share of the PoP's traffic moved elsewhere.
+    pub shifted_share: f64,
 }
 
 pub(crate) struct SloRuntime {
@@ -81,6 +83,10 @@ pub(crate) struct SloRuntime {
     dirty: bool,
     pub(crate) snapshot: Arc<ArcSwap<SloSnapshot>>,
     alerts_tx: Option<mpsc::Sender<Vec<serde_json::Value>>>,
+    steering: BudgetSteering,
+    /// Budget-aware steering's shifts as of the last evaluation, for the
+    /// policy.
+    pub(crate) shifts: Vec<BudgetShift>,
 }
 
 fn pop_regions(topology: &Topology) -> BTreeMap<String, String> {
@@ -103,6 +109,8 @@ impl SloRuntime {
             dirty: false,
             snapshot: Arc::new(ArcSwap::from_pointee(SloSnapshot::default())),
             alerts_tx: None,
+            steering: BudgetSteering::default(),
+            shifts: Vec::new(),
         }
     }
 
@@ -141,6 +149,23 @@ impl SloRuntime {
             for kind in ["total", "bad"] {
                 metrics::counter!("steer_slo_events_total", "slo" => spec.name.clone(), "kind" => kind)
                     .increment(0);
+            }
+        }
+        // Budget-aware steering's gauge, per PoP of each steering SLO's
+        // service, from the first scrape.
+        for spec in self.engine.specs().iter().filter(|s| s.steering.is_some()) {
+            let service = topology
+                .services
+                .iter()
+                .find(|s| s.id.as_str() == spec.service);
+            for pop in service.iter().flat_map(|s| &s.pops) {
+                let share = self
+                    .shifts
+                    .iter()
+                    .find(|b| b.slo == spec.name && &b.pop == pop)
+                    .map_or(0.0, |b| b.share);
+                metrics::gauge!("steer_slo_steering_shift_ratio", "slo" => spec.name.clone(), "pop" => pop.to_string())
+                    .set(share);
             }
         }
         metrics::counter!("steer_slo_state_errors_total").increment(0);
@@ -265,7 +290,42 @@ impl SloRuntime {
         Ok(())
     }
 
+    /// Budget-aware steering's shifts at `now`, into `shifts` and the
+    /// `steer_slo_steering_shift_ratio` gauges (a released shift reads 0).
+    fn steer(&mut self, now: Timestamp) {
+        let engine = &self.engine;
+        let next = self.steering.update(engine.specs(), &|spec, window| {
+            engine.pop_burn(&spec.name, window, now)
+        });
+        for old in &self.shifts {
+            if !next
+                .iter()
+                .any(|n| n.slo == old.slo && n.pop.as_str() == old.pop.as_str())
+            {
+                metrics::gauge!("steer_slo_steering_shift_ratio", "slo" => old.slo.clone(), "pop" => old.pop.to_string())
+                    .set(0.0);
+            }
+        }
+        self.shifts = next
+            .into_iter()
+            .map(|s| {
+                metrics::gauge!("steer_slo_steering_shift_ratio", "slo" => s.slo.clone(), "pop" => s.pop.clone())
+                    .set(s.share);
+                BudgetShift {
+                    service: ServiceId::from(s.service.as_str()),
+                    pop: PopId::from(s.pop.as_str()),
+                    slo: s.slo,
+                    share: s.share,
+                    burn_rate: s.burn_rate,
+                    events: s.events,
+                    window_s: s.window.as_secs(),
+                }
+            })
+            .collect();
+    }
+
     fn evaluate(&mut self, now: Timestamp) {
+        self.steer(now);
         let evaluations = self.engine.evaluate(now);
         let mut pop_burn = BTreeMap::new();
         for spec in self.engine.specs() {
@@ -280,6 +340,11 @@ impl SloRuntime {
                 .pop_burn(&spec.name, window, now)
                 .into_iter()
                 .map(|(pop, burn_rate, events)| PopBurn {
+                    shifted_share: self
+                        .shifts
+                        .iter()
+                        .find(|s| s.slo == spec.name && s.pop.as_str() == pop)
+                        .map_or(0.0, |s| s.share),
                     pop,
                     window_s: window.as_secs(),
                     burn_rate,
@@ -448,5 +513,94 @@ mod tests {
         c2.step_tick();
         let again = c2.slo.snapshot.load_full();
         assert_eq!(again.evaluations[0].window_counts, e.window_counts);
+    }
+
+    #[test]
+    fn budget_steering_moves_a_burning_pops_traffic_and_gives_it_back() {
+        let store = Shared::default();
+        let clock = ReplayClock::default();
+        clock.set(Timestamp(START));
+        let (mut c, _) = ControlLoop::new(
+            Arc::new(topology()),
+            Box::new(store.clone()),
+            Box::new(clock.clone()),
+        )
+        .expect("loop");
+        let mut spec =
+            steer_slo::SloSpec::new("app", "app", Objective::Availability { target: 0.999 });
+        spec.min_events = 10;
+        spec.steering = Some(steer_slo::Steering {
+            window: std::time::Duration::from_secs(60),
+            ..steer_slo::Steering::new(10.0)
+        });
+        c.configure_slos(
+            vec![spec],
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_secs(60),
+        );
+        let weights = |c: &ControlLoop| -> (u32, u32) {
+            let plan = c.plan();
+            let set =
+                plan.body.services[0].for_region(Some(&steer_types::RegionId::new("eu-west")));
+            let w = |p: &str| {
+                set.targets
+                    .iter()
+                    .find(|t| t.pop.as_str() == p)
+                    .map_or(0, |t| t.weight)
+            };
+            (w("fra1"), w("ams1"))
+        };
+        let moves = |c: &ControlLoop| -> Vec<u32> {
+            c.plan()
+                .pop("fra1")
+                .map(|p| p.budget_moves.iter().map(|m| m.permille).collect())
+                .unwrap_or_default()
+        };
+        // fra1's probes pass but 5% of its requests fail (50x the budget);
+        // ams1 is clean.
+        let (mut fra_total, mut fra_failed, mut ams_total) = (0u64, 0u64, 0u64);
+        let mut run = |c: &mut ControlLoop, from: i64, to: i64, failing: bool| {
+            for s in from..to {
+                clock.set(Timestamp(START + s * 1000));
+                fra_total += 100;
+                ams_total += 100;
+                if failing {
+                    fra_failed += 5;
+                }
+                c.step_reports(&[
+                    with_sli("fra1", fra_total, fra_failed),
+                    with_sli("ams1", ams_total, 0),
+                ]);
+                c.step_tick();
+            }
+        };
+        run(&mut c, 0, 30, false);
+        let (fra, ams) = weights(&c);
+        assert_eq!(fra, ams, "clean PoPs share alike");
+        assert!(moves(&c).is_empty());
+        run(&mut c, 30, 90, true);
+        assert_eq!(moves(&c), [500], "{:?}", c.slo.shifts);
+        let (fra, ams) = weights(&c);
+        assert!(fra < ams, "fra1 {fra} ams1 {ams}");
+        let snap = c.slo.snapshot.load_full();
+        let burn = snap.pop_burn["app"]
+            .iter()
+            .find(|b| b.pop == "fra1")
+            .expect("fra1");
+        assert_eq!(burn.shifted_share, 0.5);
+        // Fixed: once the window is clean the share comes back, a quarter
+        // per evaluation.
+        run(&mut c, 90, 100, false);
+        assert_eq!(moves(&c), [500], "the window still burns");
+        let mut seen = Vec::new();
+        for t in 0..14 {
+            run(&mut c, 100 + t * 10, 110 + t * 10, false);
+            seen.push(moves(&c).first().copied().unwrap_or(0));
+        }
+        assert!(seen.windows(2).all(|w| w[1] <= w[0]), "{seen:?}");
+        assert!(seen.contains(&250), "gradual: {seen:?}");
+        assert_eq!(seen.last(), Some(&0));
+        let (fra, ams) = weights(&c);
+        assert_eq!(fra, ams);
     }
 }

@@ -138,6 +138,33 @@ pub fn explain(
             plan.pop(t.pop.as_str()).map_or_else(String::new, describe)
         ));
     }
+    // Budget-aware steering: why a PoP gets less than its health and
+    // capacity would give it.
+    for p in &plan.body.pops {
+        for m in p.budget_moves.iter().filter(|m| m.service == service.id) {
+            let burn = evidence
+                .budget
+                .iter()
+                .find(|b| b.pop == p.id && b.service == m.service && b.slo == m.slo);
+            steps.push(match burn {
+                Some(b) => format!(
+                    "budget burn {:.1}x at {} (SLO {}, {} events over {}s): up to {}% of its traffic moved to PoPs with headroom",
+                    b.burn_rate,
+                    p.id,
+                    m.slo,
+                    b.events,
+                    b.window_s,
+                    m.permille / 10
+                ),
+                None => format!(
+                    "budget burn at {} (SLO {}): up to {}% of its traffic moved to PoPs with headroom",
+                    p.id,
+                    m.slo,
+                    m.permille / 10
+                ),
+            });
+        }
+    }
     for p in &plan.body.pops {
         if set.targets.iter().any(|t| t.pop == p.id) {
             continue;

@@ -62,6 +62,7 @@ fn plan(weights: &[u32], max_records: usize) -> Plan {
                     service_drains: Vec::new(),
                     weight: 0,
                     at_target: false,
+                    budget_moves: Vec::new(),
                 })
                 .collect(),
             regions: vec![RegionPlan {

@@ -42,6 +42,7 @@ fn plan(version: u64, eu: Vec<WeightedTarget>, global: Vec<WeightedTarget>) -> P
             weight: 250,
             service_drains: Vec::new(),
             at_target: false,
+            budget_moves: Vec::new(),
         })
         .collect();
     let svc = |fqdn: &str, id: &str| ServicePlan {

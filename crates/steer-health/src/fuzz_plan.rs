@@ -17,6 +17,7 @@ pub(crate) fn plan() -> Plan {
         weight: 500,
         service_drains: Vec::new(),
         at_target: false,
+        budget_moves: Vec::new(),
     };
     Plan {
         version: 1,

@@ -71,6 +71,7 @@ pub(crate) fn slo_response(snapshot: &SloSnapshot) -> pb::GetSlosResponse {
                                     window_s: p.window_s,
                                     burn_rate: p.burn_rate,
                                     events: p.events,
+                                    shifted_share: p.shifted_share,
                                 })
                                 .collect()
                         })

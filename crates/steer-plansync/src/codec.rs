@@ -8,9 +8,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use steer_proto::v1 as pb;
 use steer_types::{
-    AnnounceReason, AnnounceState, Announcement, AnswerSet, Degradation, PopHealth, PopId, PopPlan,
-    RailFired, RegionId, RegionPlan, ServiceDrain, ServiceId, SetBasis, SetReason, SoftDrainPhase,
-    WeightedTarget,
+    AnnounceReason, AnnounceState, Announcement, AnswerSet, BudgetMove, Degradation, PopHealth,
+    PopId, PopPlan, RailFired, RegionId, RegionPlan, ServiceDrain, ServiceId, SetBasis, SetReason,
+    SoftDrainPhase, WeightedTarget,
 };
 
 type Result<T> = std::result::Result<T, String>;
@@ -206,6 +206,15 @@ pub(crate) fn pop_to(p: &PopPlan) -> pb::PlanPop {
             })
             .collect(),
         at_target: p.at_target,
+        budget_moves: p
+            .budget_moves
+            .iter()
+            .map(|m| pb::PlanBudgetMove {
+                service: m.service.to_string(),
+                slo: m.slo.clone(),
+                permille: m.permille,
+            })
+            .collect(),
     }
 }
 
@@ -226,6 +235,15 @@ pub(crate) fn pop_from(p: pb::PlanPop) -> Result<PopPlan> {
             })
             .collect(),
         at_target: p.at_target,
+        budget_moves: p
+            .budget_moves
+            .into_iter()
+            .map(|m| BudgetMove {
+                service: ServiceId::from(m.service.as_str()),
+                slo: m.slo,
+                permille: m.permille,
+            })
+            .collect(),
     })
 }
 

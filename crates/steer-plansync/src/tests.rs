@@ -15,6 +15,7 @@ fn body(pops: &[(&str, bool)]) -> PlanBody {
                 weight: 500,
                 service_drains: Vec::new(),
                 at_target: false,
+                budget_moves: Vec::new(),
             })
             .collect(),
         regions: vec![RegionPlan {
@@ -202,6 +203,7 @@ fn world(regions: usize, services: usize, drained: Option<&str>) -> PlanBody {
                 weight: 500,
                 service_drains: Vec::new(),
                 at_target: false,
+                budget_moves: Vec::new(),
             })
             .collect(),
         regions: (0..regions)
@@ -364,6 +366,7 @@ fn wide(pops: usize, drained: &[usize]) -> PlanBody {
             weight: 500,
             service_drains: Vec::new(),
             at_target: false,
+            budget_moves: Vec::new(),
         })
         .collect();
     let usable: Vec<usize> = (0..pops).filter(|i| !drained.contains(i)).collect();

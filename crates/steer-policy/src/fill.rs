@@ -137,6 +137,9 @@ struct Candidates {
     panic: Vec<bool>,
     /// Share of its capacity each PoP keeps under drains (1 undrained).
     drain: Vec<f64>,
+    /// Share of each PoP's traffic budget-aware steering moves elsewhere
+    /// (0: none), within the other PoPs' headroom.
+    budget: Vec<f64>,
 }
 
 impl Candidates {
@@ -163,7 +166,8 @@ pub(crate) fn plan_services<'h>(
     let target = topo.policy.target_utilisation.clamp(0.05, 1.0);
     for i in order {
         let service = &topo.services[i];
-        let cands = candidates(&world, service, intents, report, now);
+        let mut cands = candidates(&world, service, intents, report, now);
+        cands.budget = budget_shares(&world, service, health);
         let (plan, figures, service_levels) =
             plan_service(&world, service, &cands, health, intents, &mut load);
         for (l, s) in levels.iter_mut().zip(service_levels) {
@@ -249,7 +253,22 @@ fn candidates<'h>(
         healthy,
         panic,
         drain,
+        budget: vec![0.0; n],
     }
+}
+
+/// Per PoP (topology order): the share of `service`'s traffic budget-aware
+/// steering moves off it (the largest of its SLOs' shifts).
+fn budget_shares(world: &World<'_>, service: &Service, health: &HealthSnapshot) -> Vec<f64> {
+    let mut out = vec![0.0; world.topo.pops.len()];
+    for b in health.budget.iter().filter(|b| b.service == service.id) {
+        if let Some(&p) = world.pop_index.get(b.pop.as_str())
+            && b.share.is_finite()
+        {
+            out[p] = f64::max(out[p], b.share.clamp(0.0, 1.0));
+        }
+    }
+    out
 }
 
 /// Demand of one service: per region (topology order) and for unmapped
@@ -387,79 +406,105 @@ fn spread(r: &mut Requester<'_>, pops: &[usize], cap: &[f64], load: &mut [f64]) 
     r.remaining = 0.0;
 }
 
-fn plan_service(
-    world: &World<'_>,
-    service: &Service,
-    cands: &Candidates,
-    health: &HealthSnapshot,
-    intents: &Intents,
-    load: &mut [f64],
-) -> (ServicePlan, ServiceFigures, Vec<Degradation>) {
-    let topo = world.topo;
-    let nregions = topo.regions.len();
-    let npops = topo.pops.len();
-    let observed = demand(world, service, health);
-    let (demand, global_demand) = (observed.regional.clone(), observed.global);
-    let target = topo.policy.target_utilisation.clamp(0.05, 1.0);
-    let pops_of = |region: usize, panic: bool| -> Vec<usize> {
-        world.region_pops[region]
-            .iter()
-            .copied()
-            .filter(|&p| cands.usable(p, panic))
-            .collect()
-    };
-    let reachable =
-        |panic: bool| -> Vec<usize> { (0..npops).filter(|&p| cands.usable(p, panic)).collect() };
+/// Where one service's demand goes.
+struct Placed {
+    /// Per region (topology order).
+    placements: Vec<Placement>,
+    /// Unmapped clients.
+    global: Placement,
+    /// Per region: demand placed past every PoP's capacity.
+    shed: Vec<f64>,
+}
 
+/// PoPs a region's clients may use at a preference depth.
+fn pops_of(world: &World<'_>, cands: &Candidates, region: usize, panic: bool) -> Vec<usize> {
+    world.region_pops[region]
+        .iter()
+        .copied()
+        .filter(|&p| cands.usable(p, panic))
+        .collect()
+}
+
+fn reachable(world: &World<'_>, cands: &Candidates, panic: bool) -> Vec<usize> {
+    (0..world.topo.pops.len())
+        .filter(|&p| cands.usable(p, panic))
+        .collect()
+}
+
+/// Pours what each region still needs (`remaining`) into PoPs up to
+/// `limit`, a preference depth at a time.
+fn fill_by_preference(
+    world: &World<'_>,
+    cands: &Candidates,
+    remaining: &mut [f64],
+    placements: &mut [Placement],
+    limit: &dyn Fn(usize) -> f64,
+    load: &mut [f64],
+) {
+    for depth in 0..world.topo.regions.len() {
+        if remaining.iter().all(|x| *x <= 1e-9) {
+            break;
+        }
+        // Group requesters by (region asked, panic) so they share fairly.
+        let mut groups: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
+        for (r, left) in remaining.iter().enumerate() {
+            if *left > 1e-9
+                && let Some(&t) = world.pref[r].get(depth)
+            {
+                groups.entry((t, cands.panic[r])).or_default().push(r);
+            }
+        }
+        for ((t, panic), members) in groups {
+            let pops = pops_of(world, cands, t, panic);
+            let mut taken: Vec<(usize, Placement)> = members
+                .iter()
+                .map(|&r| (r, std::mem::take(&mut placements[r])))
+                .collect();
+            {
+                let mut requesters: Vec<Requester<'_>> = taken
+                    .iter_mut()
+                    .map(|(r, pl)| Requester {
+                        remaining: remaining[*r],
+                        placement: pl,
+                    })
+                    .collect();
+                pour(&mut requesters, &pops, limit, load);
+                for (req, &r) in requesters.iter().zip(&members) {
+                    remaining[r] = req.remaining.max(0.0);
+                }
+            }
+            for (r, pl) in taken {
+                placements[r] = pl;
+            }
+        }
+    }
+}
+
+/// Water-fills `demand` (per region) and `global_demand` into the
+/// candidates, adding to `load`: up to the target utilisation, then up to
+/// full capacity, then overload spread by capacity.
+fn place(
+    world: &World<'_>,
+    cands: &Candidates,
+    target: f64,
+    demand: &[f64],
+    global_demand: f64,
+    load: &mut [f64],
+) -> Placed {
+    let nregions = world.topo.regions.len();
     let mut placements: Vec<Placement> = vec![Placement::new(); nregions];
-    let mut remaining = demand.clone();
+    let mut remaining = demand.to_vec();
     let mut shed = vec![0.0; nregions];
     // Phase 1 up to target utilisation, phase 2 up to full capacity.
     for phase_limit in [target, 1.0] {
         let limit = |p: usize| cands.cap[p] * phase_limit;
-        for depth in 0..nregions {
-            if remaining.iter().all(|x| *x <= 1e-9) {
-                break;
-            }
-            // Group requesters by (region asked, panic) so they share fairly.
-            let mut groups: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
-            for (r, left) in remaining.iter().enumerate() {
-                if *left > 1e-9
-                    && let Some(&t) = world.pref[r].get(depth)
-                {
-                    groups.entry((t, cands.panic[r])).or_default().push(r);
-                }
-            }
-            for ((t, panic), members) in groups {
-                let pops = pops_of(t, panic);
-                let mut taken: Vec<(usize, Placement)> = members
-                    .iter()
-                    .map(|&r| (r, std::mem::take(&mut placements[r])))
-                    .collect();
-                {
-                    let mut requesters: Vec<Requester<'_>> = taken
-                        .iter_mut()
-                        .map(|(r, pl)| Requester {
-                            remaining: remaining[*r],
-                            placement: pl,
-                        })
-                        .collect();
-                    pour(&mut requesters, &pops, &limit, load);
-                    for (req, &r) in requesters.iter().zip(&members) {
-                        remaining[r] = req.remaining.max(0.0);
-                    }
-                }
-                for (r, pl) in taken {
-                    placements[r] = pl;
-                }
-            }
-        }
+        fill_by_preference(world, cands, &mut remaining, &mut placements, &limit, load);
     }
     // Phase 3: what still does not fit is spread by capacity over every
     // candidate in reach: overload.
     for r in 0..nregions {
         if remaining[r] > 1e-9 {
-            let pops = reachable(cands.panic[r]);
+            let pops = reachable(world, cands, cands.panic[r]);
             let before = remaining[r];
             let mut req = Requester {
                 remaining: remaining[r],
@@ -472,12 +517,12 @@ fn plan_service(
     }
 
     // Unmapped clients: spread over every candidate by room, then capacity.
-    let mut global_placement = Placement::new();
+    let mut global = Placement::new();
     if global_demand > 0.0 {
-        let all = reachable(false);
+        let all = reachable(world, cands, false);
         let mut req = Requester {
             remaining: global_demand,
-            placement: &mut global_placement,
+            placement: &mut global,
         };
         for phase_limit in [target, 1.0] {
             let limit = |p: usize| cands.cap[p] * phase_limit;
@@ -485,6 +530,120 @@ fn plan_service(
         }
         spread(&mut req, &all, &cands.cap, load);
     }
+    Placed {
+        placements,
+        global,
+        shed,
+    }
+}
+
+/// Budget-aware steering: takes each burning PoP's shift (a share of what
+/// it was given) out of every placement and pours it, by the clients'
+/// preference order, into the other PoPs' room under the target; what
+/// finds no room goes back where it came from. So at most the shift moves,
+/// and no PoP goes past the target for it.
+fn shift_budget(
+    world: &World<'_>,
+    cands: &Candidates,
+    target: f64,
+    placed: &mut Placed,
+    load: &mut [f64],
+) {
+    if cands.budget.iter().all(|b| *b <= 0.0) {
+        return;
+    }
+    // Burning PoPs take nothing of what moves.
+    let limit = |p: usize| {
+        if cands.budget[p] > 0.0 {
+            0.0
+        } else {
+            cands.cap[p] * target
+        }
+    };
+    let take = |placement: &mut Placement, load: &mut [f64]| -> Vec<(usize, f64)> {
+        let mut taken = Vec::new();
+        for (&p, x) in placement.iter_mut() {
+            let b = cands.budget[p];
+            if b > 0.0 && *x > 0.0 {
+                let m = *x * b;
+                *x -= m;
+                load[p] -= m;
+                taken.push((p, m));
+            }
+        }
+        taken
+    };
+    let give_back =
+        |placement: &mut Placement, taken: &[(usize, f64)], left: f64, load: &mut [f64]| {
+            let total: f64 = taken.iter().map(|(_, m)| m).sum();
+            if left <= 1e-9 || total <= 0.0 {
+                return;
+            }
+            for &(p, m) in taken {
+                let x = left * m / total;
+                *placement.entry(p).or_default() += x;
+                load[p] += x;
+            }
+        };
+    let nregions = world.topo.regions.len();
+    let taken: Vec<Vec<(usize, f64)>> = placed
+        .placements
+        .iter_mut()
+        .map(|pl| take(pl, load))
+        .collect();
+    let mut remaining: Vec<f64> = taken
+        .iter()
+        .map(|t| t.iter().map(|(_, m)| m).sum())
+        .collect();
+    fill_by_preference(
+        world,
+        cands,
+        &mut remaining,
+        &mut placed.placements,
+        &limit,
+        load,
+    );
+    for r in 0..nregions {
+        give_back(&mut placed.placements[r], &taken[r], remaining[r], load);
+    }
+    let global_taken = take(&mut placed.global, load);
+    let mut req = Requester {
+        remaining: global_taken.iter().map(|(_, m)| m).sum(),
+        placement: &mut placed.global,
+    };
+    if req.remaining > 1e-9 {
+        pour(
+            std::slice::from_mut(&mut req),
+            &reachable(world, cands, false),
+            &limit,
+            load,
+        );
+    }
+    let left = req.remaining;
+    give_back(&mut placed.global, &global_taken, left, load);
+}
+
+fn plan_service(
+    world: &World<'_>,
+    service: &Service,
+    cands: &Candidates,
+    health: &HealthSnapshot,
+    intents: &Intents,
+    load: &mut [f64],
+) -> (ServicePlan, ServiceFigures, Vec<Degradation>) {
+    let topo = world.topo;
+    let nregions = topo.regions.len();
+    let observed = demand(world, service, health);
+    let (demand, global_demand) = (observed.regional.clone(), observed.global);
+    let target = topo.policy.target_utilisation.clamp(0.05, 1.0);
+
+    let mut placed = place(world, cands, target, &demand, global_demand, load);
+    shift_budget(world, cands, target, &mut placed, load);
+    let Placed {
+        placements,
+        global: global_placement,
+        shed,
+    } = placed;
 
     let mut levels = vec![Degradation::Normal; nregions];
     let mut figures = Vec::with_capacity(nregions);
@@ -699,7 +858,7 @@ fn capacity_set(
         if pops.is_empty() {
             continue;
         }
-        let shares: Vec<f64> = pops.iter().map(|&p| cands.cap[p]).collect();
+        let shares = by_capacity(cands, &pops);
         let (targets, overrides) = weighted(world, cands, intents, &pops, &shares);
         let usable = pops.len() as u32;
         let (basis, level) = if t == r {
@@ -730,6 +889,15 @@ fn capacity_set(
     (fail_static(world, cands), Degradation::Panic)
 }
 
+/// Shares by capacity without demand figures: a PoP burning the budget
+/// keeps only what its shift leaves (no headroom to check: the others
+/// serve in proportion to their capacity as they would anyway).
+fn by_capacity(cands: &Candidates, pops: &[usize]) -> Vec<f64> {
+    pops.iter()
+        .map(|&p| cands.cap[p] * (1.0 - cands.budget[p]))
+        .collect()
+}
+
 fn global_capacity_set(world: &World<'_>, cands: &Candidates, intents: &Intents) -> AnswerSet {
     let pops: Vec<usize> = (0..world.topo.pops.len())
         .filter(|&p| cands.usable(p, false))
@@ -737,7 +905,7 @@ fn global_capacity_set(world: &World<'_>, cands: &Candidates, intents: &Intents)
     if pops.is_empty() {
         return fail_static(world, cands);
     }
-    let shares: Vec<f64> = pops.iter().map(|&p| cands.cap[p]).collect();
+    let shares = by_capacity(cands, &pops);
     let (targets, overrides) = weighted(world, cands, intents, &pops, &shares);
     AnswerSet {
         region: None,

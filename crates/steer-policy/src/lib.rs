@@ -34,8 +34,8 @@ mod weights;
 use std::time::Duration;
 
 use steer_types::{
-    Degradation, Drain, DrainMode, DrainScope, Intents, Plan, PlanBody, PlanEvidence, Pop,
-    PopHealth, PopPlan, RegionId, RegionPlan, Service, ServiceDrain, Timestamp, Topology,
+    Degradation, Drain, DrainMode, DrainScope, Intents, PERMILLE, Plan, PlanBody, PlanEvidence,
+    Pop, PopHealth, PopPlan, RegionId, RegionPlan, Service, ServiceDrain, Timestamp, Topology,
     UnknownHealth,
     health::{HealthSnapshot, PopHealthReport, StaleLast, TargetState},
 };
@@ -102,6 +102,20 @@ pub fn compute_with_evidence(
         .iter()
         .map(|p| (p.id.as_str(), &p.region))
         .collect();
+    // Budget shifts the policy acted on: a service and a member PoP.
+    let mut budget: Vec<&steer_types::health::BudgetShift> = health
+        .budget
+        .iter()
+        .filter(|b| {
+            b.share > 0.0
+                && b.share.is_finite()
+                && topology
+                    .services
+                    .iter()
+                    .any(|s| s.id == b.service && s.pops.contains(&b.pop))
+        })
+        .collect();
+    budget.sort_by(|a, b| (&a.pop, &a.service, &a.slo).cmp(&(&b.pop, &b.service, &b.slo)));
     let pops = topology
         .pops
         .iter()
@@ -169,6 +183,16 @@ pub fn compute_with_evidence(
                 weight,
                 service_drains,
                 at_target: at_target.get(i).copied().unwrap_or(false),
+                budget_moves: budget
+                    .iter()
+                    .filter(|b| b.pop == pop.id)
+                    .map(|b| steer_types::BudgetMove {
+                        service: b.service.clone(),
+                        slo: b.slo.clone(),
+                        permille: ((b.share * f64::from(PERMILLE)).round() as u32)
+                            .clamp(1, PERMILLE),
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -211,6 +235,7 @@ pub fn compute_with_evidence(
             .map(|p| (p.id.clone(), report(p).evidence.clone()))
             .collect(),
         rail_wanted,
+        budget: budget.into_iter().cloned().collect(),
     };
     (
         PlanBody {

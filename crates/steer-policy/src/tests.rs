@@ -12,6 +12,8 @@ use steer_types::{
 
 use super::*;
 
+mod budget;
+
 const POPS: [(&str, &str); 6] = [
     ("fra1", "eu-west"),
     ("ams1", "eu-west"),

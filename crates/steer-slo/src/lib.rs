@@ -20,8 +20,10 @@ pub mod history;
 pub mod promtext;
 pub mod rules;
 pub mod spec;
+pub mod steering;
 
 pub use engine::{SliSample, SloEngine, SloState};
 pub use eval::{AlertState, Evaluation, Severity, WindowBurn, evaluate};
 pub use history::{Counts, History};
-pub use spec::{AlertRule, Correction, Objective, SloSpec, default_alert_rules};
+pub use spec::{AlertRule, Correction, Objective, SloSpec, Steering, default_alert_rules};
+pub use steering::{BudgetShift, BudgetSteering};

@@ -50,7 +50,46 @@ pub struct SloSpec {
     pub min_events: u64,
     /// Linked from alerts.
     pub runbook: Option<String>,
+    /// Budget-aware steering (opt-in): move traffic off a PoP whose
+    /// errors burn this SLO's budget while other PoPs serve well.
+    #[serde(default)]
+    pub steering: Option<Steering>,
 }
+
+/// When and how far budget-aware steering moves a burning PoP's traffic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Steering {
+    /// A PoP burning the budget at least this fast (over `window`) loses
+    /// traffic, e.g. 10.
+    pub burn_rate: f64,
+    /// ... and gets it back, a quarter of `max_shift` per evaluation, once
+    /// it burns slower than this (`burn_rate / 2` unless set).
+    pub release_below: f64,
+    /// Share of the PoP's traffic that moves at most, in (0, 1): what is
+    /// left keeps measuring the PoP, so recovery shows.
+    pub max_shift: f64,
+    /// Burn measured over this window (the SLO's shortest alert window
+    /// unless set).
+    pub window: Duration,
+}
+
+impl Steering {
+    pub fn new(burn_rate: f64) -> Self {
+        Self {
+            burn_rate,
+            release_below: burn_rate / 2.0,
+            max_shift: DEFAULT_MAX_SHIFT,
+            window: DEFAULT_STEERING_WINDOW,
+        }
+    }
+}
+
+/// Share of a burning PoP's traffic budget-aware steering moves unless
+/// configured.
+pub const DEFAULT_MAX_SHIFT: f64 = 0.5;
+
+/// Burn window of budget-aware steering for an SLO without alert rules.
+pub const DEFAULT_STEERING_WINDOW: Duration = Duration::from_secs(300);
 
 impl SloSpec {
     pub fn new(name: &str, service: &str, objective: Objective) -> Self {
@@ -64,6 +103,7 @@ impl SloSpec {
             alerts: default_alert_rules(),
             min_events: DEFAULT_MIN_EVENTS,
             runbook: None,
+            steering: None,
         }
     }
 }

@@ -135,4 +135,23 @@ pub struct HealthSnapshot {
     /// Per service; empty when no load is reported.
     #[serde(default)]
     pub demand: BTreeMap<ServiceId, ObservedDemand>,
+    /// Budget-aware steering: PoPs whose errors burn a service's error
+    /// budget, and the share of their traffic to move elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budget: Vec<BudgetShift>,
+}
+
+/// A PoP burning a service's SLO budget while other PoPs serve well: the
+/// policy moves up to `share` of its traffic to PoPs with headroom.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BudgetShift {
+    pub service: ServiceId,
+    pub pop: PopId,
+    pub slo: String,
+    /// In (0, 1).
+    pub share: f64,
+    /// The PoP's burn rate over `window_s`, and the events behind it.
+    pub burn_rate: f64,
+    pub events: u64,
+    pub window_s: u64,
 }

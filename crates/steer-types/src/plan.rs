@@ -107,6 +107,21 @@ pub struct PopPlan {
     /// client subnets) rounds away from it, onto PoPs with headroom.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub at_target: bool,
+    /// Budget-aware steering holds part of the PoP back from services
+    /// whose SLO budget it burns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budget_moves: Vec<BudgetMove>,
+}
+
+/// Part of a PoP held back from one service because its errors burn the
+/// service's error budget (see [`crate::health::BudgetShift`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetMove {
+    pub service: ServiceId,
+    pub slo: String,
+    /// Share of the PoP's traffic for the service to move elsewhere
+    /// (within the other PoPs' headroom), per-mille.
+    pub permille: u32,
 }
 
 /// One service drained at one PoP, and the drain in force for it.
@@ -231,6 +246,9 @@ pub struct PlanEvidence {
     /// For each rail in the plan's `rails`, in order: the share it held a
     /// target back from, per-mille (0 where that does not apply).
     pub rail_wanted: Vec<u32>,
+    /// The burn behind each budget move in the plan.
+    #[serde(default)]
+    pub budget: Vec<crate::health::BudgetShift>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -501,6 +519,7 @@ mod tests {
                     weight: 500,
                     service_drains,
                     at_target: false,
+                    budget_moves: Vec::new(),
                 }],
                 regions: Vec::new(),
                 announcements: Vec::new(),

@@ -84,6 +84,15 @@ fn plan(seed: u64) -> PlanBody {
             weight: 500,
             service_drains: Vec::new(),
             at_target: rng.chance(50),
+            budget_moves: if rng.chance(30) {
+                vec![steer_types::BudgetMove {
+                    service: ServiceId::from("app"),
+                    slo: "app-availability".into(),
+                    permille: rng.below(1000) as u32,
+                }]
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     b.regions = regions

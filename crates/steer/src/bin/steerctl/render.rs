@@ -518,6 +518,32 @@ pub(crate) fn slo_table(r: &pb::GetSlosResponse) -> String {
         ]);
     }
     let mut out = t.render();
+    // PoPs burning faster than the budget allows, and what budget-aware
+    // steering moved off them.
+    let mut pops = Table::new(&["SLO", "POP", ">BURN RATE", ">EVENTS", ">SHIFTED"]);
+    let mut any = false;
+    for s in &r.slos {
+        for p in &s.pops {
+            if p.shifted_share > 0.0 || (p.burn_rate.is_finite() && p.burn_rate >= 1.0) {
+                any = true;
+                pops.row(vec![
+                    s.name.clone(),
+                    p.pop.clone(),
+                    format!("{}x ({}s)", number(p.burn_rate, 1), p.window_s),
+                    p.events.to_string(),
+                    if p.shifted_share > 0.0 {
+                        format!("{:.0}%", p.shifted_share * 100.0)
+                    } else {
+                        "-".to_owned()
+                    },
+                ]);
+            }
+        }
+    }
+    if any {
+        out.push('\n');
+        out.push_str(&pops.render());
+    }
     if !r.corrections.is_empty() {
         let mut c = Table::new(&["CORRECTION", "FROM", "TO", "BY", "REASON"]);
         for x in &r.corrections {

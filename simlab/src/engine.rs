@@ -60,6 +60,10 @@ struct Resolver {
     expires_ms: u64,
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 /// One second (or step) of the trace.
 #[derive(Debug, Serialize)]
 pub(crate) struct StepRecord {
@@ -71,6 +75,10 @@ pub(crate) struct StepRecord {
     pub(crate) utilisation: Vec<f64>,
     pub(crate) unserved_rps: f64,
     pub(crate) overloaded_rps: f64,
+    /// Requests failing at PoPs that serve them (errors faults); left out
+    /// when none, so runs without them keep their traces.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) failed_rps: f64,
     /// Fewest PoPs announcing any prefix.
     pub(crate) min_announced: usize,
     pub(crate) answer_changes: usize,
@@ -133,6 +141,7 @@ pub(crate) fn run(
     scenario: &Scenario,
     topology: Topology,
     zones: Vec<steer_types::Zone>,
+    slos: &[steer_slo::SloSpec],
 ) -> anyhow::Result<Outcome> {
     let mut topology = topology;
     if let Some(share) = scenario.world.min_announce_share {
@@ -165,6 +174,13 @@ pub(crate) fn run(
             Box::new(clock.clone()),
         )?;
         c.count_answers_from(tally.clone());
+        if !slos.is_empty() {
+            c.configure_slos(
+                slos.to_vec(),
+                Duration::from_secs(scenario.world.slo_evaluate_s),
+                Duration::from_secs(60),
+            );
+        }
         Ok(Box::new(c))
     };
     // Cluster faults apply to the real control plane only; the naive
@@ -265,6 +281,7 @@ pub(crate) fn run(
     let step_ms = scenario.step_ms;
     let total_ms = scenario.duration_s * 1000;
     let mut last_load = vec![0.0; npops];
+    let mut requests = crate::sli::Requests::new(npops);
     // Per PoP, its load by client region (unmapped clients not counted).
     let mut last_region_load: Vec<BTreeMap<usize, f64>> = vec![BTreeMap::new(); npops];
     let mut next_report_ms = 0;
@@ -297,6 +314,8 @@ pub(crate) fn run(
         let mut says_up = vec![true; npops];
         let mut silent = vec![false; npops];
         let mut cap_factor = vec![1.0; npops];
+        // Requests failing while probes pass (what only SLIs show).
+        let mut error_share = vec![0.0; npops];
         // Gray failure: the PoP says it is fine, but clients and other PoPs
         // cannot reach it. Partitioned observers cannot reach anyone.
         let mut hidden = vec![false; npops];
@@ -320,6 +339,7 @@ pub(crate) fn run(
                     "agent_silence" => silent[p] = true,
                     "correlated_self_report" => says_up[p] = false,
                     "capacity_loss" => cap_factor[p] = f.capacity_factor.unwrap_or(0.5),
+                    "errors" => error_share[p] = f.error_share.unwrap_or(0.05),
                     "gray" => {
                         truly_up[p] = false;
                         hidden[p] = true;
@@ -460,7 +480,7 @@ pub(crate) fn run(
                             }
                         })
                         .collect(),
-                    sli: Vec::new(),
+                    sli: vec![requests.counters(p, &service.id)],
                 })
                 .collect();
             match &mut planner {
@@ -615,6 +635,7 @@ pub(crate) fn run(
 
         let mut unserved = 0.0;
         let mut overloaded = 0.0;
+        let mut failed = 0.0;
         let mut utilisation = vec![0.0; npops];
         for p in 0..npops {
             let cap = topology.pops[p].capacity_rps * cap_factor[p];
@@ -626,6 +647,7 @@ pub(crate) fn run(
                 continue;
             }
             overloaded += (offered[p] - cap).max(0.0);
+            failed += requests.serve(p, offered[p], error_share[p], step_ms as f64 / 1000.0);
             utilisation[p] = if cap > 0.0 { offered[p] / cap } else { 0.0 };
             last_load[p] = offered[p];
             last_region_load[p] = std::mem::take(&mut offered_by_region[p]);
@@ -670,6 +692,7 @@ pub(crate) fn run(
                     .collect(),
                 unserved_rps: (unserved * 10.0).round() / 10.0,
                 overloaded_rps: (overloaded * 10.0).round() / 10.0,
+                failed_rps: (failed * 10.0).round() / 10.0,
                 min_announced,
                 answer_changes: changes,
                 planned_utilisation: planned_utilisation(&plan, &topology, &demand_of, &cap_factor)

@@ -10,6 +10,7 @@ mod engine;
 mod naive;
 mod report;
 mod scenario;
+mod sli;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -75,12 +76,13 @@ fn run(path: &std::path::Path, seed: Option<u64>, out: &std::path::Path) -> anyh
     for seed in seeds {
         let mut run = scenario.clone();
         run.seed = seed;
-        let outcome = engine::run(&run, config.topology.clone(), config.zones.clone())?;
+        let slos = sli::slo_specs(&run.world, &config.slos);
+        let outcome = engine::run(&run, config.topology.clone(), config.zones.clone(), &slos)?;
         let (mut summary, steps, pops) = report::summarise(&run, outcome);
         if run.expect.max_churn_vs_naive.is_some() {
             let mut naive = run.clone();
             naive.policy = "naive".into();
-            let outcome = engine::run(&naive, config.topology.clone(), config.zones.clone())?;
+            let outcome = engine::run(&naive, config.topology.clone(), config.zones.clone(), &[])?;
             summary.naive_churn = Some(outcome.steps.iter().map(|s| s.answer_changes).sum());
         }
         let failed = report::check(&run.expect, &summary);

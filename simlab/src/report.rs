@@ -71,6 +71,8 @@ pub(crate) struct Steady {
     pub(crate) answer_churn: usize,
     pub(crate) peak_utilisation: f64,
     pub(crate) peak_planned_utilisation: f64,
+    /// Share of the demand that failed at PoPs serving it (errors faults).
+    pub(crate) error_share: f64,
 }
 
 fn steady(expect: &Expect, pops: &[String], steps: &[StepRecord]) -> Option<Steady> {
@@ -115,6 +117,11 @@ fn steady(expect: &Expect, pops: &[String], steps: &[StepRecord]) -> Option<Stea
         answer_churn: window.iter().skip(1).map(|s| s.answer_changes).sum(),
         peak_utilisation: peak(|s| &s.utilisation),
         peak_planned_utilisation: peak(|s| &s.planned_utilisation),
+        error_share: {
+            let demand: f64 = window.iter().map(|s| s.demand_rps).sum();
+            let failed: f64 = window.iter().map(|s| s.failed_rps).sum();
+            if demand > 0.0 { failed / demand } else { 0.0 }
+        },
     })
 }
 
@@ -302,6 +309,11 @@ pub(crate) fn check(expect: &Expect, s: &Summary) -> Vec<String> {
                 st.peak_planned_utilisation,
                 expect.max_steady_planned_utilisation,
             ),
+            (
+                "steady error share".to_owned(),
+                st.error_share,
+                expect.max_steady_error_share,
+            ),
         ] {
             if let Some(max) = max
                 && got > max + 1e-9
@@ -312,6 +324,14 @@ pub(crate) fn check(expect: &Expect, s: &Summary) -> Vec<String> {
                 ));
             }
         }
+    }
+    if let (Some(min), Some(st)) = (expect.min_steady_error_share, &s.steady)
+        && st.error_share < min
+    {
+        failed.push(format!(
+            "steady error share = {:.4} over {:.0}-{:.0}s, expected >= {min}",
+            st.error_share, st.from_s, st.to_s
+        ));
     }
     if let Some(max) = expect.max_answer_changes_while_control_plane_gone {
         let got = s
@@ -398,6 +418,13 @@ pub(crate) fn human(s: &Summary, failed: &[String]) -> String {
             st.peak_utilisation * 100.0,
             st.peak_planned_utilisation * 100.0
         );
+        if st.error_share > 0.0 {
+            let _ = writeln!(
+                out,
+                "  steady errors: {:.3}% of requests failed",
+                st.error_share * 100.0
+            );
+        }
     }
     let mut control = Vec::new();
     if let Some(g) = &s.control_plane_gone {

@@ -74,6 +74,30 @@ pub(crate) struct World {
     /// show what the anycast rail alone does.
     #[serde(default)]
     pub(crate) correlated_failure_guard: Option<bool>,
+    /// Budget-aware steering for every SLO of the world config (as its
+    /// `[slos.steering]` would set it); without it SLOs only measure.
+    #[serde(default)]
+    pub(crate) slo_steering: Option<SloSteering>,
+    /// SLOs are evaluated this often (`[alerting] evaluation_interval`).
+    #[serde(default = "default_slo_evaluate")]
+    pub(crate) slo_evaluate_s: u64,
+}
+
+/// `[slos.steering]` for simulation.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SloSteering {
+    pub(crate) burn_rate: f64,
+    #[serde(default)]
+    pub(crate) release_below: Option<f64>,
+    #[serde(default)]
+    pub(crate) max_shift: Option<f64>,
+    #[serde(default)]
+    pub(crate) window_s: Option<u64>,
+}
+
+fn default_slo_evaluate() -> u64 {
+    10
 }
 
 fn default_report() -> u64 {
@@ -141,7 +165,7 @@ impl Default for Resolvers {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Fault {
-    /// pop_down | gray | observer_partition | flap | agent_silence |
+    /// pop_down | errors | gray | observer_partition | flap | agent_silence |
     /// correlated_self_report | control_restart | drain | drain_storm |
     /// capacity_loss | leader_loss | controller_partition | quorum_loss
     pub(crate) kind: String,
@@ -172,6 +196,10 @@ pub(crate) struct Fault {
     /// default 3 s).
     #[serde(default)]
     pub(crate) lease_ttl_s: Option<u64>,
+    /// errors: share of the PoP's requests that fail while its probes and
+    /// agent say all is well (default 0.05).
+    #[serde(default)]
+    pub(crate) error_share: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -213,10 +241,15 @@ pub(crate) struct Expect {
     /// etcd has no quorum), at least and at most.
     pub(crate) min_commands_refused: Option<usize>,
     pub(crate) max_commands_refused: Option<usize>,
+    /// Share of requests that failed over the steady window (what users
+    /// got), at most and at least.
+    pub(crate) max_steady_error_share: Option<f64>,
+    pub(crate) min_steady_error_share: Option<f64>,
 }
 
-pub(crate) const KINDS: [&str; 13] = [
+pub(crate) const KINDS: [&str; 14] = [
     "pop_down",
+    "errors",
     "gray",
     "observer_partition",
     "flap",
@@ -284,6 +317,28 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<(Scenario, PathBuf)> {
         if f.lease_ttl_s == Some(0) {
             errors.push(format!("{what}: lease_ttl_s must be positive"));
         }
+        if let Some(x) = f.error_share
+            && (f.kind != "errors" || !(0.0..=1.0).contains(&x))
+        {
+            errors.push(format!(
+                "{what}: error_share is a share (0 to 1) of an errors fault"
+            ));
+        }
+    }
+    if let Some(st) = &scenario.world.slo_steering {
+        let shift_ok = st.max_shift.is_none_or(|x| x > 0.0 && x < 1.0);
+        let release_ok = st
+            .release_below
+            .is_none_or(|x| x > 0.0 && x <= st.burn_rate);
+        if !(st.burn_rate > 0.0 && shift_ok && release_ok && st.window_s != Some(0)) {
+            errors.push(
+                "world.slo_steering: burn_rate > 0, 0 < max_shift < 1, 0 < release_below <= burn_rate, window_s > 0"
+                    .to_owned(),
+            );
+        }
+    }
+    if scenario.world.slo_evaluate_s == 0 {
+        errors.push("world.slo_evaluate_s must be positive".to_owned());
     }
     if !errors.is_empty() {
         bail!("{}: {}", path.display(), errors.join("; "));

@@ -352,6 +352,25 @@ impl Picker<'_> {
     }
 }
 
+/// Under calibration, no target with a share has a single-record weight
+/// below this part of the largest.
+const SHORT_FLOOR: f64 = 0.02;
+
+/// Single-record weights for calibration: trims scale weights, so a target
+/// the mix gives no single-record answers (a small share beside a big one,
+/// carried by full answers alone) could never get one, however the
+/// subnets' hashes fall and however far the delivered share is off. Every
+/// target with a share starts with a sliver of them, for the trims to grow
+/// or shrink.
+pub(crate) fn floor_short(short: &[f64], shares: &[f64]) -> Vec<f64> {
+    let floor = short.iter().copied().fold(0.0, f64::max) * SHORT_FLOOR;
+    short
+        .iter()
+        .zip(shares)
+        .map(|(w, s)| if *s > 0.0 { w.max(floor) } else { *w })
+        .collect()
+}
+
 /// What a set's clients should send its targets.
 pub(crate) struct Goal<'a> {
     /// Per target, shares summing to 1.
@@ -589,6 +608,54 @@ mod tests {
             // Still within a subnet and a half of the plan everywhere.
             assert!(err <= 1.5 / 250.0 + 1e-12, "salt {salt}: {after:?}");
         }
+    }
+
+    #[test]
+    fn a_small_share_carried_by_full_answers_alone_is_calibrated_too() {
+        // Two targets, two records: full answers carry both, and the mix
+        // gives fra1 no single-record answers at all. How many subnets get
+        // full answers is up to their hashes, so without a sliver of the
+        // short answers fra1 stays wherever that lands (a point off).
+        let seeds: Vec<u64> = ["fra1", "ams1"].iter().map(|s| seed(s)).collect();
+        let shares = [0.052, 0.948];
+        let m = steer_types::delivery::mix(&shares, 2);
+        assert_eq!(m.short_weights[0], 0.0);
+        let short_below = (m.short_share * 18_446_744_073_709_551_616.0) as u64;
+        let goal = goal(&shares);
+        let mut fixed = 0;
+        for salt in 0..10 {
+            let keys = population(250, salt);
+            let floored = floor_short(&m.short_weights, &shares);
+            let picker = Picker {
+                seeds: &seeds,
+                full: &m.full_weights,
+                short: &floored,
+                short_below,
+                records: 2,
+                short_salt: 7,
+            };
+            let (_, err) = calibrate(&picker, &keys, &goal, &[]).unwrap_or_default();
+            let bare = Picker {
+                short: &m.short_weights,
+                ..picker
+            };
+            let full_only = shares_of(&bare, &keys, &[1.0, 1.0]);
+            let (_, bare_err) = calibrate(&bare, &keys, &goal, &[]).unwrap_or_default();
+            let grain = 1.0 / 250.0 + 1e-9;
+            // Never worse than a subnet, nor than without the sliver.
+            assert!(
+                err <= bare_err.max(grain),
+                "salt {salt}: {err} vs {bare_err}"
+            );
+            // Where full answers alone fall short, the sliver makes it up.
+            if full_only[0] < shares[0] {
+                assert!(err <= grain, "salt {salt}: off by {err}");
+            }
+            // (Where they alone give fra1 too much, no weight can help: how
+            // many subnets get full answers is up to their hashes.)
+            fixed += usize::from(bare_err > grain && err <= grain);
+        }
+        assert!(fixed >= 3, "{fixed}");
     }
 
     #[test]

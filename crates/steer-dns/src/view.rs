@@ -205,10 +205,13 @@ impl Keyed {
         } else {
             Vec::new()
         };
+        // Calibrated answers start every target with a sliver of the
+        // single-record answers; uncalibrated ones keep the mix as it is.
+        let floored = crate::calibrate::floor_short(&m.short_weights, shares);
         let picker = crate::calibrate::Picker {
             seeds,
             full: &m.full_weights,
-            short: &m.short_weights,
+            short: &floored,
             short_below,
             records,
             short_salt: SHORT_SALT,
@@ -238,7 +241,11 @@ impl Keyed {
         };
         let keyed = Self {
             full: keyed(&m.full_weights),
-            short: keyed(&m.short_weights),
+            short: keyed(if trims.is_some() {
+                &floored
+            } else {
+                &m.short_weights
+            }),
             short_below,
         };
         (keyed, calibrated.map(|(_, err)| err))

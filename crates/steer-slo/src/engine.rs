@@ -28,7 +28,7 @@ pub struct SliSample {
     pub slow: Option<u64>,
 }
 
-/// How long the per-PoP histories reach back: the longest page window.
+/// How long an SLO's fine buckets reach back: the longest page window.
 const POP_HORIZON: Duration = Duration::from_secs(6 * 3600 + 600);
 
 /// The persisted part: histories, baselines and corrections.
@@ -75,8 +75,30 @@ impl SloEngine {
             spec.alerts
                 .iter()
                 .map(|r| r.short)
+                .chain(spec.steering.as_ref().map(|st| st.window))
                 .min()
                 .unwrap_or(Duration::from_secs(300)),
+        )
+    }
+
+    /// Per-PoP histories answer the shortest alert window (which PoP is
+    /// burning, for operators) and the steering window: their fine buckets
+    /// reach back twice the longer of those, plus ten minutes.
+    fn pop_shape(spec: &SloSpec) -> (i64, Duration) {
+        let longest = spec
+            .alerts
+            .iter()
+            .map(|r| r.short)
+            .min()
+            .unwrap_or(Duration::from_secs(300))
+            .max(
+                spec.steering
+                    .as_ref()
+                    .map_or(Duration::ZERO, |st| st.window),
+            );
+        (
+            Self::fine_width(spec),
+            longest * 2 + Duration::from_secs(600),
         )
     }
 
@@ -101,6 +123,16 @@ impl SloEngine {
             self.specs.iter().map(|s| &s.name).collect();
         self.state.histories.retain(|k, _| names.contains(k));
         self.state.pop_histories.retain(|k, _| names.contains(k));
+        // Per-PoP histories of another shape (a changed steering or alert
+        // window) start over: they hold minutes, the SLO's own history
+        // keeps the budget.
+        for spec in &self.specs {
+            let (width, keep) = Self::pop_shape(spec);
+            let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 4);
+            if let Some(pops) = self.state.pop_histories.get_mut(&spec.name) {
+                pops.retain(|_, h| h.fine_shape() == (width, keep));
+            }
+        }
     }
 
     /// Starts from persisted state (histories of SLOs still configured are
@@ -152,7 +184,6 @@ impl SloEngine {
         });
         let region = self.pop_region.get(pop);
         for spec in &self.specs {
-            let fine = Self::fine_width(spec);
             if spec.service != service
                 || spec.pop.as_deref().is_some_and(|p| p != pop)
                 || spec
@@ -182,7 +213,10 @@ impl SloEngine {
                 .entry(spec.name.clone())
                 .or_default()
                 .entry(pop.to_owned())
-                .or_insert_with(|| History::with_fine_width(fine, POP_HORIZON, Duration::ZERO))
+                .or_insert_with(|| {
+                    let (width, keep) = Self::pop_shape(spec);
+                    History::with_fine_width(width, keep, Duration::ZERO)
+                })
                 .record(at, counts);
         }
     }

@@ -194,6 +194,12 @@ impl History {
         }
     }
 
+    /// Width of a fine bucket and how far the fine buckets reach back, in
+    /// milliseconds.
+    pub fn fine_shape(&self) -> (i64, i64) {
+        (self.fine.width_ms, self.fine.keep_ms)
+    }
+
     /// Adds events seen at `at`.
     pub fn record(&mut self, at: Timestamp, counts: Counts) {
         if counts.total == 0 && counts.bad == 0 {

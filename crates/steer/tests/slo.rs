@@ -250,3 +250,94 @@ fn an_error_burst_pages_through_alertmanager_and_resolves() {
     traffic.join().unwrap();
     assert!(sent.load(Ordering::Relaxed) > 100);
 }
+
+#[test]
+fn load_command_counters_feed_the_slo_and_a_reset_counts_from_zero() {
+    let s = Steerd::start("slo-load-command");
+    let dir = temp_dir("slo-load-command-agent");
+    let counters = dir.join("counters");
+    let write = |text: &str| {
+        // Atomic for the reader: the agent's `cat` never sees half a file.
+        std::fs::write(dir.join("counters.tmp"), text).unwrap();
+        std::fs::rename(dir.join("counters.tmp"), &counters).unwrap();
+    };
+    write("load_rps=10 requests_total=1000 errors_total=0\n");
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "pop = \"fra1\"\nsteerd = [\"{}\"]\nreport_interval = \"300ms\"\ncapacity_rps = 10000\n\
+             load_command = [\"cat\", \"{}\"]\nload_interval = \"300ms\"\n\
+             [[probes]]\nname = \"app-tcp\"\nservice = \"app\"\nkind = \"tcp\"\n\
+             target = \"{}\"\ninterval = \"300ms\"\ntimeout = \"200ms\"\n",
+            s.endpoint(),
+            counters.display(),
+            probe.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let _agent = Proc::spawn(
+        Command::new(AGENT).arg("--config").arg(&config),
+        dir.join("agent.log"),
+    );
+    let total = "steer_slo_events_total{slo=\"app-availability\",kind=\"total\"}";
+    let bad = "steer_slo_events_total{slo=\"app-availability\",kind=\"bad\"}";
+    // The first reading is a baseline: nothing is counted until the
+    // counters move, so move them until something is.
+    let mut requests = 1000u64;
+    let mut errors = 0u64;
+    let started = poll(Duration::from_secs(15), || {
+        requests += 100;
+        errors += 1;
+        write(&format!(
+            "load_rps=10 requests_total={requests} errors_total={errors}\n"
+        ));
+        let counted = metric(&s, total).filter(|t| *t > 0.0);
+        if counted.is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        counted
+    });
+    assert!(
+        started.is_some(),
+        "no events counted; agent log:\n{}",
+        std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
+    );
+    // Settled: the counts hold still over a few reports (which of the
+    // readings above was the baseline is the agent's timing).
+    let (t0, b0) = poll(Duration::from_secs(15), || {
+        let before = (metric(&s, total)?, metric(&s, bad)?);
+        std::thread::sleep(Duration::from_millis(1000));
+        let after = (metric(&s, total)?, metric(&s, bad)?);
+        (before == after).then_some(after)
+    })
+    .unwrap();
+    // Each write above added 100 requests and 1 error.
+    assert_eq!(t0, b0 * 100.0);
+    let settled = |want_total: f64, want_bad: f64| {
+        poll(Duration::from_secs(15), || {
+            (metric(&s, total)? == want_total && metric(&s, bad)? == want_bad).then_some(())
+        })
+        .is_some()
+    };
+    write(&format!(
+        "load_rps=10 requests_total={} errors_total={}\n",
+        requests + 500,
+        errors + 50
+    ));
+    assert!(
+        settled(t0 + 500.0, b0 + 50.0),
+        "{:?} {:?}",
+        metric(&s, total),
+        metric(&s, bad)
+    );
+    // The proxy restarted: its counters start again from zero.
+    write("load_rps=10 requests_total=20 errors_total=1\n");
+    assert!(
+        settled(t0 + 520.0, b0 + 51.0),
+        "{:?} {:?}",
+        metric(&s, total),
+        metric(&s, bad)
+    );
+}

@@ -112,6 +112,19 @@ fn build_report(config: &AgentConfig, sources: &Sources, instance: u64) -> Healt
         }
     }
     let figures = load::current(&sources.load);
+    // Counters `load_command` printed, for services no [[sli]] source
+    // reads.
+    for (service, c) in &figures.sli {
+        if let Some(entry) = services.get_mut(service)
+            && !entry.sli_present
+        {
+            entry.sli_present = true;
+            entry.requests_total = c.total;
+            entry.requests_failed = c.failed;
+            entry.slow_present = c.slow.is_some();
+            entry.requests_slow = c.slow.unwrap_or(0);
+        }
+    }
     HealthReport {
         pop: config.pop.clone(),
         sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed) + 1,

@@ -65,6 +65,12 @@ struct Args {
     /// DNS queries per second of the latency prober.
     #[arg(long, default_value_t = 200)]
     dns_rate: u32,
+    /// Services per report: `app` for 1, else `svc0` .. `svc<N-1>`.
+    #[arg(long, default_value_t = 1)]
+    services: usize,
+    /// Leave out the SLI counters (the baseline for their cost).
+    #[arg(long)]
+    no_sli: bool,
 }
 
 #[derive(Default)]
@@ -76,9 +82,17 @@ struct Counters {
     open: AtomicU64,
 }
 
-/// A realistic report: two services with probe evidence, load figures and
-/// two peer observations.
-fn report(pop: &str, sequence: u64, instance: u64) -> HealthReport {
+/// What every report carries besides its PoP and sequence.
+#[derive(Clone, Copy)]
+struct Shape {
+    services: usize,
+    sli: bool,
+}
+
+/// A realistic report: `shape.services` services with two probes' evidence
+/// each (and SLI counters unless left out), load figures and two peer
+/// observations.
+fn report(pop: &str, sequence: u64, instance: u64, shape: Shape) -> HealthReport {
     let probe = |name: &str| ProbeResult {
         name: name.into(),
         kind: "http".into(),
@@ -90,17 +104,29 @@ fn report(pop: &str, sequence: u64, instance: u64) -> HealthReport {
         pop: pop.into(),
         sequence,
         agent_time_unix_ms: 0,
-        services: vec![ServiceHealth {
-            service: "app".into(),
-            status: ServiceStatus::Up.into(),
-            probes: vec![probe("app-http"), probe("app-tcp")],
-            // The SLI counters an [[sli]] source adds to every report.
-            requests_total: sequence * 100,
-            requests_failed: sequence / 10,
-            sli_present: true,
-            requests_slow: 0,
-            slow_present: false,
-        }],
+        services: (0..shape.services.max(1))
+            .map(|i| {
+                let name = if shape.services <= 1 {
+                    "app".to_owned()
+                } else {
+                    format!("svc{i}")
+                };
+                ServiceHealth {
+                    probes: vec![
+                        probe(&format!("{name}-http")),
+                        probe(&format!("{name}-tcp")),
+                    ],
+                    service: name,
+                    status: ServiceStatus::Up.into(),
+                    // The SLI counters an [[sli]] source adds to every report.
+                    requests_total: if shape.sli { sequence * 100 } else { 0 },
+                    requests_failed: if shape.sli { sequence / 10 } else { 0 },
+                    sli_present: shape.sli,
+                    requests_slow: 0,
+                    slow_present: false,
+                }
+            })
+            .collect(),
         capacity_rps: 10_000.0,
         load_rps: 1_000.0,
         agent_instance: instance,
@@ -153,8 +179,9 @@ impl Encoder for ReportCodec {
 
     fn encode(&mut self, sequence: u64, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         self.template.sequence = sequence;
-        for s in &mut self.template.services {
+        for s in self.template.services.iter_mut().filter(|s| s.sli_present) {
             s.requests_total = sequence * 100;
+            s.requests_failed = sequence / 10;
         }
         self.template
             .encode(dst)
@@ -189,6 +216,7 @@ async fn agent_stream(
     pop: String,
     instance: u64,
     rate: f64,
+    shape: Shape,
     counters: Arc<Counters>,
     connect_gate: Arc<Semaphore>,
 ) {
@@ -216,7 +244,7 @@ async fn agent_stream(
         counters: counters.clone(),
     };
     let codec = ReportCodec {
-        template: report(&pop, 0, instance),
+        template: report(&pop, 0, instance, shape),
     };
     let mut client = Grpc::new(channel);
     if client.ready().await.is_err() {
@@ -341,6 +369,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             pops[i % pops.len()].clone(),
             1_000_000 + i as u64,
             args.rate,
+            Shape {
+                services: args.services,
+                sli: !args.no_sli,
+            },
             counters.clone(),
             gate.clone(),
         ));

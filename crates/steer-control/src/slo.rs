@@ -28,12 +28,26 @@ const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// would be stale anyway, so new ones are dropped and counted.
 const ALERT_QUEUE: usize = 16;
 
-/// `steer_slo_events_total` for what one observation added to an SLO.
-fn count_events(slo: &str, counts: steer_slo::Counts) {
-    for (kind, n) in [("total", counts.total), ("bad", counts.bad)] {
-        if n > 0 {
-            metrics::counter!("steer_slo_events_total", "slo" => slo.to_owned(), "kind" => kind)
-                .increment(n);
+/// `steer_slo_events_total{slo}` for `total` and `bad`, looked up once per
+/// SLO rather than per report.
+#[derive(Default)]
+struct EventCounters(BTreeMap<String, [metrics::Counter; 2]>);
+
+impl EventCounters {
+    /// Counts what one observation added to an SLO.
+    fn count(&mut self, slo: &str, counts: steer_slo::Counts) {
+        let pair = match self.0.get(slo) {
+            Some(pair) => pair,
+            None => self.0.entry(slo.to_owned()).or_insert_with(|| {
+                ["total", "bad"].map(|kind| {
+                    metrics::counter!("steer_slo_events_total", "slo" => slo.to_owned(), "kind" => kind)
+                })
+            }),
+        };
+        for (counter, n) in pair.iter().zip([counts.total, counts.bad]) {
+            if n > 0 {
+                counter.increment(n);
+            }
         }
     }
 }
@@ -84,6 +98,7 @@ pub(crate) struct SloRuntime {
     pub(crate) snapshot: Arc<ArcSwap<SloSnapshot>>,
     alerts_tx: Option<mpsc::Sender<Vec<serde_json::Value>>>,
     steering: BudgetSteering,
+    events: EventCounters,
     /// Budget-aware steering's shifts as of the last evaluation, for the
     /// policy.
     pub(crate) shifts: Vec<BudgetShift>,
@@ -110,6 +125,7 @@ impl SloRuntime {
             snapshot: Arc::new(ArcSwap::from_pointee(SloSnapshot::default())),
             alerts_tx: None,
             steering: BudgetSteering::default(),
+            events: EventCounters::default(),
             shifts: Vec::new(),
         }
     }
@@ -201,12 +217,13 @@ impl SloRuntime {
                     failed: c.failed,
                     slow: c.slow,
                 };
+                let events = &mut self.events;
                 self.engine.observe(
                     r.pop.as_str(),
                     c.service.as_str(),
                     sample,
                     now,
-                    &mut count_events,
+                    &mut |slo, counts| events.count(slo, counts),
                 );
                 self.dirty = true;
             }

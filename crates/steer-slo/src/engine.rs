@@ -57,14 +57,28 @@ pub struct SloEngine {
     /// Region of each PoP, for region-scoped SLOs.
     pop_region: BTreeMap<String, String>,
     state: SloState,
+    /// Scratch for a source's key (`pop/service`).
+    key: String,
+    /// Indexes into `specs` per service.
+    by_service: std::collections::HashMap<String, Vec<usize>>,
+}
+
+fn index_by_service(specs: &[SloSpec]) -> std::collections::HashMap<String, Vec<usize>> {
+    let mut out: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for (i, s) in specs.iter().enumerate() {
+        out.entry(s.service.clone()).or_default().push(i);
+    }
+    out
 }
 
 impl SloEngine {
     pub fn new(specs: Vec<SloSpec>, pop_region: BTreeMap<String, String>) -> Self {
         let mut engine = Self {
+            by_service: index_by_service(&specs),
             specs,
             pop_region,
             state: SloState::default(),
+            key: String::new(),
         };
         engine.ensure_histories();
         engine
@@ -144,6 +158,7 @@ impl SloEngine {
 
     /// New specs (a reload), keeping the history of SLOs that stay.
     pub fn reconfigure(&mut self, specs: Vec<SloSpec>, pop_region: BTreeMap<String, String>) {
+        self.by_service = index_by_service(&specs);
         self.specs = specs;
         self.pop_region = pop_region;
         self.ensure_histories();
@@ -167,11 +182,26 @@ impl SloEngine {
         at: Timestamp,
         recorded: &mut dyn FnMut(&str, Counts),
     ) {
-        let base = self
-            .state
-            .baselines
-            .entry(format!("{pop}/{service}"))
-            .or_default();
+        let Some(indexes) = self.by_service.get(service) else {
+            return;
+        };
+        // Reports are small and frequent: no allocation once a source and
+        // its histories exist.
+        let mut key = std::mem::take(&mut self.key);
+        key.clear();
+        key.push_str(pop);
+        key.push('/');
+        key.push_str(service);
+        if !self.state.baselines.contains_key(key.as_str()) {
+            self.state
+                .baselines
+                .insert(key.clone(), BaselinePair::default());
+        }
+        let Some(base) = self.state.baselines.get_mut(key.as_str()) else {
+            self.key = key;
+            return;
+        };
+        self.key = key;
         let availability = base.availability.advance(Cumulative {
             total: sample.total,
             bad: sample.failed.min(sample.total),
@@ -183,9 +213,8 @@ impl SloEngine {
             })
         });
         let region = self.pop_region.get(pop);
-        for spec in &self.specs {
-            if spec.service != service
-                || spec.pop.as_deref().is_some_and(|p| p != pop)
+        for spec in indexes.iter().filter_map(|&i| self.specs.get(i)) {
+            if spec.pop.as_deref().is_some_and(|p| p != pop)
                 || spec
                     .region
                     .as_ref()
@@ -208,16 +237,23 @@ impl SloEngine {
                 h.record(at, counts);
             }
             recorded(&spec.name, counts);
-            self.state
-                .pop_histories
-                .entry(spec.name.clone())
-                .or_default()
-                .entry(pop.to_owned())
-                .or_insert_with(|| {
+            let pops = match self.state.pop_histories.get_mut(&spec.name) {
+                Some(pops) => pops,
+                None => self
+                    .state
+                    .pop_histories
+                    .entry(spec.name.clone())
+                    .or_default(),
+            };
+            match pops.get_mut(pop) {
+                Some(h) => h.record(at, counts),
+                None => {
                     let (width, keep) = Self::pop_shape(spec);
-                    History::with_fine_width(width, keep, Duration::ZERO)
-                })
-                .record(at, counts);
+                    let mut h = History::with_fine_width(width, keep, Duration::ZERO);
+                    h.record(at, counts);
+                    pops.insert(pop.to_owned(), h);
+                }
+            }
         }
     }
 

@@ -585,7 +585,10 @@ pub(crate) fn run(
                     qtype: RecordType::A,
                     qclass: DNSClass::IN,
                 };
-                let answer: Vec<usize> = steer_dns::answer(&view, &q, &info)
+                // The edge serves it: the answer counts and samples.
+                let served = steer_dns::answer(&view, &q, &info);
+                served.record_served();
+                let answer: Vec<usize> = served
                     .answers
                     .iter()
                     .filter_map(|rec| match &rec.data {

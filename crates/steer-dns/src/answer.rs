@@ -111,6 +111,66 @@ pub struct Answer<'v> {
     pub ecs_scope: u8,
     /// Client region index the answer was steered for, if a GSLB answer.
     pub region: Option<usize>,
+    /// What sending it records; see [`Answer::record_served`].
+    pub(crate) served: Served<'v>,
+}
+
+/// What serving a steered answer records: the service's query counter, the
+/// answers per PoP (`steer_dns_answers_total`) and the control loop's
+/// demand tally, the subnet in the set's calibration sample, fallback
+/// answers. Deciding an answer records nothing, so `steerctl explain` and
+/// other dry runs leave no trace; whoever sends it calls
+/// [`Answer::record_served`]. A CNAME chain through two steered names
+/// records the last.
+#[derive(Clone, Copy)]
+pub(crate) struct Served<'v> {
+    svc: Option<&'v CompiledService>,
+    set: Option<&'v CompiledSet>,
+    /// The client's subnet key, for the sample.
+    key: u64,
+    /// Indexes into `set.targets` of the records sent, and each one's
+    /// share of the client (in `ANSWER_UNIT`s).
+    targets: [u16; MAX_PICK],
+    picked: u8,
+    share: u64,
+    fallback: Option<&'v metrics::Counter>,
+}
+
+impl Default for Served<'_> {
+    fn default() -> Self {
+        Self {
+            svc: None,
+            set: None,
+            key: 0,
+            targets: [0; MAX_PICK],
+            picked: 0,
+            share: 0,
+            fallback: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Served<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("steered", &self.svc.is_some())
+            .field("targets", &&self.targets[..usize::from(self.picked)])
+            .field("share", &self.share)
+            .field("fallback", &self.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Served<'_> {
+    fn pick(&mut self, target: usize) {
+        if let (Some(slot), Ok(t)) = (
+            self.targets.get_mut(usize::from(self.picked)),
+            u16::try_from(target),
+        ) {
+            *slot = t;
+            self.picked += 1;
+        }
+    }
 }
 
 impl<'v> Answer<'v> {
@@ -128,6 +188,29 @@ impl<'v> Answer<'v> {
             additional: &[],
             ecs_scope: 0,
             region: None,
+            served: Served::default(),
+        }
+    }
+
+    /// Records that this answer was sent (see [`Served`]).
+    pub fn record_served(&self) {
+        let s = &self.served;
+        if let Some(svc) = s.svc {
+            svc.queries.increment(1);
+        }
+        if let Some(set) = s.set {
+            if let Some(sample) = &set.sample {
+                sample.observe(s.key);
+            }
+            for &i in &s.targets[..usize::from(s.picked)] {
+                if let Some(t) = set.targets.get(usize::from(i)) {
+                    t.answered.increment(1);
+                    t.tally.fetch_add(s.share, Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some(f) = s.fallback {
+            f.increment(1);
         }
     }
 
@@ -179,6 +262,18 @@ pub(crate) fn zone_of<'v>(
 /// included), up to [`MAX_CNAME_CHAIN`] and never twice through one name.
 /// The rcode is that of the last name looked up (RFC 6604).
 pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> Answer<'v> {
+    let mut served = Served::default();
+    let mut a = resolve(view, q, client, &mut served);
+    a.served = served;
+    a
+}
+
+fn resolve<'v>(
+    view: &'v DnsView,
+    q: &Question<'_>,
+    client: &ClientInfo,
+    served: &mut Served<'v>,
+) -> Answer<'v> {
     if q.qclass != DNSClass::IN {
         return Answer::refused();
     }
@@ -211,6 +306,7 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
                 Owner::Record
             };
             let (a, alias) = steered(view, svc, q, client, chain, owner);
+            *served = a.served;
             let follow = alias.filter(|&t| {
                 q.qtype != RecordType::CNAME
                     && step < MAX_CNAME_CHAIN
@@ -333,7 +429,10 @@ fn steered_records<'v>(
     alias: &mut Option<&'v LowerName>,
 ) -> Answer<'v> {
     let zone = &view.zones[svc.zone];
-    svc.queries.increment(1);
+    let mut served = Served {
+        svc: Some(svc),
+        ..Served::default()
+    };
     let (region, matched_len) = client_region(view, client);
     let regional = region.map_or(&svc.global, |i| &svc.regional[i]);
     let key = if svc.random {
@@ -357,30 +456,39 @@ fn steered_records<'v>(
             .into_iter()
             .find(|s| !s.any.is_empty());
         if let Some(set) = set {
-            observe(set, key);
+            served.set = Some(set);
+            served.key = key;
+            served.share = ANSWER_UNIT;
             let mut chosen = [0; MAX_PICK];
             let n = set.any.pick(key, 1, &mut chosen);
             let before = chain.len();
             chain.extend(chosen[..n].iter().filter_map(|&i| {
                 let t = set.targets.get(i)?;
-                t.answered.increment(1);
-                t.tally.fetch_add(ANSWER_UNIT, Ordering::Relaxed);
                 *alias = t.cname_target.as_ref();
-                Some(Answered {
-                    rr: t.cname.as_ref()?,
-                    owner,
-                })
+                let rr = t.cname.as_ref()?;
+                served.pick(i);
+                Some(Answered { rr, owner })
             }));
             if chain.len() > before {
-                return positive(chain, set.any.hashed(1) && !set.cname_uniform);
+                let mut a = positive(chain, set.any.hashed(1) && !set.cname_uniform);
+                a.served = served;
+                return a;
             }
+            served = Served {
+                svc: Some(svc),
+                ..Served::default()
+            };
         }
     }
 
     let v6 = match q.qtype {
         RecordType::A | RecordType::ANY => false,
         RecordType::AAAA => true,
-        _ => return Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain),
+        _ => {
+            let mut a = Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
+            a.served = served;
+            return a;
+        }
     };
     // The client's set, else the global one, else the configured fallback.
     let family = |set: &'v CompiledSet| {
@@ -400,45 +508,41 @@ fn steered_records<'v>(
             &svc.fallback_v4
         };
         if fallback.is_empty() {
-            return Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
+            let mut a = Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
+            a.served = served;
+            return a;
         }
-        view.metrics.fallback.increment(1);
+        served.fallback = Some(&view.metrics.fallback);
         chain.extend(
             fallback
                 .iter()
                 .take(svc.max_records)
                 .map(|rr| Answered { rr, owner }),
         );
-        return positive(chain, false);
+        let mut a = positive(chain, false);
+        a.served = served;
+        return a;
     };
     let (keyed, idx) = family(set);
     // Sampled even while the answer does not depend on the subnet, so the
-    // sample is ready when a plan makes it depend.
-    observe(set, key);
+    // sample is ready when a plan makes it depend (random selection has
+    // no sample: its key is not the subnet's).
+    served.set = Some(set);
+    served.key = key;
     let mut chosen = [0; MAX_PICK];
     let n = keyed.pick(key, svc.max_records, &mut chosen);
     // Clients split their traffic over the records they get.
-    let share = ANSWER_UNIT / n.max(1) as u64;
+    served.share = ANSWER_UNIT / n.max(1) as u64;
     chain.extend(chosen[..n].iter().filter_map(|&i| {
-        let rr = record(set, *idx.get(i)?, v6, share)?;
+        let target = *idx.get(i)?;
+        let t = set.targets.get(target)?;
+        let rr = if v6 { t.aaaa.as_ref() } else { t.a.as_ref() }?;
+        served.pick(target);
         Some(Answered { rr, owner })
     }));
-    positive(chain, keyed.hashed(svc.max_records))
-}
-
-/// Adds the client's subnet to the set's sample, for calibrating the next
-/// view (random selection has no sample: its key is not the subnet's).
-fn observe(set: &CompiledSet, key: u64) {
-    if let Some(sample) = &set.sample {
-        sample.observe(key);
-    }
-}
-
-fn record(set: &CompiledSet, target: usize, v6: bool, share: u64) -> Option<&Rr> {
-    let t = set.targets.get(target)?;
-    t.answered.increment(1);
-    t.tally.fetch_add(share, Ordering::Relaxed);
-    if v6 { t.aaaa.as_ref() } else { t.a.as_ref() }
+    let mut a = positive(chain, keyed.hashed(svc.max_records));
+    a.served = served;
+    a
 }
 
 /// The client's region index and the prefix length of the mapping that

@@ -94,7 +94,10 @@ impl QueryMetrics {
 
     /// One answered query (service and PoP counters are bumped where the
     /// answer is chosen).
+    /// Counts an answer being sent, and records what it served (see
+    /// [`Answer::record_served`]).
     pub(crate) fn record(&self, q: &Question<'_>, a: &Answer<'_>, ecs: bool) {
+        a.record_served();
         self.qtype(q.qtype).increment(1);
         self.rcode(a.rcode).increment(1);
         if ecs {

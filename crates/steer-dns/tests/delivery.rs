@@ -108,6 +108,8 @@ fn measure(weights: &[u32], max_records: usize, subnets: u32) -> (Vec<f64>, Vec<
             random: 0,
         };
         let a = answer(&view, &q, &client);
+        // Sent: counted into the tally the control loop reads.
+        a.record_served();
         let n = a.answers.len() as f64;
         assert!(n >= 1.0 && n <= max_records as f64);
         for r in &a.answers {

@@ -414,3 +414,43 @@ fn cname_style_targets_in_our_zones_are_followed() {
         )
     );
 }
+
+/// Deciding an answer records nothing: explain and other dry runs leave
+/// the demand tally alone; the answer counts once it is sent.
+#[test]
+fn an_answer_counts_only_when_sent() {
+    let eu = vec![target("fra1", 11), target("ams1", 12)];
+    let p = plan(1, eu.clone(), eu);
+    let nets = [ClientNetwork {
+        prefix: "10.1.0.0/16".parse().unwrap(),
+        region: RegionId::new("eu-west"),
+    }];
+    let tally = steer_types::answers::AnswerTally::default();
+    let v = DnsView::compile_counted(&[zone()], &nets, &p, &settings(), &tally).unwrap();
+    let total = |t: &steer_types::answers::AnswerTally| -> u64 {
+        t.totals().0.iter().map(|(_, n)| n).sum()
+    };
+    let name = LowerName::new(&Name::from_str("app.example.test.").unwrap());
+    let q = Question {
+        name: &name,
+        qtype: RecordType::A,
+        qclass: DNSClass::IN,
+    };
+    let client = ecs("10.1.2.0", 24, 0);
+    let a = answer(&v, &q, &client);
+    assert!(!a.answers.is_empty());
+    let e = steer_dns::explain(
+        &v,
+        &p,
+        &steer_types::PlanEvidence::default(),
+        &[],
+        "app.example.test",
+        "A",
+        "10.1.2.0/24".parse().unwrap(),
+    )
+    .unwrap();
+    assert!(!e.answers.is_empty());
+    assert_eq!(total(&tally), 0, "decided and explained, not sent");
+    a.record_served();
+    assert_eq!(total(&tally), steer_types::answers::ANSWER_UNIT);
+}

@@ -36,6 +36,16 @@ pub(crate) fn client_subnet(request: Option<&Edns>) -> Option<ClientSubnet> {
     }
 }
 
+/// RFC 7871 6: a subnet with address bits set beyond its source prefix is
+/// malformed (FORMERR, as Knot answers), not a client to steer.
+pub(crate) fn subnet_valid(cs: &ClientSubnet) -> bool {
+    let prefix = u32::from(cs.source_prefix());
+    match cs.addr() {
+        IpAddr::V4(a) => prefix <= 32 && u32::from(a).checked_shl(prefix).unwrap_or(0) == 0,
+        IpAddr::V6(a) => prefix <= 128 && u128::from(a).checked_shl(prefix).unwrap_or(0) == 0,
+    }
+}
+
 /// Who the answer is for: the ECS subnet when given, else the resolver.
 pub(crate) fn client_info(ecs: Option<&ClientSubnet>, resolver: IpAddr, random: u64) -> ClientInfo {
     match ecs {

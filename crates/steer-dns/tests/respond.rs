@@ -120,6 +120,47 @@ fn pre_encoded_replies_decode_to_the_right_answer() {
     assert_eq!(m.authorities[0].name.to_string(), "example.test.");
 }
 
+/// RFC 7871 6: address bits beyond the source prefix make the option
+/// malformed: FORMERR over UDP and TCP alike (as Knot), not an answer
+/// steered for a made-up subnet.
+#[test]
+fn a_client_subnet_with_bits_past_its_prefix_is_formerr() {
+    use hickory_server::proto::op::{Message, ResponseCode};
+    let v = view();
+    for (ecs, want) in [
+        (
+            vec![0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2],
+            ResponseCode::NoError,
+        ),
+        (
+            vec![0, 8, 0, 7, 0, 1, 23, 0, 10, 1, 3],
+            ResponseCode::FormErr,
+        ),
+        (
+            vec![0, 8, 0, 8, 0, 1, 30, 0, 10, 1, 2, 7],
+            ResponseCode::FormErr,
+        ),
+        (vec![0, 8, 0, 4, 0, 1, 0, 0], ResponseCode::NoError),
+        (
+            vec![0, 8, 0, 11, 0, 2, 52, 0, 0x20, 1, 0x0d, 0xb8, 0, 1, 0xff],
+            ResponseCode::FormErr,
+        ),
+    ] {
+        let q = query("app.example.test", 1, Some((1232, ecs.clone())));
+        let mut out = Vec::new();
+        assert_eq!(
+            respond_udp(&v, &q, [192, 0, 2, 9].into(), 0, &mut out),
+            UdpOutcome::Reply
+        );
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.response_code, want, "{ecs:?}");
+        if want == ResponseCode::FormErr {
+            assert!(m.answers.is_empty());
+        }
+        check(&v, &q);
+    }
+}
+
 #[test]
 fn big_answers_fit_or_truncate() {
     let v = view();

@@ -14,6 +14,7 @@ mod dry_run;
 #[allow(clippy::unwrap_used)]
 mod durability;
 mod health;
+mod inputs;
 mod intents;
 mod record;
 mod slo;
@@ -114,6 +115,11 @@ pub struct ControlLoop {
     /// Plan versions continue above this (the shared state's last
     /// version, so a new leader's plans never repeat a sequence).
     version_floor: u64,
+    /// What the last plan was computed from (see [`inputs`]), and when.
+    planned_inputs: Option<inputs::PlanInputs>,
+    computed_at: Timestamp,
+    /// When demand was last estimated.
+    estimated_at: Timestamp,
 }
 
 /// Where the loop samples answer counters from: cumulative totals.
@@ -230,6 +236,11 @@ fn demand_moved(
 const DEMAND_STEP: (f64, f64) = (0.05, 50.0);
 const DEMAND_DRIFT: (f64, f64) = (0.01, 10.0);
 const DEMAND_DRIFT_EVERY: Duration = Duration::from_secs(60);
+/// Demand is estimated at most this often while health holds (answers are
+/// sampled once a second).
+const DEMAND_ESTIMATE_EVERY: Duration = Duration::from_secs(1);
+/// With nothing but time moving, a tick re-plans at most this often.
+const TIME_REPLAN_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether a scope names things that exist in `topology`.
 fn scope_known(topology: &Topology, scope: &DrainScope) -> bool {
@@ -429,11 +440,15 @@ impl ControlLoop {
             identity,
             standby,
             version_floor: saved.plan_version,
+            planned_inputs: None,
+            computed_at: Timestamp(i64::MIN / 4),
+            estimated_at: Timestamp(i64::MIN / 4),
         };
         // Alertable from the first scrape, not only after the first failure.
         metrics::counter!("steer_state_write_errors_total").increment(0);
         metrics::counter!("steer_audit_write_errors_total").increment(0);
         metrics::counter!("steer_plan_publications_total").increment(0);
+        metrics::counter!("steer_plan_replans_skipped_total").increment(0);
         this.register_health_metrics();
         let mut this = this;
         // Intents the config no longer has a place for: each audited, saved
@@ -519,7 +534,17 @@ impl ControlLoop {
             self.aggregator.observe(r, now);
         }
         self.slo.observe(reports, now);
-        self.refresh_demand(now);
+        let moved = self.evaluate_health(now);
+        self.refresh_demand(now, moved);
+        // Reports that moved nothing the policy decides on (live figures
+        // only) cost no re-plan: at a thousand PoPs and fifty services one
+        // costs far more than the reports; ticks re-plan on time anyway.
+        if !moved
+            && self.planned_inputs.as_ref() == Some(&inputs::PlanInputs::of(&self.snapshot(now)))
+        {
+            metrics::counter!("steer_plan_replans_skipped_total").increment(1);
+            return;
+        }
         self.recompute_and_publish_at(false, now);
     }
 
@@ -680,8 +705,18 @@ impl ControlLoop {
         info!("control loop stopped");
     }
 
-    fn refresh_demand(&mut self, now: Timestamp) {
+    /// Re-estimates demand, adopting it when it moved a step (or drifted,
+    /// or health changed: `health_moved`, or states differ from the last
+    /// adoption's).
+    fn refresh_demand(&mut self, now: Timestamp, health_moved: bool) {
+        // Answers are sampled once a second and demand moves in steps: more
+        // estimates than that only cost, unless health changed.
+        if !health_moved && now.since(self.estimated_at) < DEMAND_ESTIMATE_EVERY {
+            return;
+        }
+        self.estimated_at = now;
         let snapshot = self.aggregator.snapshot(now);
+        let states: Vec<TargetState> = snapshot.pops.values().map(|h| h.state).collect();
         let window = self.answers.window(&self.topology);
         let fresh = steer_policy::estimate_demand(
             &self.topology,
@@ -692,7 +727,6 @@ impl ControlLoop {
         );
         let stale = now.since(self.demand_at) >= DEMAND_DRIFT_EVERY;
         // A health change re-plans anyway: take the freshest figures then.
-        let states: Vec<TargetState> = snapshot.pops.values().map(|h| h.state).collect();
         if demand_moved(&self.demand, &fresh, DEMAND_STEP.0, DEMAND_STEP.1)
             || (stale && demand_moved(&self.demand, &fresh, DEMAND_DRIFT.0, DEMAND_DRIFT.1))
             || states != self.demand_states
@@ -748,9 +782,11 @@ impl ControlLoop {
     /// The next plan body under the intents in force; its evidence is
     /// published at once (it is never versioned), the body only if it is
     /// a new decision.
-    fn compute_next(&self, now: Timestamp) -> PlanBody {
+    fn compute_next(&mut self, now: Timestamp) -> PlanBody {
         let current = self.current();
         let health = self.snapshot(now);
+        self.planned_inputs = Some(inputs::PlanInputs::of(&health));
+        self.computed_at = now;
         let (body, evidence) = steer_policy::compute_with_evidence(
             &self.topology,
             &health,
@@ -785,6 +821,16 @@ impl ControlLoop {
             self.slo.tick(now, &*self.store);
         }
         let moved = self.evaluate_health(now);
+        // Time moves ramps and rails, but a second's resolution is plenty:
+        // with nothing else moved, re-plan at most once a second (at a
+        // thousand PoPs and fifty services a plan costs tens of ms).
+        if !moved
+            && now.since(self.computed_at) < TIME_REPLAN_EVERY
+            && self.planned_inputs.as_ref() == Some(&inputs::PlanInputs::of(&self.snapshot(now)))
+        {
+            metrics::counter!("steer_plan_replans_skipped_total").increment(1);
+            return;
+        }
         let body = self.compute_next(now);
         let changed = body != self.current().body;
         if moved || changed {

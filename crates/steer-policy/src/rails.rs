@@ -57,12 +57,15 @@ fn clamp_set(
     service: &ServiceId,
     rails: &mut Rails,
 ) {
-    let prev_of = |pop: &steer_types::PopId| {
-        old.targets
-            .iter()
-            .find(|t| &t.pop == pop)
-            .map_or(0.0, |t| f64::from(t.weight))
-    };
+    // Sets can hold every PoP (a thousand): look the old weights up by
+    // hash, not by scanning the old set for each target.
+    let old_weights: std::collections::HashMap<&str, u32> = old
+        .targets
+        .iter()
+        .map(|t| (t.pop.as_str(), t.weight))
+        .collect();
+    let prev_of =
+        |pop: &steer_types::PopId| old_weights.get(pop.as_str()).map_or(0.0, |w| f64::from(*w));
     let wanted: Vec<f64> = set.targets.iter().map(|t| f64::from(t.weight)).collect();
     let before: Vec<f64> = set.targets.iter().map(|t| prev_of(&t.pop)).collect();
     let excess: Vec<f64> = wanted

@@ -31,19 +31,31 @@ pub(crate) fn response_edns(
 /// The request's Client Subnet option (RFC 7871), if any.
 pub(crate) fn client_subnet(request: Option<&Edns>) -> Option<ClientSubnet> {
     match request?.option(EdnsCode::Subnet) {
-        Some(EdnsOption::Subnet(cs)) => Some(*cs),
+        Some(EdnsOption::Subnet(cs)) => Some(masked(cs)),
         _ => None,
     }
 }
 
-/// RFC 7871 6: a subnet with address bits set beyond its source prefix is
-/// malformed (FORMERR, as Knot answers), not a client to steer.
-pub(crate) fn subnet_valid(cs: &ClientSubnet) -> bool {
+/// The subnet with address bits past its source prefix cleared (RFC 7871
+/// 6 has senders truncate them; Knot masks what a sender left), so they
+/// neither pick the answer nor come back in the echo.
+fn masked(cs: &ClientSubnet) -> ClientSubnet {
     let prefix = u32::from(cs.source_prefix());
-    match cs.addr() {
-        IpAddr::V4(a) => prefix <= 32 && u32::from(a).checked_shl(prefix).unwrap_or(0) == 0,
-        IpAddr::V6(a) => prefix <= 128 && u128::from(a).checked_shl(prefix).unwrap_or(0) == 0,
-    }
+    let addr = match cs.addr() {
+        IpAddr::V4(a) => {
+            let keep = u32::MAX
+                .checked_shl(32u32.saturating_sub(prefix))
+                .unwrap_or(0);
+            IpAddr::V4((u32::from(a) & keep).into())
+        }
+        IpAddr::V6(a) => {
+            let keep = u128::MAX
+                .checked_shl(128u32.saturating_sub(prefix))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(a) & keep).into())
+        }
+    };
+    ClientSubnet::new(addr, cs.source_prefix(), cs.scope_prefix())
 }
 
 /// Who the answer is for: the ECS subnet when given, else the resolver.

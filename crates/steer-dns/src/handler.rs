@@ -174,20 +174,6 @@ impl RequestHandler for DnsHandler {
         };
 
         let ecs = client_subnet(request.edns.as_ref());
-        if ecs
-            .as_ref()
-            .is_some_and(|cs| !crate::edns::subnet_valid(cs))
-        {
-            view.metrics.malformed.increment(1);
-            return send_error(
-                &view,
-                request,
-                ResponseCode::FormErr,
-                resp_edns.as_ref(),
-                response_handle,
-            )
-            .await;
-        }
         let client = client_info(ecs.as_ref(), client, next_random());
         let question = Question {
             name: info.query.name(),

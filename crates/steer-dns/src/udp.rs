@@ -184,20 +184,6 @@ pub(crate) fn respond(
     };
 
     let ecs = client_subnet(request.edns.as_ref());
-    if ecs
-        .as_ref()
-        .is_some_and(|cs| !crate::edns::subnet_valid(cs))
-    {
-        metrics.malformed.increment(1);
-        return error_reply(
-            &request.metadata,
-            &request.queries,
-            edns.as_ref(),
-            ResponseCode::FormErr,
-            view,
-            out,
-        );
-    }
     let client = client_info(ecs.as_ref(), src, random);
     let name = LowerName::new(query.name());
     let question = Question {

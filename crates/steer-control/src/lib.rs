@@ -540,6 +540,7 @@ impl ControlLoop {
         // only) cost no re-plan: at a thousand PoPs and fifty services one
         // costs far more than the reports; ticks re-plan on time anyway.
         if !moved
+            && !self.ramping()
             && self.planned_inputs.as_ref() == Some(&inputs::PlanInputs::of(&self.snapshot(now)))
         {
             metrics::counter!("steer_plan_replans_skipped_total").increment(1);
@@ -810,6 +811,17 @@ impl ControlLoop {
         self.evidence.load_full()
     }
 
+    /// Whether time alone moves the plan now: a rail holds a weight back
+    /// (a recovering PoP ramping up), or a soft drain ramps down.
+    fn ramping(&self) -> bool {
+        !self.current().body.rails.is_empty()
+            || self
+                .intents
+                .drains
+                .iter()
+                .any(|d| d.mode == steer_types::DrainMode::Soft)
+    }
+
     /// A tick: staleness and ramps move with time. Recorded only if it
     /// published, since a tick that changes nothing changes no state.
     fn tick(&mut self) {
@@ -821,10 +833,12 @@ impl ControlLoop {
             self.slo.tick(now, &*self.store);
         }
         let moved = self.evaluate_health(now);
-        // Time moves ramps and rails, but a second's resolution is plenty:
-        // with nothing else moved, re-plan at most once a second (at a
-        // thousand PoPs and fifty services a plan costs tens of ms).
+        // Time moves a plan only through ramps. Without one and with
+        // nothing else moved, re-plan at most once a second (for the live
+        // figures; at a thousand PoPs and fifty services a plan costs tens
+        // of ms).
         if !moved
+            && !self.ramping()
             && now.since(self.computed_at) < TIME_REPLAN_EVERY
             && self.planned_inputs.as_ref() == Some(&inputs::PlanInputs::of(&self.snapshot(now)))
         {

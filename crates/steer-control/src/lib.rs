@@ -539,14 +539,34 @@ impl ControlLoop {
         // Reports that moved nothing the policy decides on (live figures
         // only) cost no re-plan: at a thousand PoPs and fifty services one
         // costs far more than the reports; ticks re-plan on time anyway.
-        if !moved
+        let Some(health) = self.replan_from(now, moved, true) else {
+            return;
+        };
+        let body = self.compute_from(now, health);
+        if body != self.current().body {
+            self.publish(body, now);
+        }
+    }
+
+    /// The health to re-plan from, or `None` when a re-plan would decide
+    /// nothing new: health did not move, no ramp runs, the inputs are
+    /// those of the last plan, and `may_skip` (counted as skipped).
+    fn replan_from(
+        &mut self,
+        now: Timestamp,
+        moved: bool,
+        may_skip: bool,
+    ) -> Option<HealthSnapshot> {
+        let health = self.snapshot(now);
+        if may_skip
+            && !moved
             && !self.ramping()
-            && self.planned_inputs.as_ref() == Some(&inputs::PlanInputs::of(&self.snapshot(now)))
+            && self.planned_inputs.as_ref() == Some(&inputs::PlanInputs::of(&health))
         {
             metrics::counter!("steer_plan_replans_skipped_total").increment(1);
-            return;
+            return None;
         }
-        self.recompute_and_publish_at(false, now);
+        Some(health)
     }
 
     /// Adopts a new topology (config reload); no publication by itself.
@@ -784,8 +804,13 @@ impl ControlLoop {
     /// published at once (it is never versioned), the body only if it is
     /// a new decision.
     fn compute_next(&mut self, now: Timestamp) -> PlanBody {
-        let current = self.current();
         let health = self.snapshot(now);
+        self.compute_from(now, health)
+    }
+
+    /// As [`Self::compute_next`], from `health` taken at `now`.
+    fn compute_from(&mut self, now: Timestamp, health: HealthSnapshot) -> PlanBody {
+        let current = self.current();
         self.planned_inputs = Some(inputs::PlanInputs::of(&health));
         self.computed_at = now;
         let (body, evidence) = steer_policy::compute_with_evidence(
@@ -837,15 +862,11 @@ impl ControlLoop {
         // nothing else moved, re-plan at most once a second (for the live
         // figures; at a thousand PoPs and fifty services a plan costs tens
         // of ms).
-        if !moved
-            && !self.ramping()
-            && now.since(self.computed_at) < TIME_REPLAN_EVERY
-            && self.planned_inputs.as_ref() == Some(&inputs::PlanInputs::of(&self.snapshot(now)))
-        {
-            metrics::counter!("steer_plan_replans_skipped_total").increment(1);
+        let recent = now.since(self.computed_at) < TIME_REPLAN_EVERY;
+        let Some(health) = self.replan_from(now, moved, recent) else {
             return;
-        }
-        let body = self.compute_next(now);
+        };
+        let body = self.compute_from(now, health);
         let changed = body != self.current().body;
         if moved || changed {
             self.record(&Recorded::Tick { at: now });

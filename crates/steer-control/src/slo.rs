@@ -461,6 +461,15 @@ mod tests {
     const START: i64 = 1_800_000_000_000;
 
     fn start(store: &Shared, clock: &ReplayClock) -> ControlLoop {
+        start_with(store, clock, None)
+    }
+
+    /// A loop with one SLO on `app` (99.9%, 10 events), steering as given.
+    fn start_with(
+        store: &Shared,
+        clock: &ReplayClock,
+        steering: Option<steer_slo::Steering>,
+    ) -> ControlLoop {
         let (mut c, _) = ControlLoop::new(
             Arc::new(topology()),
             Box::new(store.clone()),
@@ -470,6 +479,7 @@ mod tests {
         let mut spec =
             steer_slo::SloSpec::new("app", "app", Objective::Availability { target: 0.999 });
         spec.min_events = 10;
+        spec.steering = steering;
         c.configure_slos(
             vec![spec],
             std::time::Duration::from_secs(10),
@@ -537,23 +547,13 @@ mod tests {
         let store = Shared::default();
         let clock = ReplayClock::default();
         clock.set(Timestamp(START));
-        let (mut c, _) = ControlLoop::new(
-            Arc::new(topology()),
-            Box::new(store.clone()),
-            Box::new(clock.clone()),
-        )
-        .expect("loop");
-        let mut spec =
-            steer_slo::SloSpec::new("app", "app", Objective::Availability { target: 0.999 });
-        spec.min_events = 10;
-        spec.steering = Some(steer_slo::Steering {
-            window: std::time::Duration::from_secs(60),
-            ..steer_slo::Steering::new(10.0)
-        });
-        c.configure_slos(
-            vec![spec],
-            std::time::Duration::from_secs(10),
-            std::time::Duration::from_secs(60),
+        let mut c = start_with(
+            &store,
+            &clock,
+            Some(steer_slo::Steering {
+                window: std::time::Duration::from_secs(60),
+                ..steer_slo::Steering::new(10.0)
+            }),
         );
         let weights = |c: &ControlLoop| -> (u32, u32) {
             let plan = c.plan();

@@ -59,7 +59,8 @@ run_case() {
   done
   echo "== $streams streams x $rate reports/s"
   taskset -c "$CLIENT_CPU" "$LOADGEN" --endpoint "http://127.0.0.1:$grpc" --dns "127.0.0.1:$dns" \
-    --streams "$streams" --rate "$rate" --duration "$DURATION" --steerd-pid "$steerd_pid"
+    --streams "$streams" --rate "$rate" --duration "$DURATION" --steerd-pid "$steerd_pid" \
+    --metrics "127.0.0.1:$http"
   kill "$steerd_pid"; wait "$steerd_pid" 2>/dev/null || true
   steerd_pid=
 }

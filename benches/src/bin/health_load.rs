@@ -71,6 +71,15 @@ struct Args {
     /// Leave out the SLI counters (the baseline for their cost).
     #[arg(long)]
     no_sli: bool,
+    /// Cumulative acks: steerd acks accepted reports at most this often per
+    /// stream (0: an ack per report, as older agents get). steer-agent asks
+    /// for 5000; the default here keeps the count's lag under 1 s.
+    #[arg(long, default_value_t = 1000)]
+    ack_interval_ms: u32,
+    /// steerd's HTTP listener (`127.0.0.1:9100`): reports accepted and plan
+    /// versions published during the window are read from its /metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -87,6 +96,7 @@ struct Counters {
 struct Shape {
     services: usize,
     sli: bool,
+    ack_interval_ms: u32,
 }
 
 /// A realistic report: `shape.services` services with two probes' evidence
@@ -147,6 +157,7 @@ fn report(pop: &str, sequence: u64, instance: u64, shape: Shape) -> HealthReport
             })
             .collect(),
         region_load_rps: Default::default(),
+        ack_interval_ms: shape.ack_interval_ms,
     }
 }
 
@@ -260,12 +271,26 @@ async fn agent_stream(
         }
     };
     counters.open.fetch_add(1, Ordering::Relaxed);
+    // Acks are cumulative: reports between two acks that got none of their
+    // own were accepted.
+    let mut acked = 0u64;
     while let Some(ack) = acks.next().await {
         match ack {
-            Ok(a) if a.accepted => counters.accepted.fetch_add(1, Ordering::Relaxed),
-            Ok(_) => counters.ignored.fetch_add(1, Ordering::Relaxed),
-            Err(_) => counters.errors.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(a) => {
+                let silent = a.sequence.saturating_sub(acked + 1);
+                let (accepted, ignored) = if a.accepted {
+                    (silent + 1, 0)
+                } else {
+                    (silent, 1)
+                };
+                counters.accepted.fetch_add(accepted, Ordering::Relaxed);
+                counters.ignored.fetch_add(ignored, Ordering::Relaxed);
+                acked = acked.max(a.sequence);
+            }
+            Err(_) => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -288,6 +313,91 @@ fn rss_kib(pid: u32) -> Option<(u64, u64)> {
         line[name.len()..].split_whitespace().next()?.parse().ok()
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Per CPU (`cpuN` lines of /proc/stat): (steal, total) clock ticks.
+fn cpu_steal() -> Vec<(u64, u64)> {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Vec::new();
+    };
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|l| {
+            let ticks: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            (ticks.get(7).copied().unwrap_or(0), ticks.iter().sum())
+        })
+        .collect()
+}
+
+/// Steal time per CPU over a window, in percent: CPU time the hypervisor
+/// gave to other guests (a busy host makes every figure here smaller).
+fn steal_pct(before: &[(u64, u64)], after: &[(u64, u64)]) -> String {
+    let pcts: Vec<String> = before
+        .iter()
+        .zip(after)
+        .map(|((s0, t0), (s1, t1))| {
+            let total = t1.saturating_sub(*t0).max(1) as f64;
+            format!("{:.1}", s1.saturating_sub(*s0) as f64 / total * 100.0)
+        })
+        .collect();
+    if pcts.is_empty() {
+        "?".into()
+    } else {
+        pcts.join("/")
+    }
+}
+
+/// The CPUs a process may run on (`Cpus_allowed_list` in /proc/PID/status).
+fn cpus_allowed(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))?;
+    Some(line["Cpus_allowed_list:".len()..].trim().to_owned())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// From steerd's /metrics: reports accepted (all PoPs) and the plan
+/// version. Plain HTTP/1.0 over loopback; `None` when unreachable.
+fn steerd_counts(addr: SocketAddr) -> Option<(f64, f64)> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: steerd\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).ok()?;
+    let value = |line: &str| -> f64 {
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mut accepted = 0.0;
+    let mut version = None;
+    for line in body.lines() {
+        if line.starts_with("steer_health_reports_total") {
+            accepted += value(line);
+        } else if line.starts_with("steer_plan_version ") {
+            version = Some(value(line));
+        }
+    }
+    Some((accepted, version?))
 }
 
 /// A DNS query for app.example.test A with ECS 10.1.2.0/24.
@@ -350,6 +460,31 @@ fn pct(v: &[Duration], p: f64) -> f64 {
     v[i].as_secs_f64() * 1e6
 }
 
+/// What the figure means. accepted/s is steerd's capacity only when steerd
+/// ran out of CPU while the generator still had room to offer more; a
+/// saturated generator makes it a lower bound at best.
+fn verdict(steerd_pct: f64, loadgen_pct: f64, offered: f64, sent: f64, accepted: f64) -> String {
+    const SATURATED: f64 = 90.0;
+    let generator_short = sent < offered * 0.97;
+    match (
+        steerd_pct >= SATURATED,
+        loadgen_pct >= SATURATED && generator_short,
+    ) {
+        (true, false) => {
+            format!("steerd-bound: {accepted:.0} reports/s is its capacity on one core")
+        }
+        (true, true) => format!(
+            "steerd-bound and generator-bound: both cores saturated; {accepted:.0} reports/s is a lower bound"
+        ),
+        (false, true) => format!(
+            "generator-bound: it sent {sent:.0} of {offered:.0} offered/s; not a steerd capacity"
+        ),
+        (false, false) => format!(
+            "not saturated: steerd kept up with {sent:.0}/s using {steerd_pct:.0}% of its core"
+        ),
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -372,6 +507,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Shape {
                 services: args.services,
                 sli: !args.no_sli,
+                ack_interval_ms: args.ack_interval_ms,
             },
             counters.clone(),
             gate.clone(),
@@ -409,6 +545,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => None,
     };
+    let counts0 = args.metrics.and_then(steerd_counts);
+    let steal0 = cpu_steal();
     let cpu0 = args.steerd_pid.and_then(cpu_seconds);
     let self0 = cpu_seconds(std::process::id());
     let accepted0 = counters.accepted.load(Ordering::Relaxed);
@@ -416,7 +554,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let elapsed = t0.elapsed().as_secs_f64();
-    let accepted = counters.accepted.load(Ordering::Relaxed) - accepted0;
+    let counts1 = args.metrics.and_then(steerd_counts);
+    let steal = steal_pct(&steal0, &cpu_steal());
+    // steerd's own count when it can be read; else the acks' (cumulative
+    // acks lag by up to one ack interval per stream).
+    let acked = counters.accepted.load(Ordering::Relaxed) - accepted0;
+    let (accepted, plans) = match (counts0, counts1) {
+        (Some((a0, v0)), Some((a1, v1))) => ((a1 - a0) as u64, Some(v1 - v0)),
+        _ => (acked, None),
+    };
     let sent = counters.sent.load(Ordering::Relaxed) - sent0;
     let cpu = match (cpu0, args.steerd_pid.and_then(cpu_seconds)) {
         (Some(a), Some(b)) => Some(b - a),
@@ -432,20 +578,37 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let rps = accepted as f64 / elapsed;
     let offered = args.streams as f64 * args.rate;
+    let sent_rps = sent as f64 / elapsed;
+    println!(
+        "conditions: cpu_model={:?} steerd_cpus={} loadgen_cpus={} ack_interval_ms={} \
+         plan_versions_published={} steal_pct_per_cpu={steal}",
+        cpu_model(),
+        args.steerd_pid
+            .and_then(cpus_allowed)
+            .unwrap_or_else(|| "?".into()),
+        cpus_allowed(std::process::id()).unwrap_or_else(|| "?".into()),
+        args.ack_interval_ms,
+        plans.map_or_else(|| "?".into(), |p| format!("{p:.0}")),
+    );
     println!(
         "streams={} open={open} offered_rps={offered:.0} sent_rps={:.0} accepted_rps={rps:.0} \
-         ignored={} errors={}",
+         acked_rps={:.0} ignored={} errors={}",
         args.streams,
-        sent as f64 / elapsed,
+        sent_rps,
+        acked as f64 / elapsed,
         counters.ignored.load(Ordering::Relaxed),
         counters.errors.load(Ordering::Relaxed),
     );
     if let Some(cpu) = cpu {
+        let steerd_pct = cpu / elapsed * 100.0;
+        let loadgen_pct = self_cpu / elapsed * 100.0;
         println!(
-            "steerd_cpu_pct={:.1} steerd_us_per_report={:.2} loadgen_cpu_pct={:.1}",
-            cpu / elapsed * 100.0,
+            "steerd_cpu_pct={steerd_pct:.1} steerd_us_per_report={:.2} loadgen_cpu_pct={loadgen_pct:.1}",
             cpu / accepted.max(1) as f64 * 1e6,
-            self_cpu / elapsed * 100.0
+        );
+        println!(
+            "verdict: {}",
+            verdict(steerd_pct, loadgen_pct, offered, sent_rps, rps)
         );
     }
     if let Some((rss, peak)) = args.steerd_pid.and_then(rss_kib) {

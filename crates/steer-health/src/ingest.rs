@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, pin::Pin, sync::Arc};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use futures::Stream;
+use prost::bytes::Bytes;
 use steer_proto::v1::{
     HealthReport, PopDesiredState, ReportAck, ServiceStatus, health_ingest_server::HealthIngest,
 };
@@ -21,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::{
     aggregator::{Observation, ObservedReport, PeerObservation, SliCounters},
     sequence::{ReportOrigin, SequenceTracker, SequenceVerdict},
+    wire::{ReportView, WireError},
 };
 
 /// Last accepted report origin per PoP.
@@ -121,12 +123,12 @@ impl Rejection {
 ///
 /// Runs once per report, so it borrows ids from the plan (cheap `Arc`
 /// clones) and builds the evidence line in one string.
-fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Rejection> {
+fn validate(report: &ReportView<'_>, plan: &Plan) -> Result<ObservedReport, Rejection> {
     if report.pop.is_empty() {
         return Err(Rejection::Invalid("report has an empty `pop`".into()));
     }
-    let Some(pop) = plan.pop(&report.pop) else {
-        return Err(Rejection::UnknownPop(report.pop.clone()));
+    let Some(pop) = plan.pop(report.pop) else {
+        return Err(Rejection::UnknownPop(report.pop.to_owned()));
     };
     if report.sequence == 0 {
         return Err(Rejection::Invalid("`sequence` must start at 1".into()));
@@ -153,11 +155,11 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
     }
     let peers = validate_peers(report, plan)?;
     let region_load = validate_region_load(report, plan)?;
-    let mut services = Vec::with_capacity(report.services.len());
+    let mut services = Vec::with_capacity(report.service_count);
     let mut sli = Vec::new();
     // `app: http app-http HTTP 200, tcp app-tcp ok; api: ...`
     let mut evidence = String::new();
-    for s in &report.services {
+    for s in report.services() {
         let Some(steered) = plan
             .body
             .services
@@ -180,13 +182,13 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
         if !evidence.is_empty() {
             evidence.push_str("; ");
         }
-        evidence.push_str(&s.service);
+        evidence.push_str(s.service);
         evidence.push_str(": ");
-        for (i, p) in s.probes.iter().enumerate() {
+        for (i, p) in s.probes().enumerate() {
             if i > 0 {
                 evidence.push_str(", ");
             }
-            for (j, part) in [&p.kind, &p.name, &p.detail].into_iter().enumerate() {
+            for (j, part) in [p.kind, p.name, p.detail].into_iter().enumerate() {
                 if j > 0 {
                     evidence.push(' ');
                 }
@@ -206,8 +208,7 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
         services.push((steered.id.clone(), obs));
     }
     let degraded = report
-        .services
-        .iter()
+        .services()
         .any(|s| s.status == i32::from(ServiceStatus::Degraded));
     Ok(ObservedReport {
         pop: pop.id.clone(),
@@ -233,20 +234,33 @@ fn validate(report: &HealthReport, plan: &Plan) -> Result<ObservedReport, Reject
 /// unknown services), and there can be no more of them than it has
 /// regions plus a margin for a config being rolled out.
 fn validate_region_load(
-    report: &HealthReport,
+    report: &ReportView<'_>,
     plan: &Plan,
 ) -> Result<BTreeMap<RegionId, f64>, Rejection> {
     let limit = plan.body.regions.len() + 64;
-    if report.region_load_rps.len() > limit {
-        return Err(Rejection::Invalid(format!(
-            "`region_load_rps` has {} regions; steerd knows {} (at most {limit} accepted)",
-            report.region_load_rps.len(),
+    let too_many = || {
+        Rejection::Invalid(format!(
+            "`region_load_rps` has more than {limit} regions; steerd knows {} (at most {limit} accepted)",
             plan.body.regions.len()
-        )));
+        ))
+    };
+    if report.region_entries == 0 {
+        return Ok(BTreeMap::new());
+    }
+    // A map: a later entry for a region replaces an earlier one.
+    let mut entries: Vec<(&str, f64)> = Vec::with_capacity(report.region_entries.min(limit));
+    for (region, rps) in report.region_load() {
+        if let Some(entry) = entries.iter_mut().find(|(r, _)| *r == region) {
+            entry.1 = rps;
+        } else if entries.len() == limit {
+            return Err(too_many());
+        } else {
+            entries.push((region, rps));
+        }
     }
     let mut out = BTreeMap::new();
     let mut sum = 0.0;
-    for (region, &rps) in &report.region_load_rps {
+    for (region, rps) in entries {
         if !rps.is_finite() || rps < 0.0 {
             return Err(Rejection::Invalid(format!(
                 "`region_load_rps[{region:?}]` must be a finite, non-negative number, got {rps}"
@@ -270,32 +284,35 @@ fn validate_region_load(
 /// What ingest makes of one report's bytes, before the sequence check:
 /// decode, then [`validate`]. For the fuzz targets; never panics.
 pub fn decode_report(bytes: &[u8], plan: &Plan) -> Result<ObservedReport, Status> {
-    let report = <HealthReport as prost::Message>::decode(bytes)
-        .map_err(|e| Status::invalid_argument(format!("undecodable report: {e}")))?;
+    let report = ReportView::parse(bytes).map_err(undecodable)?;
     validate(&report, plan).map_err(Rejection::into_status)
+}
+
+fn undecodable(e: WireError) -> Status {
+    Status::invalid_argument(format!("undecodable health report: {e}"))
 }
 
 /// Peer observations about PoPs this steerd does not know are skipped, like
 /// unknown services; an observation without a PoP is malformed.
-fn validate_peers(report: &HealthReport, plan: &Plan) -> Result<Vec<PeerObservation>, Rejection> {
-    let mut peers = Vec::with_capacity(report.peers.len());
-    for p in &report.peers {
+fn validate_peers(report: &ReportView<'_>, plan: &Plan) -> Result<Vec<PeerObservation>, Rejection> {
+    let mut peers = Vec::with_capacity(report.peer_count);
+    for p in report.peers() {
         if p.pop.is_empty() {
             return Err(Rejection::Invalid(format!(
                 "peer observation {:?} has an empty `pop`",
                 p.name
             )));
         }
-        let Some(target) = plan.pop(&p.pop) else {
+        let Some(target) = plan.pop(p.pop) else {
             continue;
         };
         // `tcp fra1-vip: connected`
         let mut detail = String::with_capacity(p.kind.len() + p.name.len() + p.detail.len() + 3);
-        detail.push_str(&p.kind);
+        detail.push_str(p.kind);
         detail.push(' ');
-        detail.push_str(&p.name);
+        detail.push_str(p.name);
         detail.push_str(": ");
-        detail.push_str(&p.detail);
+        detail.push_str(p.detail);
         peers.push(PeerObservation {
             target: target.id.clone(),
             reachable: p.reachable,
@@ -314,15 +331,16 @@ fn desired_state(plan: &Plan, pop: &str) -> Option<PopDesiredState> {
     })
 }
 
-type AckStream = Pin<Box<dyn Stream<Item = Result<ReportAck, Status>> + Send>>;
+pub(crate) type AckStream = Pin<Box<dyn Stream<Item = Result<ReportAck, Status>> + Send>>;
 
 /// One agent's stream, handled where its acks are polled (no task or
 /// channel of its own): each reply is produced when the transport asks for
 /// the next one. Dropping it (stream ended, or the agent went away) closes
 /// the stream's books.
-struct AgentStream {
+struct AgentStream<S> {
     service: IngestService,
-    inbound: Streaming<HealthReport>,
+    /// The agent's reports, each one message's bytes.
+    inbound: S,
     peer: String,
     /// The PoP this caller may report for; `None` when auth is off.
     bound_pop: Option<PopId>,
@@ -331,35 +349,85 @@ struct AgentStream {
     accepted: Option<(PopId, metrics::Counter)>,
     /// The desired state last sent, by (plan version, PoP).
     desired: Option<(u64, PopId, Option<PopDesiredState>)>,
+    /// When the last ack went out and the desired state it carried, for
+    /// cumulative acks (`HealthReport.ack_interval_ms`).
+    last_ack: Option<(tokio::time::Instant, Option<PopDesiredState>)>,
+    /// The ack interval the agent's newest report asked for (0: every report).
+    ack_interval_ms: u32,
 }
 
-impl Drop for AgentStream {
+/// The longest an agent may ask steerd to hold back acks of accepted reports.
+pub const MAX_ACK_INTERVAL_MS: u32 = 10_000;
+
+impl<S> Drop for AgentStream<S> {
     fn drop(&mut self) {
         metrics::gauge!("steer_health_streams").decrement(1.0);
         info!(peer = %self.peer, "health stream closed");
     }
 }
 
-impl AgentStream {
-    /// The reply to the agent's next report: an ack, or a status that ends
-    /// the stream. `None` once the agent closed its side.
+impl<S: Stream<Item = Result<Bytes, Status>> + Unpin> AgentStream<S> {
+    /// The reply to the agent's next report that needs one: an ack, or a
+    /// status that ends the stream. `None` once the agent closed its side.
+    /// With cumulative acks, accepted reports inside the agent's ack
+    /// interval are taken without a reply (no write to the agent's socket).
     async fn next_reply(&mut self) -> Option<Result<ReportAck, Status>> {
-        let report = match self.inbound.next().await? {
+        loop {
+            let report = match self.inbound.next().await? {
+                Ok(r) => r,
+                Err(status) => {
+                    debug!(peer = %self.peer, %status, "health stream ended with error");
+                    return None;
+                }
+            };
+            let now = tokio::time::Instant::now();
+            let reply = self.take(&report, now).await;
+            if let Ok(ack) = &reply {
+                if ack.accepted && self.may_hold(ack, now) {
+                    continue;
+                }
+                self.last_ack = Some((now, ack.desired));
+            }
+            return Some(reply);
+        }
+    }
+
+    /// Whether an accepted report's ack may wait for a later one: the agent
+    /// asked for cumulative acks, an ack went out within its interval, and
+    /// the desired state is what that ack said.
+    fn may_hold(&self, ack: &ReportAck, now: tokio::time::Instant) -> bool {
+        let interval = std::time::Duration::from_millis(u64::from(
+            self.ack_interval_ms.min(MAX_ACK_INTERVAL_MS),
+        ));
+        match &self.last_ack {
+            Some((at, desired)) if !interval.is_zero() => {
+                now.saturating_duration_since(*at) < interval && *desired == ack.desired
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes one report: the ack (or the status ending the stream) it earns.
+    async fn take(&mut self, bytes: &[u8], now: tokio::time::Instant) -> Result<ReportAck, Status> {
+        let report = match ReportView::parse(bytes) {
             Ok(r) => r,
-            Err(status) => {
-                debug!(peer = %self.peer, %status, "health stream ended with error");
-                return None;
+            Err(e) => {
+                metrics::counter!("steer_health_reports_rejected_total", "reason" => "invalid")
+                    .increment(1);
+                warn!(peer = %self.peer, error = %e, "undecodable health report");
+                return Err(undecodable(e));
             }
         };
+        self.ack_interval_ms = report.ack_interval_ms;
         if let Some(pop) = &self.bound_pop
             && pop.as_str() != report.pop
         {
             metrics::counter!("steer_health_reports_rejected_total", "reason" => "permission_denied").increment(1);
             warn!(peer = %self.peer, allowed = %pop, claimed = %report.pop, "report for another PoP refused");
-            return Some(Err(Status::permission_denied(format!(
+            return Err(Status::permission_denied(format!(
                 "this identity may only report for {pop}, not {:?}",
                 report.pop
-            ))));
+            )));
         }
         let plan = self.service.plan.load();
         let observed = match validate(&report, &plan) {
@@ -368,7 +436,7 @@ impl AgentStream {
                 metrics::counter!("steer_health_reports_rejected_total", "reason" => rej.label())
                     .increment(1);
                 warn!(peer = %self.peer, pop = %report.pop, ?rej, "rejected health report");
-                return Some(Err(rej.into_status()));
+                return Err(rej.into_status());
             }
         };
         let pop = observed.pop.clone();
@@ -377,7 +445,6 @@ impl AgentStream {
             started_unix_ms: report.agent_started_unix_ms,
             sequence: report.sequence,
         };
-        let now = tokio::time::Instant::now();
         let verdict = match self.service.sequences.entry(pop.clone()) {
             dashmap::mapref::entry::Entry::Occupied(mut e) => e.get_mut().check(origin, now),
             dashmap::mapref::entry::Entry::Vacant(e) => {
@@ -397,25 +464,25 @@ impl AgentStream {
                 }
                 _ => "duplicate or out-of-order sequence; ignored",
             };
-            return Some(Ok(ReportAck {
+            return Ok(ReportAck {
                 sequence: report.sequence,
                 accepted: false,
                 detail: detail.into(),
                 desired: self.desired_state(&plan, &pop),
-            }));
+            });
         }
         self.count_accepted(&pop);
         if self.service.to_control.send(observed).await.is_err() {
-            return Some(Err(Status::unavailable("control loop stopped")));
+            return Err(Status::unavailable("control loop stopped"));
         }
         // The plan may have moved while the control loop took the report.
         let plan = self.service.plan.load();
-        Some(Ok(ReportAck {
+        Ok(ReportAck {
             sequence: report.sequence,
             accepted: true,
             detail: String::new(),
             desired: self.desired_state(&plan, &pop),
-        }))
+        })
     }
 
     fn count_accepted(&mut self, pop: &PopId) {
@@ -527,10 +594,27 @@ impl HealthIngest for IngestService {
         }
     }
 
+    /// Served by [`crate::ingest_route::HealthIngestRoutes`] from the
+    /// reports' bytes; this generated entry point (not routed by steerd)
+    /// re-encodes each decoded report and takes the same path.
     async fn report(
         &self,
         request: Request<Streaming<HealthReport>>,
     ) -> Result<Response<Self::ReportStream>, Status> {
+        let request = request.map(|reports| {
+            reports.map(|r| r.map(|m| Bytes::from(prost::Message::encode_to_vec(&m))))
+        });
+        self.open(request)
+    }
+}
+
+impl IngestService {
+    /// Opens one agent's report stream, each item one report's bytes: binds
+    /// it to the caller's PoP (or refuses the caller) and answers with acks.
+    pub(crate) fn open<S>(&self, request: Request<S>) -> Result<Response<AckStream>, Status>
+    where
+        S: Stream<Item = Result<Bytes, Status>> + Unpin + Send + 'static,
+    {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
@@ -564,6 +648,8 @@ impl HealthIngest for IngestService {
             bound_pop,
             accepted: None,
             desired: None,
+            last_ack: None,
+            ack_interval_ms: 0,
         };
         // A refusal ends the stream: the state is dropped with it.
         let replies = futures::stream::unfold(Some(stream), |state| async move {

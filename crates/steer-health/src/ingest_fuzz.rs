@@ -13,6 +13,7 @@ use steer_proto::v1::{HealthReport, PeerObservation as ProtoPeer, ProbeResult, S
 use steer_types::Plan;
 
 use super::{fuzz_plan::plan, validate};
+use crate::wire::ReportView;
 
 fn cases() -> u32 {
     std::env::var("STEER_FUZZ_CASES")
@@ -22,18 +23,49 @@ fn cases() -> u32 {
 }
 
 /// Decodes `bytes` as the ingest stream would and validates the report.
+/// The in-place reader must accept exactly what prost accepts, and read
+/// the same report.
 fn decode_and_check(plan: &Plan, bytes: &[u8]) {
     let decoded = super::decode_report(bytes, plan);
+    let view = ReportView::parse(bytes);
     if let Ok(report) = HealthReport::decode(bytes) {
-        assert_eq!(decoded.is_ok(), validate(&report, plan).is_ok());
+        let view = view.unwrap_or_else(|e| panic!("prost decodes {bytes:?}, the view says {e}"));
+        assert_same(&super::super::wire::tests::to_proto(&view), &report);
+        assert_eq!(decoded.is_ok(), validate(&view, plan).is_ok());
         check(plan, &report);
     } else {
+        assert!(
+            view.is_err(),
+            "prost refuses {bytes:?}, the view reads {view:?}"
+        );
         assert!(decoded.is_err());
     }
 }
 
+/// Field by field, NaN included; the map in any order.
+fn assert_same(a: &HealthReport, b: &HealthReport) {
+    let map = |r: &HealthReport| {
+        let mut m: Vec<(String, u64)> = r
+            .region_load_rps
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_bits()))
+            .collect();
+        m.sort();
+        m
+    };
+    assert_eq!(map(a), map(b));
+    let without_map = |r: &HealthReport| {
+        let mut r = r.clone();
+        r.region_load_rps.clear();
+        r.encode_to_vec()
+    };
+    assert_eq!(without_map(a), without_map(b), "{a:?} vs {b:?}");
+}
+
 fn check(plan: &Plan, report: &HealthReport) {
-    if let Ok(observed) = validate(report, plan) {
+    let bytes = report.encode_to_vec();
+    let view = ReportView::parse(&bytes).unwrap();
+    if let Ok(observed) = validate(&view, plan) {
         assert!(plan.pop(observed.pop.as_str()).is_some());
         for v in [
             observed.load_rps,
@@ -146,6 +178,7 @@ fn report() -> impl Strategy<Value = HealthReport> {
                 peers,
                 agent_started_unix_ms: started,
                 region_load_rps: regions,
+                ack_interval_ms: instance as u32,
             },
         )
 }

@@ -10,7 +10,10 @@ pub mod damping;
 pub mod guard;
 #[cfg(feature = "grpc")]
 pub mod ingest;
+#[cfg(feature = "grpc")]
+pub mod ingest_route;
 pub mod sequence;
+pub mod wire;
 
 pub use aggregator::{
     AggregatorSettings, HealthAggregator, Observation, ObservedReport, PeerObservation,

@@ -13,7 +13,7 @@ use steer_config::SteerConfig;
 use steer_control::{ControlLoop, SystemClock};
 use steer_dns::ViewPublisher;
 use steer_health::ingest::IngestService;
-use steer_proto::v1::{health_ingest_server::HealthIngestServer, operator_server::OperatorServer};
+use steer_proto::v1::operator_server::OperatorServer;
 use steer_store::{FileStore, StateStore};
 use tokio::{net::TcpListener, sync::mpsc};
 use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
@@ -301,7 +301,7 @@ pub(crate) async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
-            HealthIngestServer::new(ingest).max_decoding_message_size(MAX_REPORT_BYTES),
+            steer_health::ingest_route::HealthIngestRoutes::new(ingest, MAX_REPORT_BYTES),
             interceptor(authenticator.clone()),
         ))
         .add_service(InterceptedService::new(

@@ -34,7 +34,8 @@ impl<T, U> Default for SteerCodec<T, U> {
     }
 }
 
-fn buffer_settings() -> BufferSettings {
+/// The initial buffer sizes every Steer RPC uses.
+pub fn buffer_settings() -> BufferSettings {
     BufferSettings::new(INITIAL_BUFFER_BYTES, YIELD_THRESHOLD_BYTES)
 }
 

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use steer_proto::v1::{
     DrainRequest, HealthReport, Scope, health_ingest_client::HealthIngestClient,
@@ -102,6 +104,125 @@ fn report(pop: &str, sequence: u64, up: bool) -> HealthReport {
         load_rps: 100.0,
         agent_instance: 42,
         ..app_report(pop, sequence, up)
+    }
+}
+
+/// Agents that ask for cumulative acks (`ack_interval_ms`) get one for the
+/// first report and then only when it matters: an ignored report, a change
+/// of the PoP's desired state (a drain) at once; accepted reports in
+/// between are taken silently. Bytes that are no report end the stream
+/// with INVALID_ARGUMENT, and steerd goes on.
+#[test]
+fn cumulative_acks_hold_accepted_reports_but_never_a_refusal_or_a_drain() {
+    let s = Steerd::start("cumulative-acks");
+    let cumulative = |sequence| HealthReport {
+        ack_interval_ms: 60_000,
+        ..report("ams1", sequence, true)
+    };
+    rt().block_on(async {
+        let mut client = HealthIngestClient::connect(s.endpoint()).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let mut acks = client
+            .report(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        tx.send(cumulative(1)).await.unwrap();
+        let first = acks.next().await.unwrap().unwrap();
+        assert!(first.accepted && first.sequence == 1, "{first:?}");
+        // 2 and 3 are accepted without acks: the next ack is the duplicate's.
+        for seq in [2, 3, 3] {
+            tx.send(cumulative(seq)).await.unwrap();
+        }
+        let dup = acks.next().await.unwrap().unwrap();
+        assert!(!dup.accepted && dup.sequence == 3, "{dup:?}");
+        let accepted = poll(Duration::from_secs(5), || {
+            s.metric(r#"steer_health_reports_total{pop="ams1"}"#)
+                .filter(|v| *v >= 3.0)
+        });
+        assert_eq!(accepted, Some(3.0));
+
+        // A drain changes the desired state: the next report is acked at once.
+        let out = s.steerctl(&["drain", "pop", "ams1", "--reason", "ack test"]);
+        assert!(out.status.success(), "{out:?}");
+        tx.send(cumulative(4)).await.unwrap();
+        let drained = tokio::time::timeout(Duration::from_secs(5), acks.next())
+            .await
+            .expect("the drain is acked at once")
+            .unwrap()
+            .unwrap();
+        assert!(drained.accepted && drained.sequence == 4, "{drained:?}");
+        assert!(drained.desired.is_some_and(|d| d.drained), "{drained:?}");
+        drop(tx);
+        assert!(acks.next().await.is_none());
+
+        // Garbage where a report should be.
+        let mut raw = tonic::client::Grpc::new(channel(&s).await);
+        raw.ready().await.unwrap();
+        let path =
+            tonic::codegen::http::uri::PathAndQuery::from_static("/steer.v1.HealthIngest/Report");
+        let garbage = vec![0x0a, 0x05, b'a'];
+        let mut acks = raw
+            .streaming(
+                tonic::Request::new(tokio_stream::iter([garbage])),
+                path,
+                RawCodec,
+            )
+            .await
+            .unwrap()
+            .into_inner();
+        let err = acks.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    });
+    // Still serving.
+    assert!(!s.answers("app.example.test", "A", "10.1.2.0/24").is_empty());
+}
+
+/// Sends bytes as they are; decodes acks.
+#[derive(Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = steer_proto::v1::ReportAck;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = steer_proto::v1::ReportAck;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, tonic::Status> {
+        prost::Message::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
     }
 }
 

@@ -204,6 +204,14 @@ impl Steerd {
         Self::start_with(config, state_dir)
     }
 
+    /// One series' value from /metrics (`name{labels}` as printed).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, metrics) = http_get(self.http, "/metrics")?;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.grpc)
     }

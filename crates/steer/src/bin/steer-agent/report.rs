@@ -140,8 +140,14 @@ fn build_report(config: &AgentConfig, sources: &Sources, instance: u64) -> Healt
         latency_p99_ms: figures.latency_p99_ms,
         peers: peer_observations(&sources.peers),
         region_load_rps: figures.region_load.into_iter().collect(),
+        ack_interval_ms: ACK_INTERVAL_MS,
     }
 }
+
+/// Cumulative acks: steerd acknowledges accepted reports at most this often
+/// (refusals, ignored reports and desired-state changes at once), which
+/// saves it a socket write per report.
+const ACK_INTERVAL_MS: u32 = 5_000;
 
 /// Full jitter: a random delay in [base/2, base], from a cheap hash of time.
 fn jittered(base: Duration) -> Duration {

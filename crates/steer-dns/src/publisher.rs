@@ -1,8 +1,10 @@
 //! Keeps the DNS view in step with its inputs: the published Plan, and the
 //! static zones and client map (replaced on SIGHUP or through the operator
-//! API). Either change recompiles the whole view off the query path and
-//! swaps it in with one store; a candidate that does not compile is never
-//! stored, so queries keep being answered from the last good view.
+//! API). Either change compiles a new view off the query path and swaps it
+//! in with one store; a candidate that does not compile is never stored, so
+//! queries keep being answered from the last good view. A plan rebuilds the
+//! steering tables only: the static zones are compiled again only when
+//! their contents, the steered names in them or a zone's keys change.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,7 +15,7 @@ use crate::{
     calibrate::ClientSamples,
     geo::GeoMap,
     signers::{DsLookup, SignerCache},
-    view::{DnsView, ViewError},
+    view::{DnsView, ViewError, ZoneCache},
 };
 
 /// Everything besides the Plan that a view is compiled from.
@@ -37,6 +39,8 @@ pub struct ViewPublisher {
     geo: GeoCache,
     /// Signed zones' keys and signature caches, kept across recompiles.
     signers: SignerCache,
+    /// The static zones, compiled on reload or key change only.
+    zones: ZoneCache,
     // Writers only: serialises recompiles so a plan publication and a zone
     // reload cannot overwrite each other with stale inputs.
     current: Mutex<(Arc<ViewInputs>, Arc<Plan>)>,
@@ -49,13 +53,20 @@ impl ViewPublisher {
         let tally = Arc::new(AnswerTally::default());
         let samples = Arc::new(ClientSamples::default());
         metrics::counter!("steer_dns_selection_recalibrations_total").absolute(0);
-        let view = compile(&geo, &signers, &inputs, &plan, &tally, &samples)?;
+        let zones = ZoneCache::default();
+        let caches = Caches {
+            geo: &geo,
+            signers: &signers,
+            zones: &zones,
+        };
+        let view = compile(caches, &inputs, &plan, &tally, &samples)?;
         Ok(Self {
             view: Arc::new(ArcSwap::from_pointee(view)),
             tally,
             samples,
             geo,
             signers,
+            zones,
             current: Mutex::new((Arc::new(inputs), plan)),
         })
     }
@@ -113,14 +124,12 @@ impl ViewPublisher {
     /// database, keys, tally and samples, and swaps it in (callers hold
     /// the lock, so compiles are serialised).
     fn rebuild(&self, inputs: &ViewInputs, plan: &Plan) -> Result<(), ViewError> {
-        let view = compile(
-            &self.geo,
-            &self.signers,
-            inputs,
-            plan,
-            &self.tally,
-            &self.samples,
-        )?;
+        let caches = Caches {
+            geo: &self.geo,
+            signers: &self.signers,
+            zones: &self.zones,
+        };
+        let view = compile(caches, inputs, plan, &self.tally, &self.samples)?;
         self.view.store(Arc::new(view));
         Ok(())
     }
@@ -195,15 +204,24 @@ fn geo_for(cache: &GeoCache, inputs: &ViewInputs) -> Result<Option<Arc<GeoMap>>,
     Ok(Some(map))
 }
 
+/// What a publisher keeps from one compile to the next.
+#[derive(Clone, Copy)]
+struct Caches<'a> {
+    geo: &'a GeoCache,
+    signers: &'a SignerCache,
+    zones: &'a ZoneCache,
+}
+
 fn compile(
-    geo: &GeoCache,
-    signers: &SignerCache,
+    caches: Caches<'_>,
     inputs: &ViewInputs,
     plan: &Plan,
     tally: &AnswerTally,
     samples: &ClientSamples,
 ) -> Result<DnsView, ViewError> {
-    let signers = signers.for_zones(&inputs.settings.dnssec, crate::sign::unix_now_secs())?;
+    let signers = caches
+        .signers
+        .for_zones(&inputs.settings.dnssec, crate::sign::unix_now_secs())?;
     let mut view = DnsView::compile_signed(
         &inputs.zones,
         &inputs.client_networks,
@@ -212,7 +230,8 @@ fn compile(
         tally,
         samples,
         &signers,
+        caches.zones,
     )?;
-    view.geo = geo_for(geo, inputs)?;
+    view.geo = geo_for(caches.geo, inputs)?;
     Ok(view)
 }

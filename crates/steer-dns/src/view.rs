@@ -310,7 +310,9 @@ pub(crate) struct CompiledService {
 /// The immutable view the DNS handler answers from.
 pub struct DnsView {
     pub(crate) plan_version: u64,
-    pub(crate) zones: Vec<CompiledZone>,
+    /// Shared with the views before and after while the zones do not
+    /// change (see [`ZoneCache`]).
+    pub(crate) zones: Arc<[CompiledZone]>,
     pub(crate) services: HashMap<LowerName, CompiledService>,
     /// Steered names the config has but the plan decides nothing for (an
     /// edge that holds no plan yet): answered SERVFAIL, never NXDOMAIN, so
@@ -390,11 +392,21 @@ impl DnsView {
         tally: &AnswerTally,
         samples: &ClientSamples,
     ) -> Result<Self, ViewError> {
-        Self::compile_signed(zones, client_networks, plan, settings, tally, samples, &[])
+        Self::compile_signed(
+            zones,
+            client_networks,
+            plan,
+            settings,
+            tally,
+            samples,
+            &[],
+            &ZoneCache::default(),
+        )
     }
 
     /// As [`DnsView::compile_sampled`], signing the zones `signers` has a
     /// key for (by origin).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compile_signed(
         zones: &[Zone],
         client_networks: &[ClientNetwork],
@@ -403,6 +415,7 @@ impl DnsView {
         tally: &AnswerTally,
         samples: &ClientSamples,
         signers: &[(String, Arc<Signer>)],
+        zone_cache: &ZoneCache,
     ) -> Result<Self, ViewError> {
         let udp_payload = settings.udp_payload;
         let regions: Vec<RegionId> = plan.body.regions.iter().map(|r| r.id.clone()).collect();
@@ -420,16 +433,7 @@ impl DnsView {
             .iter()
             .map(|svc| name(&svc.fqdn).map(|n| LowerName::new(&n)))
             .collect::<Result<_, _>>()?;
-        let compiled_zones = zones
-            .iter()
-            .map(|z| {
-                let signer = signers
-                    .iter()
-                    .find(|(origin, _)| *origin == z.origin)
-                    .map(|(_, s)| s.clone());
-                crate::zone::compile(z, &steered, signer)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let compiled_zones = zone_cache.get_or_compile(zones, steered, signers)?;
 
         let mut services = HashMap::default();
         let mut residual: f64 = 0.0;
@@ -547,9 +551,69 @@ impl DnsView {
         self.plan_version
     }
 
+    /// Whether this view answers from the same compiled static zones as
+    /// `other` (zones are compiled on reload, not per plan).
+    pub fn shares_zones_with(&self, other: &DnsView) -> bool {
+        Arc::ptr_eq(&self.zones, &other.zones)
+    }
+
     /// Name of the region at `index` (as returned in [`crate::Answer::region`]).
     pub fn region(&self, index: usize) -> Option<&RegionId> {
         self.regions.get(index)
+    }
+}
+
+/// Static zones compiled once and shared by every view until the zones
+/// (a reload), the steered names in them (they block wildcards) or a zone's
+/// signer (a key change) differ: a new plan recompiles only its steering
+/// tables, not every zone.
+#[derive(Default)]
+pub(crate) struct ZoneCache(std::sync::Mutex<Option<ZoneCacheEntry>>);
+
+struct ZoneCacheEntry {
+    zones: Vec<Zone>,
+    steered: Vec<LowerName>,
+    signers: Vec<(String, Arc<Signer>)>,
+    compiled: Arc<[CompiledZone]>,
+}
+
+impl ZoneCache {
+    fn get_or_compile(
+        &self,
+        zones: &[Zone],
+        steered: Vec<LowerName>,
+        signers: &[(String, Arc<Signer>)],
+    ) -> Result<Arc<[CompiledZone]>, ViewError> {
+        let mut entry = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = entry.as_ref()
+            && e.steered == steered
+            && e.signers.len() == signers.len()
+            && e.signers
+                .iter()
+                .zip(signers)
+                .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
+            && e.zones == zones
+        {
+            return Ok(e.compiled.clone());
+        }
+        let compiled: Arc<[CompiledZone]> = zones
+            .iter()
+            .map(|z| {
+                let signer = signers
+                    .iter()
+                    .find(|(origin, _)| *origin == z.origin)
+                    .map(|(_, s)| s.clone());
+                crate::zone::compile(z, &steered, signer)
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+        *entry = Some(ZoneCacheEntry {
+            zones: zones.to_vec(),
+            steered,
+            signers: signers.to_vec(),
+            compiled: compiled.clone(),
+        });
+        Ok(compiled)
     }
 }
 

@@ -142,3 +142,36 @@ fn a_hundred_plan_swaps_per_second_lose_nothing_and_never_mix_plans() {
     assert_eq!((lost, mixed), (0, 0), "{answered} answered");
     assert_eq!(publisher.view().load().plan_version(), 300);
 }
+
+/// A new plan rebuilds the steering tables only: the static zones compiled
+/// for the first view serve every later plan, until a reload or a key
+/// change gives them different contents.
+#[test]
+fn static_zones_compile_on_reload_not_per_plan() {
+    let inputs = ViewInputs {
+        zones: vec![zone()],
+        client_networks: Vec::new(),
+        settings: DnsSettings::default(),
+    };
+    let publisher = ViewPublisher::new(inputs.clone(), Arc::new(plan(0))).unwrap();
+    let first = publisher.view().load_full();
+    for version in 1..5 {
+        publisher.publish_plan(Arc::new(plan(version))).unwrap();
+    }
+    let later = publisher.view().load_full();
+    assert_eq!(later.plan_version(), 4);
+    assert!(later.shares_zones_with(&first));
+    // A reload with the same zones keeps them.
+    publisher.replace_inputs(inputs.clone()).unwrap();
+    assert!(publisher.view().load_full().shares_zones_with(&first));
+    // A changed zone is compiled anew, and kept for the plans after it.
+    let mut changed = inputs;
+    changed.zones[0].soa.serial += 1;
+    publisher.replace_inputs(changed).unwrap();
+    let reloaded = publisher.view().load_full();
+    assert!(!reloaded.shares_zones_with(&first));
+    publisher.publish_plan(Arc::new(plan(5))).unwrap();
+    let after = publisher.view().load_full();
+    assert_eq!(after.plan_version(), 5);
+    assert!(after.shares_zones_with(&reloaded));
+}

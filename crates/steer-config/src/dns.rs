@@ -36,7 +36,7 @@ pub(crate) fn dns_settings(
         if *w.get_ref() > 256 {
             r.at(
                 w.span(),
-                "udp_workers must be between 0 (hickory's UDP loop) and 256",
+                "udp_workers must be between 0 (UDP on the runtime, no threads of its own) and 256",
             );
         }
         dns.udp_workers = Some(*w.get_ref());

@@ -1,5 +1,4 @@
-//! EDNS(0) and Client Subnet handling shared by the UDP fast path and the
-//! hickory-server handler, so both answer the same way.
+//! EDNS(0) and Client Subnet handling of the one request pipeline.
 
 use std::net::IpAddr;
 

@@ -2,9 +2,11 @@
 //!
 //! The control plane publishes Plans; [`DnsView::compile`] turns a Plan plus
 //! the static zones and client map into a query-ready view (pre-built
-//! records, a prefix trie for client regions, pre-hashed PoP seeds), and the
-//! [`DnsHandler`] answers every query from the current view with a single
-//! lock-free `load`. The view is rebuilt only when the plan changes.
+//! records, a prefix trie for client regions, pre-hashed PoP seeds), and
+//! [`serve`] answers every query, over UDP and TCP alike, through one
+//! request pipeline from the current view with a single lock-free `load`.
+//! A plan rebuilds the steering tables; static zones are compiled when they
+//! change.
 //!
 //! This crate knows the Plan, never the policy or the store.
 

@@ -22,8 +22,8 @@
 //! - For ANY at a name with several RRsets (RFC 8482 minimal answers) NSD
 //!   picks the SOA, Knot and Steer the first type in type order.
 //!
-//! steerd's hickory-server UDP loop (`[dns] udp_workers = 0`) is held to
-//! the fast path's answers as well.
+//! steerd's UDP on the runtime (`[dns] udp_workers = 0`) is held to the
+//! fast path's answers as well.
 //!
 //! The reference servers are Debian's `nsd` and `knot` (`scripts/test`
 //! installs them). A missing one fails the test: it never passes silently.
@@ -569,8 +569,8 @@ fn zone_semantics_match_nsd_and_knot() {
     let config = dir.join("steerd.toml");
     std::fs::write(&config, &text).unwrap();
     let steer = Steerd::start_with(config, dir.join("state"));
-    // hickory-server's UDP loop (`udp_workers = 0`) answers with the same
-    // answer function and hickory's encoder: it must agree too.
+    // UDP on the runtime (`udp_workers = 0`) takes the same pipeline from
+    // another socket loop: it must agree too.
     let config = dir.join("steerd-hickory.toml");
     std::fs::write(&config, text + "\n[dns]\nudp_workers = 0\n").unwrap();
     let hickory = Steerd::start_with(config, dir.join("state-hickory"));
@@ -599,7 +599,7 @@ fn zone_semantics_match_nsd_and_knot() {
                 compared += 1;
                 if h != ours {
                     mismatches.push(format!(
-                        "{name} {qtype} over {transport:?}: hickory's UDP loop\n  {h:?}\nSteer\n  {ours:?}"
+                        "{name} {qtype} over {transport:?}: UDP on the runtime\n  {h:?}\nSteer\n  {ours:?}"
                     ));
                 }
             }

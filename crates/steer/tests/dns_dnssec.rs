@@ -317,7 +317,7 @@ fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
 
 #[test]
 fn signing_needs_do_and_answers_alike_over_udp_and_tcp() {
-    // UDP by the fast path's workers, then by hickory-server's loop.
+    // UDP by the fast path's workers, then on the runtime.
     for extra in ["", "\n[dns]\nudp_workers = 0\n"] {
         signs_alike(extra);
     }

@@ -35,7 +35,8 @@ fn start(name: &str) -> Steerd {
     Steerd::start_with(big_config(&dir), dir.join("state"))
 }
 
-/// The same server with UDP on hickory-server's own loop, not the fast path.
+/// The same server with UDP on the runtime (`udp_workers = 0`), not the
+/// fast path's threads.
 fn start_hickory_udp(name: &str) -> Steerd {
     let dir = temp_dir(name);
     let config = big_config(&dir);

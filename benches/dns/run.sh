@@ -2,7 +2,10 @@
 # CPU per query of Steer vs gdnsd (weighted GSLB answer) and NSD (static
 # answer), over loopback with dnsperf at a fixed rate. Each server is pinned
 # to one CPU and dnsperf to another, so the server's CPU time divided by the
-# queries it answered is its cost per query.
+# queries it answered is its cost per query. Then the queries resolvers
+# send (benches/dns/mix.sh, MIX=0 skips it): EDNS with Client Subnet, two
+# records per answer, static and NXDOMAIN shares, and a DNSSEC OK share,
+# against gdnsd (geoip + weighted), NSD and Knot.
 #
 #   benches/dns/run.sh                     # 50k qps for 10 s per run
 #   RATE=20000 DURATION=20 benches/dns/run.sh
@@ -22,6 +25,7 @@ need=()
 command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
 command -v nsd >/dev/null 2>&1 || need+=(nsd)
 command -v gdnsd >/dev/null 2>&1 || need+=(gdnsd)
+[ -x /usr/sbin/knotd ] || command -v knotd >/dev/null 2>&1 || need+=(knot)
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
@@ -198,22 +202,26 @@ wait_answer() { # port name expected
 
 HZ=$(getconf CLK_TCK)
 RESULTS=()
-measure() { # label pid port queryfile
-  local label=$1 pid=$2 port=$3 file=$4
+measure() { # label pid port queryfile [dnsperf flags]
+  local label=$1 pid=$2 port=$3 file=$4 flags=${5:-}
   # Warm up, then measure.
-  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$file" -Q "$RATE" -l 2 -c 4 -q 200 >/dev/null 2>&1 || true
+  # shellcheck disable=SC2086
+  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$file" $flags -Q "$RATE" -l 2 -c 4 -q 200 >/dev/null 2>&1 || true
   local before after out
   before=$(cpu_ticks "$pid")
-  out=$(taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$file" -Q "$RATE" -l "$DURATION" -c 4 -q 200 2>&1)
+  # shellcheck disable=SC2086
+  out=$(taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -d "$file" $flags -Q "$RATE" -l "$DURATION" -c 4 -q 200 2>&1)
   after=$(cpu_ticks "$pid")
   local completed lost lat
   completed=$(echo "$out" | awk '/Queries completed:/ {print $3}')
   lost=$(echo "$out" | awk '/Queries lost:/ {print $3}')
   lat=$(echo "$out" | awk '/Average Latency/ {print $4 * 1e6}')
+  local codes
+  codes=$(echo "$out" | sed -n 's/.*Response codes: *//p' | sed 's/ ([0-9.]*%)//g')
   local us
   us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$completed" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
   RESULTS+=("$label|$us|$completed|$lost|$lat")
-  printf '%-22s %8s us/query  %9s answered  %6s lost  avg latency %6.1f us\n' "$label" "$us" "$completed" "$lost" "$lat"
+  printf '%-22s %8s us/query  %9s answered  %6s lost  avg latency %6.1f us  %s\n' "$label" "$us" "$completed" "$lost" "$lat" "$codes"
 }
 
 echo "rate $RATE qps for ${DURATION}s per run; server on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
@@ -243,6 +251,18 @@ kill "$NSD_PID"; wait "$NSD_PID" 2>/dev/null || true
 
 get() { for r in "${RESULTS[@]}"; do [ "${r%%|*}" = "$1" ] && echo "$r" | cut -d'|' -f2; done; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+if [ "${MIX:-1}" = 1 ]; then
+  . benches/dns/mix.sh
+fi
+
 echo
 echo "Steer/gdnsd CPU per GSLB answer:  $(ratio "$(get 'steer gslb')" "$(get 'gdnsd gslb')")x  (target <= 1.0)"
 echo "Steer/NSD   CPU per static answer: $(ratio "$(get 'steer static')" "$(get 'nsd static')")x  (target <= 1.2)"
+if [ "${MIX:-1}" = 1 ]; then
+  echo "Resolver mix, CPU per answer:"
+  echo "  Steer/gdnsd (unsigned mix):  $(ratio "$(get 'steer mix')" "$(get 'gdnsd mix')")x  (target <= 1.0)"
+  echo "  Steer/NSD   (unsigned mix):  $(ratio "$(get 'steer mix')" "$(get 'nsd mix')")x  (NSD answers app statically)"
+  echo "  Steer/Knot  (unsigned mix):  $(ratio "$(get 'steer mix')" "$(get 'knot mix')")x  (Knot answers app statically)"
+  echo "  Steer/Knot  (20% DO, signed): $(ratio "$(get 'steer mix+do')" "$(get 'knot mix+do')")x  (Knot pre-signs; Steer signs online)"
+fi

@@ -156,35 +156,39 @@ zone:
     dnssec-signing: on
 CONF
 
-mix_run() { # label pid port [do]
-  measure "$1 mix" "$2" "$3" "$WORK/mix.bin" -B
-  if [ "${4:-}" = do ]; then
-    measure "$1 mix+do" "$2" "$3" "$WORK/mix-do.bin" -B
-  fi
-  kill "$2"; wait "$2" 2>/dev/null || true
-}
-
-echo "resolver mix (benches/dns/mix.py):"
+# All four run at once, each pinned to the server CPU (idle ones cost
+# nothing), and are measured in turn for ROUNDS rounds: a host whose speed
+# drifts during the run then moves every server's figures alike. The
+# summary takes each server's median.
+echo "resolver mix (benches/dns/mix.py), ${ROUNDS:-3} rounds:"
 taskset -c "$SERVER_CPU" "$STEERD" --config "$WORK/mix/steer/steerd.toml" > "$WORK/mix/steer.log" 2>&1 &
-MIX_PID=$!
-PIDS+=("$MIX_PID")
-wait_answer "$MIX_STEER_PORT" app.bench.test 192.0.2
-mix_run steer "$MIX_PID" "$MIX_STEER_PORT" do
-
+MIX_STEER_PID=$!
 taskset -c "$SERVER_CPU" gdnsd -c "$WORK/mix/gdnsd" start > "$WORK/mix/gdnsd.log" 2>&1 &
-MIX_PID=$!
-PIDS+=("$MIX_PID")
-wait_answer "$MIX_GDNSD_PORT" app.bench.test 192.0.2
-mix_run gdnsd "$MIX_PID" "$MIX_GDNSD_PORT"
-
+MIX_GDNSD_PID=$!
 taskset -c "$SERVER_CPU" nsd -d -c "$WORK/mix/nsd/nsd.conf" > "$WORK/mix/nsd.log" 2>&1 &
-MIX_PID=$!
-PIDS+=("$MIX_PID")
-wait_answer "$MIX_NSD_PORT" app.bench.test 192.0.2
-mix_run nsd "$MIX_PID" "$MIX_NSD_PORT"
-
+MIX_NSD_PID=$!
 taskset -c "$SERVER_CPU" knotd -c "$WORK/mix/knot/knot.conf" > "$WORK/mix/knot.log" 2>&1 &
-MIX_PID=$!
-PIDS+=("$MIX_PID")
+MIX_KNOT_PID=$!
+PIDS+=("$MIX_STEER_PID" "$MIX_GDNSD_PID" "$MIX_NSD_PID" "$MIX_KNOT_PID")
+wait_answer "$MIX_STEER_PORT" app.bench.test 192.0.2
+wait_answer "$MIX_GDNSD_PORT" app.bench.test 192.0.2
+wait_answer "$MIX_NSD_PORT" app.bench.test 192.0.2
 wait_answer "$MIX_KNOT_PORT" app.bench.test 192.0.2
-mix_run knot "$MIX_PID" "$MIX_KNOT_PORT" do
+for round in $(seq "${ROUNDS:-3}"); do
+  measure "steer mix #$round" "$MIX_STEER_PID" "$MIX_STEER_PORT" "$WORK/mix.bin" -B
+  measure "gdnsd mix #$round" "$MIX_GDNSD_PID" "$MIX_GDNSD_PORT" "$WORK/mix.bin" -B
+  measure "nsd mix #$round" "$MIX_NSD_PID" "$MIX_NSD_PORT" "$WORK/mix.bin" -B
+  measure "knot mix #$round" "$MIX_KNOT_PID" "$MIX_KNOT_PORT" "$WORK/mix.bin" -B
+  measure "steer mix+do #$round" "$MIX_STEER_PID" "$MIX_STEER_PORT" "$WORK/mix-do.bin" -B
+  measure "knot mix+do #$round" "$MIX_KNOT_PID" "$MIX_KNOT_PORT" "$WORK/mix-do.bin" -B
+done
+for p in "$MIX_STEER_PID" "$MIX_GDNSD_PID" "$MIX_NSD_PID" "$MIX_KNOT_PID"; do
+  kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
+done
+
+# The median over rounds of a label's CPU per answer.
+median() {
+  for r in "${RESULTS[@]}"; do
+    case "${r%%|*}" in "$1 #"*) echo "$r" | cut -d'|' -f2 ;; esac
+  done | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}

@@ -260,9 +260,9 @@ echo
 echo "Steer/gdnsd CPU per GSLB answer:  $(ratio "$(get 'steer gslb')" "$(get 'gdnsd gslb')")x  (target <= 1.0)"
 echo "Steer/NSD   CPU per static answer: $(ratio "$(get 'steer static')" "$(get 'nsd static')")x  (target <= 1.2)"
 if [ "${MIX:-1}" = 1 ]; then
-  echo "Resolver mix, CPU per answer:"
-  echo "  Steer/gdnsd (unsigned mix):  $(ratio "$(get 'steer mix')" "$(get 'gdnsd mix')")x  (target <= 1.0)"
-  echo "  Steer/NSD   (unsigned mix):  $(ratio "$(get 'steer mix')" "$(get 'nsd mix')")x  (NSD answers app statically)"
-  echo "  Steer/Knot  (unsigned mix):  $(ratio "$(get 'steer mix')" "$(get 'knot mix')")x  (Knot answers app statically)"
-  echo "  Steer/Knot  (20% DO, signed): $(ratio "$(get 'steer mix+do')" "$(get 'knot mix+do')")x  (Knot pre-signs; Steer signs online)"
+  echo "Resolver mix, median CPU per answer: Steer $(median 'steer mix') us, gdnsd $(median 'gdnsd mix') us, NSD $(median 'nsd mix') us, Knot $(median 'knot mix') us; with DO: Steer $(median 'steer mix+do') us, Knot $(median 'knot mix+do') us"
+  echo "  Steer/gdnsd (unsigned mix):  $(ratio "$(median 'steer mix')" "$(median 'gdnsd mix')")x  (target <= 1.0)"
+  echo "  Steer/NSD   (unsigned mix):  $(ratio "$(median 'steer mix')" "$(median 'nsd mix')")x  (NSD answers app statically)"
+  echo "  Steer/Knot  (unsigned mix):  $(ratio "$(median 'steer mix')" "$(median 'knot mix')")x  (Knot answers app statically)"
+  echo "  Steer/Knot  (20% DO, signed): $(ratio "$(median 'steer mix+do')" "$(median 'knot mix+do')")x  (Knot pre-signs; Steer signs online)"
 fi

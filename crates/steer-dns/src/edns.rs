@@ -38,7 +38,7 @@ pub(crate) fn client_subnet(request: Option<&Edns>) -> Option<ClientSubnet> {
 /// The subnet with address bits past its source prefix cleared (RFC 7871
 /// 6 has senders truncate them; Knot masks what a sender left), so they
 /// neither pick the answer nor come back in the echo.
-fn masked(cs: &ClientSubnet) -> ClientSubnet {
+pub(crate) fn masked(cs: &ClientSubnet) -> ClientSubnet {
     let prefix = u32::from(cs.source_prefix());
     let addr = match cs.addr() {
         IpAddr::V4(a) => {

@@ -21,6 +21,7 @@ mod handler;
 mod keys;
 mod metrics;
 mod publisher;
+mod query;
 mod rollover;
 mod rrl;
 mod select;
@@ -42,7 +43,7 @@ pub use rrl::{RateLimiter, RrlAction};
 pub use select::{MAX_PICK, pick, pick_into, subnet_key};
 pub use signers::DsLookup;
 pub use tcp::raise_nofile_limit;
-pub use udp::{UdpOutcome, respond_tcp, respond_udp, spawn_udp_workers};
+pub use udp::{UdpOutcome, respond_tcp, respond_udp, respond_udp_general, spawn_udp_workers};
 pub use view::{DnsView, ViewError};
 
 /// UDP payload size we advertise and cap responses at (DNS flag day 2020).

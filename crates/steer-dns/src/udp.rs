@@ -101,6 +101,31 @@ pub(crate) fn respond(
     transport: Transport<'_>,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
+    respond_with(view, packet, src, random, transport, true, out)
+}
+
+/// Answers through the general path only (no [`crate::query::plain`]
+/// reader), for the property test that holds the two to the same reply.
+#[doc(hidden)]
+pub fn respond_udp_general(
+    view: &DnsView,
+    packet: &[u8],
+    src: IpAddr,
+    random: u64,
+    out: &mut Vec<u8>,
+) -> UdpOutcome {
+    respond_with(view, packet, src, random, Transport::Udp(None), false, out)
+}
+
+fn respond_with(
+    view: &DnsView,
+    packet: &[u8],
+    src: IpAddr,
+    random: u64,
+    transport: Transport<'_>,
+    plain: bool,
+    out: &mut Vec<u8>,
+) -> UdpOutcome {
     out.clear();
     let metrics = &view.metrics;
     let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
@@ -128,6 +153,50 @@ pub(crate) fn respond(
                 slip = true;
             }
         }
+    }
+    // The query resolvers send: answered without parsing a whole Message.
+    if plain
+        && !slip
+        && let Some(q) = crate::query::plain(packet)
+    {
+        let client = client_info(q.ecs.as_ref(), src, random);
+        let question = Question {
+            name: &q.name,
+            qtype: q.qtype,
+            qclass: q.qclass,
+        };
+        let result = answer(view, &question, &client);
+        metrics.record(&question, &result, q.ecs.is_some());
+        let payload = q.payload.map(|p| p.clamp(512, view.udp_payload));
+        let limit = match transport {
+            Transport::Udp(_) => usize::from(payload.unwrap_or(512)),
+            Transport::Tcp => usize::from(u16::MAX),
+        };
+        let ecs_echo = q.ecs.map(|cs| (cs, result.ecs_scope));
+        if let Some(done) = crate::wire::write_fast(packet, &result, payload, ecs_echo, limit, out)
+        {
+            if done.1 {
+                metrics.truncated.increment(1);
+            }
+            return done.0;
+        }
+        // Records the fast writer cannot copy: the general encoder.
+        let Ok(request) = Message::from_vec(packet) else {
+            metrics.malformed.increment(1);
+            return error_reply(
+                &header.metadata,
+                &[],
+                None,
+                ResponseCode::FormErr,
+                view,
+                out,
+            );
+        };
+        let mut edns = response_edns(request.edns.as_ref(), view.udp_payload)
+            .ok()
+            .flatten();
+        echo_subnet(edns.as_mut(), q.ecs.as_ref(), result.ecs_scope);
+        return encode_general(view, &request, edns.as_ref(), &result, limit, out);
     }
     let Ok(request) = Message::from_vec(packet) else {
         metrics.malformed.increment(1);
@@ -234,15 +303,37 @@ pub(crate) fn respond(
         return done.0;
     }
 
+    encode_general(view, &request, edns.as_ref(), &result, limit, out)
+}
+
+/// The reply to `request` carrying `result`, through hickory's encoder.
+fn encode_general(
+    view: &DnsView,
+    request: &Message,
+    edns: Option<&Edns>,
+    result: &Answer<'_>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> UdpOutcome {
+    let [query] = request.queries.as_slice() else {
+        return error_reply(
+            &request.metadata,
+            &request.queries,
+            edns,
+            ResponseCode::FormErr,
+            view,
+            out,
+        );
+    };
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.authoritative = result.authoritative;
     metadata.response_code = result.rcode;
-    let sections = Sections::of(&result, query.name());
+    let sections = Sections::of(result, query.name());
     encode_within(
         &mut metadata,
         &request.queries,
         &|additional| sections.borrow(additional),
-        edns.as_ref(),
+        edns,
         limit,
         view,
         out,

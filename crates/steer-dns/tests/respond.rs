@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
-use steer_dns::{DnsView, UdpOutcome, respond_tcp, respond_udp};
+use steer_dns::{DnsView, UdpOutcome, respond_tcp, respond_udp, respond_udp_general};
 
 mod fixture;
 
@@ -46,7 +46,16 @@ fn query(name: &str, qtype: u16, edns: Option<(u16, Vec<u8>)>) -> Vec<u8> {
 
 fn check(view: &DnsView, packet: &[u8]) {
     let mut out = Vec::new();
-    if respond_udp(view, packet, [192, 0, 2, 9].into(), 7, &mut out) == UdpOutcome::Reply {
+    let outcome = respond_udp(view, packet, [192, 0, 2, 9].into(), 7, &mut out);
+    // The plain-query reader and the general path give the same reply.
+    let mut general = Vec::new();
+    let general_outcome = respond_udp_general(view, packet, [192, 0, 2, 9].into(), 7, &mut general);
+    assert_eq!(
+        (outcome, &out),
+        (general_outcome, &general),
+        "plain and general paths differ for {packet:?}"
+    );
+    if outcome == UdpOutcome::Reply {
         assert!(out.len() >= 12);
         assert_eq!(out[..2], packet[..2], "reply ID");
         assert_ne!(out[2] & 0x80, 0, "QR set");
@@ -196,6 +205,38 @@ fn cases() -> u32 {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// What resolvers send, with every ECS and header variation near the
+    /// plain shape: both paths must agree (through `check`).
+    #[test]
+    fn plain_queries_answer_as_the_general_path(
+        name in prop_oneof![
+            Just("app.example.test"), Just("APP.Example.TEST"), Just("big.example.test"),
+            Just("x.example.test"), Just("example.com"), Just("a.b.wild.example.test"),
+            Just("x.deleg.example.test"), Just("alias.example.test"), Just("mx.example.test"),
+        ],
+        qtype in prop_oneof![Just(1u16), Just(28), Just(15), Just(16), Just(6), Just(2), Just(255), any::<u16>()],
+        flags in any::<u8>(),
+        size in any::<u16>(),
+        family in prop_oneof![Just(1u16), Just(2), Just(3)],
+        source in 0u8..=130,
+        scope in prop_oneof![Just(0u8), Just(0), Just(24)],
+        address in proptest::collection::vec(any::<u8>(), 17),
+        slack in prop_oneof![Just(0i8), Just(0), Just(-1), Just(1)],
+        edns in any::<bool>(),
+    ) {
+        let want = usize::from(source).div_ceil(8);
+        let len = (want as isize + isize::from(slack)).clamp(0, 17) as usize;
+        let mut ecs = vec![0, 8, 0, (4 + len) as u8];
+        ecs.extend_from_slice(&family.to_be_bytes());
+        ecs.extend_from_slice(&[source, scope]);
+        ecs.extend_from_slice(&address[..len]);
+        let mut q = query(name, qtype, edns.then_some((size, ecs)));
+        // RD, CD, AD and the Z bit as resolvers (and others) set them.
+        q[2] |= flags & 0x01;
+        q[3] |= flags & 0x70;
+        check(&view(), &q);
+    }
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {

@@ -1,8 +1,11 @@
 //! gRPC health ingest: one bidirectional stream per agent.
 //!
-//! Each report is validated into an [`ObservedReport`] and sent to the control
-//! loop, which owns the aggregator. Sequence numbers are checked here, per PoP
-//! and agent instance, so duplicates and reordering never reach the core.
+//! Each report is read in place from its bytes ([`crate::wire::ReportView`]),
+//! validated into an [`ObservedReport`] and sent to the control loop, which
+//! owns the aggregator. Sequence numbers are checked here, per PoP and agent
+//! instance, so duplicates and reordering never reach the core. Agents that
+//! ask for cumulative acks get one per interval, and at once whenever it
+//! matters (an ignored report, a new desired state).
 
 use std::{collections::BTreeMap, pin::Pin, sync::Arc};
 

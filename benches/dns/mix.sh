@@ -185,10 +185,3 @@ done
 for p in "$MIX_STEER_PID" "$MIX_GDNSD_PID" "$MIX_NSD_PID" "$MIX_KNOT_PID"; do
   kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
 done
-
-# The median over rounds of a label's CPU per answer.
-median() {
-  for r in "${RESULTS[@]}"; do
-    case "${r%%|*}" in "$1 #"*) echo "$r" | cut -d'|' -f2 ;; esac
-  done | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}

@@ -10,7 +10,7 @@
 #   benches/dns/run.sh                     # 50k qps for 10 s per run
 #   RATE=20000 DURATION=20 benches/dns/run.sh
 #
-# Needs: apt-get (installs dnsperf, nsd, gdnsd if missing), cargo, taskset,
+# Needs: apt-get (installs dnsperf, nsd, knot, gdnsd if missing), cargo, taskset,
 # two CPUs. Builds steerd in release mode. Leaves nothing running.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -224,32 +224,38 @@ measure() { # label pid port queryfile [dnsperf flags]
   printf '%-22s %8s us/query  %9s answered  %6s lost  avg latency %6.1f us  %s\n' "$label" "$us" "$completed" "$lost" "$lat" "$codes"
 }
 
-echo "rate $RATE qps for ${DURATION}s per run; server on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
+echo "rate $RATE qps for ${DURATION}s per run, ${ROUNDS:-3} rounds; servers on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
 
+# The median over rounds of a label's CPU per answer.
+median() {
+  for r in "${RESULTS[@]}"; do
+    case "${r%%|*}" in "$1 #"*) echo "$r" | cut -d'|' -f2 ;; esac
+  done | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# All three servers up at once (idle ones cost nothing), measured in turn
+# for ROUNDS rounds, so a host whose speed drifts moves them alike.
 taskset -c "$SERVER_CPU" "$STEERD" --config "$WORK/steer/steerd.toml" > "$WORK/steer.log" 2>&1 &
 STEER_PID=$!
-PIDS+=("$STEER_PID")
-wait_answer "$STEER_PORT" www.bench.test 192.0.2.80
-measure "steer static" "$STEER_PID" "$STEER_PORT" "$WORK/static.txt"
-measure "steer gslb" "$STEER_PID" "$STEER_PORT" "$WORK/gslb.txt"
-kill "$STEER_PID"; wait "$STEER_PID" 2>/dev/null || true
-
 taskset -c "$SERVER_CPU" gdnsd -c "$WORK/gdnsd" start > "$WORK/gdnsd.log" 2>&1 &
 GDNSD_PID=$!
-PIDS+=("$GDNSD_PID")
-wait_answer "$GDNSD_PORT" app.bench.test 192.0.2
-measure "gdnsd static" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/static.txt"
-measure "gdnsd gslb" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/gslb.txt"
-kill "$GDNSD_PID"; wait "$GDNSD_PID" 2>/dev/null || true
-
 taskset -c "$SERVER_CPU" nsd -d -c "$WORK/nsd/nsd.conf" > "$WORK/nsd.log" 2>&1 &
 NSD_PID=$!
-PIDS+=("$NSD_PID")
+PIDS+=("$STEER_PID" "$GDNSD_PID" "$NSD_PID")
+wait_answer "$STEER_PORT" www.bench.test 192.0.2.80
+wait_answer "$GDNSD_PORT" app.bench.test 192.0.2
 wait_answer "$NSD_PORT" www.bench.test 192.0.2.80
-measure "nsd static" "$NSD_PID" "$NSD_PORT" "$WORK/static.txt"
-kill "$NSD_PID"; wait "$NSD_PID" 2>/dev/null || true
+for round in $(seq "${ROUNDS:-3}"); do
+  measure "steer static #$round" "$STEER_PID" "$STEER_PORT" "$WORK/static.txt"
+  measure "gdnsd static #$round" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/static.txt"
+  measure "nsd static #$round" "$NSD_PID" "$NSD_PORT" "$WORK/static.txt"
+  measure "steer gslb #$round" "$STEER_PID" "$STEER_PORT" "$WORK/gslb.txt"
+  measure "gdnsd gslb #$round" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/gslb.txt"
+done
+for p in "$STEER_PID" "$GDNSD_PID" "$NSD_PID"; do
+  kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
+done
 
-get() { for r in "${RESULTS[@]}"; do [ "${r%%|*}" = "$1" ] && echo "$r" | cut -d'|' -f2; done; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 if [ "${MIX:-1}" = 1 ]; then
@@ -257,8 +263,9 @@ if [ "${MIX:-1}" = 1 ]; then
 fi
 
 echo
-echo "Steer/gdnsd CPU per GSLB answer:  $(ratio "$(get 'steer gslb')" "$(get 'gdnsd gslb')")x  (target <= 1.0)"
-echo "Steer/NSD   CPU per static answer: $(ratio "$(get 'steer static')" "$(get 'nsd static')")x  (target <= 1.2)"
+echo "Cheapest shape, median CPU per answer: Steer static $(median 'steer static') us, GSLB $(median 'steer gslb') us; gdnsd static $(median 'gdnsd static') us, GSLB $(median 'gdnsd gslb') us; NSD static $(median 'nsd static') us"
+echo "Steer/gdnsd CPU per GSLB answer:  $(ratio "$(median 'steer gslb')" "$(median 'gdnsd gslb')")x  (target <= 1.0)"
+echo "Steer/NSD   CPU per static answer: $(ratio "$(median 'steer static')" "$(median 'nsd static')")x  (target <= 1.2)"
 if [ "${MIX:-1}" = 1 ]; then
   echo "Resolver mix, median CPU per answer: Steer $(median 'steer mix') us, gdnsd $(median 'gdnsd mix') us, NSD $(median 'nsd mix') us, Knot $(median 'knot mix') us; with DO: Steer $(median 'steer mix+do') us, Knot $(median 'knot mix+do') us"
   echo "  Steer/gdnsd (unsigned mix):  $(ratio "$(median 'steer mix')" "$(median 'gdnsd mix')")x  (target <= 1.0)"

@@ -17,7 +17,7 @@ use tracing::warn;
 use crate::{
     rrl::RateLimiter,
     tcp::{Connections, TcpMetrics},
-    udp::{Transport, UdpBind, UdpOutcome, is_bad_source, respond},
+    udp::{UdpBind, UdpOutcome, datagram},
     view::DnsView,
 };
 
@@ -74,17 +74,14 @@ async fn serve_udp(socket: UdpSocket, view: Arc<ArcSwap<DnsView>>, rrl: Arc<Rate
         {
             // The view is pinned for this query only, never across an await.
             let view = view.load();
-            if is_bad_source(src) {
-                view.metrics.bad_source.increment(1);
-                continue;
-            }
-            random = crate::select::mix(random);
             let packet = buf.get(..len).unwrap_or_default();
-            let client = src.ip().to_canonical();
-            let transport = Transport::Udp(Some(&rrl));
-            if respond(&view, packet, client, random, transport, &mut out) != UdpOutcome::Reply {
-                view.metrics.latency.record(started.elapsed().as_secs_f64());
-                continue;
+            match datagram(&view, packet, src, &mut random, Some(&rrl), &mut out) {
+                None => continue,
+                Some(UdpOutcome::Reply) => {}
+                Some(UdpOutcome::Drop) => {
+                    view.metrics.latency.record(started.elapsed().as_secs_f64());
+                    continue;
+                }
             }
         }
         let sent = socket.send_to(&out, src).await;

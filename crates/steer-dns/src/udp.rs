@@ -525,6 +525,33 @@ fn bind_reuseport(bind: UdpBind) -> std::io::Result<UdpSocket> {
     Ok(socket)
 }
 
+/// One datagram from `src` through the pipeline, for the socket loops
+/// that answer one at a time. `None` (counted) when the source cannot be
+/// answered; `Reply` leaves the reply in `out`.
+pub(crate) fn datagram(
+    view: &DnsView,
+    packet: &[u8],
+    src: SocketAddr,
+    random: &mut u64,
+    rrl: Option<&RateLimiter>,
+    out: &mut Vec<u8>,
+) -> Option<UdpOutcome> {
+    if is_bad_source(src) {
+        view.metrics.bad_source.increment(1);
+        return None;
+    }
+    *random = crate::select::mix(*random);
+    let client = src.ip().to_canonical();
+    Some(respond(
+        view,
+        packet,
+        client,
+        *random,
+        Transport::Udp(rrl),
+        out,
+    ))
+}
+
 fn serve_socket(socket: &UdpSocket, view: &ArcSwap<DnsView>, rrl: Option<&RateLimiter>) {
     let mut buf = vec![0u8; 65_535];
     let mut out = Vec::with_capacity(4096);
@@ -541,15 +568,11 @@ fn serve_socket(socket: &UdpSocket, view: &ArcSwap<DnsView>, rrl: Option<&RateLi
         // One load per query; the guard pins this view until the reply is
         // sent, and a plan swap never waits for it.
         let view = view.load();
-        if is_bad_source(src) {
-            view.metrics.bad_source.increment(1);
-            continue;
-        }
-        random = crate::select::mix(random);
         let packet = buf.get(..len).unwrap_or_default();
-        let client = src.ip().to_canonical();
-        if respond(&view, packet, client, random, Transport::Udp(rrl), &mut out)
-            == UdpOutcome::Reply
+        let Some(outcome) = datagram(&view, packet, src, &mut random, rrl, &mut out) else {
+            continue;
+        };
+        if outcome == UdpOutcome::Reply
             && let Err(e) = socket.send_to(&out, src)
         {
             view.metrics.send_failed.increment(1);

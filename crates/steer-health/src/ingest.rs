@@ -379,8 +379,10 @@ impl<S: Stream<Item = Result<Bytes, Status>> + Unpin> AgentStream<S> {
             let report = match self.inbound.next().await? {
                 Ok(r) => r,
                 Err(status) => {
+                    // An oversized or undecodable frame: the agent hears why
+                    // (OUT_OF_RANGE, ...); the stream ends either way.
                     debug!(peer = %self.peer, %status, "health stream ended with error");
-                    return None;
+                    return Some(Err(status));
                 }
             };
             let now = tokio::time::Instant::now();

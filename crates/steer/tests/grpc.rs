@@ -173,6 +173,25 @@ fn cumulative_acks_hold_accepted_reports_but_never_a_refusal_or_a_drain() {
             .into_inner();
         let err = acks.next().await.unwrap().unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+        // A report over the size limit (1 MiB) is refused as such (tonic's
+        // OUT_OF_RANGE), not closed without a word.
+        let mut huge = vec![0x0a, 0x80, 0x80, 0x80, 0x01];
+        huge.resize(2 * 1024 * 1024 + 5, b'a');
+        raw.ready().await.unwrap();
+        let path =
+            tonic::codegen::http::uri::PathAndQuery::from_static("/steer.v1.HealthIngest/Report");
+        let mut acks = raw
+            .streaming(
+                tonic::Request::new(tokio_stream::iter([huge])),
+                path,
+                RawCodec,
+            )
+            .await
+            .unwrap()
+            .into_inner();
+        let err = acks.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     });
     // Still serving.
     assert!(!s.answers("app.example.test", "A", "10.1.2.0/24").is_empty());

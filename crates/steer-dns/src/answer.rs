@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use steer_types::answers::ANSWER_UNIT;
 
 use crate::{
+    names::Known,
     select::{MAX_PICK, STICKY_V4, STICKY_V6, subnet_key},
     view::{CompiledService, CompiledSet, DnsView, Rr},
     zone::{CompiledZone, Found, Node},
@@ -262,8 +263,19 @@ pub(crate) fn zone_of<'v>(
 /// included), up to [`MAX_CNAME_CHAIN`] and never twice through one name.
 /// The rcode is that of the last name looked up (RFC 6604).
 pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> Answer<'v> {
+    answer_known(view, q, client, None)
+}
+
+/// As [`answer`], with what the view's name index knows of the query
+/// name (when it exists): its zone, and whether it is steered.
+pub(crate) fn answer_known<'v>(
+    view: &'v DnsView,
+    q: &Question<'_>,
+    client: &ClientInfo,
+    known: Option<&Known>,
+) -> Answer<'v> {
     let mut served = Served::default();
-    let mut a = resolve(view, q, client, &mut served);
+    let mut a = resolve(view, q, client, &mut served, known);
     a.served = served;
     a
 }
@@ -273,13 +285,21 @@ fn resolve<'v>(
     q: &Question<'_>,
     client: &ClientInfo,
     served: &mut Served<'v>,
+    known: Option<&Known>,
 ) -> Answer<'v> {
     if q.qclass != DNSClass::IN {
         return Answer::refused();
     }
-    let Some(mut zone) = zone_of(view, q.name, q.qtype) else {
+    // DS at an apex is the parent's: the index's zone is not it.
+    let hinted = known
+        .filter(|_| q.qtype != RecordType::DS)
+        .and_then(|k| view.zones.get(k.zone));
+    let Some(mut zone) = hinted.or_else(|| zone_of(view, q.name, q.qtype)) else {
         return Answer::refused();
     };
+    // A static name (no steered name, and no configured one the plan
+    // left out) needs no look in the steering tables.
+    let mut static_name = known.is_some_and(|k| !k.steered) && view.unplanned.is_empty();
     let mut chain: Vec<Answered<'v>> = Vec::new();
     let mut current: &LowerName = q.name;
     // The targets followed so far: `current` from the second step on.
@@ -299,7 +319,13 @@ fn resolve<'v>(
             };
             zone = z;
         }
-        if let Some(svc) = view.services.get(current) {
+        let svc = if static_name {
+            None
+        } else {
+            view.services.get(current)
+        };
+        static_name = false;
+        if let Some(svc) = svc {
             let owner = if step == 0 {
                 Owner::Query
             } else {
@@ -323,7 +349,7 @@ fn resolve<'v>(
             current = target;
             continue;
         }
-        if view.unplanned.contains(current) {
+        if !view.unplanned.is_empty() && view.unplanned.contains(current) {
             return Answer::servfail();
         }
         let (node, synthesized) = match zone.find(current, q.qtype) {

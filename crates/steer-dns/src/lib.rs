@@ -20,6 +20,7 @@ mod geo;
 mod handler;
 mod keys;
 mod metrics;
+mod names;
 mod publisher;
 mod query;
 mod rollover;

@@ -7,8 +7,12 @@
 //! left to the general path, so the reply is the same either way (a
 //! property test compares the two).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    borrow::Cow,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
+use crate::names::{Known, NameIndex};
 use hickory_server::proto::{
     op::Query,
     rr::{DNSClass, LowerName, RecordType, rdata::opt::ClientSubnet},
@@ -16,8 +20,11 @@ use hickory_server::proto::{
 };
 
 /// What an answer needs of a plain query.
-pub(crate) struct PlainQuery {
-    pub(crate) name: LowerName,
+pub(crate) struct PlainQuery<'a> {
+    /// Borrowed from the index when the name exists (no allocation).
+    pub(crate) name: Cow<'a, LowerName>,
+    /// What the index knows of the name, when it exists.
+    pub(crate) known: Option<&'a Known>,
     pub(crate) qtype: RecordType,
     pub(crate) qclass: DNSClass,
     /// The client's UDP payload size (the OPT class), when it sent EDNS.
@@ -31,8 +38,8 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The query, when it has the plain shape; `None` sends it down the
-/// general path.
-pub(crate) fn plain(packet: &[u8]) -> Option<PlainQuery> {
+/// general path. A name in `names` is read off the packet without hickory.
+pub(crate) fn plain<'a>(packet: &[u8], names: &'a NameIndex) -> Option<PlainQuery<'a>> {
     let flags = u16_at(packet, 2)?;
     // A query (QR clear) with opcode QUERY; one question, nothing in the
     // answer and authority sections, at most the OPT record.
@@ -46,10 +53,26 @@ pub(crate) fn plain(packet: &[u8]) -> Option<PlainQuery> {
     if additional > 1 {
         return None;
     }
-    let mut decoder = BinDecoder::new(packet);
-    decoder.read_slice(12).ok()?;
-    let query = Query::read(&mut decoder).ok()?;
-    let rest = packet.get(decoder.index()..)?;
+    let (known, name, qtype, qclass, end) = match crate::names::read(packet, 12)
+        .and_then(|(wire, end)| Some((names.get(wire.as_bytes())?, end)))
+    {
+        Some((known, end)) => (
+            Some(known),
+            Cow::Borrowed(&known.name),
+            RecordType::from(u16_at(packet, end)?),
+            DNSClass::from(u16_at(packet, end + 2)?),
+            end + 4,
+        ),
+        None => {
+            let mut decoder = BinDecoder::new(packet);
+            decoder.read_slice(12).ok()?;
+            let query = Query::read(&mut decoder).ok()?;
+            let name = Cow::Owned(LowerName::new(query.name()));
+            let (qtype, qclass) = (query.query_type(), query.query_class());
+            (None, name, qtype, qclass, decoder.index())
+        }
+    };
+    let rest = packet.get(end..)?;
     let (payload, ecs) = if additional == 1 {
         opt(rest)?
     } else if rest.is_empty() {
@@ -58,9 +81,10 @@ pub(crate) fn plain(packet: &[u8]) -> Option<PlainQuery> {
         return None;
     };
     Some(PlainQuery {
-        name: LowerName::new(query.name()),
-        qtype: query.query_type(),
-        qclass: query.query_class(),
+        name,
+        known,
+        qtype,
+        qclass,
         payload,
         ecs,
     })
@@ -115,7 +139,19 @@ fn opt(rest: &[u8]) -> Option<(Option<u16>, Option<ClientSubnet>)> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::{str::FromStr, sync::LazyLock};
+
     use super::*;
+
+    /// Reads with `app.example.test.` in the index.
+    fn parse(packet: &[u8]) -> Option<PlainQuery<'static>> {
+        static NAMES: LazyLock<NameIndex> = LazyLock::new(|| {
+            let apex = LowerName::from_str("example.test.").unwrap();
+            let app = LowerName::from_str("app.example.test.").unwrap();
+            NameIndex::build([(&apex, vec![&apex, &app])].into_iter(), &[])
+        });
+        plain(packet, &NAMES)
+    }
 
     /// `app.example.test A`, with an OPT record carrying `options` and
     /// `flags` (DO is 0x8000) when given.
@@ -146,40 +182,59 @@ mod tests {
 
     #[test]
     fn the_queries_resolvers_send_are_plain() {
-        let q = plain(&query(None)).unwrap();
+        let q = parse(&query(None)).unwrap();
         assert_eq!(
             (q.qtype, q.payload, q.ecs.is_none()),
             (RecordType::A, None, true)
         );
-        let q = plain(&query(Some((0, &[])))).unwrap();
+        let q = parse(&query(Some((0, &[])))).unwrap();
         assert_eq!(q.payload, Some(1232));
         // ECS 10.1.2.0/24, and a /23 with a host bit set (masked).
-        let q = plain(&query(Some((0, &[0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2])))).unwrap();
+        let q = parse(&query(Some((0, &[0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2])))).unwrap();
         let cs = q.ecs.unwrap();
         assert_eq!(
             (cs.addr(), cs.source_prefix()),
             ("10.1.2.0".parse().unwrap(), 24)
         );
-        let q = plain(&query(Some((0, &[0, 8, 0, 7, 0, 1, 23, 0, 10, 1, 3])))).unwrap();
+        let q = parse(&query(Some((0, &[0, 8, 0, 7, 0, 1, 23, 0, 10, 1, 3])))).unwrap();
         assert_eq!(q.ecs.unwrap().addr(), "10.1.2.0".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_name_not_in_the_index_reads_the_same() {
+        let known = query(Some((0, &[0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2])));
+        let mut unknown = known.clone();
+        unknown[14] = b'X'; // "aXp", not in the index
+        let (k, u) = (parse(&known).unwrap(), parse(&unknown).unwrap());
+        assert!(matches!(k.name, Cow::Borrowed(_)));
+        assert!(matches!(u.name, Cow::Owned(_)));
+        assert_eq!(u.name.to_string(), "axp.example.test.");
+        assert_eq!(
+            (k.qtype, k.qclass, k.payload, k.ecs),
+            (u.qtype, u.qclass, u.payload, u.ecs)
+        );
+        // Mixed case finds the stored name.
+        let mut mixed = known.clone();
+        mixed[13] = b'A';
+        assert!(matches!(parse(&mixed).unwrap().name, Cow::Borrowed(_)));
     }
 
     #[test]
     fn anything_else_takes_the_general_path() {
         // DO set; a cookie; ECS with a scope; ECS with a short address.
-        assert!(plain(&query(Some((0x8000, &[])))).is_none());
-        assert!(plain(&query(Some((0, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])))).is_none());
-        assert!(plain(&query(Some((0, &[0, 8, 0, 7, 0, 1, 24, 8, 10, 1, 2])))).is_none());
-        assert!(plain(&query(Some((0, &[0, 8, 0, 6, 0, 1, 24, 0, 10, 1])))).is_none());
+        assert!(parse(&query(Some((0x8000, &[])))).is_none());
+        assert!(parse(&query(Some((0, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])))).is_none());
+        assert!(parse(&query(Some((0, &[0, 8, 0, 7, 0, 1, 24, 8, 10, 1, 2])))).is_none());
+        assert!(parse(&query(Some((0, &[0, 8, 0, 6, 0, 1, 24, 0, 10, 1])))).is_none());
         // Trailing bytes, a response, two questions.
         let mut q = query(None);
         q.push(0);
-        assert!(plain(&q).is_none());
+        assert!(parse(&q).is_none());
         let mut q = query(None);
         q[2] |= 0x80;
-        assert!(plain(&q).is_none());
+        assert!(parse(&q).is_none());
         let mut q = query(None);
         q[5] = 2;
-        assert!(plain(&q).is_none());
+        assert!(parse(&q).is_none());
     }
 }

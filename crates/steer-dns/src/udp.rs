@@ -157,7 +157,7 @@ fn respond_with(
     // The query resolvers send: answered without parsing a whole Message.
     if plain
         && !slip
-        && let Some(q) = crate::query::plain(packet)
+        && let Some(q) = crate::query::plain(packet, &view.zones.names)
     {
         let client = client_info(q.ecs.as_ref(), src, random);
         let question = Question {
@@ -165,7 +165,7 @@ fn respond_with(
             qtype: q.qtype,
             qclass: q.qclass,
         };
-        let result = answer(view, &question, &client);
+        let result = crate::answer::answer_known(view, &question, &client, q.known);
         metrics.record(&question, &result, q.ecs.is_some());
         let payload = q.payload.map(|p| p.clamp(512, view.udp_payload));
         let limit = match transport {

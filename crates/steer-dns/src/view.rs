@@ -6,7 +6,6 @@
 
 use std::{
     collections::{HashMap as StdHashMap, HashSet as StdHashSet},
-    hash::{BuildHasherDefault, Hasher},
     str::FromStr,
     sync::{Arc, atomic::AtomicU64},
 };
@@ -28,9 +27,10 @@ use steer_types::{
 use crate::{
     calibrate::{ClientSample, ClientSamples, SetKey},
     metrics::QueryMetrics,
+    names::FastHash,
     select::{MAX_PICK, mix, pick_into, seed},
     sign::Signer,
-    zone::CompiledZone,
+    zone::Zones,
 };
 
 /// A record with its wire form pre-encoded for the UDP fast path: the
@@ -107,32 +107,8 @@ fn encode_rr(record: &Record, owner: &[u8]) -> Option<Box<[u8]>> {
     Some(wire.into_boxed_slice())
 }
 
-/// FNV-1a: names are short and come from the network, but the tables are
-/// rebuilt per plan and never grow from queries, so flooding them is not a
-/// concern; SipHash was a tenth of the query path.
-#[derive(Default)]
-pub(crate) struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-pub(crate) type HashMap<K, V> = StdHashMap<K, V, BuildHasherDefault<Fnv>>;
-pub(crate) type HashSet<K> = StdHashSet<K, BuildHasherDefault<Fnv>>;
+pub(crate) type HashMap<K, V> = StdHashMap<K, V, FastHash>;
+pub(crate) type HashSet<K> = StdHashSet<K, FastHash>;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -312,7 +288,7 @@ pub struct DnsView {
     pub(crate) plan_version: u64,
     /// Shared with the views before and after while the zones do not
     /// change (see [`ZoneCache`]).
-    pub(crate) zones: Arc<[CompiledZone]>,
+    pub(crate) zones: Arc<Zones>,
     pub(crate) services: HashMap<LowerName, CompiledService>,
     /// Steered names the config has but the plan decides nothing for (an
     /// edge that holds no plan yet): answered SERVFAIL, never NXDOMAIN, so
@@ -574,7 +550,7 @@ struct ZoneCacheEntry {
     zones: Vec<Zone>,
     steered: Vec<LowerName>,
     signers: Vec<(String, Arc<Signer>)>,
-    compiled: Arc<[CompiledZone]>,
+    compiled: Arc<Zones>,
 }
 
 impl ZoneCache {
@@ -583,7 +559,7 @@ impl ZoneCache {
         zones: &[Zone],
         steered: Vec<LowerName>,
         signers: &[(String, Arc<Signer>)],
-    ) -> Result<Arc<[CompiledZone]>, ViewError> {
+    ) -> Result<Arc<Zones>, ViewError> {
         let mut entry = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = entry.as_ref()
             && e.steered == steered
@@ -596,7 +572,7 @@ impl ZoneCache {
         {
             return Ok(e.compiled.clone());
         }
-        let compiled: Arc<[CompiledZone]> = zones
+        let compiled = zones
             .iter()
             .map(|z| {
                 let signer = signers
@@ -605,8 +581,8 @@ impl ZoneCache {
                     .map(|(_, s)| s.clone());
                 crate::zone::compile(z, &steered, signer)
             })
-            .collect::<Result<Vec<_>, _>>()?
-            .into();
+            .collect::<Result<Vec<_>, _>>()?;
+        let compiled = Arc::new(Zones::new(compiled, &steered));
         *entry = Some(ZoneCacheEntry {
             zones: zones.to_vec(),
             steered,

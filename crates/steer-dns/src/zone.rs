@@ -18,9 +18,37 @@ use steer_types::{RecordData, Zone};
 use std::sync::Arc;
 
 use crate::{
+    names::NameIndex,
     sign::Signer,
     view::{HashMap, HashSet, Rr, ViewError, name},
 };
+
+/// The static zones views answer from (compiled on reload, shared by the
+/// views of every plan until then), and every name in them by its wire
+/// form, so a query for a name that exists needs no hickory `Name`.
+pub(crate) struct Zones {
+    list: Vec<CompiledZone>,
+    pub(crate) names: NameIndex,
+}
+
+impl Zones {
+    /// The zones, compiled with `steered` names in them.
+    pub(crate) fn new(list: Vec<CompiledZone>, steered: &[LowerName]) -> Self {
+        let names = NameIndex::build(
+            list.iter().map(|z| (&z.origin, z.nodes.keys().collect())),
+            steered,
+        );
+        Self { list, names }
+    }
+}
+
+impl std::ops::Deref for Zones {
+    type Target = [CompiledZone];
+
+    fn deref(&self) -> &[CompiledZone] {
+        &self.list
+    }
+}
 
 pub(crate) struct CompiledZone {
     pub(crate) origin: LowerName,

@@ -1,0 +1,292 @@
+//! Names looked up by their wire form. A query's name is read straight off
+//! the packet into a lowercase buffer on the stack and found in an index
+//! of the names that exist (steered names, every zone node), which hands
+//! back the stored `LowerName`: no hickory `Name` is built, allocated or
+//! lowercased for the names a server answers most. Names not in the index
+//! (NXDOMAIN, wildcard synthesis, below a cut) take hickory's reader.
+
+use std::hash::{BuildHasher, Hasher};
+
+use hickory_server::proto::rr::LowerName;
+
+use crate::view::HashMap;
+
+/// Longest name on the wire (RFC 1035 3.1).
+const MAX_NAME: usize = 255;
+
+/// A name as it is on the wire, lowercased (ASCII), root label included.
+pub(crate) struct WireName {
+    buf: [u8; MAX_NAME],
+    len: usize,
+}
+
+impl WireName {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// Reads the uncompressed name at `at` in `packet`: the name, lowercased,
+/// and the index just past it. `None` for a compression pointer, an
+/// extended label type, a name over 255 bytes or a short packet: hickory's
+/// reader decides about those.
+pub(crate) fn read(packet: &[u8], at: usize) -> Option<(WireName, usize)> {
+    let mut name = WireName {
+        buf: [0; MAX_NAME],
+        len: 0,
+    };
+    let mut i = at;
+    loop {
+        let len = usize::from(*packet.get(i)?);
+        if len > 63 {
+            return None;
+        }
+        let label = packet.get(i + 1..i + 1 + len)?;
+        let out = name.buf.get_mut(name.len..name.len + 1 + len)?;
+        out[0] = len as u8;
+        for (o, b) in out[1..].iter_mut().zip(label) {
+            *o = b.to_ascii_lowercase();
+        }
+        name.len += 1 + len;
+        i += 1 + len;
+        if len == 0 {
+            return Some((name, i));
+        }
+    }
+}
+
+/// The wire form of a stored name (lowercase: it is a `LowerName`).
+fn wire(name: &LowerName) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into_boxed_slice()
+}
+
+/// A name that exists, as the index knows it.
+#[derive(Debug)]
+pub(crate) struct Known {
+    pub(crate) name: LowerName,
+    /// The zone that answers it (the longest origin above it), for every
+    /// type but DS (see `answer::zone_of`).
+    pub(crate) zone: usize,
+    /// A steered name: the view's services decide it.
+    pub(crate) steered: bool,
+}
+
+/// The names that exist, by wire form.
+#[derive(Default)]
+pub(crate) struct NameIndex(HashMap<Box<[u8]>, Known>);
+
+impl NameIndex {
+    /// Indexes every name of `zones` (each zone's origin, then its names);
+    /// the names in `steered` are marked so.
+    pub(crate) fn build<'a>(
+        zones: impl Iterator<Item = (&'a LowerName, Vec<&'a LowerName>)>,
+        steered: &[LowerName],
+    ) -> Self {
+        let zones: Vec<_> = zones.collect();
+        let origins: HashMap<Box<[u8]>, usize> = zones
+            .iter()
+            .enumerate()
+            .map(|(i, (origin, _))| (wire(origin), i))
+            .collect();
+        let steered: crate::view::HashSet<&LowerName> = steered.iter().collect();
+        let mut map = HashMap::default();
+        for name in zones.iter().flat_map(|(_, names)| names) {
+            let key = wire(name);
+            if map.contains_key(&key) {
+                continue;
+            }
+            // The longest origin is the longest suffix of the wire form,
+            // at a label boundary, that is an origin.
+            let Some(zone) = suffixes(&key).find_map(|s| origins.get(s).copied()) else {
+                continue;
+            };
+            let known = Known {
+                name: (*name).clone(),
+                zone,
+                steered: steered.contains(name),
+            };
+            map.insert(key, known);
+        }
+        Self(map)
+    }
+
+    pub(crate) fn get(&self, wire: &[u8]) -> Option<&Known> {
+        self.0.get(wire)
+    }
+}
+
+/// A wire name and every ancestor's wire form, longest first.
+fn suffixes(wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = Some(0usize);
+    std::iter::from_fn(move || {
+        let i = at?;
+        let rest = wire.get(i..)?;
+        let len = usize::from(*rest.first()?);
+        at = (len > 0).then_some(i + 1 + len);
+        Some(rest)
+    })
+}
+
+impl std::fmt::Debug for NameIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NameIndex({} names)", self.0.len())
+    }
+}
+
+/// The hash of the query path's tables: a multiply-rotate hash (as
+/// rustc's FxHash, a word at a time) keyed per process. The tables are
+/// filled from config, zone files and plans only and a query only probes
+/// them, so flooding has nothing to grow, and the key keeps crafted names
+/// from knowing which bucket they hit. SipHash was a tenth of the query
+/// path; FNV a byte at a time still a few percent.
+#[derive(Clone, Copy)]
+pub(crate) struct FastHash(u64);
+
+impl Default for FastHash {
+    fn default() -> Self {
+        use std::sync::OnceLock;
+        static KEY: OnceLock<u64> = OnceLock::new();
+        let key =
+            *KEY.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64));
+        Self(key)
+    }
+}
+
+impl BuildHasher for FastHash {
+    type Hasher = FastHasher;
+
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(self.0)
+    }
+}
+
+pub(crate) struct FastHasher(u64);
+
+const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(K).rotate_left(26);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fold the high bits down: hashbrown picks buckets by the low bits
+        // and tags by the top seven.
+        let h = self.0.wrapping_mul(K);
+        h ^ (h >> 32)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn a_query_name_is_found_whatever_its_case() {
+        let n = |s: &str| LowerName::from_str(s).unwrap();
+        let (root, apex, app) = (n("."), n("example.test."), n("app.Example.test."));
+        let zones = [(&root, vec![&root]), (&apex, vec![&apex, &app])];
+        let index = NameIndex::build(
+            zones.iter().map(|(o, v)| (*o, v.clone())),
+            std::slice::from_ref(&app),
+        );
+        let packet = b"\x03ApP\x07EXAMPLE\x04test\x00\x00\x01";
+        let (name, end) = read(packet, 0).unwrap();
+        assert_eq!(end, packet.len() - 2);
+        assert_eq!(name.as_bytes(), b"\x03app\x07example\x04test\x00");
+        let found = index.get(name.as_bytes()).unwrap();
+        assert_eq!(found.name, n("app.example.test."));
+        assert_eq!((found.zone, found.steered), (1, true));
+        let (wire, _) = read(b"\x07example\x04test\x00", 0).unwrap();
+        let found = index.get(wire.as_bytes()).unwrap();
+        assert_eq!((found.zone, found.steered), (1, false));
+        let (wire, _) = read(b"\x00", 0).unwrap();
+        assert!(index.get(wire.as_bytes()).unwrap().name.is_root());
+        let (other, _) = read(b"\x03www\x07example\x04test\x00", 0).unwrap();
+        assert!(index.get(other.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn a_name_belongs_to_the_longest_origin_above_it() {
+        let n = |s: &str| LowerName::from_str(s).unwrap();
+        let (parent, child) = (n("example.test."), n("child.example.test."));
+        // The parent holds glue below its cut; the child zone is ours too
+        // and answers for it (it has no such name: NXDOMAIN there).
+        let glue = n("ns.child.example.test.");
+        let zones = [
+            (&parent, vec![&parent, &child, &glue]),
+            (&child, vec![&child]),
+        ];
+        let index = NameIndex::build(zones.iter().map(|(o, v)| (*o, v.clone())), &[]);
+        let zone = |s: &str| index.get(&wire(&n(s))).unwrap().zone;
+        assert_eq!(zone("example.test."), 0);
+        assert_eq!(zone("child.example.test."), 1);
+        assert_eq!(zone("ns.child.example.test."), 1);
+        let all: Vec<_> = suffixes(b"\x02ns\x05child\x00").collect();
+        assert_eq!(
+            all,
+            [&b"\x02ns\x05child\x00"[..], b"\x05child\x00", b"\x00"]
+        );
+    }
+
+    #[test]
+    fn what_hickory_must_decide_is_not_read_here() {
+        // A compression pointer, an extended label type, a short packet, a
+        // name over 255 bytes.
+        assert!(read(b"\x03app\xc0\x0c", 0).is_none());
+        assert!(read(b"\x41app\x00", 0).is_none());
+        assert!(read(b"\x03ap", 0).is_none());
+        let mut long = Vec::new();
+        for _ in 0..5 {
+            long.push(63);
+            long.extend_from_slice(&[b'a'; 63]);
+        }
+        long.push(0);
+        assert!(read(&long, 0).is_none());
+        // 4 x 64 - 1 = 255 bytes with the root: the longest legal name.
+        let mut max = Vec::new();
+        for _ in 0..3 {
+            max.push(63);
+            max.extend_from_slice(&[b'a'; 63]);
+        }
+        max.push(61);
+        max.extend_from_slice(&[b'a'; 61]);
+        max.push(0);
+        assert_eq!(max.len(), 255);
+        assert_eq!(read(&max, 0).unwrap().0.as_bytes().len(), 255);
+    }
+}

@@ -9,6 +9,7 @@
 mod agent;
 mod auth;
 mod bgp;
+mod changes;
 mod dns;
 mod duration;
 mod edge;

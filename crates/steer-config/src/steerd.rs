@@ -51,6 +51,7 @@ struct RawConfig {
     cluster: Option<Spanned<crate::slo::RawCluster>>,
     /// Only read by `steerd --role edge`.
     edge: Option<Spanned<crate::edge::RawEdge>>,
+    changes: Option<Spanned<crate::changes::RawChanges>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -307,6 +308,8 @@ pub struct ServerSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SteerConfig {
     pub source: PathBuf,
+    /// The file as read (what a change request is proposed against).
+    pub source_text: String,
     pub server: ServerSettings,
     pub auth: AuthMode,
     /// `[auth] allow_unauthenticated_remote`: mode = "none" off loopback.
@@ -326,6 +329,9 @@ pub struct SteerConfig {
     pub cluster: Option<crate::slo::ClusterSettings>,
     /// `[edge]`: what `--role edge` follows; `None` without the table.
     pub edge: Option<crate::edge::EdgeSettings>,
+    /// `[changes]`: config changes go through change requests; `None`
+    /// without the table (`steerctl reload` applies them at once).
+    pub changes: Option<steer_change::ChangeSettings>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -410,9 +416,15 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         .edge
         .as_ref()
         .map(|e| crate::edge::edge_settings(&mut r, path, e));
+    let changes = raw
+        .changes
+        .as_ref()
+        .map(|c| crate::changes::changes(&mut r, c, &topology));
     r.finish(SteerConfig {
         edge,
+        changes,
         source: path.to_path_buf(),
+        source_text: src.to_owned(),
         server,
         auth,
         allow_unauthenticated_remote,

@@ -41,7 +41,7 @@ use steer_types::{
 };
 
 pub use demand::estimate_demand;
-pub use projection::{attribute_demand, project, project_drain};
+pub use projection::{attribute_demand, project, project_change, project_drain};
 pub use weights::apportion;
 
 /// Computes the plan body for the given inputs at `now`, with no previous

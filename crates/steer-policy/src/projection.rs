@@ -21,6 +21,30 @@ fn sets(body: &PlanBody) -> impl Iterator<Item = (usize, &AnswerSet)> {
         .enumerate()
 }
 
+/// Each set's (service, client region) in `sets` order.
+fn keyed_sets(body: &PlanBody) -> impl Iterator<Item = (&ServiceId, Option<&RegionId>)> {
+    body.services.iter().flat_map(|s| {
+        s.regional
+            .iter()
+            .chain(std::iter::once(&s.global))
+            .map(move |set| (&s.id, set.region.as_ref()))
+    })
+}
+
+/// Where today's load would go under `new_topology` (a proposed config),
+/// against the plan in force: capacities are the new config's.
+pub fn project_change(
+    new_topology: &Topology,
+    health: &HealthSnapshot,
+    intents: &Intents,
+    current: &PlanBody,
+    now: Timestamp,
+) -> (PlanBody, Projection) {
+    let proposed = crate::compute(new_topology, health, intents, now);
+    let projection = project(new_topology, health, current, &proposed);
+    (proposed, projection)
+}
+
 /// Attributes each PoP's reported load to the answer sets it serves under
 /// `current`, giving the demand per service and client region.
 pub fn attribute_demand(
@@ -170,11 +194,14 @@ pub fn project(
 
     let demand =
         observed_set_demand(current, health).unwrap_or_else(|| set_demand(current, health));
-    // Re-spread each set's demand by the proposed weights (sets line up by
-    // index: same topology, same order).
+    // Re-spread each set's demand by the proposed weights. Sets match by
+    // service and client region, so a proposed plan from another config
+    // (a change request) lines up too; a set new in it has no demand yet.
+    let keyed: BTreeMap<(&ServiceId, Option<&RegionId>), f64> =
+        keyed_sets(current).zip(demand).collect();
     let mut projected: BTreeMap<PopId, f64> = BTreeMap::new();
-    for (i, set) in sets(proposed) {
-        let d = demand.get(i).copied().unwrap_or(0.0);
+    for (key, set) in keyed_sets(proposed).zip(sets(proposed).map(|(_, s)| s)) {
+        let d = keyed.get(&key).copied().unwrap_or(0.0);
         for t in &set.targets {
             *projected.entry(t.pop.clone()).or_default() +=
                 d * f64::from(t.weight) / f64::from(PERMILLE);

@@ -573,61 +573,13 @@ pub(crate) fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
         let d = steer_config::parse_duration(ago)?;
         return Ok(now_ms - i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2));
     }
-    rfc3339_ms(t).ok_or_else(|| {
-        format!("{t:?} is not `now`, `-<duration>` (e.g. -2h) or RFC 3339 (2026-12-01T06:00:00Z)")
-    })
-}
-
-fn rfc3339_ms(t: &str) -> Option<i64> {
-    let b = t.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    // Fractional seconds, then Z or ±HH:MM.
-    let mut rest = t.get(19..)?;
-    let mut ms = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        let f = frac.get(..digits)?;
-        ms = format!("{f:0<3}").get(..3)?.parse::<i64>().ok()?;
-        rest = frac.get(digits..)?;
-    }
-    let offset_s = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (oh, om) = (
-                rest.get(1..3)?.parse::<i64>().ok()?,
-                rest.get(4..6)?.parse::<i64>().ok()?,
-            );
-            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
-                return None;
-            }
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    // Days from the civil date (proleptic Gregorian).
-    let (y2, m2) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + mi * 60 + s) - offset_s) * 1000 + ms)
+    steer_types::Timestamp::parse_rfc3339(t)
+        .map(|t| t.unix_ms())
+        .ok_or_else(|| {
+            format!(
+                "{t:?} is not `now`, `-<duration>` (e.g. -2h) or RFC 3339 (2026-12-01T06:00:00Z)"
+            )
+        })
 }
 
 fn key_state(state: i32) -> &'static str {

@@ -1,0 +1,96 @@
+//! `[changes]`: how many approvals a change needs, the stages it rolls out
+//! in, when changes may be made, and how a stage is judged.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use steer_types::RegionId;
+
+use crate::window::Window;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeSettings {
+    /// Approvals a change needs from principals other than its author
+    /// (operator role or above). Zero: a change is approved when proposed.
+    pub approvals: u32,
+    /// In order; the last one normally covers every region.
+    pub stages: Vec<StageSpec>,
+    pub windows: Vec<Window>,
+    pub judgement: Judgement,
+    /// Hold changes (not emergencies) while an SLO's error budget is spent.
+    pub freeze_on_exhausted_budget: bool,
+}
+
+impl Default for ChangeSettings {
+    fn default() -> Self {
+        Self {
+            approvals: 1,
+            stages: vec![StageSpec {
+                name: "all".into(),
+                regions: RegionScope::All,
+                bake: Duration::ZERO,
+            }],
+            windows: Vec::new(),
+            judgement: Judgement::default(),
+            freeze_on_exhausted_budget: true,
+        }
+    }
+}
+
+/// One stage of a rollout: the client regions that take the new config,
+/// and how long it bakes before the next stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageSpec {
+    pub name: String,
+    pub regions: RegionScope,
+    pub bake: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegionScope {
+    /// `["*"]`: every region, and clients that map to none.
+    All,
+    Only(Vec<RegionId>),
+}
+
+impl RegionScope {
+    pub fn covers(&self, region: &RegionId) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(list) => list.contains(region),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::All => "every region".into(),
+            Self::Only(list) => list
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// How a stage's canary scope is judged against the baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// Fewer events than this in either scope: Inconclusive.
+    pub min_events: u64,
+    /// Fail when the canary's error ratio exceeds the baseline's by more
+    /// than this (absolute, 0.005 = half a point)...
+    pub max_error_ratio_increase: f64,
+    /// ...or exceeds this outright.
+    pub max_error_ratio: f64,
+}
+
+impl Default for Judgement {
+    fn default() -> Self {
+        Self {
+            min_events: 100,
+            max_error_ratio_increase: 0.005,
+            max_error_ratio: 0.05,
+        }
+    }
+}

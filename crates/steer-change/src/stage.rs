@@ -1,0 +1,346 @@
+//! A stage in force: one plan from two (the new config's decisions for the
+//! stage's scope, the old config's everywhere else), and the judgement of
+//! the stage's canary scope against its baseline.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use steer_types::{PlanBody, PopId, RailFired, Topology};
+
+use crate::settings::{Judgement, RegionScope};
+
+/// The plan of a stage: `old` (computed from the config in force) with
+/// the answer sets of the scope's client regions, their degradation, and
+/// the state and announcements of the scope's PoPs taken from `new` (computed from
+/// the proposed config, whose topology is `new_topology`). Clients that
+/// map to no region move only when the scope is every region. Services
+/// the proposal adds appear when it completes (DNS knows their names
+/// only then); sets the proposal removes stay until then.
+pub fn merge_stage(
+    old: &PlanBody,
+    new: &PlanBody,
+    scope: &RegionScope,
+    new_topology: &Topology,
+) -> PlanBody {
+    let mut out = old.clone();
+    for svc in &mut out.services {
+        let Some(next) = new.services.iter().find(|s| s.id == svc.id) else {
+            continue;
+        };
+        for set in &mut svc.regional {
+            let Some(region) = &set.region else {
+                continue;
+            };
+            if !scope.covers(region) {
+                continue;
+            }
+            if let Some(n) = next
+                .regional
+                .iter()
+                .find(|n| n.region.as_ref() == Some(region))
+            {
+                *set = n.clone();
+            }
+        }
+        if *scope == RegionScope::All {
+            svc.global = next.global.clone();
+        }
+    }
+    for region in &mut out.regions {
+        if scope.covers(&region.id)
+            && let Some(n) = new.regions.iter().find(|n| n.id == region.id)
+        {
+            *region = n.clone();
+        }
+    }
+    // BGP: the PoPs of the scope's regions announce as the new config says.
+    let in_scope = |pop: &PopId| {
+        new_topology
+            .pop(pop.as_str())
+            .is_some_and(|p| scope.covers(&p.region))
+    };
+    for p in &mut out.pops {
+        if in_scope(&p.id)
+            && let Some(n) = new.pops.iter().find(|n| n.id == p.id)
+        {
+            *p = n.clone();
+        }
+    }
+    for a in &mut out.announcements {
+        if in_scope(&a.pop)
+            && let Some(n) = new
+                .announcements
+                .iter()
+                .find(|n| n.pop == a.pop && n.prefix == a.prefix)
+        {
+            *a = n.clone();
+        }
+    }
+    // Each rail from the plan whose decision was kept: the new one's for
+    // the scope's sets and PoPs, the old one's elsewhere. (Keeping both
+    // would publish a new version each time either side's rail moved.)
+    let scoped = |r: &RailFired| match r {
+        RailFired::WeightStep { region, .. } => match region {
+            Some(region) => scope.covers(region),
+            None => *scope == RegionScope::All,
+        },
+        RailFired::MinAnnounce { pop, .. } => in_scope(pop),
+    };
+    out.rails = old
+        .rails
+        .iter()
+        .filter(|r| !scoped(r))
+        .chain(new.rails.iter().filter(|r| scoped(r)))
+        .cloned()
+        .collect();
+    out
+}
+
+/// Bad and total events of one SLI over some PoPs and a span of time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Events {
+    pub total: u64,
+    pub bad: u64,
+}
+
+impl Events {
+    pub fn ratio(self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.bad as f64 / self.total as f64
+        }
+    }
+}
+
+/// One SLO's events in the canary scope and in the baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub slo: String,
+    pub canary: Events,
+    pub baseline: Events,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Verdict {
+    Pass(String),
+    Fail(String),
+    /// Not enough events (or no SLO at all): never promotes.
+    Inconclusive(String),
+}
+
+/// Judges a stage: Fail if any SLO's canary error ratio is over
+/// `max_error_ratio` or over its baseline's by more than
+/// `max_error_ratio_increase`, with at least `min_events` canary events;
+/// Pass if at least one SLO had enough events in both scopes and none
+/// failed; Inconclusive otherwise. Each verdict says which figures.
+pub fn judge(evidence: &[Evidence], j: &Judgement) -> Verdict {
+    let mut passed = Vec::new();
+    let mut short = Vec::new();
+    for e in evidence {
+        let (c, b) = (e.canary.ratio(), e.baseline.ratio());
+        let figures = format!(
+            "{}: canary {}/{} bad ({:.2}%), baseline {}/{} ({:.2}%)",
+            e.slo,
+            e.canary.bad,
+            e.canary.total,
+            c * 100.0,
+            e.baseline.bad,
+            e.baseline.total,
+            b * 100.0
+        );
+        if e.canary.total >= j.min_events {
+            if c > j.max_error_ratio {
+                return Verdict::Fail(format!(
+                    "{figures}: over the {:.2}% ceiling",
+                    j.max_error_ratio * 100.0
+                ));
+            }
+            if e.baseline.total >= j.min_events && c - b > j.max_error_ratio_increase {
+                return Verdict::Fail(format!(
+                    "{figures}: {:.2} points worse than the baseline (limit {:.2})",
+                    (c - b) * 100.0,
+                    j.max_error_ratio_increase * 100.0
+                ));
+            }
+        }
+        if e.canary.total >= j.min_events && e.baseline.total >= j.min_events {
+            passed.push(figures);
+        } else {
+            short.push(format!("{figures}: fewer than {} events", j.min_events));
+        }
+    }
+    if evidence.is_empty() {
+        return Verdict::Inconclusive(
+            "no SLO to judge by ([[slos]]): promote by hand after checking".into(),
+        );
+    }
+    if passed.is_empty() {
+        Verdict::Inconclusive(short.join("; "))
+    } else {
+        Verdict::Pass(passed.join("; "))
+    }
+}
+
+/// Sums per-PoP events into the scope's and the rest's.
+pub fn split_events(
+    per_pop: &BTreeMap<String, Events>,
+    in_scope: impl Fn(&str) -> bool,
+) -> (Events, Events) {
+    let mut canary = Events::default();
+    let mut rest = Events::default();
+    for (pop, e) in per_pop {
+        let into = if in_scope(pop) {
+            &mut canary
+        } else {
+            &mut rest
+        };
+        into.total += e.total;
+        into.bad += e.bad;
+    }
+    (canary, rest)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn events(total: u64, bad: u64) -> Events {
+        Events { total, bad }
+    }
+
+    fn evidence(canary: Events, baseline: Events) -> Vec<Evidence> {
+        vec![Evidence {
+            slo: "app".into(),
+            canary,
+            baseline,
+        }]
+    }
+
+    #[test]
+    fn a_worse_canary_fails_and_says_by_how_much() {
+        let j = Judgement::default();
+        let v = judge(&evidence(events(1000, 20), events(5000, 10)), &j);
+        let Verdict::Fail(why) = v else {
+            panic!("{v:?}")
+        };
+        assert!(why.contains("1.80 points worse"), "{why}");
+        // Over the ceiling even with a bad baseline too.
+        let v = judge(&evidence(events(1000, 100), events(5000, 500)), &j);
+        assert!(
+            matches!(v, Verdict::Fail(ref w) if w.contains("ceiling")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn no_data_never_counts_as_success() {
+        let j = Judgement::default();
+        assert!(matches!(judge(&[], &j), Verdict::Inconclusive(_)));
+        let v = judge(&evidence(events(50, 0), events(5000, 5)), &j);
+        assert!(
+            matches!(v, Verdict::Inconclusive(ref w) if w.contains("fewer than 100")),
+            "{v:?}"
+        );
+        let v = judge(&evidence(events(0, 0), events(0, 0)), &j);
+        assert!(matches!(v, Verdict::Inconclusive(_)), "{v:?}");
+        // A clean canary with enough events passes.
+        let v = judge(&evidence(events(1000, 1), events(5000, 5)), &j);
+        assert!(matches!(v, Verdict::Pass(_)), "{v:?}");
+        // A failing canary fails before the baseline has enough events.
+        let v = judge(&evidence(events(1000, 200), events(10, 0)), &j);
+        assert!(matches!(v, Verdict::Fail(_)), "{v:?}");
+    }
+
+    fn world(ap_capacity: f64) -> Topology {
+        use steer_types::{Pop, Region, Service, UnknownHealth};
+        let pop = |id: &str, region: &str, cap: f64| Pop {
+            id: id.into(),
+            region: region.into(),
+            ipv4: Some("192.0.2.1".parse().unwrap()),
+            ipv6: None,
+            capacity_rps: cap,
+        };
+        let mut t = Topology {
+            regions: ["eu", "ap"]
+                .iter()
+                .map(|r| Region {
+                    id: (*r).into(),
+                    fallback: vec![],
+                })
+                .collect(),
+            pops: vec![
+                pop("fra1", "eu", 1000.0),
+                pop("ams1", "eu", 1000.0),
+                pop("sin1", "ap", ap_capacity),
+                pop("bom1", "ap", 1000.0),
+            ],
+            services: vec![Service {
+                id: "app".into(),
+                fqdn: "app.example.test.".into(),
+                ttl: 30,
+                max_records: 1,
+                pops: ["fra1", "ams1", "sin1", "bom1"]
+                    .iter()
+                    .map(|p| (*p).into())
+                    .collect(),
+                anycast: vec![],
+                priority: 0,
+                demand_estimate: [("eu".to_owned(), 800.0), ("ap".to_owned(), 800.0)].into(),
+            }],
+            client_networks: vec![],
+            health: Default::default(),
+            policy: Default::default(),
+        };
+        t.health.unknown_health = UnknownHealth::AssumeUp;
+        t
+    }
+
+    #[test]
+    fn only_the_scope_takes_the_new_decisions() {
+        use steer_types::{Intents, Timestamp, health::HealthSnapshot};
+        let compute = |t: &Topology| {
+            steer_policy::compute(
+                t,
+                &HealthSnapshot::default(),
+                &Intents::default(),
+                Timestamp(0),
+            )
+        };
+        let (old_t, new_t) = (world(1000.0), world(100.0));
+        let (old, new) = (compute(&old_t), compute(&new_t));
+        let set = |b: &PlanBody, r: &str| {
+            b.services[0]
+                .regional
+                .iter()
+                .find(|s| s.region.as_ref().is_some_and(|x| x.as_str() == r))
+                .unwrap()
+                .clone()
+        };
+        assert_ne!(set(&old, "ap"), set(&new, "ap"), "the change must move ap");
+        let staged = merge_stage(&old, &new, &RegionScope::Only(vec!["ap".into()]), &new_t);
+        assert_eq!(set(&staged, "ap"), set(&new, "ap"));
+        assert_eq!(set(&staged, "eu"), set(&old, "eu"));
+        assert_eq!(staged.services[0].global, old.services[0].global);
+        let pop =
+            |b: &PlanBody, id: &str| b.pops.iter().find(|p| p.id.as_str() == id).unwrap().clone();
+        assert_eq!(pop(&staged, "sin1"), pop(&new, "sin1"));
+        assert_eq!(pop(&staged, "fra1"), pop(&old, "fra1"));
+        let all = merge_stage(&old, &new, &RegionScope::All, &new_t);
+        assert_eq!(all.services, new.services);
+        assert_eq!(all.regions, new.regions);
+    }
+
+    #[test]
+    fn events_split_by_scope() {
+        let per_pop: BTreeMap<String, Events> = [
+            ("sin1".to_owned(), events(100, 5)),
+            ("bom1".to_owned(), events(100, 5)),
+            ("fra1".to_owned(), events(300, 0)),
+        ]
+        .into();
+        let (c, r) = split_events(&per_pop, |p| p == "sin1" || p == "bom1");
+        assert_eq!((c, r), (events(200, 10), events(300, 0)));
+    }
+}

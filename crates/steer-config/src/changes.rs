@@ -1,0 +1,240 @@
+//! `[changes]`: change governance (approvals, stages, release windows,
+//! judgement thresholds). Without the table, config changes apply with
+//! `steerctl reload` as before; with it, they go through change requests.
+
+use std::{collections::HashSet, time::Duration};
+
+use serde::Deserialize;
+use steer_change::{
+    ChangeSettings, Judgement, RegionScope, StageSpec, Window, WindowKind, WindowTime,
+};
+use steer_types::{Timestamp, Topology};
+use toml::Spanned;
+
+use crate::{duration::parse_duration, error::Reporter};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChanges {
+    approvals: Option<Spanned<i64>>,
+    #[serde(default)]
+    stages: Vec<Spanned<RawStage>>,
+    #[serde(default)]
+    windows: Vec<Spanned<RawWindow>>,
+    judgement: Option<RawJudgement>,
+    freeze_on_exhausted_budget: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    name: Spanned<String>,
+    regions: Spanned<Vec<String>>,
+    bake: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    name: Spanned<String>,
+    /// "allow" or "block".
+    kind: Spanned<String>,
+    /// `Fri 16:00 - Mon 08:00` (UTC).
+    weekly: Option<Spanned<String>>,
+    /// RFC 3339 (`2026-12-24T00:00:00Z`).
+    from: Option<Spanned<String>>,
+    until: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudgement {
+    min_events: Option<Spanned<i64>>,
+    max_error_ratio_increase: Option<Spanned<f64>>,
+    max_error_ratio: Option<Spanned<f64>>,
+}
+
+/// Most stages a rollout may have.
+const MAX_STAGES: usize = 16;
+
+pub(crate) fn changes(
+    r: &mut Reporter<'_>,
+    raw: &Spanned<RawChanges>,
+    topology: &Topology,
+) -> ChangeSettings {
+    let c = raw.get_ref();
+    let mut out = ChangeSettings::default();
+    if let Some(a) = &c.approvals {
+        match u32::try_from(*a.get_ref()) {
+            Ok(n) if n <= 10 => out.approvals = n,
+            _ => r.at(a.span(), "`approvals` must be 0 to 10"),
+        }
+    }
+    if !c.stages.is_empty() {
+        out.stages = stages(r, &c.stages, topology);
+    }
+    if c.stages.len() > MAX_STAGES {
+        r.at(raw.span(), format!("at most {MAX_STAGES} stages"));
+    }
+    out.windows = c.windows.iter().filter_map(|w| window(r, w)).collect();
+    let mut names = HashSet::new();
+    for w in &c.windows {
+        if !names.insert(w.get_ref().name.get_ref()) {
+            r.at(
+                w.get_ref().name.span(),
+                format!("window {:?} is defined twice", w.get_ref().name.get_ref()),
+            );
+        }
+    }
+    if let Some(j) = &c.judgement {
+        out.judgement = judgement(r, j);
+    }
+    if let Some(f) = c.freeze_on_exhausted_budget {
+        out.freeze_on_exhausted_budget = f;
+    }
+    out
+}
+
+fn stages(r: &mut Reporter<'_>, raw: &[Spanned<RawStage>], topology: &Topology) -> Vec<StageSpec> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, s) in raw.iter().enumerate() {
+        let st = s.get_ref();
+        let name = st.name.get_ref().trim();
+        if name.is_empty() {
+            r.at(st.name.span(), "a stage needs a name");
+        } else if !names.insert(name.to_owned()) {
+            r.at(st.name.span(), format!("stage {name:?} is defined twice"));
+        }
+        let list = st.regions.get_ref();
+        let regions = if list.iter().any(|x| x == "*") {
+            if list.len() > 1 {
+                r.at(st.regions.span(), "\"*\" already means every region");
+            }
+            RegionScope::All
+        } else if list.is_empty() {
+            r.at(st.regions.span(), "a stage needs regions (or [\"*\"])");
+            RegionScope::All
+        } else {
+            for region in list {
+                if topology.region(region).is_none() {
+                    r.at(
+                        st.regions.span(),
+                        format!("region {region:?} is not in [[regions]]"),
+                    );
+                }
+            }
+            RegionScope::Only(list.iter().map(|x| x.as_str().into()).collect())
+        };
+        let bake = match &st.bake {
+            None => Duration::from_secs(600),
+            Some(b) => match parse_duration(b.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    r.at(b.span(), e);
+                    Duration::ZERO
+                }
+            },
+        };
+        if i + 1 == raw.len() && regions != RegionScope::All {
+            r.at(
+                st.regions.span(),
+                "the last stage must cover every region (regions = [\"*\"]), or a change would never apply everywhere",
+            );
+        }
+        out.push(StageSpec {
+            name: name.to_owned(),
+            regions,
+            bake,
+        });
+    }
+    out
+}
+
+fn window(r: &mut Reporter<'_>, raw: &Spanned<RawWindow>) -> Option<Window> {
+    let w = raw.get_ref();
+    let kind = match w.kind.get_ref().as_str() {
+        "allow" => WindowKind::Allow,
+        "block" => WindowKind::Block,
+        other => {
+            r.at(
+                w.kind.span(),
+                format!("kind {other:?}: expected \"allow\" or \"block\""),
+            );
+            return None;
+        }
+    };
+    let time = match (&w.weekly, &w.from, &w.until) {
+        (Some(weekly), None, None) => match steer_change::parse_weekly(weekly.get_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                r.at(weekly.span(), e);
+                return None;
+            }
+        },
+        (None, Some(from), Some(until)) => {
+            let at = |r: &mut Reporter<'_>, v: &Spanned<String>| {
+                let t = Timestamp::parse_rfc3339(v.get_ref().trim());
+                if t.is_none() {
+                    r.at(
+                        v.span(),
+                        format!("{:?} is not RFC 3339 (2026-12-24T00:00:00Z)", v.get_ref()),
+                    );
+                }
+                t
+            };
+            let (from_t, until_t) = (at(r, from), at(r, until));
+            let (from_t, until_t) = (from_t?, until_t?);
+            if until_t <= from_t {
+                r.at(until.span(), "`until` must be after `from`");
+                return None;
+            }
+            WindowTime::Dates {
+                from: from_t,
+                until: until_t,
+            }
+        }
+        _ => {
+            r.at(
+                raw.span(),
+                "a window needs either `weekly` (\"Fri 16:00 - Mon 08:00\") or both `from` and `until`",
+            );
+            return None;
+        }
+    };
+    Some(Window {
+        name: w.name.get_ref().clone(),
+        kind,
+        time,
+    })
+}
+
+fn judgement(r: &mut Reporter<'_>, raw: &RawJudgement) -> Judgement {
+    let mut j = Judgement::default();
+    if let Some(n) = &raw.min_events {
+        match u64::try_from(*n.get_ref()) {
+            Ok(v) if v > 0 => j.min_events = v,
+            _ => r.at(n.span(), "`min_events` must be at least 1"),
+        }
+    }
+    let ratio = |r: &mut Reporter<'_>, v: &Spanned<f64>, name: &str| {
+        let x = *v.get_ref();
+        if (0.0..=1.0).contains(&x) {
+            Some(x)
+        } else {
+            r.at(v.span(), format!("`{name}` must be a ratio from 0 to 1"));
+            None
+        }
+    };
+    if let Some(v) = &raw.max_error_ratio_increase
+        && let Some(x) = ratio(r, v, "max_error_ratio_increase")
+    {
+        j.max_error_ratio_increase = x;
+    }
+    if let Some(v) = &raw.max_error_ratio
+        && let Some(x) = ratio(r, v, "max_error_ratio")
+    {
+        j.max_error_ratio = x;
+    }
+    j
+}

@@ -1,0 +1,137 @@
+//! `[changes]`: the issue's minimal form loads as written; mistakes are
+//! reported at their line.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use steer_change::{RegionScope, WindowKind, WindowTime};
+
+fn quickstart() -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/quickstart.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+const MINIMAL: &str = r#"
+[changes]
+approvals = 1
+
+[[changes.stages]]
+name = "canary"
+regions = ["ap-south"]
+bake = "10m"
+
+[[changes.stages]]
+name = "all"
+regions = ["*"]
+bake = "10m"
+"#;
+
+#[test]
+fn the_minimal_form_loads_as_written() {
+    let (path, text) = quickstart();
+    let config = steer_config::parse_steerd(&path, &format!("{text}{MINIMAL}")).unwrap();
+    let changes = config.changes.unwrap();
+    assert_eq!(changes.approvals, 1);
+    assert_eq!(changes.stages.len(), 2);
+    assert_eq!(changes.stages[0].name, "canary");
+    assert_eq!(
+        changes.stages[0].regions,
+        RegionScope::Only(vec!["ap-south".into()])
+    );
+    assert_eq!(changes.stages[1].regions, RegionScope::All);
+    assert_eq!(changes.stages[1].bake, Duration::from_secs(600));
+    assert!(changes.windows.is_empty());
+    // Without the table, changes are not governed.
+    assert!(
+        steer_config::parse_steerd(&path, &text)
+            .unwrap()
+            .changes
+            .is_none()
+    );
+}
+
+#[test]
+fn windows_load_weekly_and_dated() {
+    let (path, text) = quickstart();
+    let extra = r#"
+[[changes.windows]]
+name = "weekend"
+kind = "block"
+weekly = "Fri 16:00 - Mon 08:00"
+
+[[changes.windows]]
+name = "year end"
+kind = "block"
+from = "2026-12-21T00:00:00Z"
+until = "2027-01-04T00:00:00Z"
+"#;
+    let config = steer_config::parse_steerd(&path, &format!("{text}{MINIMAL}{extra}")).unwrap();
+    let w = config.changes.unwrap().windows;
+    assert_eq!(w.len(), 2);
+    assert_eq!(w[0].kind, WindowKind::Block);
+    assert_eq!(
+        w[0].time,
+        WindowTime::Weekly {
+            start: 4 * 1440 + 16 * 60,
+            end: 8 * 60
+        }
+    );
+    assert!(matches!(w[1].time, WindowTime::Dates { .. }));
+}
+
+#[test]
+fn mistakes_are_reported_at_their_line() {
+    let (path, text) = quickstart();
+    let base = text.lines().count();
+    for (bad, line, says) in [
+        (
+            "[changes]\napprovals = -1\n",
+            2,
+            "`approvals` must be 0 to 10",
+        ),
+        (
+            "[changes]\n[[changes.stages]]\nname = \"canary\"\nregions = [\"mars\"]\n",
+            4,
+            "region \"mars\" is not in [[regions]]",
+        ),
+        (
+            "[changes]\n[[changes.stages]]\nname = \"canary\"\nregions = [\"ap-south\"]\n",
+            4,
+            "the last stage must cover every region",
+        ),
+        (
+            "[changes]\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\nbake = \"ten minutes\"\n",
+            5,
+            "bake",
+        ),
+        (
+            "[changes]\n[[changes.windows]]\nname = \"w\"\nkind = \"block\"\nweekly = \"Fry 16:00 - Mon 08:00\"\n",
+            5,
+            "not a day of the week",
+        ),
+        (
+            "[changes]\n[[changes.windows]]\nname = \"w\"\nkind = \"maybe\"\nweekly = \"Fri 16:00 - Mon 08:00\"\n",
+            4,
+            "expected \"allow\" or \"block\"",
+        ),
+        (
+            "[changes]\n[[changes.windows]]\nname = \"w\"\nkind = \"block\"\nfrom = \"2026-12-21\"\nuntil = \"2027-01-04T00:00:00Z\"\n",
+            5,
+            "is not RFC 3339",
+        ),
+        ("[changes]\napprovers = 2\n", 2, "approvers"),
+    ] {
+        let errors = steer_config::parse_steerd(&path, &format!("{text}\n{bad}"))
+            .err()
+            .unwrap_or_else(|| panic!("{bad:?} loaded"))
+            .to_string();
+        assert!(errors.contains(says), "{bad:?}: {errors}");
+        let at = format!("quickstart.toml:{}:", base + 1 + line);
+        assert!(errors.contains(&at), "{bad:?} not at {at}: {errors}");
+    }
+}

@@ -6,6 +6,7 @@
 //! Errors map to gRPC status codes here, in one place.
 
 mod auth;
+mod changes;
 mod convert;
 mod denied;
 pub mod plan_feed;
@@ -24,6 +25,7 @@ pub use status_doc::{scope_text, status_document, status_response};
 /// The command vocabulary lives in `steer-command` (the loop builds
 /// without tonic); re-exported so API callers keep one import path.
 pub use steer_command::{
-    ApiCommand, ApiError, AuditFilter, DrainCommand, DrainOutcome, DryRunner, Explainer,
-    ReloadRequest, SloReload, UndrainOutcome,
+    ApiCommand, ApiError, AuditFilter, ChangeAction, ChangeCommand, ConfigApply, DrainCommand,
+    DrainOutcome, DryRunner, Explainer, Proposal, ProposeRequest, ReloadRequest, SloReload,
+    UndrainOutcome,
 };

@@ -53,6 +53,8 @@ pub struct OperatorService {
     plans: watch::Receiver<Arc<Plan>>,
     explainer: Arc<dyn Explainer>,
     reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// Where proposed config files are validated (ProposeChange).
+    pub(crate) proposals: Option<mpsc::Sender<crate::ProposeRequest>>,
     bgp: Option<BgpStatusSource>,
     /// Audits refusals and reads the audit log without the control loop.
     audit: Option<(Arc<DeniedAudit>, AuditReader)>,
@@ -135,6 +137,10 @@ pub fn register_metrics() {
         "ReloadConfig",
         "ConfirmFailure",
         "CorrectSlo",
+        "ProposeChange",
+        "ListChanges",
+        "GetChange",
+        "ActOnChange",
     ] {
         metrics::counter!("steer_api_timeouts_total", "method" => method).absolute(0);
     }
@@ -150,6 +156,8 @@ pub fn register_metrics() {
         "client",
         "subscriber",
         "zone",
+        "config",
+        "id",
     ] {
         metrics::counter!("steer_api_field_rejected_total", "field" => field).absolute(0);
     }
@@ -186,6 +194,7 @@ impl OperatorService {
             to_control,
             explainer,
             reload,
+            proposals: None,
             bgp: None,
             audit: None,
             dry_run: None,
@@ -200,6 +209,12 @@ impl OperatorService {
             slos: None,
             dnssec: None,
         }
+    }
+
+    /// Validates ProposeChange's config files through `tx`.
+    pub fn with_proposals(mut self, tx: mpsc::Sender<crate::ProposeRequest>) -> Self {
+        self.proposals = Some(tx);
+        self
     }
 
     /// Answers GetDnssecDs from `source`.
@@ -310,7 +325,7 @@ impl OperatorService {
         self
     }
 
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         method: &'static str,
         make: impl FnOnce(oneshot::Sender<T>) -> ApiCommand,
@@ -330,7 +345,7 @@ impl OperatorService {
     }
 
     /// Checks the caller's role; refusals of mutating calls are audited.
-    async fn authorize<T>(
+    pub(crate) async fn authorize<T>(
         &self,
         req: &Request<T>,
         need: Role,
@@ -383,7 +398,7 @@ impl OperatorService {
 /// Runs a unary call's wait under [`UNARY_TIMEOUT`]. A change the control
 /// loop already took may still apply after the deadline; the audit log and
 /// `steerctl status` say whether it did.
-async fn bounded_by_timeout<T>(
+pub(crate) async fn bounded_by_timeout<T>(
     method: &'static str,
     wait: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
@@ -781,8 +796,14 @@ impl Operator for OperatorService {
                 "config reload is not available in this process",
             ));
         };
-        let reason = req.into_inner().reason;
+        let body = req.into_inner();
+        let (reason, emergency) = (body.reason, body.emergency);
         convert::bounded(&reason, "reason", convert::MAX_REASON_BYTES)?;
+        if emergency && reason.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "an emergency reload needs a reason (--reason)",
+            ));
+        }
         let (tx, rx) = oneshot::channel();
         reload
             .send(ReloadRequest {
@@ -792,6 +813,8 @@ impl Operator for OperatorService {
                 } else {
                     reason
                 },
+                emergency,
+                config: None,
                 reply: tx,
             })
             .await
@@ -818,6 +841,34 @@ impl Operator for OperatorService {
         Ok(Response::new(
             self.slos.as_ref().map(|s| s()).unwrap_or_default(),
         ))
+    }
+
+    async fn propose_change(
+        &self,
+        req: Request<pb::ProposeChangeRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        self.propose_change_impl(req).await
+    }
+
+    async fn list_changes(
+        &self,
+        req: Request<pb::ListChangesRequest>,
+    ) -> Result<Response<pb::ListChangesResponse>, Status> {
+        self.list_changes_impl(req).await
+    }
+
+    async fn get_change(
+        &self,
+        req: Request<pb::GetChangeRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        self.get_change_impl(req).await
+    }
+
+    async fn act_on_change(
+        &self,
+        req: Request<pb::ActOnChangeRequest>,
+    ) -> Result<Response<pb::ChangeResponse>, Status> {
+        self.act_on_change_impl(req).await
     }
 
     async fn get_dnssec_ds(

@@ -162,15 +162,87 @@ pub enum ApiCommand {
         intents: Intents,
         plan_version: u64,
     },
+    /// A change request step (`steerctl change ...`).
+    Change(ChangeCommand),
     /// Swap in a validated topology; always publishes a new plan version.
     Reload {
         topology: Arc<Topology>,
         /// The SLOs of the new config, when it has them; `None` keeps
         /// the ones in force.
         slos: Option<SloReload>,
+        /// The new config's `[changes]` (`None`: not governed).
+        changes: Option<steer_change::ChangeSettings>,
+        /// `steer_change::config_digest` of the new config file.
+        config_digest: String,
         principal: String,
         reason: String,
         reply: Reply<u64>,
+    },
+}
+
+/// What an operator does to a change request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeAction {
+    Approve,
+    Reject,
+    Pause,
+    Resume,
+    Promote,
+    Abort,
+    Rollback,
+}
+
+impl ChangeAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Reject => "reject",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Promote => "promote",
+            Self::Abort => "abort",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
+/// A proposed config, validated by the transport (parsed like a reload)
+/// and described against the config in force.
+#[derive(Debug)]
+pub struct Proposal {
+    /// The file as submitted.
+    pub config: String,
+    pub topology: Arc<Topology>,
+    /// The governance rules in force (the live config's `[changes]`).
+    pub settings: steer_change::ChangeSettings,
+    /// The live config file it is proposed against, and its digest.
+    pub base_config: String,
+    pub base_digest: String,
+    pub diff: Vec<steer_change::DiffItem>,
+    pub reason: String,
+    pub principal: String,
+    pub emergency: bool,
+}
+
+#[derive(Debug)]
+pub enum ChangeCommand {
+    Propose {
+        proposal: Proposal,
+        reply: Reply<steer_change::Change>,
+    },
+    List {
+        reply: Reply<Vec<steer_change::Change>>,
+    },
+    Get {
+        id: String,
+        reply: Reply<steer_change::Change>,
+    },
+    Act {
+        id: String,
+        action: ChangeAction,
+        principal: String,
+        reason: String,
+        reply: Reply<steer_change::Change>,
     },
 }
 
@@ -200,7 +272,33 @@ pub trait DryRunner: Send + Sync + 'static {
 pub struct ReloadRequest {
     pub principal: String,
     pub reason: String,
+    /// Break glass: with `[changes]` configured, only an emergency reload
+    /// applies a file without a change request.
+    pub emergency: bool,
+    /// The file to apply instead of reading it from disk: the config of a
+    /// change that completed (or the one a rollback puts back).
+    pub config: Option<String>,
     pub reply: Reply<u64>,
+}
+
+/// A config file the control loop asks the reloader to make the one in
+/// force: a change that completed, or one rolled back after it completed.
+#[derive(Debug)]
+pub struct ConfigApply {
+    pub change: String,
+    pub config: String,
+    pub reason: String,
+}
+
+/// A config file proposed as a change (`steerctl change propose`), to be
+/// validated like a reload before the control loop records it.
+#[derive(Debug)]
+pub struct ProposeRequest {
+    pub principal: String,
+    pub reason: String,
+    pub config: String,
+    pub emergency: bool,
+    pub reply: Reply<steer_change::Change>,
 }
 
 /// SLOs a reload applies, with how often they are evaluated and alerts

@@ -75,6 +75,10 @@ impl ControlLoop {
                 )
             })
             .collect();
+        // The previous leader may have moved change requests too.
+        let fresh = tokio::task::block_in_place(|| crate::changes::ChangeDesk::load(&*self.store));
+        self.changes.take_book(fresh);
+        self.export_change_metrics();
         let mut intents = saved.intents;
         let dropped = retain_known(&self.topology, &mut intents);
         let before = (
@@ -249,6 +253,8 @@ mod tests {
         assert!(b.intents.drains.is_empty());
         let before = store.load().unwrap();
         b.handle(ApiCommand::Reload {
+            changes: None,
+            config_digest: String::new(),
             topology: Arc::new(topology()),
             slos: None,
             principal: "bob".into(),

@@ -299,6 +299,8 @@ fn intents_a_reload_drops_are_each_audited() {
     }
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     c.handle(ApiCommand::Reload {
+        changes: None,
+        config_digest: String::new(),
         slos: None,
         topology: Arc::new(smaller),
         principal: "alice".into(),
@@ -352,6 +354,8 @@ fn a_reload_moves_the_state_identity_with_the_regions() {
     });
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     c.handle(ApiCommand::Reload {
+        changes: None,
+        config_digest: String::new(),
         slos: None,
         topology: Arc::new(bigger.clone()),
         principal: "alice".into(),

@@ -7,6 +7,7 @@
 //! acknowledged, so a `kill -9` at any point loses nothing that was confirmed.
 
 mod alertmanager;
+mod changes;
 mod clock;
 mod cluster;
 mod dry_run;
@@ -120,6 +121,8 @@ pub struct ControlLoop {
     computed_at: Timestamp,
     /// When demand was last estimated.
     estimated_at: Timestamp,
+    /// Change requests (see [`changes`]).
+    changes: changes::ChangeDesk,
 }
 
 /// Where the loop samples answer counters from: cumulative totals.
@@ -415,7 +418,9 @@ impl ControlLoop {
             "control loop restored state"
         );
         let slo_runtime = slo::SloRuntime::new(&topology);
+        let changes = changes::ChangeDesk::load(&*store);
         let this = Self {
+            changes,
             topology,
             aggregator,
             intents,
@@ -450,6 +455,8 @@ impl ControlLoop {
         metrics::counter!("steer_plan_publications_total").increment(0);
         metrics::counter!("steer_plan_replans_skipped_total").increment(0);
         this.register_health_metrics();
+        changes::register_metrics();
+        this.export_change_metrics();
         let mut this = this;
         // Intents the config no longer has a place for: each audited, saved
         // with the state that lacks them, then appended to the log.
@@ -820,6 +827,21 @@ impl ControlLoop {
             Some(&*current),
             now,
         );
+        // A change in flight: its stage's scope takes the new config's
+        // decisions (see `steer_change::merge_stage`).
+        let body = match self.changes.staged().cloned() {
+            Some(stage) => {
+                let (next, _) = steer_policy::compute_with_evidence(
+                    &stage.topology,
+                    &health,
+                    &self.intents,
+                    Some(&*current),
+                    now,
+                );
+                steer_change::merge_stage(&body, &next, &stage.scope, &stage.topology)
+            }
+            None => body,
+        };
         self.evidence.store(Arc::new(evidence));
         self.projector.publish(ProjectionInputs {
             topology: self.topology.clone(),
@@ -857,7 +879,8 @@ impl ControlLoop {
         } else {
             self.slo.tick(now, &*self.store);
         }
-        let moved = self.evaluate_health(now);
+        let mut moved = self.evaluate_health(now);
+        moved |= self.drive_rollout();
         // Time moves a plan only through ramps. Without one and with
         // nothing else moved, re-plan at most once a second (for the live
         // figures; at a thousand PoPs and fifty services a plan costs tens
@@ -1099,6 +1122,7 @@ impl ControlLoop {
                 let _ = reply.send(self.lead(basis));
             }
             ApiCommand::Follow => self.follow(),
+            ApiCommand::Change(cmd) => self.handle_change(cmd),
             ApiCommand::AdoptState {
                 intents,
                 plan_version,
@@ -1106,11 +1130,16 @@ impl ControlLoop {
             ApiCommand::Reload {
                 topology,
                 slos,
+                changes,
+                config_digest,
                 principal,
                 reason,
                 reply,
             } => {
                 let result = self.reload(topology, principal, reason);
+                if result.is_ok() {
+                    self.configure_changes(changes, config_digest);
+                }
                 if result.is_ok()
                     && let Some(s) = slos
                 {

@@ -196,6 +196,59 @@ impl SloRuntime {
     }
 
     /// The alerts the loop decides to send, for the Alertmanager sender.
+    /// Per SLO, the events of the PoPs `in_scope` says are the canary's
+    /// and of the others, from `since` to `now`. With every PoP in scope,
+    /// the baseline is every PoP over as long a span before `since`.
+    pub(crate) fn stage_evidence(
+        &self,
+        in_scope: &dyn Fn(&str) -> bool,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Vec<steer_change::Evidence> {
+        let span = now.since(since);
+        let before = |t: Timestamp| {
+            Timestamp(t.0.saturating_sub(i64::try_from(span.as_millis()).unwrap_or(0)))
+        };
+        let events = |from: Timestamp,
+                      at: Timestamp,
+                      slo: &str|
+         -> std::collections::BTreeMap<String, steer_change::Events> {
+            self.engine
+                .pop_events(slo, from, at)
+                .into_iter()
+                .map(|(pop, c)| {
+                    (
+                        pop,
+                        steer_change::Events {
+                            total: c.total,
+                            bad: c.bad,
+                        },
+                    )
+                })
+                .collect()
+        };
+        self.engine
+            .specs()
+            .iter()
+            .map(|spec| {
+                let during = events(since, now, &spec.name);
+                let everywhere = during.keys().all(|p| in_scope(p)) && !during.is_empty();
+                let (canary, rest) = steer_change::split_events(&during, in_scope);
+                let baseline = if everywhere {
+                    let earlier = events(before(since), since, &spec.name);
+                    steer_change::split_events(&earlier, |_| true).0
+                } else {
+                    rest
+                };
+                steer_change::Evidence {
+                    slo: spec.name.clone(),
+                    canary,
+                    baseline,
+                }
+            })
+            .collect()
+    }
+
     pub(crate) fn alerts(&mut self) -> mpsc::Receiver<Vec<serde_json::Value>> {
         let (tx, rx) = mpsc::channel(ALERT_QUEUE);
         self.alerts_tx = Some(tx);

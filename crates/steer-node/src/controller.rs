@@ -164,11 +164,22 @@ pub(crate) async fn run(
     // would do) but opens no DNS listener.
     let dns = data_planes.then(|| crate::serve_dns(&config, &publisher));
     let (reload_tx, reload_rx) = mpsc::channel(4);
+    let (propose_tx, propose_rx) = mpsc::channel(4);
+    let (apply_tx, apply_rx) = mpsc::channel(4);
+    control.configure_changes(
+        config.changes.clone(),
+        steer_change::config_digest(&config.source_text),
+    );
+    control.apply_configs_with(apply_tx);
     tokio::spawn(reload::run(
         config_path,
         live_config,
         publisher,
-        reload_rx,
+        reload::Inbox {
+            reloads: reload_rx,
+            proposals: propose_rx,
+            applies: apply_rx,
+        },
         handles.api_tx.clone(),
         auth::AuthReload {
             live: authenticator.clone(),
@@ -246,7 +257,8 @@ pub(crate) async fn run(
         handles.plan_watch.clone(),
         explainer,
         Some(reload_tx),
-    );
+    )
+    .with_proposals(propose_tx);
     if let Some(b) = &bgp_status {
         operator = operator.with_bgp_status(b.clone());
     }

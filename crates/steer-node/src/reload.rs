@@ -10,7 +10,9 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use steer_api::{ApiCommand, ApiError, ReloadRequest};
+use steer_api::{
+    ApiCommand, ApiError, ChangeCommand, ConfigApply, Proposal, ProposeRequest, ReloadRequest,
+};
 use steer_config::SteerConfig;
 use steer_dns::{ViewInputs, ViewPublisher};
 use tokio::sync::{mpsc, oneshot};
@@ -44,15 +46,57 @@ pub(crate) fn register_metrics() {
     }
 }
 
+/// What the reloader takes: reloads (API, SIGHUP), proposed configs
+/// (change requests) and configs of changes the control loop completed.
+pub(crate) struct Inbox {
+    pub(crate) reloads: mpsc::Receiver<ReloadRequest>,
+    pub(crate) proposals: mpsc::Receiver<ProposeRequest>,
+    pub(crate) applies: mpsc::Receiver<ConfigApply>,
+}
+
 pub(crate) async fn run(
     path: PathBuf,
     live: Arc<ArcSwap<SteerConfig>>,
     publisher: Arc<ViewPublisher>,
-    mut requests: mpsc::Receiver<ReloadRequest>,
+    inbox: Inbox,
     to_control: mpsc::Sender<ApiCommand>,
     auth: AuthReload,
 ) {
-    while let Some(req) = requests.recv().await {
+    let Inbox {
+        reloads: mut requests,
+        mut proposals,
+        mut applies,
+    } = inbox;
+    loop {
+        let req = tokio::select! {
+            r = requests.recv() => r,
+            a = applies.recv() => {
+                let Some(a) = a else { continue };
+                // A change's config: applied as a reload of that file,
+                // answered to no one (the loop already moved the change).
+                let (reply, _) = oneshot::channel();
+                Some(ReloadRequest {
+                    principal: format!("change:{}", a.change),
+                    reason: a.reason,
+                    emergency: false,
+                    config: Some(a.config),
+                    reply,
+                })
+            }
+            p = proposals.recv() => {
+                if let Some(p) = p {
+                    let result = propose(&live, &to_control, &auth, &p).await;
+                    if let Err(e) = &result {
+                        warn!(error = %e, principal = %p.principal, "change not proposed");
+                    }
+                    let _ = p.reply.send(result);
+                }
+                continue;
+            }
+        };
+        let Some(req) = req else {
+            return;
+        };
         let result = reload_once(&path, &live, &publisher, &to_control, &auth, &req).await;
         match &result {
             Ok(v) => info!(version = v, principal = %req.principal, "config reloaded"),
@@ -72,9 +116,22 @@ async fn reload_once(
     auth: &AuthReload,
     req: &ReloadRequest,
 ) -> Result<u64, ApiError> {
+    let governed = live.load().changes.is_some();
+    if governed && !req.emergency && req.config.is_none() {
+        return Err(ApiError::FailedPrecondition(format!(
+            "config not reloaded: [changes] in {} puts config changes through change requests \
+             (steerctl change propose --config FILE --reason ...); a reload without one is a \
+             break-glass step (steerctl reload --emergency --reason ..., admin)",
+            live.load().source.display()
+        )));
+    }
     let mut next = tokio::task::spawn_blocking({
         let path = path.to_path_buf();
-        move || steer_config::load_steerd(&path)
+        let text = req.config.clone();
+        move || match text {
+            Some(text) => steer_config::parse_steerd(&path, &text),
+            None => steer_config::load_steerd(&path),
+        }
     })
     .await
     .map_err(|e| ApiError::Unavailable(format!("reload task failed: {e}")))?
@@ -108,6 +165,8 @@ async fn reload_once(
         evaluate_every: next.alerting.evaluation_interval,
         resend_every: next.alerting.resend_interval,
     });
+    let changes_settings = next.changes.clone();
+    let config_digest = steer_change::config_digest(&next.source_text);
     // The new zones must be in place before the plan that triggers the
     // DNS view rebuild is published.
     let previous = live.swap(Arc::new(next));
@@ -116,8 +175,15 @@ async fn reload_once(
         .send(ApiCommand::Reload {
             topology,
             slos,
+            changes: changes_settings,
+            config_digest,
             principal: req.principal.clone(),
-            reason: req.reason.clone(),
+            reason: if req.emergency {
+                metrics::counter!("steer_change_emergencies_total").increment(1);
+                format!("[emergency] {}", req.reason)
+            } else {
+                req.reason.clone()
+            },
             reply: tx,
         })
         .await;
@@ -138,6 +204,99 @@ async fn reload_once(
     result
 }
 
+/// Validates a proposed config file like a reload (it must load, and must
+/// not need a restart), describes it against the config in force, and
+/// hands it to the control loop, which records the change request.
+async fn propose(
+    live: &Arc<ArcSwap<SteerConfig>>,
+    to_control: &mpsc::Sender<ApiCommand>,
+    auth: &AuthReload,
+    req: &ProposeRequest,
+) -> Result<steer_change::Change, ApiError> {
+    let current = live.load_full();
+    let Some(settings) = current.changes.clone() else {
+        return Err(ApiError::FailedPrecondition(format!(
+            "change requests need a [changes] table in {}; without one, steerctl reload applies a config",
+            current.source.display()
+        )));
+    };
+    // Relative paths (zone files, tokens) resolve as for the config in
+    // force: the proposal replaces that file.
+    let next = tokio::task::spawn_blocking({
+        let path = current.source.clone();
+        let text = req.config.clone();
+        move || steer_config::parse_steerd(&path, &text)
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(format!("validation task failed: {e}")))?
+    .map_err(|errors| ApiError::InvalidArgument(format!("change not proposed:\n{errors}")))?;
+    auth.check(&current, &next)
+        .map_err(|e| ApiError::FailedPrecondition(format!("change not proposed: {e}")))?;
+    if next.source_text == current.source_text {
+        return Err(ApiError::InvalidArgument(
+            "change not proposed: the file is the config in force".into(),
+        ));
+    }
+    let mut diff = steer_change::diff_topology(&current.topology, &next.topology);
+    diff.extend(steer_change::diff_values(
+        "zones",
+        &json(&current.zones),
+        &json(&next.zones),
+    ));
+    diff.extend(steer_change::diff_values(
+        "dns",
+        &json(&current.dns),
+        &json(&next.dns),
+    ));
+    if current.slos != next.slos {
+        diff.push(steer_change::DiffItem {
+            kind: steer_change::DiffKind::Changed,
+            subject: "slos".into(),
+            fields: vec![format!(
+                "{} SLO(s) -> {}",
+                current.slos.len(),
+                next.slos.len()
+            )],
+        });
+    }
+    if current.changes != next.changes {
+        diff.push(steer_change::DiffItem {
+            kind: steer_change::DiffKind::Changed,
+            subject: "changes (governance)".into(),
+            fields: vec!["[changes] differs".into()],
+        });
+    }
+    let proposal = Proposal {
+        config: req.config.clone(),
+        topology: Arc::new(next.topology.clone()),
+        settings,
+        base_config: current.source_text.clone(),
+        base_digest: steer_change::config_digest(&current.source_text),
+        diff,
+        reason: req.reason.clone(),
+        principal: req.principal.clone(),
+        emergency: req.emergency,
+    };
+    let (tx, rx) = oneshot::channel();
+    to_control
+        .send(ApiCommand::Change(ChangeCommand::Propose {
+            proposal,
+            reply: tx,
+        }))
+        .await
+        .map_err(|_| ApiError::Unavailable("control loop is not running".into()))?;
+    rx.await.unwrap_or_else(|_| {
+        Err(ApiError::Unavailable(
+            "control loop dropped the proposal".into(),
+        ))
+    })
+}
+
+/// A value for a diff (one that does not serialize diffs as null).
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
 /// SIGHUP asks for a reload, as `steerd` operators expect.
 pub(crate) async fn on_sighup(tx: mpsc::Sender<ReloadRequest>) {
     #[cfg(unix)]
@@ -152,6 +311,8 @@ pub(crate) async fn on_sighup(tx: mpsc::Sender<ReloadRequest>) {
             let req = ReloadRequest {
                 principal: "signal:SIGHUP".into(),
                 reason: "SIGHUP".into(),
+                emergency: false,
+                config: None,
                 reply,
             };
             if tx.send(req).await.is_err() {

@@ -303,6 +303,33 @@ impl SloEngine {
             .collect()
     }
 
+    /// Events of `slo` per PoP from `since` to `at`, less corrections (a
+    /// staged change's canary and baseline scopes). Buckets are counted
+    /// whole: the one `since` falls in is included, so a span shorter than
+    /// a bucket still sees its events (and some from just before).
+    pub fn pop_events(&self, slo: &str, since: Timestamp, at: Timestamp) -> Vec<(String, Counts)> {
+        let mine: Vec<&Correction> = self
+            .state
+            .corrections
+            .iter()
+            .filter(|c| c.slo == slo)
+            .collect();
+        self.state
+            .pop_histories
+            .get(slo)
+            .map(|pops| {
+                pops.iter()
+                    .map(|(pop, h)| {
+                        let (width, _) = h.fine_shape();
+                        let span = at.since(since)
+                            + Duration::from_millis(u64::try_from(width).unwrap_or(0));
+                        (pop.clone(), h.window(at, span, &mine))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Burn rate of each PoP's traffic for `slo` over `window`, with its
     /// event count (for budget-aware steering and the operator).
     pub fn pop_burn(&self, slo: &str, window: Duration, now: Timestamp) -> Vec<(String, f64, u64)> {

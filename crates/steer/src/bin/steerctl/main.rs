@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 refused or failed (the server said no, or could
 //! not be reached), 2 usage error.
 
+mod change;
 #[path = "../shared/client_tls.rs"]
 mod client_tls;
 mod edge;
@@ -195,10 +196,19 @@ enum Command {
         #[command(subcommand)]
         action: DnssecAction,
     },
-    /// Validate and apply steerd's config file.
+    /// Validate and apply steerd's config file. With `[changes]` in the
+    /// config, changes go through `steerctl change propose`; a reload is
+    /// then a break-glass step (--emergency, admin, with a reason).
     Reload {
         #[arg(long, default_value = "")]
         reason: String,
+        #[arg(long)]
+        emergency: bool,
+    },
+    /// Change requests: propose a config file, review it, roll it out.
+    Change {
+        #[command(subcommand)]
+        action: change::ChangeAction,
     },
 }
 
@@ -456,6 +466,7 @@ fn describe(status: &Status) -> String {
     };
     let mut out = format!("{what}: {}", status.message());
     if status.code() == Code::FailedPrecondition
+        && !status.details().is_empty()
         && let Ok(p) = pb::Projection::decode(status.details())
     {
         out.push('\n');
@@ -887,10 +898,12 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         }
         // Handled before connecting.
         Command::Slo { .. } => {}
-        Command::Reload { reason } => {
+        Command::Change { action } => change::run(&mut client, action, json).await?,
+        Command::Reload { reason, emergency } => {
             let resp = client
                 .reload_config(pb::ReloadConfigRequest {
                     reason: reason.clone(),
+                    emergency: *emergency,
                 })
                 .await
                 .answer()?;

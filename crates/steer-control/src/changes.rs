@@ -1,0 +1,751 @@
+//! Change requests in the control loop: it owns the [`ChangeBook`], writes
+//! it to the store as one document before answering (a step that is not
+//! durable did not happen), audits every step, and computes a proposal's
+//! projected effect from the health, demand and intents in force.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use steer_change::{
+    Change, ChangeBook, ChangeSettings, ChangeState, Draft, RegionScope, Verdict, Window,
+    WindowVerdict,
+};
+use steer_command::{ApiError, ChangeAction, ChangeCommand, ConfigApply, Proposal};
+use steer_types::{
+    AnswerSet, PlanBody, RegionId, ServiceId, Timestamp, Topology, audit::AuditEntry,
+};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::ControlLoop;
+
+/// The store document the book is saved as.
+const DOCUMENT: &str = "changes";
+
+/// Open changes (not finished) at once: a bound on what callers can make
+/// steerd keep and rewrite at every step.
+const MAX_OPEN: usize = 32;
+
+/// Every state a change can be in, for `steer_change_state`.
+const STATES: [&str; 8] = [
+    "proposed",
+    "approved",
+    "rolling",
+    "paused",
+    "completed",
+    "rejected",
+    "aborted",
+    "rolled-back",
+];
+
+/// The loop's changes; `None` while the saved document cannot be read
+/// (then nothing is written over it).
+pub(crate) struct ChangeDesk {
+    book: Option<ChangeBook>,
+    /// Why the saved document could not be read.
+    unreadable: Option<String>,
+    /// `[changes]` of the config in force (`None`: not governed; changes
+    /// already made still roll out or back).
+    pub(crate) settings: Option<ChangeSettings>,
+    /// The change in flight: its id, proposed topology and stage scope.
+    staged: Option<Staged>,
+    /// Where completed changes' config files go to be applied.
+    pub(crate) apply: Option<mpsc::Sender<ConfigApply>>,
+    /// The last reason an approved change was said to wait (logged once).
+    waiting: Option<String>,
+    /// `config_digest` of the config file in force (empty: not known).
+    live_digest: String,
+    /// Whether the stage in force was re-baked since the book was loaded.
+    resumed: bool,
+}
+
+/// What compute needs of the change in flight.
+#[derive(Clone)]
+pub(crate) struct Staged {
+    pub(crate) id: String,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) scope: RegionScope,
+}
+
+impl ChangeDesk {
+    /// The book saved in `store`, or an empty one on first start.
+    pub(crate) fn load(store: &dyn steer_store::StateStore) -> Self {
+        match store.load_document(DOCUMENT) {
+            Ok(None) => Self::with(ChangeBook::default()),
+            Ok(Some(bytes)) => match ChangeBook::from_bytes(&bytes) {
+                Ok(book) => Self::with(book),
+                Err(e) => Self::broken(e),
+            },
+            Err(e) => Self::broken(format!("cannot read the changes document: {e}")),
+        }
+    }
+
+    fn with(book: ChangeBook) -> Self {
+        let mut desk = Self {
+            book: Some(book),
+            unreadable: None,
+            settings: None,
+            staged: None,
+            apply: None,
+            waiting: None,
+            resumed: false,
+            live_digest: String::new(),
+        };
+        desk.restage();
+        desk
+    }
+
+    fn broken(why: String) -> Self {
+        error!(error = %why, "change requests are unavailable until the changes document is readable");
+        Self {
+            book: None,
+            unreadable: Some(why),
+            settings: None,
+            staged: None,
+            apply: None,
+            waiting: None,
+            resumed: false,
+            live_digest: String::new(),
+        }
+    }
+
+    /// Keeps what compute needs in step with the book.
+    fn restage(&mut self) {
+        let flight = self.book.as_ref().and_then(ChangeBook::in_flight);
+        let Some(c) = flight else {
+            self.staged = None;
+            return;
+        };
+        let stage = match c.state {
+            ChangeState::Rolling { stage, .. } | ChangeState::Paused { stage, .. } => stage,
+            _ => return,
+        };
+        let scope = c
+            .stages
+            .get(stage)
+            .map_or(RegionScope::All, |s| s.regions.clone());
+        let topology = match &self.staged {
+            Some(s) if s.id == c.id => s.topology.clone(),
+            _ => match &c.new_topology {
+                Some(t) => Arc::new(t.clone()),
+                None => {
+                    self.staged = None;
+                    return;
+                }
+            },
+        };
+        self.staged = Some(Staged {
+            id: c.id.clone(),
+            topology,
+            scope,
+        });
+    }
+
+    /// The book (and its readability) of `fresh`, keeping this desk's
+    /// settings and channel: a new leader reads the shared changes again.
+    pub(crate) fn take_book(&mut self, fresh: ChangeDesk) {
+        self.book = fresh.book;
+        self.unreadable = fresh.unreadable;
+        self.waiting = None;
+        self.resumed = false;
+        self.restage();
+    }
+
+    /// The stage in force, for compute.
+    pub(crate) fn staged(&self) -> Option<&Staged> {
+        self.staged.as_ref()
+    }
+
+    fn book(&self) -> Result<&ChangeBook, ApiError> {
+        self.book.as_ref().ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "change requests are unavailable: {}",
+                self.unreadable.as_deref().unwrap_or("no changes document")
+            ))
+        })
+    }
+}
+
+/// Registers the change metrics: documented, so alerts see them at zero.
+pub(crate) fn register_metrics() {
+    for reason in ["judgement", "operator"] {
+        metrics::counter!("steer_change_rollbacks_total", "reason" => reason).absolute(0);
+    }
+    metrics::counter!("steer_change_emergencies_total").absolute(0);
+    metrics::gauge!("steer_change_stage").set(-1.0);
+    metrics::gauge!("steer_changes_open").set(0.0);
+}
+
+impl ControlLoop {
+    pub(crate) fn handle_change(&mut self, cmd: ChangeCommand) {
+        match cmd {
+            ChangeCommand::Propose { proposal, reply } => {
+                let _ = reply.send(self.propose(proposal));
+            }
+            ChangeCommand::List { reply } => {
+                let _ = reply.send(self.changes.book().map(|b| b.changes.clone()));
+            }
+            ChangeCommand::Get { id, reply } => {
+                let found = self.changes.book().and_then(|b| {
+                    b.get(&id)
+                        .cloned()
+                        .ok_or_else(|| ApiError::NotFound(format!("no change {id:?}")))
+                });
+                let _ = reply.send(found);
+            }
+            ChangeCommand::Act {
+                id,
+                action,
+                principal,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.act_on_change(&id, action, &principal, &reason));
+            }
+        }
+    }
+
+    fn propose(&mut self, p: Proposal) -> Result<Change, ApiError> {
+        self.refuse_if_follower()?;
+        let mut book = self.changes.book()?.clone();
+        if book.open() >= MAX_OPEN {
+            return Err(ApiError::FailedPrecondition(format!(
+                "{MAX_OPEN} changes are open already: approve, reject or abort some first"
+            )));
+        }
+        let now = self.clock.now();
+        let current = self.current();
+        let health = self.snapshot(now);
+        let (proposed, projection) =
+            steer_policy::project_change(&p.topology, &health, &self.intents, &current.body, now);
+        let mut effect = vec![projection.summary.clone()];
+        effect.extend(moved_sets(&current.body, &proposed));
+        effect.extend(
+            proposed
+                .rails
+                .iter()
+                .map(|r| format!("rail would fire: {r}")),
+        );
+        let id = book.next_id();
+        let change = Change::propose(
+            Draft {
+                id: id.clone(),
+                author: p.principal.clone(),
+                reason: p.reason.clone(),
+                config: p.config,
+                base_config: p.base_config,
+                base_digest: p.base_digest,
+                diff: p.diff,
+                effect,
+                required_approvals: p.settings.approvals,
+                emergency: p.emergency,
+                stages: p.settings.stages.clone(),
+                base_topology: Some((*self.topology).clone()),
+                new_topology: Some((*p.topology).clone()),
+            },
+            self.clock.wall(),
+        );
+        book.add(change.clone());
+        self.save_changes(book)?;
+        let mut entry = self.entry(
+            p.principal,
+            "change-propose",
+            format!("change {id}"),
+            p.reason,
+        );
+        entry.detail = format!(
+            "{} difference(s); {}{}",
+            change.diff.len(),
+            projection.summary,
+            if p.emergency { "; EMERGENCY" } else { "" }
+        );
+        entry.forced = p.emergency;
+        self.audit_change(&entry);
+        if p.emergency {
+            metrics::counter!("steer_change_emergencies_total").increment(1);
+        }
+        info!(change = %id, state = change.state.name(), "change proposed");
+        Ok(change)
+    }
+
+    fn act_on_change(
+        &mut self,
+        id: &str,
+        action: ChangeAction,
+        principal: &str,
+        reason: &str,
+    ) -> Result<Change, ApiError> {
+        self.refuse_if_follower()?;
+        let mut book = self.changes.book()?.clone();
+        let at = self.clock.wall();
+        let Some(change) = book.get_mut(id) else {
+            return Err(ApiError::NotFound(format!("no change {id:?}")));
+        };
+        let stages = change.stages.len().max(1);
+        let before = change.state.name();
+        let completed = change.state == ChangeState::Completed;
+        if action == ChangeAction::Rollback && completed {
+            let current = Some(&*self.topology);
+            let made_it = self.is_live(&steer_change::config_digest(&change.config));
+            if change.new_topology.as_ref() != current || change.base_config.is_empty() || !made_it
+            {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "change {id} cannot be rolled back: the config in force is no longer the one it made \
+                     (a later change or reload); propose the config you want as a new change"
+                )));
+            }
+        }
+        let done = match action {
+            ChangeAction::Approve => change.approve(principal, reason, at).map(|_| ()),
+            ChangeAction::Reject => change.reject(principal, reason, at),
+            ChangeAction::Pause => change.pause(principal, reason, at),
+            ChangeAction::Resume => change.resume(principal, reason, at),
+            ChangeAction::Promote => change.promote(stages, principal, reason, at),
+            ChangeAction::Abort => change.abort(principal, reason, at),
+            ChangeAction::Rollback => change.roll_back(principal, reason, at),
+        };
+        if let Err(e) = done {
+            let mut entry = self.entry(
+                principal.to_owned(),
+                &format!("change-{}", action.name()),
+                format!("change {id}"),
+                reason.to_owned(),
+            );
+            entry.outcome = "refused".into();
+            entry.detail = e.to_string();
+            self.audit_only(&entry);
+            let mut why = e.to_string();
+            if matches!(e, steer_change::ChangeError::SelfApproval { .. })
+                && principal.starts_with("anonymous@")
+            {
+                why.push_str(
+                    " (with [auth] mode = \"none\" every caller is anonymous: give reviewers tokens, or set [changes] approvals = 0)",
+                );
+            }
+            return Err(ApiError::FailedPrecondition(why));
+        }
+        let change = change.clone();
+        book.compact();
+        self.save_changes(book)?;
+        self.after_step(&change, completed);
+        let mut entry = self.entry(
+            principal.to_owned(),
+            &format!("change-{}", action.name()),
+            format!("change {id}"),
+            reason.to_owned(),
+        );
+        entry.detail = format!("{before} -> {}", change.state.name());
+        self.audit_change(&entry);
+        if action == ChangeAction::Rollback {
+            metrics::counter!("steer_change_rollbacks_total", "reason" => "operator").increment(1);
+        }
+        info!(change = %id, action = action.name(), state = change.state.name(), "change step");
+        Ok(change)
+    }
+
+    fn refuse_if_follower(&self) -> Result<(), ApiError> {
+        if self.standby {
+            return Err(ApiError::Unavailable(
+                "this controller is a follower: change requests go to the leader (nothing was changed)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes `book` durable, then the one in force. A failed write changes
+    /// nothing and says so.
+    fn save_changes(&mut self, book: ChangeBook) -> Result<(), ApiError> {
+        let bytes = book.to_bytes();
+        tokio::task::block_in_place(|| self.store.save_document(DOCUMENT, &bytes)).map_err(
+            |e| {
+                metrics::counter!("steer_state_write_errors_total").increment(1);
+                ApiError::Unavailable(format!("cannot save the change (nothing was changed): {e}"))
+            },
+        )?;
+        export_metrics(&book);
+        self.changes.book = Some(book);
+        self.changes.restage();
+        Ok(())
+    }
+
+    fn audit_change(&self, entry: &AuditEntry) {
+        if let Err(e) = self.audit(&entry.clone().capped()) {
+            metrics::counter!("steer_audit_write_errors_total").increment(1);
+            error!(error = %e, action = %entry.action, "change saved but its audit entry could not be written");
+        }
+    }
+
+    /// Publishes the change gauges for the book as loaded.
+    pub(crate) fn export_change_metrics(&self) {
+        if let Some(book) = &self.changes.book {
+            export_metrics(book);
+        }
+    }
+}
+
+fn export_metrics(book: &ChangeBook) {
+    let open = book
+        .changes
+        .iter()
+        .filter(|c| !c.state.is_final() && c.state != ChangeState::Completed)
+        .count();
+    metrics::gauge!("steer_changes_open").set(open as f64);
+    let stage = book.in_flight().map_or(-1.0, |c| match c.state {
+        ChangeState::Rolling { stage, .. } | ChangeState::Paused { stage, .. } => stage as f64,
+        _ => -1.0,
+    });
+    metrics::gauge!("steer_change_stage").set(stage);
+    for c in &book.changes {
+        for s in STATES {
+            let v = if c.state.name() == s { 1.0 } else { 0.0 };
+            metrics::gauge!("steer_change_state", "id" => c.id.clone(), "state" => s).set(v);
+        }
+    }
+}
+
+/// One line per answer set whose targets differ between the plan in force
+/// and the proposed one: `app ap-south: sin1 60%, bom1 40% -> sin1 100%`.
+fn moved_sets(current: &PlanBody, proposed: &PlanBody) -> Vec<String> {
+    let key_sets = |b: &PlanBody| -> BTreeMap<(ServiceId, Option<RegionId>), String> {
+        b.services
+            .iter()
+            .flat_map(|s| {
+                s.regional
+                    .iter()
+                    .chain(std::iter::once(&s.global))
+                    .map(move |set| ((s.id.clone(), set.region.clone()), shares(set)))
+            })
+            .collect()
+    };
+    let (before, after) = (key_sets(current), key_sets(proposed));
+    let mut out = Vec::new();
+    for (key, new) in &after {
+        let old = before.get(key).map_or("(none)", String::as_str);
+        if old != new {
+            let region = key.1.as_ref().map_or("unmapped clients", |r| r.as_str());
+            out.push(format!("{} {region}: {old} -> {new}", key.0));
+        }
+    }
+    for key in before.keys().filter(|k| !after.contains_key(*k)) {
+        let region = key.1.as_ref().map_or("unmapped clients", |r| r.as_str());
+        out.push(format!("{} {region}: no longer answered", key.0));
+    }
+    out
+}
+
+fn shares(set: &AnswerSet) -> String {
+    if set.targets.is_empty() {
+        return "(no PoP)".into();
+    }
+    set.targets
+        .iter()
+        .map(|t| format!("{} {:.0}%", t.pop, f64::from(t.weight) / 10.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ControlLoop {
+    /// What a step changes beyond the book: a stage that moved or ended
+    /// changes the plan now; a change that completed (or was rolled back
+    /// after completing) changes the config in force.
+    fn after_step(&mut self, change: &Change, was_completed: bool) {
+        let now = self.clock.now();
+        match change.state {
+            ChangeState::Completed => self.complete(change),
+            ChangeState::RolledBack if was_completed => {
+                if let Some(base) = &change.base_topology {
+                    self.swap_topology(Arc::new(base.clone()));
+                }
+                self.request_apply(change, &change.base_config, "rolled back");
+            }
+            _ => {}
+        }
+        self.recompute_and_publish_at(false, now);
+    }
+
+    /// The new config everywhere: the loop's topology at once (so no plan
+    /// goes back to the old one), the rest of the file by the reloader.
+    fn complete(&mut self, change: &Change) {
+        if let Some(t) = &change.new_topology {
+            self.swap_topology(Arc::new(t.clone()));
+        }
+        self.request_apply(change, &change.config, "completed");
+    }
+
+    fn request_apply(&self, change: &Change, config: &str, what: &str) {
+        let Some(tx) = &self.changes.apply else {
+            return;
+        };
+        let apply = ConfigApply {
+            change: change.id.clone(),
+            config: config.to_owned(),
+            reason: format!("change {} {what}: {}", change.id, change.reason),
+        };
+        if tx.try_send(apply).is_err() {
+            error!(change = %change.id, "the reloader is not taking configs: the file in force is not the change's");
+        }
+    }
+
+    /// One rollout step per tick: start the oldest approved change when it
+    /// may start, judge the stage in force, roll back on Fail, move on
+    /// after the bake on Pass, hold on Inconclusive. Returns whether a
+    /// stage began or ended (the plan changes).
+    pub(crate) fn drive_rollout(&mut self) -> bool {
+        if self.standby {
+            return false;
+        }
+        let Ok(book) = self.changes.book() else {
+            return false;
+        };
+        let now = self.clock.now();
+        if let Some(c) = book.in_flight().cloned() {
+            let over = Some(&*self.topology);
+            if c.base_topology.as_ref() != over && c.new_topology.as_ref() != over {
+                // A reload (or another config at restart) under a rollout:
+                // hold, never jump ahead.
+                if matches!(c.state, ChangeState::Rolling { .. }) {
+                    let why = "the config in force is neither the change's base nor its target";
+                    self.step_auto(&c.id, |c, at| c.pause("steerd", why, at), "pause", why);
+                }
+                return false;
+            }
+            if !self.changes.resumed {
+                // A stage in force at start (steerd restarted mid-rollout):
+                // it holds its stage and bakes again from now.
+                self.changes.resumed = true;
+                if matches!(c.state, ChangeState::Rolling { .. }) {
+                    let why = "steerd restarted: the stage bakes again from now";
+                    self.step_auto(&c.id, |c, at| c.rebake("steerd", why, at), "rebake", why);
+                    return false;
+                }
+            }
+            return self.judge_stage(&c, now);
+        }
+        let next = book
+            .changes
+            .iter()
+            .filter(|c| c.state == ChangeState::Approved)
+            .min_by_key(|c| c.created_at)
+            .cloned();
+        self.changes.resumed = true;
+        match next {
+            Some(c) => self.try_start(&c, now),
+            None => false,
+        }
+    }
+
+    /// Why a change may not start or move on now (window, budget freeze),
+    /// unless it is an emergency.
+    fn held_by(&self, c: &Change, now: Timestamp) -> Option<String> {
+        if c.emergency {
+            return None;
+        }
+        let settings = self.changes.settings.clone().unwrap_or_default();
+        if let WindowVerdict::Blocked { why } = Window::verdict(&settings.windows, now) {
+            return Some(why);
+        }
+        if settings.freeze_on_exhausted_budget {
+            let spent = self.slo.snapshot.load().exhausted_services();
+            if !spent.is_empty() {
+                let list: Vec<String> = spent.into_iter().collect();
+                return Some(format!("error budget exhausted: {}", list.join(", ")));
+            }
+        }
+        None
+    }
+
+    fn try_start(&mut self, c: &Change, now: Timestamp) -> bool {
+        if c.base_topology.as_ref() != Some(&*self.topology) || !self.is_live(&c.base_digest) {
+            let why = "the config in force changed since it was proposed: propose again against it";
+            self.step_auto(&c.id, |c, at| c.abort("steerd", why, at), "abort", why);
+            return false;
+        }
+        if let Some(why) = self.held_by(c, now) {
+            self.note_waiting(&c.id, &why);
+            return false;
+        }
+        let first = c.stages.first().map_or("all".to_owned(), |s| {
+            format!("{}: {}", s.name, s.regions.describe())
+        });
+        self.step_auto(
+            &c.id,
+            |c, at| c.start("steerd", &first, at),
+            "start",
+            &first,
+        )
+    }
+
+    fn judge_stage(&mut self, c: &Change, now: Timestamp) -> bool {
+        let ChangeState::Rolling { stage, since } = c.state else {
+            return false;
+        };
+        let Some(spec) = c.stages.get(stage).cloned() else {
+            return false;
+        };
+        let regions = |pop: &str| -> Option<RegionId> {
+            self.topology
+                .pop(pop)
+                .map(|p| p.region.clone())
+                .or_else(|| {
+                    c.new_topology
+                        .as_ref()
+                        .and_then(|t| t.pop(pop).map(|p| p.region.clone()))
+                })
+        };
+        let in_scope = |pop: &str| regions(pop).is_some_and(|r| spec.regions.covers(&r));
+        // `since` is wall time (the book's); evidence is taken on the
+        // loop's clock, which is wall time in steerd.
+        let evidence = self.slo.stage_evidence(&in_scope, since, now);
+        let judgement = self.changes.settings.clone().unwrap_or_default().judgement;
+        let verdict = steer_change::judge(&evidence, &judgement);
+        let baked = now.since(since) >= spec.bake;
+        match verdict {
+            Verdict::Fail(why) => {
+                metrics::counter!("steer_change_rollbacks_total", "reason" => "judgement")
+                    .increment(1);
+                warn!(change = %c.id, stage = %spec.name, evidence = %why, "stage failed: rolling back");
+                let detail = format!("stage {} failed: {why}", spec.name);
+                self.step_auto(
+                    &c.id,
+                    |c, at| c.roll_back("steerd", &detail, at),
+                    "rollback",
+                    &detail,
+                )
+            }
+            Verdict::Pass(why) if baked => {
+                if let Some(hold) = self.held_by(c, now) {
+                    self.note_waiting(&c.id, &hold);
+                    return false;
+                }
+                let detail = format!("stage {} passed: {why}", spec.name);
+                let stages = c.stages.len().max(1);
+                let moved = self.step_auto(
+                    &c.id,
+                    |c, at| c.promote(stages, "steerd", &detail, at),
+                    "promote",
+                    &detail,
+                );
+                if moved
+                    && let Some(done) = self.changes.book().ok().and_then(|b| b.get(&c.id).cloned())
+                    && done.state == ChangeState::Completed
+                {
+                    self.complete(&done);
+                }
+                moved
+            }
+            Verdict::Inconclusive(why) if baked => {
+                let detail = format!("stage {} inconclusive after its bake: {why}", spec.name);
+                self.step_auto(
+                    &c.id,
+                    |c, at| c.pause("steerd", &detail, at),
+                    "pause",
+                    &detail,
+                );
+                false
+            }
+            Verdict::Pass(_) | Verdict::Inconclusive(_) => false,
+        }
+    }
+
+    /// A step steerd takes itself, saved and audited like an operator's.
+    /// Returns whether it was taken.
+    fn step_auto(
+        &mut self,
+        id: &str,
+        step: impl FnOnce(&mut Change, Timestamp) -> Result<(), steer_change::ChangeError>,
+        action: &str,
+        detail: &str,
+    ) -> bool {
+        let Ok(book) = self.changes.book() else {
+            return false;
+        };
+        let mut book = book.clone();
+        let at = self.clock.wall();
+        let Some(change) = book.get_mut(id) else {
+            return false;
+        };
+        let before = change.state.name();
+        if step(change, at).is_err() {
+            return false;
+        }
+        change.held = None;
+        let after = change.state.name();
+        book.compact();
+        if let Err(e) = self.save_changes(book) {
+            error!(change = %id, error = %e, "could not save a rollout step; it is retried");
+            return false;
+        }
+        let mut entry = self.entry(
+            "steerd".into(),
+            &format!("change-{action}"),
+            format!("change {id}"),
+            detail.to_owned(),
+        );
+        entry.detail = format!("{before} -> {after}");
+        self.audit_change(&entry);
+        self.changes.waiting = None;
+        info!(change = %id, action, detail, "rollout step");
+        true
+    }
+
+    /// Says once (per reason) why a change waits, in the log and on the
+    /// change.
+    fn note_waiting(&mut self, id: &str, why: &str) {
+        let key = format!("{id}: {why}");
+        if self.changes.waiting.as_deref() == Some(key.as_str()) {
+            return;
+        }
+        info!(change = %id, why, "change waits");
+        self.changes.waiting = Some(key);
+        let Ok(book) = self.changes.book() else {
+            return;
+        };
+        let mut book = book.clone();
+        if let Some(c) = book.get_mut(id) {
+            c.held = Some(why.to_owned());
+            if let Err(e) = self.save_changes(book) {
+                error!(change = %id, error = %e, "could not save why a change waits");
+            }
+        }
+    }
+
+    /// `[changes]` of the config in force, and that file's
+    /// `steer_change::config_digest`.
+    pub fn configure_changes(&mut self, settings: Option<ChangeSettings>, digest: String) {
+        self.changes.settings = settings;
+        self.changes.live_digest = digest;
+    }
+
+    /// Whether `digest` is the config file in force (true when steerd was
+    /// not told which file that is, e.g. in simlab).
+    fn is_live(&self, digest: &str) -> bool {
+        self.changes.live_digest.is_empty() || self.changes.live_digest == digest
+    }
+
+    /// Where completed changes' config files are sent to be applied. A
+    /// change that completed over the config file steerd started with
+    /// (the file was not updated since) is applied again now: a completed
+    /// change survives a restart.
+    pub fn apply_configs_with(&mut self, tx: mpsc::Sender<ConfigApply>) {
+        self.changes.apply = Some(tx);
+        let latest = self.changes.book().ok().and_then(|b| {
+            b.changes
+                .iter()
+                .rev()
+                .find(|c| c.state == ChangeState::Completed)
+                .cloned()
+        });
+        if let Some(c) = latest
+            && c.base_topology.as_ref() == Some(&*self.topology)
+            && c.new_topology.as_ref() != Some(&*self.topology)
+            && !c.config.is_empty()
+        {
+            warn!(
+                change = %c.id,
+                "the config file is behind completed change {}: serving its config; update the file",
+                c.id
+            );
+            self.complete(&c);
+        }
+    }
+}

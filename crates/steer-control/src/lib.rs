@@ -18,6 +18,7 @@ mod health;
 mod inputs;
 mod intents;
 mod record;
+mod rollout;
 mod slo;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -75,6 +75,12 @@ fn json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// [`diff_values`] of two values of any serializable type (zones, DNS
+/// settings, ...).
+pub fn diff_serialized<T: Serialize>(subject: &str, old: &T, new: &T) -> Option<DiffItem> {
+    diff_values(subject, &json(old), &json(new))
+}
+
 /// Items of two lists matched by key.
 fn keyed<T: Serialize>(
     out: &mut Vec<DiffItem>,

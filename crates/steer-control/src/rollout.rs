@@ -14,6 +14,34 @@ use tracing::{error, info, warn};
 
 use crate::ControlLoop;
 
+/// What a tick needs of a change: its state and stages, and whether the
+/// config in force is its base or its target. Not the change itself,
+/// whose config files (up to 1 MiB each) and topologies a tick would
+/// otherwise copy five times a second.
+struct Tick {
+    id: String,
+    state: ChangeState,
+    stages: Vec<steer_change::StageSpec>,
+    emergency: bool,
+    base_digest: String,
+    base_in_force: bool,
+    target_in_force: bool,
+}
+
+impl Tick {
+    fn of(c: &Change, in_force: Option<&steer_types::Topology>) -> Self {
+        Self {
+            id: c.id.clone(),
+            state: c.state.clone(),
+            stages: c.stages.clone(),
+            emergency: c.emergency,
+            base_digest: c.base_digest.clone(),
+            base_in_force: c.base_topology.as_ref() == in_force,
+            target_in_force: c.new_topology.as_ref() == in_force,
+        }
+    }
+}
+
 impl ControlLoop {
     /// What a step changes beyond the book: a stage that moved or ended
     /// changes the plan now; a change that completed (or was rolled back
@@ -68,9 +96,9 @@ impl ControlLoop {
             return false;
         };
         let now = self.clock.now();
-        if let Some(c) = book.in_flight().cloned() {
-            let over = Some(&*self.topology);
-            if c.base_topology.as_ref() != over && c.new_topology.as_ref() != over {
+        let over = Some(&*self.topology);
+        if let Some(c) = book.in_flight().map(|c| Tick::of(c, over)) {
+            if !c.base_in_force && !c.target_in_force {
                 // A reload (or another config at restart) under a rollout:
                 // hold, never jump ahead.
                 if matches!(c.state, ChangeState::Rolling { .. }) {
@@ -96,7 +124,7 @@ impl ControlLoop {
             .iter()
             .filter(|c| c.state == ChangeState::Approved)
             .min_by_key(|c| c.created_at)
-            .cloned();
+            .map(|c| Tick::of(c, over));
         self.changes.resumed = true;
         match next {
             Some(c) => self.try_start(&c, now),
@@ -106,15 +134,16 @@ impl ControlLoop {
 
     /// Why a change may not start or move on now (window, budget freeze),
     /// unless it is an emergency.
-    fn held_by(&self, c: &Change, now: Timestamp) -> Option<String> {
+    fn held_by(&self, c: &Tick, now: Timestamp) -> Option<String> {
         if c.emergency {
             return None;
         }
-        let settings = self.changes.settings.clone().unwrap_or_default();
-        if let WindowVerdict::Blocked { why } = Window::verdict(&settings.windows, now) {
+        let settings = self.changes.settings.as_ref();
+        let windows = settings.map_or(&[][..], |s| &s.windows);
+        if let WindowVerdict::Blocked { why } = Window::verdict(windows, now) {
             return Some(why);
         }
-        if settings.freeze_on_exhausted_budget {
+        if settings.is_none_or(|s| s.freeze_on_exhausted_budget) {
             let spent = self.slo.snapshot.load().exhausted_services();
             if !spent.is_empty() {
                 let list: Vec<String> = spent.into_iter().collect();
@@ -124,8 +153,8 @@ impl ControlLoop {
         None
     }
 
-    fn try_start(&mut self, c: &Change, now: Timestamp) -> bool {
-        if c.base_topology.as_ref() != Some(&*self.topology) || !self.is_live(&c.base_digest) {
+    fn try_start(&mut self, c: &Tick, now: Timestamp) -> bool {
+        if !c.base_in_force || !self.is_live(&c.base_digest) {
             let why = "the config in force changed since it was proposed: propose again against it";
             self.step_auto(&c.id, |c, at| c.abort("steerd", why, at), "abort", why);
             return false;
@@ -145,28 +174,31 @@ impl ControlLoop {
         )
     }
 
-    fn judge_stage(&mut self, c: &Change, now: Timestamp) -> bool {
+    fn judge_stage(&mut self, c: &Tick, now: Timestamp) -> bool {
         let ChangeState::Rolling { stage, since } = c.state else {
             return false;
         };
         let Some(spec) = c.stages.get(stage).cloned() else {
             return false;
         };
+        // PoPs the proposal adds are placed by its topology (the staged one).
+        let target = self.changes.staged().map(|s| s.topology.clone());
         let regions = |pop: &str| -> Option<RegionId> {
             self.topology
                 .pop(pop)
                 .map(|p| p.region.clone())
-                .or_else(|| {
-                    c.new_topology
-                        .as_ref()
-                        .and_then(|t| t.pop(pop).map(|p| p.region.clone()))
-                })
+                .or_else(|| target.as_ref()?.pop(pop).map(|p| p.region.clone()))
         };
         let in_scope = |pop: &str| regions(pop).is_some_and(|r| spec.regions.covers(&r));
         // `since` is wall time (the book's); evidence is taken on the
         // loop's clock, which is wall time in steerd.
         let evidence = self.slo.stage_evidence(&in_scope, since, now);
-        let judgement = self.changes.settings.clone().unwrap_or_default().judgement;
+        let judgement = self
+            .changes
+            .settings
+            .as_ref()
+            .map(|s| s.judgement.clone())
+            .unwrap_or_default();
         let verdict = steer_change::judge(&evidence, &judgement);
         let baked = now.since(since) >= spec.bake;
         match verdict {

@@ -238,15 +238,15 @@ async fn propose(
         ));
     }
     let mut diff = steer_change::diff_topology(&current.topology, &next.topology);
-    diff.extend(steer_change::diff_values(
+    diff.extend(steer_change::diff_serialized(
         "zones",
-        &json(&current.zones),
-        &json(&next.zones),
+        &current.zones,
+        &next.zones,
     ));
-    diff.extend(steer_change::diff_values(
+    diff.extend(steer_change::diff_serialized(
         "dns",
-        &json(&current.dns),
-        &json(&next.dns),
+        &current.dns,
+        &next.dns,
     ));
     if current.slos != next.slos {
         diff.push(steer_change::DiffItem {
@@ -290,11 +290,6 @@ async fn propose(
             "control loop dropped the proposal".into(),
         ))
     })
-}
-
-/// A value for a diff (one that does not serialize diffs as null).
-fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 /// SIGHUP asks for a reload, as `steerd` operators expect.

@@ -303,17 +303,21 @@ impl SloEngine {
             .collect()
     }
 
+    /// The corrections of `slo`.
+    fn corrections_of(&self, slo: &str) -> Vec<&Correction> {
+        self.state
+            .corrections
+            .iter()
+            .filter(|c| c.slo == slo)
+            .collect()
+    }
+
     /// Events of `slo` per PoP from `since` to `at`, less corrections (a
     /// staged change's canary and baseline scopes). Buckets are counted
     /// whole: the one `since` falls in is included, so a span shorter than
     /// a bucket still sees its events (and some from just before).
     pub fn pop_events(&self, slo: &str, since: Timestamp, at: Timestamp) -> Vec<(String, Counts)> {
-        let mine: Vec<&Correction> = self
-            .state
-            .corrections
-            .iter()
-            .filter(|c| c.slo == slo)
-            .collect();
+        let mine = self.corrections_of(slo);
         self.state
             .pop_histories
             .get(slo)
@@ -336,12 +340,7 @@ impl SloEngine {
         let Some(spec) = self.specs.iter().find(|s| s.name == slo) else {
             return Vec::new();
         };
-        let mine: Vec<&Correction> = self
-            .state
-            .corrections
-            .iter()
-            .filter(|c| c.slo == slo)
-            .collect();
+        let mine = self.corrections_of(slo);
         let share = spec.objective.budget_share();
         self.state
             .pop_histories

@@ -15,8 +15,9 @@ use crate::{
     service::{OperatorService, api_status, bounded_by_timeout},
 };
 
-/// Largest config file a proposal may carry.
-pub(crate) const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// Largest config file a proposal may carry: what fits in an operator
+/// request (steerd decodes at most 64 KiB per request, before auth).
+pub(crate) const MAX_CONFIG_BYTES: usize = 60 * 1024;
 /// Longest change id (`c<number>`).
 const MAX_ID_BYTES: usize = 32;
 

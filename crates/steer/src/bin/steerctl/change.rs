@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use steer_proto::v1 as pb;
 
+/// As steerd's limit (`steer_api`'s `MAX_CONFIG_BYTES`): an operator
+/// request is at most 64 KiB.
+const MAX_CONFIG_BYTES: usize = 60 * 1024;
+
 use crate::{
     Answer, Client, Failure,
     output::{out, outln},
@@ -90,6 +94,13 @@ pub(crate) async fn run(
         } => {
             let text = std::fs::read_to_string(config)
                 .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", config.display())))?;
+            if text.len() > MAX_CONFIG_BYTES {
+                return Err(Failure::Usage(format!(
+                    "{} is {} bytes; a proposed config may be at most {MAX_CONFIG_BYTES} bytes",
+                    config.display(),
+                    text.len()
+                )));
+            }
             let resp = client
                 .propose_change(pb::ProposeChangeRequest {
                     config: text,

@@ -186,14 +186,7 @@ pub(crate) fn change_pb(c: &Change) -> pb::Change {
         stages: c
             .stages
             .iter()
-            .map(|s| {
-                format!(
-                    "{}: {}, bake {}s",
-                    s.name,
-                    s.regions.describe(),
-                    s.bake.as_secs()
-                )
-            })
+            .map(|s| format!("{}: {}, bake {}s", s.name, s.describe(), s.bake.as_secs()))
             .collect(),
         diff: c.diff.iter().map(ToString::to_string).collect(),
         effect: c.effect.clone(),

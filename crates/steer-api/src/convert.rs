@@ -338,6 +338,30 @@ pub(crate) fn status(s: &StatusReport, intents_list: &Intents) -> pb::GetStatusR
             why: f.why.clone(),
         }),
         all_drained: s.all_drained.iter().map(ToString::to_string).collect(),
+        changes: s
+            .changes
+            .iter()
+            .map(|c| pb::StatusChange {
+                id: c.id.clone(),
+                state: c.state.clone(),
+                stage: c.stage.clone().unwrap_or_default(),
+                author: c.author.clone(),
+                reason: c.reason.clone(),
+                emergency: c.emergency,
+                held: c.held.clone().unwrap_or_default(),
+                created_at_unix_ms: c.created_at.unix_ms(),
+            })
+            .collect(),
+        break_glass: s
+            .break_glass
+            .iter()
+            .map(|b| pb::BreakGlass {
+                at_unix_ms: b.at.unix_ms(),
+                principal: b.principal.clone(),
+                reason: b.reason.clone(),
+                what: b.what.clone(),
+            })
+            .collect(),
         ..Default::default()
     }
 }

@@ -6,8 +6,8 @@ use steer_types::{
     Intents,
     status::StatusReport,
     status_doc::{
-        FrozenDoc, IntentDoc, LoadDoc, PeerDoc, PopDoc, RegionDoc, STATUS_SCHEMA_VERSION,
-        ServiceDrainDoc, StatusDocument,
+        BreakGlassDoc, ChangeDoc, FrozenDoc, IntentDoc, LoadDoc, PeerDoc, PopDoc, RegionDoc,
+        STATUS_SCHEMA_VERSION, ServiceDrainDoc, StatusDocument,
     },
 };
 
@@ -87,6 +87,30 @@ pub fn status_document(s: &pb::GetStatusResponse) -> StatusDocument {
         rails: s.rails.clone(),
         intents: s.intents.iter().map(intent_document).collect(),
         all_drained: s.all_drained.clone(),
+        changes: s
+            .changes
+            .iter()
+            .map(|c| ChangeDoc {
+                id: c.id.clone(),
+                state: c.state.clone(),
+                stage: (!c.stage.is_empty()).then(|| c.stage.clone()),
+                author: c.author.clone(),
+                reason: c.reason.clone(),
+                emergency: c.emergency,
+                held: (!c.held.is_empty()).then(|| c.held.clone()),
+                created_unix_ms: c.created_at_unix_ms,
+            })
+            .collect(),
+        break_glass: s
+            .break_glass
+            .iter()
+            .map(|b| BreakGlassDoc {
+                at_unix_ms: b.at_unix_ms,
+                principal: b.principal.clone(),
+                reason: b.reason.clone(),
+                what: b.what.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! open and the most recent finished ones, bounded.
 
 use serde::{Deserialize, Serialize};
+use steer_types::status::BreakGlass;
 
 use crate::change::Change;
 
@@ -9,11 +10,17 @@ use crate::change::Change;
 /// `change list` and `change show`; older ones are in the audit log.
 pub(crate) const KEEP_FINISHED: usize = 200;
 
+/// Break-glass steps kept (newest); all of them are in the audit log too.
+pub(crate) const KEEP_BREAK_GLASS: usize = 20;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChangeBook {
     /// The number of the next change id (`c<n>`); never reused.
     pub next: u64,
     pub changes: Vec<Change>,
+    /// Emergency reloads and changes, oldest first, bounded.
+    #[serde(default)]
+    pub break_glass: Vec<BreakGlass>,
 }
 
 impl ChangeBook {
@@ -85,6 +92,13 @@ impl ChangeBook {
         });
     }
 
+    /// Records a break-glass step, forgetting the oldest past the bound.
+    pub fn note_break_glass(&mut self, step: BreakGlass) {
+        self.break_glass.push(step);
+        let excess = self.break_glass.len().saturating_sub(KEEP_BREAK_GLASS);
+        self.break_glass.drain(..excess);
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -140,5 +154,23 @@ mod tests {
         assert!(rejected.config.is_empty() && rejected.base_config.is_empty());
         assert_eq!(book.get(&open_id).unwrap().config, "cfg");
         assert_eq!(book.open(), 1);
+    }
+
+    #[test]
+    fn break_glass_steps_are_bounded_newest_kept() {
+        let mut book = ChangeBook::default();
+        for i in 0..KEEP_BREAK_GLASS + 5 {
+            book.note_break_glass(BreakGlass {
+                at: Timestamp(i as i64),
+                principal: "root".into(),
+                reason: "fire".into(),
+                what: "reload".into(),
+            });
+        }
+        assert_eq!(book.break_glass.len(), KEEP_BREAK_GLASS);
+        assert_eq!(book.break_glass[0].at, Timestamp(5));
+        // A book saved before break-glass steps were kept still loads.
+        let old = br#"{"next":3,"changes":[]}"#;
+        assert!(ChangeBook::from_bytes(old).unwrap().break_glass.is_empty());
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use steer_types::RegionId;
+use steer_types::{PopId, RegionId, Topology};
 
 use crate::window::Window;
 
@@ -28,6 +28,7 @@ impl Default for ChangeSettings {
             stages: vec![StageSpec {
                 name: "all".into(),
                 regions: RegionScope::All,
+                pops: None,
                 bake: Duration::ZERO,
             }],
             windows: Vec::new(),
@@ -37,13 +38,80 @@ impl Default for ChangeSettings {
     }
 }
 
-/// One stage of a rollout: the client regions that take the new config,
-/// and how long it bakes before the next stage.
+/// One stage of a rollout: the client regions whose answers take the new
+/// config, the PoPs whose BGP does, and how long it bakes before the next
+/// stage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageSpec {
     pub name: String,
     pub regions: RegionScope,
+    /// PoPs whose state and announcements take the new config; `None`:
+    /// the PoPs of `regions`.
+    #[serde(default)]
+    pub pops: Option<Vec<PopId>>,
     pub bake: Duration,
+}
+
+impl StageSpec {
+    pub fn scope(&self) -> StageScope {
+        StageScope {
+            regions: self.regions.clone(),
+            pops: self.pops.clone(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.scope().describe()
+    }
+}
+
+/// What a stage in force moves: answers for `regions`' clients, and BGP
+/// of `pops` (or of the PoPs in `regions`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageScope {
+    pub regions: RegionScope,
+    pub pops: Option<Vec<PopId>>,
+}
+
+impl StageScope {
+    /// Every client and every PoP.
+    pub fn all() -> Self {
+        Self {
+            regions: RegionScope::All,
+            pops: None,
+        }
+    }
+
+    /// Whether `pop` (placed by `topology`) announces as the new config says.
+    pub fn announces(&self, pop: &PopId, topology: &Topology) -> bool {
+        match &self.pops {
+            Some(list) => list.contains(pop),
+            None => topology
+                .pop(pop.as_str())
+                .is_some_and(|p| self.regions.covers(&p.region)),
+        }
+    }
+
+    /// Whether `pop` is judged as canary: it announces the new config, or
+    /// it is in one of the scope's regions (it serves their clients).
+    pub fn judges(&self, pop: &PopId, region: Option<&RegionId>) -> bool {
+        region.is_some_and(|r| self.regions.covers(r))
+            || self.pops.as_ref().is_some_and(|l| l.contains(pop))
+    }
+
+    pub fn describe(&self) -> String {
+        let regions = match &self.regions {
+            RegionScope::Only(l) if l.is_empty() => "no client region".to_owned(),
+            r => r.describe(),
+        };
+        match &self.pops {
+            None => regions,
+            Some(l) => format!(
+                "{regions}; BGP of {}",
+                l.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

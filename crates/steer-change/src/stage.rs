@@ -7,21 +7,23 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use steer_types::{PlanBody, PopId, RailFired, Topology};
 
-use crate::settings::{Judgement, RegionScope};
+use crate::settings::{Judgement, RegionScope, StageScope};
 
 /// The plan of a stage: `old` (computed from the config in force) with
 /// the answer sets of the scope's client regions, their degradation, and
-/// the state and announcements of the scope's PoPs taken from `new` (computed from
-/// the proposed config, whose topology is `new_topology`). Clients that
+/// the state and announcements of the scope's PoPs (its list, or the PoPs
+/// of its regions) taken from `new` (computed from the proposed config,
+/// whose topology is `new_topology`). Clients that
 /// map to no region move only when the scope is every region. Services
 /// the proposal adds appear when it completes (DNS knows their names
 /// only then); sets the proposal removes stay until then.
 pub fn merge_stage(
     old: &PlanBody,
     new: &PlanBody,
-    scope: &RegionScope,
+    stage: &StageScope,
     new_topology: &Topology,
 ) -> PlanBody {
+    let scope = &stage.regions;
     let mut out = old.clone();
     for svc in &mut out.services {
         let Some(next) = new.services.iter().find(|s| s.id == svc.id) else {
@@ -53,12 +55,8 @@ pub fn merge_stage(
             *region = n.clone();
         }
     }
-    // BGP: the PoPs of the scope's regions announce as the new config says.
-    let in_scope = |pop: &PopId| {
-        new_topology
-            .pop(pop.as_str())
-            .is_some_and(|p| scope.covers(&p.region))
-    };
+    // BGP: the scope's PoPs announce as the new config says.
+    let in_scope = |pop: &PopId| stage.announces(pop, new_topology);
     for p in &mut out.pops {
         if in_scope(&p.id)
             && let Some(n) = new.pops.iter().find(|n| n.id == p.id)
@@ -319,7 +317,11 @@ mod tests {
                 .clone()
         };
         assert_ne!(set(&old, "ap"), set(&new, "ap"), "the change must move ap");
-        let staged = merge_stage(&old, &new, &RegionScope::Only(vec!["ap".into()]), &new_t);
+        let ap = StageScope {
+            regions: RegionScope::Only(vec!["ap".into()]),
+            pops: None,
+        };
+        let staged = merge_stage(&old, &new, &ap, &new_t);
         assert_eq!(set(&staged, "ap"), set(&new, "ap"));
         assert_eq!(set(&staged, "eu"), set(&old, "eu"));
         assert_eq!(staged.services[0].global, old.services[0].global);
@@ -327,9 +329,78 @@ mod tests {
             |b: &PlanBody, id: &str| b.pops.iter().find(|p| p.id.as_str() == id).unwrap().clone();
         assert_eq!(pop(&staged, "sin1"), pop(&new, "sin1"));
         assert_eq!(pop(&staged, "fra1"), pop(&old, "fra1"));
-        let all = merge_stage(&old, &new, &RegionScope::All, &new_t);
+        let all = merge_stage(&old, &new, &StageScope::all(), &new_t);
         assert_eq!(all.services, new.services);
         assert_eq!(all.regions, new.regions);
+    }
+
+    #[test]
+    fn a_pop_list_moves_only_those_pops_bgp() {
+        use steer_types::{
+            AnnounceReason, AnnounceState, Announcement, Intents, Timestamp, health::HealthSnapshot,
+        };
+        let compute = |t: &Topology| {
+            steer_policy::compute(
+                t,
+                &HealthSnapshot::default(),
+                &Intents::default(),
+                Timestamp(0),
+            )
+        };
+        let (old_t, new_t) = (world(1000.0), world(100.0));
+        let mut old = compute(&old_t);
+        let mut new = compute(&new_t);
+        // Make every PoP differ between the two plans, so which side each
+        // PoP's state and announcement came from shows.
+        for p in &mut new.pops {
+            p.weight = 999;
+        }
+        for (b, state) in [
+            (&mut old, AnnounceState::Announce),
+            (&mut new, AnnounceState::Withdraw),
+        ] {
+            b.announcements = b
+                .pops
+                .iter()
+                .map(|p| Announcement {
+                    pop: p.id.clone(),
+                    prefix: "192.0.2.0/24".parse().unwrap(),
+                    state,
+                    reason: AnnounceReason::Healthy,
+                })
+                .collect();
+        }
+        // BGP of sin1 only, no client region: answers stay as they were.
+        let sin1 = StageScope {
+            regions: RegionScope::Only(vec![]),
+            pops: Some(vec!["sin1".into()]),
+        };
+        let staged = merge_stage(&old, &new, &sin1, &new_t);
+        assert_eq!(staged.services, old.services);
+        assert_eq!(staged.regions, old.regions);
+        for a in &staged.announcements {
+            let moved = a.state == AnnounceState::Withdraw;
+            assert_eq!(moved, a.pop.as_str() == "sin1", "{a:?}");
+        }
+        for p in &staged.pops {
+            assert_eq!(p.weight == 999, p.id.as_str() == "sin1", "{p:?}");
+        }
+        // Regions with a PoP list: ap's answers, sin1's BGP (not bom1's).
+        let ap_sin1 = StageScope {
+            regions: RegionScope::Only(vec!["ap".into()]),
+            pops: Some(vec!["sin1".into()]),
+        };
+        let staged = merge_stage(&old, &new, &ap_sin1, &new_t);
+        let bom1 = staged
+            .announcements
+            .iter()
+            .find(|a| a.pop.as_str() == "bom1");
+        assert_eq!(bom1.unwrap().state, AnnounceState::Announce);
+        assert!(ap_sin1.judges(&"bom1".into(), Some(&"ap".into())));
+        assert!(ap_sin1.judges(&"sin1".into(), None));
+        assert!(!ap_sin1.judges(&"fra1".into(), Some(&"eu".into())));
+        assert_eq!(ap_sin1.describe(), "ap; BGP of sin1");
+        assert_eq!(sin1.describe(), "no client region; BGP of sin1");
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub enum ApiCommand {
         config_digest: String,
         principal: String,
         reason: String,
+        /// A break-glass reload past `[changes]` (`reload --emergency`).
+        emergency: bool,
         reply: Reply<u64>,
     },
 }

@@ -29,7 +29,12 @@ pub(crate) struct RawChanges {
 #[serde(deny_unknown_fields)]
 struct RawStage {
     name: Spanned<String>,
-    regions: Spanned<Vec<String>>,
+    /// Client regions whose answers take the new config (`["*"]`: all).
+    #[serde(default)]
+    regions: Option<Spanned<Vec<String>>>,
+    /// PoPs whose BGP takes the new config (default: those of `regions`).
+    #[serde(default)]
+    pops: Option<Spanned<Vec<String>>>,
     bake: Option<Spanned<String>>,
 }
 
@@ -106,26 +111,8 @@ fn stages(r: &mut Reporter<'_>, raw: &[Spanned<RawStage>], topology: &Topology) 
         } else if !names.insert(name.to_owned()) {
             r.at(st.name.span(), format!("stage {name:?} is defined twice"));
         }
-        let list = st.regions.get_ref();
-        let regions = if list.iter().any(|x| x == "*") {
-            if list.len() > 1 {
-                r.at(st.regions.span(), "\"*\" already means every region");
-            }
-            RegionScope::All
-        } else if list.is_empty() {
-            r.at(st.regions.span(), "a stage needs regions (or [\"*\"])");
-            RegionScope::All
-        } else {
-            for region in list {
-                if topology.region(region).is_none() {
-                    r.at(
-                        st.regions.span(),
-                        format!("region {region:?} is not in [[regions]]"),
-                    );
-                }
-            }
-            RegionScope::Only(list.iter().map(|x| x.as_str().into()).collect())
-        };
+        let regions = stage_regions(r, st, s.span(), topology);
+        let pops = st.pops.as_ref().map(|p| stage_pops(r, p, topology));
         let bake = match &st.bake {
             None => Duration::from_secs(600),
             Some(b) => match parse_duration(b.get_ref()) {
@@ -136,19 +123,85 @@ fn stages(r: &mut Reporter<'_>, raw: &[Spanned<RawStage>], topology: &Topology) 
                 }
             },
         };
-        if i + 1 == raw.len() && regions != RegionScope::All {
+        if i + 1 == raw.len() && (regions != RegionScope::All || pops.is_some()) {
+            // Point at the key that narrows it.
+            let at = match (&st.pops, &st.regions) {
+                (Some(p), _) => p.span(),
+                (None, Some(l)) => l.span(),
+                (None, None) => s.span(),
+            };
             r.at(
-                st.regions.span(),
-                "the last stage must cover every region (regions = [\"*\"]), or a change would never apply everywhere",
+                at,
+                "the last stage must cover every region and PoP (regions = [\"*\"], no `pops`), or a change would never apply everywhere",
             );
         }
         out.push(StageSpec {
             name: name.to_owned(),
             regions,
+            pops,
             bake,
         });
     }
     out
+}
+
+/// `regions` of a stage: `["*"]`, a list of `[[regions]]`, or left out (or
+/// empty) when the stage moves only the BGP of its `pops`.
+fn stage_regions(
+    r: &mut Reporter<'_>,
+    st: &RawStage,
+    span: std::ops::Range<usize>,
+    topology: &Topology,
+) -> RegionScope {
+    let Some(list) = &st.regions else {
+        if st.pops.is_none() {
+            r.at(span, "a stage needs `regions` (or [\"*\"]) or `pops`");
+        }
+        return RegionScope::Only(Vec::new());
+    };
+    let l = list.get_ref();
+    if l.iter().any(|x| x == "*") {
+        if l.len() > 1 {
+            r.at(list.span(), "\"*\" already means every region");
+        }
+        return RegionScope::All;
+    }
+    if l.is_empty() && st.pops.is_none() {
+        r.at(list.span(), "a stage needs regions (or [\"*\"]) or `pops`");
+    }
+    for region in l {
+        if topology.region(region).is_none() {
+            r.at(
+                list.span(),
+                format!("region {region:?} is not in [[regions]]"),
+            );
+        }
+    }
+    RegionScope::Only(l.iter().map(|x| x.as_str().into()).collect())
+}
+
+/// `pops` of a stage: PoPs of `[[pops]]`, at least one, each once.
+fn stage_pops(
+    r: &mut Reporter<'_>,
+    list: &Spanned<Vec<String>>,
+    topology: &Topology,
+) -> Vec<steer_types::PopId> {
+    let l = list.get_ref();
+    if l.is_empty() {
+        r.at(
+            list.span(),
+            "`pops` needs at least one PoP (leave it out for the PoPs of `regions`)",
+        );
+    }
+    let mut seen = HashSet::new();
+    for pop in l {
+        if topology.pop(pop).is_none() {
+            r.at(list.span(), format!("PoP {pop:?} is not in [[pops]]"));
+        } else if !seen.insert(pop) {
+            r.at(list.span(), format!("PoP {pop:?} is listed twice"));
+        }
+    }
+    l.iter().map(|p| p.as_str().into()).collect()
 }
 
 fn window(r: &mut Reporter<'_>, raw: &Spanned<RawWindow>) -> Option<Window> {

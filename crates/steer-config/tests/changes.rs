@@ -85,6 +85,34 @@ until = "2027-01-04T00:00:00Z"
 }
 
 #[test]
+fn stages_can_name_the_pops_whose_bgp_moves() {
+    let (path, text) = quickstart();
+    let extra = r#"
+[changes]
+[[changes.stages]]
+name = "anycast canary"
+pops = ["sin1"]
+bake = "5m"
+
+[[changes.stages]]
+name = "ap-south"
+regions = ["ap-south"]
+pops = ["sin1", "bom1"]
+
+[[changes.stages]]
+name = "all"
+regions = ["*"]
+"#;
+    let config = steer_config::parse_steerd(&path, &format!("{text}{extra}")).unwrap();
+    let s = config.changes.unwrap().stages;
+    assert_eq!(s[0].regions, RegionScope::Only(vec![]));
+    assert_eq!(s[0].pops, Some(vec!["sin1".into()]));
+    assert_eq!(s[0].describe(), "no client region; BGP of sin1");
+    assert_eq!(s[1].describe(), "ap-south; BGP of sin1, bom1");
+    assert_eq!(s[2].pops, None);
+}
+
+#[test]
 fn mistakes_are_reported_at_their_line() {
     let (path, text) = quickstart();
     let base = text.lines().count();
@@ -125,6 +153,21 @@ fn mistakes_are_reported_at_their_line() {
             "is not RFC 3339",
         ),
         ("[changes]\napprovers = 2\n", 2, "approvers"),
+        (
+            "[changes]\n[[changes.stages]]\nname = \"bgp\"\npops = [\"xyz9\"]\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\n",
+            4,
+            "PoP \"xyz9\" is not in [[pops]]",
+        ),
+        (
+            "[changes]\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\npops = [\"fra1\"]\n",
+            5,
+            "the last stage must cover every region and PoP",
+        ),
+        (
+            "[changes]\n[[changes.stages]]\nname = \"nothing\"\nregions = []\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\n",
+            4,
+            "a stage needs regions",
+        ),
     ] {
         let errors = steer_config::parse_steerd(&path, &format!("{text}\n{bad}"))
             .err()

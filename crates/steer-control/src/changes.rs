@@ -5,9 +5,13 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use steer_change::{Change, ChangeBook, ChangeSettings, ChangeState, Draft, RegionScope};
+use steer_change::{Change, ChangeBook, ChangeSettings, ChangeState, Draft, StageScope, StageSpec};
 use steer_command::{ApiError, ChangeAction, ChangeCommand, ConfigApply, Proposal};
-use steer_types::{AnswerSet, PlanBody, RegionId, ServiceId, Topology, audit::AuditEntry};
+use steer_types::{
+    AnswerSet, PlanBody, RegionId, ServiceId, Topology,
+    audit::AuditEntry,
+    status::{BREAK_GLASS_SHOWN_MS, BreakGlass, ChangeBrief},
+};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -58,7 +62,7 @@ pub(crate) struct ChangeDesk {
 pub(crate) struct Staged {
     pub(crate) id: String,
     pub(crate) topology: Arc<Topology>,
-    pub(crate) scope: RegionScope,
+    pub(crate) scope: StageScope,
 }
 
 impl ChangeDesk {
@@ -117,7 +121,7 @@ impl ChangeDesk {
         let scope = c
             .stages
             .get(stage)
-            .map_or(RegionScope::All, |s| s.regions.clone());
+            .map_or_else(StageScope::all, StageSpec::scope);
         let topology = match &self.staged {
             Some(s) if s.id == c.id => s.topology.clone(),
             _ => match &c.new_topology {
@@ -239,6 +243,14 @@ impl ControlLoop {
             },
             self.clock.wall(),
         );
+        if p.emergency {
+            book.note_break_glass(BreakGlass {
+                at: self.clock.wall(),
+                principal: p.principal.clone(),
+                reason: p.reason.clone(),
+                what: format!("change {id}"),
+            });
+        }
         book.add(change.clone());
         self.save_changes(book)?;
         let mut entry = self.entry(
@@ -368,6 +380,66 @@ impl ControlLoop {
             metrics::counter!("steer_audit_write_errors_total").increment(1);
             error!(error = %e, action = %entry.action, "change saved but its audit entry could not be written");
         }
+    }
+
+    /// Records a break-glass reload (the reload itself is done and audited:
+    /// a failed write is logged, not returned).
+    pub(crate) fn note_emergency_reload(&mut self, principal: &str, reason: &str) {
+        metrics::counter!("steer_change_emergencies_total").increment(1);
+        let Ok(book) = self.changes.book() else {
+            return;
+        };
+        let mut book = book.clone();
+        book.note_break_glass(BreakGlass {
+            at: self.clock.wall(),
+            principal: principal.to_owned(),
+            reason: reason.to_owned(),
+            what: "reload".into(),
+        });
+        if let Err(e) = self.save_changes(book) {
+            error!(error = %e, "emergency reload applied but not recorded in the changes document");
+        }
+    }
+
+    /// Open changes, one line each, for status.
+    pub(crate) fn change_briefs(&self) -> Vec<ChangeBrief> {
+        let Some(book) = &self.changes.book else {
+            return Vec::new();
+        };
+        book.changes
+            .iter()
+            .filter(|c| !c.state.is_final() && c.state != ChangeState::Completed)
+            .map(|c| ChangeBrief {
+                id: c.id.clone(),
+                state: c.state.name().to_owned(),
+                stage: match c.state {
+                    ChangeState::Rolling { stage, .. } | ChangeState::Paused { stage, .. } => c
+                        .stages
+                        .get(stage)
+                        .map(|s| format!("{} ({})", s.name, s.describe())),
+                    _ => None,
+                },
+                author: c.author.clone(),
+                reason: c.reason.clone(),
+                emergency: c.emergency,
+                held: c.held.clone(),
+                created_at: c.created_at,
+            })
+            .collect()
+    }
+
+    /// Break-glass steps of the last day, newest first.
+    pub(crate) fn break_glass_shown(&self) -> Vec<BreakGlass> {
+        let Some(book) = &self.changes.book else {
+            return Vec::new();
+        };
+        let since = self.clock.wall().unix_ms() - BREAK_GLASS_SHOWN_MS;
+        book.break_glass
+            .iter()
+            .rev()
+            .filter(|b| b.at.unix_ms() >= since)
+            .cloned()
+            .collect()
     }
 
     /// Publishes the change gauges for the book as loaded.

@@ -259,6 +259,7 @@ mod tests {
             slos: None,
             principal: "bob".into(),
             reason: "local reload".into(),
+            emergency: false,
             reply: tokio::sync::oneshot::channel().0,
         });
         assert_eq!(store.load().unwrap(), before, "a follower wrote the state");

@@ -305,6 +305,7 @@ fn intents_a_reload_drops_are_each_audited() {
         topology: Arc::new(smaller),
         principal: "alice".into(),
         reason: "ord1 decommissioned".into(),
+        emergency: false,
         reply: tx,
     });
     let version = rx.try_recv().unwrap().unwrap();
@@ -360,6 +361,7 @@ fn a_reload_moves_the_state_identity_with_the_regions() {
         topology: Arc::new(bigger.clone()),
         principal: "alice".into(),
         reason: "new region".into(),
+        emergency: false,
         reply: tx,
     });
     rx.try_recv().unwrap().unwrap();

@@ -411,6 +411,8 @@ impl ControlLoop {
             rails: Vec::new(),
             frozen: None,
             all_drained: Vec::new(),
+            changes: Vec::new(),
+            break_glass: Vec::new(),
         }));
         info!(
             drains = intents.drains.len(),
@@ -720,7 +722,11 @@ impl ControlLoop {
                     batch.clear();
                 }
                 cmd = self.api_rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    // Status reads what the command did (read your writes).
+                    Some(cmd) => {
+                        self.handle(cmd);
+                        self.publish_status();
+                    }
                     None => break,
                 },
                 _ = ticker.tick() => {
@@ -1135,11 +1141,21 @@ impl ControlLoop {
                 config_digest,
                 principal,
                 reason,
+                emergency,
                 reply,
             } => {
+                let who = emergency.then(|| (principal.clone(), reason.clone()));
+                let reason = if emergency {
+                    format!("[emergency] {reason}")
+                } else {
+                    reason
+                };
                 let result = self.reload(topology, principal, reason);
                 if result.is_ok() {
                     self.configure_changes(changes, config_digest);
+                    if let Some((principal, reason)) = who {
+                        self.note_emergency_reload(&principal, &reason);
+                    }
                 }
                 if result.is_ok()
                     && let Some(s) = slos
@@ -1300,6 +1316,8 @@ impl ControlLoop {
                 })
                 .map(|s| s.id.clone())
                 .collect(),
+            changes: self.change_briefs(),
+            break_glass: self.break_glass_shown(),
         }
     }
 

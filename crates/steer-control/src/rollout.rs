@@ -164,7 +164,7 @@ impl ControlLoop {
             return false;
         }
         let first = c.stages.first().map_or("all".to_owned(), |s| {
-            format!("{}: {}", s.name, s.regions.describe())
+            format!("{}: {}", s.name, s.describe())
         });
         self.step_auto(
             &c.id,
@@ -189,7 +189,8 @@ impl ControlLoop {
                 .map(|p| p.region.clone())
                 .or_else(|| target.as_ref()?.pop(pop).map(|p| p.region.clone()))
         };
-        let in_scope = |pop: &str| regions(pop).is_some_and(|r| spec.regions.covers(&r));
+        let scope = spec.scope();
+        let in_scope = |pop: &str| scope.judges(&pop.into(), regions(pop).as_ref());
         // `since` is wall time (the book's); evidence is taken on the
         // loop's clock, which is wall time in steerd.
         let evidence = self.slo.stage_evidence(&in_scope, since, now);

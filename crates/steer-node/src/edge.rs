@@ -217,6 +217,8 @@ fn status_of(plan: &Plan) -> StatusReport {
         rails: Vec::new(),
         frozen: None,
         all_drained: Vec::new(),
+        changes: Vec::new(),
+        break_glass: Vec::new(),
     }
 }
 

@@ -178,12 +178,8 @@ async fn reload_once(
             changes: changes_settings,
             config_digest,
             principal: req.principal.clone(),
-            reason: if req.emergency {
-                metrics::counter!("steer_change_emergencies_total").increment(1);
-                format!("[emergency] {}", req.reason)
-            } else {
-                req.reason.clone()
-            },
+            reason: req.reason.clone(),
+            emergency: req.emergency,
             reply: tx,
         })
         .await;

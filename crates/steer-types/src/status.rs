@@ -73,4 +73,41 @@ pub struct StatusReport {
     /// anyway rather than nothing (fail static over intent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub all_drained: Vec<crate::ServiceId>,
+    /// Change requests not finished (proposed, approved, rolling, paused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ChangeBrief>,
+    /// Break-glass steps (emergency reloads and changes) of the last
+    /// [`BREAK_GLASS_SHOWN_MS`], newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub break_glass: Vec<BreakGlass>,
+}
+
+/// How long `/status` shows a break-glass step: a day, so the next shift
+/// sees it.
+pub const BREAK_GLASS_SHOWN_MS: i64 = 24 * 3600 * 1000;
+
+/// A change request in one line, for status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeBrief {
+    pub id: String,
+    /// `proposed`, `approved`, `rolling`, `paused`.
+    pub state: String,
+    /// The stage in force and what it covers, while rolling or paused.
+    pub stage: Option<String>,
+    pub author: String,
+    pub reason: String,
+    pub emergency: bool,
+    /// Why it does not move on now (a window, a spent budget).
+    pub held: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A break-glass step: a config applied past the change rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BreakGlass {
+    pub at: Timestamp,
+    pub principal: String,
+    pub reason: String,
+    /// `reload` or `change c7`.
+    pub what: String,
 }

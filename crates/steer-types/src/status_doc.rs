@@ -24,6 +24,36 @@ pub struct StatusDocument {
     /// Services whose every PoP is drained: DNS answers them anyway
     /// rather than nothing.
     pub all_drained: Vec<String>,
+    /// Change requests not finished (proposed, approved, rolling, paused).
+    #[serde(default)]
+    pub changes: Vec<ChangeDoc>,
+    /// Break-glass steps (emergency reloads and changes) of the last day,
+    /// newest first.
+    #[serde(default)]
+    pub break_glass: Vec<BreakGlassDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeDoc {
+    pub id: String,
+    pub state: String,
+    /// The stage in force and its scope, while rolling or paused.
+    pub stage: Option<String>,
+    pub author: String,
+    pub reason: String,
+    pub emergency: bool,
+    /// Why it does not move on now.
+    pub held: Option<String>,
+    pub created_unix_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BreakGlassDoc {
+    pub at_unix_ms: i64,
+    pub principal: String,
+    pub reason: String,
+    /// `reload` or `change c7`.
+    pub what: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -264,6 +264,22 @@ fn governed_configs_refuse_plain_reloads_and_bad_proposals() {
         text(&out)
     );
     assert_eq!(s.metric("steer_change_emergencies_total"), Some(1.0));
+    // Status shows the break glass to the next shift, who did it and why.
+    let out = as_user(&s, &dir, "bob", &["--output", "json", "status"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = &v["break_glass"][0];
+    assert_eq!(
+        (b["what"].as_str(), b["reason"].as_str()),
+        (Some("reload"), Some("pager storm")),
+        "{v}"
+    );
+    assert!(b["principal"].as_str().unwrap().contains("alice"), "{v}");
+    let out = as_user(&s, &dir, "bob", &["status"]);
+    assert!(
+        text(&out).contains("BREAK GLASS") && text(&out).contains("reload by"),
+        "{}",
+        text(&out)
+    );
 
     // A file that does not load is refused at its line, and recorded nowhere.
     let bad = dir.join("bad.toml");
@@ -698,6 +714,16 @@ fn a_blocked_window_holds_a_change_and_an_emergency_goes_through() {
         self::text(&s.steerctl(&["change", "show", "c1"]))
     );
     assert_eq!(change_state(&s, "c1"), "approved");
+    // Status lists it, with why it waits.
+    let doc = status_doc(&s);
+    assert_eq!(doc["changes"][0]["id"], "c1", "{doc}");
+    assert!(
+        doc["changes"][0]["held"]
+            .as_str()
+            .is_some_and(|h| h.contains("freeze")),
+        "{doc}"
+    );
+    assert!(doc["break_glass"].as_array().unwrap().is_empty(), "{doc}");
     // Break glass: an emergency starts at once, flagged.
     let out = s.steerctl(&["change", "abort", "c1", "--reason", "superseded"]);
     assert!(out.status.success(), "{}", self::text(&out));
@@ -716,6 +742,28 @@ fn a_blocked_window_holds_a_change_and_an_emergency_goes_through() {
         self::text(&out)
     );
     wait_state(&s, "c2", "rolling@0", 10);
+    let doc = status_doc(&s);
+    let c2 = &doc["changes"][0];
+    assert_eq!(
+        (c2["id"].as_str(), c2["emergency"].as_bool()),
+        (Some("c2"), Some(true)),
+        "{doc}"
+    );
+    assert_eq!(c2["stage"], "canary (ap-south)", "{doc}");
+    assert_eq!(doc["break_glass"][0]["what"], "change c2", "{doc}");
+    let table = self::text(&s.steerctl(&["status"]));
+    assert!(
+        table.contains("BREAK GLASS")
+            && table.contains("change c2 rolling at canary (ap-south) EMERGENCY"),
+        "{table}"
+    );
+}
+
+/// steerd's `/status` document.
+fn status_doc(s: &Steerd) -> serde_json::Value {
+    let (code, body) = common::http_get(s.http, "/status").unwrap();
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 const SIN1: &str = "id = \"sin1\"\nregion = \"ap-south\"\nipv4 = \"192.0.2.31\"\nipv6 = \"2001:db8::31\"\ncapacity_rps = 10000";

@@ -229,10 +229,19 @@ fn status_json_is_one_versioned_schema_on_http_and_in_steerctl() {
     let mut documented = Default::default();
     key_paths(&example, "", &mut documented);
     let mut real = a.clone();
-    // The example shows a PoP seen by a peer and no freeze.
+    // The example shows a PoP seen by a peer, no freeze, a change rolling
+    // and a break-glass reload (their fields: `status_doc::ChangeDoc`,
+    // `BreakGlassDoc`, checked through the binaries in tests/changes.rs).
     key_paths(
         &serde_json::json!({"pops": [{"peers": [{"observer": "", "reachable": true, "detail": "",
-            "latency_ms": 0, "at_unix_ms": 0}]}]}),
+            "latency_ms": 0, "at_unix_ms": 0}]}],
+            "changes": [serde_json::to_value(steer_types::status_doc::ChangeDoc {
+                id: String::new(), state: String::new(), stage: None, author: String::new(),
+                reason: String::new(), emergency: false, held: None, created_unix_ms: 0,
+            }).unwrap()],
+            "break_glass": [serde_json::to_value(steer_types::status_doc::BreakGlassDoc {
+                at_unix_ms: 0, principal: String::new(), reason: String::new(), what: String::new(),
+            }).unwrap()]}),
         "",
         &mut real,
     );

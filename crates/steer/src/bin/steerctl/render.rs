@@ -181,6 +181,7 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
     );
     out.push_str(&frozen_text(s));
     out.push_str(&all_drained_text(s));
+    out.push_str(&break_glass_text(s));
     let mut t = Table::new(&[
         "POP", "REGION", "HEALTH", ">WEIGHT", "DRAINED", ">REPORT", "REASON",
     ]);
@@ -226,6 +227,47 @@ pub(crate) fn status_table(s: &GetStatusResponse) -> String {
     if !s.intents.is_empty() {
         let _ = writeln!(out);
         out.push_str(&intents_table(&s.intents));
+    }
+    out.push_str(&changes_text(s));
+    out
+}
+
+/// Break-glass steps of the last day: the next shift must see them.
+fn break_glass_text(s: &GetStatusResponse) -> String {
+    let mut out = String::new();
+    for b in &s.break_glass {
+        let _ = writeln!(
+            out,
+            "BREAK GLASS {}: {} by {}: {}",
+            format_ms(b.at_unix_ms),
+            b.what,
+            b.principal,
+            b.reason
+        );
+    }
+    out
+}
+
+/// Change requests not finished, one line each.
+fn changes_text(s: &GetStatusResponse) -> String {
+    let mut out = String::new();
+    if s.changes.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out);
+    for c in &s.changes {
+        let mut line = format!("change {} {}", c.id, c.state);
+        if !c.stage.is_empty() {
+            line.push_str(&format!(" at {}", c.stage));
+        }
+        if c.emergency {
+            line.push_str(" EMERGENCY");
+        }
+        line.push_str(&format!(" by {}: {}", c.author, c.reason));
+        if !c.held.is_empty() {
+            line.push_str(&format!(" (held: {})", c.held));
+        }
+        let _ = writeln!(out, "{line}");
     }
     out
 }

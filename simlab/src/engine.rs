@@ -374,6 +374,7 @@ pub(crate) fn run(
                             principal: "simlab".into(),
                             dry_run: false,
                             force: f.force,
+                            emergency: false,
                         };
                         let refused = match &mut planner {
                             Planner::Steer(c) => {

@@ -303,6 +303,7 @@ impl OperatorService {
             plan_version,
             applied: false,
             projection: Some(convert::projection(&projection)),
+            change_id: String::new(),
         }))
     }
 
@@ -446,16 +447,23 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::DrainRequest>,
     ) -> Result<Response<pb::DrainResponse>, Status> {
-        let need = if req.get_ref().dry_run {
+        let need = if req.get_ref().emergency && !req.get_ref().dry_run {
+            Role::Admin
+        } else if req.get_ref().dry_run {
             Role::Viewer
         } else {
             Role::Operator
+        };
+        let action = if need == Role::Admin {
+            "drain (emergency)"
+        } else {
+            "drain"
         };
         let principal = self
             .authorize(
                 &req,
                 need,
-                "drain",
+                action,
                 &scope_text(req.get_ref().scope.as_ref()),
             )
             .await?;
@@ -472,6 +480,7 @@ impl Operator for OperatorService {
             principal,
             dry_run: body.dry_run,
             force: body.force,
+            emergency: body.emergency,
         };
         if cmd.dry_run
             && let Some((runner, permits)) = self.dry_run.clone()
@@ -487,6 +496,7 @@ impl Operator for OperatorService {
             plan_version: out.plan_version,
             applied: out.applied,
             projection: Some(convert::projection(&out.projection)),
+            change_id: out.proposed.unwrap_or_default(),
         }))
     }
 
@@ -544,8 +554,13 @@ impl Operator for OperatorService {
         &self,
         req: Request<pb::SetWeightOverrideRequest>,
     ) -> Result<Response<pb::SetWeightOverrideResponse>, Status> {
+        let (need, action) = if req.get_ref().emergency {
+            (Role::Admin, "override (emergency)")
+        } else {
+            (Role::Operator, "override")
+        };
         let principal = self
-            .authorize(&req, Role::Operator, "override", &req.get_ref().pop)
+            .authorize(&req, need, action, &req.get_ref().pop)
             .await?;
         self.may_write()?;
         let body = req.into_inner();
@@ -557,20 +572,22 @@ impl Operator for OperatorService {
         let pop = pop_id(&body.pop)?;
         let reason = convert::reason(&body.reason)?;
         let expires_in = convert::duration(body.expires_in_ms, "expires_in_ms", MAX_EXPIRY)?;
-        let (intent_id, plan_version) = self
+        let out = self
             .call("SetWeightOverride", |reply| ApiCommand::SetOverride {
                 pop,
                 weight: body.weight_permille,
                 expires_in,
                 reason,
                 principal,
+                emergency: body.emergency,
                 reply,
             })
             .await?
             .map_err(api_status)?;
         Ok(Response::new(pb::SetWeightOverrideResponse {
-            intent_id,
-            plan_version,
+            intent_id: out.intent_id,
+            plan_version: out.plan_version,
+            change_id: out.proposed.unwrap_or_default(),
         }))
     }
 

@@ -118,6 +118,13 @@ pub struct Change {
     /// budget), while that holds.
     #[serde(default)]
     pub held: Option<String>,
+    /// A drain or override put through review (`[changes]
+    /// reviewed_intents`) instead of a config file.
+    #[serde(default)]
+    pub intent: Option<crate::IntentSpec>,
+    /// The intent it applied (`drain-7`), once completed.
+    #[serde(default)]
+    pub applied_intent: Option<String>,
 }
 
 /// What a new change is made of (see [`Change`] for each field).
@@ -136,6 +143,7 @@ pub struct Draft {
     pub stages: Vec<crate::StageSpec>,
     pub base_topology: Option<steer_types::Topology>,
     pub new_topology: Option<steer_types::Topology>,
+    pub intent: Option<crate::IntentSpec>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -170,6 +178,7 @@ impl Change {
             stages,
             base_topology,
             new_topology,
+            intent,
         } = draft;
         let mut change = Self {
             id,
@@ -190,6 +199,8 @@ impl Change {
             base_topology,
             new_topology,
             held: None,
+            intent,
+            applied_intent: None,
         };
         let what = if emergency {
             "proposed (emergency)"
@@ -392,6 +403,23 @@ impl Change {
 
     /// Takes the change back everywhere: while rolling, paused, or after
     /// it completed.
+    /// An approved intent change applied: it is complete at once (an
+    /// intent has no stages), recording the intent it made.
+    pub fn apply_intent(
+        &mut self,
+        intent_id: &str,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), ChangeError> {
+        if self.state != ChangeState::Approved || self.intent.is_none() {
+            return Err(self.wrong("apply"));
+        }
+        self.state = ChangeState::Completed;
+        self.applied_intent = Some(intent_id.to_owned());
+        self.event(at, "steerd", "applied", detail);
+        Ok(())
+    }
+
     pub fn roll_back(
         &mut self,
         principal: &str,
@@ -484,6 +512,39 @@ mod tests {
         c.roll_back("bob", "error rate up", Timestamp(40)).unwrap();
         assert_eq!(c.state, ChangeState::RolledBack);
         assert!(c.roll_back("bob", "twice", Timestamp(41)).is_err());
+    }
+
+    #[test]
+    fn an_intent_change_applies_once_approved_and_can_be_rolled_back() {
+        let mut c = Change::propose(
+            Draft {
+                id: "c2".into(),
+                author: "alice".into(),
+                reason: "eu-west maintenance".into(),
+                required_approvals: 1,
+                intent: Some(crate::IntentSpec::Override {
+                    pop: "fra1".into(),
+                    weight: 100,
+                    expires_in_ms: None,
+                }),
+                ..Draft::default()
+            },
+            Timestamp(1),
+        );
+        assert!(
+            c.apply_intent("override-3", "applied", Timestamp(2))
+                .is_err()
+        );
+        c.approve("bob", "", Timestamp(3)).unwrap();
+        c.apply_intent("override-3", "override-3, plan v9", Timestamp(4))
+            .unwrap();
+        assert_eq!(c.state, ChangeState::Completed);
+        assert_eq!(c.applied_intent.as_deref(), Some("override-3"));
+        assert!(c.apply_intent("override-4", "again", Timestamp(5)).is_err());
+        c.roll_back("bob", "done", Timestamp(6)).unwrap();
+        // A config change has no intent to apply.
+        let mut cfg = change(0);
+        assert!(cfg.apply_intent("x", "", Timestamp(2)).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod book;
 mod change;
 mod diff;
+mod intent;
 mod settings;
 mod stage;
 mod window;
@@ -26,6 +27,7 @@ pub fn config_digest(text: &str) -> String {
 }
 pub use change::{Approval, Change, ChangeError, ChangeEvent, ChangeState, Draft};
 pub use diff::{DiffItem, DiffKind, diff_serialized, diff_topology, diff_values};
+pub use intent::{IntentKind, IntentSpec};
 pub use settings::{ChangeSettings, Judgement, RegionScope, StageScope, StageSpec};
 pub use stage::{Events, Evidence, Verdict, judge, merge_stage, split_events};
 pub use window::{Window, WindowKind, WindowTime, WindowVerdict, minute_of_week, parse_weekly};

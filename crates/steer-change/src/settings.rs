@@ -19,6 +19,16 @@ pub struct ChangeSettings {
     pub judgement: Judgement,
     /// Hold changes (not emergencies) while an SLO's error budget is spent.
     pub freeze_on_exhausted_budget: bool,
+    /// Drains and overrides that become change requests instead of
+    /// applying at once (emergencies still apply at once).
+    #[serde(default)]
+    pub reviewed_intents: Vec<crate::IntentKind>,
+}
+
+impl ChangeSettings {
+    pub fn reviews(&self, kind: crate::IntentKind) -> bool {
+        self.reviewed_intents.contains(&kind)
+    }
 }
 
 impl Default for ChangeSettings {
@@ -34,6 +44,7 @@ impl Default for ChangeSettings {
             windows: Vec::new(),
             judgement: Judgement::default(),
             freeze_on_exhausted_budget: true,
+            reviewed_intents: Vec::new(),
         }
     }
 }

@@ -43,6 +43,9 @@ pub struct DrainCommand {
     pub principal: String,
     pub dry_run: bool,
     pub force: bool,
+    /// Break glass (admin, reason): applies at once even where `[changes]
+    /// reviewed_intents` puts this kind of drain through review.
+    pub emergency: bool,
 }
 
 #[derive(Debug)]
@@ -52,6 +55,19 @@ pub struct DrainOutcome {
     pub plan_version: u64,
     pub applied: bool,
     pub projection: Projection,
+    /// Put through review (`[changes] reviewed_intents`): the change
+    /// request that will apply it once approved.
+    pub proposed: Option<String>,
+}
+
+/// What a weight override did: applied (its intent id and plan version)
+/// or proposed as a change request.
+#[derive(Debug)]
+pub struct OverrideOutcome {
+    /// Empty when proposed.
+    pub intent_id: String,
+    pub plan_version: u64,
+    pub proposed: Option<String>,
 }
 
 #[derive(Debug)]
@@ -108,8 +124,9 @@ pub enum ApiCommand {
         expires_in: Option<Duration>,
         reason: String,
         principal: String,
-        /// (intent id, plan version)
-        reply: Reply<(String, u64)>,
+        /// Break glass past `[changes] reviewed_intents` (admin, reason).
+        emergency: bool,
+        reply: Reply<OverrideOutcome>,
     },
     ClearOverride {
         pop: PopId,

@@ -6,7 +6,7 @@ use std::{collections::HashSet, time::Duration};
 
 use serde::Deserialize;
 use steer_change::{
-    ChangeSettings, Judgement, RegionScope, StageSpec, Window, WindowKind, WindowTime,
+    ChangeSettings, IntentKind, Judgement, RegionScope, StageSpec, Window, WindowKind, WindowTime,
 };
 use steer_types::{Timestamp, Topology};
 use toml::Spanned;
@@ -23,6 +23,9 @@ pub(crate) struct RawChanges {
     windows: Vec<Spanned<RawWindow>>,
     judgement: Option<RawJudgement>,
     freeze_on_exhausted_budget: Option<bool>,
+    /// `pop-drain`, `region-drain`, `service-drain`, `override`.
+    #[serde(default)]
+    reviewed_intents: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +99,20 @@ pub(crate) fn changes(
     }
     if let Some(f) = c.freeze_on_exhausted_budget {
         out.freeze_on_exhausted_budget = f;
+    }
+    for k in &c.reviewed_intents {
+        match IntentKind::parse(k.get_ref()) {
+            Some(kind) if !out.reviewed_intents.contains(&kind) => out.reviewed_intents.push(kind),
+            Some(_) => r.at(k.span(), format!("{:?} is listed twice", k.get_ref())),
+            None => r.at(
+                k.span(),
+                format!(
+                    "{:?} is not an intent kind: expected one of {}",
+                    k.get_ref(),
+                    IntentKind::ALL.map(IntentKind::name).join(", ")
+                ),
+            ),
+        }
     }
     out
 }

@@ -82,6 +82,18 @@ until = "2027-01-04T00:00:00Z"
         }
     );
     assert!(matches!(w[1].time, WindowTime::Dates { .. }));
+    let reviewed = format!("{text}{MINIMAL}reviewed_intents = [\"region-drain\", \"override\"]\n");
+    // (after the stages table: TOML puts it under the last stage)
+    assert!(steer_config::parse_steerd(&path, &reviewed).is_err());
+    let reviewed =
+        format!("{text}\n[changes]\nreviewed_intents = [\"region-drain\", \"override\"]\n");
+    let c = steer_config::parse_steerd(&path, &reviewed)
+        .unwrap()
+        .changes
+        .unwrap();
+    assert!(c.reviews(steer_change::IntentKind::RegionDrain));
+    assert!(c.reviews(steer_change::IntentKind::Override));
+    assert!(!c.reviews(steer_change::IntentKind::PopDrain));
 }
 
 #[test]
@@ -162,6 +174,11 @@ fn mistakes_are_reported_at_their_line() {
             "[changes]\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\npops = [\"fra1\"]\n",
             5,
             "the last stage must cover every region and PoP",
+        ),
+        (
+            "[changes]\nreviewed_intents = [\"region-drain\", \"region_drain\"]\n",
+            2,
+            "\"region_drain\" is not an intent kind: expected one of pop-drain, region-drain, service-drain, override",
         ),
         (
             "[changes]\n[[changes.stages]]\nname = \"nothing\"\nregions = []\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\n",

@@ -3,19 +3,23 @@
 //! durable did not happen), audits every step, and computes a proposal's
 //! projected effect from the health, demand and intents in force.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use steer_change::{Change, ChangeBook, ChangeSettings, ChangeState, Draft, StageScope, StageSpec};
-use steer_command::{ApiError, ChangeAction, ChangeCommand, ConfigApply, Proposal};
+use steer_change::{
+    Change, ChangeBook, ChangeSettings, ChangeState, DiffItem, DiffKind, Draft, IntentSpec,
+    StageScope, StageSpec,
+};
+use steer_change::{Window, WindowVerdict};
+use steer_command::{ApiError, ChangeAction, ChangeCommand, ConfigApply, DrainCommand, Proposal};
 use steer_types::{
     AnswerSet, PlanBody, RegionId, ServiceId, Topology,
     audit::AuditEntry,
     status::{BREAK_GLASS_SHOWN_MS, BreakGlass, ChangeBrief},
 };
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::ControlLoop;
+use crate::{ControlLoop, intents::OverrideRequest};
 
 /// The store document the book is saved as.
 const DOCUMENT: &str = "changes";
@@ -240,6 +244,7 @@ impl ControlLoop {
                 stages: p.settings.stages.clone(),
                 base_topology: Some((*self.topology).clone()),
                 new_topology: Some((*p.topology).clone()),
+                intent: None,
             },
             self.clock.wall(),
         );
@@ -290,7 +295,14 @@ impl ControlLoop {
         let stages = change.stages.len().max(1);
         let before = change.state.name();
         let completed = change.state == ChangeState::Completed;
-        if action == ChangeAction::Rollback && completed {
+        if action == ChangeAction::Rollback
+            && completed
+            && let Some(spec) = &change.intent
+        {
+            // Lift what it applied (if nothing replaced or lifted it since).
+            let why = format!("rollback of change {id}: {reason}");
+            self.lift_intent(spec, change.applied_intent.as_deref(), principal, &why)?;
+        } else if action == ChangeAction::Rollback && completed {
             let current = Some(&*self.topology);
             let made_it = self.is_live(&steer_change::config_digest(&change.config));
             if change.new_topology.as_ref() != current || change.base_config.is_empty() || !made_it
@@ -382,9 +394,11 @@ impl ControlLoop {
         }
     }
 
-    /// Records a break-glass reload (the reload itself is done and audited:
-    /// a failed write is logged, not returned).
-    pub(crate) fn note_emergency_reload(&mut self, principal: &str, reason: &str) {
+    /// Records a break-glass step past the change rules (`what`: `reload`,
+    /// `drain region eu-west (hard)`): counted, and shown on status for a
+    /// day. The step itself is audited by its caller; a failed write here
+    /// is logged, not returned.
+    pub(crate) fn note_break_glass(&mut self, what: &str, principal: &str, reason: &str) {
         metrics::counter!("steer_change_emergencies_total").increment(1);
         let Ok(book) = self.changes.book() else {
             return;
@@ -394,10 +408,196 @@ impl ControlLoop {
             at: self.clock.wall(),
             principal: principal.to_owned(),
             reason: reason.to_owned(),
-            what: "reload".into(),
+            what: what.to_owned(),
         });
         if let Err(e) = self.save_changes(book) {
-            error!(error = %e, "emergency reload applied but not recorded in the changes document");
+            error!(error = %e, what, "break-glass step applied but not recorded in the changes document");
+        }
+    }
+
+    /// A drain or override put through review: a change request that
+    /// applies it once approved (see `rollout::apply_intent_changes`).
+    /// Returns its id.
+    pub(crate) fn propose_intent(
+        &mut self,
+        spec: IntentSpec,
+        principal: &str,
+        reason: &str,
+        effect: Vec<String>,
+    ) -> Result<String, ApiError> {
+        self.refuse_if_follower()?;
+        let mut book = self.changes.book()?.clone();
+        if book.open() >= MAX_OPEN {
+            return Err(ApiError::FailedPrecondition(format!(
+                "{MAX_OPEN} changes are open already: approve, reject or abort some first"
+            )));
+        }
+        let approvals = self.changes.settings.as_ref().map_or(1, |s| s.approvals);
+        let id = book.next_id();
+        let what = spec.to_string();
+        let change = Change::propose(
+            Draft {
+                id: id.clone(),
+                author: principal.to_owned(),
+                reason: reason.to_owned(),
+                diff: vec![DiffItem {
+                    kind: DiffKind::Added,
+                    subject: what.clone(),
+                    fields: Vec::new(),
+                }],
+                effect,
+                required_approvals: approvals,
+                intent: Some(spec),
+                ..Draft::default()
+            },
+            self.clock.wall(),
+        );
+        book.add(change.clone());
+        self.save_changes(book)?;
+        let mut entry = self.entry(
+            principal.to_owned(),
+            "change-propose",
+            format!("change {id}"),
+            reason.to_owned(),
+        );
+        entry.detail = format!("{what}: put through review ([changes] reviewed_intents)");
+        self.audit_change(&entry);
+        info!(change = %id, what, state = change.state.name(), "intent proposed as a change");
+        Ok(id)
+    }
+
+    /// Lifts the drain or override `applied` (its intent id) that a change
+    /// made, if it is still in force.
+    fn lift_intent(
+        &mut self,
+        spec: &IntentSpec,
+        applied: Option<&str>,
+        principal: &str,
+        reason: &str,
+    ) -> Result<(), ApiError> {
+        let Some(applied) = applied else {
+            return Ok(());
+        };
+        match spec {
+            IntentSpec::Drain { scope, .. } => {
+                if self.intents.drains.iter().any(|d| d.id == applied) {
+                    self.undrain(scope.clone(), reason.to_owned(), principal.to_owned())?;
+                }
+            }
+            IntentSpec::Override { pop, .. } => {
+                if self.intents.overrides.iter().any(|o| o.id == applied) {
+                    self.clear_override(pop.clone(), reason.to_owned(), principal.to_owned())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an approved drain or override change (one per tick, oldest
+    /// first) when no release window blocks it; the budget freeze does not
+    /// hold them (a drain is often what stops the burn). One the loop
+    /// cannot apply (its scope is gone, the capacity rail refuses it) is
+    /// aborted with the reason. Returns whether the plan changed.
+    pub(crate) fn apply_intent_changes(&mut self) -> bool {
+        if self.standby {
+            return false;
+        }
+        let Ok(book) = self.changes.book() else {
+            return false;
+        };
+        // The book is in the order changes were proposed.
+        let Some((id, spec, author, reason, emergency)) = book
+            .changes
+            .iter()
+            .filter(|c| c.state == ChangeState::Approved)
+            .find_map(|c| {
+                let spec = c.intent.clone()?;
+                Some((
+                    c.id.clone(),
+                    spec,
+                    c.author.clone(),
+                    c.reason.clone(),
+                    c.emergency,
+                ))
+            })
+        else {
+            return false;
+        };
+        if !emergency {
+            let windows = self
+                .changes
+                .settings
+                .as_ref()
+                .map_or(&[][..], |s| &s.windows);
+            if let WindowVerdict::Blocked { why } = Window::verdict(windows, self.clock.now()) {
+                self.note_waiting(&id, &why);
+                return false;
+            }
+        }
+        let why = format!("{reason} (change {id})");
+        let applied = match spec {
+            IntentSpec::Drain {
+                scope,
+                mode,
+                ramp_ms,
+                expires_in_ms,
+                force,
+            } => self
+                .drain_with(
+                    DrainCommand {
+                        scope,
+                        mode,
+                        ramp: Duration::from_millis(ramp_ms),
+                        expires_in: expires_in_ms.map(Duration::from_millis),
+                        reason: why,
+                        principal: author,
+                        dry_run: false,
+                        force,
+                        emergency: false,
+                    },
+                    false,
+                )
+                .map(|o| (o.intent_id, o.plan_version)),
+            IntentSpec::Override {
+                pop,
+                weight,
+                expires_in_ms,
+            } => self
+                .set_override(
+                    OverrideRequest {
+                        pop,
+                        weight,
+                        expires_in: expires_in_ms.map(Duration::from_millis),
+                        reason: why,
+                        principal: author,
+                        emergency: false,
+                    },
+                    false,
+                )
+                .map(|o| (o.intent_id, o.plan_version)),
+        };
+        match applied {
+            Ok((intent, version)) => {
+                let detail = format!("{intent} in force from plan v{version}");
+                self.step_auto(
+                    &id,
+                    |c, at| c.apply_intent(&intent, &detail, at),
+                    "apply",
+                    &detail,
+                );
+                true
+            }
+            Err(e) => {
+                let detail = format!("could not apply: {e}");
+                warn!(change = %id, error = %e, "approved intent change not applied; aborted");
+                self.step_auto(
+                    &id,
+                    |c, at| c.abort("steerd", &detail, at),
+                    "abort",
+                    &detail,
+                );
+                false
+            }
         }
     }
 

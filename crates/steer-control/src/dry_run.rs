@@ -115,6 +115,7 @@ mod tests {
                     principal: "t".into(),
                     dry_run: true,
                     force: false,
+                    emergency: false,
                 },
                 reply: tx,
             });

@@ -3,13 +3,24 @@
 
 use std::time::Duration;
 
-use steer_command::{ApiError, DrainCommand, DrainOutcome, UndrainOutcome};
+use steer_change::{IntentKind, IntentSpec};
+use steer_command::{ApiError, DrainCommand, DrainOutcome, OverrideOutcome, UndrainOutcome};
 use steer_types::{
     Drain, DrainScope, Intents, PopId, Timestamp, WeightOverride, audit::AuditEntry,
 };
 use tracing::info;
 
 use crate::{ControlLoop, DroppedIntent, scope_known};
+
+/// A weight override as asked for.
+pub(crate) struct OverrideRequest {
+    pub(crate) pop: PopId,
+    pub(crate) weight: u32,
+    pub(crate) expires_in: Option<Duration>,
+    pub(crate) reason: String,
+    pub(crate) principal: String,
+    pub(crate) emergency: bool,
+}
 
 impl ControlLoop {
     fn check_scope(&self, scope: &DrainScope) -> Result<(), ApiError> {
@@ -65,7 +76,18 @@ impl ControlLoop {
         .capped()
     }
 
+    /// A drain as an operator asks for it: applied, or proposed as a change
+    /// request where `[changes] reviewed_intents` names its kind.
     pub(crate) fn drain(&mut self, cmd: DrainCommand) -> Result<DrainOutcome, ApiError> {
+        self.drain_with(cmd, true)
+    }
+
+    /// `review`: false when an approved change applies it.
+    pub(crate) fn drain_with(
+        &mut self,
+        cmd: DrainCommand,
+        review: bool,
+    ) -> Result<DrainOutcome, ApiError> {
         self.check_scope(&cmd.scope)?;
         let now = self.clock.now();
         let mut next = self.intents.clone();
@@ -117,6 +139,7 @@ impl ControlLoop {
                 plan_version: self.current().version,
                 applied: false,
                 projection,
+                proposed: None,
             });
         }
         if projection.over_capacity && !cmd.force {
@@ -125,6 +148,36 @@ impl ControlLoop {
             metrics::counter!("steer_drains_refused_total").increment(1);
             info!(scope = %cmd.scope.describe(), summary = %projection.summary, "drain refused by the capacity rail");
             return Err(ApiError::Refused(projection));
+        }
+        let kind = IntentKind::of_drain(&cmd.scope);
+        if review && self.reviews(kind) {
+            let spec = IntentSpec::Drain {
+                scope: cmd.scope.clone(),
+                mode: cmd.mode,
+                ramp_ms: u64::try_from(cmd.ramp.as_millis()).unwrap_or(u64::MAX),
+                expires_in_ms: cmd
+                    .expires_in
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                force: cmd.force,
+            };
+            if cmd.emergency {
+                entry.detail.push_str("; EMERGENCY: applied past review");
+                self.note_break_glass(&spec.to_string(), &cmd.principal, &cmd.reason);
+            } else {
+                let id = self.propose_intent(
+                    spec,
+                    &cmd.principal,
+                    &cmd.reason,
+                    vec![projection.summary.clone()],
+                )?;
+                return Ok(DrainOutcome {
+                    intent_id: String::new(),
+                    plan_version: self.current().version,
+                    applied: false,
+                    projection,
+                    proposed: Some(id),
+                });
+            }
         }
         next.drains.push(Drain {
             forced: entry.forced,
@@ -143,7 +196,16 @@ impl ControlLoop {
             plan_version: version,
             applied: true,
             projection,
+            proposed: None,
         })
+    }
+
+    /// Whether `[changes] reviewed_intents` puts this kind through review.
+    fn reviews(&self, kind: IntentKind) -> bool {
+        self.changes
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.reviews(kind))
     }
 
     pub(crate) fn undrain(
@@ -220,15 +282,43 @@ impl ControlLoop {
             .collect()
     }
 
+    /// An override as an operator asks for it (see [`Self::drain`]);
+    /// `review`: false when an approved change applies it.
     pub(crate) fn set_override(
         &mut self,
-        pop: PopId,
-        weight: u32,
-        expires_in: Option<Duration>,
-        reason: String,
-        principal: String,
-    ) -> Result<(String, u64), ApiError> {
+        o: OverrideRequest,
+        review: bool,
+    ) -> Result<OverrideOutcome, ApiError> {
+        let OverrideRequest {
+            pop,
+            weight,
+            expires_in,
+            reason,
+            principal,
+            emergency,
+        } = o;
         self.check_scope(&DrainScope::Pop { pop: pop.clone() })?;
+        let mut past_review = false;
+        if review && self.reviews(IntentKind::Override) {
+            let spec = IntentSpec::Override {
+                pop: pop.clone(),
+                weight,
+                expires_in_ms: expires_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            };
+            if !emergency {
+                let effect = vec![format!(
+                    "pop {pop} pinned at {weight}‰ of its region's answers"
+                )];
+                let id = self.propose_intent(spec, &principal, &reason, effect)?;
+                return Ok(OverrideOutcome {
+                    intent_id: String::new(),
+                    plan_version: self.current().version,
+                    proposed: Some(id),
+                });
+            }
+            self.note_break_glass(&spec.to_string(), &principal, &reason);
+            past_review = true;
+        }
         let now = self.clock.now();
         let mut next = self.intents.clone();
         next.overrides.retain(|o| o.pop != pop);
@@ -245,9 +335,16 @@ impl ControlLoop {
         });
         let mut entry = self.entry(principal, "override", format!("pop {pop}"), reason);
         entry.detail = format!("weight {weight}‰");
+        if past_review {
+            entry.detail.push_str("; EMERGENCY: applied past review");
+        }
         entry.intent_id = Some(id.clone());
         let version = self.commit(next, entry)?;
-        Ok((id, version))
+        Ok(OverrideOutcome {
+            intent_id: id,
+            plan_version: version,
+            proposed: None,
+        })
     }
 
     pub(crate) fn clear_override(

@@ -888,6 +888,7 @@ impl ControlLoop {
         }
         let mut moved = self.evaluate_health(now);
         moved |= self.drive_rollout();
+        moved |= self.apply_intent_changes();
         // Time moves a plan only through ramps. Without one and with
         // nothing else moved, re-plan at most once a second (for the live
         // figures; at a thousand PoPs and fifty services a plan costs tens
@@ -1080,9 +1081,18 @@ impl ControlLoop {
                 expires_in,
                 reason,
                 principal,
+                emergency,
                 reply,
             } => {
-                let _ = reply.send(self.set_override(pop, weight, expires_in, reason, principal));
+                let o = intents::OverrideRequest {
+                    pop,
+                    weight,
+                    expires_in,
+                    reason,
+                    principal,
+                    emergency,
+                };
+                let _ = reply.send(self.set_override(o, true));
             }
             ApiCommand::ClearOverride {
                 pop,
@@ -1154,7 +1164,7 @@ impl ControlLoop {
                 if result.is_ok() {
                     self.configure_changes(changes, config_digest);
                     if let Some((principal, reason)) = who {
-                        self.note_emergency_reload(&principal, &reason);
+                        self.note_break_glass("reload", &principal, &reason);
                     }
                 }
                 if result.is_ok()

@@ -441,6 +441,7 @@ mod tests {
                         principal: "t".into(),
                         dry_run: false,
                         force: true,
+                        emergency: false,
                     },
                     reply: tx,
                 });

@@ -48,6 +48,10 @@ impl ControlLoop {
     /// after completing) changes the config in force.
     pub(crate) fn after_step(&mut self, change: &Change, was_completed: bool) {
         let now = self.clock.now();
+        if change.intent.is_some() {
+            // Drains and overrides commit their own plans; no config moves.
+            return;
+        }
         match change.state {
             ChangeState::Completed => self.complete(change),
             ChangeState::RolledBack if was_completed => {
@@ -122,7 +126,7 @@ impl ControlLoop {
         let next = book
             .changes
             .iter()
-            .filter(|c| c.state == ChangeState::Approved)
+            .filter(|c| c.state == ChangeState::Approved && c.intent.is_none())
             .min_by_key(|c| c.created_at)
             .map(|c| Tick::of(c, over));
         self.changes.resumed = true;
@@ -252,7 +256,7 @@ impl ControlLoop {
 
     /// A step steerd takes itself, saved and audited like an operator's.
     /// Returns whether it was taken.
-    fn step_auto(
+    pub(crate) fn step_auto(
         &mut self,
         id: &str,
         step: impl FnOnce(&mut Change, Timestamp) -> Result<(), steer_change::ChangeError>,
@@ -293,7 +297,7 @@ impl ControlLoop {
 
     /// Says once (per reason) why a change waits, in the log and on the
     /// change.
-    fn note_waiting(&mut self, id: &str, why: &str) {
+    pub(crate) fn note_waiting(&mut self, id: &str, why: &str) {
         let key = format!("{id}: {why}");
         if self.changes.waiting.as_deref() == Some(key.as_str()) {
             return;

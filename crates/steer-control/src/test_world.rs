@@ -97,6 +97,7 @@ pub(crate) fn hard_drain(
             principal: "alice".into(),
             dry_run: false,
             force: true,
+            emergency: false,
         },
         reply,
     });

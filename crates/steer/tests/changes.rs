@@ -7,34 +7,13 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Output,
+use std::path::{Path, PathBuf};
+
+use common::{
+    Steerd,
+    governed::{self, as_user, text},
+    quickstart, temp_dir,
 };
-
-use common::{Steerd, quickstart, temp_dir, write_private};
-
-const TOKENS: &str = r#"
-[[tokens]]
-principal = "alice"
-role = "admin"
-token = "alice-admin-token-0123456789"
-
-[[tokens]]
-principal = "bob"
-role = "operator"
-token = "bob-operator-token-0123456789"
-
-[[tokens]]
-principal = "dave"
-role = "operator"
-token = "dave-operator-token-0123456789"
-
-[[tokens]]
-principal = "carol"
-role = "viewer"
-token = "carol-viewer-token-0123456789"
-"#;
 
 const CHANGES: &str = r#"
 [changes]
@@ -51,43 +30,9 @@ regions = ["*"]
 bake = "10m"
 "#;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// The quickstart with token auth and `[changes]`, in `dir`.
 fn governed_config(dir: &Path) -> (PathBuf, String) {
-    write_private(&dir.join("tokens.toml"), TOKENS);
-    for who in ["alice", "bob", "dave", "carol"] {
-        let role = match who {
-            "alice" => "admin",
-            "carol" => "viewer",
-            _ => "operator",
-        };
-        write_private(
-            &dir.join(format!("{who}.token")),
-            format!("{who}-{role}-token-0123456789\n"),
-        );
-    }
-    let text = std::fs::read_to_string(quickstart()).unwrap().replacen(
-        "mode = \"none\"",
-        "mode = \"token\"\ntokens_file = \"tokens.toml\"",
-        1,
-    ) + CHANGES;
-    let path = dir.join("steerd.toml");
-    std::fs::write(&path, &text).unwrap();
-    (path, text)
-}
-
-fn as_user(s: &Steerd, dir: &Path, who: &str, args: &[&str]) -> Output {
-    let file = dir.join(format!("{who}.token"));
-    let mut all = vec!["--token-file", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    s.steerctl(&all)
+    governed::config(dir, CHANGES)
 }
 
 #[test]

@@ -59,6 +59,7 @@ fn plan_swaps_at_100_per_second_lose_no_query_under_dnsperf() {
                             weight_permille: 900,
                             reason: "swap".into(),
                             expires_in_ms: 0,
+                            emergency: false,
                         })
                         .await
                         .unwrap();

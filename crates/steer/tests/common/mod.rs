@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod governed;
 pub mod node;
 
 pub const STEERD: &str = env!("CARGO_BIN_EXE_steerd");

@@ -108,6 +108,10 @@ enum Command {
         /// Apply even if the capacity projection says no (audited).
         #[arg(long)]
         force: bool,
+        /// Break glass (admin): apply at once where `[changes]
+        /// reviewed_intents` makes this drain a change request.
+        #[arg(long)]
+        emergency: bool,
     },
     /// Lift a drain.
     Undrain {
@@ -255,6 +259,10 @@ enum OverrideAction {
         reason: String,
         #[arg(long, value_parser = duration)]
         expires: Option<Duration>,
+        /// Break glass (admin): apply at once where `[changes]
+        /// reviewed_intents` makes overrides change requests.
+        #[arg(long)]
+        emergency: bool,
     },
     /// Release a pinned weight.
     Clear {
@@ -555,6 +563,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             expires,
             dry_run,
             force,
+            emergency,
         } => {
             let request = DrainRequest {
                 scope: Some(scope(*kind, id, pop.as_deref()).map_err(Failure::Usage)?),
@@ -568,6 +577,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 expires_in_ms: ms(*expires),
                 dry_run: *dry_run,
                 force: *force,
+                emergency: *emergency,
             };
             let resp = change(
                 cli,
@@ -636,12 +646,14 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 weight,
                 reason,
                 expires,
+                emergency,
             } => {
                 let request = pb::SetWeightOverrideRequest {
                     pop: pop.clone(),
                     weight_permille: *weight,
                     reason: reason.clone(),
                     expires_in_ms: ms(*expires),
+                    emergency: *emergency,
                 };
                 let resp = change(cli, &client, request, |mut c, r| async move {
                     c.set_weight_override(r).await
@@ -652,7 +664,10 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                     render::json(&serde_json::json!({
                         "intent_id": resp.intent_id,
                         "plan_version": resp.plan_version,
+                        "change_id": (!resp.change_id.is_empty()).then_some(&resp.change_id),
                     }));
+                } else if !resp.change_id.is_empty() {
+                    out!("{}", render::proposed_text("override", &resp.change_id));
                 } else {
                     outln!(
                         "pinned {pop} at {weight}‰ ({}); plan version {}",

@@ -96,12 +96,25 @@ pub(crate) fn drain_json(r: &pb::DrainResponse) -> serde_json::Value {
         "plan_version": r.plan_version,
         "applied": r.applied,
         "projection": r.projection.as_ref().map(projection_json),
+        "change_id": (!r.change_id.is_empty()).then_some(&r.change_id),
     })
+}
+
+/// A drain or override that `[changes] reviewed_intents` made a change
+/// request: nothing applied yet, and what to do next.
+pub(crate) fn proposed_text(what: &str, change: &str) -> String {
+    format!(
+        "{what} not applied: [changes] reviewed_intents puts it through review as change {change}\n\
+         it applies once approved by another operator (steerctl change approve {change}); \
+         break glass: --emergency (admin)\n"
+    )
 }
 
 pub(crate) fn drain_text(r: &pb::DrainResponse) -> String {
     let mut out = String::new();
-    if r.applied {
+    if !r.change_id.is_empty() {
+        out.push_str(&proposed_text("drain", &r.change_id));
+    } else if r.applied {
         let _ = writeln!(
             out,
             "drain {} applied; plan version {}",

@@ -125,6 +125,11 @@ pub struct Change {
     /// The intent it applied (`drain-7`), once completed.
     #[serde(default)]
     pub applied_intent: Option<String>,
+    /// Why its config file (completed) or base file (rolled back after
+    /// completing) did not apply, until one does: the steering is in
+    /// force, zones and DNS settings are not.
+    #[serde(default)]
+    pub apply_error: Option<String>,
 }
 
 /// What a new change is made of (see [`Change`] for each field).
@@ -201,6 +206,7 @@ impl Change {
             held: None,
             intent,
             applied_intent: None,
+            apply_error: None,
         };
         let what = if emergency {
             "proposed (emergency)"
@@ -420,6 +426,26 @@ impl Change {
         Ok(())
     }
 
+    /// What came of applying its config file (after it completed, or its
+    /// base file after a rollback): recorded in its story either way.
+    pub fn note_apply(&mut self, result: Result<u64, String>, at: Timestamp) {
+        match result {
+            Ok(version) => {
+                self.apply_error = None;
+                let detail = format!("config file in force (plan v{version})");
+                self.event(at, "steerd", "config applied", &detail);
+            }
+            Err(why) => {
+                let detail = format!(
+                    "{why}; the steering is in force, zones and DNS settings are not: \
+                     fix the file and propose it, or roll back"
+                );
+                self.event(at, "steerd", "config not applied", &detail);
+                self.apply_error = Some(why);
+            }
+        }
+    }
+
     pub fn roll_back(
         &mut self,
         principal: &str,
@@ -542,6 +568,19 @@ mod tests {
         assert_eq!(c.applied_intent.as_deref(), Some("override-3"));
         assert!(c.apply_intent("override-4", "again", Timestamp(5)).is_err());
         c.roll_back("bob", "done", Timestamp(6)).unwrap();
+        // Applying a config file is part of the story, failed or not.
+        c.note_apply(Err("zone file gone".into()), Timestamp(7));
+        assert_eq!(c.apply_error.as_deref(), Some("zone file gone"));
+        c.note_apply(Ok(12), Timestamp(8));
+        assert_eq!(c.apply_error, None);
+        let last: Vec<&str> = c
+            .history
+            .iter()
+            .rev()
+            .take(2)
+            .map(|e| e.action.as_str())
+            .collect();
+        assert_eq!(last, ["config applied", "config not applied"]);
         // A config change has no intent to apply.
         let mut cfg = change(0);
         assert!(cfg.apply_intent("x", "", Timestamp(2)).is_err());

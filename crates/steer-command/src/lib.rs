@@ -263,6 +263,12 @@ pub enum ChangeCommand {
         reason: String,
         reply: Reply<steer_change::Change>,
     },
+    /// What came of applying a change's config file (`ConfigApply`): the
+    /// new plan version, or why the file did not apply.
+    Applied {
+        id: String,
+        result: Result<u64, String>,
+    },
 }
 
 /// Answers explain queries from what the DNS path would really do.

@@ -174,6 +174,7 @@ pub(crate) fn register_metrics() {
         metrics::counter!("steer_change_rollbacks_total", "reason" => reason).absolute(0);
     }
     metrics::counter!("steer_change_emergencies_total").absolute(0);
+    metrics::counter!("steer_change_apply_failures_total").absolute(0);
     metrics::gauge!("steer_change_stage").set(-1.0);
     metrics::gauge!("steer_changes_open").set(0.0);
 }
@@ -204,6 +205,27 @@ impl ControlLoop {
             } => {
                 let _ = reply.send(self.act_on_change(&id, action, &principal, &reason));
             }
+            ChangeCommand::Applied { id, result } => self.note_applied(&id, result),
+        }
+    }
+
+    /// Records on the change what came of applying its config file; a
+    /// failure is counted and logged as an error (it needs a person).
+    fn note_applied(&mut self, id: &str, result: Result<u64, String>) {
+        if let Err(why) = &result {
+            metrics::counter!("steer_change_apply_failures_total").increment(1);
+            error!(change = %id, error = %why, "a change's config file did not apply: its steering is in force, its zones and DNS settings are not");
+        }
+        let Ok(book) = self.changes.book() else {
+            return;
+        };
+        let mut book = book.clone();
+        let Some(change) = book.get_mut(id) else {
+            return;
+        };
+        change.note_apply(result, self.clock.wall());
+        if let Err(e) = self.save_changes(book) {
+            error!(change = %id, error = %e, "could not record the outcome of applying a change's config");
         }
     }
 
@@ -304,7 +326,10 @@ impl ControlLoop {
             self.lift_intent(spec, change.applied_intent.as_deref(), principal, &why)?;
         } else if action == ChangeAction::Rollback && completed {
             let current = Some(&*self.topology);
-            let made_it = self.is_live(&steer_change::config_digest(&change.config));
+            // Its file in force, or its file failed to apply (the loop
+            // serves its steering; the base file is the one in force).
+            let made_it = self.is_live(&steer_change::config_digest(&change.config))
+                || change.apply_error.is_some();
             if change.new_topology.as_ref() != current || change.base_config.is_empty() || !made_it
             {
                 return Err(ApiError::FailedPrecondition(format!(
@@ -608,7 +633,10 @@ impl ControlLoop {
         };
         book.changes
             .iter()
-            .filter(|c| !c.state.is_final() && c.state != ChangeState::Completed)
+            .filter(|c| {
+                (!c.state.is_final() && c.state != ChangeState::Completed)
+                    || c.apply_error.is_some()
+            })
             .map(|c| ChangeBrief {
                 id: c.id.clone(),
                 state: c.state.name().to_owned(),
@@ -622,7 +650,11 @@ impl ControlLoop {
                 author: c.author.clone(),
                 reason: c.reason.clone(),
                 emergency: c.emergency,
-                held: c.held.clone(),
+                held: c
+                    .apply_error
+                    .as_ref()
+                    .map(|e| format!("its config file did not apply: {e}"))
+                    .or_else(|| c.held.clone()),
                 created_at: c.created_at,
             })
             .collect()

@@ -68,13 +68,16 @@ pub(crate) async fn run(
         mut applies,
     } = inbox;
     loop {
+        // For a change's config: which change, told what came of it.
+        let mut from_change = None;
         let req = tokio::select! {
             r = requests.recv() => r,
             a = applies.recv() => {
                 let Some(a) = a else { continue };
-                // A change's config: applied as a reload of that file,
-                // answered to no one (the loop already moved the change).
+                // A change's config: applied as a reload of that file; the
+                // loop (which already moved the change) records the outcome.
                 let (reply, _) = oneshot::channel();
+                from_change = Some(a.change.clone());
                 Some(ReloadRequest {
                     principal: format!("change:{}", a.change),
                     reason: a.reason,
@@ -104,6 +107,15 @@ pub(crate) async fn run(
         }
         metrics::counter!("steer_config_reloads_total", "outcome" => if result.is_ok() { "applied" } else { "refused" }).increment(1);
         metrics::counter!("steer_dns_reloads_total", "result" => if result.is_ok() { "ok" } else { "error" }).increment(1);
+        if let Some(id) = from_change {
+            let outcome = ChangeCommand::Applied {
+                id,
+                result: result.as_ref().copied().map_err(ToString::to_string),
+            };
+            if to_control.send(ApiCommand::Change(outcome)).await.is_err() {
+                return;
+            }
+        }
         let _ = req.reply.send(result);
     }
 }

@@ -24,13 +24,15 @@ use steer_types::{
 };
 
 use crate::{
+    change::{ChangeResult, Driver},
     cluster::{Cluster, DEFAULT_LEASE_TTL_S, SharedStore, Wiring},
     naive,
     scenario::{CLUSTER_KINDS, Curve, Fault, Scenario},
+    sli::BudgetBurn,
 };
 
 /// Simulated wall clock starts here (fixed, for byte-identical traces).
-const EPOCH_MS: i64 = 1_700_000_000_000;
+pub(crate) const EPOCH_MS: i64 = 1_700_000_000_000;
 
 /// xorshift64*: tiny, seeded, good enough for jitter and sampling.
 pub(crate) struct Rng(u64);
@@ -75,8 +77,8 @@ pub(crate) struct StepRecord {
     pub(crate) utilisation: Vec<f64>,
     pub(crate) unserved_rps: f64,
     pub(crate) overloaded_rps: f64,
-    /// Requests failing at PoPs that serve them (errors faults); left out
-    /// when none, so runs without them keep their traces.
+    /// Requests failing at PoPs that serve them (past their capacity, or
+    /// errors faults); left out when none.
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) failed_rps: f64,
     /// Fewest PoPs announcing any prefix.
@@ -92,6 +94,10 @@ pub(crate) struct StepRecord {
     /// without control-plane faults keep their traces).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) control_plane_gone: bool,
+    /// Where a `config_change`'s proposed config is in force (`every
+    /// region`, `ap-south`); left out when nowhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) proposed_config_in: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +129,10 @@ pub(crate) struct Outcome {
     pub(crate) commands_refused: usize,
     /// Leaders elected after the first (clustered runs).
     pub(crate) takeovers: usize,
+    /// The scenario's `config_change`, if it has one.
+    pub(crate) config_change: Option<ChangeResult>,
+    /// The error budget each availability SLO spent over the run.
+    pub(crate) slo_budget: Vec<BudgetBurn>,
 }
 
 enum Planner {
@@ -137,19 +147,18 @@ enum Planner {
     Cluster(Box<Cluster>),
 }
 
+/// Runs `scenario` in the world `world` describes, with `slos` (the
+/// world's, with the scenario's steering; none for the naive policy) and
+/// the config its `config_change` proposes, if any.
 pub(crate) fn run(
     scenario: &Scenario,
-    topology: Topology,
-    zones: Vec<steer_types::Zone>,
+    world: &steer_config::SteerConfig,
     slos: &[steer_slo::SloSpec],
+    proposed: Option<&steer_config::SteerConfig>,
 ) -> anyhow::Result<Outcome> {
-    let mut topology = topology;
-    if let Some(share) = scenario.world.min_announce_share {
-        topology.policy.min_announce_share = share;
-    }
-    if scenario.world.correlated_failure_guard == Some(false) {
-        topology.health.guards.correlation.enabled = false;
-    }
+    let mut topology = world.topology.clone();
+    scenario.world.shape(&mut topology);
+    let zones = &world.zones;
     let topology = Arc::new(topology);
     let npops = topology.pops.len();
     let nregions = topology.regions.len();
@@ -201,6 +210,11 @@ pub(crate) fn run(
     } else {
         Planner::Steer(new_loop(&store)?)
     };
+    // A config change: simlab plays its people and steerd's reloader.
+    let mut driver = match &mut planner {
+        Planner::Steer(c) => Driver::attach(scenario, world, proposed, c)?,
+        _ => None,
+    };
     let mut plan: Arc<Plan> = match &mut planner {
         Planner::Steer(c) => c.plan(),
         Planner::Naive(n) => n.plan(Timestamp(EPOCH_MS)),
@@ -217,7 +231,7 @@ pub(crate) fn run(
     let samples = steer_dns::ClientSamples::default();
     let compile = |plan: &Plan| {
         DnsView::compile_sampled(
-            &zones,
+            zones,
             &topology.client_networks,
             plan,
             &settings,
@@ -451,7 +465,10 @@ pub(crate) fn run(
                         },
                     )],
                     load_rps: last_load[p],
-                    capacity_rps: Some(topology.pops[p].capacity_rps * cap_factor[p]),
+                    capacity_rps: scenario
+                        .world
+                        .agents_report_capacity
+                        .then(|| topology.pops[p].capacity_rps * cap_factor[p]),
                     evidence: if says_up[p] {
                         "probe ok"
                     } else {
@@ -500,6 +517,9 @@ pub(crate) fn run(
         let next_plan = match &mut planner {
             Planner::Steer(c) => {
                 c.step_tick();
+                if let Some(d) = &mut driver {
+                    d.step(c, t_ms)?;
+                }
                 Some(c.plan())
             }
             Planner::Naive(n) => Some(n.plan(now)),
@@ -570,7 +590,10 @@ pub(crate) fn run(
         let mut changes = 0;
         let mut demand_total = 0.0;
         for res in &mut resolvers {
-            if t_ms >= res.expires_ms {
+            // A warm start: the answer every resolver held when the run
+            // began, its expiry kept.
+            let warm = scenario.resolvers.warm_start && t_ms == 0;
+            if t_ms >= res.expires_ms || warm {
                 let info = if scenario.resolvers.ecs {
                     ClientInfo {
                         addr: IpAddr::V4(res.addr),
@@ -617,7 +640,9 @@ pub(crate) fn run(
                 } else {
                     u64::from(service.ttl)
                 };
-                res.expires_ms = t_ms + hold * 1000;
+                if t_ms >= res.expires_ms {
+                    res.expires_ms = t_ms + hold * 1000;
+                }
             }
             let n = counts.get(&res.region).copied().unwrap_or(1).max(1);
             let d = demand_of(res.region) / n as f64;
@@ -636,6 +661,9 @@ pub(crate) fn run(
         if control_plane_gone {
             gone_ms += step_ms;
         }
+        if let Some(d) = &mut driver {
+            d.account(t_ms, step_ms);
+        }
 
         let mut unserved = 0.0;
         let mut overloaded = 0.0;
@@ -651,7 +679,7 @@ pub(crate) fn run(
                 continue;
             }
             overloaded += (offered[p] - cap).max(0.0);
-            failed += requests.serve(p, offered[p], error_share[p], step_ms as f64 / 1000.0);
+            failed += requests.serve(p, offered[p], cap, error_share[p], step_ms as f64 / 1000.0);
             utilisation[p] = if cap > 0.0 { offered[p] / cap } else { 0.0 };
             last_load[p] = offered[p];
             last_region_load[p] = std::mem::take(&mut offered_by_region[p]);
@@ -705,6 +733,7 @@ pub(crate) fn run(
                     .collect(),
                 published: std::mem::take(&mut published),
                 control_plane_gone,
+                proposed_config_in: driver.as_ref().and_then(Driver::in_force),
             });
         }
         t_ms += step_ms;
@@ -738,6 +767,8 @@ pub(crate) fn run(
             Planner::Cluster(c) => c.takeovers,
             _ => 0,
         },
+        config_change: driver.map(Driver::finish),
+        slo_budget: requests.budget_burned(slos, &topology, &service.id, total_ms as f64 / 1000.0),
     })
 }
 
@@ -824,7 +855,9 @@ fn resolve_targets(f: &Fault, topology: &Topology, rng: &mut Rng) -> Vec<usize> 
     let n = topology.pops.len();
     // Control-plane faults have no PoP (and draw nothing from the
     // generator, so adding one moves no other fault's targets).
-    if f.kind == "control_restart" || CLUSTER_KINDS.contains(&f.kind.as_str()) {
+    if ["control_restart", "config_change"].contains(&f.kind.as_str())
+        || CLUSTER_KINDS.contains(&f.kind.as_str())
+    {
         return Vec::new();
     }
     if let Some(t) = &f.target {

@@ -3,9 +3,14 @@
 //!
 //! `simlab run SCENARIO.toml [--seed N] [--out DIR]` prints a summary,
 //! writes `<name>.json` and `<name>.svg`, and exits 1 if an expectation in
-//! the scenario fails (2 on a bad scenario file).
+//! the scenario fails (2 on a bad scenario file). `simlab compare` does the
+//! same and also runs the scenario's `config_change` the other way (at
+//! once or staged), prints both side by side and writes
+//! `<name>-compare.json` (as `run` does for `compare_rollouts = true`).
 
+mod change;
 mod cluster;
+mod compare;
 mod engine;
 mod naive;
 mod report;
@@ -35,15 +40,32 @@ enum Command {
         #[arg(long, default_value = "target/simlab")]
         out: PathBuf,
     },
+    /// Run a scenario's config_change all at once and staged, and compare.
+    Compare {
+        scenario: PathBuf,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write the JSON reports and SVG chart.
+        #[arg(long, default_value = "target/simlab")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
-    let Command::Run {
-        scenario,
-        seed,
-        out,
-    } = Cli::parse().command;
-    match run(&scenario, seed, &out) {
+    let (scenario, seed, out, compare) = match Cli::parse().command {
+        Command::Run {
+            scenario,
+            seed,
+            out,
+        } => (scenario, seed, out, false),
+        Command::Compare {
+            scenario,
+            seed,
+            out,
+        } => (scenario, seed, out, true),
+    };
+    match run(&scenario, seed, &out, compare) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -53,14 +75,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path, seed: Option<u64>, out: &std::path::Path) -> anyhow::Result<bool> {
+fn run(
+    path: &std::path::Path,
+    seed: Option<u64>,
+    out: &std::path::Path,
+    compare: bool,
+) -> anyhow::Result<bool> {
     let (mut scenario, config_path) = scenario::load(path)?;
+    let compare = compare || scenario.compare_rollouts;
     if let Some(seed) = seed {
         scenario.seed = seed;
         scenario.seeds.clear();
     }
     let config = steer_config::load_steerd(&config_path)
         .map_err(|e| anyhow::anyhow!("world config: {e}"))?;
+    let proposed = change::load_proposed(&scenario, &config)?;
     // The first seed writes the report and chart; every seed must hold.
     let mut all_hold = true;
     let mut first = None;
@@ -77,22 +106,30 @@ fn run(path: &std::path::Path, seed: Option<u64>, out: &std::path::Path) -> anyh
         let mut run = scenario.clone();
         run.seed = seed;
         let slos = sli::slo_specs(&run.world, &config.slos);
-        let outcome = engine::run(&run, config.topology.clone(), config.zones.clone(), &slos)?;
+        let outcome = engine::run(&run, &config, &slos, proposed.as_ref())?;
         let (mut summary, steps, pops) = report::summarise(&run, outcome);
         if run.expect.max_churn_vs_naive.is_some() {
             let mut naive = run.clone();
             naive.policy = "naive".into();
-            let outcome = engine::run(&naive, config.topology.clone(), config.zones.clone(), &[])?;
+            let outcome = engine::run(&naive, &config, &[], None)?;
             summary.naive_churn = Some(outcome.steps.iter().map(|s| s.answer_changes).sum());
         }
         let failed = report::check(&run.expect, &summary);
         print!("{}", report::human(&summary, &failed));
         all_hold &= failed.is_empty();
+        let compared = if compare {
+            let c = compare::compare(&run, &config, &slos, proposed.as_ref(), (&summary, &steps))?;
+            print!("{}", c.human());
+            all_hold &= c.failed_expectations.is_empty();
+            Some(c)
+        } else {
+            None
+        };
         if first.is_none() {
-            first = Some((summary, steps, pops, failed));
+            first = Some((summary, steps, pops, failed, compared));
         }
     }
-    let Some((summary, steps, pops, failed)) = first else {
+    let Some((summary, steps, pops, failed, compared)) = first else {
         anyhow::bail!("no seed to run");
     };
     std::fs::create_dir_all(out)?;
@@ -113,5 +150,10 @@ fn run(path: &std::path::Path, seed: Option<u64>, out: &std::path::Path) -> anyh
         base.with_extension("json").display(),
         base.with_extension("svg").display()
     );
+    if let Some(c) = compared {
+        let path = out.join(format!("{}-compare.json", scenario.name));
+        std::fs::write(&path, serde_json::to_vec_pretty(&c)?)?;
+        println!("  wrote {}", path.display());
+    }
     Ok(all_hold)
 }

@@ -5,8 +5,10 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::{
+    change::ChangeResult,
     engine::{FaultResult, Outcome, StepRecord},
     scenario::{Expect, Scenario},
+    sli::BudgetBurn,
 };
 
 #[derive(Debug, Serialize)]
@@ -42,6 +44,13 @@ pub(crate) struct Summary {
     /// The naive policy's answer churn in the same world, when compared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) naive_churn: Option<usize>,
+    /// The scenario's `config_change`: how it went, where and how long
+    /// the proposed config was in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) config_change: Option<ChangeResult>,
+    /// Each availability SLO's error budget the run spent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) slo_budget: Vec<BudgetBurn>,
     /// FNV-1a of the step trace: same scenario + seed → same hash.
     pub(crate) trace_hash: String,
 }
@@ -71,7 +80,8 @@ pub(crate) struct Steady {
     pub(crate) answer_churn: usize,
     pub(crate) peak_utilisation: f64,
     pub(crate) peak_planned_utilisation: f64,
-    /// Share of the demand that failed at PoPs serving it (errors faults).
+    /// Share of the demand that failed at PoPs serving it (past their
+    /// capacity, or errors faults).
     pub(crate) error_share: f64,
 }
 
@@ -186,6 +196,8 @@ pub(crate) fn summarise(
         faults: out.faults,
         steady: steady(&scenario.expect, &out.pops, &out.steps),
         naive_churn: None,
+        config_change: out.config_change,
+        slo_budget: out.slo_budget,
         trace_hash: format!("{:016x}", fnv(&trace)),
     };
     (summary, out.steps, out.pops)
@@ -441,6 +453,26 @@ pub(crate) fn human(s: &Summary, failed: &[String]) -> String {
     }
     if !control.is_empty() {
         let _ = writeln!(out, "  {}", control.join("  "));
+    }
+    if let Some(c) = &s.config_change {
+        out.push_str(&crate::compare::describe_change(c));
+    }
+    if s.slo_budget.iter().any(|b| b.failed > 0.0) {
+        let burned: Vec<String> = s
+            .slo_budget
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} {:.3}% of its {} budget ({:.0} of {:.0} requests failed)",
+                    b.slo,
+                    b.burned * 100.0,
+                    b.window,
+                    b.failed,
+                    b.requests
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "  SLO budget burned: {}", burned.join("; "));
     }
     for f in &s.faults {
         let t = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}s"));

@@ -34,6 +34,10 @@ pub(crate) struct Scenario {
     pub(crate) faults: Vec<Fault>,
     #[serde(default)]
     pub(crate) expect: Expect,
+    /// Runs the scenario's `config_change` both ways (at once and staged)
+    /// and compares them (`simlab compare` does so for any scenario).
+    #[serde(default)]
+    pub(crate) compare_rollouts: bool,
 }
 
 fn default_seed() -> u64 {
@@ -67,6 +71,12 @@ pub(crate) struct World {
     /// can.
     #[serde(default)]
     pub(crate) region_load: bool,
+    /// Agents report their PoP's real capacity (`capacity_rps` in the
+    /// agent config), which the policy prefers to steerd's config. `false`:
+    /// agents leave it out and the policy goes by the config's figure, so
+    /// a wrong figure there steers real traffic (see `config_change`).
+    #[serde(default = "yes")]
+    pub(crate) agents_report_capacity: bool,
     /// Override `[policy]` knobs from the config, e.g. to show a bad value.
     #[serde(default)]
     pub(crate) min_announce_share: Option<f64>,
@@ -81,6 +91,19 @@ pub(crate) struct World {
     /// SLOs are evaluated this often (`[alerting] evaluation_interval`).
     #[serde(default = "default_slo_evaluate")]
     pub(crate) slo_evaluate_s: u64,
+}
+
+impl World {
+    /// The world's knobs over `[policy]` and `[health]` of a config (the
+    /// world's, or one a `config_change` proposes).
+    pub(crate) fn shape(&self, topology: &mut steer_types::Topology) {
+        if let Some(share) = self.min_announce_share {
+            topology.policy.min_announce_share = share;
+        }
+        if self.correlated_failure_guard == Some(false) {
+            topology.health.guards.correlation.enabled = false;
+        }
+    }
 }
 
 /// `[slos.steering]` for simulation.
@@ -139,6 +162,13 @@ pub(crate) struct Resolvers {
     /// resolver's own address, which is the same here).
     #[serde(default = "yes")]
     pub(crate) ecs: bool,
+    /// Resolvers hold an answer at 0 s (asked for it then; it expires
+    /// over the first TTL as usual), as in a world that was running
+    /// before the run, instead of arriving over the first TTL. Demand is
+    /// there from the start, so the plan does not learn it from a ramp
+    /// (and PoPs do not overload while it does).
+    #[serde(default)]
+    pub(crate) warm_start: bool,
 }
 
 fn default_per_region() -> usize {
@@ -158,6 +188,7 @@ impl Default for Resolvers {
             ignore_ttl_share: 0.0,
             hold_s: default_hold(),
             ecs: true,
+            warm_start: false,
         }
     }
 }
@@ -167,7 +198,8 @@ impl Default for Resolvers {
 pub(crate) struct Fault {
     /// pop_down | errors | gray | observer_partition | flap | agent_silence |
     /// correlated_self_report | control_restart | drain | drain_storm |
-    /// capacity_loss | leader_loss | controller_partition | quorum_loss
+    /// capacity_loss | leader_loss | controller_partition | quorum_loss |
+    /// config_change
     pub(crate) kind: String,
     pub(crate) at_s: u64,
     #[serde(default)]
@@ -200,6 +232,18 @@ pub(crate) struct Fault {
     /// agent say all is well (default 0.05).
     #[serde(default)]
     pub(crate) error_share: Option<f64>,
+    /// config_change: the proposed steerd config, relative to the scenario
+    /// file (made absolute by `load`).
+    #[serde(default)]
+    pub(crate) config: Option<PathBuf>,
+    /// config_change: "at_once" (a plain reload) or "staged" (a change
+    /// request rolled out through `[changes]`).
+    #[serde(default)]
+    pub(crate) rollout: Option<String>,
+    /// config_change: an operator puts the old config back this long after
+    /// the new one reached every region (default: never within the run).
+    #[serde(default)]
+    pub(crate) revert_after_s: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -245,9 +289,15 @@ pub(crate) struct Expect {
     /// got), at most and at least.
     pub(crate) max_steady_error_share: Option<f64>,
     pub(crate) min_steady_error_share: Option<f64>,
+    /// Comparing rollouts (`compare_rollouts`): each SLO's budget burned
+    /// by the staged run, at most this share of the at-once run's.
+    pub(crate) max_staged_budget_share_of_at_once: Option<f64>,
+    /// Comparing rollouts: the staged change was rolled back by steerd's
+    /// judgement (not by an operator), at this stage.
+    pub(crate) staged_rolled_back_at_stage: Option<String>,
 }
 
-pub(crate) const KINDS: [&str; 14] = [
+pub(crate) const KINDS: [&str; 15] = [
     "pop_down",
     "errors",
     "gray",
@@ -262,7 +312,11 @@ pub(crate) const KINDS: [&str; 14] = [
     "leader_loss",
     "controller_partition",
     "quorum_loss",
+    "config_change",
 ];
+
+/// Rollouts of a `config_change`.
+pub(crate) const ROLLOUTS: [&str; 2] = ["at_once", "staged"];
 
 /// Faults of the clustered control plane: a scenario with one runs two
 /// controllers on a shared store (see `cluster`).
@@ -271,7 +325,7 @@ pub(crate) const CLUSTER_KINDS: [&str; 3] = ["leader_loss", "controller_partitio
 pub(crate) fn load(path: &Path) -> anyhow::Result<(Scenario, PathBuf)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let scenario: Scenario = toml::from_str(&text).map_err(|e| {
+    let mut scenario: Scenario = toml::from_str(&text).map_err(|e| {
         let (line, col) = e.span().map_or((0, 0), |s| {
             let before = &text[..s.start.min(text.len())];
             (
@@ -340,6 +394,7 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<(Scenario, PathBuf)> {
     if scenario.world.slo_evaluate_s == 0 {
         errors.push("world.slo_evaluate_s must be positive".to_owned());
     }
+    check_config_changes(&scenario, clustered, &mut errors);
     if !errors.is_empty() {
         bail!("{}: {}", path.display(), errors.join("; "));
     }
@@ -352,9 +407,74 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<(Scenario, PathBuf)> {
     if !["steer", "naive"].contains(&scenario.policy.as_str()) {
         bail!("{}: policy must be \"steer\" or \"naive\"", path.display());
     }
-    let config = path
-        .parent()
-        .unwrap_or_else(|| Path::new("."))
-        .join(&scenario.world.config);
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    for f in &mut scenario.faults {
+        if let Some(proposed) = &mut f.config {
+            *proposed = dir.join(&*proposed);
+        }
+    }
+    let config = dir.join(&scenario.world.config);
     Ok((scenario, config))
+}
+
+/// A `config_change` and what goes with it: one per scenario, on the
+/// single control plane, its keys on it alone.
+fn check_config_changes(scenario: &Scenario, clustered: bool, errors: &mut Vec<String>) {
+    let changes: Vec<&Fault> = scenario
+        .faults
+        .iter()
+        .filter(|f| f.kind == "config_change")
+        .collect();
+    for f in &scenario.faults {
+        let what = format!("{} at {}s", f.kind, f.at_s);
+        if f.kind != "config_change" {
+            if f.config.is_some() || f.rollout.is_some() || f.revert_after_s.is_some() {
+                errors.push(format!(
+                    "{what}: config, rollout and revert_after_s belong to a config_change"
+                ));
+            }
+            continue;
+        }
+        if f.config.is_none() {
+            errors.push(format!(
+                "{what} needs config (the proposed steerd config, relative to the scenario file)"
+            ));
+        }
+        if !f.rollout.as_deref().is_some_and(|r| ROLLOUTS.contains(&r)) {
+            errors.push(format!("{what} needs rollout = \"at_once\" or \"staged\""));
+        }
+        if f.duration_s.is_some() || f.target.is_some() || f.count.is_some() || f.percent.is_some()
+        {
+            errors.push(format!(
+                "{what} applies to the whole config: no target, count, percent or duration_s \
+                 (revert_after_s puts the old config back)"
+            ));
+        }
+        if clustered || scenario.faults.iter().any(|g| g.kind == "control_restart") {
+            errors.push(format!(
+                "{what} models one controller that keeps running: not with cluster faults or control_restart"
+            ));
+        }
+    }
+    if changes.len() > 1 {
+        errors.push("at most one config_change per scenario".to_owned());
+    }
+    if !changes.is_empty() && scenario.policy != "steer" {
+        errors.push(
+            "a config_change needs policy = \"steer\" (the naive policy has no config)".to_owned(),
+        );
+    }
+    if scenario.compare_rollouts && changes.is_empty() {
+        errors.push("compare_rollouts needs a config_change to compare".to_owned());
+    }
+    let e = &scenario.expect;
+    if !scenario.compare_rollouts
+        && (e.max_staged_budget_share_of_at_once.is_some()
+            || e.staged_rolled_back_at_stage.is_some())
+    {
+        errors.push(
+            "max_staged_budget_share_of_at_once and staged_rolled_back_at_stage are checked when comparing rollouts: set compare_rollouts = true"
+                .to_owned(),
+        );
+    }
 }

@@ -298,3 +298,146 @@ fn a_warm_standby_takes_over_where_a_cold_restart_starts_over() {
         "{plans} plans, {unserved} rps·s"
     );
 }
+
+/// The issue's acceptance: the same bad change (every PoP's capacity ten
+/// times too high) made at once and staged. Staged, it reaches only the
+/// canary's clients (ap-south), steerd's judgement of the canary on the
+/// SLO rolls it back, and users and the error budget pay a small fraction
+/// of what the at-once reload costs them.
+#[test]
+fn a_bad_change_staged_is_caught_at_the_canary_and_costs_a_fraction() {
+    let dir = out_dir("bad-change");
+    let o = Command::new(SIMLAB)
+        .arg("compare")
+        .arg(scenarios_dir().join("bad-change.toml"))
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("at once vs staged"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("bad-change-compare.json")).unwrap())
+            .unwrap();
+    let (at_once, staged) = (&json["at_once"], &json["staged"]);
+
+    // Staged: rolled back by steerd's judgement while the canary was in
+    // force, after the canary's clients, and no one else, had it.
+    let change = &staged["change"];
+    assert_eq!(change["state"], "rolled-back", "{change}");
+    assert_eq!(change["rolled_back_by"], "steerd", "{change}");
+    assert_eq!(change["rolled_back_at_stage"], "canary", "{change}");
+    assert!(
+        change["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("stage canary failed: app-availability"),
+        "{change}"
+    );
+    let scopes = change["in_force_by_scope"].as_array().unwrap();
+    assert_eq!(scopes.len(), 1, "{change}");
+    assert_eq!(scopes[0][0], "ap-south", "{change}");
+    let canary_s = scopes[0][1].as_f64().unwrap();
+    assert!(canary_s > 0.0 && canary_s <= 60.0, "{change}");
+    // The step trace of the staged run says the same, second by second.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("bad-change.json")).unwrap()).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.get("proposed_config_in").is_none_or(|x| x == "ap-south")),
+        "the proposed config was in force outside the canary"
+    );
+    assert!(steps.iter().any(|s| s.get("proposed_config_in").is_some()));
+
+    // At once: everywhere, until the operator's revert 300 s later.
+    let change = &at_once["change"];
+    assert_eq!(change["state"], "reverted", "{change}");
+    assert_eq!(
+        change["in_force_by_scope"],
+        serde_json::json!([["every region", 300.0]])
+    );
+
+    // What users and the budget paid: staged, a small fraction.
+    let figure = |run: &serde_json::Value, key: &str| run[key].as_f64().unwrap();
+    let burned = |run: &serde_json::Value| run["slo_budget"][0]["burned"].as_f64().unwrap();
+    assert!(figure(at_once, "unserved_request_s") > 1.0e6, "{at_once}");
+    assert!(burned(at_once) > 0.01, "{at_once}");
+    assert!(
+        figure(staged, "unserved_request_s") < 0.05 * figure(at_once, "unserved_request_s"),
+        "{json}"
+    );
+    assert!(
+        figure(staged, "failed_requests") < 0.05 * figure(at_once, "failed_requests"),
+        "{json}"
+    );
+    assert!(burned(staged) < 0.05 * burned(at_once), "{json}");
+    assert!(
+        figure(staged, "unserved_peak_share") < figure(at_once, "unserved_peak_share"),
+        "{json}"
+    );
+    assert_eq!(json["failed_expectations"], serde_json::json!([]));
+}
+
+#[test]
+fn a_config_change_is_checked_before_it_runs() {
+    let dir = out_dir("bad-config-change");
+    let world = scenarios_dir().join("worlds/bad-change-world.toml");
+    let write = |name: &str, fault: &str| {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"{name}\"\nduration_s = 10\n[world]\nconfig = \"{}\"\ndemand_rps = {{}}\n\
+                 [[faults]]\nkind = \"config_change\"\nat_s = 1\n{fault}",
+                world.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    // Keys that make no sense on it, and a missing rollout.
+    let o = run(
+        &write(
+            "keys",
+            "config = \"x.toml\"\ntarget = \"fra1\"\nduration_s = 5\n",
+        ),
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("config_change at 1s needs rollout")
+            && err.contains("no target, count, percent or duration_s"),
+        "{err}"
+    );
+    // A proposed config for another world (a PoP more) is refused.
+    let bigger = dir.join("bigger-world.toml");
+    std::fs::write(
+        &bigger,
+        std::fs::read_to_string(&world).unwrap().replace(
+            "[[services]]",
+            "[[pops]]\nid = \"syd1\"\nregion = \"ap-south\"\nipv4 = \"192.0.2.33\"\ncapacity_rps = 10000\n\n[[services]]",
+        ),
+    )
+    .unwrap();
+    let o = run(
+        &write(
+            "bigger",
+            &format!("config = \"{}\"\nrollout = \"staged\"\n", bigger.display()),
+        ),
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("must keep the world config's regions and PoPs"),
+        "{err}"
+    );
+}

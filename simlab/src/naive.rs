@@ -104,6 +104,7 @@ impl Naive {
                     max_records: s.max_records,
                     regional,
                     global: equal(&all, None),
+                    canary: None,
                 }
             })
             .collect();

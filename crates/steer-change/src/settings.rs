@@ -39,6 +39,7 @@ impl Default for ChangeSettings {
                 name: "all".into(),
                 regions: RegionScope::All,
                 pops: None,
+                share_ppm: None,
                 bake: Duration::ZERO,
             }],
             windows: Vec::new(),
@@ -60,6 +61,10 @@ pub struct StageSpec {
     /// the PoPs of `regions`.
     #[serde(default)]
     pub pops: Option<Vec<PopId>>,
+    /// Only this share of the regions' client subnets (parts per million)
+    /// take the new answers; `None`: all of them.
+    #[serde(default)]
+    pub share_ppm: Option<u32>,
     pub bake: Duration,
 }
 
@@ -68,6 +73,7 @@ impl StageSpec {
         StageScope {
             regions: self.regions.clone(),
             pops: self.pops.clone(),
+            share_ppm: self.share_ppm,
         }
     }
 
@@ -82,6 +88,10 @@ impl StageSpec {
 pub struct StageScope {
     pub regions: RegionScope,
     pub pops: Option<Vec<PopId>>,
+    /// A share of the regions' client subnets (parts per million): they
+    /// take the new answer sets as a canary in the plan; the rest, the
+    /// regions' degradation and (without `pops`) BGP keep the old config.
+    pub share_ppm: Option<u32>,
 }
 
 impl StageScope {
@@ -90,6 +100,7 @@ impl StageScope {
         Self {
             regions: RegionScope::All,
             pops: None,
+            share_ppm: None,
         }
     }
 
@@ -97,6 +108,8 @@ impl StageScope {
     pub fn announces(&self, pop: &PopId, topology: &Topology) -> bool {
         match &self.pops {
             Some(list) => list.contains(pop),
+            // A share of clients moves answers, not a PoP's routes.
+            None if self.share_ppm.is_some() => false,
             None => topology
                 .pop(pop.as_str())
                 .is_some_and(|p| self.regions.covers(&p.region)),
@@ -111,10 +124,16 @@ impl StageScope {
     }
 
     pub fn describe(&self) -> String {
-        let regions = match &self.regions {
+        let mut regions = match &self.regions {
             RegionScope::Only(l) if l.is_empty() => "no client region".to_owned(),
             r => r.describe(),
         };
+        if let Some(ppm) = self.share_ppm {
+            regions = format!(
+                "{}% of client subnets of {regions}",
+                f64::from(ppm) / 10_000.0
+            );
+        }
         match &self.pops {
             None => regions,
             Some(l) => format!(

@@ -14,7 +14,9 @@ use crate::settings::{Judgement, RegionScope, StageScope};
 /// the state and announcements of the scope's PoPs (its list, or the PoPs
 /// of its regions) taken from `new` (computed from the proposed config,
 /// whose topology is `new_topology`). Clients that
-/// map to no region move only when the scope is every region. Services
+/// map to no region move only when the scope is every region. With a
+/// share, only that share of the regions' client subnets move: the new
+/// sets ride beside the old as the services' canary. Services
 /// the proposal adds appear when it completes (DNS knows their names
 /// only then); sets the proposal removes stay until then.
 pub fn merge_stage(
@@ -25,6 +27,55 @@ pub fn merge_stage(
 ) -> PlanBody {
     let scope = &stage.regions;
     let mut out = old.clone();
+    match stage.share_ppm {
+        // A share of the clients: the new sets beside the old ones.
+        Some(share_ppm) => canary_sets(&mut out, new, scope, share_ppm),
+        None => answers_of_scope(&mut out, new, scope),
+    }
+    // BGP: the scope's PoPs announce as the new config says.
+    let in_scope = |pop: &PopId| stage.announces(pop, new_topology);
+    for p in &mut out.pops {
+        if in_scope(&p.id)
+            && let Some(n) = new.pops.iter().find(|n| n.id == p.id)
+        {
+            *p = n.clone();
+        }
+    }
+    for a in &mut out.announcements {
+        if in_scope(&a.pop)
+            && let Some(n) = new
+                .announcements
+                .iter()
+                .find(|n| n.pop == a.pop && n.prefix == a.prefix)
+        {
+            *a = n.clone();
+        }
+    }
+    // Each rail from the plan whose decision was kept: the new one's for
+    // the scope's sets and PoPs, the old one's elsewhere. (Keeping both
+    // would publish a new version each time either side's rail moved.)
+    let scoped = |r: &RailFired| match r {
+        // A share stage keeps the plan's sets (the canary's are beside them).
+        RailFired::WeightStep { .. } if stage.share_ppm.is_some() => false,
+        RailFired::WeightStep { region, .. } => match region {
+            Some(region) => scope.covers(region),
+            None => *scope == RegionScope::All,
+        },
+        RailFired::MinAnnounce { pop, .. } => in_scope(pop),
+    };
+    out.rails = old
+        .rails
+        .iter()
+        .filter(|r| !scoped(r))
+        .chain(new.rails.iter().filter(|r| scoped(r)))
+        .cloned()
+        .collect();
+    out
+}
+
+/// The scope's regions' answer sets and degradation (and, for every
+/// region, unmapped clients' set) from `new`.
+fn answers_of_scope(out: &mut PlanBody, new: &PlanBody, scope: &RegionScope) {
     for svc in &mut out.services {
         let Some(next) = new.services.iter().find(|s| s.id == svc.id) else {
             continue;
@@ -55,43 +106,37 @@ pub fn merge_stage(
             *region = n.clone();
         }
     }
-    // BGP: the scope's PoPs announce as the new config says.
-    let in_scope = |pop: &PopId| stage.announces(pop, new_topology);
-    for p in &mut out.pops {
-        if in_scope(&p.id)
-            && let Some(n) = new.pops.iter().find(|n| n.id == p.id)
-        {
-            *p = n.clone();
-        }
+}
+
+/// The canary of a share stage: beside each service's sets, the new
+/// config's sets for the scope's regions (and for unmapped clients when
+/// the scope is every region), where they differ.
+fn canary_sets(out: &mut PlanBody, new: &PlanBody, scope: &RegionScope, share_ppm: u32) {
+    for svc in &mut out.services {
+        let Some(next) = new.services.iter().find(|s| s.id == svc.id) else {
+            continue;
+        };
+        let regional: Vec<Option<steer_types::AnswerSet>> = svc
+            .regional
+            .iter()
+            .map(|set| {
+                let region = set.region.as_ref().filter(|r| scope.covers(r))?;
+                let n = next
+                    .regional
+                    .iter()
+                    .find(|n| n.region.as_ref() == Some(region))?;
+                (n.targets != set.targets).then(|| n.clone())
+            })
+            .collect();
+        let global = (*scope == RegionScope::All && next.global.targets != svc.global.targets)
+            .then(|| next.global.clone());
+        let moved = global.is_some() || regional.iter().any(Option::is_some);
+        svc.canary = moved.then_some(steer_types::Canary {
+            share_ppm,
+            regional,
+            global,
+        });
     }
-    for a in &mut out.announcements {
-        if in_scope(&a.pop)
-            && let Some(n) = new
-                .announcements
-                .iter()
-                .find(|n| n.pop == a.pop && n.prefix == a.prefix)
-        {
-            *a = n.clone();
-        }
-    }
-    // Each rail from the plan whose decision was kept: the new one's for
-    // the scope's sets and PoPs, the old one's elsewhere. (Keeping both
-    // would publish a new version each time either side's rail moved.)
-    let scoped = |r: &RailFired| match r {
-        RailFired::WeightStep { region, .. } => match region {
-            Some(region) => scope.covers(region),
-            None => *scope == RegionScope::All,
-        },
-        RailFired::MinAnnounce { pop, .. } => in_scope(pop),
-    };
-    out.rails = old
-        .rails
-        .iter()
-        .filter(|r| !scoped(r))
-        .chain(new.rails.iter().filter(|r| scoped(r)))
-        .cloned()
-        .collect();
-    out
 }
 
 /// Bad and total events of one SLI over some PoPs and a span of time.
@@ -320,6 +365,7 @@ mod tests {
         let ap = StageScope {
             regions: RegionScope::Only(vec!["ap".into()]),
             pops: None,
+            share_ppm: None,
         };
         let staged = merge_stage(&old, &new, &ap, &new_t);
         assert_eq!(set(&staged, "ap"), set(&new, "ap"));
@@ -374,6 +420,7 @@ mod tests {
         let sin1 = StageScope {
             regions: RegionScope::Only(vec![]),
             pops: Some(vec!["sin1".into()]),
+            share_ppm: None,
         };
         let staged = merge_stage(&old, &new, &sin1, &new_t);
         assert_eq!(staged.services, old.services);
@@ -389,6 +436,7 @@ mod tests {
         let ap_sin1 = StageScope {
             regions: RegionScope::Only(vec!["ap".into()]),
             pops: Some(vec!["sin1".into()]),
+            share_ppm: None,
         };
         let staged = merge_stage(&old, &new, &ap_sin1, &new_t);
         let bom1 = staged
@@ -401,6 +449,51 @@ mod tests {
         assert!(!ap_sin1.judges(&"fra1".into(), Some(&"eu".into())));
         assert_eq!(ap_sin1.describe(), "ap; BGP of sin1");
         assert_eq!(sin1.describe(), "no client region; BGP of sin1");
+    }
+
+    #[test]
+    fn a_share_puts_the_new_sets_beside_the_old_as_a_canary() {
+        use steer_types::{Intents, Timestamp, health::HealthSnapshot};
+        let compute = |t: &Topology| {
+            steer_policy::compute(
+                t,
+                &HealthSnapshot::default(),
+                &Intents::default(),
+                Timestamp(0),
+            )
+        };
+        let (old_t, new_t) = (world(1000.0), world(100.0));
+        let (old, new) = (compute(&old_t), compute(&new_t));
+        let tenth = StageScope {
+            regions: RegionScope::Only(vec!["ap".into()]),
+            pops: None,
+            share_ppm: Some(100_000),
+        };
+        let staged = merge_stage(&old, &new, &tenth, &new_t);
+        // The plan's own decisions are the old config's, BGP included...
+        let mut plain = staged.clone();
+        plain.services[0].canary = None;
+        assert_eq!(plain, old);
+        // ...and the canary holds the new set for ap only.
+        let c = staged.services[0].canary.as_ref().unwrap();
+        assert_eq!(c.share_ppm, 100_000);
+        let ap = old.services[0]
+            .regional
+            .iter()
+            .position(|s| s.region.as_ref().is_some_and(|r| r.as_str() == "ap"))
+            .unwrap();
+        for (i, set) in c.regional.iter().enumerate() {
+            assert_eq!(set.is_some(), i == ap, "{i}: {set:?}");
+        }
+        assert_eq!(
+            c.regional[ap].as_ref().unwrap().targets,
+            new.services[0].regional[ap].targets
+        );
+        assert_eq!(c.global, None);
+        assert_eq!(tenth.describe(), "10% of client subnets of ap");
+        // A share of a change that moves nothing there: no canary at all.
+        let same = merge_stage(&old, &old, &tenth, &old_t);
+        assert_eq!(same, old);
     }
 
     #[test]

@@ -38,6 +38,9 @@ struct RawStage {
     /// PoPs whose BGP takes the new config (default: those of `regions`).
     #[serde(default)]
     pops: Option<Spanned<Vec<String>>>,
+    /// Only this share (0 < share < 1) of the regions' client subnets.
+    #[serde(default)]
+    share: Option<Spanned<f64>>,
     bake: Option<Spanned<String>>,
 }
 
@@ -130,6 +133,29 @@ fn stages(r: &mut Reporter<'_>, raw: &[Spanned<RawStage>], topology: &Topology) 
         }
         let regions = stage_regions(r, st, s.span(), topology);
         let pops = st.pops.as_ref().map(|p| stage_pops(r, p, topology));
+        let share_ppm = st.share.as_ref().and_then(|s| {
+            let v = *s.get_ref();
+            // Millionths, so 0.0001 (a hundredth of a percent) is the finest.
+            let ppm = (v * 1_000_000.0).round();
+            if v.is_finite() && (1.0..1_000_000.0).contains(&ppm) {
+                Some(ppm as u32)
+            } else {
+                r.at(
+                    s.span(),
+                    "`share` must be above 0 and below 1 (0.05 = 5% of the client subnets), in steps of 0.000001",
+                );
+                None
+            }
+        });
+        if share_ppm.is_some()
+            && regions == RegionScope::Only(Vec::new())
+            && let Some(s) = &st.share
+        {
+            r.at(
+                s.span(),
+                "`share` needs `regions` (a share of their client subnets)",
+            );
+        }
         let bake = match &st.bake {
             None => Duration::from_secs(600),
             Some(b) => match parse_duration(b.get_ref()) {
@@ -140,22 +166,25 @@ fn stages(r: &mut Reporter<'_>, raw: &[Spanned<RawStage>], topology: &Topology) 
                 }
             },
         };
-        if i + 1 == raw.len() && (regions != RegionScope::All || pops.is_some()) {
+        let last = i + 1 == raw.len();
+        if last && (regions != RegionScope::All || pops.is_some() || st.share.is_some()) {
             // Point at the key that narrows it.
-            let at = match (&st.pops, &st.regions) {
-                (Some(p), _) => p.span(),
-                (None, Some(l)) => l.span(),
-                (None, None) => s.span(),
+            let at = match (&st.share, &st.pops, &st.regions) {
+                (Some(s), _, _) => s.span(),
+                (None, Some(p), _) => p.span(),
+                (None, None, Some(l)) => l.span(),
+                (None, None, None) => s.span(),
             };
             r.at(
                 at,
-                "the last stage must cover every region and PoP (regions = [\"*\"], no `pops`), or a change would never apply everywhere",
+                "the last stage must cover every region and PoP (regions = [\"*\"], no `pops` or `share`), or a change would never apply everywhere",
             );
         }
         out.push(StageSpec {
             name: name.to_owned(),
             regions,
             pops,
+            share_ppm,
             bake,
         });
     }

@@ -112,6 +112,11 @@ regions = ["ap-south"]
 pops = ["sin1", "bom1"]
 
 [[changes.stages]]
+name = "one percent"
+regions = ["*"]
+share = 0.01
+
+[[changes.stages]]
 name = "all"
 regions = ["*"]
 "#;
@@ -121,7 +126,9 @@ regions = ["*"]
     assert_eq!(s[0].pops, Some(vec!["sin1".into()]));
     assert_eq!(s[0].describe(), "no client region; BGP of sin1");
     assert_eq!(s[1].describe(), "ap-south; BGP of sin1, bom1");
-    assert_eq!(s[2].pops, None);
+    assert_eq!(s[2].share_ppm, Some(10_000));
+    assert_eq!(s[2].describe(), "1% of client subnets of every region");
+    assert_eq!(s[3].pops, None);
 }
 
 #[test]
@@ -179,6 +186,16 @@ fn mistakes_are_reported_at_their_line() {
             "[changes]\nreviewed_intents = [\"region-drain\", \"region_drain\"]\n",
             2,
             "\"region_drain\" is not an intent kind: expected one of pop-drain, region-drain, service-drain, override",
+        ),
+        (
+            "[changes]\n[[changes.stages]]\nname = \"some\"\nregions = [\"*\"]\nshare = 1.5\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\n",
+            5,
+            "`share` must be above 0 and below 1",
+        ),
+        (
+            "[changes]\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\nshare = 0.5\n",
+            5,
+            "the last stage must cover every region and PoP",
         ),
         (
             "[changes]\n[[changes.stages]]\nname = \"nothing\"\nregions = []\n[[changes.stages]]\nname = \"all\"\nregions = [\"*\"]\n",

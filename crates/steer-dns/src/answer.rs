@@ -460,14 +460,19 @@ fn steered_records<'v>(
         ..Served::default()
     };
     let (region, matched_len) = client_region(view, client);
-    let regional = region.map_or(&svc.global, |i| &svc.regional[i]);
-    let key = if svc.random {
-        client.random
-    } else {
-        subnet_key(client.addr, client.source_prefix)
-    };
+    let mut regional = region.map_or(&svc.global, |i| &svc.regional[i]);
+    let subnet = subnet_key(client.addr, client.source_prefix);
+    let key = if svc.random { client.random } else { subnet };
+    // A change's canary by client subnets: the subnet decides the set, so
+    // the answer depends on it whatever the selection.
+    if let Some(c) = &svc.canary
+        && let Some(set) = c.set_for(region, subnet)
+    {
+        regional = set;
+    }
+    let canary = svc.canary.is_some();
     let scope = |hashed: bool| {
-        let hashed = hashed && !svc.random;
+        let hashed = (hashed && !svc.random) || canary;
         ecs_scope(svc.uniform, hashed, matched_len, client)
     };
     let positive = |answers: Vec<Answered<'v>>, hashed: bool| Answer {

@@ -108,12 +108,32 @@ pub fn explain(
             "client {client} matches no client network: global answer set"
         )),
     }
-    let set = service.for_region(region.as_ref());
+    let mut set = service.for_region(region.as_ref());
     let figures = evidence.set(&service.id, service.index_of(region.as_ref()));
     steps.push(format!(
         "answer set: {}",
         set.reason.render(region.as_ref(), figures)
     ));
+    if let Some(c) = &service.canary {
+        let subnet = crate::select::subnet_key(info.addr, info.source_prefix);
+        let canary_set = match service.index_of(region.as_ref()) {
+            Some(i) => c.regional.get(i).and_then(Option::as_ref),
+            None => c.global.as_ref(),
+        };
+        let share = f64::from(c.share_ppm) / 10_000.0;
+        match canary_set {
+            Some(cs) if crate::view::in_canary(c.share_ppm, subnet) => {
+                steps.push(format!(
+                    "this client subnet is in the canary of a change rolled out to {share}% of client subnets: answered from the proposed config's set"
+                ));
+                set = cs;
+            }
+            Some(_) => steps.push(format!(
+                "a change is rolled out to {share}% of client subnets; this one is not among them"
+            )),
+            None => {}
+        }
+    }
     // The drain in force for this service at a PoP, with who and why.
     let drained = |p: &PopPlan| {
         let id = p.drain_for_service(&service.id)?;

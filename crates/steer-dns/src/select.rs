@@ -36,6 +36,13 @@ pub fn subnet_key(addr: IpAddr, source_prefix: u8) -> u64 {
     }
 }
 
+/// Where a subnet falls for a change's canary by client subnets: uniform
+/// over u64, independent of the rendezvous scores (another seed), so the
+/// canary's clients are a fair sample of every target's.
+pub(crate) fn canary_hash(subnet: u64) -> u64 {
+    mix(subnet ^ 0x6361_6e61_7279_5f31)
+}
+
 /// FNV-1a, for seeding a target from its PoP id.
 pub(crate) fn seed(id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {

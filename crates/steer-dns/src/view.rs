@@ -271,6 +271,8 @@ pub(crate) struct CompiledService {
     /// Indexed like `DnsView::regions`.
     pub(crate) regional: Vec<CompiledSet>,
     pub(crate) global: CompiledSet,
+    /// A change's canary by client subnets, while a stage holds one.
+    pub(crate) canary: Option<CompiledCanary>,
     /// Whether every region gets the same answer set (then ECS scope is 0).
     pub(crate) uniform: bool,
     /// Weighted random per query instead of sticky per subnet.
@@ -281,6 +283,40 @@ pub(crate) struct CompiledService {
     pub(crate) fallback_v6: Vec<Rr>,
     /// `steer_dns_service_queries_total{service}`.
     pub(crate) queries: metrics::Counter,
+}
+
+/// The sets a share of client subnets takes during a change's stage.
+pub(crate) struct CompiledCanary {
+    /// A subnet whose canary hash is below this is in the canary.
+    pub(crate) threshold: u64,
+    /// Indexed like `DnsView::regions`; `None`: no change there.
+    pub(crate) regional: Vec<Option<CompiledSet>>,
+    pub(crate) global: Option<CompiledSet>,
+}
+
+impl CompiledCanary {
+    /// The canary's set for a client in `region` whose subnet key is
+    /// `subnet`, if it takes one.
+    pub(crate) fn set_for(&self, region: Option<usize>, subnet: u64) -> Option<&CompiledSet> {
+        if crate::select::canary_hash(subnet) >= self.threshold {
+            return None;
+        }
+        match region {
+            Some(i) => self.regional.get(i)?.as_ref(),
+            None => self.global.as_ref(),
+        }
+    }
+}
+
+/// Whether the subnet keyed `subnet` is among a canary's `share_ppm`.
+pub(crate) fn in_canary(share_ppm: u32, subnet: u64) -> bool {
+    crate::select::canary_hash(subnet) < canary_threshold(share_ppm)
+}
+
+/// `share_ppm` millionths of the hash space.
+fn canary_threshold(share_ppm: u32) -> u64 {
+    let share = u128::from(share_ppm.min(1_000_000));
+    u64::try_from((u128::from(u64::MAX) * share) / 1_000_000).unwrap_or(u64::MAX)
 }
 
 /// The immutable view the DNS handler answers from.
@@ -429,7 +465,9 @@ impl DnsView {
             let gslb = settings.services.iter().find(|g| g.fqdn == svc.fqdn);
             let cname = gslb.and_then(|g| g.cname.as_deref());
             let records = svc.max_records.max(1);
-            let compile = |set: &AnswerSet| {
+            // `sampled`: calibrated on the subnets that ask (a canary's
+            // sets are not: they hold a share of the clients for a while).
+            let compile_with = |set: &AnswerSet, sampled: bool| {
                 let counter = |pop: &PopId| {
                     tally.cell(AnswerKey {
                         service: svc.id.clone(),
@@ -437,7 +475,8 @@ impl DnsView {
                         pop: pop.clone(),
                     })
                 };
-                let sample = (gslb.is_none_or(|g| g.selection != Selection::Random)).then(|| {
+                let sampled = sampled && gslb.is_none_or(|g| g.selection != Selection::Random);
+                let sample = sampled.then(|| {
                     samples.sample(SetKey {
                         service: svc.id.clone(),
                         region: set.region.clone(),
@@ -458,6 +497,7 @@ impl DnsView {
                 )?;
                 Ok::<_, ViewError>(compiled)
             };
+            let compile = |set: &AnswerSet| compile_with(set, true);
             let regional: Vec<CompiledSet> = regions
                 .iter()
                 .map(|r| compile(svc.for_region(Some(r))))
@@ -478,6 +518,25 @@ impl DnsView {
                 .iter()
                 .all(|r| svc.for_region(Some(r)).targets == svc.global.targets);
             let global = compile(&svc.global)?;
+            let canary = match &svc.canary {
+                None => None,
+                Some(c) => Some(CompiledCanary {
+                    threshold: canary_threshold(c.share_ppm),
+                    regional: regions
+                        .iter()
+                        .map(|r| {
+                            let i = svc.index_of(Some(r))?;
+                            c.regional.get(i)?.as_ref()
+                        })
+                        .map(|set| set.map(|s| compile_with(s, false)).transpose())
+                        .collect::<Result<_, _>>()?,
+                    global: c
+                        .global
+                        .as_ref()
+                        .map(|s| compile_with(s, false))
+                        .transpose()?,
+                }),
+            };
             residual = regional
                 .iter()
                 .chain([&global])
@@ -490,6 +549,7 @@ impl DnsView {
                     max_records: records,
                     regional,
                     global,
+                    canary,
                     uniform,
                     random: gslb.is_some_and(|g| g.selection == Selection::Random),
                     cname_style: cname.is_some(),

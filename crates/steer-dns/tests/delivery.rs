@@ -50,6 +50,7 @@ fn plan(weights: &[u32], max_records: usize) -> Plan {
                     targets,
                     reason: steer_types::SetReason::default(),
                 },
+                canary: None,
             }],
             pops: POPS
                 .iter()

@@ -60,6 +60,7 @@ fn plan(version: u64, eu: Vec<WeightedTarget>, global: Vec<WeightedTarget>) -> P
             targets: global.clone(),
             reason: steer_types::SetReason::default(),
         },
+        canary: None,
     };
     Plan {
         version,
@@ -453,4 +454,80 @@ fn an_answer_counts_only_when_sent() {
     assert_eq!(total(&tally), 0, "decided and explained, not sent");
     a.record_served();
     assert_eq!(total(&tally), steer_types::answers::ANSWER_UNIT);
+}
+
+/// A change rolled out to a share of client subnets: about that share of
+/// subnets get the canary's set, each subnet always the same one, the rest
+/// the plan's; the ECS scope then covers the subnet (resolvers must not
+/// share one answer across the split), even where the answer would not
+/// otherwise depend on it.
+#[test]
+fn a_canary_by_client_subnets_takes_its_share_and_scopes_to_the_subnet() {
+    let one = vec![target("fra1", 11)];
+    let mut p = plan(1, one.clone(), one.clone());
+    let canary_eu = AnswerSet {
+        region: Some(RegionId::new("eu-west")),
+        targets: vec![target("ams1", 12)],
+        reason: steer_types::SetReason::default(),
+    };
+    for svc in &mut p.body.services {
+        svc.canary = Some(steer_types::Canary {
+            share_ppm: 250_000,
+            regional: vec![Some(canary_eu.clone())],
+            global: None,
+        });
+    }
+    let v = view(&p);
+    let mut canary = 0;
+    for third in 0..=255u8 {
+        for fourth in [0u8, 77, 200] {
+            let client = ecs(&format!("10.1.{third}.{fourth}"), 24, u64::from(fourth));
+            let (_, a, scope) = ask(&v, "app.example.test.", RecordType::A, client);
+            // One answer per subnet, whatever host in it asks.
+            let first = ask(
+                &v,
+                "app.example.test.",
+                RecordType::A,
+                ecs(&format!("10.1.{third}.0"), 24, 0),
+            );
+            assert_eq!(a, first.1, "10.1.{third}.{fourth}");
+            assert_eq!(scope, 24);
+            if fourth == 0 && a == ["192.0.2.12"] {
+                canary += 1;
+            }
+        }
+    }
+    // 25% of 256 subnets: well inside 40..=90 unless the hash is biased.
+    assert!((40..=90).contains(&canary), "{canary} of 256 in the canary");
+    // Random selection follows the subnet's canary too.
+    let (_, a, _) = ask(
+        &v,
+        "rnd.example.test.",
+        RecordType::A,
+        ecs("10.1.9.0", 24, 1),
+    );
+    let (_, b, _) = ask(
+        &v,
+        "rnd.example.test.",
+        RecordType::A,
+        ecs("10.1.9.0", 24, 99),
+    );
+    assert_eq!(a, b);
+    // Unmapped clients keep the plan's global set (the canary has none).
+    let (_, a, _) = ask(
+        &v,
+        "app.example.test.",
+        RecordType::A,
+        ecs("198.51.100.0", 24, 0),
+    );
+    assert_eq!(a, ["192.0.2.11"]);
+    // Without the canary the answer does not depend on the subnet: scope 0.
+    let v = view(&plan(2, one.clone(), one));
+    let (_, _, scope) = ask(
+        &v,
+        "app.example.test.",
+        RecordType::A,
+        ecs("10.1.2.0", 24, 0),
+    );
+    assert_eq!(scope, 0);
 }

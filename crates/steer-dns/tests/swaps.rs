@@ -47,6 +47,7 @@ fn plan(version: u64) -> Plan {
                     targets: vec![target(base + 1), target(base + 2)],
                     reason: steer_types::SetReason::default(),
                 },
+                canary: None,
             }],
             pops: Vec::new(),
             regions: Vec::new(),

@@ -34,6 +34,7 @@ pub(crate) fn plan() -> Plan {
                     targets: Vec::new(),
                     reason: steer_types::SetReason::default(),
                 },
+                canary: None,
             }],
             pops: vec![pop("fra1"), pop("ams1")],
             regions: vec![steer_types::RegionPlan {

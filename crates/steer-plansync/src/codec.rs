@@ -8,9 +8,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 use steer_proto::v1 as pb;
 use steer_types::{
-    AnnounceReason, AnnounceState, Announcement, AnswerSet, BudgetMove, Degradation, PopHealth,
-    PopId, PopPlan, RailFired, RegionId, RegionPlan, ServiceDrain, ServiceId, SetBasis, SetReason,
-    SoftDrainPhase, WeightedTarget,
+    AnnounceReason, AnnounceState, Announcement, AnswerSet, BudgetMove, Canary, Degradation,
+    PopHealth, PopId, PopPlan, RailFired, RegionId, RegionPlan, ServiceDrain, ServiceId, SetBasis,
+    SetReason, SoftDrainPhase, WeightedTarget,
 };
 
 type Result<T> = std::result::Result<T, String>;
@@ -451,4 +451,53 @@ pub(crate) fn rails_from(r: pb::PlanRails) -> Result<Vec<RailFired>> {
             })
         })
         .collect()
+}
+
+pub(crate) fn canary_to(c: &Canary) -> pb::PlanCanary {
+    let regional = c.regional.iter().enumerate().filter_map(|(i, set)| {
+        Some(pb::PlanCanarySet {
+            regional: Some(u32::try_from(i).ok()?),
+            set: Some(set_to(set.as_ref()?, Vec::new())),
+        })
+    });
+    let global = c.global.iter().map(|set| pb::PlanCanarySet {
+        regional: None,
+        set: Some(set_to(set, Vec::new())),
+    });
+    pb::PlanCanary {
+        share_ppm: c.share_ppm,
+        sets: regional.chain(global).collect(),
+    }
+}
+
+/// The canary of a service with `regions` regional sets.
+pub(crate) fn canary_from(c: pb::PlanCanary, regions: usize) -> Result<Canary> {
+    if !(1..1_000_000).contains(&c.share_ppm) {
+        return Err(format!(
+            "canary share {} ppm is not in 1..=999999",
+            c.share_ppm
+        ));
+    }
+    let mut out = Canary {
+        share_ppm: c.share_ppm,
+        regional: vec![None; regions],
+        global: None,
+    };
+    for s in c.sets {
+        let (set, chunks) = set_from(s.set.ok_or_else(|| missing("canary set"))?)?;
+        if !chunks.is_empty() {
+            return Err("a canary set is chunked".to_owned());
+        }
+        let slot = match s.regional {
+            None => &mut out.global,
+            Some(i) => usize::try_from(i)
+                .ok()
+                .and_then(|i| out.regional.get_mut(i))
+                .ok_or_else(|| format!("canary set for regional set {i} of {regions}"))?,
+        };
+        if slot.replace(set).is_some() {
+            return Err("a canary lists one set twice".to_owned());
+        }
+    }
+    Ok(out)
 }

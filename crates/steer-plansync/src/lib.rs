@@ -192,6 +192,7 @@ impl PlanContent {
                 ttl: s.ttl,
                 max_records: s.max_records as u64,
                 regional,
+                canary: s.canary.as_ref().map(codec::canary_to),
             };
             put(
                 &mut entries,

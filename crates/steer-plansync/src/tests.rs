@@ -190,6 +190,7 @@ fn world(regions: usize, services: usize, drained: Option<&str>) -> PlanBody {
                 max_records: 2,
                 regional: (0..regions).map(|r| set(Some(r))).collect(),
                 global: set(Some(0)),
+                canary: None,
             })
             .collect(),
         pops: pop_ids
@@ -244,6 +245,52 @@ fn a_pop_drain_is_a_small_delta_keyed_per_service_and_region() {
     f.apply(&delta(v(1, 1), v(1, 2), &before, &after))
         .expect("delta");
     assert_eq!(f.plan().map(|p| p.body), Some(after));
+}
+
+/// A canary by client subnets travels in its service's meta: it comes,
+/// changes and goes by delta, and a bad one refuses the plan.
+#[test]
+fn a_canary_comes_and_goes_by_delta_and_round_trips() {
+    let before = world(3, 2, None);
+    let mut during = before.clone();
+    let mut canary_set = before.services[0].regional[1].clone();
+    canary_set.targets.truncate(1);
+    during.services[0].canary = Some(steer_types::Canary {
+        share_ppm: 50_000,
+        regional: vec![None, Some(canary_set), None],
+        global: Some(before.services[0].global.clone()),
+    });
+    let mut moved = during.clone();
+    if let Some(c) = &mut moved.services[0].canary {
+        c.share_ppm = 100_000;
+    }
+    let mut f = Follower::default();
+    f.apply(&full(v(1, 1), &before)).expect("full");
+    f.apply(&delta(v(1, 1), v(1, 2), &before, &during))
+        .expect("canary in");
+    assert_eq!(f.plan().map(|p| p.body), Some(during.clone()));
+    f.apply(&delta(v(1, 2), v(1, 3), &during, &moved))
+        .expect("canary moved");
+    assert_eq!(f.plan().map(|p| p.body), Some(moved.clone()));
+    f.apply(&delta(v(1, 3), v(1, 4), &moved, &before))
+        .expect("canary out");
+    assert_eq!(f.plan().map(|p| p.body), Some(before.clone()));
+    // Out-of-range shares and sets that name no region do not decode.
+    for bad in [0, 1_000_000] {
+        let mut b = during.clone();
+        if let Some(c) = &mut b.services[0].canary {
+            c.share_ppm = bad;
+        }
+        assert!(PlanContent::encode(&b).decode().is_err(), "{bad} ppm");
+    }
+    let mut b = during.clone();
+    if let Some(c) = &mut b.services[0].canary {
+        c.regional.push(Some(before.services[0].global.clone()));
+    }
+    assert!(
+        PlanContent::encode(&b).decode().is_err(),
+        "set past the regions"
+    );
 }
 
 /// Every typed decision and reason survives the wire (proto) unchanged.
@@ -395,6 +442,7 @@ fn wide(pops: usize, drained: &[usize]) -> PlanBody {
                 usable: n,
             }),
         },
+        canary: None,
     }];
     b
 }

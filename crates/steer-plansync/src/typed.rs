@@ -175,7 +175,7 @@ impl<L: Lookup> Decoder<'_, L> {
             error: format!("max_records {} does not fit", meta.max_records),
         })?;
         self.claim(key, Slot::Service(i));
-        let regional = meta
+        let regional: Vec<AnswerSet> = meta
             .regional
             .into_iter()
             .enumerate()
@@ -196,6 +196,14 @@ impl<L: Lookup> Decoder<'_, L> {
                 regional: None,
             },
         )?;
+        let canary = meta
+            .canary
+            .map(|c| codec::canary_from(c, regional.len()))
+            .transpose()
+            .map_err(|error| DecodeError::Invalid {
+                key: format!("service/{id}"),
+                error,
+            })?;
         Ok(ServicePlan {
             id: ServiceId::from(meta.id.as_str()),
             fqdn: meta.fqdn,
@@ -203,6 +211,7 @@ impl<L: Lookup> Decoder<'_, L> {
             max_records,
             regional,
             global,
+            canary,
         })
     }
 }

@@ -704,6 +704,7 @@ fn plan_service(
             max_records: service.max_records,
             regional,
             global,
+            canary: None,
         },
         ServiceFigures {
             id: service.id.clone(),

@@ -31,9 +31,9 @@ pub use dns::{
 pub use ids::{PopId, RegionId, ServiceId};
 pub use intent::{Drain, DrainMode, DrainScope, IntentId, Intents, WeightOverride};
 pub use plan::{
-    AnnounceState, Announcement, AnswerSet, BudgetMove, Degradation, PERMILLE, Plan, PlanBody,
-    PlanEvidence, PopHealth, PopPlan, RegionPlan, ServiceDrain, ServiceFigures, ServicePlan,
-    WeightedTarget,
+    AnnounceState, Announcement, AnswerSet, BudgetMove, Canary, Degradation, PERMILLE, Plan,
+    PlanBody, PlanEvidence, PopHealth, PopPlan, RegionPlan, ServiceDrain, ServiceFigures,
+    ServicePlan, WeightedTarget,
 };
 pub use reason::{
     AnnounceReason, DemandSource, RailFired, SetBasis, SetFigures, SetReason, SoftDrainPhase,

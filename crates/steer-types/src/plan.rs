@@ -43,6 +43,24 @@ pub struct ServicePlan {
     pub regional: Vec<AnswerSet>,
     /// For clients that map to no region.
     pub global: AnswerSet,
+    /// A change rolled out to a share of client subnets: their sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+/// The answer sets of a change's canary by client subnets (a rollout stage
+/// with `share`): clients whose subnet hashes into the first `share_ppm`
+/// millionths take these instead of the plan's sets; the rest, and
+/// regions without one here, keep the plan's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Canary {
+    /// Parts per million of client subnets, 1..=999_999.
+    pub share_ppm: u32,
+    /// Indexed like [`ServicePlan::regional`]; `None`: that region's set
+    /// does not change.
+    pub regional: Vec<Option<AnswerSet>>,
+    /// For clients that map to no region; `None`: no change.
+    pub global: Option<AnswerSet>,
 }
 
 impl ServicePlan {

@@ -114,6 +114,7 @@ fn plan(seed: u64) -> PlanBody {
                 .map(|r| set(&mut rng, Some(r.clone()), &pops))
                 .collect(),
             global: set(&mut rng, None, &pops),
+            canary: None,
         })
         .collect();
     b.announcements = pops

@@ -107,17 +107,7 @@ fn every_metric_in_the_readme_is_exposed_at_start() {
     assert_eq!(code, 200, "{body}");
     let missing: Vec<String> = wanted
         .iter()
-        // Controllers on etcd only (`--role controller` with [cluster]);
-        // tests/cluster.rs checks them on a controller's first scrape. Per
-        // signed zone (the quickstart signs none): tests/dns_dnssec.rs. Per
-        // SLO with budget-aware steering (the quickstart's has none):
-        // tests/slo_steering.rs. Per change request: tests/changes.rs.
-        .filter(|m| {
-            m.name != "steer_change_state"
-                && !m.name.starts_with("steer_cluster_")
-                && !m.name.starts_with("steer_dnssec_")
-                && !m.name.starts_with("steer_slo_steering_")
-        })
+        .filter(|m| !only_in_other_setups(&m.name))
         .filter(|m| !exposed(&body, m))
         .map(|m| match &m.label {
             Some((k, v)) => format!("{}{{{k}=\"{v}\"}}", m.name),

@@ -13,6 +13,7 @@ pub mod plan_feed;
 mod service;
 mod slo_doc;
 mod status_doc;
+mod timeline;
 
 pub use auth::{Authenticator, Denial, SharedAuthenticator, interceptor};
 pub use denied::{AuditReader, AuditSink, DeniedAudit};
@@ -29,3 +30,4 @@ pub use steer_command::{
     DrainOutcome, DryRunner, Explainer, Proposal, ProposeRequest, ReloadRequest, SloReload,
     UndrainOutcome,
 };
+pub use timeline::event_to as timeline_event;

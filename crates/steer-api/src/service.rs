@@ -73,6 +73,8 @@ pub struct OperatorService {
     slos: Option<SlosSource>,
     /// Signed zones' DS records (GetDnssecDs).
     dnssec: Option<DnssecSource>,
+    /// The incident timeline (GetTimeline).
+    pub(crate) timeline: Option<steer_types::timeline::TimelineHandle>,
 }
 
 /// The DS records of a zone (GetDnssecDs): NOT_FOUND for a zone that is
@@ -208,6 +210,7 @@ impl OperatorService {
             write_gate: None,
             slos: None,
             dnssec: None,
+            timeline: None,
         }
     }
 
@@ -865,6 +868,13 @@ impl Operator for OperatorService {
         req: Request<pb::ProposeChangeRequest>,
     ) -> Result<Response<pb::ChangeResponse>, Status> {
         self.propose_change_impl(req).await
+    }
+
+    async fn get_timeline(
+        &self,
+        req: Request<pb::GetTimelineRequest>,
+    ) -> Result<Response<pb::GetTimelineResponse>, Status> {
+        self.get_timeline_impl(req).await
     }
 
     async fn list_changes(

@@ -340,19 +340,21 @@ mod tests {
         t
     }
 
+    /// The plan the policy makes of `t` with every PoP up, no intents.
+    fn plan_of(t: &Topology) -> PlanBody {
+        use steer_types::{Intents, Timestamp, health::HealthSnapshot};
+        steer_policy::compute(
+            t,
+            &HealthSnapshot::default(),
+            &Intents::default(),
+            Timestamp(0),
+        )
+    }
+
     #[test]
     fn only_the_scope_takes_the_new_decisions() {
-        use steer_types::{Intents, Timestamp, health::HealthSnapshot};
-        let compute = |t: &Topology| {
-            steer_policy::compute(
-                t,
-                &HealthSnapshot::default(),
-                &Intents::default(),
-                Timestamp(0),
-            )
-        };
         let (old_t, new_t) = (world(1000.0), world(100.0));
-        let (old, new) = (compute(&old_t), compute(&new_t));
+        let (old, new) = (plan_of(&old_t), plan_of(&new_t));
         let set = |b: &PlanBody, r: &str| {
             b.services[0]
                 .regional
@@ -382,20 +384,10 @@ mod tests {
 
     #[test]
     fn a_pop_list_moves_only_those_pops_bgp() {
-        use steer_types::{
-            AnnounceReason, AnnounceState, Announcement, Intents, Timestamp, health::HealthSnapshot,
-        };
-        let compute = |t: &Topology| {
-            steer_policy::compute(
-                t,
-                &HealthSnapshot::default(),
-                &Intents::default(),
-                Timestamp(0),
-            )
-        };
+        use steer_types::{AnnounceReason, AnnounceState, Announcement};
         let (old_t, new_t) = (world(1000.0), world(100.0));
-        let mut old = compute(&old_t);
-        let mut new = compute(&new_t);
+        let mut old = plan_of(&old_t);
+        let mut new = plan_of(&new_t);
         // Make every PoP differ between the two plans, so which side each
         // PoP's state and announcement came from shows.
         for p in &mut new.pops {
@@ -453,17 +445,8 @@ mod tests {
 
     #[test]
     fn a_share_puts_the_new_sets_beside_the_old_as_a_canary() {
-        use steer_types::{Intents, Timestamp, health::HealthSnapshot};
-        let compute = |t: &Topology| {
-            steer_policy::compute(
-                t,
-                &HealthSnapshot::default(),
-                &Intents::default(),
-                Timestamp(0),
-            )
-        };
         let (old_t, new_t) = (world(1000.0), world(100.0));
-        let (old, new) = (compute(&old_t), compute(&new_t));
+        let (old, new) = (plan_of(&old_t), plan_of(&new_t));
         let tenth = StageScope {
             regions: RegionScope::Only(vec!["ap".into()]),
             pops: None,

@@ -78,6 +78,9 @@ impl ControlLoop {
         // The previous leader may have moved change requests too.
         let fresh = tokio::task::block_in_place(|| crate::changes::ChangeDesk::load(&*self.store));
         self.changes.take_book(fresh);
+        let fresh =
+            tokio::task::block_in_place(|| crate::timeline::TimelineBook::load(&*self.store));
+        self.timeline.take(fresh);
         self.export_change_metrics();
         let mut intents = saved.intents;
         let dropped = retain_known(&self.topology, &mut intents);

@@ -5,7 +5,7 @@
 
 use steer_command::ApiError;
 use steer_health::GuardEvent;
-use steer_types::{Timestamp, health::TargetState};
+use steer_types::{Timestamp, health::TargetState, timeline::EventKind};
 use tracing::{info, warn};
 
 use crate::ControlLoop;
@@ -26,8 +26,30 @@ impl ControlLoop {
     pub(crate) fn evaluate_health(&mut self, now: Timestamp) -> bool {
         let (transitions, event) = self.aggregator.evaluate(now);
         let moved = !transitions.is_empty() || event.is_some();
+        let snapshot = (!transitions.is_empty()).then(|| self.aggregator.snapshot(now));
         for t in transitions {
             info!(pop = %t.pop, from = ?t.from, to = ?t.to, phase = %t.phase, "health state changed");
+            let evidence = snapshot
+                .as_ref()
+                .and_then(|s| s.pops.get(&t.pop))
+                .map_or_else(String::new, |h| h.evidence.clone());
+            let region = self
+                .topology
+                .pop(t.pop.as_str())
+                .map(|p| p.region.to_string());
+            self.note(
+                EventKind::Health,
+                std::iter::once(t.pop.to_string()).chain(region).collect(),
+                None,
+                format!(
+                    "{} {} -> {} ({})",
+                    t.pop,
+                    state_label(t.from),
+                    state_label(t.to),
+                    t.phase
+                ),
+                evidence,
+            );
             metrics::counter!(
                 "steer_health_state_transitions_total",
                 "pop" => t.pop.to_string(),
@@ -39,9 +61,24 @@ impl ControlLoop {
             Some(GuardEvent::Froze(info)) => {
                 warn!(pops = ?info.pops, why = %info.why, "correlated failure: health frozen (fail static)");
                 metrics::counter!("steer_health_freezes_total").increment(1);
+                let pops: Vec<String> = info.pops.iter().map(ToString::to_string).collect();
+                self.note(
+                    EventKind::Freeze,
+                    pops.clone(),
+                    None,
+                    format!("health frozen (fail static): {}", pops.join(", ")),
+                    info.why.clone(),
+                );
             }
             Some(GuardEvent::Thawed) => {
                 info!("every frozen PoP recovered by itself: health no longer frozen");
+                self.note(
+                    EventKind::Freeze,
+                    Vec::new(),
+                    None,
+                    "health no longer frozen: every frozen PoP recovered by itself".into(),
+                    String::new(),
+                );
             }
             None => {}
         }

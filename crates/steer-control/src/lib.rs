@@ -23,6 +23,7 @@ mod slo;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod test_world;
+mod timeline;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod versions;
@@ -73,6 +74,9 @@ pub struct ControlHandles {
     pub api_tx: mpsc::Sender<ApiCommand>,
     /// The latest SLO evaluation, refreshed on the evaluation interval.
     pub slo: Arc<ArcSwap<SloSnapshot>>,
+    /// The incident timeline: the loop writes it; anyone may add events
+    /// (the BGP speaker's watcher) and read it (the API).
+    pub timeline: steer_types::timeline::TimelineHandle,
 }
 
 pub struct ControlLoop {
@@ -124,6 +128,8 @@ pub struct ControlLoop {
     estimated_at: Timestamp,
     /// Change requests (see [`changes`]).
     changes: changes::ChangeDesk,
+    /// The incident timeline (see [`timeline`]).
+    timeline: timeline::TimelineBook,
 }
 
 /// Where the loop samples answer counters from: cumulative totals.
@@ -420,10 +426,14 @@ impl ControlLoop {
             plan_version = saved.plan_version + 1,
             "control loop restored state"
         );
-        let slo_runtime = slo::SloRuntime::new(&topology);
+        let mut slo_runtime = slo::SloRuntime::new(&topology);
         let changes = changes::ChangeDesk::load(&*store);
+        let timeline = timeline::TimelineBook::load(&*store);
+        slo_runtime.timeline = Some(timeline.handle.clone());
+        let timeline_handle = timeline.handle.clone();
         let this = Self {
             changes,
+            timeline,
             topology,
             aggregator,
             intents,
@@ -457,6 +467,9 @@ impl ControlLoop {
         metrics::counter!("steer_audit_write_errors_total").increment(0);
         metrics::counter!("steer_plan_publications_total").increment(0);
         metrics::counter!("steer_plan_replans_skipped_total").increment(0);
+        for kind in steer_types::timeline::EventKind::ALL {
+            metrics::counter!("steer_timeline_events_total", "kind" => kind.as_str()).increment(0);
+        }
         this.register_health_metrics();
         changes::register_metrics();
         this.export_change_metrics();
@@ -488,6 +501,7 @@ impl ControlLoop {
                 health_tx,
                 api_tx,
                 slo: slo_snapshot,
+                timeline: timeline_handle,
             },
         ))
     }
@@ -734,9 +748,12 @@ impl ControlLoop {
                     self.tick();
                     self.export_health_metrics(self.clock.now());
                     self.publish_status();
+                    self.flush_timeline(self.clock.now());
                 }
             }
         }
+        self.timeline.flush_now();
+        self.flush_timeline(self.clock.now());
         info!("control loop stopped");
     }
 
@@ -949,6 +966,7 @@ impl ControlLoop {
         self.plan_tx.send_replace(plan);
         metrics::counter!("steer_plan_publications_total").increment(1);
         info!(version, changes = %changes.join("; "), "published plan");
+        self.note_plan(version, &changes);
         self.export_metrics();
         self.publish_status();
         version
@@ -989,7 +1007,9 @@ impl ControlLoop {
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        tokio::task::block_in_place(|| self.store.append_audit(entry))
+        tokio::task::block_in_place(|| self.store.append_audit(entry))?;
+        self.note_audit(entry);
+        Ok(())
     }
 
     /// Applies an intent change durably: the state with its audit entry

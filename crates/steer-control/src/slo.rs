@@ -102,6 +102,10 @@ pub(crate) struct SloRuntime {
     /// Budget-aware steering's shifts as of the last evaluation, for the
     /// policy.
     pub(crate) shifts: Vec<BudgetShift>,
+    /// Where alerts that fire or resolve are noted.
+    pub(crate) timeline: Option<steer_types::timeline::TimelineHandle>,
+    /// (SLO, severity) alerts firing at the last evaluation.
+    firing: std::collections::BTreeSet<(String, String)>,
 }
 
 fn pop_regions(topology: &Topology) -> BTreeMap<String, String> {
@@ -127,6 +131,8 @@ impl SloRuntime {
             steering: BudgetSteering::default(),
             events: EventCounters::default(),
             shifts: Vec::new(),
+            timeline: None,
+            firing: std::collections::BTreeSet::new(),
         }
     }
 
@@ -394,6 +400,62 @@ impl SloRuntime {
             .collect();
     }
 
+    /// Notes an alert that started or stopped firing on the timeline.
+    fn note_alert(
+        &mut self,
+        e: &steer_slo::Evaluation,
+        severity: steer_slo::Severity,
+        firing: bool,
+        now: Timestamp,
+    ) {
+        let key = (e.slo.clone(), severity.to_string());
+        let was = self.firing.contains(&key);
+        if firing == was {
+            return;
+        }
+        if firing {
+            self.firing.insert(key);
+        } else {
+            self.firing.remove(&key);
+        }
+        let Some(handle) = &self.timeline else {
+            return;
+        };
+        let service = self
+            .engine
+            .specs()
+            .iter()
+            .find(|s| s.name == e.slo)
+            .map(|s| s.service.to_string());
+        let burns: Vec<String> = e
+            .burns
+            .iter()
+            .map(|b| format!("{:.1}x over {}", b.burn_rate, duration_text(b.window)))
+            .collect();
+        let summary = format!(
+            "SLO {} {severity} alert {}",
+            e.slo,
+            if firing { "firing" } else { "resolved" }
+        );
+        let detail = format!(
+            "burn {}; SLI {:.4}; budget left {:.1}%",
+            burns.join(", "),
+            e.sli,
+            e.budget_remaining * 100.0
+        );
+        if let Ok(mut t) = handle.lock() {
+            t.push(
+                now,
+                steer_types::timeline::EventKind::Slo,
+                std::iter::once(e.slo.clone()).chain(service).collect(),
+                None,
+                summary,
+                detail,
+            );
+        }
+        metrics::counter!("steer_timeline_events_total", "kind" => "slo").increment(1);
+    }
+
     fn evaluate(&mut self, now: Timestamp) {
         self.steer(now);
         let evaluations = self.engine.evaluate(now);
@@ -459,6 +521,7 @@ impl SloRuntime {
                 let firing = self.alerter.firing(&e.slo, severity);
                 metrics::gauge!("steer_slo_alert", "slo" => slo.clone(), "severity" => severity.to_string())
                     .set(if firing { 1.0 } else { 0.0 });
+                self.note_alert(e, severity, firing, now);
             }
         }
         self.snapshot.store(Arc::new(SloSnapshot {

@@ -260,9 +260,14 @@ pub(crate) async fn run(
     )
     .with_proposals(propose_tx);
     if let Some(b) = &bgp_status {
+        tokio::spawn(crate::timeline::watch_bgp(
+            b.clone(),
+            handles.timeline.clone(),
+        ));
         operator = operator.with_bgp_status(b.clone());
     }
     operator = operator.with_status_snapshot(handles.status.clone());
+    operator = operator.with_timeline(handles.timeline.clone());
     operator = operator.with_dnssec(dnssec_source(publisher_for_ds));
     operator = {
         let slos = handles.slo.clone();

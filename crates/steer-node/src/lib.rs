@@ -18,6 +18,7 @@ pub mod edge;
 mod http;
 mod reload;
 mod slo;
+mod timeline;
 mod tls;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};

@@ -21,6 +21,7 @@ mod reason;
 pub mod status;
 pub mod status_doc;
 mod time;
+pub mod timeline;
 mod topology;
 mod zone;
 

@@ -12,6 +12,7 @@ mod endpoint_hint;
 mod output;
 mod render;
 mod table;
+mod timeline;
 mod watch;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -72,6 +73,8 @@ struct Cli {
 enum Output {
     Table,
     Json,
+    /// `timeline` and `handoff`; a table elsewhere.
+    Markdown,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -213,6 +216,34 @@ enum Command {
     Change {
         #[command(subcommand)]
         action: change::ChangeAction,
+    },
+    /// The incident timeline, oldest first: health transitions with their
+    /// evidence, plan decisions, drains and overrides, BGP sessions,
+    /// freezes, reloads, SLO alerts and change steps. `--output markdown`
+    /// for a postmortem.
+    Timeline {
+        /// How far back, e.g. 2h.
+        #[arg(long, value_parser = duration, default_value = "1h")]
+        since: Duration,
+        /// Only events about this PoP, region, service, change or SLO.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Only these kinds (health, freeze, plan, intent, bgp, reload,
+        /// slo, change, operator); repeatable.
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// The newest this many.
+        #[arg(long, default_value_t = 500)]
+        limit: u32,
+    },
+    /// What the next on-call must know, in Markdown: drains and overrides
+    /// with owners and expiry, frozen health, degraded regions, BGP
+    /// sessions down, SLO alerts, changes in flight, break-glass steps and
+    /// the shift's notable events.
+    Handoff {
+        /// The shift, e.g. 8h.
+        #[arg(long, value_parser = duration, default_value = "8h")]
+        since: Duration,
     },
 }
 
@@ -914,6 +945,23 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
         // Handled before connecting.
         Command::Slo { .. } => {}
         Command::Change { action } => change::run(&mut client, action, json).await?,
+        Command::Timeline {
+            since,
+            scope,
+            kinds,
+            limit,
+        } => {
+            let args = timeline::TimelineArgs {
+                since: *since,
+                scope: scope.as_deref(),
+                kinds,
+                limit: *limit,
+            };
+            timeline::run_timeline(&mut client, args, cli.output).await?;
+        }
+        Command::Handoff { since } => {
+            timeline::run_handoff(&mut client, *since, cli.output).await?;
+        }
         Command::Reload { reason, emergency } => {
             let resp = client
                 .reload_config(pb::ReloadConfigRequest {

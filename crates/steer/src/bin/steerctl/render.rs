@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::{output::outln, table::Table};
 
-use chrono_free::format_ms;
+pub(crate) use chrono_free::format_ms;
 use steer_proto::v1::{self as pb, GetStatusResponse, ScopeKind};
 
 pub(crate) fn json(value: &serde_json::Value) {

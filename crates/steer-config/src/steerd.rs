@@ -52,6 +52,7 @@ struct RawConfig {
     /// Only read by `steerd --role edge`.
     edge: Option<Spanned<crate::edge::RawEdge>>,
     changes: Option<Spanned<crate::changes::RawChanges>>,
+    notify: Option<Spanned<crate::notify::RawNotify>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -332,6 +333,8 @@ pub struct SteerConfig {
     /// `[changes]`: config changes go through change requests; `None`
     /// without the table (`steerctl reload` applies them at once).
     pub changes: Option<steer_change::ChangeSettings>,
+    /// `[[notify.webhooks]]`: where timeline events are posted.
+    pub notify: Vec<crate::notify::WebhookSettings>,
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -420,9 +423,16 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         .changes
         .as_ref()
         .map(|c| crate::changes::changes(&mut r, c, &topology));
+    let config_dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let notify = raw
+        .notify
+        .as_ref()
+        .map(|n| crate::notify::notify(&mut r, config_dir, n))
+        .unwrap_or_default();
     r.finish(SteerConfig {
         edge,
         changes,
+        notify,
         source: path.to_path_buf(),
         source_text: src.to_owned(),
         server,

@@ -277,6 +277,16 @@ pub(crate) async fn run(
     let mut cluster_section: Option<(&'static str, http::SectionSource)> = None;
     #[cfg(not(feature = "etcd"))]
     let cluster_section: Option<(&'static str, http::SectionSource)> = None;
+    // Webhooks for timeline events: the leader sends (a follower's gate
+    // refuses writes).
+    #[cfg_attr(not(feature = "etcd"), allow(unused_mut))]
+    let mut sends: crate::notify::Active = Arc::new(|| true);
+    #[cfg(feature = "etcd")]
+    if let Some(c) = &cluster {
+        let gate = c.gate.clone();
+        sends = Arc::new(move || gate().is_ok());
+    }
+    crate::notify::spawn(config.notify.clone(), handles.timeline.clone(), sends);
     #[cfg(feature = "etcd")]
     if let Some(c) = &cluster {
         operator = operator

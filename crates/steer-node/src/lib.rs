@@ -16,6 +16,7 @@ mod cluster;
 mod controller;
 pub mod edge;
 mod http;
+mod notify;
 mod reload;
 mod slo;
 mod timeline;

@@ -34,12 +34,18 @@ pub fn quickstart() -> PathBuf {
 /// with [cluster]): tests/cluster.rs checks them on a controller's first
 /// scrape. Per signed zone (the quickstart signs none): tests/dns_dnssec.rs.
 /// Per SLO with budget-aware steering (the quickstart's has none):
-/// tests/slo_steering.rs. Per change request: tests/changes.rs.
+/// tests/slo_steering.rs. Per change request: tests/changes.rs. Per
+/// webhook (the quickstart has none): tests/notify.rs.
 pub fn only_in_other_setups(metric: &str) -> bool {
     metric == "steer_change_state"
-        || ["steer_cluster_", "steer_dnssec_", "steer_slo_steering_"]
-            .iter()
-            .any(|prefix| metric.starts_with(prefix))
+        || [
+            "steer_cluster_",
+            "steer_dnssec_",
+            "steer_slo_steering_",
+            "steer_notify_",
+        ]
+        .iter()
+        .any(|prefix| metric.starts_with(prefix))
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 right now.

@@ -355,6 +355,9 @@ struct AgentStream<S> {
     /// When the last ack went out and the desired state it carried, for
     /// cumulative acks (`HealthReport.ack_interval_ms`).
     last_ack: Option<(tokio::time::Instant, Option<PopDesiredState>)>,
+    /// Whether this stream's reports were said to come from a superseded
+    /// agent instance (said once a stream; counted every time).
+    warned_superseded: bool,
     /// The ack interval the agent's newest report asked for (0: every report).
     ack_interval_ms: u32,
 }
@@ -462,9 +465,12 @@ impl<S: Stream<Item = Result<Bytes, Status>> + Unpin> AgentStream<S> {
                 .increment(1);
             let detail = match verdict {
                 SequenceVerdict::SupersededInstance => {
-                    warn!(peer = %self.peer, %pop, instance = report.agent_instance,
-                        started_unix_ms = report.agent_started_unix_ms,
-                        "report from a superseded agent instance ignored; is an old agent still running?");
+                    if !self.warned_superseded {
+                        warn!(peer = %self.peer, %pop, instance = report.agent_instance,
+                            started_unix_ms = report.agent_started_unix_ms,
+                            "reports from a superseded agent instance ignored (said once per stream; steer_health_reports_rejected_total counts them); is an old agent still running?");
+                    }
+                    self.warned_superseded = true;
                     "a newer agent instance reports for this PoP; ignored"
                 }
                 _ => "duplicate or out-of-order sequence; ignored",
@@ -654,6 +660,7 @@ impl IngestService {
             accepted: None,
             desired: None,
             last_ack: None,
+            warned_superseded: false,
             ack_interval_ms: 0,
         };
         // A refusal ends the stream: the state is dropped with it.

@@ -212,7 +212,9 @@ impl Steerd {
         Ok(s)
     }
 
-    /// Restarts with the same ports, config and state directory.
+    /// Kills steerd with SIGKILL and starts it again with the same config
+    /// and state directory, on fresh ports (the old ones may linger):
+    /// re-read `endpoint()`, `dns` and `http` from the returned value.
     pub fn restart_after_kill9(self) -> Self {
         let Self {
             mut proc,

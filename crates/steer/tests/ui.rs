@@ -309,6 +309,30 @@ fn require_browser_tools() {
 fn chromium_shows_six_pops_and_a_steerctl_drain_within_two_seconds() {
     require_browser_tools();
     let s = Steerd::start("ui-browser");
+    // Every PoP up with some load, so the map has colour and the dry run
+    // has something to project.
+    report_up(
+        &s.endpoint(),
+        &[
+            ("fra1", 3_000.0),
+            ("ams1", 2_500.0),
+            ("iad1", 4_000.0),
+            ("ord1", 3_500.0),
+            ("sin1", 1_500.0),
+            ("bom1", 2_000.0),
+        ],
+    );
+    assert!(
+        poll(Duration::from_secs(5), || {
+            let st = state(s.http, None).1;
+            st["status"]["pops"]
+                .as_array()?
+                .iter()
+                .all(|p| p["health"] == "up")
+                .then_some(())
+        })
+        .is_some()
+    );
     let out_dir = repo_root().join("target/ui");
     let script = repo_root().join("crates/steer/tests/ui/browser.py");
     let started = Instant::now();

@@ -188,7 +188,13 @@ function renderMap(s, mayDrain) {
       const d = r + 1.2;
       g.append(svg('path', { class: 'cross', d: `M${x - d} ${y - d}L${x + d} ${y + d}M${x - d} ${y + d}L${x + d} ${y - d}` }));
     }
-    const label = svg('text', { x: (x + r + 1).toFixed(2), y: (y + 1.6).toFixed(2), class: 'label' });
+    // A neighbour just east takes the right side: this label goes left.
+    const crowded = sorted.some((q) => q !== p && places[q.pop].lon > lon
+      && places[q.pop].lon - lon < 15 && Math.abs(places[q.pop].lat - lat) < 8);
+    const label = svg('text', {
+      x: (crowded ? x - r - 1 : x + r + 1).toFixed(2), y: (y + 1.6).toFixed(2),
+      class: 'label', 'text-anchor': crowded ? 'end' : 'start',
+    });
     label.textContent = p.pop;
     g.append(label);
   }

@@ -369,3 +369,33 @@ fn chromium_shows_six_pops_and_a_steerctl_drain_within_two_seconds() {
         }
     }
 }
+
+#[test]
+fn event_streams_are_capped_at_32() {
+    let s = Steerd::start("ui-streams");
+    let open = |_| {
+        let mut c = TcpStream::connect(("127.0.0.1", s.http)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(c, "GET /ui/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap();
+        (c, String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let streams: Vec<_> = (0..32).map(open).collect();
+    for (_, head) in &streams {
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    let (_, refused) = open(32);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert_eq!(s.metric("steer_ui_event_streams"), Some(32.0));
+    assert_eq!(s.metric("steer_ui_event_streams_rejected_total"), Some(1.0));
+    // A closed page gives its slot back.
+    drop(streams);
+    assert!(
+        poll(Duration::from_secs(3), || {
+            (s.metric("steer_ui_event_streams") == Some(0.0)).then_some(())
+        })
+        .is_some()
+    );
+    assert!(open(0).1.starts_with("HTTP/1.1 200"));
+}

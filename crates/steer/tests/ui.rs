@@ -147,7 +147,15 @@ fn a_drain_from_the_page_is_previewed_audited_and_streamed() {
         r#"{{"kind":"pop","id":"fra1","reason":"{}"}}"#,
         "x".repeat(20_000)
     );
-    assert_eq!(json_post(s.http, "/ui/api/drain", None, &big).0, 413);
+    let (code, head, _) = request(
+        s.http,
+        "POST",
+        "/ui/api/drain",
+        &[("Content-Type", "application/json")],
+        &big,
+    );
+    assert_eq!(code, 413);
+    assert!(head.contains("content-security-policy"), "{head}");
     let (code, out) = json_post(
         s.http,
         "/ui/api/drain",

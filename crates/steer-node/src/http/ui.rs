@@ -94,7 +94,9 @@ pub(crate) fn register_metrics() {
 }
 
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
+    // The policy headers go on every `/ui` answer, the extractors'
+    // refusals (413 for a large body) included.
+    let ui = Router::new()
         .route(
             "/ui",
             get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
@@ -125,6 +127,10 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
             "/ui/api/undrain",
             post(undrain).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
+        .layer(axum::middleware::map_response(|r: Response| async move {
+            harden(r)
+        }));
+    router.merge(ui)
 }
 
 /// Headers every `/ui` answer carries: nothing from elsewhere may load,

@@ -34,7 +34,7 @@ pub use edge::EdgeSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub use notify::{WebhookFormat, WebhookSettings, WebhookUrl};
 pub use slo::{AlertingSettings, ClusterSettings};
-pub use steerd::{AuthMode, ServerSettings, SteerConfig};
+pub use steerd::{AuthMode, PopLocation, ServerSettings, SteerConfig};
 pub use tls::{ClientTls, ServerTls};
 pub use tokens::Credentials;
 pub use zonefile::parse_zone;

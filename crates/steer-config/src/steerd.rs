@@ -1,7 +1,7 @@
 //! steerd's config: listeners, storage, health settings, zones and the world.
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::{Path, PathBuf},
     time::Duration,
@@ -249,6 +249,9 @@ struct RawPop {
     ipv4: Option<Spanned<String>>,
     ipv6: Option<Spanned<String>>,
     capacity_rps: Spanned<f64>,
+    /// Where the PoP is, for the status page's map (degrees, WGS 84).
+    lat: Option<Spanned<f64>>,
+    lon: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +338,48 @@ pub struct SteerConfig {
     pub changes: Option<steer_change::ChangeSettings>,
     /// `[[notify.webhooks]]`: where timeline events are posted.
     pub notify: Vec<crate::notify::WebhookSettings>,
+    /// `lat`/`lon` of the `[[pops]]` that give them (the status page's map).
+    pub pop_locations: BTreeMap<PopId, PopLocation>,
+}
+
+/// A PoP's place on the map, in degrees (WGS 84).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct PopLocation {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// Each PoP's `lat`/`lon`: both or neither, within -90..=90 and -180..=180.
+fn pop_locations(r: &mut Reporter<'_>, raw: &RawConfig) -> BTreeMap<PopId, PopLocation> {
+    let mut out = BTreeMap::new();
+    for p in &raw.pops {
+        let p = p.get_ref();
+        let in_range = |r: &mut Reporter<'_>, v: &Spanned<f64>, key: &str, max: f64| {
+            let x = *v.get_ref();
+            if x.is_finite() && x.abs() <= max {
+                Some(x)
+            } else {
+                r.at(
+                    v.span(),
+                    format!("{key} must be a number of degrees from -{max} to {max}"),
+                );
+                None
+            }
+        };
+        match (&p.lat, &p.lon) {
+            (None, None) => {}
+            (Some(lat), None) => r.at(lat.span(), "`lat` needs `lon` too"),
+            (None, Some(lon)) => r.at(lon.span(), "`lon` needs `lat` too"),
+            (Some(lat), Some(lon)) => {
+                let lat = in_range(r, lat, "lat", 90.0);
+                let lon = in_range(r, lon, "lon", 180.0);
+                if let (Some(lat), Some(lon)) = (lat, lon) {
+                    out.insert(PopId::new(p.id.get_ref()), PopLocation { lat, lon });
+                }
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors> {
@@ -429,7 +474,9 @@ pub(crate) fn parse(path: &Path, src: &str) -> Result<SteerConfig, ConfigErrors>
         .as_ref()
         .map(|n| crate::notify::notify(&mut r, config_dir, n))
         .unwrap_or_default();
+    let pop_locations = pop_locations(&mut r, &raw);
     r.finish(SteerConfig {
+        pop_locations,
         edge,
         changes,
         notify,

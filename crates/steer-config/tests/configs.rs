@@ -872,3 +872,32 @@ fn openslo_files_are_imported_beside_slos_and_their_errors_name_the_yaml_line() 
     let at = format!("openslo.toml:{}:", line_of(&text, "openslo = "));
     assert!(err.contains("cannot read") && err.contains(&at), "{err}");
 }
+
+#[test]
+fn pop_coordinates_are_optional_paired_and_in_range() {
+    let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    assert_eq!(c.pop_locations.len(), 6);
+    let fra1 = c.pop_locations[&steer_types::PopId::new("fra1")];
+    assert!((fra1.lat - 50.11).abs() < 1e-9 && (fra1.lon - 8.68).abs() < 1e-9);
+
+    let (path, text) = with_edit(
+        "coords.toml",
+        "quickstart.toml",
+        "lat = 52.37",
+        "lat = 152.37",
+    );
+    let text = text.replacen("lon = -77.49\n", "", 1);
+    std::fs::write(&path, &text).unwrap();
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let found: Vec<(&str, usize)> = err.0.iter().map(|e| (e.key.as_str(), e.line)).collect();
+    assert_eq!(
+        found,
+        [
+            ("pops[1].lat", line_of(&text, "lat = 152.37")),
+            ("pops[2].lat", line_of(&text, "lat = 39.04")),
+        ],
+        "{err}"
+    );
+    assert!(err.0[0].message.contains("-90 to 90"), "{err}");
+    assert!(err.0[1].message.contains("needs `lon`"), "{err}");
+}

@@ -173,7 +173,7 @@ pub(crate) async fn run(
     control.apply_configs_with(apply_tx);
     tokio::spawn(reload::run(
         config_path,
-        live_config,
+        live_config.clone(),
         publisher,
         reload::Inbox {
             reloads: reload_rx,
@@ -315,6 +315,10 @@ pub(crate) async fn run(
             .with_audit(denied, reader)
             .with_dry_run(handles.projector.clone())
     };
+    // One service for gRPC and the status page: a drain from the page is
+    // an operator call like any other (auth, dry run, review, audit).
+    let operator = Arc::new(operator);
+    let ui = http::UiSources::new(operator.clone(), handles.timeline.clone(), live_config);
     let grpc_addr = grpc.local_addr()?;
     // Limits on what one peer can hold (README, "Control surfaces under
     // abuse"). No whole-request timeout here: it would cut WatchPlan and
@@ -332,7 +336,7 @@ pub(crate) async fn run(
             interceptor(authenticator.clone()),
         ))
         .add_service(InterceptedService::new(
-            OperatorServer::new(operator)
+            OperatorServer::from_arc(operator)
                 .max_decoding_message_size(MAX_OPERATOR_REQUEST_BYTES)
                 .max_encoding_message_size(steer_api::plan_feed::MAX_PLAN_MESSAGE_BYTES),
             interceptor(authenticator.clone()),
@@ -367,6 +371,7 @@ pub(crate) async fn run(
         bgp_status,
         cluster_section,
         Some(handles.slo.clone()),
+        Some(ui),
     );
 
     info!(

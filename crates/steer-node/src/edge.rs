@@ -347,6 +347,7 @@ pub(crate) async fn run(config: SteerConfig, metrics: PrometheusHandle) -> anyho
         bgp_status,
         Some(("edge", edge_status)),
         None,
+        None,
     );
     tokio::spawn(age_ticker(view.clone()));
     let name = format!(

@@ -9,7 +9,12 @@
 //! open, as probes and Prometheus expect. A peer holds at most one of
 //! [`MAX_CONNECTIONS`] slots, and only while it keeps sending: a request
 //! head (or the next one on a kept-alive connection) must arrive within
-//! [`HEADER_READ_TIMEOUT`].
+//! [`HEADER_READ_TIMEOUT`]. A controller also serves the status page
+//! under `/ui` (see [`ui`]).
+
+mod ui;
+
+pub(crate) use ui::UiSources;
 
 use std::{sync::Arc, time::Duration};
 
@@ -47,6 +52,7 @@ struct AppState {
     bgp: Option<BgpStatusSource>,
     section: Option<(&'static str, SectionSource)>,
     slo: Option<SloSource>,
+    ui: Option<UiSources>,
 }
 
 /// The control loop's latest SLO evaluation, for `/status` (under "slo").
@@ -65,8 +71,12 @@ pub(crate) fn register_metrics() {
     for reason in ["unauthenticated", "permission_denied"] {
         metrics::counter!("steer_http_status_denied_total", "reason" => reason).absolute(0);
     }
+    ui::register_metrics();
 }
 
+// Each source is optional per role (an edge has no SLOs and no page);
+// positional arguments keep the two call sites plain.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: PrometheusHandle,
@@ -75,19 +85,21 @@ pub(crate) async fn serve(
     bgp: Option<BgpStatusSource>,
     section: Option<(&'static str, SectionSource)>,
     slo: Option<SloSource>,
+    ui: Option<UiSources>,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/status", get(status_page))
-        .with_state(AppState {
-            metrics,
-            status,
-            auth,
-            bgp,
-            section,
-            slo,
-        });
+        .route("/status", get(status_page));
+    let app = ui::routes(app).with_state(AppState {
+        metrics,
+        status,
+        auth,
+        bgp,
+        section,
+        slo,
+        ui,
+    });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -167,36 +179,38 @@ async fn status_page(State(s): State<AppState>, headers: HeaderMap) -> Response 
     if let Err((code, why)) = viewer_allowed(s.auth.as_ref(), &headers) {
         return (code, [(header::WWW_AUTHENTICATE, "Bearer")], why).into_response();
     }
+    Json(status_json(&s)).into_response()
+}
+
+/// The `/status` document: the same one as `steerctl --output json status`
+/// (one schema, built from the reply GetStatus gives), with the speaker's
+/// sessions and routes under "bgp", an edge's plan source and age under
+/// "edge", a clustered controller's role under "cluster" and the SLOs
+/// under "slo".
+fn status_json(s: &AppState) -> serde_json::Value {
     let report = s.status.load_full();
-    // The same document as `steerctl --output json status`: one schema,
-    // built from the reply GetStatus gives.
     let document = steer_api::status_document(&steer_api::status_response(&report));
-    // The speaker's sessions and routes ride along under "bgp"; an edge's
-    // plan source and age under "edge"; a clustered controller's role
-    // under "cluster".
-    match serde_json::to_value(&document) {
-        Ok(mut v) => {
-            if let Some(obj) = v.as_object_mut() {
-                if let Some(Ok(b)) = s.bgp.as_ref().map(|bgp| serde_json::to_value(bgp())) {
-                    obj.insert("bgp".to_owned(), b);
-                }
-                if let Some((name, section)) = &s.section {
-                    obj.insert((*name).to_owned(), section());
-                }
-                if let Some(slo) = &s.slo {
-                    let snap = slo.load_full();
-                    if !snap.specs.is_empty() {
-                        obj.insert(
-                            "slo".to_owned(),
-                            steer_api::slo_document(&crate::slo::slo_response(&snap)),
-                        );
-                    }
-                }
-            }
-            Json(v).into_response()
+    let Ok(mut v) = serde_json::to_value(&document) else {
+        return serde_json::Value::Null;
+    };
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(Ok(b)) = s.bgp.as_ref().map(|bgp| serde_json::to_value(bgp())) {
+            obj.insert("bgp".to_owned(), b);
         }
-        Err(_) => Json(&document).into_response(),
+        if let Some((name, section)) = &s.section {
+            obj.insert((*name).to_owned(), section());
+        }
+        if let Some(slo) = &s.slo {
+            let snap = slo.load_full();
+            if !snap.specs.is_empty() {
+                obj.insert(
+                    "slo".to_owned(),
+                    steer_api::slo_document(&crate::slo::slo_response(&snap)),
+                );
+            }
+        }
     }
+    v
 }
 
 #[cfg(test)]

@@ -262,9 +262,11 @@ async fn events(State(s): State<AppState>, headers: HeaderMap) -> Response {
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(4);
     let status = s.status.clone();
+    // Counted before the answer goes out, so the gauge never lags a stream
+    // a caller already holds.
+    metrics::gauge!("steer_ui_event_streams").increment(1.0);
     tokio::spawn(async move {
         let _permit = permit;
-        metrics::gauge!("steer_ui_event_streams").increment(1.0);
         let mut last = None;
         let mut quiet_since = tokio::time::Instant::now();
         loop {

@@ -45,10 +45,7 @@ impl ChangeBook {
 
     /// Changes not finished (proposed, approved, rolling, paused).
     pub fn open(&self) -> usize {
-        self.changes
-            .iter()
-            .filter(|c| !c.state.is_final() && c.state != crate::ChangeState::Completed)
-            .count()
+        self.changes.iter().filter(|c| c.state.is_open()).count()
     }
 
     /// Adds a change, then forgets the oldest finished ones past the bound

@@ -54,6 +54,12 @@ impl ChangeState {
         matches!(self, Self::Rejected | Self::Aborted | Self::RolledBack)
     }
 
+    /// Whether it still waits for a step (proposed, approved, rolling,
+    /// paused): not finished and not completed.
+    pub fn is_open(&self) -> bool {
+        !self.is_final() && *self != Self::Completed
+    }
+
     /// Whether it is being rolled out (some scope serves its config).
     pub fn in_flight(&self) -> bool {
         matches!(self, Self::Rolling { .. } | Self::Paused { .. })

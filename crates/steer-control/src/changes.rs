@@ -633,10 +633,7 @@ impl ControlLoop {
         };
         book.changes
             .iter()
-            .filter(|c| {
-                (!c.state.is_final() && c.state != ChangeState::Completed)
-                    || c.apply_error.is_some()
-            })
+            .filter(|c| c.state.is_open() || c.apply_error.is_some())
             .map(|c| ChangeBrief {
                 id: c.id.clone(),
                 state: c.state.name().to_owned(),

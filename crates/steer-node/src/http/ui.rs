@@ -390,14 +390,30 @@ fn operator_request<T>(s: &AppState, headers: &HeaderMap, body: T) -> tonic::Req
     req
 }
 
-async fn drain(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    metrics::counter!("steer_ui_requests_total", "path" => "drain").increment(1);
+/// What a write from the page needs before its call: counted, this node's
+/// page, and a request that passes [`parse_request`]; else the refusal.
+fn write_request(
+    s: &AppState,
+    path: &'static str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(UiSources, ScopedRequest, pb::Scope), Box<Response>> {
+    metrics::counter!("steer_ui_requests_total", "path" => path).increment(1);
     let Some(ui) = s.ui.clone() else {
-        return refuse(StatusCode::NOT_FOUND, "no status page on this node");
+        return Err(Box::new(refuse(
+            StatusCode::NOT_FOUND,
+            "no status page on this node",
+        )));
     };
-    let (req, scope) = match parse_request(&headers, &body) {
+    let (req, scope) =
+        parse_request(headers, body).map_err(|(code, why)| Box::new(refuse(code, &why)))?;
+    Ok((ui, req, scope))
+}
+
+async fn drain(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (ui, req, scope) = match write_request(&s, "drain", &headers, &body) {
         Ok(r) => r,
-        Err((code, why)) => return refuse(code, &why),
+        Err(refused) => return *refused,
     };
     let call = operator_request(
         &s,
@@ -440,13 +456,9 @@ async fn drain(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
 }
 
 async fn undrain(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    metrics::counter!("steer_ui_requests_total", "path" => "undrain").increment(1);
-    let Some(ui) = s.ui.clone() else {
-        return refuse(StatusCode::NOT_FOUND, "no status page on this node");
-    };
-    let (req, scope) = match parse_request(&headers, &body) {
+    let (ui, req, scope) = match write_request(&s, "undrain", &headers, &body) {
         Ok(r) => r,
-        Err((code, why)) => return refuse(code, &why),
+        Err(refused) => return *refused,
     };
     let call = operator_request(
         &s,

@@ -2,7 +2,7 @@
 //! Pure and synchronous so it can be unit-tested and benchmarked without
 //! sockets.
 
-use std::{borrow::Cow, net::IpAddr, sync::atomic::Ordering};
+use std::{borrow::Cow, net::IpAddr};
 
 use hickory_server::proto::{
     op::ResponseCode,
@@ -94,13 +94,17 @@ impl Answered<'_> {
     }
 }
 
+/// An answer section: a few records, so kept on the stack (a CNAME chain
+/// of [`MAX_CNAME_CHAIN`] with a big final RRset spills to the heap).
+pub type Section<'v> = smallvec::SmallVec<[Answered<'v>; 4]>;
+
 /// Response parts borrowed from the view.
 #[derive(Debug)]
 pub struct Answer<'v> {
     pub rcode: ResponseCode,
     pub authoritative: bool,
     /// The answer section: a CNAME chain, then the final RRset.
-    pub answers: Vec<Answered<'v>>,
+    pub answers: Section<'v>,
     /// SOA for negative answers (RFC 2308).
     pub soa: Option<&'v Rr>,
     /// The NS set of a referral (authority section; never with `soa`).
@@ -176,10 +180,10 @@ impl Served<'_> {
 
 impl<'v> Answer<'v> {
     fn refused() -> Self {
-        Self::new(ResponseCode::Refused, false, Vec::new())
+        Self::new(ResponseCode::Refused, false, Section::new())
     }
 
-    fn new(rcode: ResponseCode, authoritative: bool, answers: Vec<Answered<'v>>) -> Self {
+    fn new(rcode: ResponseCode, authoritative: bool, answers: Section<'v>) -> Self {
         Self {
             rcode,
             authoritative,
@@ -195,9 +199,15 @@ impl<'v> Answer<'v> {
 
     /// Records that this answer was sent (see [`Served`]).
     pub fn record_served(&self) {
+        self.record_served_into(&mut crate::metrics::Counts::default());
+    }
+
+    /// As [`Self::record_served`], counting into `counts` (flushed by
+    /// its owner, once per batch of queries).
+    pub(crate) fn record_served_into(&self, counts: &mut crate::metrics::Counts<'v>) {
         let s = &self.served;
         if let Some(svc) = s.svc {
-            svc.queries.increment(1);
+            counts.bump(&svc.queries, 1);
         }
         if let Some(set) = s.set {
             if let Some(sample) = &set.sample {
@@ -205,23 +215,23 @@ impl<'v> Answer<'v> {
             }
             for &i in &s.targets[..usize::from(s.picked)] {
                 if let Some(t) = set.targets.get(usize::from(i)) {
-                    t.answered.increment(1);
-                    t.tally.fetch_add(s.share, Ordering::Relaxed);
+                    counts.bump(&t.answered, 1);
+                    counts.add(&t.tally, s.share);
                 }
             }
         }
         if let Some(f) = s.fallback {
-            f.increment(1);
+            counts.bump(f, 1);
         }
     }
 
     /// A steered name with no decision in the plan held (an edge before
     /// its first plan): not ours to deny, so no NXDOMAIN to be cached.
     fn servfail() -> Self {
-        Self::new(ResponseCode::ServFail, false, Vec::new())
+        Self::new(ResponseCode::ServFail, false, Section::new())
     }
 
-    fn negative(rcode: ResponseCode, soa: &'v Rr, answers: Vec<Answered<'v>>) -> Self {
+    fn negative(rcode: ResponseCode, soa: &'v Rr, answers: Section<'v>) -> Self {
         Self {
             soa: Some(soa),
             ..Self::new(rcode, true, answers)
@@ -267,12 +277,13 @@ pub fn answer<'v>(view: &'v DnsView, q: &Question<'_>, client: &ClientInfo) -> A
 }
 
 /// As [`answer`], with what the view's name index knows of the query
-/// name (when it exists): its zone, and whether it is steered.
+/// name (when it exists): its wire form, its zone, and whether it is
+/// steered.
 pub(crate) fn answer_known<'v>(
     view: &'v DnsView,
     q: &Question<'_>,
     client: &ClientInfo,
-    known: Option<&Known>,
+    known: Option<(&[u8], &Known)>,
 ) -> Answer<'v> {
     let mut served = Served::default();
     let mut a = resolve(view, q, client, &mut served, known);
@@ -285,8 +296,9 @@ fn resolve<'v>(
     q: &Question<'_>,
     client: &ClientInfo,
     served: &mut Served<'v>,
-    known: Option<&Known>,
+    known: Option<(&[u8], &Known)>,
 ) -> Answer<'v> {
+    let (wire, known) = (known.map(|k| k.0), known.map(|k| k.1));
     if q.qclass != DNSClass::IN {
         return Answer::refused();
     }
@@ -300,7 +312,7 @@ fn resolve<'v>(
     // A static name (no steered name, and no configured one the plan
     // left out) needs no look in the steering tables.
     let mut static_name = known.is_some_and(|k| !k.steered) && view.unplanned.is_empty();
-    let mut chain: Vec<Answered<'v>> = Vec::new();
+    let mut chain = Section::new();
     let mut current: &LowerName = q.name;
     // The targets followed so far: `current` from the second step on.
     let mut followed: [Option<&'v LowerName>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
@@ -319,10 +331,10 @@ fn resolve<'v>(
             };
             zone = z;
         }
-        let svc = if static_name {
-            None
-        } else {
-            view.services.get(current)
+        let svc = match (static_name, step, wire) {
+            (true, ..) => None,
+            (false, 0, Some(wire)) => view.services.get_wire(wire),
+            (false, ..) => view.services.get(current),
         };
         static_name = false;
         if let Some(svc) = svc {
@@ -437,7 +449,7 @@ fn steered<'v>(
     svc: &'v CompiledService,
     q: &Question<'_>,
     client: &ClientInfo,
-    chain: Vec<Answered<'v>>,
+    chain: Section<'v>,
     owner: Owner<'v>,
 ) -> (Answer<'v>, Option<&'v LowerName>) {
     let mut alias = None;
@@ -450,7 +462,7 @@ fn steered_records<'v>(
     svc: &'v CompiledService,
     q: &Question<'_>,
     client: &ClientInfo,
-    mut chain: Vec<Answered<'v>>,
+    mut chain: Section<'v>,
     owner: Owner<'v>,
     alias: &mut Option<&'v LowerName>,
 ) -> Answer<'v> {
@@ -475,7 +487,7 @@ fn steered_records<'v>(
         let hashed = (hashed && !svc.random) || canary;
         ecs_scope(svc.uniform, hashed, matched_len, client)
     };
-    let positive = |answers: Vec<Answered<'v>>, hashed: bool| Answer {
+    let positive = |answers: Section<'v>, hashed: bool| Answer {
         ecs_scope: scope(hashed),
         region,
         ..Answer::new(ResponseCode::NoError, true, answers)

@@ -22,8 +22,8 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering},
     },
 };
 
@@ -35,6 +35,10 @@ use crate::select::{MAX_PICK, mix, rendezvous};
 /// sample of k subnets is about 1/k of the set's traffic per target; the
 /// memory is 24 bytes a subnet.
 pub(crate) const SAMPLE_KEYS: usize = 2048;
+
+/// Slots of a sample's noted-this-generation table (see
+/// `ClientSample::seen`): twice the subnets a sample keeps.
+const SEEN_SLOTS: usize = 2 * SAMPLE_KEYS;
 
 /// Fewer sampled subnets than this and a set is answered with the plan's
 /// weights as they are: too few to say anything about the population.
@@ -161,9 +165,16 @@ pub(crate) struct ClientSample {
     version: AtomicU64,
     generation: Arc<AtomicU32>,
     keys: Mutex<BTreeMap<u64, Entry>>,
-    /// Per top four rank bits, the last subnet noted (rank mixed with the
-    /// generation), so a subnet asking again skips the lock.
-    recent: [AtomicU64; 16],
+    /// Per slot, a 16-bit tag of the subnet last noted there this
+    /// generation (slot and tag from a hash of rank and generation), so a
+    /// subnet asking again costs one load from a table that stays in
+    /// cache instead of a walk of the sample (a cache miss per query once
+    /// the kernel's work between queries has evicted it). A subnet that
+    /// finds another's tag takes the locked path, so nothing is lost;
+    /// one that finds an equal tag of another subnet (1 in 65,535) is not
+    /// noted that time. Allocated (8 KiB) once the sample is big enough
+    /// to calibrate on, so idle sets cost nothing.
+    seen: OnceLock<Box<[AtomicU16]>>,
     /// The subnets views calibrate on, as of the last `settle`.
     settled: Mutex<Arc<[u64]>>,
     /// The trims the last compile settled on, per (picker, target seed):
@@ -179,7 +190,7 @@ impl ClientSample {
             version: AtomicU64::new(0),
             generation,
             keys: Mutex::new(BTreeMap::new()),
-            recent: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
+            seen: OnceLock::new(),
             settled: Mutex::new(Arc::from(Vec::new())),
             trims: Mutex::new(HashMap::new()),
         }
@@ -211,24 +222,30 @@ impl ClientSample {
         if rank >= self.below.load(Ordering::Relaxed) {
             return;
         }
-        // A subnet already noted this generation is usually in its recent
-        // slot: one load, no lock. (A stale or colliding slot only sends
-        // the query down the locked path.)
         let generation = self.generation.load(Ordering::Relaxed);
-        let tag = rank ^ u64::from(generation).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let slot = &self.recent[(rank >> 60) as usize];
-        if slot.load(Ordering::Relaxed) == tag {
+        let h = mix(rank ^ u64::from(generation).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        // Never 0, the empty slot's value.
+        let tag = (h >> 48) as u16 | 1;
+        let slot = self.seen.get().and_then(|t| t.get(h as usize % SEEN_SLOTS));
+        if slot.is_some_and(|s| s.load(Ordering::Relaxed) == tag) {
             return;
         }
         let Ok(mut keys) = self.keys.try_lock() else {
             return;
         };
-        slot.store(tag, Ordering::Relaxed);
+        if let Some(s) = slot {
+            s.store(tag, Ordering::Relaxed);
+        }
         if let Some(e) = keys.get_mut(&rank) {
             e.generation = generation;
             return;
         }
         keys.insert(rank, Entry { key, generation });
+        if keys.len() == MIN_SAMPLE {
+            let _ = self
+                .seen
+                .set((0..SEEN_SLOTS).map(|_| AtomicU16::new(0)).collect());
+        }
         if keys.len() > SAMPLE_KEYS {
             keys.pop_last();
             if let Some((&top, _)) = keys.last_key_value() {

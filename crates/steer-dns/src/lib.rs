@@ -34,7 +34,7 @@ mod view;
 mod wire;
 mod zone;
 
-pub use answer::{Answer, Answered, ClientInfo, MAX_CNAME_CHAIN, Owner, Question, answer};
+pub use answer::{Answer, Answered, ClientInfo, MAX_CNAME_CHAIN, Owner, Question, Section, answer};
 pub use calibrate::{ClientSamples, ROUNDS_PER_GENERATION};
 pub use explain::explain;
 pub use handler::{DnsHandler, serve};

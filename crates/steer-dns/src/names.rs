@@ -26,15 +26,22 @@ impl WireName {
     }
 }
 
-/// Reads the uncompressed name at `at` in `packet`: the name, lowercased,
-/// and the index just past it. `None` for a compression pointer, an
-/// extended label type, a name over 255 bytes or a short packet: hickory's
-/// reader decides about those.
-pub(crate) fn read(packet: &[u8], at: usize) -> Option<(WireName, usize)> {
-    let mut name = WireName {
-        buf: [0; MAX_NAME],
-        len: 0,
-    };
+impl Default for WireName {
+    fn default() -> Self {
+        Self {
+            buf: [0; MAX_NAME],
+            len: 0,
+        }
+    }
+}
+
+/// Reads the uncompressed name at `at` in `packet` into `name`,
+/// lowercased; returns the index just past it. `None` for a compression
+/// pointer, an extended label type, a name over 255 bytes or a short
+/// packet: hickory's reader decides about those. (Filled in place: the
+/// name is returned by neither value nor copy on the query path.)
+pub(crate) fn read(packet: &[u8], at: usize, name: &mut WireName) -> Option<usize> {
+    name.len = 0;
     let mut i = at;
     loop {
         let len = usize::from(*packet.get(i)?);
@@ -50,7 +57,7 @@ pub(crate) fn read(packet: &[u8], at: usize) -> Option<(WireName, usize)> {
         name.len += 1 + len;
         i += 1 + len;
         if len == 0 {
-            return Some((name, i));
+            return Some(i);
         }
     }
 }
@@ -116,8 +123,51 @@ impl NameIndex {
         Self(map)
     }
 
-    pub(crate) fn get(&self, wire: &[u8]) -> Option<&Known> {
+    /// The name with this wire form, and its key (the same bytes, held
+    /// by the index).
+    pub(crate) fn get(&self, wire: &[u8]) -> Option<(&[u8], &Known)> {
+        self.0.get_key_value(wire).map(|(k, v)| (&**k, v))
+    }
+}
+
+/// Values by name, keyed by the name's lowercase wire form: a query name
+/// read off the packet is found by hashing its bytes once, where a
+/// `LowerName` key is hashed and compared label by label.
+pub(crate) struct ByName<V>(HashMap<Box<[u8]>, V>);
+
+impl<V> Default for ByName<V> {
+    fn default() -> Self {
+        Self(HashMap::default())
+    }
+}
+
+impl<V> ByName<V> {
+    pub(crate) fn insert(&mut self, name: &LowerName, value: V) {
+        self.0.insert(wire(name), value);
+    }
+
+    pub(crate) fn get(&self, name: &LowerName) -> Option<&V> {
+        let mut buf = WireName::default();
+        for label in name.iter() {
+            let out = buf.buf.get_mut(buf.len..buf.len + 1 + label.len())?;
+            out[0] = label.len() as u8;
+            for (o, b) in out[1..].iter_mut().zip(label) {
+                *o = b.to_ascii_lowercase();
+            }
+            buf.len += 1 + label.len();
+        }
+        *buf.buf.get_mut(buf.len)? = 0;
+        buf.len += 1;
+        self.get_wire(buf.as_bytes())
+    }
+
+    /// By the lowercase wire form (as [`read`] gives it).
+    pub(crate) fn get_wire(&self, wire: &[u8]) -> Option<&V> {
         self.0.get(wire)
+    }
+
+    pub(crate) fn contains_key(&self, name: &LowerName) -> bool {
+        self.get(name).is_some()
     }
 }
 
@@ -215,6 +265,13 @@ mod tests {
 
     use super::*;
 
+    /// The name at `at`, and the index past it.
+    fn read(packet: &[u8], at: usize) -> Option<(WireName, usize)> {
+        let mut name = WireName::default();
+        let end = super::read(packet, at, &mut name)?;
+        Some((name, end))
+    }
+
     #[test]
     fn a_query_name_is_found_whatever_its_case() {
         let n = |s: &str| LowerName::from_str(s).unwrap();
@@ -228,16 +285,32 @@ mod tests {
         let (name, end) = read(packet, 0).unwrap();
         assert_eq!(end, packet.len() - 2);
         assert_eq!(name.as_bytes(), b"\x03app\x07example\x04test\x00");
-        let found = index.get(name.as_bytes()).unwrap();
+        let (key, found) = index.get(name.as_bytes()).unwrap();
+        assert_eq!(key, name.as_bytes());
         assert_eq!(found.name, n("app.example.test."));
         assert_eq!((found.zone, found.steered), (1, true));
         let (wire, _) = read(b"\x07example\x04test\x00", 0).unwrap();
-        let found = index.get(wire.as_bytes()).unwrap();
+        let found = index.get(wire.as_bytes()).unwrap().1;
         assert_eq!((found.zone, found.steered), (1, false));
         let (wire, _) = read(b"\x00", 0).unwrap();
-        assert!(index.get(wire.as_bytes()).unwrap().name.is_root());
+        assert!(index.get(wire.as_bytes()).unwrap().1.name.is_root());
         let (other, _) = read(b"\x03www\x07example\x04test\x00", 0).unwrap();
         assert!(index.get(other.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn by_name_finds_a_value_by_name_and_by_wire_form() {
+        let n = |s: &str| LowerName::from_str(s).unwrap();
+        let mut map = ByName::default();
+        map.insert(&n("App.Example.test."), 7);
+        map.insert(&n("."), 1);
+        assert_eq!(map.get(&n("app.example.test.")), Some(&7));
+        assert_eq!(map.get_wire(b"\x03app\x07example\x04test\x00"), Some(&7));
+        let (packet, _) = read(b"\x03APP\x07example\x04TEST\x00", 0).unwrap();
+        assert_eq!(map.get_wire(packet.as_bytes()), Some(&7));
+        assert_eq!(map.get(&n(".")), Some(&1));
+        assert!(!map.contains_key(&n("www.example.test.")));
+        assert!(map.contains_key(&n("app.example.test.")));
     }
 
     #[test]
@@ -252,7 +325,7 @@ mod tests {
             (&child, vec![&child]),
         ];
         let index = NameIndex::build(zones.iter().map(|(o, v)| (*o, v.clone())), &[]);
-        let zone = |s: &str| index.get(&wire(&n(s))).unwrap().zone;
+        let zone = |s: &str| index.get(&wire(&n(s))).unwrap().1.zone;
         assert_eq!(zone("example.test."), 0);
         assert_eq!(zone("child.example.test."), 1);
         assert_eq!(zone("ns.child.example.test."), 1);

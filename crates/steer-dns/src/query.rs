@@ -12,7 +12,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use crate::names::{Known, NameIndex};
+use crate::names::{Known, NameIndex, WireName};
 use hickory_server::proto::{
     op::Query,
     rr::{DNSClass, LowerName, RecordType, rdata::opt::ClientSubnet},
@@ -23,8 +23,9 @@ use hickory_server::proto::{
 pub(crate) struct PlainQuery<'a> {
     /// Borrowed from the index when the name exists (no allocation).
     pub(crate) name: Cow<'a, LowerName>,
-    /// What the index knows of the name, when it exists.
-    pub(crate) known: Option<&'a Known>,
+    /// What the index knows of the name, when it exists, and its wire
+    /// form (the index's key).
+    pub(crate) known: Option<(&'a [u8], &'a Known)>,
     pub(crate) qtype: RecordType,
     pub(crate) qclass: DNSClass,
     /// The client's UDP payload size (the OPT class), when it sent EDNS.
@@ -53,12 +54,13 @@ pub(crate) fn plain<'a>(packet: &[u8], names: &'a NameIndex) -> Option<PlainQuer
     if additional > 1 {
         return None;
     }
-    let (known, name, qtype, qclass, end) = match crate::names::read(packet, 12)
-        .and_then(|(wire, end)| Some((names.get(wire.as_bytes())?, end)))
+    let mut wire = WireName::default();
+    let (known, name, qtype, qclass, end) = match crate::names::read(packet, 12, &mut wire)
+        .and_then(|end| Some((names.get(wire.as_bytes())?, end)))
     {
         Some((known, end)) => (
             Some(known),
-            Cow::Borrowed(&known.name),
+            Cow::Borrowed(&known.1.name),
             RecordType::from(u16_at(packet, end)?),
             DNSClass::from(u16_at(packet, end + 2)?),
             end + 4,

@@ -252,7 +252,15 @@ async fn connection(
         random = crate::select::mix(random);
         let reply = {
             let view = view.load();
-            respond(&view, &packet, client, random, Transport::Tcp, &mut out)
+            respond(
+                &view,
+                &packet,
+                client,
+                random,
+                Transport::Tcp,
+                &mut crate::metrics::Counts::default(),
+                &mut out,
+            )
         };
         if reply != UdpOutcome::Reply {
             continue;

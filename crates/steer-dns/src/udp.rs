@@ -35,6 +35,7 @@ use tracing::warn;
 use crate::{
     answer::{Answer, Question, answer},
     edns::{client_info, client_subnet, echo_subnet, response_edns},
+    metrics::Counts,
     rrl::{RateLimiter, RrlAction},
     view::DnsView,
 };
@@ -64,7 +65,16 @@ pub fn respond_udp(
     random: u64,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
-    respond(view, packet, src, random, Transport::Udp(None), out)
+    let mut counts = Counts::default();
+    respond(
+        view,
+        packet,
+        src,
+        random,
+        Transport::Udp(None),
+        &mut counts,
+        out,
+    )
 }
 
 /// Answers one DNS-over-TCP message from `src` into `out` (no length
@@ -77,7 +87,8 @@ pub fn respond_tcp(
     random: u64,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
-    respond(view, packet, src, random, Transport::Tcp, out)
+    let mut counts = Counts::default();
+    respond(view, packet, src, random, Transport::Tcp, &mut counts, out)
 }
 
 /// A source no reply should go to: port 0, the unspecified address, or a
@@ -92,16 +103,18 @@ pub(crate) fn is_bad_source(src: SocketAddr) -> bool {
 }
 
 /// The one request pipeline of both transports: parse, rate-limit (UDP),
-/// answer, encode. Every reply, errors included, passes through RRL.
-pub(crate) fn respond(
-    view: &DnsView,
+/// answer, encode. Every reply, errors included, passes through RRL. The
+/// query counters are bumped in `counts`, which the caller flushes.
+pub(crate) fn respond<'v>(
+    view: &'v DnsView,
     packet: &[u8],
     src: IpAddr,
     random: u64,
     transport: Transport<'_>,
+    counts: &mut Counts<'v>,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
-    respond_with(view, packet, src, random, transport, true, out)
+    respond_with(view, packet, src, random, transport, true, counts, out)
 }
 
 /// Answers through the general path only (no [`crate::query::plain`]
@@ -114,16 +127,29 @@ pub fn respond_udp_general(
     random: u64,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
-    respond_with(view, packet, src, random, Transport::Udp(None), false, out)
+    let mut counts = Counts::default();
+    let transport = Transport::Udp(None);
+    respond_with(
+        view,
+        packet,
+        src,
+        random,
+        transport,
+        false,
+        &mut counts,
+        out,
+    )
 }
 
-fn respond_with(
-    view: &DnsView,
+#[allow(clippy::too_many_arguments)]
+fn respond_with<'v>(
+    view: &'v DnsView,
     packet: &[u8],
     src: IpAddr,
     random: u64,
     transport: Transport<'_>,
     plain: bool,
+    counts: &mut Counts<'v>,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
     out.clear();
@@ -166,7 +192,7 @@ fn respond_with(
             qclass: q.qclass,
         };
         let result = crate::answer::answer_known(view, &question, &client, q.known);
-        metrics.record(&question, &result, q.ecs.is_some());
+        metrics.record(&question, &result, q.ecs.is_some(), counts);
         let payload = q.payload.map(|p| p.clamp(512, view.udp_payload));
         let limit = match transport {
             Transport::Udp(_) => usize::from(payload.unwrap_or(512)),
@@ -262,7 +288,7 @@ fn respond_with(
     };
     let result = answer(view, &question, &client);
     echo_subnet(edns.as_mut(), ecs.as_ref(), result.ecs_scope);
-    metrics.record(&question, &result, ecs.is_some());
+    metrics.record(&question, &result, ecs.is_some(), counts);
 
     let limit = match transport {
         Transport::Udp(_) => usize::from(edns.as_ref().map_or(512, Edns::max_payload)),
@@ -380,7 +406,7 @@ pub(crate) struct SectionRefs<'a> {
 }
 
 impl<'v> Sections<'v> {
-    pub(crate) fn of(result: &'v Answer<'v>, qname: &Name) -> Self {
+    pub(crate) fn of<'r: 'v>(result: &'v Answer<'r>, qname: &Name) -> Self {
         let authority = result.soa.map_or(result.referral, std::slice::from_ref);
         Self {
             answers: result.answers.iter().map(|a| a.record(qname)).collect(),
@@ -542,12 +568,15 @@ pub(crate) fn datagram(
     }
     *random = crate::select::mix(*random);
     let client = src.ip().to_canonical();
+    let mut counts = Counts::default();
+    let transport = Transport::Udp(rrl);
     Some(respond(
         view,
         packet,
         client,
         *random,
-        Transport::Udp(rrl),
+        transport,
+        &mut counts,
         out,
     ))
 }

@@ -12,7 +12,7 @@ use std::{
 
 use hickory_server::proto::{
     rr::{
-        LowerName, Name, RData, Record,
+        LowerName, Name, RData, Record, RecordType,
         rdata::{A, AAAA, CNAME},
     },
     serialize::binary::{BinEncodable, BinEncoder},
@@ -43,6 +43,9 @@ pub struct Rr {
     pub record: Record,
     wire: Option<Box<[u8]>>,
     owner_len: usize,
+    /// The record's type, kept: hickory works it out from the RDATA's
+    /// variant at every call, and the query path asks for it per record.
+    rtype: RecordType,
 }
 
 impl std::ops::Deref for Rr {
@@ -59,10 +62,16 @@ impl Rr {
         let owner_len = owner.as_ref().map_or(0, Vec::len);
         let wire = owner.and_then(|o| encode_rr(&record, &o));
         Self {
+            rtype: record.record_type(),
             record,
             wire,
             owner_len,
         }
+    }
+
+    /// The record's type (as `record.record_type()`, without the match).
+    pub fn record_type(&self) -> RecordType {
+        self.rtype
     }
 
     /// For the answer section (the owner is usually the question name).
@@ -325,7 +334,7 @@ pub struct DnsView {
     /// Shared with the views before and after while the zones do not
     /// change (see [`ZoneCache`]).
     pub(crate) zones: Arc<Zones>,
-    pub(crate) services: HashMap<LowerName, CompiledService>,
+    pub(crate) services: crate::names::ByName<CompiledService>,
     /// Steered names the config has but the plan decides nothing for (an
     /// edge that holds no plan yet): answered SERVFAIL, never NXDOMAIN, so
     /// resolvers ask another server and cache nothing.
@@ -447,7 +456,7 @@ impl DnsView {
             .collect::<Result<_, _>>()?;
         let compiled_zones = zone_cache.get_or_compile(zones, steered, signers)?;
 
-        let mut services = HashMap::default();
+        let mut services = crate::names::ByName::default();
         let mut residual: f64 = 0.0;
         let at_target: HashSet<&PopId> = plan
             .body
@@ -543,7 +552,7 @@ impl DnsView {
                 .filter_map(|s| s.residual)
                 .fold(residual, f64::max);
             services.insert(
-                lower,
+                &lower,
                 CompiledService {
                     zone,
                     max_records: records,

@@ -211,7 +211,7 @@ impl<'v> Answer<'v> {
         }
         if let Some(set) = s.set {
             if let Some(sample) = &set.sample {
-                sample.observe(s.key);
+                counts.observe(sample, s.key);
             }
             for &i in &s.targets[..usize::from(s.picked)] {
                 if let Some(t) = set.targets.get(usize::from(i)) {

@@ -214,6 +214,24 @@ impl ClientSample {
         }
     }
 
+    /// Whether noting `key` would change nothing: it ranks outside the
+    /// sample, or it was noted this generation. Loads only, so a batch of
+    /// queries can check all of theirs first and have the cache misses
+    /// overlap (see `metrics::Counts`).
+    pub(crate) fn noted(&self, key: u64) -> bool {
+        let rank = mix(key ^ RANK_SALT);
+        if rank >= self.below.load(Ordering::Relaxed) {
+            return true;
+        }
+        let generation = self.generation.load(Ordering::Relaxed);
+        let h = mix(rank ^ u64::from(generation).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let tag = (h >> 48) as u16 | 1;
+        self.seen
+            .get()
+            .and_then(|t| t.get(h as usize % SEEN_SLOTS))
+            .is_some_and(|s| s.load(Ordering::Relaxed) == tag)
+    }
+
     /// Notes that `key` asked. On the query path: one relaxed load for the
     /// subnets outside the sample; never waits (a busy sample skips the
     /// observation: it is a sample).

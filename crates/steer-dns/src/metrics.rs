@@ -8,7 +8,10 @@ use hickory_server::proto::{op::ResponseCode, rr::RecordType};
 use metrics::{Counter, Histogram, counter, histogram};
 use smallvec::SmallVec;
 
-use crate::answer::{Answer, Question};
+use crate::{
+    answer::{Answer, Question},
+    calibrate::ClientSample,
+};
 
 const QTYPES: [(RecordType, &str); 11] = [
     (RecordType::A, "A"),
@@ -119,6 +122,10 @@ impl QueryMetrics {
 pub(crate) struct Counts<'v> {
     counters: SmallVec<[(&'v Counter, u64); 16]>,
     sums: SmallVec<[(&'v AtomicU64, u64); 8]>,
+    /// Subnets to note in selection samples, checked together at the end
+    /// of the batch: each check is a load that usually misses the cache,
+    /// and independent loads overlap.
+    subnets: SmallVec<[(&'v ClientSample, u64); 32]>,
 }
 
 impl<'v> Counts<'v> {
@@ -141,8 +148,24 @@ impl<'v> Counts<'v> {
         }
     }
 
+    /// Notes that `key` asked the set whose sample this is.
+    pub(crate) fn observe(&mut self, sample: &'v ClientSample, key: u64) {
+        self.subnets.push((sample, key));
+    }
+
     /// Applies what was counted; `self` is then empty.
     pub(crate) fn flush(&mut self) {
+        let noted: SmallVec<[bool; 32]> = self
+            .subnets
+            .iter()
+            .map(|&(sample, key)| sample.noted(key))
+            .collect();
+        for (&(sample, key), noted) in self.subnets.iter().zip(noted) {
+            if !noted {
+                sample.observe(key);
+            }
+        }
+        self.subnets.clear();
         for (counter, n) in self.counters.drain(..) {
             counter.increment(n);
         }

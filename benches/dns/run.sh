@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# CPU per query of Steer vs gdnsd (weighted GSLB answer) and NSD (static
-# answer), over loopback with dnsperf at a fixed rate. Each server is pinned
-# to one CPU and dnsperf to another, so the server's CPU time divided by the
-# queries it answered is its cost per query. Then the queries resolvers
-# send (benches/dns/mix.sh, MIX=0 skips it): EDNS with Client Subnet, two
-# records per answer, static and NXDOMAIN shares, and a DNSSEC OK share,
-# against gdnsd (geoip + weighted), NSD and Knot.
+# CPU per query of Steer vs gdnsd (weighted GSLB answer), NSD and Knot
+# (static answer, NXDOMAIN), over loopback with dnsperf at a fixed rate.
+# Each server is pinned to one CPU and dnsperf to another, so the server's
+# CPU time divided by the queries it answered is its cost per query. Then
+# the queries resolvers send (benches/dns/mix.sh, MIX=0 skips it): EDNS
+# with Client Subnet, two records per answer, static and NXDOMAIN shares,
+# and a DNSSEC OK share, against gdnsd (geoip + weighted), NSD and Knot.
 #
 #   benches/dns/run.sh                     # 50k qps for 10 s per run
 #   RATE=20000 DURATION=20 benches/dns/run.sh
@@ -54,6 +54,7 @@ trap cleanup EXIT
 STEER_PORT=$BASE_PORT
 GDNSD_PORT=$((BASE_PORT + 1))
 NSD_PORT=$((BASE_PORT + 2))
+KNOT_PORT=$((BASE_PORT + 7))
 
 # ---- the same zone and an equivalent weighted name for every server ----
 cat > "$WORK/bench.test.zone" <<'ZONE'
@@ -169,7 +170,28 @@ zone:
   zonefile: bench.test.zone
 CONF
 
+# Knot: static data only, unsigned, one UDP worker.
+mkdir -p "$WORK/knot"
+cp "$WORK/bench.test.zone" "$WORK/knot/"
+cat > "$WORK/knot/knot.conf" <<CONF
+server:
+  rundir: "$WORK/knot"
+  listen: 127.0.0.1@$KNOT_PORT
+  pidfile: "$WORK/knot/knot.pid"
+  udp-workers: 1
+  tcp-workers: 1
+  background-workers: 1
+database:
+  storage: "$WORK/knot"
+zone:
+  - domain: bench.test
+    file: "$WORK/knot/bench.test.zone"
+    storage: "$WORK/knot"
+CONF
+
 echo "www.bench.test A" > "$WORK/static.txt"
+# Names that do not exist, each asked once per pass of the file.
+seq 1 20000 | awk '{ print "nx" $1 ".bench.test A" }' > "$WORK/nx.txt"
 echo "app.bench.test A" > "$WORK/gslb.txt"
 
 # ---- helpers ----
@@ -233,7 +255,7 @@ median() {
   done | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# All three servers up at once (idle ones cost nothing), measured in turn
+# All four servers up at once (idle ones cost nothing), measured in turn
 # for ROUNDS rounds, so a host whose speed drifts moves them alike.
 taskset -c "$SERVER_CPU" "$STEERD" --config "$WORK/steer/steerd.toml" > "$WORK/steer.log" 2>&1 &
 STEER_PID=$!
@@ -241,18 +263,26 @@ taskset -c "$SERVER_CPU" gdnsd -c "$WORK/gdnsd" start > "$WORK/gdnsd.log" 2>&1 &
 GDNSD_PID=$!
 taskset -c "$SERVER_CPU" nsd -d -c "$WORK/nsd/nsd.conf" > "$WORK/nsd.log" 2>&1 &
 NSD_PID=$!
-PIDS+=("$STEER_PID" "$GDNSD_PID" "$NSD_PID")
+taskset -c "$SERVER_CPU" knotd -c "$WORK/knot/knot.conf" > "$WORK/knot.log" 2>&1 &
+KNOT_PID=$!
+PIDS+=("$STEER_PID" "$GDNSD_PID" "$NSD_PID" "$KNOT_PID")
 wait_answer "$STEER_PORT" www.bench.test 192.0.2.80
 wait_answer "$GDNSD_PORT" app.bench.test 192.0.2
 wait_answer "$NSD_PORT" www.bench.test 192.0.2.80
+wait_answer "$KNOT_PORT" www.bench.test 192.0.2.80
 for round in $(seq "${ROUNDS:-3}"); do
   measure "steer static #$round" "$STEER_PID" "$STEER_PORT" "$WORK/static.txt"
   measure "gdnsd static #$round" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/static.txt"
   measure "nsd static #$round" "$NSD_PID" "$NSD_PORT" "$WORK/static.txt"
+  measure "knot static #$round" "$KNOT_PID" "$KNOT_PORT" "$WORK/static.txt"
   measure "steer gslb #$round" "$STEER_PID" "$STEER_PORT" "$WORK/gslb.txt"
   measure "gdnsd gslb #$round" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/gslb.txt"
+  measure "steer nx #$round" "$STEER_PID" "$STEER_PORT" "$WORK/nx.txt"
+  measure "gdnsd nx #$round" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/nx.txt"
+  measure "nsd nx #$round" "$NSD_PID" "$NSD_PORT" "$WORK/nx.txt"
+  measure "knot nx #$round" "$KNOT_PID" "$KNOT_PORT" "$WORK/nx.txt"
 done
-for p in "$STEER_PID" "$GDNSD_PID" "$NSD_PID"; do
+for p in "$STEER_PID" "$GDNSD_PID" "$NSD_PID" "$KNOT_PID"; do
   kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
 done
 
@@ -265,7 +295,11 @@ fi
 echo
 echo "Cheapest shape, median CPU per answer: Steer static $(median 'steer static') us, GSLB $(median 'steer gslb') us; gdnsd static $(median 'gdnsd static') us, GSLB $(median 'gdnsd gslb') us; NSD static $(median 'nsd static') us"
 echo "Steer/gdnsd CPU per GSLB answer:  $(ratio "$(median 'steer gslb')" "$(median 'gdnsd gslb')")x  (target <= 1.0)"
-echo "Steer/NSD   CPU per static answer: $(ratio "$(median 'steer static')" "$(median 'nsd static')")x  (target <= 1.2)"
+echo "Steer/NSD   CPU per static answer: $(ratio "$(median 'steer static')" "$(median 'nsd static')")x  (target <= 1.0)"
+echo "Steer/Knot  CPU per static answer: $(ratio "$(median 'steer static')" "$(median 'knot static')")x  (target <= 1.0; Knot static $(median 'knot static') us)"
+echo "NXDOMAIN, median CPU per answer: Steer $(median 'steer nx') us, gdnsd $(median 'gdnsd nx') us, NSD $(median 'nsd nx') us, Knot $(median 'knot nx') us"
+echo "  Steer/NSD  NXDOMAIN: $(ratio "$(median 'steer nx')" "$(median 'nsd nx')")x  (target <= 1.0)"
+echo "  Steer/Knot NXDOMAIN: $(ratio "$(median 'steer nx')" "$(median 'knot nx')")x  (target <= 1.0)"
 if [ "${MIX:-1}" = 1 ]; then
   echo "Resolver mix, median CPU per answer: Steer $(median 'steer mix') us, gdnsd $(median 'gdnsd mix') us, NSD $(median 'nsd mix') us, Knot $(median 'knot mix') us; with DO: Steer $(median 'steer mix+do') us, Knot $(median 'knot mix+do') us"
   echo "  Steer/gdnsd (unsigned mix):  $(ratio "$(median 'steer mix')" "$(median 'gdnsd mix')")x  (target <= 1.0)"

@@ -187,12 +187,14 @@ pub(crate) fn serve(
                 });
             }
         }
+        // Counted before the replies go out: whoever holds an answer
+        // finds it in the metrics.
+        counts.flush();
         let failed = sender.send_all(fd, &replies);
         if failed > 0 {
             view.metrics.send_failed.increment(failed as u64);
         }
         spare_replies = recycle(replies);
-        counts.flush();
         if let Some(started) = started {
             let per_query = started.elapsed().as_secs_f64() / received.max(1) as f64;
             view.metrics.latency.record(per_query);

@@ -475,8 +475,14 @@ impl EtcdStore {
     /// One fenced transaction: `ops` happen only if the fence holds.
     fn fenced_ops(&self, op: &'static str, ops: Vec<TxnOp>) -> Result<(), StoreError> {
         let Some(fence) = self.fence() else {
+            // Also what a leader that just lost its lease to an etcd
+            // outage says: name the store, so the operator looks there.
             return Err(StoreError::Fenced {
-                reason: "this controller is not the leader; writes go to the leader".into(),
+                reason: format!(
+                    "this controller is not the leader; writes go to the leader, elected \
+                     through etcd at {} (none is while etcd has no quorum)",
+                    self.options.endpoints.join(",")
+                ),
             });
         };
         let endpoints = self.options.endpoints.clone();

@@ -62,15 +62,29 @@ pub(crate) fn read(packet: &[u8], at: usize, name: &mut WireName) -> Option<usiz
     }
 }
 
-/// The wire form of a stored name (lowercase: it is a `LowerName`).
-fn wire(name: &LowerName) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(name.len() + 1);
+/// Writes the wire form of a stored name into `buf`, lowercased (a
+/// `LowerName` is, but its labels may come from anywhere). `None` only
+/// past 255 bytes, which a name never is.
+fn write_wire(name: &LowerName, buf: &mut WireName) -> Option<()> {
+    buf.len = 0;
     for label in name.iter() {
-        out.push(label.len() as u8);
-        out.extend(label.iter().map(u8::to_ascii_lowercase));
+        let out = buf.buf.get_mut(buf.len..buf.len + 1 + label.len())?;
+        out[0] = label.len() as u8;
+        for (o, b) in out[1..].iter_mut().zip(label) {
+            *o = b.to_ascii_lowercase();
+        }
+        buf.len += 1 + label.len();
     }
-    out.push(0);
-    out.into_boxed_slice()
+    *buf.buf.get_mut(buf.len)? = 0;
+    buf.len += 1;
+    Some(())
+}
+
+/// The wire form of a stored name, for a key.
+fn wire(name: &LowerName) -> Box<[u8]> {
+    let mut buf = WireName::default();
+    let _ = write_wire(name, &mut buf);
+    buf.as_bytes().into()
 }
 
 /// A name that exists, as the index knows it.
@@ -148,16 +162,7 @@ impl<V> ByName<V> {
 
     pub(crate) fn get(&self, name: &LowerName) -> Option<&V> {
         let mut buf = WireName::default();
-        for label in name.iter() {
-            let out = buf.buf.get_mut(buf.len..buf.len + 1 + label.len())?;
-            out[0] = label.len() as u8;
-            for (o, b) in out[1..].iter_mut().zip(label) {
-                *o = b.to_ascii_lowercase();
-            }
-            buf.len += 1 + label.len();
-        }
-        *buf.buf.get_mut(buf.len)? = 0;
-        buf.len += 1;
+        write_wire(name, &mut buf)?;
         self.get_wire(buf.as_bytes())
     }
 

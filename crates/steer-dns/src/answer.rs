@@ -78,11 +78,13 @@ impl std::ops::Deref for Answered<'_> {
 
 impl Answered<'_> {
     /// The record as sent, for encoders that take hickory records:
-    /// borrowed unless its owner differs from the stored one.
+    /// borrowed unless its owner differs from the stored one. At the query
+    /// name it is the name as asked, case included, as the fast writer's
+    /// pointer to the question sends it.
     pub fn record(&self, qname: &Name) -> Cow<'_, Record> {
         let owner = match self.owner {
             Owner::Record => return Cow::Borrowed(&self.rr.record),
-            Owner::Query if self.rr.record.name == *qname => {
+            Owner::Query if self.rr.record.name.eq_case(qname) => {
                 return Cow::Borrowed(&self.rr.record);
             }
             Owner::Query => qname.clone(),
@@ -289,6 +291,18 @@ pub(crate) fn answer_known<'v>(
     let mut a = resolve(view, q, client, &mut served, known);
     a.served = served;
     a
+}
+
+/// The answer for a name the view's index denies (see
+/// [`Known::denies_below`]): NXDOMAIN from the zone of `encloser`, the
+/// closest name above it, as [`answer`] would find.
+pub(crate) fn denied<'v>(view: &'v DnsView, encloser: &Known, qclass: DNSClass) -> Answer<'v> {
+    match view.zones.get(encloser.zone) {
+        Some(zone) if qclass == DNSClass::IN => {
+            Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, Section::new())
+        }
+        _ => Answer::refused(),
+    }
 }
 
 fn resolve<'v>(

@@ -26,6 +26,7 @@ mod query;
 mod rollover;
 mod rrl;
 mod select;
+mod sigcache;
 mod sign;
 mod signers;
 mod tcp;

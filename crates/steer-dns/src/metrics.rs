@@ -8,10 +8,7 @@ use hickory_server::proto::{op::ResponseCode, rr::RecordType};
 use metrics::{Counter, Histogram, counter, histogram};
 use smallvec::SmallVec;
 
-use crate::{
-    answer::{Answer, Question},
-    calibrate::ClientSample,
-};
+use crate::{answer::Answer, calibrate::ClientSample};
 
 const QTYPES: [(RecordType, &str); 11] = [
     (RecordType::A, "A"),
@@ -90,28 +87,44 @@ impl QueryMetrics {
             .unwrap_or(&self.rcode_other)
     }
 
-    fn qtype(&self, qtype: RecordType) -> &Counter {
-        QTYPES
-            .iter()
-            .position(|(t, _)| *t == qtype)
-            .and_then(|i| self.qtype.get(i))
-            .unwrap_or(&self.qtype_other)
-    }
-
     /// Counts an answer being sent, and records what it served (see
     /// [`Answer::record_served`]), into `counts`.
     pub(crate) fn record<'v>(
         &'v self,
-        q: &Question<'_>,
+        qtype: RecordType,
         a: &Answer<'v>,
         ecs: bool,
         counts: &mut Counts<'v>,
     ) {
         a.record_served_into(counts);
-        counts.bump(self.qtype(q.qtype), 1);
-        counts.bump(self.rcode(a.rcode), 1);
-        counts.bump(if ecs { &self.ecs_yes } else { &self.ecs_no }, 1);
+        if !counts.query.is_some_and(|q| std::ptr::eq(q, self)) {
+            // Another view's metrics: theirs are applied first.
+            counts.flush_query();
+            counts.query = Some(self);
+        }
+        let qtype = QTYPES
+            .iter()
+            .position(|(t, _)| *t == qtype)
+            .unwrap_or(QTYPES.len());
+        let rcode = RCODES
+            .iter()
+            .position(|(r, _)| *r == a.rcode)
+            .unwrap_or(RCODES.len());
+        let q = &mut counts.queries;
+        q.qtype[qtype] += 1;
+        q.rcode[rcode] += 1;
+        q.ecs[usize::from(ecs)] += 1;
     }
+}
+
+/// Per-query counts by qtype, rcode and ECS (each table's last slot is
+/// OTHER), added up by index: every query bumps all three.
+#[derive(Default)]
+struct QueryCounts {
+    qtype: [u64; QTYPES.len() + 1],
+    rcode: [u64; RCODES.len() + 1],
+    /// No, yes.
+    ecs: [u64; 2],
 }
 
 /// The counter bumps of a batch of queries, added up and applied at once
@@ -120,6 +133,9 @@ impl QueryMetrics {
 /// counter costs two atomic additions and an indirect call per bump.
 #[derive(Default)]
 pub(crate) struct Counts<'v> {
+    /// The metrics `queries` counts for.
+    query: Option<&'v QueryMetrics>,
+    queries: QueryCounts,
     counters: SmallVec<[(&'v Counter, u64); 16]>,
     sums: SmallVec<[(&'v AtomicU64, u64); 8]>,
     /// Subnets to note in selection samples, checked together at the end
@@ -153,8 +169,26 @@ impl<'v> Counts<'v> {
         self.subnets.push((sample, key));
     }
 
+    /// Applies the per-query counts to their metrics.
+    fn flush_query(&mut self) {
+        let Some(m) = self.query else {
+            return;
+        };
+        let q = std::mem::take(&mut self.queries);
+        let counters = m.qtype.iter().chain([&m.qtype_other]);
+        let counters = counters.chain(&m.rcode).chain([&m.rcode_other]);
+        let counters = counters.chain([&m.ecs_no, &m.ecs_yes]);
+        let counts = q.qtype.iter().chain(&q.rcode).chain(&q.ecs);
+        for (counter, &n) in counters.zip(counts) {
+            if n > 0 {
+                counter.increment(n);
+            }
+        }
+    }
+
     /// Applies what was counted; `self` is then empty.
     pub(crate) fn flush(&mut self) {
+        self.flush_query();
         let noted: SmallVec<[bool; 32]> = self
             .subnets
             .iter()

@@ -2,10 +2,16 @@
 //! the packet into a lowercase buffer on the stack and found in an index
 //! of the names that exist (steered names, every zone node), which hands
 //! back the stored `LowerName`: no hickory `Name` is built, allocated or
-//! lowercased for the names a server answers most. Names not in the index
-//! (NXDOMAIN, wildcard synthesis, below a cut) take hickory's reader.
+//! lowercased for the names a server answers most. A name not in the index
+//! is denied from it too when its closest indexed ancestor has nothing
+//! below it (no cut, no wildcard): NXDOMAIN, the other answer authoritative
+//! servers give most. The rest (wildcard synthesis, below a cut, outside
+//! our zones) take hickory's reader.
 
-use std::hash::{BuildHasher, Hasher};
+use std::{
+    collections::hash_map::Entry,
+    hash::{BuildHasher, Hasher},
+};
 
 use hickory_server::proto::rr::LowerName;
 
@@ -96,6 +102,11 @@ pub(crate) struct Known {
     pub(crate) zone: usize,
     /// A steered name: the view's services decide it.
     pub(crate) steered: bool,
+    /// No name below it exists but those indexed, and none is synthesized
+    /// or referred (it is a node of `zone`, not at or below a cut, with
+    /// no wildcard child): a name under it that is not indexed does not
+    /// exist.
+    pub(crate) denies_below: bool,
 }
 
 /// The names that exist, by wire form.
@@ -103,10 +114,11 @@ pub(crate) struct Known {
 pub(crate) struct NameIndex(HashMap<Box<[u8]>, Known>);
 
 impl NameIndex {
-    /// Indexes every name of `zones` (each zone's origin, then its names);
-    /// the names in `steered` are marked so.
+    /// Indexes every name of `zones` (each zone's origin, then its names,
+    /// each with whether it denies the names below it, see
+    /// [`Known::denies_below`]); the names in `steered` are marked so.
     pub(crate) fn build<'a>(
-        zones: impl Iterator<Item = (&'a LowerName, Vec<&'a LowerName>)>,
+        zones: impl Iterator<Item = (&'a LowerName, Vec<(&'a LowerName, bool)>)>,
         steered: &[LowerName],
     ) -> Self {
         let zones: Vec<_> = zones.collect();
@@ -116,25 +128,42 @@ impl NameIndex {
             .map(|(i, (origin, _))| (wire(origin), i))
             .collect();
         let steered: crate::view::HashSet<&LowerName> = steered.iter().collect();
-        let mut map = HashMap::default();
-        for name in zones.iter().flat_map(|(_, names)| names) {
-            let key = wire(name);
-            if map.contains_key(&key) {
-                continue;
+        let mut map: HashMap<Box<[u8]>, Known> = HashMap::default();
+        for (i, (_, names)) in zones.iter().enumerate() {
+            for &(name, denies) in names {
+                let key = wire(name);
+                // The longest origin is the longest suffix of the wire
+                // form, at a label boundary, that is an origin.
+                let Some(zone) = suffixes(&key).find_map(|s| origins.get(s).copied()) else {
+                    continue;
+                };
+                // Only the zone that answers the name knows what is below
+                // it (a parent's glue under a child zone of ours is not).
+                let denies_below = denies && zone == i;
+                match map.entry(key) {
+                    Entry::Occupied(mut known) => known.get_mut().denies_below |= denies_below,
+                    Entry::Vacant(slot) => {
+                        slot.insert(Known {
+                            name: name.clone(),
+                            zone,
+                            steered: steered.contains(name),
+                            denies_below,
+                        });
+                    }
+                }
             }
-            // The longest origin is the longest suffix of the wire form,
-            // at a label boundary, that is an origin.
-            let Some(zone) = suffixes(&key).find_map(|s| origins.get(s).copied()) else {
-                continue;
-            };
-            let known = Known {
-                name: (*name).clone(),
-                zone,
-                steered: steered.contains(name),
-            };
-            map.insert(key, known);
         }
         Self(map)
+    }
+
+    /// The closest ancestor of `wire` (a name not in the index) that is,
+    /// when it denies the names below it: then `wire` does not exist, and
+    /// that ancestor's zone answers NXDOMAIN.
+    pub(crate) fn denied(&self, wire: &[u8]) -> Option<&Known> {
+        suffixes(wire)
+            .skip(1)
+            .find_map(|s| self.0.get(s))
+            .filter(|k| k.denies_below)
     }
 
     /// The name with this wire form, and its key (the same bytes, held
@@ -281,7 +310,10 @@ mod tests {
     fn a_query_name_is_found_whatever_its_case() {
         let n = |s: &str| LowerName::from_str(s).unwrap();
         let (root, apex, app) = (n("."), n("example.test."), n("app.Example.test."));
-        let zones = [(&root, vec![&root]), (&apex, vec![&apex, &app])];
+        let zones = [
+            (&root, vec![(&root, true)]),
+            (&apex, vec![(&apex, true), (&app, true)]),
+        ];
         let index = NameIndex::build(
             zones.iter().map(|(o, v)| (*o, v.clone())),
             std::slice::from_ref(&app),
@@ -326,14 +358,26 @@ mod tests {
         // and answers for it (it has no such name: NXDOMAIN there).
         let glue = n("ns.child.example.test.");
         let zones = [
-            (&parent, vec![&parent, &child, &glue]),
-            (&child, vec![&child]),
+            (
+                &parent,
+                vec![(&parent, true), (&child, false), (&glue, false)],
+            ),
+            (&child, vec![(&child, true)]),
         ];
         let index = NameIndex::build(zones.iter().map(|(o, v)| (*o, v.clone())), &[]);
         let zone = |s: &str| index.get(&wire(&n(s))).unwrap().1.zone;
         assert_eq!(zone("example.test."), 0);
         assert_eq!(zone("child.example.test."), 1);
         assert_eq!(zone("ns.child.example.test."), 1);
+        // Names that are not: denied by the zone that answers them, unless
+        // that zone does not know what is below the closest name (glue of
+        // the parent's under the child's apex).
+        let denied = |s: &str| index.denied(&wire(&n(s))).map(|k| k.zone);
+        assert_eq!(denied("x.example.test."), Some(0));
+        assert_eq!(denied("a.b.example.test."), Some(0));
+        assert_eq!(denied("x.child.example.test."), Some(1));
+        assert_eq!(denied("x.ns.child.example.test."), None);
+        assert_eq!(denied("example.com."), None);
         let all: Vec<_> = suffixes(b"\x02ns\x05child\x00").collect();
         assert_eq!(
             all,

@@ -1,37 +1,43 @@
 //! The query resolvers send, read without building a hickory `Message`:
-//! one question and at most an OPT record (EDNS version 0, no flags) whose
-//! only option, if any, is a well-formed Client Subnet. Parsing a whole
+//! one question and at most an OPT record (EDNS version 0, no flag but
+//! DO) whose only option, if any, is a well-formed Client Subnet. Parsing a whole
 //! `Message` for it allocates the OPT options' table and every record;
-//! this reads the few fields an answer needs. Anything else (a DO bit,
+//! this reads the few fields an answer needs. Anything else (other flags,
 //! cookies, other options or records, trailing bytes, an unusual ECS) is
 //! left to the general path, so the reply is the same either way (a
 //! property test compares the two).
 
-use std::{
-    borrow::Cow,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::names::{Known, NameIndex, WireName};
 use hickory_server::proto::{
-    op::Query,
-    rr::{DNSClass, LowerName, RecordType, rdata::opt::ClientSubnet},
+    rr::{DNSClass, LowerName, Name, RecordType, rdata::opt::ClientSubnet},
     serialize::binary::{BinDecodable, BinDecoder},
 };
 
 /// What an answer needs of a plain query.
 pub(crate) struct PlainQuery<'a> {
-    /// Borrowed from the index when the name exists (no allocation).
-    pub(crate) name: Cow<'a, LowerName>,
-    /// What the index knows of the name, when it exists, and its wire
-    /// form (the index's key).
-    pub(crate) known: Option<(&'a [u8], &'a Known)>,
+    pub(crate) name: QName<'a>,
     pub(crate) qtype: RecordType,
     pub(crate) qclass: DNSClass,
     /// The client's UDP payload size (the OPT class), when it sent EDNS.
     pub(crate) payload: Option<u16>,
     /// Its Client Subnet, address bits past the source prefix cleared.
     pub(crate) ecs: Option<ClientSubnet>,
+    /// The DNSSEC OK bit (RFC 3225).
+    pub(crate) dnssec_ok: bool,
+}
+
+/// The query name, as far as the index tells.
+pub(crate) enum QName<'a> {
+    /// A name that exists: its wire form (the index's key) and what the
+    /// index knows of it (its stored name among that). No allocation.
+    Known(&'a [u8], &'a Known),
+    /// A name that does not exist, and the closest one above it that
+    /// does, which denies it (see [`Known::denies_below`]).
+    Denied(&'a Known),
+    /// Any other name, as hickory read it.
+    Other(LowerName),
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
@@ -39,8 +45,10 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The query, when it has the plain shape; `None` sends it down the
-/// general path. A name in `names` is read off the packet without hickory.
-pub(crate) fn plain<'a>(packet: &[u8], names: &'a NameIndex) -> Option<PlainQuery<'a>> {
+/// general path. A name in `names` is read off the packet without hickory,
+/// and so is one it denies, when `deny` (the index decides NXDOMAIN
+/// alone: no configured name is missing from it).
+pub(crate) fn plain<'a>(packet: &[u8], names: &'a NameIndex, deny: bool) -> Option<PlainQuery<'a>> {
     let flags = u16_at(packet, 2)?;
     // A query (QR clear) with opcode QUERY; one question, nothing in the
     // answer and authority sections, at most the OPT record.
@@ -55,60 +63,65 @@ pub(crate) fn plain<'a>(packet: &[u8], names: &'a NameIndex) -> Option<PlainQuer
         return None;
     }
     let mut wire = WireName::default();
-    let (known, name, qtype, qclass, end) = match crate::names::read(packet, 12, &mut wire)
-        .and_then(|end| Some((names.get(wire.as_bytes())?, end)))
-    {
-        Some((known, end)) => (
-            Some(known),
-            Cow::Borrowed(&known.1.name),
-            RecordType::from(u16_at(packet, end)?),
-            DNSClass::from(u16_at(packet, end + 2)?),
-            end + 4,
-        ),
-        None => {
-            let mut decoder = BinDecoder::new(packet);
-            decoder.read_slice(12).ok()?;
-            let query = Query::read(&mut decoder).ok()?;
-            let name = Cow::Owned(LowerName::new(query.name()));
-            let (qtype, qclass) = (query.query_type(), query.query_class());
-            (None, name, qtype, qclass, decoder.index())
-        }
+    let (name, end) = match crate::names::read(packet, 12, &mut wire) {
+        Some(end) => match names.get(wire.as_bytes()) {
+            Some((key, known)) => (QName::Known(key, known), end),
+            None => match names.denied(wire.as_bytes()).filter(|_| deny) {
+                Some(encloser) => (QName::Denied(encloser), end),
+                None => other(packet)?,
+            },
+        },
+        None => other(packet)?,
     };
+    let qtype = RecordType::from(u16_at(packet, end)?);
+    let qclass = DNSClass::from(u16_at(packet, end + 2)?);
+    let end = end + 4;
     let rest = packet.get(end..)?;
-    let (payload, ecs) = if additional == 1 {
+    let (payload, ecs, dnssec_ok) = if additional == 1 {
         opt(rest)?
     } else if rest.is_empty() {
-        (None, None)
+        (None, None, false)
     } else {
         return None;
     };
     Some(PlainQuery {
         name,
-        known,
         qtype,
         qclass,
         payload,
         ecs,
+        dnssec_ok,
     })
 }
 
+/// The question's name read by hickory (names the index does not
+/// decide), and the index just past the name.
+fn other(packet: &[u8]) -> Option<(QName<'static>, usize)> {
+    let mut decoder = BinDecoder::new(packet);
+    decoder.read_slice(12).ok()?;
+    let name = Name::read(&mut decoder).ok()?;
+    Some((QName::Other(LowerName::new(&name)), decoder.index()))
+}
+
 /// An OPT record that ends the message: owner the root, version 0, no
-/// extended rcode and no flags, no option or one Client Subnet.
-fn opt(rest: &[u8]) -> Option<(Option<u16>, Option<ClientSubnet>)> {
+/// extended rcode, no flag but DO, no option or one Client Subnet.
+fn opt(rest: &[u8]) -> Option<(Option<u16>, Option<ClientSubnet>, bool)> {
     if rest.first() != Some(&0) || u16_at(rest, 1)? != 41 {
         return None;
     }
     let payload = u16_at(rest, 3)?;
-    // Extended rcode, version, flags (DO among them): all zero.
-    if rest.get(5..9)? != [0, 0, 0, 0] {
-        return None;
-    }
+    // Extended rcode and version zero; of the flags, DO alone or none.
+    let dnssec_ok = match rest.get(5..9)? {
+        [0, 0, 0, 0] => false,
+        [0, 0, 0x80, 0] => true,
+        _ => return None,
+    };
     let rdata = rest.get(11..)?;
     if usize::from(u16_at(rest, 9)?) != rdata.len() {
         return None;
     }
     if rdata.is_empty() {
-        return Some((Some(payload), None));
+        return Some((Some(payload), None, dnssec_ok));
     }
     // One option: Client Subnet (code 8) and nothing after it.
     if u16_at(rdata, 0)? != 8 || usize::from(u16_at(rdata, 2)?) != rdata.len() - 4 {
@@ -135,7 +148,7 @@ fn opt(rest: &[u8]) -> Option<(Option<u16>, Option<ClientSubnet>)> {
         _ => return None,
     };
     let cs = crate::edns::masked(&ClientSubnet::new(addr, source, 0));
-    Some((Some(payload), Some(cs)))
+    Some((Some(payload), Some(cs), dnssec_ok))
 }
 
 #[cfg(test)]
@@ -145,14 +158,18 @@ mod tests {
 
     use super::*;
 
+    static NAMES: LazyLock<NameIndex> = LazyLock::new(|| {
+        let apex = LowerName::from_str("example.test.").unwrap();
+        let app = LowerName::from_str("app.example.test.").unwrap();
+        NameIndex::build(
+            [(&apex, vec![(&apex, true), (&app, true)])].into_iter(),
+            &[],
+        )
+    });
+
     /// Reads with `app.example.test.` in the index.
     fn parse(packet: &[u8]) -> Option<PlainQuery<'static>> {
-        static NAMES: LazyLock<NameIndex> = LazyLock::new(|| {
-            let apex = LowerName::from_str("example.test.").unwrap();
-            let app = LowerName::from_str("app.example.test.").unwrap();
-            NameIndex::build([(&apex, vec![&apex, &app])].into_iter(), &[])
-        });
-        plain(packet, &NAMES)
+        plain(packet, &NAMES, true)
     }
 
     /// `app.example.test A`, with an OPT record carrying `options` and
@@ -208,23 +225,42 @@ mod tests {
         let mut unknown = known.clone();
         unknown[14] = b'X'; // "aXp", not in the index
         let (k, u) = (parse(&known).unwrap(), parse(&unknown).unwrap());
-        assert!(matches!(k.name, Cow::Borrowed(_)));
-        assert!(matches!(u.name, Cow::Owned(_)));
-        assert_eq!(u.name.to_string(), "axp.example.test.");
+        assert!(matches!(k.name, QName::Known(..)));
+        // Denied by the apex, which has nothing below it but `app`.
+        let QName::Denied(apex) = u.name else {
+            panic!("not denied");
+        };
+        assert_eq!(apex.name.to_string(), "example.test.");
         assert_eq!(
             (k.qtype, k.qclass, k.payload, k.ecs),
             (u.qtype, u.qclass, u.payload, u.ecs)
         );
+        // Unless the index may not deny: hickory reads it.
+        let other = plain(&unknown, &NAMES, false).unwrap();
+        let QName::Other(name) = &other.name else {
+            panic!("not read by hickory");
+        };
+        assert_eq!(name.to_string(), "axp.example.test.");
+        assert_eq!((other.qtype, other.ecs), (k.qtype, k.ecs));
+        // Outside every zone: hickory reads it.
+        let mut outside = known.clone();
+        outside[19] = b'X'; // "exXmple.test"
+        assert!(matches!(parse(&outside).unwrap().name, QName::Other(_)));
         // Mixed case finds the stored name.
         let mut mixed = known.clone();
         mixed[13] = b'A';
-        assert!(matches!(parse(&mixed).unwrap().name, Cow::Borrowed(_)));
+        assert!(matches!(parse(&mixed).unwrap().name, QName::Known(..)));
     }
 
     #[test]
     fn anything_else_takes_the_general_path() {
-        // DO set; a cookie; ECS with a scope; ECS with a short address.
-        assert!(parse(&query(Some((0x8000, &[])))).is_none());
+        // DO is read; another flag; a cookie; ECS with a scope; ECS with a
+        // short address.
+        let q = parse(&query(Some((0x8000, &[0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2])))).unwrap();
+        assert!(q.dnssec_ok && q.ecs.is_some());
+        assert!(!parse(&query(Some((0, &[])))).unwrap().dnssec_ok);
+        assert!(parse(&query(Some((0x4000, &[])))).is_none());
+        assert!(parse(&query(Some((0x8001, &[])))).is_none());
         assert!(parse(&query(Some((0, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])))).is_none());
         assert!(parse(&query(Some((0, &[0, 8, 0, 7, 0, 1, 24, 8, 10, 1, 2])))).is_none());
         assert!(parse(&query(Some((0, &[0, 8, 0, 6, 0, 1, 24, 0, 10, 1])))).is_none());

@@ -13,7 +13,8 @@
 //!
 //! Signatures are cached by the RRset's content (owner, type, TTL, label
 //! count and sorted RDATA), so a hot steered answer is signed once per
-//! distinct RRset; the cache is cleared when full.
+//! distinct RRset; the cache is cleared when full (see `sigcache`, which
+//! also holds them pre-encoded for the fast writer).
 //!
 //! Keys: a [`Signer`] holds every key of its zone with its state when the
 //! signer was made (see [`crate::rollover`]). Published, active and retired
@@ -22,10 +23,7 @@
 //! ZSK). A signer is replaced, cache and all, when a key or a key's state
 //! changes ([`crate::ViewPublisher::refresh_keys`]).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use hickory_proto::dnssec::{
     Algorithm, TBS,
@@ -44,19 +42,16 @@ use crate::{
     answer::{Answer, zone_of},
     keys::{KeyError, ZoneKey},
     rollover::KeyState,
+    sigcache::{SignatureCache, Signatures},
     view::DnsView,
     zone::Found,
 };
 
 /// Signatures are valid from an hour ago (clocks behind ours)...
 const INCEPTION_BACK: u32 = 3600;
-/// ... to a week ahead, and re-made once a day, so a cached RRSIG always
-/// has six days left.
+/// ... to a week ahead, and re-made once a day (see `sigcache`), so a
+/// cached RRSIG always has six days left.
 const VALIDITY: u32 = 7 * 86_400;
-const RESIGN_AFTER: u32 = 86_400;
-/// Distinct RRsets whose signatures are kept; the cache is cleared when
-/// it holds this many.
-const CACHE_CAP: usize = 20_000;
 /// RFC 9824: the type that says "this name does not exist".
 const NXNAME: RecordType = RecordType::Unknown(128);
 
@@ -72,13 +67,9 @@ pub(crate) struct Signer {
     key_signing: Vec<usize>,
     zone_signing: Vec<usize>,
     rng: SystemRandom,
-    cache: Mutex<SignatureCache>,
+    cache: SignatureCache,
     metrics: SignMetrics,
 }
-
-/// RRset key (owner, labels, type, TTL, RDATA) → when it was signed and
-/// its RRSIGs.
-type SignatureCache = HashMap<Vec<u8>, (u32, Vec<Record>)>;
 
 /// `steer_dnssec_signatures_total{zone,result}`: RRsets answered from the
 /// signature cache, signed, or left unsigned because signing failed.
@@ -145,7 +136,7 @@ impl Signer {
             key_signing,
             zone_signing,
             rng: SystemRandom::new(),
-            cache: Mutex::new(HashMap::new()),
+            cache: SignatureCache::default(),
             metrics,
         })
     }
@@ -270,35 +261,44 @@ impl Signer {
         let Some(first) = rrset.first() else {
             return Vec::new();
         };
-        let (rtype, ttl) = (first.record_type(), first.ttl);
-        let mut rdatas: Vec<Vec<u8>> = rrset
+        // The key of `sigcache`: canonical RDATA, as the fast writer's
+        // pre-encoded records hold it, so both paths share entries.
+        let rdatas: Vec<Vec<u8>> = rrset
             .iter()
-            .filter_map(|r| r.data.to_bytes().ok())
+            .filter_map(|r| crate::view::canonical(|e| r.data.emit(e)))
             .collect();
-        rdatas.sort();
-        let Ok(mut key) = owner.to_lowercase().to_bytes() else {
+        let Ok(wire) = owner.to_lowercase().to_bytes() else {
             return Vec::new();
         };
-        key.push(labels);
-        key.extend_from_slice(&u16::from(rtype).to_be_bytes());
-        key.extend_from_slice(&ttl.to_be_bytes());
-        for r in &rdatas {
-            key.extend_from_slice(&(r.len() as u32).to_be_bytes());
-            key.extend_from_slice(r);
+        let mut refs: Vec<&[u8]> = rdatas.iter().map(Vec::as_slice).collect();
+        let key = crate::sigcache::key(&wire, labels, first.record_type(), first.ttl, &mut refs);
+        let made = self.signatures(key, now, || (owner.clone(), labels, rrset.to_vec()));
+        let Some(made) = made else {
+            return Vec::new();
+        };
+        let mut sigs = made.records.clone();
+        for sig in &mut sigs {
+            sig.name = owner.clone();
         }
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, sigs)) = cache.get(&key)
-            && now.wrapping_sub(*at) < RESIGN_AFTER
-        {
-            let mut sigs = sigs.clone();
-            drop(cache);
-            for sig in &mut sigs {
-                sig.name = owner.clone();
-            }
+        sigs
+    }
+
+    /// The signatures cached under `key` (see [`crate::sigcache::key`]),
+    /// else those made now over the RRset `make` gives (its owner, label
+    /// count and records) and cached. `None` when nothing could sign it.
+    pub(crate) fn signatures(
+        &self,
+        key: Vec<u8>,
+        now: u32,
+        make: impl FnOnce() -> (Name, u8, Vec<Record>),
+    ) -> Option<Arc<Signatures>> {
+        if let Some(cached) = self.cache.get(&key, now) {
             self.metrics.cached.increment(1);
-            return sigs;
+            return Some(cached);
         }
-        drop(cache);
+        let (owner, labels, rrset) = make();
+        let first = rrset.first()?;
+        let (rtype, ttl) = (first.record_type(), first.ttl);
         let owned: Vec<Record> = rrset
             .iter()
             .map(|r| {
@@ -323,7 +323,7 @@ impl Signer {
                 key_tag: key.tag,
                 signer_name: self.origin.clone(),
             };
-            let Ok(tbs) = TBS::from_input(owner, DNSClass::IN, &input, owned.iter()) else {
+            let Ok(tbs) = TBS::from_input(&owner, DNSClass::IN, &input, owned.iter()) else {
                 continue;
             };
             let Ok(sig) = key.pair.sign(&self.rng, tbs.as_ref()) else {
@@ -337,15 +337,12 @@ impl Signer {
             ));
         }
         if records.is_empty() {
-            return records;
+            return None;
         }
         self.metrics.made.increment(1);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_CAP {
-            cache.clear();
-        }
-        cache.insert(key, (now, records.clone()));
-        records
+        let made = Arc::new(Signatures::new(now, records));
+        self.cache.insert(key, made.clone());
+        Some(made)
     }
 }
 

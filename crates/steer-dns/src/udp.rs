@@ -26,7 +26,7 @@ use hickory_server::proto::{
         Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
         emit_message_parts,
     },
-    rr::{LowerName, Name, Record},
+    rr::{LowerName, Name, Record, rdata::opt::ClientSubnet},
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
 };
 use socket2::{Domain, Protocol, Socket, Type};
@@ -36,8 +36,10 @@ use crate::{
     answer::{Answer, Question, answer},
     edns::{client_info, client_subnet, echo_subnet, response_edns},
     metrics::Counts,
+    query::QName,
     rrl::{RateLimiter, RrlAction},
     view::DnsView,
+    wire::{Opt, write_fast},
 };
 
 /// What became of one datagram.
@@ -154,11 +156,13 @@ fn respond_with<'v>(
 ) -> UdpOutcome {
     out.clear();
     let metrics = &view.metrics;
-    let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else {
+    // The header: twelve bytes, QR clear (read in full where a reply
+    // needs more of it).
+    let Some(&flags) = packet.get(2).filter(|_| packet.len() >= 12) else {
         metrics.malformed.increment(1);
         return UdpOutcome::Drop;
     };
-    if header.metadata.message_type == MessageType::Response {
+    if flags & 0x80 != 0 {
         // Never answer answers: that is how reflection loops start.
         return UdpOutcome::Drop;
     }
@@ -181,53 +185,68 @@ fn respond_with<'v>(
         }
     }
     // The query resolvers send: answered without parsing a whole Message.
+    let deny = view.unplanned.is_empty();
     if plain
         && !slip
-        && let Some(q) = crate::query::plain(packet, &view.zones.names)
+        && let Some(q) = crate::query::plain(packet, &view.zones.names, deny)
     {
         let client = client_info(q.ecs.as_ref(), src, random);
-        let question = Question {
-            name: &q.name,
-            qtype: q.qtype,
-            qclass: q.qclass,
+        let ask = |name, known| {
+            let question = Question {
+                name,
+                qtype: q.qtype,
+                qclass: q.qclass,
+            };
+            crate::answer::answer_known(view, &question, &client, known)
         };
-        let result = crate::answer::answer_known(view, &question, &client, q.known);
-        metrics.record(&question, &result, q.ecs.is_some(), counts);
+        let result = match &q.name {
+            QName::Known(wire, known) => ask(&known.name, Some((wire, known))),
+            QName::Denied(encloser) => crate::answer::denied(view, encloser, q.qclass),
+            QName::Other(name) => ask(name, None),
+        };
+        metrics.record(q.qtype, &result, q.ecs.is_some(), counts);
         let payload = q.payload.map(|p| p.clamp(512, view.udp_payload));
         let limit = match transport {
             Transport::Udp(_) => usize::from(payload.unwrap_or(512)),
             Transport::Tcp => usize::from(u16::MAX),
         };
-        let ecs_echo = q.ecs.map(|cs| (cs, result.ecs_scope));
-        if let Some(done) = crate::wire::write_fast(packet, &result, payload, ecs_echo, limit, out)
-        {
+        let mut opt = Opt {
+            payload,
+            ecs: q.ecs.map(|cs| (cs, result.ecs_scope)),
+            dnssec_ok: false,
+        };
+        // DO set: signed when the zone is, by the fast writer when the
+        // signatures of a name that exists are all it takes.
+        let (zone, signed) = match &q.name {
+            QName::Known(_, known) => (Some(known.zone), is_signed(view, known.zone)),
+            QName::Denied(encloser) => (None, is_signed(view, encloser.zone)),
+            QName::Other(_) => (None, true),
+        };
+        let signatures = match (q.dnssec_ok && signed, zone, &q.name) {
+            (false, ..) => None,
+            (true, Some(zone), QName::Known(wire, _)) => {
+                let now = crate::sign::unix_now();
+                match crate::sigcache::for_answer(view, zone, wire, q.qtype, &result, now) {
+                    Some(sigs) => Some(sigs),
+                    None => return general(view, packet, &result, transport, out),
+                }
+            }
+            (true, ..) => return general(view, packet, &result, transport, out),
+        };
+        opt.dnssec_ok = signatures.is_some();
+        if let Some(done) = write_fast(packet, &result, &opt, signatures.as_deref(), limit, out) {
             if done.1 {
                 metrics.truncated.increment(1);
             }
             return done.0;
         }
         // Records the fast writer cannot copy: the general encoder.
-        let Ok(request) = Message::from_vec(packet) else {
-            metrics.malformed.increment(1);
-            return error_reply(
-                &header.metadata,
-                &[],
-                None,
-                ResponseCode::FormErr,
-                view,
-                out,
-            );
-        };
-        let mut edns = response_edns(request.edns.as_ref(), view.udp_payload)
-            .ok()
-            .flatten();
-        echo_subnet(edns.as_mut(), q.ecs.as_ref(), result.ecs_scope);
-        return encode_general(view, &request, edns.as_ref(), &result, limit, out);
+        return general(view, packet, &result, transport, out);
     }
     let Ok(request) = Message::from_vec(packet) else {
         metrics.malformed.increment(1);
         return error_reply(
-            &header.metadata,
+            &header(packet).metadata,
             &[],
             None,
             ResponseCode::FormErr,
@@ -236,7 +255,7 @@ fn respond_with<'v>(
         );
     };
 
-    let mut edns = match response_edns(request.edns.as_ref(), view.udp_payload) {
+    let edns = match response_edns(request.edns.as_ref(), view.udp_payload) {
         Ok(e) => e,
         Err(e) => {
             return error_reply(
@@ -287,21 +306,71 @@ fn respond_with<'v>(
         qclass: query.query_class(),
     };
     let result = answer(view, &question, &client);
-    echo_subnet(edns.as_mut(), ecs.as_ref(), result.ecs_scope);
-    metrics.record(&question, &result, ecs.is_some(), counts);
+    metrics.record(question.qtype, &result, ecs.is_some(), counts);
 
+    finish(view, packet, &request, edns, ecs, &result, transport, out)
+}
+
+/// The reply to a plain query whose answer the fast writer could not
+/// send alone, through the general encoder (and the signer, when DO is
+/// set): the message parsed after all.
+fn general(
+    view: &DnsView,
+    packet: &[u8],
+    result: &Answer<'_>,
+    transport: Transport<'_>,
+    out: &mut Vec<u8>,
+) -> UdpOutcome {
+    let Ok(request) = Message::from_vec(packet) else {
+        view.metrics.malformed.increment(1);
+        let rcode = ResponseCode::FormErr;
+        return error_reply(&header(packet).metadata, &[], None, rcode, view, out);
+    };
+    let edns = response_edns(request.edns.as_ref(), view.udp_payload)
+        .ok()
+        .flatten();
+    let ecs = client_subnet(request.edns.as_ref());
+    finish(view, packet, &request, edns, ecs, result, transport, out)
+}
+
+/// Encodes `result` as the reply to `request`: signed when DO asks for it
+/// and the zone is signed, by the fast writer when it can, else through
+/// hickory's encoder; within the transport's size limit.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    view: &DnsView,
+    packet: &[u8],
+    request: &Message,
+    mut edns: Option<Edns>,
+    ecs: Option<ClientSubnet>,
+    result: &Answer<'_>,
+    transport: Transport<'_>,
+    out: &mut Vec<u8>,
+) -> UdpOutcome {
+    echo_subnet(edns.as_mut(), ecs.as_ref(), result.ecs_scope);
+    let [query] = request.queries.as_slice() else {
+        let rcode = ResponseCode::FormErr;
+        return error_reply(
+            &request.metadata,
+            &request.queries,
+            edns.as_ref(),
+            rcode,
+            view,
+            out,
+        );
+    };
     let limit = match transport {
         Transport::Udp(_) => usize::from(edns.as_ref().map_or(512, Edns::max_payload)),
         Transport::Tcp => usize::from(u16::MAX),
     };
     // DO set and a signed zone: RRSIGs and compact denial, through
-    // hickory's encoder (the fast path writes unsigned answers only).
+    // hickory's encoder (the fast writer sends a name's signed RRset).
     let signed = crate::sign::sign_if_asked(
         view,
         request.edns.as_ref(),
         query.name(),
-        question.qtype,
-        &result,
+        query.query_type(),
+        result,
     );
     if let Some(signed) = &signed {
         if let Some(e) = edns.as_mut() {
@@ -320,16 +389,32 @@ fn respond_with<'v>(
             out,
         );
     }
-    let ecs_echo = ecs.map(|cs| (cs, result.ecs_scope));
-    let payload = edns.as_ref().map(Edns::max_payload);
-    if let Some(done) = crate::wire::write_fast(packet, &result, payload, ecs_echo, limit, out) {
+    let opt = Opt {
+        payload: edns.as_ref().map(Edns::max_payload),
+        ecs: ecs.map(|cs| (cs, result.ecs_scope)),
+        dnssec_ok: false,
+    };
+    if let Some(done) = write_fast(packet, result, &opt, None, limit, out) {
         if done.1 {
-            metrics.truncated.increment(1);
+            view.metrics.truncated.increment(1);
         }
         return done.0;
     }
+    encode_general(view, request, edns.as_ref(), result, limit, out)
+}
 
-    encode_general(view, &request, edns.as_ref(), &result, limit, out)
+/// The header of a message of at least twelve bytes (a blank one for a
+/// shorter, which the pipeline drops before this is asked).
+fn header(packet: &[u8]) -> Header {
+    Header::read(&mut BinDecoder::new(packet)).unwrap_or_else(|_| Header {
+        metadata: Metadata::new(0, MessageType::Query, OpCode::Query),
+        counts: Default::default(),
+    })
+}
+
+/// Whether zone `zone` of the view is signed.
+fn is_signed(view: &DnsView, zone: usize) -> bool {
+    view.zones.get(zone).is_some_and(|z| z.signer.is_some())
 }
 
 /// The reply to `request` carrying `result`, through hickory's encoder.

@@ -95,7 +95,7 @@ impl Rr {
     }
 }
 
-fn canonical(
+pub(crate) fn canonical(
     f: impl FnOnce(&mut BinEncoder<'_>) -> Result<(), hickory_server::proto::ProtoError>,
 ) -> Option<Vec<u8>> {
     let mut buf = Vec::new();

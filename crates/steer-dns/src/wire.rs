@@ -10,25 +10,43 @@ use hickory_server::proto::rr::{RecordType, rdata::opt::ClientSubnet};
 
 use crate::{
     answer::{Answer, Owner},
+    sigcache::Signatures,
     udp::UdpOutcome,
     view::Rr,
 };
+
+/// The reply's OPT record: none when the query had none; else the
+/// payload size, the DO bit (set on signed replies) and the Client Subnet
+/// echo with the answer's scope.
+#[derive(Clone, Copy)]
+pub(crate) struct Opt {
+    pub(crate) payload: Option<u16>,
+    pub(crate) ecs: Option<(ClientSubnet, u8)>,
+    pub(crate) dnssec_ok: bool,
+}
 
 /// Writes the reply from pre-encoded records: header, the question copied
 /// byte for byte (case kept), the answer section (owners at the query name
 /// point at it), the authority section (SOA or a referral's NS set), as
 /// much of the additional section as fits in whole RRsets, and the OPT
 /// record. When answer and authority do not fit, the reply is TC with no
-/// records (RFC 2181 9). `None` when something is not pre-encoded; the
-/// caller then uses hickory's encoder. The bool says it was truncated.
+/// records (RFC 2181 9). `signatures`, when given, are the answer's
+/// RRSIGs: they follow it, owned by the query name. `None` when something
+/// is not pre-encoded; the caller then uses hickory's encoder. The bool
+/// says it was truncated.
 pub(crate) fn write_fast(
     packet: &[u8],
     result: &Answer<'_>,
-    payload: Option<u16>,
-    ecs: Option<(ClientSubnet, u8)>,
+    opt: &Opt,
+    signatures: Option<&Signatures>,
     limit: usize,
     out: &mut Vec<u8>,
 ) -> Option<(UdpOutcome, bool)> {
+    let Opt {
+        payload,
+        ecs,
+        dnssec_ok,
+    } = *opt;
     let rcode = u16::from(result.rcode);
     if rcode > 0xf {
         return None;
@@ -62,7 +80,10 @@ pub(crate) fn write_fast(
         Some(size) => {
             opt[..3].copy_from_slice(&[0, 0, 41]);
             opt[3..5].copy_from_slice(&size.to_be_bytes());
-            // ext-rcode 0, version 0, flags 0 (bytes 5..9), RDLENGTH.
+            // ext-rcode 0, version 0, flags: DO or nothing; RDLENGTH.
+            if dnssec_ok {
+                opt[7] = 0x80;
+            }
             let mut n = 11;
             if let Some((cs, scope)) = ecs {
                 let (family, octets): (u16, [u8; 16]) = match cs.addr() {
@@ -125,6 +146,19 @@ pub(crate) fn write_fast(
             out.extend_from_slice(a.rr.body()?);
         }
     }
+    let mut signed = 0;
+    if let Some(sigs) = signatures {
+        let mut rest = &sigs.wire[..];
+        for _ in 0..sigs.count {
+            // Type, class, TTL, then RDLENGTH and the RDATA.
+            let len = usize::from(u16::from_be_bytes([*rest.get(8)?, *rest.get(9)?]));
+            let (sig, after) = rest.split_at_checked(10 + len)?;
+            out.extend_from_slice(&[0xc0, 0x0c]);
+            out.extend_from_slice(sig);
+            rest = after;
+        }
+        signed = usize::from(sigs.count);
+    }
     let authority = result.soa.map_or(result.referral, std::slice::from_ref);
     for rr in authority {
         let names = names!();
@@ -136,7 +170,7 @@ pub(crate) fn write_fast(
         out.truncate(records_start);
         (0, 0)
     } else {
-        (result.answers.len(), authority.len())
+        (result.answers.len() + signed, authority.len())
     };
     let mut ar = 0;
     let mut glue_left_out = false;

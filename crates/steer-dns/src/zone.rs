@@ -35,7 +35,10 @@ impl Zones {
     /// The zones, compiled with `steered` names in them.
     pub(crate) fn new(list: Vec<CompiledZone>, steered: &[LowerName]) -> Self {
         let names = NameIndex::build(
-            list.iter().map(|z| (&z.origin, z.nodes.keys().collect())),
+            list.iter().map(|z| {
+                let names = z.nodes.iter().map(|(n, node)| (n, node.denies_below()));
+                (&z.origin, names.collect())
+            }),
             steered,
         );
         Self { list, names }
@@ -86,6 +89,13 @@ impl Node {
             .take_while(|r| r.record_type() == rtype)
             .count();
         &self.rrs[start..start + len]
+    }
+
+    /// Whether a name below this one that is not a node does not exist
+    /// (NXDOMAIN): no cut here or above refers it, no wildcard here
+    /// synthesizes it (see `find`'s closest encloser).
+    pub(crate) fn denies_below(&self) -> bool {
+        self.cut.is_none() && self.wildcard.is_none()
     }
 
     /// What goes in the additional section with the `rtype` set.

@@ -12,6 +12,46 @@ mod fixture;
 
 use fixture::view;
 
+/// The fixture's view with `example.test.` signed (a key generated into a
+/// directory removed once it is loaded), shared by every case so its
+/// signature cache is warm as a server's is.
+fn signed_view() -> &'static DnsView {
+    use std::sync::{Arc, LazyLock};
+    use steer_types::{DnsSettings, DnssecZone};
+    static VIEW: LazyLock<Arc<DnsView>> = LazyLock::new(|| {
+        let (zone, plan) = fixture::zone_and_plan();
+        let dir = std::env::temp_dir().join(format!("steer-dns-respond-{}", std::process::id()));
+        let settings = DnsSettings {
+            udp_payload: 1232,
+            dnssec: vec![DnssecZone {
+                origin: "example.test.".into(),
+                key_dir: dir.clone(),
+            }],
+            ..DnsSettings::default()
+        };
+        let inputs = steer_dns::ViewInputs {
+            zones: vec![zone],
+            client_networks: Vec::new(),
+            settings,
+        };
+        let publisher = steer_dns::ViewPublisher::new(inputs, Arc::new(plan)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        publisher.view().load_full()
+    });
+    &VIEW
+}
+
+/// Sets the DO bit of a query made by [`query`] with EDNS.
+fn set_do(q: &mut [u8]) {
+    let mut i = 12;
+    while q[i] != 0 {
+        i += 1 + usize::from(q[i]);
+    }
+    // The name's root label, type and class; then the OPT's owner, type,
+    // class and extended rcode and version: the flags' first byte.
+    q[i + 1 + 4 + 7] |= 0x80;
+}
+
 fn query(name: &str, qtype: u16, edns: Option<(u16, Vec<u8>)>) -> Vec<u8> {
     let mut q = vec![
         0xab,
@@ -169,6 +209,41 @@ fn a_client_subnet_with_bits_past_its_prefix_is_answered_as_the_subnet() {
 }
 
 #[test]
+fn signed_answers_carry_their_rrsigs_as_the_general_path_sends_them() {
+    use hickory_server::proto::{op::Message, rr::RecordType};
+    let v = signed_view();
+    let ecs = vec![0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2];
+    for (name, qtype, records) in [
+        ("ApP.example.test", 1, 2),
+        ("app.example.test", 1, 2),
+        ("mx.example.test", 15, 1),
+        ("example.test", 2, 1),
+    ] {
+        let mut q = query(name, qtype, Some((1232, ecs.clone())));
+        set_do(&mut q);
+        check(v, &q);
+        let mut out = Vec::new();
+        assert_eq!(
+            respond_udp(v, &q, [192, 0, 2, 9].into(), 0, &mut out),
+            UdpOutcome::Reply
+        );
+        let m = Message::from_vec(&out).unwrap();
+        let sigs = m
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::RRSIG)
+            .count();
+        assert_eq!((m.answers.len() - sigs, sigs), (records, 1), "{name}");
+        assert!(m.edns.unwrap().flags().dnssec_ok, "DO echoed");
+        // Without DO: no signatures.
+        let q = query(name, qtype, Some((1232, ecs.clone())));
+        respond_udp(v, &q, [192, 0, 2, 9].into(), 0, &mut out);
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.answers.len(), records, "{name} unsigned");
+    }
+}
+
+#[test]
 fn big_answers_fit_or_truncate() {
     let v = view();
     for edns in [None, Some((512, vec![])), Some((4096, vec![]))] {
@@ -214,6 +289,11 @@ proptest! {
             Just("app.example.test"), Just("APP.Example.TEST"), Just("big.example.test"),
             Just("x.example.test"), Just("example.com"), Just("a.b.wild.example.test"),
             Just("x.deleg.example.test"), Just("alias.example.test"), Just("mx.example.test"),
+            // Names that do not exist, denied from the name index or not:
+            // below a steered name, an alias, glue, an empty non-terminal
+            // with a wildcard child, two labels down, another zone.
+            Just("x.app.example.test"), Just("X.Alias.example.test"), Just("x.ns.deleg.example.test"),
+            Just("wild.example.test"), Just("x.y.example.test"), Just("x.example.com"),
         ],
         qtype in prop_oneof![Just(1u16), Just(28), Just(15), Just(16), Just(6), Just(2), Just(255), any::<u16>()],
         flags in any::<u8>(),
@@ -224,6 +304,8 @@ proptest! {
         address in proptest::collection::vec(any::<u8>(), 17),
         slack in prop_oneof![Just(0i8), Just(0), Just(-1), Just(1)],
         edns in any::<bool>(),
+        dnssec_ok in any::<bool>(),
+        signed in any::<bool>(),
     ) {
         let want = usize::from(source).div_ceil(8);
         let len = (want as isize + isize::from(slack)).clamp(0, 17) as usize;
@@ -235,7 +317,14 @@ proptest! {
         // RD, CD, AD and the Z bit as resolvers (and others) set them.
         q[2] |= flags & 0x01;
         q[3] |= flags & 0x70;
-        check(&view(), &q);
+        if edns && dnssec_ok {
+            set_do(&mut q);
+        }
+        if signed {
+            check(signed_view(), &q);
+        } else {
+            check(&view(), &q);
+        }
     }
 
     #[test]

@@ -62,10 +62,30 @@ fn default_rrl_exempt() -> Vec<ipnet::IpNet> {
 }
 
 impl RrlSettings {
-    /// Whether `client` is on the exempt list.
+    /// Whether `client` is on the exempt list (asked for every UDP query:
+    /// masks compared as integers, one family at a time).
+    #[inline]
     pub fn is_exempt(&self, client: IpAddr) -> bool {
-        let client = client.to_canonical();
-        self.exempt.iter().any(|net| net.contains(&client))
+        match client.to_canonical() {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.exempt.iter().any(|net| match net {
+                    ipnet::IpNet::V4(n) => {
+                        (a ^ u32::from(n.network())) & u32::from(n.netmask()) == 0
+                    }
+                    ipnet::IpNet::V6(_) => false,
+                })
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.exempt.iter().any(|net| match net {
+                    ipnet::IpNet::V6(n) => {
+                        (a ^ u128::from(n.network())) & u128::from(n.netmask()) == 0
+                    }
+                    ipnet::IpNet::V4(_) => false,
+                })
+            }
+        }
     }
 }
 
@@ -221,6 +241,43 @@ impl Default for DnsSettings {
             tcp: TcpLimits::default(),
             calibrate_every: default_calibrate_every(),
             dnssec: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exempt_check_agrees_with_ipnet() {
+        let nets = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/33", "::1/128"];
+        let rrl = RrlSettings {
+            exempt: nets.iter().map(|n| n.parse().unwrap()).collect(),
+            ..RrlSettings::default()
+        };
+        let everything = RrlSettings {
+            exempt: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+            ..RrlSettings::default()
+        };
+        for addr in [
+            "10.255.0.1",
+            "11.0.0.0",
+            "192.0.2.7",
+            "192.0.2.6",
+            "2001:db8:7fff::1",
+            "2001:db8:8000::1",
+            "::1",
+            "::2",
+            "::ffff:10.1.1.1",
+            "::ffff:9.1.1.1",
+        ] {
+            let ip: IpAddr = addr.parse().unwrap();
+            let canonical = ip.to_canonical();
+            let want = rrl.exempt.iter().any(|n| n.contains(&canonical));
+            assert_eq!(rrl.is_exempt(ip), want, "{addr}");
+            assert!(everything.is_exempt(ip), "{addr}");
         }
     }
 }

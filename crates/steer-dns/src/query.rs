@@ -134,17 +134,15 @@ fn opt(rest: &[u8]) -> Option<(Option<u16>, Option<ClientSubnet>, bool)> {
     if scope != 0 || address.len() != usize::from(source).div_ceil(8) {
         return None;
     }
+    // The address's leading bytes, shifted into place (a few bytes: a
+    // variable-length copy would be a call to memmove).
+    let lead = |width: u32| {
+        let bytes = address.iter().zip((0..width).rev());
+        bytes.fold(0u128, |acc, (b, i)| acc | (u128::from(*b) << (8 * i)))
+    };
     let addr = match family {
-        1 if source <= 32 => {
-            let mut a = [0u8; 4];
-            a.get_mut(..address.len())?.copy_from_slice(address);
-            IpAddr::V4(Ipv4Addr::from(a))
-        }
-        2 if source <= 128 => {
-            let mut a = [0u8; 16];
-            a.get_mut(..address.len())?.copy_from_slice(address);
-            IpAddr::V6(Ipv6Addr::from(a))
-        }
+        1 if source <= 32 => IpAddr::V4(Ipv4Addr::from(lead(4) as u32)),
+        2 if source <= 128 => IpAddr::V6(Ipv6Addr::from(lead(16))),
         _ => return None,
     };
     let cs = crate::edns::masked(&ClientSubnet::new(addr, source, 0));

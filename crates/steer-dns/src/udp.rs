@@ -215,23 +215,25 @@ fn respond_with<'v>(
             ecs: q.ecs.map(|cs| (cs, result.ecs_scope)),
             dnssec_ok: false,
         };
-        // DO set: signed when the zone is, by the fast writer when the
-        // signatures of a name that exists are all it takes.
-        let (zone, signed) = match &q.name {
-            QName::Known(_, known) => (Some(known.zone), is_signed(view, known.zone)),
-            QName::Denied(encloser) => (None, is_signed(view, encloser.zone)),
-            QName::Other(_) => (None, true),
-        };
-        let signatures = match (q.dnssec_ok && signed, zone, &q.name) {
-            (false, ..) => None,
-            (true, Some(zone), QName::Known(wire, _)) => {
+        // DO set and a signed zone: the fast writer sends a name's RRset
+        // with its signatures; everything else signed (denial, referrals,
+        // wildcards, chains) takes the general encoder.
+        let signatures = match &q.name {
+            _ if !q.dnssec_ok => None,
+            QName::Known(wire, known) if is_signed(view, known.zone) => {
                 let now = crate::sign::unix_now();
-                match crate::sigcache::for_answer(view, zone, wire, q.qtype, &result, now) {
-                    Some(sigs) => Some(sigs),
-                    None => return general(view, packet, &result, transport, out),
-                }
+                let sigs =
+                    crate::sigcache::for_answer(view, known.zone, wire, q.qtype, &result, now);
+                let Some(sigs) = sigs else {
+                    return general(view, packet, &result, transport, out);
+                };
+                Some(sigs)
             }
-            (true, ..) => return general(view, packet, &result, transport, out),
+            QName::Known(..) => None,
+            QName::Denied(encloser) if !is_signed(view, encloser.zone) => None,
+            QName::Denied(_) | QName::Other(_) => {
+                return general(view, packet, &result, transport, out);
+            }
         };
         opt.dnssec_ok = signatures.is_some();
         if let Some(done) = write_fast(packet, &result, &opt, signatures.as_deref(), limit, out) {

@@ -287,16 +287,9 @@ fn respond_with<'v>(
             out,
         );
     }
-    let [query] = request.queries.as_slice() else {
-        let rcode = ResponseCode::FormErr;
-        return error_reply(
-            &request.metadata,
-            &request.queries,
-            edns.as_ref(),
-            rcode,
-            view,
-            out,
-        );
+    let query = match only_question(&request, edns.as_ref(), view, out) {
+        Ok(query) => query,
+        Err(sent) => return sent,
     };
 
     let ecs = client_subnet(request.edns.as_ref());
@@ -350,16 +343,9 @@ fn finish(
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
     echo_subnet(edns.as_mut(), ecs.as_ref(), result.ecs_scope);
-    let [query] = request.queries.as_slice() else {
-        let rcode = ResponseCode::FormErr;
-        return error_reply(
-            &request.metadata,
-            &request.queries,
-            edns.as_ref(),
-            rcode,
-            view,
-            out,
-        );
+    let query = match only_question(request, edns.as_ref(), view, out) {
+        Ok(query) => query,
+        Err(sent) => return sent,
     };
     let limit = match transport {
         Transport::Udp(_) => usize::from(edns.as_ref().map_or(512, Edns::max_payload)),
@@ -428,15 +414,9 @@ fn encode_general(
     limit: usize,
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
-    let [query] = request.queries.as_slice() else {
-        return error_reply(
-            &request.metadata,
-            &request.queries,
-            edns,
-            ResponseCode::FormErr,
-            view,
-            out,
-        );
+    let query = match only_question(request, edns, view, out) {
+        Ok(query) => query,
+        Err(sent) => return sent,
     };
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.authoritative = result.authoritative;
@@ -511,6 +491,30 @@ impl<'v> Sections<'v> {
             } else {
                 Vec::new()
             },
+        }
+    }
+}
+
+/// The request's one question; a request with none or several is
+/// answered FORMERR (the reply is in `out`, its outcome the error).
+fn only_question<'r>(
+    request: &'r Message,
+    edns: Option<&Edns>,
+    view: &DnsView,
+    out: &mut Vec<u8>,
+) -> Result<&'r Query, UdpOutcome> {
+    match request.queries.as_slice() {
+        [query] => Ok(query),
+        _ => {
+            let rcode = ResponseCode::FormErr;
+            Err(error_reply(
+                &request.metadata,
+                &request.queries,
+                edns,
+                rcode,
+                view,
+                out,
+            ))
         }
     }
 }

@@ -190,9 +190,12 @@ pub(crate) fn serve(
         // Counted before the replies go out: whoever holds an answer
         // finds it in the metrics.
         counts.flush();
-        let failed = sender.send_all(fd, &replies);
-        if failed > 0 {
-            view.metrics.send_failed.increment(failed as u64);
+        let sent = sender.send_all(fd, &replies);
+        if sent.failed > 0 {
+            view.metrics.send_failed.increment(sent.failed as u64);
+        }
+        if sent.truncated > 0 {
+            view.metrics.truncated.increment(sent.truncated as u64);
         }
         spare_replies = recycle(replies);
         if let Some(started) = started {
@@ -229,6 +232,17 @@ pub(crate) struct Sender {
     /// A run's vectors, kept between runs (see `recycle`).
     spare_slices: Vec<[IoSlice<'static>; 1]>,
     spare_addrs: Vec<Option<SockaddrStorage>>,
+    /// A reply too big for the interface, truncated (see `frag`).
+    spare_reply: Vec<u8>,
+}
+
+/// What became of a batch's replies besides those sent whole.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// Refused by the kernel, not sent.
+    pub(crate) failed: usize,
+    /// Too big for the interface: sent truncated instead.
+    pub(crate) truncated: usize,
 }
 
 impl Sender {
@@ -244,16 +258,17 @@ impl Sender {
             with_source: MultiHeaders::preallocate(BATCH, Some(cmsg)),
             spare_slices: Vec::with_capacity(BATCH),
             spare_addrs: Vec::with_capacity(BATCH),
+            spare_reply: Vec::new(),
         }
     }
 
-    /// Sends every reply it can; returns how many the kernel refused.
-    /// `sendmmsg` stops at the first failure and reports only how many
-    /// went before it, so the rest is sent again from there: the failed
-    /// one is retried once (the error may have been transient) and, if it
-    /// fails again, skipped.
-    pub(crate) fn send_all(&mut self, fd: RawFd, replies: &[Outgoing<'_>]) -> usize {
-        let mut failed = 0;
+    /// Sends every reply it can. `sendmmsg` stops at the first failure
+    /// and reports only how many went before it, so the rest is sent
+    /// again from there: the failed one is retried once (the error may
+    /// have been transient) and, if it fails again, skipped; if it was too
+    /// big for the interface, it goes out truncated instead.
+    pub(crate) fn send_all(&mut self, fd: RawFd, replies: &[Outgoing<'_>]) -> Sent {
+        let mut sent = Sent::default();
         let mut start = 0;
         while start < replies.len() {
             // A run of replies from one source shares its control message.
@@ -269,16 +284,38 @@ impl Sender {
                 match self.send_run(fd, &run[i..], from) {
                     Ok(n) if n > 0 => i += n,
                     Err(Errno::EINTR) => {}
+                    Err(Errno::EMSGSIZE) if self.send_truncated(fd, &run[i]) => {
+                        sent.truncated += 1;
+                        i += 1;
+                    }
                     Ok(_) | Err(_) => {
                         // The first of run[i..] failed again: skip it.
-                        failed += 1;
+                        sent.failed += 1;
                         i += 1;
                     }
                 }
             }
             start += run_len;
         }
-        failed
+        sent
+    }
+
+    /// Sends `reply` truncated (see [`crate::frag::truncated`]).
+    fn send_truncated(&mut self, fd: RawFd, reply: &Outgoing<'_>) -> bool {
+        let mut buf = std::mem::take(&mut self.spare_reply);
+        let sent = crate::frag::truncated(reply.payload, &mut buf) && {
+            let small = Outgoing {
+                payload: &buf,
+                to: reply.to,
+                from: reply.from,
+            };
+            matches!(
+                self.send_run(fd, std::slice::from_ref(&small), reply.from),
+                Ok(1)
+            )
+        };
+        self.spare_reply = buf;
+        sent
     }
 
     fn send_run(
@@ -410,8 +447,14 @@ mod tests {
                 from: None,
             },
         ];
-        let failed = Sender::new(false).send_all(socket.as_raw_fd(), &replies);
-        assert_eq!(failed, 1);
+        let sent = Sender::new(false).send_all(socket.as_raw_fd(), &replies);
+        assert_eq!(
+            sent,
+            Sent {
+                failed: 1,
+                truncated: 0
+            }
+        );
         let mut buf = [0u8; 16];
         let n = a.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"one");
@@ -419,6 +462,78 @@ mod tests {
         assert_eq!(&buf[..n], b"two");
         let n = a.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"three");
+    }
+
+    /// A reply of at least `len` bytes (a few hundred or more): a question
+    /// and TXT records, with EDNS.
+    fn reply_of(len: usize) -> Vec<u8> {
+        use std::str::FromStr;
+
+        use hickory_server::proto::{
+            op::{Edns, Message, OpCode, Query},
+            rr::{Name, RData, Record, RecordType, rdata::TXT},
+        };
+        let name = Name::from_str("big.example.test.").unwrap();
+        let mut m = Message::response(7, OpCode::Query);
+        m.add_query(Query::query(name.clone(), RecordType::TXT));
+        m.set_edns(Edns::new());
+        let mut bytes = m.to_vec().unwrap();
+        while bytes.len() < len {
+            // A TXT record of one string adds 13 bytes and its length.
+            let text = "x".repeat((len - bytes.len()).saturating_sub(13).clamp(1, 255));
+            let rdata = RData::TXT(TXT::new(vec![text]));
+            m.add_answer(Record::from_rdata(name.clone(), 30, rdata));
+            bytes = m.to_vec().unwrap();
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_reply_too_big_to_leave_unfragmented_goes_out_truncated() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        crate::frag::no_fragments(&socket, false, false).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        // Over the 65,507 bytes an IPv4 datagram carries: the kernel
+        // refuses it with EMSGSIZE, as it refuses one over the interface
+        // MTU with DF set.
+        let big = reply_of(65_510);
+        assert!(big.len() > 65_507 && big.len() <= 65_535, "{}", big.len());
+        let parsed = hickory_server::proto::op::Message::from_vec(&big).unwrap();
+        assert!(parsed.edns.is_some());
+        let small = reply_of(300);
+        let to = storage(client.local_addr().unwrap());
+        let replies = [
+            Outgoing {
+                payload: &big,
+                to,
+                from: None,
+            },
+            Outgoing {
+                payload: &small,
+                to,
+                from: None,
+            },
+        ];
+        let sent = Sender::new(false).send_all(socket.as_raw_fd(), &replies);
+        assert_eq!(
+            sent,
+            Sent {
+                failed: 0,
+                truncated: 1
+            }
+        );
+        let mut buf = vec![0u8; 70_000];
+        let n = client.recv(&mut buf).unwrap();
+        let got = hickory_server::proto::op::Message::from_vec(&buf[..n]).unwrap();
+        assert!(got.metadata.truncation);
+        assert_eq!(got.metadata.id, 7);
+        assert!(got.answers.is_empty());
+        assert!(got.edns.is_some());
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &small[..]);
     }
 
     #[test]
@@ -442,7 +557,8 @@ mod tests {
                 from: Some("127.0.0.3".parse().unwrap()),
             },
         ];
-        assert_eq!(Sender::new(false).send_all(socket.as_raw_fd(), &replies), 0);
+        let sent = Sender::new(false).send_all(socket.as_raw_fd(), &replies);
+        assert_eq!(sent, Sent::default());
         let mut buf = [0u8; 4];
         let (_, from) = client.recv_from(&mut buf).unwrap();
         assert_eq!(from, SocketAddr::from(([127, 0, 0, 2], port)));

@@ -84,9 +84,21 @@ async fn serve_udp(socket: UdpSocket, view: Arc<ArcSwap<DnsView>>, rrl: Arc<Rate
                 }
             }
         }
-        let sent = socket.send_to(&out, src).await;
+        let mut sent = socket.send_to(&out, src).await;
+        let mut truncated = false;
+        if let Err(e) = &sent
+            && crate::frag::too_big(e)
+            && crate::frag::truncated(&out.clone(), &mut out)
+        {
+            // Too big for the interface (see `frag`): TC instead.
+            truncated = true;
+            sent = socket.send_to(&out, src).await;
+        }
         // The metrics handles are the same in every view.
         let view = view.load();
+        if truncated {
+            view.metrics.truncated.increment(1);
+        }
         if let Err(e) = sent {
             view.metrics.send_failed.increment(1);
             tracing::debug!(error = %e, "UDP send failed");
@@ -153,5 +165,10 @@ fn bind_udp(bind: UdpBind) -> std::io::Result<UdpSocket> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&bind.addr.into())?;
+    let ipv6 = bind.addr.is_ipv6();
+    if let Err(e) = crate::frag::no_fragments(&socket, ipv6, bind.v6_only) {
+        let addr = bind.addr;
+        warn!(error = %e, %addr, "cannot keep UDP replies unfragmented (IP_MTU_DISCOVER)");
+    }
     UdpSocket::from_std(socket.into())
 }

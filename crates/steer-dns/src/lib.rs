@@ -16,6 +16,7 @@ mod batched;
 mod calibrate;
 mod edns;
 mod explain;
+mod frag;
 mod geo;
 mod handler;
 mod keys;

@@ -533,7 +533,7 @@ fn error_reply(
     encode(&metadata, queries, &SectionRefs::default(), edns, out)
 }
 
-fn encode(
+pub(crate) fn encode(
     metadata: &Metadata,
     queries: &[Query],
     sections: &SectionRefs<'_>,
@@ -634,6 +634,9 @@ fn bind_reuseport(bind: UdpBind) -> std::io::Result<UdpSocket> {
     // Room for bursts while a worker is busy.
     let _ = socket.set_recv_buffer_size(4 << 20);
     socket.bind(&addr.into())?;
+    if let Err(e) = crate::frag::no_fragments(&socket, addr.is_ipv6(), bind.v6_only) {
+        warn!(error = %e, %addr, "cannot keep UDP replies unfragmented (IP_MTU_DISCOVER)");
+    }
     let socket: UdpSocket = socket.into();
     #[cfg(target_os = "linux")]
     if bind.pktinfo() {
@@ -675,6 +678,8 @@ pub(crate) fn datagram(
 fn serve_socket(socket: &UdpSocket, view: &ArcSwap<DnsView>, rrl: Option<&RateLimiter>) {
     let mut buf = vec![0u8; 65_535];
     let mut out = Vec::with_capacity(4096);
+    // A reply too big for the interface, truncated (see `frag`).
+    let mut spare = Vec::new();
     let mut random = crate::handler::next_random();
     loop {
         let (len, src) = match socket.recv_from(&mut buf) {
@@ -695,8 +700,15 @@ fn serve_socket(socket: &UdpSocket, view: &ArcSwap<DnsView>, rrl: Option<&RateLi
         if outcome == UdpOutcome::Reply
             && let Err(e) = socket.send_to(&out, src)
         {
-            view.metrics.send_failed.increment(1);
-            tracing::debug!(error = %e, "UDP send failed");
+            let mut sent = false;
+            if crate::frag::too_big(&e) && crate::frag::truncated(&out, &mut spare) {
+                view.metrics.truncated.increment(1);
+                sent = socket.send_to(&spare, src).is_ok();
+            }
+            if !sent {
+                view.metrics.send_failed.increment(1);
+                tracing::debug!(error = %e, "UDP send failed");
+            }
         }
         view.metrics.latency.record(started.elapsed().as_secs_f64());
     }

@@ -34,13 +34,17 @@ const RCODES: [(ResponseCode, &str); 7] = [
     (ResponseCode::BADVERS, "BADVERS"),
 ];
 
+/// Where each per-query counter sits in [`QueryMetrics::per_query`] and
+/// [`QueryCounts::n`]: the qtypes, OTHER; the rcodes, OTHER; ECS no, yes.
+const RCODE_AT: usize = QTYPES.len() + 1;
+const ECS_AT: usize = RCODE_AT + RCODES.len() + 1;
+const PER_QUERY: usize = ECS_AT + 2;
+
 pub(crate) struct QueryMetrics {
-    qtype: Vec<Counter>,
-    qtype_other: Counter,
-    rcode: Vec<Counter>,
-    rcode_other: Counter,
-    ecs_yes: Counter,
-    ecs_no: Counter,
+    /// `steer_dns_queries_total` by qtype, `steer_dns_responses_total` by
+    /// rcode and `steer_dns_ecs_queries_total`, laid out as `RCODE_AT`
+    /// and `ECS_AT` say: every query bumps one of each.
+    per_query: Vec<Counter>,
     pub(crate) truncated: Counter,
     pub(crate) rrl_drop: Counter,
     pub(crate) rrl_slip: Counter,
@@ -56,18 +60,20 @@ pub(crate) struct QueryMetrics {
 impl QueryMetrics {
     pub(crate) fn register() -> Self {
         Self {
-            qtype: QTYPES
+            per_query: QTYPES
                 .iter()
-                .map(|(_, l)| counter!("steer_dns_queries_total", "qtype" => *l))
+                .map(|(_, l)| *l)
+                .chain(["OTHER"])
+                .map(|l| counter!("steer_dns_queries_total", "qtype" => l))
+                .chain(
+                    RCODES
+                        .iter()
+                        .map(|(_, l)| *l)
+                        .chain(["OTHER"])
+                        .map(|l| counter!("steer_dns_responses_total", "rcode" => l)),
+                )
+                .chain(["no", "yes"].map(|l| counter!("steer_dns_ecs_queries_total", "ecs" => l)))
                 .collect(),
-            qtype_other: counter!("steer_dns_queries_total", "qtype" => "OTHER"),
-            rcode: RCODES
-                .iter()
-                .map(|(_, l)| counter!("steer_dns_responses_total", "rcode" => *l))
-                .collect(),
-            rcode_other: counter!("steer_dns_responses_total", "rcode" => "OTHER"),
-            ecs_yes: counter!("steer_dns_ecs_queries_total", "ecs" => "yes"),
-            ecs_no: counter!("steer_dns_ecs_queries_total", "ecs" => "no"),
             truncated: counter!("steer_dns_truncated_total"),
             rrl_drop: counter!("steer_dns_rrl_total", "action" => "drop"),
             rrl_slip: counter!("steer_dns_rrl_total", "action" => "slip"),
@@ -80,11 +86,7 @@ impl QueryMetrics {
     }
 
     pub(crate) fn rcode(&self, rcode: ResponseCode) -> &Counter {
-        RCODES
-            .iter()
-            .position(|(r, _)| *r == rcode)
-            .and_then(|i| self.rcode.get(i))
-            .unwrap_or(&self.rcode_other)
+        &self.per_query[RCODE_AT + rcode_index(rcode)]
     }
 
     /// Counts an answer being sent, and records what it served (see
@@ -106,26 +108,40 @@ impl QueryMetrics {
             .iter()
             .position(|(t, _)| *t == qtype)
             .unwrap_or(QTYPES.len());
-        let rcode = RCODES
-            .iter()
-            .position(|(r, _)| *r == a.rcode)
-            .unwrap_or(RCODES.len());
         let q = &mut counts.queries;
-        q.qtype[qtype] += 1;
-        q.rcode[rcode] += 1;
-        q.ecs[usize::from(ecs)] += 1;
+        q.add(qtype);
+        q.add(RCODE_AT + rcode_index(a.rcode));
+        q.add(ECS_AT + usize::from(ecs));
     }
 }
 
-/// Per-query counts by qtype, rcode and ECS (each table's last slot is
-/// OTHER), added up by index: every query bumps all three.
+/// `rcode`'s place in [`RCODES`], or OTHER's.
+fn rcode_index(rcode: ResponseCode) -> usize {
+    RCODES
+        .iter()
+        .position(|(r, _)| *r == rcode)
+        .unwrap_or(RCODES.len())
+}
+
+/// Per-query counts by qtype, rcode and ECS, laid out as
+/// [`QueryMetrics::per_query`], with a bit per slot in use: a batch's
+/// flush visits only those.
 #[derive(Default)]
 struct QueryCounts {
-    qtype: [u64; QTYPES.len() + 1],
-    rcode: [u64; RCODES.len() + 1],
-    /// No, yes.
-    ecs: [u64; 2],
+    n: [u64; PER_QUERY],
+    touched: u32,
 }
+
+impl QueryCounts {
+    fn add(&mut self, slot: usize) {
+        if let Some(n) = self.n.get_mut(slot) {
+            *n += 1;
+            self.touched |= 1 << slot;
+        }
+    }
+}
+
+const _: () = assert!(PER_QUERY <= 32, "QueryCounts::touched has a bit per slot");
 
 /// The counter bumps of a batch of queries, added up and applied at once
 /// by [`Counts::flush`]: a busy worker's batch of queries for one name
@@ -174,14 +190,12 @@ impl<'v> Counts<'v> {
         let Some(m) = self.query else {
             return;
         };
-        let q = std::mem::take(&mut self.queries);
-        let counters = m.qtype.iter().chain([&m.qtype_other]);
-        let counters = counters.chain(&m.rcode).chain([&m.rcode_other]);
-        let counters = counters.chain([&m.ecs_no, &m.ecs_yes]);
-        let counts = q.qtype.iter().chain(&q.rcode).chain(&q.ecs);
-        for (counter, &n) in counters.zip(counts) {
-            if n > 0 {
-                counter.increment(n);
+        let q = &mut self.queries;
+        while q.touched != 0 {
+            let slot = q.touched.trailing_zeros() as usize;
+            q.touched &= q.touched - 1;
+            if let (Some(counter), Some(n)) = (m.per_query.get(slot), q.n.get_mut(slot)) {
+                counter.increment(std::mem::take(n));
             }
         }
     }

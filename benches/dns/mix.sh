@@ -157,7 +157,8 @@ zone:
 CONF
 
 # All four run at once, each pinned to the server CPU (idle ones cost
-# nothing), and are measured in turn for ROUNDS rounds: a host whose speed
+# nothing), and are measured in turn for ROUNDS rounds, each round
+# starting with the next server (see measure_rotated): a host whose speed
 # drifts during the run then moves every server's figures alike. The
 # summary takes each server's median.
 echo "resolver mix (benches/dns/mix.py), ${ROUNDS:-3} rounds:"
@@ -175,12 +176,14 @@ wait_answer "$MIX_GDNSD_PORT" app.bench.test 192.0.2
 wait_answer "$MIX_NSD_PORT" app.bench.test 192.0.2
 wait_answer "$MIX_KNOT_PORT" app.bench.test 192.0.2
 for round in $(seq "${ROUNDS:-3}"); do
-  measure "steer mix #$round" "$MIX_STEER_PID" "$MIX_STEER_PORT" "$WORK/mix.bin" -B
-  measure "gdnsd mix #$round" "$MIX_GDNSD_PID" "$MIX_GDNSD_PORT" "$WORK/mix.bin" -B
-  measure "nsd mix #$round" "$MIX_NSD_PID" "$MIX_NSD_PORT" "$WORK/mix.bin" -B
-  measure "knot mix #$round" "$MIX_KNOT_PID" "$MIX_KNOT_PORT" "$WORK/mix.bin" -B
-  measure "steer mix+do #$round" "$MIX_STEER_PID" "$MIX_STEER_PORT" "$WORK/mix-do.bin" -B
-  measure "knot mix+do #$round" "$MIX_KNOT_PID" "$MIX_KNOT_PORT" "$WORK/mix-do.bin" -B
+  measure_rotated "$round" \
+    "steer mix #$round|$MIX_STEER_PID|$MIX_STEER_PORT|$WORK/mix.bin|-B" \
+    "gdnsd mix #$round|$MIX_GDNSD_PID|$MIX_GDNSD_PORT|$WORK/mix.bin|-B" \
+    "nsd mix #$round|$MIX_NSD_PID|$MIX_NSD_PORT|$WORK/mix.bin|-B" \
+    "knot mix #$round|$MIX_KNOT_PID|$MIX_KNOT_PORT|$WORK/mix.bin|-B"
+  measure_rotated "$round" \
+    "steer mix+do #$round|$MIX_STEER_PID|$MIX_STEER_PORT|$WORK/mix-do.bin|-B" \
+    "knot mix+do #$round|$MIX_KNOT_PID|$MIX_KNOT_PORT|$WORK/mix-do.bin|-B"
 done
 for p in "$MIX_STEER_PID" "$MIX_GDNSD_PID" "$MIX_NSD_PID" "$MIX_KNOT_PID"; do
   kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true

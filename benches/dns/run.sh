@@ -246,6 +246,20 @@ measure() { # label pid port queryfile [dnsperf flags]
   printf '%-22s %8s us/query  %9s answered  %6s lost  avg latency %6.1f us  %s\n' "$label" "$us" "$completed" "$lost" "$lat" "$codes"
 }
 
+# Measures a group of "label|pid|port|queryfile|dnsperf flags" runs, the
+# first one taken in round R being the group's Rth (wrapping): who goes
+# first changes every round, so an order effect (a warmed cache, a host
+# speeding up or slowing down) favours no server in the medians.
+measure_rotated() { # round spec...
+  local round=$1
+  shift
+  local specs=("$@") n=$# i label pid port file flags
+  for ((i = 0; i < n; i++)); do
+    IFS='|' read -r label pid port file flags <<< "${specs[$(((i + round - 1) % n))]}"
+    measure "$label" "$pid" "$port" "$file" "$flags"
+  done
+}
+
 echo "rate $RATE qps for ${DURATION}s per run, ${ROUNDS:-3} rounds; servers on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
 
 # The median over rounds of a label's CPU per answer.
@@ -271,16 +285,19 @@ wait_answer "$GDNSD_PORT" app.bench.test 192.0.2
 wait_answer "$NSD_PORT" www.bench.test 192.0.2.80
 wait_answer "$KNOT_PORT" www.bench.test 192.0.2.80
 for round in $(seq "${ROUNDS:-3}"); do
-  measure "steer static #$round" "$STEER_PID" "$STEER_PORT" "$WORK/static.txt"
-  measure "gdnsd static #$round" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/static.txt"
-  measure "nsd static #$round" "$NSD_PID" "$NSD_PORT" "$WORK/static.txt"
-  measure "knot static #$round" "$KNOT_PID" "$KNOT_PORT" "$WORK/static.txt"
-  measure "steer gslb #$round" "$STEER_PID" "$STEER_PORT" "$WORK/gslb.txt"
-  measure "gdnsd gslb #$round" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/gslb.txt"
-  measure "steer nx #$round" "$STEER_PID" "$STEER_PORT" "$WORK/nx.txt"
-  measure "gdnsd nx #$round" "$GDNSD_PID" "$GDNSD_PORT" "$WORK/nx.txt"
-  measure "nsd nx #$round" "$NSD_PID" "$NSD_PORT" "$WORK/nx.txt"
-  measure "knot nx #$round" "$KNOT_PID" "$KNOT_PORT" "$WORK/nx.txt"
+  measure_rotated "$round" \
+    "steer static #$round|$STEER_PID|$STEER_PORT|$WORK/static.txt|" \
+    "gdnsd static #$round|$GDNSD_PID|$GDNSD_PORT|$WORK/static.txt|" \
+    "nsd static #$round|$NSD_PID|$NSD_PORT|$WORK/static.txt|" \
+    "knot static #$round|$KNOT_PID|$KNOT_PORT|$WORK/static.txt|"
+  measure_rotated "$round" \
+    "steer gslb #$round|$STEER_PID|$STEER_PORT|$WORK/gslb.txt|" \
+    "gdnsd gslb #$round|$GDNSD_PID|$GDNSD_PORT|$WORK/gslb.txt|"
+  measure_rotated "$round" \
+    "steer nx #$round|$STEER_PID|$STEER_PORT|$WORK/nx.txt|" \
+    "gdnsd nx #$round|$GDNSD_PID|$GDNSD_PORT|$WORK/nx.txt|" \
+    "nsd nx #$round|$NSD_PID|$NSD_PORT|$WORK/nx.txt|" \
+    "knot nx #$round|$KNOT_PID|$KNOT_PORT|$WORK/nx.txt|"
 done
 for p in "$STEER_PID" "$GDNSD_PID" "$NSD_PID" "$KNOT_PID"; do
   kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true

@@ -216,10 +216,12 @@ impl ControlLoop {
             (t.next_seq, encode(&mut t), t.events.len())
         };
         self.timeline.last_write = Some(now);
-        metrics::gauge!("steer_timeline_events").set(len as f64);
-        metrics::gauge!("steer_timeline_bytes").set(bytes.len() as f64);
         match tokio::task::block_in_place(|| self.store.save_document(DOCUMENT, &bytes)) {
             Ok(()) => {
+                // What the document holds, once it is written: a reader of
+                // these gauges may count on the events surviving a crash.
+                metrics::gauge!("steer_timeline_events").set(len as f64);
+                metrics::gauge!("steer_timeline_bytes").set(bytes.len() as f64);
                 self.timeline.saved = seq;
                 self.timeline.failing = false;
             }

@@ -106,9 +106,11 @@ fn a_change_is_proposed_described_and_approved_by_someone_else() {
         "{}",
         text(&out)
     );
+    // Approved, or already rolling: the rollout may start at once.
     let out = as_user(&s, &dir, "alice", &["change", "approve", &id]);
     assert!(
-        text(&out).contains("is approved: cannot approve"),
+        text(&out).contains("is approved: cannot approve")
+            || text(&out).contains("is rolling: cannot approve"),
         "{}",
         text(&out)
     );
@@ -143,10 +145,16 @@ fn a_change_is_proposed_described_and_approved_by_someone_else() {
         audit.contains("change-propose") && audit.contains("change-approve"),
         "{audit}"
     );
-    assert_eq!(
-        s.metric("steer_change_state{id=\"c1\",state=\"approved\"}"),
-        Some(1.0)
-    );
+    // Approved, or already rolling (the rollout may start at once), as
+    // the list above allows: one of the two, never both.
+    let state = |st: &str| {
+        s.metric(&format!("steer_change_state{{id=\"c1\",state=\"{st}\"}}"))
+            .unwrap_or(0.0)
+    };
+    common::poll(std::time::Duration::from_secs(10), || {
+        (state("approved") + state("rolling") == 1.0).then_some(())
+    })
+    .expect("c1 is neither approved nor rolling in steer_change_state");
     assert_eq!(s.metric("steer_changes_open"), Some(1.0));
 
     // Reject needs a reason; a rejected change stays rejected.

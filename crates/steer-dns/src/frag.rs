@@ -10,9 +10,10 @@
 //! With DF set the kernel also skips the IP ID hash it computes for every
 //! datagram it may fragment: one per reply.
 
-use std::os::fd::AsFd;
+use std::{net::SocketAddr, os::fd::AsFd};
 
 use hickory_server::proto::op::Message;
+use tracing::warn;
 
 use crate::udp::{SectionRefs, UdpOutcome, encode};
 
@@ -37,6 +38,14 @@ pub(crate) fn no_fragments(socket: &impl AsFd, ipv6: bool, v6_only: bool) -> std
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn no_fragments(_: &impl AsFd, _: bool, _: bool) -> std::io::Result<()> {
     Ok(())
+}
+
+/// [`no_fragments`] for a listener bound on `addr`, a failure logged: the
+/// socket serves without it.
+pub(crate) fn keep_unfragmented(socket: &impl AsFd, addr: SocketAddr, v6_only: bool) {
+    if let Err(e) = no_fragments(socket, addr.is_ipv6(), v6_only) {
+        warn!(error = %e, %addr, "cannot keep UDP replies unfragmented (IP_MTU_DISCOVER)");
+    }
 }
 
 /// Whether a send failed because the datagram is bigger than the

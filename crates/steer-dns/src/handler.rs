@@ -165,10 +165,6 @@ fn bind_udp(bind: UdpBind) -> std::io::Result<UdpSocket> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&bind.addr.into())?;
-    let ipv6 = bind.addr.is_ipv6();
-    if let Err(e) = crate::frag::no_fragments(&socket, ipv6, bind.v6_only) {
-        let addr = bind.addr;
-        warn!(error = %e, %addr, "cannot keep UDP replies unfragmented (IP_MTU_DISCOVER)");
-    }
+    crate::frag::keep_unfragmented(&socket, bind.addr, bind.v6_only);
     UdpSocket::from_std(socket.into())
 }

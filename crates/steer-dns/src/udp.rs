@@ -634,9 +634,7 @@ fn bind_reuseport(bind: UdpBind) -> std::io::Result<UdpSocket> {
     // Room for bursts while a worker is busy.
     let _ = socket.set_recv_buffer_size(4 << 20);
     socket.bind(&addr.into())?;
-    if let Err(e) = crate::frag::no_fragments(&socket, addr.is_ipv6(), bind.v6_only) {
-        warn!(error = %e, %addr, "cannot keep UDP replies unfragmented (IP_MTU_DISCOVER)");
-    }
+    crate::frag::keep_unfragmented(&socket, addr, bind.v6_only);
     let socket: UdpSocket = socket.into();
     #[cfg(target_os = "linux")]
     if bind.pktinfo() {

@@ -113,6 +113,7 @@ pub(crate) fn dns_settings(
         }
     }
     tcp_limits(r, raw, &mut dns.tcp);
+    identity(r, raw, &mut dns);
     dns.services = services.iter().map(|s| gslb(r, s.get_ref())).collect();
     dns
 }
@@ -163,6 +164,26 @@ fn tcp_limits(r: &mut Reporter<'_>, raw: &RawDns, tcp: &mut TcpLimits) {
             Ok(_) => r.at(v.span(), "tcp_idle_timeout must be between 100ms and 300s"),
             Err(e) => r.at(v.span(), e),
         }
+    }
+}
+
+/// `identity`, `version` and `nsid` in `[dns]`: printable text that fits
+/// one TXT string (255 bytes), the NSID up to 128 bytes.
+fn identity(r: &mut Reporter<'_>, raw: &RawDns, dns: &mut DnsSettings) {
+    for (v, max, into, what) in [
+        (&raw.identity, 255, &mut dns.identity, "identity"),
+        (&raw.version, 255, &mut dns.version, "version"),
+        (&raw.nsid, 128, &mut dns.nsid, "nsid"),
+    ] {
+        let Some(v) = v else { continue };
+        let text = v.get_ref();
+        if text.len() > max || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            r.at(
+                v.span(),
+                format!("{what} must be printable ASCII of at most {max} bytes (\"\" hides it)"),
+            );
+        }
+        *into = Some(text.clone());
     }
 }
 

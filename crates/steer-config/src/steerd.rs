@@ -67,6 +67,12 @@ pub(crate) struct RawDns {
     pub(crate) tcp_idle_timeout: Option<Spanned<String>>,
     /// "30s" (the default), or "off".
     pub(crate) calibrate_every: Option<Spanned<String>>,
+    /// CHAOS `id.server`; "" hides it.
+    pub(crate) identity: Option<Spanned<String>>,
+    /// CHAOS `version.bind`; "" hides it.
+    pub(crate) version: Option<Spanned<String>>,
+    /// EDNS NSID sent when asked.
+    pub(crate) nsid: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

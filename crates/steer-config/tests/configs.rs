@@ -518,6 +518,43 @@ fn rrl_is_on_by_default_sparing_loopback_and_tcp_limits_have_defaults() {
 }
 
 #[test]
+fn identity_version_and_nsid_are_read_and_checked() {
+    let (path, _) = with_edit(
+        "dns-identity.toml",
+        "quickstart.toml",
+        "[[regions]]\n",
+        "[dns]\nidentity = \"fra1-a\"\nversion = \"\"\nnsid = \"fra1-a\"\n\n[[regions]]\n",
+    );
+    let c = steer_config::load_steerd(&path).unwrap();
+    assert_eq!(c.dns.identity.as_deref(), Some("fra1-a"));
+    assert_eq!(c.dns.version.as_deref(), Some(""), "empty: hidden");
+    assert_eq!(c.dns.nsid.as_deref(), Some("fra1-a"));
+    let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();
+    assert_eq!(
+        (c.dns.identity, c.dns.version, c.dns.nsid),
+        (None, None, None)
+    );
+
+    let long = "x".repeat(256);
+    let (path, text) = with_edit(
+        "dns-identity-bad.toml",
+        "quickstart.toml",
+        "[[regions]]\n",
+        &format!("[dns]\nidentity = \"{long}\"\nnsid = \"tab\\there\"\n\n[[regions]]\n"),
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let got: Vec<(usize, &str)> = err.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (line_of(&text, "identity ="), "dns.identity"),
+            (line_of(&text, "nsid ="), "dns.nsid"),
+        ],
+        "{err}"
+    );
+}
+
+#[test]
 fn cluster_names_the_deployment_and_must_not_be_empty() {
     let from = "[server]\n";
     let c = steer_config::load_steerd(&configs_dir().join("quickstart.toml")).unwrap();

@@ -118,6 +118,10 @@ pub struct Answer<'v> {
     pub ecs_scope: u8,
     /// Client region index the answer was steered for, if a GSLB answer.
     pub region: Option<usize>,
+    /// An Extended DNS Error info code (RFC 8914) for the reply's OPT
+    /// record, when the query had one: 20 (Not Authoritative) on a
+    /// REFUSED for a name outside every zone, as NSD and Knot send.
+    pub ede: Option<u16>,
     /// What sending it records; see [`Answer::record_served`].
     pub(crate) served: Served<'v>,
 }
@@ -185,6 +189,19 @@ impl<'v> Answer<'v> {
         Self::new(ResponseCode::Refused, false, Section::new())
     }
 
+    /// A name outside every zone served.
+    fn not_authoritative() -> Self {
+        Self {
+            ede: Some(EDE_NOT_AUTHORITATIVE),
+            ..Self::refused()
+        }
+    }
+
+    /// A query this server does not implement (a zone transfer over UDP).
+    pub(crate) fn not_implemented() -> Self {
+        Self::new(ResponseCode::NotImp, false, Section::new())
+    }
+
     fn new(rcode: ResponseCode, authoritative: bool, answers: Section<'v>) -> Self {
         Self {
             rcode,
@@ -195,6 +212,7 @@ impl<'v> Answer<'v> {
             additional: &[],
             ecs_scope: 0,
             region: None,
+            ede: None,
             served: Served::default(),
         }
     }
@@ -246,6 +264,9 @@ impl<'v> Answer<'v> {
 /// bounds the work one query can cause.
 pub const MAX_CNAME_CHAIN: usize = 5;
 
+/// RFC 8914 4.21: the server is not authoritative for the name asked.
+pub(crate) const EDE_NOT_AUTHORITATIVE: u16 = 20;
+
 /// The zone that answers `qtype` at `name`: the one with the longest
 /// matching origin, except that DS at a zone's apex is the parent's data
 /// (RFC 4035 3.1.4.1), so the parent answers when it is ours too.
@@ -296,10 +317,39 @@ pub(crate) fn answer_known<'v>(
 /// The answer for a name the view's index denies (see
 /// [`Known::denies_below`]): NXDOMAIN from the zone of `encloser`, the
 /// closest name above it, as [`answer`] would find.
-pub(crate) fn denied<'v>(view: &'v DnsView, encloser: &Known, qclass: DNSClass) -> Answer<'v> {
+pub(crate) fn denied<'v>(
+    view: &'v DnsView,
+    encloser: &Known,
+    qclass: DNSClass,
+    qtype: RecordType,
+) -> Answer<'v> {
     match view.zones.get(encloser.zone) {
-        Some(zone) if qclass == DNSClass::IN => {
+        _ if is_transfer(qtype) => Answer::refused(),
+        Some(zone) if matches!(qclass, DNSClass::IN | DNSClass::ANY) => {
             Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, Section::new())
+        }
+        _ => Answer::refused(),
+    }
+}
+
+fn is_transfer(qtype: RecordType) -> bool {
+    matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+}
+
+/// A CHAOS-class question: the server's identity (`id.server`,
+/// `hostname.bind`) and version (`version.server`, `version.bind`) as TXT,
+/// not authoritative, TTL 0, as NSD and Knot answer (RFC 4892); REFUSED
+/// for anything else, or when `[dns]` hides them.
+fn chaos<'v>(view: &'v DnsView, q: &Question<'_>) -> Answer<'v> {
+    let found = view.chaos.iter().find(|(name, _)| name == q.name);
+    match found {
+        Some((_, rr)) if matches!(q.qtype, RecordType::TXT | RecordType::ANY) => {
+            let mut answers = Section::new();
+            answers.push(Answered {
+                rr,
+                owner: Owner::Query,
+            });
+            Answer::new(ResponseCode::NoError, false, answers)
         }
         _ => Answer::refused(),
     }
@@ -313,7 +363,16 @@ fn resolve<'v>(
     known: Option<(&[u8], &Known)>,
 ) -> Answer<'v> {
     let (wire, known) = (known.map(|k| k.0), known.map(|k| k.1));
-    if q.qclass != DNSClass::IN {
+    match q.qclass {
+        // QCLASS * (RFC 1035 3.2.5): the zones are all class IN, so their
+        // data is all there is; answered as IN, as Knot DNS does.
+        DNSClass::IN | DNSClass::ANY => {}
+        DNSClass::CH => return chaos(view, q),
+        _ => return Answer::refused(),
+    }
+    // Zone transfers are not offered (no secondary is configured to take
+    // one): refused, as NSD does without an ACL allowing it.
+    if is_transfer(q.qtype) {
         return Answer::refused();
     }
     // DS at an apex is the parent's: the index's zone is not it.
@@ -321,7 +380,7 @@ fn resolve<'v>(
         .filter(|_| q.qtype != RecordType::DS)
         .and_then(|k| view.zones.get(k.zone));
     let Some(mut zone) = hinted.or_else(|| zone_of(view, q.name, q.qtype)) else {
-        return Answer::refused();
+        return Answer::not_authoritative();
     };
     // A static name (no steered name, and no configured one the plan
     // left out) needs no look in the steering tables.

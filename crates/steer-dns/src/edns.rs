@@ -4,28 +4,53 @@ use std::net::IpAddr;
 
 use hickory_server::proto::{
     op::Edns,
-    rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption},
+    rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption, NSIDPayload},
 };
 
 use crate::answer::ClientInfo;
 
-/// The OPT record to answer with: version 0, the client's payload size
-/// clamped to [512, `udp_payload`]. `Err` carries it for a BADVERS reply
-/// when the client asked for a version above 0.
+/// The OPT record to answer with: version 0, our own payload size (RFC
+/// 6891 6.2.3: what we accept, not an echo of the client's), and the NSID
+/// when the client asked for it and one is configured. `Err` carries it
+/// for a BADVERS reply when the client asked for a version above 0.
 pub(crate) fn response_edns(
     request: Option<&Edns>,
     udp_payload: u16,
+    nsid: Option<&[u8]>,
 ) -> Result<Option<Edns>, Edns> {
     let Some(req) = request else { return Ok(None) };
     let mut e = Edns::new();
-    e.set_max_payload(req.max_payload().clamp(512, udp_payload));
+    e.set_max_payload(udp_payload);
     e.set_version(0);
+    if let Some(id) = nsid
+        && req.option(EdnsCode::NSID).is_some()
+        && let Ok(payload) = NSIDPayload::new(id)
+    {
+        e.options_mut().insert(EdnsOption::NSID(payload));
+    }
     if req.version() > 0 {
         Err(e)
     } else {
         Ok(Some(e))
     }
 }
+
+/// The largest UDP reply to `request`: the client's payload size clamped
+/// to [512, `udp_payload`], or 512 without EDNS (RFC 6891 6.2.5).
+pub(crate) fn udp_limit(request: Option<&Edns>, udp_payload: u16) -> usize {
+    usize::from(request.map_or(512, |e| e.max_payload().clamp(512, udp_payload)))
+}
+
+/// Adds an Extended DNS Error (RFC 8914) with `code` and no text.
+pub(crate) fn extended_error(edns: Option<&mut Edns>, code: Option<u16>) {
+    if let (Some(e), Some(code)) = (edns, code) {
+        let option = EdnsOption::Unknown(EXTENDED_ERROR, code.to_be_bytes().to_vec());
+        e.options_mut().insert(option);
+    }
+}
+
+/// The Extended DNS Error option's code (RFC 8914 2).
+pub(crate) const EXTENDED_ERROR: u16 = 15;
 
 /// The request's Client Subnet option (RFC 7871), if any.
 pub(crate) fn client_subnet(request: Option<&Edns>) -> Option<ClientSubnet> {

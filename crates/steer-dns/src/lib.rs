@@ -19,6 +19,7 @@ mod explain;
 mod frag;
 mod geo;
 mod handler;
+mod ident;
 mod keys;
 mod metrics;
 mod names;

@@ -26,7 +26,10 @@ use hickory_server::proto::{
         Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
         emit_message_parts,
     },
-    rr::{LowerName, Name, Record, rdata::opt::ClientSubnet},
+    rr::{
+        LowerName, Name, Record, RecordType,
+        rdata::opt::{ClientSubnet, EdnsCode},
+    },
     serialize::binary::{BinDecodable, BinDecoder, BinEncoder},
 };
 use socket2::{Domain, Protocol, Socket, Type};
@@ -34,7 +37,7 @@ use tracing::warn;
 
 use crate::{
     answer::{Answer, Question, answer},
-    edns::{client_info, client_subnet, echo_subnet, response_edns},
+    edns::{client_info, client_subnet, echo_subnet, extended_error, response_edns, udp_limit},
     metrics::Counts,
     query::QName,
     rrl::{RateLimiter, RrlAction},
@@ -200,20 +203,23 @@ fn respond_with<'v>(
             crate::answer::answer_known(view, &question, &client, known)
         };
         let result = match &q.name {
+            _ if transfer_over_udp(q.qtype, transport) => Answer::not_implemented(),
             QName::Known(wire, known) => ask(&known.name, Some((wire, known))),
-            QName::Denied(encloser) => crate::answer::denied(view, encloser, q.qclass),
+            QName::Denied(encloser) => crate::answer::denied(view, encloser, q.qclass, q.qtype),
             QName::Other(name) => ask(name, None),
         };
         metrics.record(q.qtype, &result, q.ecs.is_some(), counts);
-        let payload = q.payload.map(|p| p.clamp(512, view.udp_payload));
         let limit = match transport {
-            Transport::Udp(_) => usize::from(payload.unwrap_or(512)),
+            Transport::Udp(_) => {
+                usize::from(q.payload.map_or(512, |p| p.clamp(512, view.udp_payload)))
+            }
             Transport::Tcp => usize::from(u16::MAX),
         };
         let mut opt = Opt {
-            payload,
+            payload: q.payload.map(|_| view.udp_payload),
             ecs: q.ecs.map(|cs| (cs, result.ecs_scope)),
             dnssec_ok: false,
+            ede: result.ede,
         };
         // DO set and a signed zone: the fast writer sends a name's RRset
         // with its signatures; everything else signed (denial, referrals,
@@ -257,7 +263,11 @@ fn respond_with<'v>(
         );
     };
 
-    let edns = match response_edns(request.edns.as_ref(), view.udp_payload) {
+    let edns = match response_edns(
+        request.edns.as_ref(),
+        view.udp_payload,
+        view.nsid.as_deref(),
+    ) {
         Ok(e) => e,
         Err(e) => {
             return error_reply(
@@ -300,7 +310,11 @@ fn respond_with<'v>(
         qtype: query.query_type(),
         qclass: query.query_class(),
     };
-    let result = answer(view, &question, &client);
+    let result = if transfer_over_udp(question.qtype, transport) {
+        Answer::not_implemented()
+    } else {
+        answer(view, &question, &client)
+    };
     metrics.record(question.qtype, &result, ecs.is_some(), counts);
 
     finish(view, packet, &request, edns, ecs, &result, transport, out)
@@ -321,9 +335,13 @@ fn general(
         let rcode = ResponseCode::FormErr;
         return error_reply(&header(packet).metadata, &[], None, rcode, view, out);
     };
-    let edns = response_edns(request.edns.as_ref(), view.udp_payload)
-        .ok()
-        .flatten();
+    let edns = response_edns(
+        request.edns.as_ref(),
+        view.udp_payload,
+        view.nsid.as_deref(),
+    )
+    .ok()
+    .flatten();
     let ecs = client_subnet(request.edns.as_ref());
     finish(view, packet, &request, edns, ecs, result, transport, out)
 }
@@ -343,12 +361,13 @@ fn finish(
     out: &mut Vec<u8>,
 ) -> UdpOutcome {
     echo_subnet(edns.as_mut(), ecs.as_ref(), result.ecs_scope);
+    extended_error(edns.as_mut(), result.ede);
     let query = match only_question(request, edns.as_ref(), view, out) {
         Ok(query) => query,
         Err(sent) => return sent,
     };
     let limit = match transport {
-        Transport::Udp(_) => usize::from(edns.as_ref().map_or(512, Edns::max_payload)),
+        Transport::Udp(_) => udp_limit(request.edns.as_ref(), view.udp_payload),
         Transport::Tcp => usize::from(u16::MAX),
     };
     // DO set and a signed zone: RRSIGs and compact denial, through
@@ -381,14 +400,29 @@ fn finish(
         payload: edns.as_ref().map(Edns::max_payload),
         ecs: ecs.map(|cs| (cs, result.ecs_scope)),
         dnssec_ok: false,
+        ede: result.ede,
     };
-    if let Some(done) = write_fast(packet, result, &opt, None, limit, out) {
+    // The fast writer sends no option but those two: an NSID goes through
+    // hickory's encoder.
+    let nsid = edns
+        .as_ref()
+        .is_some_and(|e| e.option(EdnsCode::NSID).is_some());
+    if let Some(done) = (!nsid)
+        .then(|| write_fast(packet, result, &opt, None, limit, out))
+        .flatten()
+    {
         if done.1 {
             view.metrics.truncated.increment(1);
         }
         return done.0;
     }
     encode_general(view, request, edns.as_ref(), result, limit, out)
+}
+
+/// AXFR over UDP: not implemented, as NSD and Knot answer (RFC 5936 4.2
+/// defines zone transfers over TCP only).
+fn transfer_over_udp(qtype: RecordType, transport: Transport<'_>) -> bool {
+    qtype == RecordType::AXFR && matches!(transport, Transport::Udp(_))
 }
 
 /// The header of a message of at least twelve bytes (a blank one for a

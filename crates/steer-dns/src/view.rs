@@ -347,6 +347,10 @@ pub struct DnsView {
     pub(crate) geo: Option<std::sync::Arc<crate::geo::GeoMap>>,
     /// Response rate limiting over UDP (`[dns.rrl]`), when on.
     pub(crate) rrl: Option<steer_types::RrlSettings>,
+    /// CHAOS-class TXT records by owner (see [`crate::ident`]).
+    pub(crate) chaos: Vec<(LowerName, Rr)>,
+    /// The NSID option's payload, when configured.
+    pub(crate) nsid: Option<Box<[u8]>>,
 }
 
 impl DnsView {
@@ -589,6 +593,8 @@ impl DnsView {
             metrics: QueryMetrics::register(),
             geo: None,
             rrl: settings.rrl.clone(),
+            chaos: crate::ident::chaos_records(settings),
+            nsid: crate::ident::nsid(settings),
         })
     }
 

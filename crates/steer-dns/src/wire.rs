@@ -23,6 +23,8 @@ pub(crate) struct Opt {
     pub(crate) payload: Option<u16>,
     pub(crate) ecs: Option<(ClientSubnet, u8)>,
     pub(crate) dnssec_ok: bool,
+    /// An Extended DNS Error info code (RFC 8914), no text.
+    pub(crate) ede: Option<u16>,
 }
 
 /// Writes the reply from pre-encoded records: header, the question copied
@@ -46,6 +48,7 @@ pub(crate) fn write_fast(
         payload,
         ecs,
         dnssec_ok,
+        ede,
     } = *opt;
     let rcode = u16::from(result.rcode);
     if rcode > 0xf {
@@ -74,7 +77,7 @@ pub(crate) fn write_fast(
     {
         return None;
     }
-    let mut opt = [0u8; 11 + 4 + 4 + 16];
+    let mut opt = [0u8; 11 + 4 + 4 + 16 + 6];
     let opt_len = match payload {
         None => 0,
         Some(size) => {
@@ -103,6 +106,12 @@ pub(crate) fn write_fast(
                 opt[18] = scope;
                 opt[19..19 + bytes].copy_from_slice(&octets[..bytes]);
                 n = 19 + bytes;
+            }
+            if let Some(code) = ede {
+                opt[n..n + 2].copy_from_slice(&crate::edns::EXTENDED_ERROR.to_be_bytes());
+                opt[n + 2..n + 4].copy_from_slice(&2u16.to_be_bytes());
+                opt[n + 4..n + 6].copy_from_slice(&code.to_be_bytes());
+                n += 6;
             }
             opt[9..11].copy_from_slice(&((n - 11) as u16).to_be_bytes());
             n

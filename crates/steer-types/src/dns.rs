@@ -128,6 +128,17 @@ pub struct DnsSettings {
     /// zone is served unsigned.
     #[serde(default)]
     pub dnssec: Vec<DnssecZone>,
+    /// The CHAOS `id.server` / `hostname.bind` answer; `None`: the host
+    /// name; empty: not answered (REFUSED).
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// The CHAOS `version.server` / `version.bind` answer; `None`:
+    /// "Steer" and its version; empty: not answered.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The NSID (RFC 5001) sent to queries that ask; `None`: not sent.
+    #[serde(default)]
+    pub nsid: Option<String>,
 }
 
 fn default_calibrate_every() -> Option<Duration> {
@@ -241,6 +252,9 @@ impl Default for DnsSettings {
             tcp: TcpLimits::default(),
             calibrate_every: default_calibrate_every(),
             dnssec: Vec::new(),
+            identity: None,
+            version: None,
+            nsid: None,
         }
     }
 }

@@ -153,6 +153,16 @@ fn edns_payload_badvers_and_malformed_opt() {
     assert!(out.contains("udp: 1232"), "{out}");
     let out = kdig(&s, &["www.example.test", "A", "+bufsize=4096"]);
     assert!(out.contains("UDP size: 1232 B"), "{out}");
+    // The reply advertises our size, not an echo of a smaller one (RFC
+    // 6891 6.2.3), and a size under 512 counts as 512 (6.2.5).
+    let out = s.dig(&["www.example.test", "A", "+bufsize=512"]);
+    assert!(out.contains("udp: 1232"), "{out}");
+    let mut q = query(6, "www.example.test", 1, 1, 1);
+    q.extend([0, 0, 41, 0, 100, 0, 0, 0, 0, 0, 0]);
+    let reply = exchange(s.dns, &q).unwrap();
+    assert_eq!(rcode(&reply), 0);
+    let at = reply.len() - 11;
+    assert_eq!(reply[at..at + 5], [0, 0, 41, 0x04, 0xd0], "OPT: {reply:?}");
 
     let out = kdig(&s, &["www.example.test", "A", "+edns=1"]);
     assert!(out.contains("status: BADVERS"), "{out}");
@@ -233,18 +243,105 @@ fn any_is_answered_minimally() {
 }
 
 #[test]
-fn unknown_classes_are_refused() {
+fn chaos_identity_class_any_and_other_classes() {
     let s = start("classes");
+    // CHAOS TXT: the version and the identity (the host name by default),
+    // as NSD and Knot answer them (RFC 4892): class CH, TTL 0, no AA.
+    for name in ["version.bind", "version.server"] {
+        let out = s.dig(&["-c", "CH", "-t", "TXT", name]);
+        assert!(out.contains("status: NOERROR"), "{name}:\n{out}");
+        assert!(out.contains("flags: qr rd;"), "not authoritative:\n{out}");
+        assert!(
+            out.contains(&format!("{name}.\t\t0\tCH\tTXT\t\"Steer ")),
+            "{name}:\n{out}"
+        );
+    }
+    for name in ["id.server", "hostname.bind"] {
+        let out = kdig(&s, &["-c", "CH", "-t", "TXT", name]);
+        assert!(out.contains("status: NOERROR"), "{name}:\n{out}");
+        assert!(out.contains("ANSWER: 1;"), "{name}:\n{out}");
+    }
+    // Any other CH question, and the other classes: REFUSED.
+    let out = s.dig(&["-c", "CH", "-t", "A", "version.bind"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
     for class in ["CH", "HS", "CLASS9"] {
-        let out = s.dig(&["-c", class, "version.bind", "TXT"]);
+        let out = s.dig(&["-c", class, "-t", "A", "www.example.test"]);
         assert!(out.contains("status: REFUSED"), "dig {class}:\n{out}");
-        let out = s.dig(&["-c", class, "www.example.test", "A"]);
+        let out = s.dig(&["-c", class, "-t", "TXT", "authors.bind"]);
         assert!(out.contains("status: REFUSED"), "dig {class}:\n{out}");
     }
-    for class in ["CH", "CLASS4"] {
-        let out = kdig(&s, &["-c", class, "version.bind", "TXT"]);
-        assert!(out.contains("status: REFUSED"), "kdig {class}:\n{out}");
+    let out = kdig(&s, &["-c", "CLASS4", "-t", "TXT", "version.bind"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    // QCLASS NONE (254).
+    let reply = exchange(s.dns, &query(3, "www.example.test", 1, 254, 0)).unwrap();
+    assert_eq!(rcode(&reply), 5, "class NONE");
+    // QCLASS * (255): the zones' class IN data, authoritative, as Knot.
+    let out = s.dig(&["-c", "ANY", "-t", "A", "www.example.test"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains("flags: qr aa rd;"), "{out}");
+    assert!(out.contains("IN\tA\t192.0.2.80"), "{out}");
+    let out = s.dig(&["-c", "ANY", "-t", "A", "nope.example.test"]);
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+}
+
+#[test]
+fn identity_version_and_nsid_follow_the_config() {
+    let dir = temp_dir("identity");
+    let config = big_config(&dir);
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "\n[dns]\nidentity = \"edge-test-1\"\nversion = \"\"\nnsid = \"edge-test-1\"\n";
+    std::fs::write(&config, text).unwrap();
+    let s = Steerd::start_with(config, dir.join("state"));
+    let out = s.dig(&["-c", "CH", "-t", "TXT", "id.server", "+short"]);
+    assert_eq!(out.trim(), "\"edge-test-1\"");
+    // An empty version hides it.
+    let out = s.dig(&["-c", "CH", "-t", "TXT", "version.bind"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    // NSID (RFC 5001): sent to queries that ask, over UDP and TCP, and
+    // only to them.
+    for transport in ["+notcp", "+tcp"] {
+        let out = kdig(&s, &["www.example.test", "A", "+nsid", transport]);
+        assert!(
+            out.contains("NSID: 656467652D746573742D31 \"edge-test-1\""),
+            "{out}"
+        );
+        assert!(out.contains("192.0.2.80"), "{out}");
     }
+    let out = s.dig(&["app.example.test", "A", "+nsid", "+subnet=10.1.0.0/24"]);
+    assert!(out.contains("NSID: 65 64 67 65"), "{out}");
+    assert!(out.contains("CLIENT-SUBNET: 10.1.0.0/24/16"), "{out}");
+    let out = kdig(&s, &["www.example.test", "A"]);
+    assert!(!out.contains("NSID"), "{out}");
+}
+
+#[test]
+fn zone_transfers_are_refused_and_foreign_names_say_why() {
+    let s = start("transfers");
+    // AXFR over UDP is not a thing (RFC 5936 4.2): NOTIMP, as NSD and Knot.
+    let reply = exchange(s.dns, &query(4, "example.test", 252, 1, 0)).unwrap();
+    assert_eq!(rcode(&reply), 4, "AXFR over UDP");
+    // No transfers are offered: REFUSED over TCP, and IXFR either way.
+    let out = s.dig(&["example.test", "AXFR", "+comments"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    assert!(out.contains("Transfer failed"), "{out}");
+    for transport in ["+tcp", "+notcp"] {
+        let out = s.dig(&["example.test", "IXFR=1", transport, "+norec", "+comments"]);
+        assert!(out.contains("status: REFUSED"), "{transport}:\n{out}");
+    }
+    // A name outside every zone: REFUSED with Extended DNS Error 20 (Not
+    // Authoritative, RFC 8914) when the query has EDNS, as NSD and Knot.
+    for transport in ["+notcp", "+tcp"] {
+        let out = s.dig(&["www.example.org", "A", transport]);
+        assert!(out.contains("status: REFUSED"), "{out}");
+        assert!(out.contains("EDE: 20 (Not Authoritative)"), "{out}");
+    }
+    let out = s.dig(&["www.example.org", "A", "+subnet=10.1.0.0/24"]);
+    assert!(out.contains("EDE: 20 (Not Authoritative)"), "{out}");
+    let out = s.dig(&["www.example.org", "A", "+noedns"]);
+    assert!(
+        out.contains("status: REFUSED") && !out.contains("EDE"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -311,6 +408,13 @@ fn hickory_udp_loop_behaves_the_same() {
     q.extend(opt(&[]));
     q.extend(opt(&[]));
     assert_eq!(rcode(&exchange(s.dns, &q).unwrap()), 1, "two OPTs");
-    let out = kdig(&s, &["-c", "CH", "version.bind", "TXT"]);
-    assert!(out.contains("status: REFUSED"), "{out}");
+    let out = kdig(&s, &["-c", "CH", "-t", "TXT", "version.bind"]);
+    assert!(
+        out.contains("status: NOERROR") && out.contains("Steer "),
+        "{out}"
+    );
+    let out = s.dig(&["www.example.org", "A"]);
+    assert!(out.contains("EDE: 20 (Not Authoritative)"), "{out}");
+    let reply = exchange(s.dns, &query(4, "example.test", 252, 1, 0)).unwrap();
+    assert_eq!(rcode(&reply), 4, "AXFR over UDP");
 }

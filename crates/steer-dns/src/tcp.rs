@@ -223,7 +223,13 @@ enum Closed {
     Peer,
     /// No complete query (or no room for our reply) within the idle timeout.
     Idle,
+    /// A message shorter than a DNS header: the peer does not speak DNS
+    /// (NSD and Knot close such a connection too).
+    NotDns,
 }
+
+/// The DNS header's length: no message is shorter.
+const HEADER: usize = 12;
 
 /// Answers length-prefixed queries in order until the peer closes or goes
 /// quiet for `idle`.
@@ -248,6 +254,10 @@ async fn connection(
             Err(_) => return Closed::Idle,
             Ok(Err(_)) => return Closed::Peer,
             Ok(Ok(_)) => {}
+        }
+        if packet.len() < HEADER {
+            view.load().metrics.malformed.increment(1);
+            return Closed::NotDns;
         }
         random = crate::select::mix(random);
         let reply = {

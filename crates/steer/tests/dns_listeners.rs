@@ -308,6 +308,26 @@ fn queries_over_one_tcp_connection_are_answered_in_order() {
     }
 }
 
+#[test]
+fn a_tcp_message_shorter_than_a_header_closes_the_connection() {
+    let (s, port) = start("tcp-runt", "", |p| vec![format!("127.0.0.1:{p}")]);
+    for runt in [&[][..], &[1, 2, 3, 4, 5][..]] {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut frame = (runt.len() as u16).to_be_bytes().to_vec();
+        frame.extend_from_slice(runt);
+        c.write_all(&frame).unwrap();
+        // Closed at once, as NSD and Knot do: no reply, end of stream.
+        let mut buf = [0u8; 16];
+        let n = c.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{runt:?}: expected the connection closed");
+    }
+    assert!(metric(s.http, "steer_dns_malformed_total") >= 2.0);
+    // Others are still served.
+    let out = dig_at("127.0.0.1", port, true);
+    assert_eq!(out.trim(), "192.0.2.80");
+}
+
 /// Sends `query` to 127.0.0.1:`port` from source port 0 through a raw
 /// socket (python3; needs root or CAP_NET_RAW). False if it could not.
 fn send_from_port_zero(port: u16) -> bool {

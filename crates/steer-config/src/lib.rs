@@ -22,6 +22,7 @@ mod steerd;
 mod tls;
 mod tokens;
 mod zonefile;
+mod zonetext;
 
 pub use agent::{
     AgentConfig, HttpProbe, HttpsProbe, LoadCommand, PeerProbeConfig, ProbeConfig, ProbeKind,

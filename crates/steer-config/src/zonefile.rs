@@ -15,9 +15,9 @@ use std::{
 };
 
 use hickory_proto::{
-    rr::{DNSClass, LowerName, Name, RData, RecordSet, RrKey},
+    rr::{DNSClass, LowerName, Name, RData, RecordSet, RecordType, RrKey},
     serialize::{
-        binary::{BinEncodable, BinEncoder},
+        binary::{BinDecoder, BinEncodable, BinEncoder, Restrict},
         txt::Parser,
     },
 };
@@ -59,6 +59,15 @@ fn parse(path: &Path, text: &str, origin: &str) -> Result<Zone, Vec<ConfigError>
     };
     let origin_name =
         Name::from_str(origin).map_err(|e| vec![err(0, format!("bad origin {origin}: {e}"))])?;
+    // What hickory's parser does not read (RFC 3597 generic records, LOC,
+    // RP, URI, SPF) is read first and stands in as marked TXT records.
+    let rewritten = crate::zonetext::rewrite(text, &origin_name).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|(line, message)| err(line, message))
+            .collect::<Vec<_>>()
+    })?;
+    let text = rewritten.text.as_str();
     let boundaries = record_boundaries(text);
     let parse = |end: usize| -> Result<Parsed, String> {
         let src = text.get(..end).unwrap_or(text);
@@ -107,7 +116,27 @@ fn parse(path: &Path, text: &str, origin: &str) -> Result<Zone, Vec<ConfigError>
                 continue;
             }
             let apex = key.name == origin_lower;
-            match &record.data {
+            let swapped;
+            let data = match &record.data {
+                RData::TXT(txt) => {
+                    let strings: Vec<&[u8]> = txt.txt_data.iter().map(|b| &**b).collect();
+                    match rewritten.take(&strings) {
+                        Some((rtype, rdata)) => match decode(*rtype, rdata) {
+                            Ok(d) => {
+                                swapped = d;
+                                &swapped
+                            }
+                            Err(message) => {
+                                errors.push(err(line_of(key), format!("{owner}: {message}")));
+                                continue;
+                            }
+                        },
+                        None => &record.data,
+                    }
+                }
+                d => d,
+            };
+            match data {
                 RData::SOA(s) if apex => {
                     if soa.is_some() {
                         errors.push(err(line_of(key), "more than one SOA at the apex".into()));
@@ -195,8 +224,43 @@ fn data_is_cname(data: &RecordData) -> bool {
     matches!(data, RecordData::Cname(_))
 }
 
+/// RDATA of type `rtype` read from its wire form (a record read by
+/// [`crate::zonetext`]): a type hickory knows is checked by decoding it.
+fn decode(rtype: u16, rdata: &[u8]) -> Result<RData, String> {
+    let len = u16::try_from(rdata.len()).map_err(|_| "RDATA over 65535 octets".to_owned())?;
+    let mut decoder = BinDecoder::new(rdata);
+    let data = RData::read(&mut decoder, RecordType::from(rtype), Restrict::new(len))
+        .map_err(|e| format!("{} RDATA: {e}", RecordType::from(rtype)))?;
+    if !decoder.is_empty() {
+        return Err(format!(
+            "{} RDATA has trailing octets",
+            RecordType::from(rtype)
+        ));
+    }
+    Ok(data)
+}
+
+/// Types that are not data a zone file gives: meta and query types, those
+/// the online signer makes, and DNAME (whose answers need synthesis, RFC
+/// 6672, which Steer does not do).
+fn refused_type(rtype: RecordType) -> Option<&'static str> {
+    use RecordType::*;
+    Some(match rtype {
+        DNSKEY | RRSIG | NSEC | NSEC3 | NSEC3PARAM | CDS | CDNSKEY | KEY | SIG => {
+            "is made by the online signer (dnssec = true on the zone), not loaded"
+        }
+        DNAME => "is not served: DNAME needs answer synthesis (RFC 6672); use CNAMEs",
+        OPT | TSIG | AXFR | IXFR | ANY | ZERO => "is not a record type a zone holds",
+        Unknown(249 | 253 | 254) => "is not a record type a zone holds",
+        _ => return None,
+    })
+}
+
 /// Record data Steer can serve; the common types typed, the rest as wire.
 fn convert(data: &RData) -> Result<RecordData, String> {
+    if let Some(why) = refused_type(data.record_type()) {
+        return Err(format!("record type {} {why}", data.record_type()));
+    }
     Ok(match data {
         RData::A(a) => RecordData::A(a.0),
         RData::AAAA(a) => RecordData::Aaaa(a.0),
@@ -215,7 +279,14 @@ fn convert(data: &RData) -> Result<RecordData, String> {
         | RData::SSHFP(_)
         | RData::TLSA(_)
         | RData::SVCB(_)
-        | RData::HTTPS(_) => {
+        | RData::HTTPS(_)
+        | RData::CERT(_)
+        | RData::CSYNC(_)
+        | RData::OPENPGPKEY(_)
+        | RData::SMIMEA(_)
+        | RData::NULL(_)
+        | RData::DNSSEC(_)
+        | RData::Unknown { .. } => {
             let mut rdata = Vec::new();
             let mut encoder = BinEncoder::new(&mut rdata);
             // Names inside RDATA stay uncompressed: the view re-decodes them.
@@ -228,8 +299,7 @@ fn convert(data: &RData) -> Result<RecordData, String> {
         }
         other => {
             return Err(format!(
-                "record type {} is not served (SOA, NS, A, AAAA, CNAME, MX, TXT, SRV, CAA, PTR, \
-                 HINFO, NAPTR, SSHFP, TLSA, SVCB, HTTPS)",
+                "record type {} is not served here",
                 other.record_type()
             ));
         }
@@ -238,7 +308,7 @@ fn convert(data: &RData) -> Result<RecordData, String> {
 
 /// Byte offsets just past each record's last line, and the 1-based line
 /// each record starts on.
-fn record_boundaries(text: &str) -> Vec<(usize, usize)> {
+pub(crate) fn record_boundaries(text: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let (mut depth, mut quoted, mut escaped, mut comment) = (0u32, false, false, false);
     let mut line = 1;

@@ -455,7 +455,8 @@ pub(crate) fn sign_answer(
             .collect();
         i += run;
         out.answers.extend(set.iter().cloned());
-        let Some(signer) = signer_for(view, &owner, false) else {
+        // DS is the parent's, signed with its key (RFC 4035 2.4).
+        let Some(signer) = signer_for(view, &owner, rtype == RecordType::DS) else {
             continue;
         };
         let stored = &first.rr.record.name;
@@ -498,24 +499,46 @@ pub(crate) fn sign_answer(
         } else {
             types_at(view, &last, qtype)
         };
-        if let Some(signer) = signer_for(view, &last, false) {
+        if let Some(signer) = signer_for(view, &last, qtype == RecordType::DS) {
             out.authority
                 .extend(nsec(signer, &last, types, soa.record.ttl, now));
         }
     } else if let Some(cut) = result.referral.first() {
         out.authority
             .extend(result.referral.iter().map(|r| r.record.clone()));
-        // No DS at the cut: the parent's NSEC there says so.
+        // A secure delegation: the DS set at the cut, signed by the parent
+        // (RFC 4035 3.1.4); none there: the parent's NSEC says so.
         if let Some(signer) = signer_for(view, &cut.record.name, true) {
-            let ttl = cut.record.ttl;
-            let types = vec![RecordType::NS, RecordType::RRSIG, RecordType::NSEC];
-            out.authority
-                .extend(nsec(signer, &cut.record.name, types, ttl, now));
+            let cut_name = &cut.record.name;
+            let ds = ds_at(view, cut_name);
+            if ds.is_empty() {
+                let ttl = cut.record.ttl;
+                let types = vec![RecordType::NS, RecordType::RRSIG, RecordType::NSEC];
+                out.authority
+                    .extend(nsec(signer, cut_name, types, ttl, now));
+            } else {
+                out.authority.extend(ds.iter().cloned());
+                out.authority
+                    .extend(signer.sign(cut_name, cut_name.num_labels(), &ds, now));
+            }
         }
     }
     out.authority.extend(denials);
     out.additional = result.additional.iter().map(|r| r.record.clone()).collect();
     Some(out)
+}
+
+/// The DS set the parent holds at the zone cut `cut`.
+fn ds_at(view: &DnsView, cut: &Name) -> Vec<Record> {
+    let lower = LowerName::new(cut);
+    match zone_of(view, &lower, RecordType::DS).map(|z| z.find(&lower, RecordType::DS)) {
+        Some(Found::Node { node, .. }) => node
+            .rrset(RecordType::DS)
+            .iter()
+            .map(|r| r.record.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The types at `name` for a NODATA's NSEC (plus RRSIG and NSEC).

@@ -129,6 +129,17 @@ m5 A 192.0.2.105
 m5 AAAA 2001:db8::105
 m6 A 192.0.2.106
 m6 AAAA 2001:db8::106
+; types hickory's zone parser does not read, a TXT over two lines, and
+; the RFC 3597 generic form, for an unknown type and a known one
+loc         LOC   52 22 23.000 N 4 53 32.000 E -2.00m 0.00m 10000m 10m
+rp          RP    hostmaster.diff.test. txt
+uri         URI   10 1 "https://diff.test/"
+spf         SPF   "v=spf1 -all"
+generic     TYPE65280 \# 4 0a000001
+generic     A     \# 4 c000020d
+multi       TXT   ( "line one"
+                    "line two" ) ; and a comment
+deleg       DS    12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 ; an answer too big for 512 bytes
 big TXT "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 big TXT "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -285,6 +296,14 @@ const QUERIES: &[(&str, &str, Peers)] = &[
     ("ext.diff.test", "DS", Both),
     ("foo.ext.diff.test", "A", Both),
     ("nsglue.diff.test", "A", Both),
+    // types read by Steer's own zone text reader
+    ("loc.diff.test", "TYPE29", Both),
+    ("rp.diff.test", "TYPE17", Both),
+    ("uri.diff.test", "TYPE256", Both),
+    ("spf.diff.test", "TYPE99", Both),
+    ("generic.diff.test", "TYPE65280", Both),
+    ("generic.diff.test", "A", Both),
+    ("multi.diff.test", "TXT", Both),
     // additional data and size limits
     ("mxw.diff.test", "MX", Knot),
     ("manymx.diff.test", "MX", Knot),
@@ -352,7 +371,11 @@ fn show(r: &Record) -> String {
 fn ask(port: u16, name: &str, qtype: &str, transport: Transport, id: u16) -> Summary {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     let qname = Name::from_str(&format!("{name}.")).unwrap();
-    msg.add_query(Query::query(qname, RecordType::from_str(qtype).unwrap()));
+    let rtype = match qtype.strip_prefix("TYPE") {
+        Some(code) => RecordType::from(code.parse::<u16>().unwrap()),
+        None => RecordType::from_str(qtype).unwrap(),
+    };
+    msg.add_query(Query::query(qname, rtype));
     if matches!(transport, Transport::UdpEdns) {
         let mut edns = Edns::new();
         edns.set_max_payload(1232);

@@ -66,6 +66,15 @@ struct Unbound {
 /// A validating unbound whose only trust anchor is `anchor` (a DS line)
 /// and which asks steerd on `steerd_port` for example.test.
 fn unbound(dir: &Path, name: &str, anchor: &str, steerd_port: u16) -> Unbound {
+    unbound_for(dir, name, anchor, steerd_port, &["example.test."])
+}
+
+/// As [`unbound`], asking steerd for each of `zones`.
+fn unbound_for(dir: &Path, name: &str, anchor: &str, steerd_port: u16, zones: &[&str]) -> Unbound {
+    let stubs: String = zones
+        .iter()
+        .map(|z| format!("stub-zone:\n  name: \"{z}\"\n  stub-addr: 127.0.0.1@{steerd_port}\n"))
+        .collect();
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("anchor"), anchor).unwrap();
@@ -90,9 +99,7 @@ fn unbound(dir: &Path, name: &str, anchor: &str, steerd_port: u16) -> Unbound {
          \x20 trust-anchor-file: \"{dir}/anchor\"\n\
          \x20 qname-minimisation: no\n\
          \x20 local-zone: \"test.\" nodefault\n\
-         stub-zone:\n\
-         \x20 name: \"example.test.\"\n\
-         \x20 stub-addr: 127.0.0.1@{steerd_port}\n\
+         {stubs}\
          remote-control:\n\
          \x20 control-enable: no\n",
         dir = dir.display(),
@@ -313,6 +320,126 @@ fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
         let out = dig(bad.port, &["+dnssec", name, "A"]);
         assert_eq!(status(&out), "SERVFAIL", "{name} with another key:\n{out}");
     }
+}
+
+const PARENT: &str = "$ORIGIN parent.test.\n$TTL 300\n\
+    @ SOA ns1 hostmaster 1 3600 600 604800 60\n@ NS ns1\nns1 A 127.0.0.1\n\
+    sub NS ns1.sub\nns1.sub A 127.0.0.1\next NS ns.elsewhere.example.\n";
+const CHILD: &str = "$ORIGIN sub.parent.test.\n$TTL 300\n\
+    @ SOA ns1 hostmaster 1 3600 600 604800 60\n@ NS ns1\nns1 A 127.0.0.1\n\
+    www A 192.0.2.60\n";
+
+#[test]
+fn a_secure_delegation_validates_from_the_ds_the_parent_serves() {
+    let dir = temp_dir("dnssec-delegation");
+    let parent = dir.join("parent.test.zone");
+    let child = dir.join("sub.parent.test.zone");
+    std::fs::write(&parent, PARENT).unwrap();
+    std::fs::write(&child, CHILD).unwrap();
+    let zones = format!(
+        "[[zones]]\norigin = \"parent.test.\"\nfile = \"{}\"\ndnssec = true\n\n\
+         [[zones]]\norigin = \"sub.parent.test.\"\nfile = \"{}\"\ndnssec = true\n\n\
+         # Client networks map",
+        parent.display(),
+        child.display()
+    );
+    let text = std::fs::read_to_string(quickstart())
+        .unwrap()
+        .replace("# Client networks map", &zones);
+    let config = dir.join("steerd.toml");
+    std::fs::write(&config, text).unwrap();
+    let state = dir.join("state");
+
+    // First start: both zones' keys are made. No DS at the cuts yet, so
+    // a signed referral (to `ext`, a child served elsewhere) proves there
+    // is none: an insecure delegation.
+    let s = Steerd::start_with(config.clone(), state.clone());
+    let ds_of =
+        |zone: &str| std::fs::read_to_string(state.join(format!("dnssec/dsset-{zone}"))).unwrap();
+    let (parent_ds, child_ds) = (ds_of("parent.test."), ds_of("sub.parent.test."));
+    assert!(
+        child_ds.starts_with("sub.parent.test. IN DS "),
+        "{child_ds}"
+    );
+    let referral = s.dig(&["+dnssec", "+norec", "www.ext.parent.test", "A"]);
+    let authority = section(&referral, "AUTHORITY");
+    assert!(authority.iter().any(|r| r.contains(" NSEC ")), "{referral}");
+    assert!(!authority.iter().any(|r| r.contains(" DS ")), "{referral}");
+    drop(s);
+
+    // The parent publishes the children's DS (`ext`'s a copy of `sub`'s):
+    // referrals carry it, signed.
+    let with_ds = |ds: &str| {
+        let line = ds.lines().next().unwrap();
+        let ext = line.replacen("sub.parent.test.", "ext.parent.test.", 1);
+        std::fs::write(&parent, format!("{PARENT}{line}\n{ext}\n")).unwrap();
+    };
+    with_ds(&child_ds);
+    let s = Steerd::start_with(config.clone(), state.clone());
+    let referral = s.dig(&["+dnssec", "+norec", "www.ext.parent.test", "A"]);
+    assert!(!flags(&referral).contains(" aa"), "a referral:\n{referral}");
+    let authority = section(&referral, "AUTHORITY");
+    for want in [" NS ", " DS ", " RRSIG DS "] {
+        assert!(
+            authority.iter().any(|r| r.contains(want)),
+            "{want}:\n{referral}"
+        );
+    }
+    assert!(
+        !authority.iter().any(|r| r.contains(" NSEC ")),
+        "{referral}"
+    );
+    let out = s.dig(&["+dnssec", "+norec", "sub.parent.test", "DS"]);
+    assert!(flags(&out).contains(" aa"), "{out}");
+    // Signed by the parent, not by the child whose apex it is.
+    let signer = |out: &str| {
+        section(out, "ANSWER")
+            .iter()
+            .find(|r| r.contains(" RRSIG DS "))
+            .and_then(|r| r.split(' ').nth(10).map(str::to_owned))
+    };
+    assert_eq!(signer(&out).as_deref(), Some("parent.test."), "{out}");
+    for args in [
+        &["+tcp"][..],
+        &["+subnet=10.1.0.0/24"][..],
+        &["+nocookie"][..],
+    ] {
+        let mut all = vec!["+dnssec", "+norec", "sub.parent.test", "DS"];
+        all.extend_from_slice(args);
+        let out = s.dig(&all);
+        assert_eq!(
+            signer(&out).as_deref(),
+            Some("parent.test."),
+            "{args:?}:\n{out}"
+        );
+    }
+
+    // A validating resolver anchored at the parent follows the chain.
+    let zones = ["parent.test.", "sub.parent.test."];
+    let u = unbound_for(&dir, "chain", &parent_ds, s.dns, &zones);
+    let out = dig(u.port, &["+dnssec", "www.sub.parent.test", "A"]);
+    assert!(
+        flags(&out).contains(" ad"),
+        "not validated:\n{out}\n{}",
+        u.proc.log_text()
+    );
+    assert!(
+        section(&out, "ANSWER")
+            .iter()
+            .any(|r| r.ends_with(" A 192.0.2.60")),
+        "{out}"
+    );
+    drop(u);
+    drop(s);
+
+    // A DS for another key at the parent: the child does not validate.
+    let mut wrong: Vec<String> = child_ds.split_whitespace().map(str::to_owned).collect();
+    wrong[6] = "0".repeat(wrong[6].len());
+    with_ds(&wrong.join(" "));
+    let s = Steerd::start_with(config, state);
+    let u = unbound_for(&dir, "broken-chain", &parent_ds, s.dns, &zones);
+    let out = dig(u.port, &["+dnssec", "www.sub.parent.test", "A"]);
+    assert_eq!(status(&out), "SERVFAIL", "with a wrong DS:\n{out}");
 }
 
 #[test]

@@ -44,6 +44,7 @@ pub(crate) fn rewrite(text: &str, origin: &Name) -> Result<Rewritten, Vec<(usize
     let mut records = HashMap::new();
     let mut errors = Vec::new();
     let mut origin = origin.clone();
+    let mut ttl_set = false;
     let mut start = 0;
     let mut line = 1;
     for (end, _) in crate::zonefile::record_boundaries(text) {
@@ -53,7 +54,7 @@ pub(crate) fn rewrite(text: &str, origin: &Name) -> Result<Rewritten, Vec<(usize
         let this_line = line;
         line += lines;
         let marker = format!("steer-rdata-{nonce}-{}", records.len());
-        match record(chunk, &mut origin) {
+        match record(chunk, &mut origin, &mut ttl_set) {
             Ok(None) => out.push_str(chunk),
             Ok(Some((prefix, Replacement::Mnemonic(rest)))) => {
                 out.push_str(&prefix);
@@ -89,7 +90,15 @@ enum Replacement {
 
 /// One record's text: `None` to leave it to hickory, else the owner,
 /// TTL and class as written and what replaces the type and RDATA.
-fn record(chunk: &str, origin: &mut Name) -> Result<Option<(String, Replacement)>, String> {
+/// A record without a TTL before any `$TTL` directive gets this one, as
+/// NSD and Knot DNS give it (hickory refuses the record).
+const DEFAULT_TTL: &str = "3600";
+
+fn record(
+    chunk: &str,
+    origin: &mut Name,
+    ttl_set: &mut bool,
+) -> Result<Option<(String, Replacement)>, String> {
     let tokens = tokens(chunk);
     let Some(first) = tokens.first() else {
         return Ok(None);
@@ -100,18 +109,30 @@ fn record(chunk: &str, origin: &mut Name) -> Result<Option<(String, Replacement)
         {
             *origin = Name::parse(&name.text, Some(origin)).map_err(|e| e.to_string())?;
         }
+        *ttl_set |= first.text.eq_ignore_ascii_case("$TTL");
         return Ok(None);
     }
     let owned = !chunk.starts_with([' ', '\t']);
     let mut i = usize::from(owned);
-    while tokens
+    let mut has_ttl = false;
+    while let Some(t) = tokens
         .get(i)
-        .is_some_and(|t| !t.quoted && (is_class(&t.text) || is_ttl(&t.text)))
+        .filter(|t| !t.quoted && (is_class(&t.text) || is_ttl(&t.text)))
     {
+        has_ttl |= is_ttl(&t.text);
         i += 1;
     }
     let Some(rtype) = tokens.get(i) else {
         return Ok(None);
+    };
+    let add_ttl = !has_ttl && !*ttl_set;
+    let prefix_of = |tokens: &[Token], owned: bool| {
+        let mut p = prefix_of(tokens, owned);
+        if add_ttl {
+            p.push_str(DEFAULT_TTL);
+            p.push(' ');
+        }
+        p
     };
     let rdata = tokens.get(i + 1..).unwrap_or_default();
     let generic = rdata.first().is_some_and(|t| !t.quoted && t.text == "\\#");
@@ -137,17 +158,35 @@ fn record(chunk: &str, origin: &mut Name) -> Result<Option<(String, Replacement)
             _ if generic => u16::from(
                 RecordType::from_str(&upper).map_err(|_| format!("unknown type {}", rtype.text))?,
             ),
+            // `@` for the origin in a name field: hickory reads it only as
+            // an owner.
+            _ if NAMED.contains(&upper.as_str()) && rdata.iter().any(is_at) => {
+                let rest: Vec<String> = rdata
+                    .iter()
+                    .map(|t| {
+                        if is_at(t) {
+                            origin.to_string()
+                        } else {
+                            t.raw.clone()
+                        }
+                    })
+                    .collect();
+                let prefix = prefix_of(&tokens[..i], owned);
+                return Ok(Some((
+                    prefix,
+                    Replacement::Mnemonic(format!("{upper} {}", rest.join(" "))),
+                )));
+            }
+            _ if add_ttl => {
+                let rest: Vec<&str> = rdata.iter().map(|t| t.raw.as_str()).collect();
+                let prefix = prefix_of(&tokens[..i], owned);
+                let record = format!("{} {}", rtype.raw, rest.join(" "));
+                return Ok(Some((prefix, Replacement::Mnemonic(record))));
+            }
             _ => return Ok(None),
         },
     };
-    let mut prefix = String::new();
-    if !owned {
-        prefix.push(' ');
-    }
-    for t in tokens.get(..i).unwrap_or_default() {
-        prefix.push_str(&t.text);
-        prefix.push(' ');
-    }
+    let prefix = prefix_of(tokens.get(..i).unwrap_or_default(), owned);
     let data = if generic {
         generic_rdata(rdata)?
     } else if ours(code) {
@@ -172,6 +211,29 @@ fn record(chunk: &str, origin: &mut Name) -> Result<Option<(String, Replacement)
         )));
     };
     Ok(Some((prefix, Replacement::Data(code, data))))
+}
+
+/// Types whose RDATA holds domain names (where `@` is the origin).
+const NAMED: [&str; 9] = [
+    "CNAME", "NS", "MX", "PTR", "SRV", "NAPTR", "SOA", "SVCB", "HTTPS",
+];
+
+fn is_at(t: &Token) -> bool {
+    !t.quoted && t.text == "@"
+}
+
+/// The owner, TTL and class fields as written (`tokens`), for the
+/// replacement record; a record without an owner keeps its indent.
+fn prefix_of(tokens: &[Token], owned: bool) -> String {
+    let mut prefix = String::new();
+    if !owned {
+        prefix.push(' ');
+    }
+    for t in tokens {
+        prefix.push_str(&t.text);
+        prefix.push(' ');
+    }
+    prefix
 }
 
 const TXT: u16 = 16;
@@ -522,14 +584,39 @@ mod tests {
     }
 
     #[test]
+    fn records_before_any_ttl_directive_get_3600() {
+        let origin = Name::from_str("z.test.").unwrap();
+        let text =
+            "@ SOA ns1 h ( 1 2 3 4 5 )\n  120 NS ns1\nw IN A 192.0.2.1\n$TTL 60\nv A 192.0.2.2\n";
+        let r = rewrite(text, &origin).unwrap();
+        let lines: Vec<&str> = r.text.split('\n').collect();
+        assert_eq!(lines[0], "@ 3600 SOA ns1 h 1 2 3 4 5");
+        assert_eq!(lines[1], "  120 NS ns1");
+        assert_eq!(lines[2], "w IN 3600 A 192.0.2.1");
+        assert_eq!(lines[4], "v A 192.0.2.2");
+    }
+
+    #[test]
+    fn at_in_a_name_field_is_the_origin() {
+        let origin = Name::from_str("z.test.").unwrap();
+        let text = "$TTL 300\n$ORIGIN sub.z.test.\nw CNAME @\n  MX 10 @ ; c\nt TXT \"@\"\n";
+        let r = rewrite(text, &origin).unwrap();
+        let lines: Vec<&str> = r.text.split('\n').collect();
+        assert_eq!(lines[2], "w CNAME sub.z.test.");
+        assert_eq!(lines[3], " MX 10 sub.z.test.");
+        assert_eq!(r.records.values().next().unwrap().1, b"\x01@");
+    }
+
+    #[test]
     fn lines_and_owners_stay_where_they_were() {
         let origin = Name::from_str("z.test.").unwrap();
-        let text = "a A 192.0.2.1\n  SPF ( \"v=spf1\"\n  \"-all\" ) ; two lines\nb A 192.0.2.2\n";
+        let text =
+            "$TTL 60\na A 192.0.2.1\n  SPF ( \"v=spf1\"\n  \"-all\" ) ; two lines\nb A 192.0.2.2\n";
         let r = rewrite(text, &origin).unwrap();
         let lines: Vec<&str> = r.text.split('\n').collect();
         assert_eq!(lines.len(), text.split('\n').count());
-        assert!(lines[1].starts_with(" TXT \"steer-rdata-"), "{lines:?}");
-        assert_eq!(lines[3], "b A 192.0.2.2");
+        assert!(lines[2].starts_with(" TXT \"steer-rdata-"), "{lines:?}");
+        assert_eq!(lines[4], "b A 192.0.2.2");
         let (rtype, rdata) = r.records.values().next().unwrap();
         assert_eq!((*rtype, rdata.as_slice()), (99, &b"\x06v=spf1\x04-all"[..]));
     }

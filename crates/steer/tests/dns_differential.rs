@@ -216,6 +216,20 @@ ns          A     192.0.2.51
 www         A     192.0.2.60
 "#;
 
+/// A zone file without `$TTL` (records get 3600 until one, as NSD and
+/// Knot give them) and with `@` for the origin in RDATA.
+const ZONE4: &str = r#"$ORIGIN nottl.test.
+@           IN SOA ns1 hostmaster 1 3600 600 604800 60
+            NS    ns1
+ns1         A     192.0.2.1
+short 120   A     192.0.2.2
+after       A     192.0.2.3
+rel         CNAME @
+mx          MX    10 @
+$TTL 777
+late        A     192.0.2.4
+"#;
+
 /// Which reference servers a query is compared with.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Peers {
@@ -338,6 +352,14 @@ const QUERIES: &[(&str, &str, Peers)] = &[
     ("www.sub.d2.test", "A", Both),
     ("www.sub.d2.test", "DS", Both),
     ("nope.sub.d2.test", "A", Both),
+    // the zone without $TTL
+    ("nottl.test", "SOA", Both),
+    ("nottl.test", "NS", Both),
+    ("short.nottl.test", "A", Both),
+    ("after.nottl.test", "A", Both),
+    ("rel.nottl.test", "A", Both),
+    ("mx.nottl.test", "MX", Both),
+    ("late.nottl.test", "A", Both),
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -547,7 +569,7 @@ fn nsd_minimal(mut nsd: Summary, steer: &Summary) -> Option<Summary> {
         nsd.aa && !nsd.answer.is_empty() && nsd.authority.iter().all(|r| !r.contains(" SOA "));
     if positive {
         let at_an_apex = |r: &String| {
-            [ORIGIN, "d2.test.", "sub.d2.test."]
+            [ORIGIN, "d2.test.", "sub.d2.test.", "nottl.test."]
                 .iter()
                 .any(|apex| r.starts_with(&format!("{apex} ")))
         };
@@ -568,10 +590,12 @@ fn zone_semantics_match_nsd_and_knot() {
         (ORIGIN, dir.join("diff.test.zone")),
         ("d2.test.", dir.join("d2.test.zone")),
         ("sub.d2.test.", dir.join("sub.d2.test.zone")),
+        ("nottl.test.", dir.join("nottl.test.zone")),
     ];
     std::fs::write(&zones[0].1, ZONE).unwrap();
     std::fs::write(&zones[1].1, ZONE2).unwrap();
     std::fs::write(&zones[2].1, ZONE3).unwrap();
+    std::fs::write(&zones[3].1, ZONE4).unwrap();
     let nsd = start_nsd(&dir, &zones);
     let knot = start_knot(&dir, &zones);
 

@@ -363,7 +363,7 @@ fn generic_rdata(rdata: &[Token]) -> Result<Vec<u8>, String> {
         .and_then(|t| t.text.parse().ok())
         .ok_or("\\# needs a length: \\# <length> <hex>")?;
     let hex: String = rdata.iter().skip(2).map(|t| t.text.as_str()).collect();
-    if hex.len() != 2 * len || len > 65_535 {
+    if len > 65_535 || hex.len() != 2 * len {
         return Err(format!(
             "\\# {len} needs {len} octets of hex, got {} hex digits",
             hex.len()
@@ -521,7 +521,9 @@ fn fixed(w: &str, places: u32) -> Option<i64> {
         frac.parse().ok()?
     };
     let scale = 10i64.pow(places);
-    let v = int * scale + frac_value * 10i64.pow(places - frac.len() as u32);
+    let v = int
+        .checked_mul(scale)?
+        .checked_add(frac_value * 10i64.pow(places - frac.len() as u32))?;
     Some(if neg { -v } else { v })
 }
 
@@ -662,7 +664,9 @@ mod tests {
             "x LOC 91 N 0 E 0\n",
             "x LOC 1 2 3 X 4 E 0\n",
             "x LOC 1 N 2 E\n",
+            "x LOC 1 N 2 E 99999999999999999m\n",
             "x URI 1 2\n",
+            "x TYPE65280 \\# 9223372036854775808 00\n",
         ] {
             assert!(rewrite(bad, &origin).is_err(), "{bad}");
         }

@@ -10,7 +10,8 @@ use hickory_server::proto::{
 use crate::answer::ClientInfo;
 
 /// The OPT record to answer with: version 0, our own payload size (RFC
-/// 6891 6.2.3: what we accept, not an echo of the client's), and the NSID
+/// 6891 6.2.3: what we accept, not an echo of the client's), the client's
+/// DO bit (RFC 3225 3), and the NSID
 /// when the client asked for it and one is configured. `Err` carries it
 /// for a BADVERS reply when the client asked for a version above 0.
 pub(crate) fn response_edns(
@@ -22,6 +23,8 @@ pub(crate) fn response_edns(
     let mut e = Edns::new();
     e.set_max_payload(udp_payload);
     e.set_version(0);
+    // RFC 3225 3: the DO bit is copied into the response.
+    e.set_dnssec_ok(req.flags().dnssec_ok);
     if let Some(id) = nsid
         && req.option(EdnsCode::NSID).is_some()
         && let Ok(payload) = NSIDPayload::new(id)

@@ -241,7 +241,8 @@ fn respond_with<'v>(
                 return general(view, packet, &result, transport, out);
             }
         };
-        opt.dnssec_ok = signatures.is_some();
+        // RFC 3225 3: the DO bit is copied into the response, signed or not.
+        opt.dnssec_ok = q.dnssec_ok;
         if let Some(done) = write_fast(packet, &result, &opt, signatures.as_deref(), limit, out) {
             if done.1 {
                 metrics.truncated.increment(1);
@@ -399,7 +400,7 @@ fn finish(
     let opt = Opt {
         payload: edns.as_ref().map(Edns::max_payload),
         ecs: ecs.map(|cs| (cs, result.ecs_scope)),
-        dnssec_ok: false,
+        dnssec_ok: edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
         ede: result.ede,
     };
     // The fast writer sends no option but those two: an NSID goes through

@@ -153,6 +153,21 @@ fn edns_payload_badvers_and_malformed_opt() {
     assert!(out.contains("udp: 1232"), "{out}");
     let out = kdig(&s, &["www.example.test", "A", "+bufsize=4096"]);
     assert!(out.contains("UDP size: 1232 B"), "{out}");
+    // RFC 3225 3: DO is copied into the response, in an unsigned zone too.
+    for name in ["www.example.test", "nope.example.test", "www.example.org"] {
+        let out = s.dig(&[name, "A", "+dnssec", "+norec"]);
+        assert!(
+            out.contains("; EDNS: version: 0, flags: do; udp: 1232"),
+            "{out}"
+        );
+        let out = s.dig(&[name, "A", "+dnssec", "+norec", "+tcp"]);
+        assert!(out.contains("flags: do;"), "{out}");
+    }
+    let out = s.dig(&["www.example.test", "A"]);
+    assert!(
+        out.contains("; EDNS: version: 0, flags:; udp: 1232"),
+        "{out}"
+    );
     // The reply advertises our size, not an echo of a smaller one (RFC
     // 6891 6.2.3), and a size under 512 counts as 512 (6.2.5).
     let out = s.dig(&["www.example.test", "A", "+bufsize=512"]);

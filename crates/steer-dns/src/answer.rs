@@ -199,7 +199,12 @@ impl<'v> Answer<'v> {
 
     /// A query this server does not implement (a zone transfer over UDP).
     pub(crate) fn not_implemented() -> Self {
-        Self::new(ResponseCode::NotImp, false, Section::new())
+        Self::error(ResponseCode::NotImp)
+    }
+
+    /// An error reply's parts: `rcode` and nothing else.
+    pub(crate) fn error(rcode: ResponseCode) -> Self {
+        Self::new(rcode, false, Section::new())
     }
 
     fn new(rcode: ResponseCode, authoritative: bool, answers: Section<'v>) -> Self {

@@ -63,6 +63,17 @@ pub(crate) fn client_subnet(request: Option<&Edns>) -> Option<ClientSubnet> {
     }
 }
 
+/// Whether the request's Client Subnet is one RFC 7871 has servers
+/// reject with FORMERR (6, 7.2.1), as hickory read it: a scope in the
+/// query, or address bits past the source prefix. (What hickory cannot
+/// read fails the whole message.)
+pub(crate) fn rejects_subnet(request: &Edns) -> bool {
+    match request.option(EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(cs)) => cs.scope_prefix() != 0 || masked(cs).addr() != cs.addr(),
+        _ => false,
+    }
+}
+
 /// The subnet with address bits past its source prefix cleared (RFC 7871
 /// 6 has senders truncate them; Knot masks what a sender left), so they
 /// neither pick the answer nor come back in the echo.

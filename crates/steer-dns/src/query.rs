@@ -26,6 +26,11 @@ pub(crate) struct PlainQuery<'a> {
     pub(crate) ecs: Option<ClientSubnet>,
     /// The DNSSEC OK bit (RFC 3225).
     pub(crate) dnssec_ok: bool,
+    /// Its one option is a Client Subnet that RFC 7871 has servers reject
+    /// with FORMERR (6, 7.2.1): a family other than IPv4 and IPv6, a
+    /// source prefix longer than the address, a scope in the query, too
+    /// few or too many address octets, or address bits past the prefix.
+    pub(crate) bad_subnet: bool,
 }
 
 /// The query name, as far as the index tells.
@@ -80,7 +85,7 @@ pub(crate) fn plain<'a>(packet: &[u8], names: &'a NameIndex, deny: bool) -> Opti
     let (payload, ecs, dnssec_ok) = if additional == 1 {
         opt(rest)?
     } else if rest.is_empty() {
-        (None, None, false)
+        (None, Ok(None), false)
     } else {
         return None;
     };
@@ -89,7 +94,8 @@ pub(crate) fn plain<'a>(packet: &[u8], names: &'a NameIndex, deny: bool) -> Opti
         qtype,
         qclass,
         payload,
-        ecs,
+        bad_subnet: ecs.is_err(),
+        ecs: ecs.ok().flatten(),
         dnssec_ok,
     })
 }
@@ -103,9 +109,14 @@ fn other(packet: &[u8]) -> Option<(QName<'static>, usize)> {
     Some((QName::Other(LowerName::new(&name)), decoder.index()))
 }
 
+/// A Client Subnet RFC 7871 rejects (see [`PlainQuery::bad_subnet`]).
+pub(crate) struct BadSubnet;
+
 /// An OPT record that ends the message: owner the root, version 0, no
-/// extended rcode, no flag but DO, no option or one Client Subnet.
-fn opt(rest: &[u8]) -> Option<(Option<u16>, Option<ClientSubnet>, bool)> {
+/// extended rcode, no flag but DO, no option or one Client Subnet (which
+/// may be malformed).
+#[allow(clippy::type_complexity)]
+fn opt(rest: &[u8]) -> Option<(Option<u16>, Result<Option<ClientSubnet>, BadSubnet>, bool)> {
     if rest.first() != Some(&0) || u16_at(rest, 1)? != 41 {
         return None;
     }
@@ -121,18 +132,29 @@ fn opt(rest: &[u8]) -> Option<(Option<u16>, Option<ClientSubnet>, bool)> {
         return None;
     }
     if rdata.is_empty() {
-        return Some((Some(payload), None, dnssec_ok));
+        return Some((Some(payload), Ok(None), dnssec_ok));
     }
     // One option: Client Subnet (code 8) and nothing after it.
     if u16_at(rdata, 0)? != 8 || usize::from(u16_at(rdata, 2)?) != rdata.len() - 4 {
         return None;
     }
-    let family = u16_at(rdata, 4)?;
-    let source = *rdata.get(6)?;
-    let scope = *rdata.get(7)?;
-    let address = rdata.get(8..)?;
+    let bad = Some((Some(payload), Err(BadSubnet), dnssec_ok));
+    let (Some(family), Some(&source), Some(&scope)) =
+        (u16_at(rdata, 4), rdata.get(6), rdata.get(7))
+    else {
+        return bad;
+    };
+    let address = rdata.get(8..).unwrap_or_default();
     if scope != 0 || address.len() != usize::from(source).div_ceil(8) {
-        return None;
+        return bad;
+    }
+    // Address bits past the prefix: the last octet's low bits.
+    let spare = (8 - source % 8) % 8;
+    if address
+        .last()
+        .is_some_and(|&b| b & ((1u8 << spare) - 1) != 0)
+    {
+        return bad;
     }
     // The address's leading bytes, shifted into place (a few bytes: a
     // variable-length copy would be a call to memmove).
@@ -143,10 +165,10 @@ fn opt(rest: &[u8]) -> Option<(Option<u16>, Option<ClientSubnet>, bool)> {
     let addr = match family {
         1 if source <= 32 => IpAddr::V4(Ipv4Addr::from(lead(4) as u32)),
         2 if source <= 128 => IpAddr::V6(Ipv6Addr::from(lead(16))),
-        _ => return None,
+        _ => return bad,
     };
-    let cs = crate::edns::masked(&ClientSubnet::new(addr, source, 0));
-    Some((Some(payload), Some(cs), dnssec_ok))
+    let cs = ClientSubnet::new(addr, source, 0);
+    Some((Some(payload), Ok(Some(cs)), dnssec_ok))
 }
 
 #[cfg(test)]
@@ -213,8 +235,24 @@ mod tests {
             (cs.addr(), cs.source_prefix()),
             ("10.1.2.0".parse().unwrap(), 24)
         );
-        let q = parse(&query(Some((0, &[0, 8, 0, 7, 0, 1, 23, 0, 10, 1, 3])))).unwrap();
+        let q = parse(&query(Some((0, &[0, 8, 0, 7, 0, 1, 23, 0, 10, 1, 2])))).unwrap();
         assert_eq!(q.ecs.unwrap().addr(), "10.1.2.0".parse::<IpAddr>().unwrap());
+        assert!(!q.bad_subnet);
+        // RFC 7871 has these refused with FORMERR: a host bit past the
+        // prefix, a scope, too few or too many address octets, another
+        // family, a prefix longer than the address, a truncated option.
+        for ecs in [
+            &[0, 8, 0, 7, 0, 1, 23, 0, 10, 1, 3][..],
+            &[0, 8, 0, 7, 0, 1, 24, 8, 10, 1, 2],
+            &[0, 8, 0, 6, 0, 1, 24, 0, 10, 1],
+            &[0, 8, 0, 8, 0, 1, 24, 0, 10, 1, 2, 0],
+            &[0, 8, 0, 7, 0, 3, 24, 0, 10, 1, 2],
+            &[0, 8, 0, 9, 0, 1, 33, 0, 10, 1, 2, 3, 4],
+            &[0, 8, 0, 1, 0],
+        ] {
+            let q = parse(&query(Some((0, ecs)))).unwrap();
+            assert!(q.bad_subnet && q.ecs.is_none(), "{ecs:?}");
+        }
     }
 
     #[test]
@@ -252,16 +290,13 @@ mod tests {
 
     #[test]
     fn anything_else_takes_the_general_path() {
-        // DO is read; another flag; a cookie; ECS with a scope; ECS with a
-        // short address.
+        // DO is read; another flag; a cookie.
         let q = parse(&query(Some((0x8000, &[0, 8, 0, 7, 0, 1, 24, 0, 10, 1, 2])))).unwrap();
         assert!(q.dnssec_ok && q.ecs.is_some());
         assert!(!parse(&query(Some((0, &[])))).unwrap().dnssec_ok);
         assert!(parse(&query(Some((0x4000, &[])))).is_none());
         assert!(parse(&query(Some((0x8001, &[])))).is_none());
         assert!(parse(&query(Some((0, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])))).is_none());
-        assert!(parse(&query(Some((0, &[0, 8, 0, 7, 0, 1, 24, 8, 10, 1, 2])))).is_none());
-        assert!(parse(&query(Some((0, &[0, 8, 0, 6, 0, 1, 24, 0, 10, 1])))).is_none());
         // Trailing bytes, a response, two questions.
         let mut q = query(None);
         q.push(0);

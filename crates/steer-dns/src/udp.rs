@@ -193,6 +193,9 @@ fn respond_with<'v>(
         && !slip
         && let Some(q) = crate::query::plain(packet, &view.zones.names, deny)
     {
+        if q.bad_subnet {
+            return bad_subnet(view, packet, q.dnssec_ok, out);
+        }
         let client = client_info(q.ecs.as_ref(), src, random);
         let ask = |name, known| {
             let question = Question {
@@ -252,6 +255,14 @@ fn respond_with<'v>(
         // Records the fast writer cannot copy: the general encoder.
         return general(view, packet, &result, transport, out);
     }
+    // A plain query whose Client Subnet is malformed: the fast path's
+    // FORMERR (hickory's reader refuses some of these outright).
+    if !slip
+        && let Some(q) =
+            crate::query::plain(packet, &view.zones.names, deny).filter(|q| q.bad_subnet)
+    {
+        return bad_subnet(view, packet, q.dnssec_ok, out);
+    }
     let Ok(request) = Message::from_vec(packet) else {
         metrics.malformed.increment(1);
         return error_reply(
@@ -304,6 +315,22 @@ fn respond_with<'v>(
     };
 
     let ecs = client_subnet(request.edns.as_ref());
+    if request
+        .edns
+        .as_ref()
+        .is_some_and(crate::edns::rejects_subnet)
+    {
+        metrics.malformed.increment(1);
+        let rcode = ResponseCode::FormErr;
+        return error_reply(
+            &request.metadata,
+            &request.queries,
+            edns.as_ref(),
+            rcode,
+            view,
+            out,
+        );
+    }
     let client = client_info(ecs.as_ref(), src, random);
     let name = LowerName::new(query.name());
     let question = Question {
@@ -418,6 +445,25 @@ fn finish(
         return done.0;
     }
     encode_general(view, request, edns.as_ref(), result, limit, out)
+}
+
+/// FORMERR for a plain query whose Client Subnet RFC 7871 has servers
+/// reject (7.2.1): the question, and an OPT with our payload size and the
+/// DO bit, as gdnsd answers; no subnet echoed.
+fn bad_subnet(view: &DnsView, packet: &[u8], dnssec_ok: bool, out: &mut Vec<u8>) -> UdpOutcome {
+    view.metrics.malformed.increment(1);
+    view.metrics.rcode(ResponseCode::FormErr).increment(1);
+    let opt = Opt {
+        payload: Some(view.udp_payload),
+        ecs: None,
+        dnssec_ok,
+        ede: None,
+    };
+    let result = Answer::error(ResponseCode::FormErr);
+    match write_fast(packet, &result, &opt, None, 512, out) {
+        Some((outcome, _)) => outcome,
+        None => UdpOutcome::Drop,
+    }
 }
 
 /// AXFR over UDP: not implemented, as NSD and Knot answer (RFC 5936 4.2

@@ -176,43 +176,61 @@ fn pre_encoded_replies_decode_to_the_right_answer() {
     assert_eq!(m.authorities[0].name.to_string(), "example.test.");
 }
 
-/// RFC 7871 6: senders truncate the address to the source prefix; bits a
-/// sender left past it are masked (as Knot does): the answer and the echo
-/// are those of the subnet itself, over UDP and TCP alike.
+/// RFC 7871 6 and 7.2.1: a Client Subnet with address bits past its
+/// prefix, a scope, the wrong number of address octets, or an unknown
+/// family is refused with FORMERR, as gdnsd does: the question and an OPT
+/// (our payload size, DO copied) come back, no subnet is echoed, and
+/// every path and transport says the same.
 #[test]
-fn a_client_subnet_with_bits_past_its_prefix_is_answered_as_the_subnet() {
+fn a_malformed_client_subnet_is_formerr_with_the_question_and_opt() {
     use hickory_server::proto::{
         op::{Message, ResponseCode},
-        rr::rdata::opt::{EdnsCode, EdnsOption},
+        rr::rdata::opt::EdnsCode,
     };
     let v = view();
-    let ask = |ecs: Vec<u8>| {
-        let q = query("app.example.test", 1, Some((1232, ecs)));
+    let ask = |ecs: Vec<u8>, dnssec_ok: bool| {
+        let mut q = query("app.example.test", 1, Some((4096, ecs)));
+        if dnssec_ok {
+            set_do(&mut q);
+        }
         let mut out = Vec::new();
         assert_eq!(
             respond_udp(&v, &q, [192, 0, 2, 9].into(), 0, &mut out),
             UdpOutcome::Reply
         );
         check(&v, &q);
-        let m = Message::from_vec(&out).unwrap();
-        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        let echo = match m.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
-            Some(EdnsOption::Subnet(cs)) => (cs.addr().to_string(), cs.source_prefix()),
-            other => panic!("no ECS echoed: {other:?}"),
-        };
-        let answers: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
-        (echo, answers)
+        Message::from_vec(&out).unwrap()
     };
     for subnet in 0..32u8 {
-        let clean = ask(vec![0, 8, 0, 7, 0, 1, 23, 0, 10, 1, subnet & 0xfe]);
-        let dirty = ask(vec![0, 8, 0, 7, 0, 1, 23, 0, 10, 1, subnet | 1]);
-        assert_eq!(dirty, clean, "10.1.{subnet}.0/23");
-        assert_eq!(clean.0, (format!("10.1.{}.0", subnet & 0xfe), 23));
+        let clean = ask(vec![0, 8, 0, 7, 0, 1, 23, 0, 10, 1, subnet & 0xfe], false);
+        assert_eq!(clean.metadata.response_code, ResponseCode::NoError);
+        let dirty = ask(
+            vec![0, 8, 0, 7, 0, 1, 23, 0, 10, 1, subnet | 1],
+            subnet % 2 == 0,
+        );
+        assert_eq!(
+            dirty.metadata.response_code,
+            ResponseCode::FormErr,
+            "10.1.{subnet}.1/23"
+        );
+        assert_eq!(dirty.queries.len(), 1);
+        assert!(dirty.answers.is_empty());
+        let edns = dirty.edns.as_ref().expect("OPT in the FORMERR");
+        assert_eq!(edns.max_payload(), 1232);
+        assert_eq!(edns.flags().dnssec_ok, subnet % 2 == 0);
+        assert!(edns.option(EdnsCode::Subnet).is_none());
     }
-    let v6 = ask(vec![
-        0, 8, 0, 11, 0, 2, 52, 0, 0x20, 1, 0x0d, 0xb8, 0, 1, 0xff,
-    ]);
-    assert_eq!(v6.0, ("2001:db8:1:f000::".to_owned(), 52));
+    for ecs in [
+        vec![0, 8, 0, 11, 0, 2, 52, 0, 0x20, 1, 0x0d, 0xb8, 0, 1, 0xff],
+        vec![0, 8, 0, 7, 0, 1, 24, 8, 10, 1, 2],
+        vec![0, 8, 0, 6, 0, 1, 24, 0, 10, 1],
+        vec![0, 8, 0, 8, 0, 1, 8, 0, 10, 0, 0, 0],
+        vec![0, 8, 0, 7, 0, 3, 24, 0, 10, 1, 2],
+    ] {
+        let m = ask(ecs.clone(), false);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr, "{ecs:?}");
+        assert!(m.edns.is_some(), "{ecs:?}");
+    }
 }
 
 #[test]

@@ -103,6 +103,10 @@ impl Client {
 
     fn ask(&mut self, addr: [u8; 4], prefix: u8) -> BTreeSet<[u8; 4]> {
         self.id = self.id.wrapping_add(1);
+        // The subnet as resolvers send it: address bits past the prefix
+        // cleared (RFC 7871 6; others are refused with FORMERR).
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        let addr = (u32::from_be_bytes(addr) & mask).to_be_bytes();
         let q = ecs_query(self.id, "app.example.test", addr, prefix);
         self.sock.send_to(&q, ("127.0.0.1", self.port)).unwrap();
         let mut buf = [0u8; 1500];

@@ -88,12 +88,13 @@ enum Replacement {
     Data(u16, Vec<u8>),
 }
 
-/// One record's text: `None` to leave it to hickory, else the owner,
-/// TTL and class as written and what replaces the type and RDATA.
 /// A record without a TTL before any `$TTL` directive gets this one, as
 /// NSD and Knot DNS give it (hickory refuses the record).
 const DEFAULT_TTL: &str = "3600";
 
+/// One record's text: `None` to leave it to hickory, else the owner,
+/// TTL and class as written and what replaces the type and RDATA.
+/// Tracks `$ORIGIN` (for names in RDATA) and whether `$TTL` was given.
 fn record(
     chunk: &str,
     origin: &mut Name,

@@ -118,22 +118,19 @@ fn parse(path: &Path, text: &str, origin: &str) -> Result<Zone, Vec<ConfigError>
             let apex = key.name == origin_lower;
             let swapped;
             let data = match &record.data {
-                RData::TXT(txt) => {
-                    let strings: Vec<&[u8]> = txt.txt_data.iter().map(|b| &**b).collect();
-                    match rewritten.take(&strings) {
-                        Some((rtype, rdata)) => match decode(*rtype, rdata) {
-                            Ok(d) => {
-                                swapped = d;
-                                &swapped
-                            }
-                            Err(message) => {
-                                errors.push(err(line_of(key), format!("{owner}: {message}")));
-                                continue;
-                            }
-                        },
-                        None => &record.data,
-                    }
-                }
+                RData::TXT(txt) => match rewritten.take(&txt.txt_data) {
+                    Some((rtype, rdata)) => match decode(*rtype, rdata) {
+                        Ok(d) => {
+                            swapped = d;
+                            &swapped
+                        }
+                        Err(message) => {
+                            errors.push(err(line_of(key), format!("{owner}: {message}")));
+                            continue;
+                        }
+                    },
+                    None => &record.data,
+                },
                 d => d,
             };
             match data {

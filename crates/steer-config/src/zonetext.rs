@@ -24,7 +24,7 @@ pub(crate) struct Rewritten {
 impl Rewritten {
     /// The type and RDATA a TXT record's string stands for, if it is one
     /// of the markers.
-    pub(crate) fn take(&self, txt: &[&[u8]]) -> Option<&(u16, Vec<u8>)> {
+    pub(crate) fn take(&self, txt: &[Box<[u8]>]) -> Option<&(u16, Vec<u8>)> {
         match txt {
             [one] => std::str::from_utf8(one)
                 .ok()
@@ -127,8 +127,9 @@ fn record(
         return Ok(None);
     };
     let add_ttl = !has_ttl && !*ttl_set;
-    let prefix_of = |tokens: &[Token], owned: bool| {
-        let mut p = prefix_of(tokens, owned);
+    // The owner, TTL and class fields as written, for a replacement.
+    let prefix = || {
+        let mut p = prefix_of(tokens.get(..i).unwrap_or_default(), owned);
         if add_ttl {
             p.push_str(DEFAULT_TTL);
             p.push(' ');
@@ -172,7 +173,7 @@ fn record(
                         }
                     })
                     .collect();
-                let prefix = prefix_of(&tokens[..i], owned);
+                let prefix = prefix();
                 return Ok(Some((
                     prefix,
                     Replacement::Mnemonic(format!("{upper} {}", rest.join(" "))),
@@ -180,14 +181,14 @@ fn record(
             }
             _ if add_ttl => {
                 let rest: Vec<&str> = rdata.iter().map(|t| t.raw.as_str()).collect();
-                let prefix = prefix_of(&tokens[..i], owned);
+                let prefix = prefix();
                 let record = format!("{} {}", rtype.raw, rest.join(" "));
                 return Ok(Some((prefix, Replacement::Mnemonic(record))));
             }
             _ => return Ok(None),
         },
     };
-    let prefix = prefix_of(tokens.get(..i).unwrap_or_default(), owned);
+    let prefix = prefix();
     let data = if generic {
         generic_rdata(rdata)?
     } else if ours(code) {

@@ -38,10 +38,11 @@ pub(crate) fn response_edns(
     }
 }
 
-/// The largest UDP reply to `request`: the client's payload size clamped
-/// to [512, `udp_payload`], or 512 without EDNS (RFC 6891 6.2.5).
-pub(crate) fn udp_limit(request: Option<&Edns>, udp_payload: u16) -> usize {
-    usize::from(request.map_or(512, |e| e.max_payload().clamp(512, udp_payload)))
+/// The largest UDP reply to a client that sent `payload` (its OPT's
+/// size, if it sent EDNS): clamped to [512, `udp_payload`], or 512
+/// without EDNS (RFC 6891 6.2.5).
+pub(crate) fn udp_limit(payload: Option<u16>, udp_payload: u16) -> usize {
+    usize::from(payload.map_or(512, |p| p.clamp(512, udp_payload)))
 }
 
 /// Adds an Extended DNS Error (RFC 8914) with `code` and no text.
@@ -55,10 +56,11 @@ pub(crate) fn extended_error(edns: Option<&mut Edns>, code: Option<u16>) {
 /// The Extended DNS Error option's code (RFC 8914 2).
 pub(crate) const EXTENDED_ERROR: u16 = 15;
 
-/// The request's Client Subnet option (RFC 7871), if any.
+/// The request's Client Subnet option (RFC 7871), if any. Asked once
+/// [`rejects_subnet`] passed it: no address bit is set past its prefix.
 pub(crate) fn client_subnet(request: Option<&Edns>) -> Option<ClientSubnet> {
     match request?.option(EdnsCode::Subnet) {
-        Some(EdnsOption::Subnet(cs)) => Some(masked(cs)),
+        Some(EdnsOption::Subnet(cs)) => Some(*cs),
         _ => None,
     }
 }
@@ -75,9 +77,8 @@ pub(crate) fn rejects_subnet(request: &Edns) -> bool {
 }
 
 /// The subnet with address bits past its source prefix cleared (RFC 7871
-/// 6 has senders truncate them; Knot masks what a sender left), so they
-/// neither pick the answer nor come back in the echo.
-pub(crate) fn masked(cs: &ClientSubnet) -> ClientSubnet {
+/// 6 has senders truncate them): a subnet that differs from it is refused.
+fn masked(cs: &ClientSubnet) -> ClientSubnet {
     let prefix = u32::from(cs.source_prefix());
     let addr = match cs.addr() {
         IpAddr::V4(a) => {

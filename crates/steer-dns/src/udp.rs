@@ -189,13 +189,18 @@ fn respond_with<'v>(
     }
     // The query resolvers send: answered without parsing a whole Message.
     let deny = view.unplanned.is_empty();
-    if plain
-        && !slip
-        && let Some(q) = crate::query::plain(packet, &view.zones.names, deny)
-    {
-        if q.bad_subnet {
-            return bad_subnet(view, packet, q.dnssec_ok, out);
-        }
+    // Read once: the fast path answers it, and a malformed Client Subnet
+    // in it is refused on either path (hickory's reader refuses some of
+    // those outright).
+    let read = if slip {
+        None
+    } else {
+        crate::query::plain(packet, &view.zones.names, deny)
+    };
+    if let Some(q) = read.as_ref().filter(|q| q.bad_subnet) {
+        return bad_subnet(view, packet, q.dnssec_ok, out);
+    }
+    if plain && let Some(q) = read {
         let client = client_info(q.ecs.as_ref(), src, random);
         let ask = |name, known| {
             let question = Question {
@@ -213,9 +218,7 @@ fn respond_with<'v>(
         };
         metrics.record(q.qtype, &result, q.ecs.is_some(), counts);
         let limit = match transport {
-            Transport::Udp(_) => {
-                usize::from(q.payload.map_or(512, |p| p.clamp(512, view.udp_payload)))
-            }
+            Transport::Udp(_) => udp_limit(q.payload, view.udp_payload),
             Transport::Tcp => usize::from(u16::MAX),
         };
         let mut opt = Opt {
@@ -255,14 +258,6 @@ fn respond_with<'v>(
         // Records the fast writer cannot copy: the general encoder.
         return general(view, packet, &result, transport, out);
     }
-    // A plain query whose Client Subnet is malformed: the fast path's
-    // FORMERR (hickory's reader refuses some of these outright).
-    if !slip
-        && let Some(q) =
-            crate::query::plain(packet, &view.zones.names, deny).filter(|q| q.bad_subnet)
-    {
-        return bad_subnet(view, packet, q.dnssec_ok, out);
-    }
     let Ok(request) = Message::from_vec(packet) else {
         metrics.malformed.increment(1);
         return error_reply(
@@ -298,8 +293,21 @@ fn respond_with<'v>(
         let empty = SectionRefs::default();
         return encode(&metadata, &request.queries, &empty, edns.as_ref(), out);
     }
-    if request.metadata.op_code != OpCode::Query {
-        let rcode = ResponseCode::NotImp;
+    // Other opcodes; a Client Subnet RFC 7871 refuses that the fast read
+    // did not see (the message is not of the plain shape).
+    let refused = if request.metadata.op_code != OpCode::Query {
+        Some(ResponseCode::NotImp)
+    } else if request
+        .edns
+        .as_ref()
+        .is_some_and(crate::edns::rejects_subnet)
+    {
+        metrics.malformed.increment(1);
+        Some(ResponseCode::FormErr)
+    } else {
+        None
+    };
+    if let Some(rcode) = refused {
         return error_reply(
             &request.metadata,
             &request.queries,
@@ -315,22 +323,6 @@ fn respond_with<'v>(
     };
 
     let ecs = client_subnet(request.edns.as_ref());
-    if request
-        .edns
-        .as_ref()
-        .is_some_and(crate::edns::rejects_subnet)
-    {
-        metrics.malformed.increment(1);
-        let rcode = ResponseCode::FormErr;
-        return error_reply(
-            &request.metadata,
-            &request.queries,
-            edns.as_ref(),
-            rcode,
-            view,
-            out,
-        );
-    }
     let client = client_info(ecs.as_ref(), src, random);
     let name = LowerName::new(query.name());
     let question = Question {
@@ -395,7 +387,10 @@ fn finish(
         Err(sent) => return sent,
     };
     let limit = match transport {
-        Transport::Udp(_) => udp_limit(request.edns.as_ref(), view.udp_payload),
+        Transport::Udp(_) => udp_limit(
+            request.edns.as_ref().map(Edns::max_payload),
+            view.udp_payload,
+        ),
         Transport::Tcp => usize::from(u16::MAX),
     };
     // DO set and a signed zone: RRSIGs and compact denial, through

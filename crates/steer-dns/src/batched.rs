@@ -11,7 +11,8 @@ use std::{
     io::{IoSlice, IoSliceMut},
     net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
     os::fd::{AsRawFd, RawFd},
-    time::Instant,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
@@ -103,106 +104,226 @@ pub(crate) fn serve(
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
     let mut recv = recv_headers(pktinfo, ipv6);
     let mut sender = Sender::new(ipv6);
-    let mut lens = [0usize; BATCH];
-    let mut srcs: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
-    let mut locals: [Option<IpAddr>; BATCH] = [None; BATCH];
+    let mut meta = Meta {
+        lens: [0; BATCH],
+        srcs: [None; BATCH],
+        locals: [None; BATCH],
+    };
     let mut random = crate::handler::next_random();
     // The replies' vector, kept between batches (see `recycle`).
     let mut spare_replies: Vec<Outgoing<'static>> = Vec::with_capacity(BATCH);
     let mut batches = 0u32;
+    // A batch received after the view changed, answered from the new one.
+    let mut carried = None;
+    // Whether the socket's receive timeout is set (see `FLUSH_AFTER`).
+    let mut timed = false;
+    // Whether the view changed: one atomic load while it has not (a
+    // guard's load costs a compare-and-swap).
+    let mut current = arc_swap::Cache::new(view);
     loop {
-        let mut lost_pktinfo = false;
-        let received = {
-            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-            match recvmmsg(
-                fd,
-                &mut recv,
-                iovs.iter_mut(),
-                MsgFlags::MSG_WAITFORONE,
-                None,
-            ) {
-                Ok(results) => {
-                    let mut n = 0;
-                    for (i, r) in results.enumerate() {
-                        let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
-                        lens[i] = if whole { r.bytes } else { 0 };
-                        srcs[i] = r.address;
-                        locals[i] = if pktinfo { local_addr(&r) } else { None };
-                        lost_pktinfo |= pktinfo && locals[i].is_none();
-                        n = i + 1;
+        // The view answering, held while it is current: the counts below
+        // borrow from it across batches.
+        let held = Arc::clone(current.load());
+        let mut pending = Pending::default();
+        loop {
+            let received = match carried.take() {
+                Some(n) => n,
+                None => match receive(fd, &mut recv, &mut bufs, pktinfo, ipv6, &mut meta) {
+                    Received::Batch(n) => n,
+                    Received::Nothing => continue,
+                    Received::Idle => {
+                        // Nothing came for FLUSH_AFTER: apply what was
+                        // counted, then wait without a timeout.
+                        pending.flush();
+                        timed = !clear_timeout(socket);
+                        continue;
                     }
-                    n
-                }
-                Err(Errno::EINTR) => continue,
-                Err(e @ (Errno::ENOSYS | Errno::EOPNOTSUPP)) => {
-                    warn!(error = %e, "recvmmsg unavailable; one datagram per call");
-                    return;
-                }
-                Err(e) => {
-                    warn!(error = %e, "recvmmsg failed");
+                    Received::Unavailable => return,
+                },
+            };
+            if !Arc::ptr_eq(current.load(), &held) {
+                carried = Some(received);
+                break;
+            }
+            // The first batch is timed, so the histogram has data at once.
+            let started = batches.is_multiple_of(TIME_EVERY).then(Instant::now);
+            batches = batches.wrapping_add(1);
+            let mut replies: Vec<Outgoing<'_>> = recycle(std::mem::take(&mut spare_replies));
+            for (i, out) in outs.iter_mut().enumerate().take(received) {
+                let Some((storage, src)) = meta.srcs[i].and_then(|s| Some((s, std_addr(&s)?)))
+                else {
+                    continue;
+                };
+                if is_bad_source(src) {
+                    held.metrics.bad_source.increment(1);
                     continue;
                 }
+                // A wildcard socket that cannot tell where the query went
+                // must not answer from a guess: resolvers drop such replies.
+                if pktinfo && meta.locals[i].is_none() {
+                    continue;
+                }
+                let len = meta.lens[i];
+                if len == 0 {
+                    continue;
+                }
+                random = crate::select::mix(random);
+                let packet = bufs[i].get(..len).unwrap_or_default();
+                let client = src.ip().to_canonical();
+                let transport = Transport::Udp(rrl);
+                if respond(
+                    &held,
+                    packet,
+                    client,
+                    random,
+                    transport,
+                    &mut pending.counts,
+                    out,
+                ) == UdpOutcome::Reply
+                {
+                    replies.push(Outgoing {
+                        payload: out,
+                        to: storage,
+                        from: meta.locals[i],
+                    });
+                }
             }
-        };
-        if lost_pktinfo {
-            // The kernel shrinks each header's control length to what it
-            // filled; start again from full-size buffers.
-            recv = recv_headers(pktinfo, ipv6);
-        }
-        // The first batch is timed, so the histogram has data at once.
-        let started = batches.is_multiple_of(TIME_EVERY).then(Instant::now);
-        batches = batches.wrapping_add(1);
-        let view = view.load();
-        let mut counts = Counts::default();
-        let mut replies: Vec<Outgoing<'_>> = recycle(std::mem::take(&mut spare_replies));
-        for (i, out) in outs.iter_mut().enumerate().take(received) {
-            let Some((storage, src)) = srcs[i].and_then(|s| Some((s, std_addr(&s)?))) else {
-                continue;
-            };
-            if is_bad_source(src) {
-                view.metrics.bad_source.increment(1);
-                continue;
+            let sent = sender.send_all(fd, &replies);
+            if sent.failed > 0 {
+                held.metrics.send_failed.increment(sent.failed as u64);
             }
-            // A wildcard socket that cannot tell where the query went must
-            // not answer from a guess: resolvers drop such replies.
-            if pktinfo && locals[i].is_none() {
-                continue;
+            if sent.truncated > 0 {
+                held.metrics.truncated.increment(sent.truncated as u64);
             }
-            let len = lens[i];
-            if len == 0 {
-                continue;
+            spare_replies = recycle(replies);
+            if pending.add(received, started) && !timed {
+                timed = set_timeout(socket);
             }
-            random = crate::select::mix(random);
-            let packet = bufs[i].get(..len).unwrap_or_default();
-            let client = src.ip().to_canonical();
-            let transport = Transport::Udp(rrl);
-            if respond(&view, packet, client, random, transport, &mut counts, out)
-                == UdpOutcome::Reply
-            {
-                replies.push(Outgoing {
-                    payload: out,
-                    to: storage,
-                    from: locals[i],
-                });
+            if let Some(started) = started {
+                let per_query = started.elapsed().as_secs_f64() / received.max(1) as f64;
+                held.metrics.latency.record(per_query);
             }
-        }
-        // Counted before the replies go out: whoever holds an answer
-        // finds it in the metrics.
-        counts.flush();
-        let sent = sender.send_all(fd, &replies);
-        if sent.failed > 0 {
-            view.metrics.send_failed.increment(sent.failed as u64);
-        }
-        if sent.truncated > 0 {
-            view.metrics.truncated.increment(sent.truncated as u64);
-        }
-        spare_replies = recycle(replies);
-        if let Some(started) = started {
-            let per_query = started.elapsed().as_secs_f64() / received.max(1) as f64;
-            view.metrics.latency.record(per_query);
         }
     }
+}
+
+/// How long a worker's counts may wait to be applied to the metrics (and
+/// to the tallies and samples the control loop reads). Applying them costs
+/// atomic operations and calls per counter; a worker answering a few
+/// queries per batch spent a tenth of its own time on that when it
+/// applied them after every batch. A worker that falls idle applies them
+/// when its receive times out after this long.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
+/// Counts are applied at least every this many queries.
+const FLUSH_QUERIES: usize = 64;
+
+/// Counts gathered over batches answered from one view (applied when
+/// dropped, as the view changes).
+#[derive(Default)]
+struct Pending<'v> {
+    counts: Counts<'v>,
+    queries: usize,
+    /// When the oldest count not yet applied was known to be there.
+    since: Option<Instant>,
+}
+
+impl Pending<'_> {
+    /// Notes a batch of `received` queries, whose clock reading (taken for
+    /// one batch in `TIME_EVERY`) is `now`, and applies the counts when
+    /// they are due. Returns whether counts are left pending.
+    fn add(&mut self, received: usize, now: Option<Instant>) -> bool {
+        self.queries += received;
+        let due = self.queries >= FLUSH_QUERIES
+            || matches!((self.since, now), (Some(s), Some(n)) if n.duration_since(s) >= FLUSH_AFTER);
+        if due {
+            self.flush();
+        } else if self.since.is_none() {
+            self.since = now.or_else(|| Some(Instant::now()));
+        }
+        self.queries > 0
+    }
+
+    fn flush(&mut self) {
+        self.counts.flush();
+        self.queries = 0;
+        self.since = None;
+    }
+}
+
+/// A receive timeout, so an idle worker wakes to apply its counts. False
+/// if it could not be set (the counts then wait for the next query).
+fn set_timeout(socket: &UdpSocket) -> bool {
+    socket.set_read_timeout(Some(FLUSH_AFTER)).is_ok()
+}
+
+/// No receive timeout: an idle worker sleeps until a query comes. False
+/// if the timeout is still set.
+fn clear_timeout(socket: &UdpSocket) -> bool {
+    socket.set_read_timeout(None).is_ok()
+}
+
+/// What each received datagram came with.
+struct Meta {
+    lens: [usize; BATCH],
+    srcs: [Option<SockaddrStorage>; BATCH],
+    locals: [Option<IpAddr>; BATCH],
+}
+
+enum Received {
+    /// This many datagrams, their lengths (0: truncated) and addresses in
+    /// `Meta`.
+    Batch(usize),
+    /// Interrupted, or a failure worth another try.
+    Nothing,
+    /// The receive timeout passed with nothing received.
+    Idle,
+    /// `recvmmsg` is not available.
+    Unavailable,
+}
+
+fn receive(
+    fd: RawFd,
+    recv: &mut MultiHeaders<SockaddrStorage>,
+    bufs: &mut [[u8; MAX_REQUEST]],
+    pktinfo: bool,
+    ipv6: bool,
+    meta: &mut Meta,
+) -> Received {
+    let mut lost_pktinfo = false;
+    let received = {
+        let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+            bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+        match recvmmsg(fd, recv, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+            Ok(results) => {
+                let mut n = 0;
+                for (i, r) in results.enumerate() {
+                    let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+                    meta.lens[i] = if whole { r.bytes } else { 0 };
+                    meta.srcs[i] = r.address;
+                    meta.locals[i] = if pktinfo { local_addr(&r) } else { None };
+                    lost_pktinfo |= pktinfo && meta.locals[i].is_none();
+                    n = i + 1;
+                }
+                Received::Batch(n)
+            }
+            Err(Errno::EINTR) => Received::Nothing,
+            Err(Errno::EAGAIN) => Received::Idle,
+            Err(e @ (Errno::ENOSYS | Errno::EOPNOTSUPP)) => {
+                warn!(error = %e, "recvmmsg unavailable; one datagram per call");
+                Received::Unavailable
+            }
+            Err(e) => {
+                warn!(error = %e, "recvmmsg failed");
+                Received::Nothing
+            }
+        }
+    };
+    if lost_pktinfo {
+        // The kernel shrinks each header's control length to what it
+        // filled; start again from full-size buffers.
+        *recv = recv_headers(pktinfo, ipv6);
+    }
+    received
 }
 
 /// An empty vector in `v`'s allocation, for values of another lifetime:
@@ -403,6 +524,23 @@ mod tests {
 
     fn storage(a: SocketAddr) -> SockaddrStorage {
         SockaddrStorage::from(a)
+    }
+
+    #[test]
+    fn counts_wait_for_enough_queries_or_enough_time() {
+        let mut p = Pending::default();
+        let t0 = Instant::now();
+        assert!(p.add(10, Some(t0)), "a few queries wait");
+        assert!(p.add(10, None));
+        assert!(p.add(10, Some(t0 + FLUSH_AFTER / 2)));
+        assert!(
+            !p.add(10, Some(t0 + FLUSH_AFTER)),
+            "applied once old enough"
+        );
+        assert_eq!((p.queries, p.since), (0, None));
+        assert!(p.add(FLUSH_QUERIES - 1, None));
+        assert!(p.since.is_some(), "the wait starts with the first count");
+        assert!(!p.add(1, None), "applied at FLUSH_QUERIES");
     }
 
     #[test]

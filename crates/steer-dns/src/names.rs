@@ -27,6 +27,11 @@ pub(crate) struct WireName {
 }
 
 impl WireName {
+    pub(crate) const EMPTY: Self = Self {
+        buf: [0; MAX_NAME],
+        len: 0,
+    };
+
     pub(crate) fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()
     }
@@ -34,10 +39,7 @@ impl WireName {
 
 impl Default for WireName {
     fn default() -> Self {
-        Self {
-            buf: [0; MAX_NAME],
-            len: 0,
-        }
+        Self::EMPTY
     }
 }
 

@@ -49,6 +49,12 @@ fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]))
 }
 
+thread_local! {
+    /// The query name's lowercase wire form, read into the same buffer
+    /// for every query of a thread (a fresh one is 255 zeroed bytes).
+    static WIRE: std::cell::RefCell<WireName> = const { std::cell::RefCell::new(WireName::EMPTY) };
+}
+
 /// The query, when it has the plain shape; `None` sends it down the
 /// general path. A name in `names` is read off the packet without hickory,
 /// and so is one it denies, when `deny` (the index decides NXDOMAIN
@@ -67,15 +73,18 @@ pub(crate) fn plain<'a>(packet: &[u8], names: &'a NameIndex, deny: bool) -> Opti
     if additional > 1 {
         return None;
     }
-    let mut wire = WireName::default();
-    let (name, end) = match crate::names::read(packet, 12, &mut wire) {
-        Some(end) => match names.get(wire.as_bytes()) {
-            Some((key, known)) => (QName::Known(key, known), end),
-            None => match names.denied(wire.as_bytes()).filter(|_| deny) {
-                Some(encloser) => (QName::Denied(encloser), end),
-                None => other(packet)?,
-            },
-        },
+    let indexed = WIRE.with_borrow_mut(|wire| {
+        let end = crate::names::read(packet, 12, wire)?;
+        match names.get(wire.as_bytes()) {
+            Some((key, known)) => Some((QName::Known(key, known), end)),
+            None => names
+                .denied(wire.as_bytes())
+                .filter(|_| deny)
+                .map(|encloser| (QName::Denied(encloser), end)),
+        }
+    });
+    let (name, end) = match indexed {
+        Some(found) => found,
         None => other(packet)?,
     };
     let qtype = RecordType::from(u16_at(packet, end)?);

@@ -89,11 +89,21 @@ pub fn pick_into(key: u64, targets: &[(u64, f64)], n: usize, out: &mut [usize; M
         }
         return targets.len();
     }
+    // With one positive weight for all, a target's score rises with its
+    // draw alone (`rendezvous` is increasing in it): the draws rank them
+    // as the scores would, without a logarithm per target.
+    let same = targets
+        .first()
+        .map(|t| t.1)
+        .filter(|&w| w > 0.0 && w.is_finite() && targets.iter().all(|t| t.1 == w));
     // Keep the best n in a small sorted buffer on the stack.
     let mut best = [(0.0f64, 0usize); MAX_PICK + 1];
     let mut len = 0;
     for (i, &(seed, weight)) in targets.iter().enumerate() {
-        let score = weight * rendezvous(key, seed);
+        let score = match same {
+            Some(_) => (mix(key ^ seed) >> 11) as f64,
+            None => weight * rendezvous(key, seed),
+        };
         let pos = best[..len].partition_point(|&(s, j)| s > score || (s == score && j < i));
         if pos < n {
             best.copy_within(pos..len, pos + 1);
@@ -132,6 +142,25 @@ mod tests {
             }
         }
         assert!((8_700..9_300).contains(&first_a), "a first {first_a} times");
+    }
+
+    /// The shortcut for equal weights picks what the scores pick.
+    #[test]
+    fn equal_weights_rank_as_the_scores_do() {
+        let targets: Vec<(u64, f64)> = (0..7).map(|i| (seed(&format!("p{i}")), 250.0)).collect();
+        let mut out = Vec::new();
+        for k in 0..5_000u64 {
+            let key = mix(k);
+            pick(key, &targets, 3, &mut out);
+            let mut scored: Vec<(f64, usize)> = targets
+                .iter()
+                .enumerate()
+                .map(|(i, &(s, w))| (w * rendezvous(key, s), i))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let want: Vec<usize> = scored.iter().take(3).map(|&(_, i)| i).collect();
+            assert_eq!(out, want, "key {key}");
+        }
     }
 
     proptest::proptest! {

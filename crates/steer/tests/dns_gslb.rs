@@ -240,8 +240,7 @@ fn metrics_by_qtype_rcode_service_pop_ecs_and_latency_without_addresses() {
     }
     s.dig(&["nope.example.test", "AAAA"]);
     s.dig(&["www.example.test", "A", "+tcp"]);
-    let (_, metrics) = http_get(s.http, "/metrics").unwrap();
-    for m in [
+    let wanted = [
         "steer_dns_queries_total{qtype=\"A\"}",
         "steer_dns_queries_total{qtype=\"AAAA\"}",
         "steer_dns_responses_total{rcode=\"NOERROR\"}",
@@ -252,9 +251,20 @@ fn metrics_by_qtype_rcode_service_pop_ecs_and_latency_without_addresses() {
         "steer_dns_ecs_queries_total{ecs=\"yes\"} 20",
         "steer_dns_ecs_queries_total{ecs=\"no\"}",
         "steer_dns_latency_seconds_bucket{le=",
-    ] {
-        assert!(metrics.contains(m), "{m} missing:\n{metrics}");
-    }
+    ];
+    // A UDP worker applies its counts within 20 ms of falling idle.
+    let metrics = poll(Duration::from_secs(5), || {
+        let (_, metrics) = http_get(s.http, "/metrics")?;
+        wanted
+            .iter()
+            .all(|m| metrics.contains(m))
+            .then_some(metrics)
+    });
+    let Some(metrics) = metrics else {
+        let (_, metrics) = http_get(s.http, "/metrics").unwrap();
+        let missing: Vec<_> = wanted.iter().filter(|m| !metrics.contains(*m)).collect();
+        panic!("{missing:?} missing:\n{metrics}");
+    };
     let leaks: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("steer_dns") && (l.contains("127.0.0.1") || l.contains("10.1.")))

@@ -308,10 +308,16 @@ impl<'a> Compressor<'a> {
             let found = self.names[..self.len]
                 .iter()
                 .find_map(|&(pos, known, literal)| {
-                    labels(known)
-                        .take_while(|&(k, _)| k < literal)
-                        .find(|&(k, _)| known[k..].eq_ignore_ascii_case(suffix))
-                        .map(|(k, _)| pos + k)
+                    // Only the suffix of the same length can match: compare
+                    // it, then check that it starts at a label.
+                    // (Names are mostly asked in lowercase: a plain
+                    // comparison first.)
+                    let k = known.len().checked_sub(suffix.len())?;
+                    let tail = known.get(k..)?;
+                    let same = k < literal
+                        && (tail == suffix || tail.eq_ignore_ascii_case(suffix))
+                        && labels(known).any(|(s, _)| s == k);
+                    same.then_some(pos + k)
                 });
             if let Some(ptr) = found
                 .and_then(|p| u16::try_from(p).ok())

@@ -138,7 +138,11 @@ pub(crate) fn serve(
                         timed = !clear_timeout(socket);
                         continue;
                     }
-                    Received::Unavailable => return,
+                    Received::Unavailable => {
+                        // The one-at-a-time loop waits without a timeout.
+                        clear_timeout(socket);
+                        return;
+                    }
                 },
             };
             if !Arc::ptr_eq(current.load(), &held) {

@@ -61,9 +61,13 @@ pub(crate) fn mix(mut z: u64) -> u64 {
 /// `-1 / ln(u)` for `u` in (0, 1] drawn from the key and the target's seed.
 /// Calibration predicts the picker with the very same number.
 pub(crate) fn rendezvous(key: u64, seed: u64) -> f64 {
-    let h = mix(key ^ seed);
-    let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    let u = (draw(key, seed) as f64 + 1.0) / (1u64 << 53) as f64;
     -1.0 / u.ln().min(-f64::MIN_POSITIVE)
+}
+
+/// The 53-bit draw `rendezvous` is increasing in.
+fn draw(key: u64, seed: u64) -> u64 {
+    mix(key ^ seed) >> 11
 }
 
 /// Most records one answer can carry (config caps `max_records` at 16).
@@ -94,15 +98,15 @@ pub fn pick_into(key: u64, targets: &[(u64, f64)], n: usize, out: &mut [usize; M
     // as the scores would, without a logarithm per target.
     let same = targets
         .first()
-        .map(|t| t.1)
-        .filter(|&w| w > 0.0 && w.is_finite() && targets.iter().all(|t| t.1 == w));
+        .is_some_and(|&(_, w)| w > 0.0 && w.is_finite() && targets.iter().all(|t| t.1 == w));
     // Keep the best n in a small sorted buffer on the stack.
     let mut best = [(0.0f64, 0usize); MAX_PICK + 1];
     let mut len = 0;
     for (i, &(seed, weight)) in targets.iter().enumerate() {
-        let score = match same {
-            Some(_) => (mix(key ^ seed) >> 11) as f64,
-            None => weight * rendezvous(key, seed),
+        let score = if same {
+            draw(key, seed) as f64
+        } else {
+            weight * rendezvous(key, seed)
         };
         let pos = best[..len].partition_point(|&(s, j)| s > score || (s == score && j < i));
         if pos < n {

@@ -13,6 +13,7 @@ use steer_types::answers::ANSWER_UNIT;
 
 use crate::{
     names::Known,
+    netmap::Lookup,
     select::{MAX_PICK, STICKY_V4, STICKY_V6, subnet_key},
     view::{CompiledService, CompiledSet, DnsView, Rr},
     zone::{CompiledZone, Found, Node},
@@ -311,7 +312,7 @@ pub(crate) fn answer_known<'v>(
     view: &'v DnsView,
     q: &Question<'_>,
     client: &ClientInfo,
-    known: Option<(&[u8], &Known)>,
+    known: Option<(&[u8], &'v Known)>,
 ) -> Answer<'v> {
     let mut served = Served::default();
     let mut a = resolve(view, q, client, &mut served, known);
@@ -365,7 +366,7 @@ fn resolve<'v>(
     q: &Question<'_>,
     client: &ClientInfo,
     served: &mut Served<'v>,
-    known: Option<(&[u8], &Known)>,
+    known: Option<(&[u8], &'v Known)>,
 ) -> Answer<'v> {
     let (wire, known) = (known.map(|k| k.0), known.map(|k| k.1));
     match q.qclass {
@@ -384,6 +385,10 @@ fn resolve<'v>(
     let hinted = known
         .filter(|_| q.qtype != RecordType::DS)
         .and_then(|k| view.zones.get(k.zone));
+    // The query name's node in that zone, as the index holds it.
+    let mut known_node = known
+        .filter(|_| hinted.is_some())
+        .and_then(|k| k.node.as_deref());
     let Some(mut zone) = hinted.or_else(|| zone_of(view, q.name, q.qtype)) else {
         return Answer::not_authoritative();
     };
@@ -442,7 +447,11 @@ fn resolve<'v>(
         if !view.unplanned.is_empty() && view.unplanned.contains(current) {
             return Answer::servfail();
         }
-        let (node, synthesized) = match zone.find(current, q.qtype) {
+        let found = match known_node.take() {
+            Some(node) if step == 0 => zone.found_at(node, current, q.qtype),
+            _ => zone.find(current, q.qtype),
+        };
+        let (node, synthesized) = match found {
             Found::NxDomain => {
                 let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
                 return with_steered(a, steered_part);
@@ -675,8 +684,16 @@ fn client_region(view: &DnsView, client: &ClientInfo) -> (Option<usize>, u8) {
     let Ok(net) = IpNet::new(client.addr, client.source_prefix) else {
         return (None, 0);
     };
-    match view.client_map.get_lpm(&net.trunc()) {
-        Some((prefix, &region)) => (Some(region), prefix.prefix_len()),
+    let mapped = match view.client_nets.get(client.addr, client.source_prefix) {
+        Lookup::Found(region, len) => Some((region, len)),
+        Lookup::Missing => None,
+        Lookup::Unindexed => view
+            .client_map
+            .get_lpm(&net.trunc())
+            .map(|(prefix, &region)| (region, prefix.prefix_len())),
+    };
+    match mapped {
+        Some((region, len)) => (Some(region), len),
         None => {
             // Then geolocation, if configured; the scope is the database
             // network that decided it.

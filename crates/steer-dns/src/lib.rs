@@ -23,6 +23,7 @@ mod ident;
 mod keys;
 mod metrics;
 mod names;
+mod netmap;
 mod publisher;
 mod query;
 mod rollover;

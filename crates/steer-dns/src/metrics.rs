@@ -152,31 +152,25 @@ pub(crate) struct Counts<'v> {
     /// The metrics `queries` counts for.
     query: Option<&'v QueryMetrics>,
     queries: QueryCounts,
-    counters: SmallVec<[(&'v Counter, u64); 16]>,
-    sums: SmallVec<[(&'v AtomicU64, u64); 8]>,
+    counters: Tally<'v, Counter>,
+    sums: Tally<'v, AtomicU64>,
     /// Subnets to note in selection samples, checked together at the end
     /// of the batch: each check is a load that usually misses the cache,
     /// and independent loads overlap.
-    subnets: SmallVec<[(&'v ClientSample, u64); 32]>,
+    subnets: SmallVec<[(&'v ClientSample, u64); 96]>,
 }
 
 impl<'v> Counts<'v> {
     pub(crate) fn bump(&mut self, counter: &'v Counter, n: u64) {
-        match self
-            .counters
-            .iter_mut()
-            .find(|(c, _)| std::ptr::eq(*c, counter))
-        {
-            Some((_, sum)) => *sum += n,
-            None => self.counters.push((counter, n)),
+        if !self.counters.add(counter, n) {
+            counter.increment(n);
         }
     }
 
     /// Adds `n` to `sum` (a relaxed tally read by the control loop).
     pub(crate) fn add(&mut self, sum: &'v AtomicU64, n: u64) {
-        match self.sums.iter_mut().find(|(s, _)| std::ptr::eq(*s, sum)) {
-            Some((_, total)) => *total += n,
-            None => self.sums.push((sum, n)),
+        if !self.sums.add(sum, n) {
+            sum.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -203,25 +197,90 @@ impl<'v> Counts<'v> {
     /// Applies what was counted; `self` is then empty.
     pub(crate) fn flush(&mut self) {
         self.flush_query();
-        let noted: SmallVec<[bool; 32]> = self
-            .subnets
-            .iter()
-            .map(|&(sample, key)| sample.noted(key))
-            .collect();
-        for (&(sample, key), noted) in self.subnets.iter().zip(noted) {
-            if !noted {
-                sample.observe(key);
+        // The checks' results as bits, 64 at a time: nothing to allocate.
+        for chunk in self.subnets.chunks(64) {
+            let mut noted = 0u64;
+            for (i, &(sample, key)) in chunk.iter().enumerate() {
+                noted |= u64::from(sample.noted(key)) << i;
+            }
+            for (i, &(sample, key)) in chunk.iter().enumerate() {
+                if noted & (1 << i) == 0 {
+                    sample.observe(key);
+                }
             }
         }
         self.subnets.clear();
-        for (counter, n) in self.counters.drain(..) {
-            counter.increment(n);
-        }
-        for (sum, n) in self.sums.drain(..) {
+        self.counters.drain(|counter, n| counter.increment(n));
+        self.sums.drain(|sum, n| {
             sum.fetch_add(n, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Sums to add to counters (or tallies) until a flush, each found by its
+/// address in a small open-addressed table: a steered answer bumps a few
+/// of a view's many counters, and a linear search for each showed in the
+/// query path's profile. When the table is full a sum is applied at once.
+struct Tally<'v, T> {
+    slots: [Option<(&'v T, u64)>; TALLY_SLOTS],
+    /// Whether any slot is in use (a flush with none skips the table).
+    used: bool,
+}
+
+const TALLY_SLOTS: usize = 32;
+
+impl<T> Default for Tally<'_, T> {
+    fn default() -> Self {
+        Self {
+            slots: [None; TALLY_SLOTS],
+            used: false,
         }
     }
 }
+
+impl<'v, T> Tally<'v, T> {
+    /// Adds `n` to `target`'s sum; false if the table has no room for it.
+    fn add(&mut self, target: &'v T, n: u64) -> bool {
+        let addr = std::ptr::from_ref(target) as usize as u64;
+        // Multiplicative hashing; the top bits pick the slot.
+        let home = (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 59) as usize;
+        for probe in 0..TALLY_SLOTS {
+            let Some(slot) = self.slots.get_mut((home + probe) % TALLY_SLOTS) else {
+                break;
+            };
+            match slot {
+                Some((t, sum)) if std::ptr::eq(*t, target) => {
+                    *sum += n;
+                    return true;
+                }
+                Some(_) => {}
+                None => {
+                    *slot = Some((target, n));
+                    self.used = true;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Hands every sum to `apply`, leaving the table empty.
+    fn drain(&mut self, mut apply: impl FnMut(&'v T, u64)) {
+        if !std::mem::take(&mut self.used) {
+            return;
+        }
+        for slot in &mut self.slots {
+            if let Some((t, n)) = slot.take() {
+                apply(t, n);
+            }
+        }
+    }
+}
+
+const _: () = assert!(
+    TALLY_SLOTS == 1 << (64 - 59),
+    "Tally::add's shift picks a slot"
+);
 
 impl Drop for Counts<'_> {
     fn drop(&mut self) {
@@ -236,4 +295,35 @@ pub(crate) fn service_counter(service: &str) -> Counter {
 
 pub(crate) fn pop_counter(pop: &str) -> Counter {
     counter!("steer_dns_answers_total", "pop" => pop.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_sums_per_target_and_overflows_to_the_caller() {
+        let targets: Vec<AtomicU64> = (0..40).map(|_| AtomicU64::new(0)).collect();
+        let mut tally = Tally::default();
+        let mut refused = 0;
+        for round in 0..3u64 {
+            for t in &targets {
+                if !tally.add(t, round + 1) {
+                    refused += 1;
+                    t.fetch_add(round + 1, Ordering::Relaxed);
+                }
+            }
+        }
+        assert_eq!(
+            refused,
+            3 * (40 - TALLY_SLOTS),
+            "a full table refuses the rest"
+        );
+        tally.drain(|t, n| {
+            t.fetch_add(n, Ordering::Relaxed);
+        });
+        assert!(targets.iter().all(|t| t.load(Ordering::Relaxed) == 6));
+        assert!(tally.slots.iter().all(Option::is_none), "drained");
+        assert!(tally.add(&targets[0], 1), "room again");
+    }
 }

@@ -11,11 +11,12 @@
 use std::{
     collections::hash_map::Entry,
     hash::{BuildHasher, Hasher},
+    sync::Arc,
 };
 
 use hickory_server::proto::rr::LowerName;
 
-use crate::view::HashMap;
+use crate::{view::HashMap, zone::Node};
 
 /// Longest name on the wire (RFC 1035 3.1).
 const MAX_NAME: usize = 255;
@@ -109,6 +110,10 @@ pub(crate) struct Known {
     /// no wildcard child): a name under it that is not indexed does not
     /// exist.
     pub(crate) denies_below: bool,
+    /// Its node in `zone` (see [`NameIndex::attach`]), so answering it
+    /// needs no second lookup by `LowerName`, which hashes and compares
+    /// label by label.
+    pub(crate) node: Option<Arc<Node>>,
 }
 
 /// The names that exist, by wire form.
@@ -150,12 +155,22 @@ impl NameIndex {
                             zone,
                             steered: steered.contains(name),
                             denies_below,
+                            node: None,
                         });
                     }
                 }
             }
         }
         Self(map)
+    }
+
+    /// Gives `name` its node, if `zone` answers it.
+    pub(crate) fn attach(&mut self, zone: usize, name: &LowerName, node: &Arc<Node>) {
+        if let Some(known) = self.0.get_mut(&*wire(name))
+            && known.zone == zone
+        {
+            known.node = Some(Arc::clone(node));
+        }
     }
 
     /// The closest ancestor of `wire` (a name not in the index) that is,

@@ -341,6 +341,8 @@ pub struct DnsView {
     pub(crate) unplanned: std::collections::HashSet<LowerName>,
     pub(crate) regions: Vec<RegionId>,
     pub(crate) client_map: JointPrefixMap<IpNet, usize>,
+    /// The same networks for the query path (see `netmap`).
+    pub(crate) client_nets: crate::netmap::NetMap,
     pub(crate) udp_payload: u16,
     pub(crate) metrics: QueryMetrics,
     /// Region by geolocation for clients no client network matches.
@@ -445,11 +447,14 @@ impl DnsView {
         let udp_payload = settings.udp_payload;
         let regions: Vec<RegionId> = plan.body.regions.iter().map(|r| r.id.clone()).collect();
         let mut client_map = JointPrefixMap::new();
+        let mut mapped = Vec::new();
         for net in client_networks {
             if let Some(i) = regions.iter().position(|r| *r == net.region) {
                 client_map.insert(net.prefix, i);
+                mapped.push((&net.prefix, i));
             }
         }
+        let client_nets = crate::netmap::NetMap::new(mapped);
         // Steered names exist in their zone too: they and their empty
         // non-terminals block wildcards and answer NODATA, not NXDOMAIN.
         let steered: Vec<LowerName> = plan
@@ -589,6 +594,7 @@ impl DnsView {
             unplanned,
             regions,
             client_map,
+            client_nets,
             udp_payload,
             metrics: QueryMetrics::register(),
             geo: None,

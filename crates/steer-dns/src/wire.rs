@@ -119,14 +119,20 @@ pub(crate) fn write_fast(
     };
 
     out.clear();
-    out.extend_from_slice(packet.get(..2)?);
-    let req2 = *packet.get(2)?;
-    let req3 = *packet.get(3)?;
+    let (id0, id1, req2, req3) = (
+        *packet.first()?,
+        *packet.get(1)?,
+        *packet.get(2)?,
+        *packet.get(3)?,
+    );
     let aa = if result.authoritative { 0x04 } else { 0 };
-    // QR, the request's opcode and RD; RA and AD clear; CD copied.
-    out.push(0x80 | (req2 & 0x78) | aa | (req2 & 0x01));
-    out.push((req3 & 0x10) | rcode as u8);
-    out.extend_from_slice(&[0; 8]);
+    // The ID; QR, the request's opcode and RD; RA and AD clear; CD
+    // copied; the counts, set at the end.
+    let flags = [
+        0x80 | (req2 & 0x78) | aa | (req2 & 0x01),
+        (req3 & 0x10) | rcode as u8,
+    ];
+    out.extend_from_slice(&[id0, id1, flags[0], flags[1], 0, 0, 0, 0, 0, 0, 0, 0]);
     out.extend_from_slice(question);
     let records_start = out.len();
     // Built on first use: a steered answer (records at the question name,
@@ -314,7 +320,10 @@ impl<'a> Compressor<'a> {
                     // comparison first.)
                     let k = known.len().checked_sub(suffix.len())?;
                     let tail = known.get(k..)?;
+                    // The first bytes (a label length in `suffix`) differ
+                    // for most names: no comparison of the rest then.
                     let same = k < literal
+                        && tail.first() == suffix.first()
                         && (tail == suffix || tail.eq_ignore_ascii_case(suffix))
                         && labels(known).any(|(s, _)| s == k);
                     same.then_some(pos + k)

@@ -34,13 +34,18 @@ pub(crate) struct Zones {
 impl Zones {
     /// The zones, compiled with `steered` names in them.
     pub(crate) fn new(list: Vec<CompiledZone>, steered: &[LowerName]) -> Self {
-        let names = NameIndex::build(
+        let mut names = NameIndex::build(
             list.iter().map(|z| {
                 let names = z.nodes.iter().map(|(n, node)| (n, node.denies_below()));
                 (&z.origin, names.collect())
             }),
             steered,
         );
+        for (i, z) in list.iter().enumerate() {
+            for (name, node) in &z.nodes {
+                names.attach(i, name, node);
+            }
+        }
         Self { list, names }
     }
 }
@@ -57,13 +62,14 @@ pub(crate) struct CompiledZone {
     pub(crate) origin: LowerName,
     /// Negative answers carry this (TTL = min(SOA TTL, SOA minimum)).
     pub(crate) soa_negative: Rr,
-    /// Every name that exists in the zone, empty non-terminals included.
-    pub(crate) nodes: HashMap<LowerName, Node>,
+    /// Every name that exists in the zone, empty non-terminals included
+    /// (shared with the name index, see [`crate::names::Known::node`]).
+    pub(crate) nodes: HashMap<LowerName, Arc<Node>>,
     /// The zone's key, when it is signed (`dnssec` opted in).
     pub(crate) signer: Option<Arc<Signer>>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Node {
     /// Sorted by type (stable), so each RRset is one run.
     pub(crate) rrs: Vec<Rr>,
@@ -124,18 +130,7 @@ impl CompiledZone {
     /// Looks `qname` (inside this zone) up for `qtype`.
     pub(crate) fn find(&self, qname: &LowerName, qtype: RecordType) -> Found<'_> {
         if let Some(node) = self.nodes.get(qname) {
-            return match &node.cut {
-                None => Found::Node {
-                    node,
-                    synthesized: false,
-                },
-                // DS belongs to the parent side of the cut (RFC 4035 3.1.4.1).
-                Some(cut) if qtype == RecordType::DS && cut == qname => Found::Node {
-                    node,
-                    synthesized: false,
-                },
-                Some(cut) => self.referral(cut),
-            };
+            return self.found_at(node, qname, qtype);
         }
         // The closest encloser: the nearest ancestor that exists. No name
         // between it and qname exists, so none of them is a cut.
@@ -161,8 +156,32 @@ impl CompiledZone {
         }
     }
 
+    /// What `find` gives for `qname` when its node (of this zone) is
+    /// known already.
+    pub(crate) fn found_at<'a>(
+        &'a self,
+        node: &'a Node,
+        qname: &LowerName,
+        qtype: RecordType,
+    ) -> Found<'a> {
+        match &node.cut {
+            None => Found::Node {
+                node,
+                synthesized: false,
+            },
+            // DS belongs to the parent side of the cut (RFC 4035 3.1.4.1).
+            Some(cut) if qtype == RecordType::DS && cut == qname => Found::Node {
+                node,
+                synthesized: false,
+            },
+            Some(cut) => self.referral(cut),
+        }
+    }
+
     fn referral(&self, cut: &LowerName) -> Found<'_> {
-        self.nodes.get(cut).map_or(Found::NxDomain, Found::Referral)
+        self.nodes
+            .get(cut)
+            .map_or(Found::NxDomain, |node| Found::Referral(node))
     }
 
     /// Address records for `target` as the additional section would carry
@@ -173,7 +192,7 @@ impl CompiledZone {
         if !self.origin.zone_of(&lower) {
             return Vec::new();
         }
-        let node = match self.nodes.get(&lower) {
+        let node: Option<&Node> = match self.nodes.get(&lower) {
             Some(node) if node.cut.is_none() || glue => Some(node),
             Some(_) => None,
             None => match self.find(&lower, RecordType::A) {
@@ -335,7 +354,10 @@ pub(crate) fn compile(
             zone.soa_ttl.min(zone.soa.minimum),
             RData::SOA(soa_rdata),
         )),
-        nodes,
+        nodes: nodes
+            .into_iter()
+            .map(|(name, node)| (name, Arc::new(node)))
+            .collect(),
         signer,
     };
 
@@ -365,7 +387,8 @@ pub(crate) fn compile(
         }
     }
     for (owner, by_type) in additional {
-        if let Some(node) = zone.nodes.get_mut(&owner) {
+        // Not shared yet: the index takes its references later.
+        if let Some(node) = zone.nodes.get_mut(&owner).and_then(Arc::get_mut) {
             node.additional = by_type;
         }
     }

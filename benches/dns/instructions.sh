@@ -15,16 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-need=()
-command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
-command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
-command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=benches/dns/need.sh
+source benches/dns/need.sh
+need_packages valgrind=valgrind dnsperf=dnsperf dig=bind9-dnsutils
 
 STEERD=${STEERD:-}
 if [ -z "$STEERD" ]; then

@@ -21,18 +21,9 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BASE_PORT=${BASE_PORT:-25300}
 
-need=()
-command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
-command -v nsd >/dev/null 2>&1 || need+=(nsd)
-command -v gdnsd >/dev/null 2>&1 || need+=(gdnsd)
-[ -x /usr/sbin/knotd ] || command -v knotd >/dev/null 2>&1 || need+=(knot)
-command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=benches/dns/need.sh
+source benches/dns/need.sh
+need_packages dnsperf=dnsperf nsd=nsd gdnsd=gdnsd knotd=knot dig=bind9-dnsutils
 # The Debian packages start system-wide instances; they listen on :53 and
 # do not disturb the loopback ports used here.
 

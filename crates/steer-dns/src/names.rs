@@ -110,7 +110,7 @@ pub(crate) struct Known {
     /// no wildcard child): a name under it that is not indexed does not
     /// exist.
     pub(crate) denies_below: bool,
-    /// Its node in `zone` (see [`NameIndex::attach`]), so answering it
+    /// Its node in `zone` (see [`NameIndex::build`]), so answering it
     /// needs no second lookup by `LowerName`, which hashes and compares
     /// label by label.
     pub(crate) node: Option<Arc<Node>>,
@@ -125,7 +125,12 @@ impl NameIndex {
     /// each with whether it denies the names below it, see
     /// [`Known::denies_below`]); the names in `steered` are marked so.
     pub(crate) fn build<'a>(
-        zones: impl Iterator<Item = (&'a LowerName, Vec<(&'a LowerName, bool)>)>,
+        zones: impl Iterator<
+            Item = (
+                &'a LowerName,
+                Vec<(&'a LowerName, bool, Option<&'a Arc<Node>>)>,
+            ),
+        >,
         steered: &[LowerName],
     ) -> Self {
         let zones: Vec<_> = zones.collect();
@@ -137,7 +142,7 @@ impl NameIndex {
         let steered: crate::view::HashSet<&LowerName> = steered.iter().collect();
         let mut map: HashMap<Box<[u8]>, Known> = HashMap::default();
         for (i, (_, names)) in zones.iter().enumerate() {
-            for &(name, denies) in names {
+            for &(name, denies, node) in names {
                 let key = wire(name);
                 // The longest origin is the longest suffix of the wire
                 // form, at a label boundary, that is an origin.
@@ -147,30 +152,29 @@ impl NameIndex {
                 // Only the zone that answers the name knows what is below
                 // it (a parent's glue under a child zone of ours is not).
                 let denies_below = denies && zone == i;
+                // Its node in the zone that answers it.
+                let node = node.filter(|_| zone == i).map(Arc::clone);
                 match map.entry(key) {
-                    Entry::Occupied(mut known) => known.get_mut().denies_below |= denies_below,
+                    Entry::Occupied(mut known) => {
+                        let known = known.get_mut();
+                        known.denies_below |= denies_below;
+                        if node.is_some() {
+                            known.node = node;
+                        }
+                    }
                     Entry::Vacant(slot) => {
                         slot.insert(Known {
                             name: name.clone(),
                             zone,
                             steered: steered.contains(name),
                             denies_below,
-                            node: None,
+                            node,
                         });
                     }
                 }
             }
         }
         Self(map)
-    }
-
-    /// Gives `name` its node, if `zone` answers it.
-    pub(crate) fn attach(&mut self, zone: usize, name: &LowerName, node: &Arc<Node>) {
-        if let Some(known) = self.0.get_mut(&*wire(name))
-            && known.zone == zone
-        {
-            known.node = Some(Arc::clone(node));
-        }
     }
 
     /// The closest ancestor of `wire` (a name not in the index) that is,
@@ -328,8 +332,8 @@ mod tests {
         let n = |s: &str| LowerName::from_str(s).unwrap();
         let (root, apex, app) = (n("."), n("example.test."), n("app.Example.test."));
         let zones = [
-            (&root, vec![(&root, true)]),
-            (&apex, vec![(&apex, true), (&app, true)]),
+            (&root, vec![(&root, true, None)]),
+            (&apex, vec![(&apex, true, None), (&app, true, None)]),
         ];
         let index = NameIndex::build(
             zones.iter().map(|(o, v)| (*o, v.clone())),
@@ -377,9 +381,13 @@ mod tests {
         let zones = [
             (
                 &parent,
-                vec![(&parent, true), (&child, false), (&glue, false)],
+                vec![
+                    (&parent, true, None),
+                    (&child, false, None),
+                    (&glue, false, None),
+                ],
             ),
-            (&child, vec![(&child, true)]),
+            (&child, vec![(&child, true, None)]),
         ];
         let index = NameIndex::build(zones.iter().map(|(o, v)| (*o, v.clone())), &[]);
         let zone = |s: &str| index.get(&wire(&n(s))).unwrap().1.zone;

@@ -195,7 +195,7 @@ mod tests {
         let apex = LowerName::from_str("example.test.").unwrap();
         let app = LowerName::from_str("app.example.test.").unwrap();
         NameIndex::build(
-            [(&apex, vec![(&apex, true), (&app, true)])].into_iter(),
+            [(&apex, vec![(&apex, true, None), (&app, true, None)])].into_iter(),
             &[],
         )
     });

@@ -34,18 +34,16 @@ pub(crate) struct Zones {
 impl Zones {
     /// The zones, compiled with `steered` names in them.
     pub(crate) fn new(list: Vec<CompiledZone>, steered: &[LowerName]) -> Self {
-        let mut names = NameIndex::build(
+        let names = NameIndex::build(
             list.iter().map(|z| {
-                let names = z.nodes.iter().map(|(n, node)| (n, node.denies_below()));
+                let names = z
+                    .nodes
+                    .iter()
+                    .map(|(n, node)| (n, node.denies_below(), Some(node)));
                 (&z.origin, names.collect())
             }),
             steered,
         );
-        for (i, z) in list.iter().enumerate() {
-            for (name, node) in &z.nodes {
-                names.attach(i, name, node);
-            }
-        }
         Self { list, names }
     }
 }

@@ -862,11 +862,21 @@ fn inline_zone(
         expire: raw_soa.expire,
         minimum: raw_soa.minimum,
     };
-    let records = z
+    let records: Vec<StaticRecord> = z
         .records
         .iter()
         .filter_map(|rec| record(r, &origin, z.ttl, rec))
         .collect();
+    // RFC 6672 2.3: nothing below a DNAME (it would never be served).
+    for raw in &z.records {
+        let name = absolute(&origin, raw.get_ref().name.get_ref());
+        if let Some(owner) = dname_above(&records, &name) {
+            r.at(
+                raw.get_ref().name.span(),
+                format!("{name} is below the DNAME at {owner}: names there are redirected, never served (RFC 6672 2.3)"),
+            );
+        }
+    }
     Some(Zone {
         origin,
         soa,
@@ -875,6 +885,15 @@ fn inline_zone(
         ns_ttl: z.ttl,
         records,
     })
+}
+
+/// The owner of a DNAME in `records` strictly above `name`, if any.
+fn dname_above<'a>(records: &'a [StaticRecord], name: &str) -> Option<&'a str> {
+    records
+        .iter()
+        .filter(|rec| matches!(rec.data, RecordData::Dname(_)))
+        .map(|rec| rec.name.as_str())
+        .find(|owner| name != *owner && (*owner == "." || name.ends_with(&format!(".{owner}"))))
 }
 
 fn absolute(origin: &str, name: &str) -> String {
@@ -920,6 +939,7 @@ fn record(
             }
         },
         "CNAME" => RecordData::Cname(absolute(origin, value)),
+        "DNAME" => RecordData::Dname(absolute(origin, value)),
         "NS" => RecordData::Ns(absolute(origin, value)),
         "TXT" => RecordData::Txt(value.clone()),
         "MX" => RecordData::Mx {
@@ -1115,6 +1135,12 @@ fn topology(
                 r.at(
                     s.name.span(),
                     format!("{name} is not inside any configured zone"),
+                );
+            }
+            if let Some(owner) = zones.iter().find_map(|z| dname_above(&z.records, &name)) {
+                r.at(
+                    s.name.span(),
+                    format!("{name} is below the DNAME at {owner}: names there are redirected (RFC 6672)"),
                 );
             }
             if let Some(z) = zones

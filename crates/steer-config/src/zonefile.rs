@@ -17,7 +17,7 @@ use std::{
 use hickory_proto::{
     rr::{DNSClass, LowerName, Name, RData, RecordSet, RecordType, RrKey},
     serialize::{
-        binary::{BinDecoder, BinEncodable, BinEncoder, Restrict},
+        binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder, Restrict},
         txt::Parser,
     },
 };
@@ -188,6 +188,42 @@ fn parse(path: &Path, text: &str, origin: &str) -> Result<Zone, Vec<ConfigError>
             format!("{owner} has a CNAME and other data (RFC 1034 3.6.2)"),
         ));
     }
+    // RFC 6672 2.3, 2.4: one DNAME per owner, and no name below it (a
+    // query there is redirected: such data would never be served).
+    let mut dnames: Vec<(LowerName, &RrKey)> = Vec::new();
+    for (key, set) in &records {
+        let count = set
+            .records_without_rrsigs()
+            .filter(|r| is_dname(&r.data, &rewritten))
+            .count();
+        if count > 1 {
+            errors.push(err(
+                line_of(key),
+                format!(
+                    "{}: more than one DNAME (RFC 6672 2.4)",
+                    lower(&Name::from(&key.name))
+                ),
+            ));
+        }
+        if count > 0 {
+            dnames.push((key.name.clone(), key));
+        }
+    }
+    for key in records.keys() {
+        if let Some((owner, _)) = dnames
+            .iter()
+            .find(|(owner, _)| *owner != key.name && owner.zone_of(&key.name))
+        {
+            errors.push(err(
+                line_of(key),
+                format!(
+                    "{} is below the DNAME at {}: names there are redirected, never served (RFC 6672 2.3)",
+                    lower(&Name::from(&key.name)),
+                    lower(&Name::from(owner)),
+                ),
+            ));
+        }
+    }
     let Some((soa, soa_ttl)) = soa else {
         errors.push(err(0, format!("no SOA record at the apex {origin}")));
         return Err(errors);
@@ -217,6 +253,18 @@ fn lower(name: &Name) -> String {
     n
 }
 
+/// Whether `data` is a DNAME, in the generic or the presentation form
+/// (which stands in as a marked TXT record, see [`crate::zonetext`]).
+fn is_dname(data: &RData, rewritten: &crate::zonetext::Rewritten) -> bool {
+    match data {
+        RData::Unknown { code, .. } => *code == RecordType::DNAME,
+        RData::TXT(txt) => rewritten
+            .take(&txt.txt_data)
+            .is_some_and(|(rtype, _)| *rtype == u16::from(RecordType::DNAME)),
+        _ => false,
+    }
+}
+
 fn data_is_cname(data: &RecordData) -> bool {
     matches!(data, RecordData::Cname(_))
 }
@@ -237,16 +285,14 @@ fn decode(rtype: u16, rdata: &[u8]) -> Result<RData, String> {
     Ok(data)
 }
 
-/// Types that are not data a zone file gives: meta and query types, those
-/// the online signer makes, and DNAME (whose answers need synthesis, RFC
-/// 6672, which Steer does not do).
+/// Types that are not data a zone file gives: meta and query types, and
+/// those the online signer makes.
 fn refused_type(rtype: RecordType) -> Option<&'static str> {
     use RecordType::*;
     Some(match rtype {
         DNSKEY | RRSIG | NSEC | NSEC3 | NSEC3PARAM | CDS | CDNSKEY | KEY | SIG => {
             "is made by the online signer (dnssec = true on the zone), not loaded"
         }
-        DNAME => "is not served: DNAME needs answer synthesis (RFC 6672); use CNAMEs",
         OPT | TSIG | AXFR | IXFR | ANY | ZERO => "is not a record type a zone holds",
         Unknown(249 | 253 | 254) => "is not a record type a zone holds",
         _ => return None,
@@ -259,6 +305,18 @@ fn convert(data: &RData) -> Result<RecordData, String> {
         return Err(format!("record type {} {why}", data.record_type()));
     }
     Ok(match data {
+        RData::Unknown {
+            code: RecordType::DNAME,
+            rdata,
+        } => {
+            let mut decoder = BinDecoder::new(&rdata.anything);
+            let target = <Name as BinDecodable>::read(&mut decoder)
+                .map_err(|e| format!("DNAME target: {e}"))?;
+            if !decoder.is_empty() {
+                return Err("DNAME RDATA has trailing octets".into());
+            }
+            RecordData::Dname(lower(&target))
+        }
         RData::A(a) => RecordData::A(a.0),
         RData::AAAA(a) => RecordData::Aaaa(a.0),
         RData::CNAME(c) => RecordData::Cname(lower(&c.0)),
@@ -394,6 +452,56 @@ mail MX 10 www
                 .iter()
                 .any(|r| r.name == "www.example.test." && r.ttl == 60)
         );
+    }
+
+    #[test]
+    fn dnames_load_and_nothing_may_be_below_one() {
+        let text = format!("{GOOD}old DNAME www\nold2 TYPE39 \\# 5 03 6e 65 77 00\nat DNAME @\n");
+        let zone = match load(&write("dname.zone", &text), "example.test.") {
+            Ok(z) => z,
+            Err(e) => panic!("{e:?}"),
+        };
+        let dnames: Vec<(&str, &RecordData)> = zone
+            .records
+            .iter()
+            .filter(|r| matches!(r.data, RecordData::Dname(_)))
+            .map(|r| (r.name.as_str(), &r.data))
+            .collect();
+        assert_eq!(
+            dnames,
+            [
+                (
+                    "at.example.test.",
+                    &RecordData::Dname("example.test.".into())
+                ),
+                (
+                    "old.example.test.",
+                    &RecordData::Dname("www.example.test.".into())
+                ),
+                ("old2.example.test.", &RecordData::Dname("new.".into())),
+            ]
+        );
+        // A name below a DNAME, and two DNAMEs at one owner: the lines.
+        let below = format!("{GOOD}old DNAME www\nx.old A 192.0.2.7\nold DNAME mail\n");
+        let errs = load(&write("below.zone", &below), "example.test.")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.contains("more than one DNAME"), "{errs:?}");
+        assert_eq!(errs[0].line, 13, "{errs:?}");
+        assert!(
+            errs[1]
+                .message
+                .contains("x.old.example.test. is below the DNAME at old.example.test."),
+            "{errs:?}"
+        );
+        assert_eq!(errs[1].line, 14, "{errs:?}");
+        // A DNAME and a CNAME at one name.
+        let both = format!("{GOOD}old DNAME www\nold CNAME www\n");
+        let errs = load(&write("both.zone", &both), "example.test.")
+            .err()
+            .unwrap_or_default();
+        assert!(errs[0].message.contains("CNAME and other data"), "{errs:?}");
     }
 
     #[test]

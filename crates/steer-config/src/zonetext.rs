@@ -146,7 +146,7 @@ fn record(
         ),
         _ => None,
     };
-    let ours = |code: u16| matches!(code, LOC | RP | URI | SPF | TXT);
+    let ours = |code: u16| matches!(code, LOC | RP | URI | SPF | TXT | DNAME);
     let code = match code {
         Some(c) => c,
         None => match upper.as_str() {
@@ -154,6 +154,8 @@ fn record(
             "RP" => RP,
             "URI" => URI,
             "SPF" => SPF,
+            // hickory's parser has no DNAME.
+            "DNAME" => DNAME,
             // hickory splits a quoted string that a parenthesized record
             // carries over lines at its spaces: TXT is read here too.
             "TXT" => TXT,
@@ -196,6 +198,7 @@ fn record(
             LOC => loc(rdata)?,
             RP => rp(rdata, origin)?,
             URI => uri(rdata)?,
+            DNAME => dname(rdata, origin)?,
             _ => character_strings(rdata)?,
         }
     } else {
@@ -243,6 +246,7 @@ const RP: u16 = 17;
 const LOC: u16 = 29;
 const SPF: u16 = 99;
 const URI: u16 = 256;
+const DNAME: u16 = 39;
 
 fn is_class(t: &str) -> bool {
     let u = t.to_ascii_uppercase();
@@ -409,6 +413,14 @@ fn name_wire(text: &str, origin: &Name) -> Result<Vec<u8>, String> {
     }
     out.push(0);
     Ok(out)
+}
+
+/// DNAME: one target name (RFC 6672 2.1), `@` for the origin.
+fn dname(rdata: &[Token], origin: &Name) -> Result<Vec<u8>, String> {
+    match rdata {
+        [target] if !target.quoted => name_wire(&target.text, origin),
+        _ => Err("DNAME takes one target name".into()),
+    }
 }
 
 /// RP: a mailbox and a TXT owner (RFC 1183 2.2).

@@ -938,3 +938,49 @@ fn pop_coordinates_are_optional_paired_and_in_range() {
     assert!(err.0[0].message.contains("-90 to 90"), "{err}");
     assert!(err.0[1].message.contains("needs `lon`"), "{err}");
 }
+
+#[test]
+fn a_dname_redirects_everything_below_it_so_nothing_may_be_there() {
+    let (path, text) = with_edit(
+        "dname.toml",
+        "quickstart.toml",
+        "  { name = \"www\", type = \"A\", value = \"192.0.2.80\" },\n",
+        "  { name = \"www\", type = \"A\", value = \"192.0.2.80\" },\n  { name = \"@\", type = \"DNAME\", value = \"other.test.\" },\n",
+    );
+    let err = steer_config::load_steerd(&path).unwrap_err();
+    let messages: Vec<&str> = err.0.iter().map(|e| e.message.as_str()).collect();
+    for name in ["ns1", "www"] {
+        let e = err
+            .0
+            .iter()
+            .find(|e| {
+                e.message.starts_with(&format!(
+                    "{name}.example.test. is below the DNAME at example.test."
+                ))
+            })
+            .unwrap_or_else(|| panic!("{name}: {messages:?}"));
+        assert_eq!(
+            e.line,
+            line_of(&text, &format!("name = \"{name}\"")),
+            "{err}"
+        );
+    }
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("app.example.test. is below the DNAME at example.test.")),
+        "the steered name too: {messages:?}"
+    );
+
+    // One below the apex redirects only its own subtree.
+    let (path, _) = with_edit(
+        "dname-ok.toml",
+        "quickstart.toml",
+        "  { name = \"www\", type = \"A\", value = \"192.0.2.80\" },\n",
+        "  { name = \"www\", type = \"A\", value = \"192.0.2.80\" },\n  { name = \"old\", type = \"DNAME\", value = \"www.example.test.\" },\n",
+    );
+    let c = steer_config::load_steerd(&path).unwrap();
+    let zone = &c.zones[0];
+    assert!(zone.records.iter().any(|r| r.name == "old.example.test."
+        && r.data == steer_types::RecordData::Dname("www.example.test.".into())));
+}

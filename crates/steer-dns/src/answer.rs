@@ -6,7 +6,7 @@ use std::{borrow::Cow, net::IpAddr};
 
 use hickory_server::proto::{
     op::ResponseCode,
-    rr::{DNSClass, LowerName, Name, Record, RecordType},
+    rr::{DNSClass, LowerName, Name, RData, Record, RecordType, rdata::CNAME},
 };
 use ipnet::IpNet;
 use steer_types::answers::ANSWER_UNIT;
@@ -60,6 +60,9 @@ pub enum Owner<'v> {
     Record,
     /// A name reached through a CNAME that a wildcard synthesized.
     Name(&'v LowerName),
+    /// A name this answer made, `Answer::made[i]`: a DNAME's substitution
+    /// (RFC 6672), followed on.
+    Made(u8),
 }
 
 /// One answer-section record and the owner it is sent with.
@@ -67,6 +70,29 @@ pub enum Owner<'v> {
 pub struct Answered<'v> {
     pub rr: &'v Rr,
     pub owner: Owner<'v>,
+    /// The CNAME that the DNAME `rr` synthesizes for `owner` (RFC 6672
+    /// 3.1): its target is `Answer::made[i]`, its TTL the DNAME's.
+    pub cname_to: Option<u8>,
+}
+
+impl<'v> Answered<'v> {
+    /// `rr` as it is, sent with `owner`.
+    pub(crate) fn new(rr: &'v Rr, owner: Owner<'v>) -> Self {
+        Self {
+            rr,
+            owner,
+            cname_to: None,
+        }
+    }
+
+    /// The type sent: CNAME for one a DNAME synthesizes.
+    pub fn rtype(&self) -> RecordType {
+        if self.cname_to.is_some() {
+            RecordType::CNAME
+        } else {
+            self.rr.record_type()
+        }
+    }
 }
 
 impl std::ops::Deref for Answered<'_> {
@@ -82,7 +108,24 @@ impl Answered<'_> {
     /// borrowed unless its owner differs from the stored one. At the query
     /// name it is the name as asked, case included, as the fast writer's
     /// pointer to the question sends it.
-    pub fn record(&self, qname: &Name) -> Cow<'_, Record> {
+    /// `made` is the answer's [`Answer::made`].
+    pub fn record(&self, qname: &Name, made: &[LowerName]) -> Cow<'_, Record> {
+        let made_name = |i: u8| made.get(usize::from(i)).map(Name::from);
+        if let Some(i) = self.cname_to {
+            let owner = match self.owner {
+                Owner::Record => None,
+                Owner::Query => Some(qname.clone()),
+                Owner::Name(name) => Some(Name::from(name)),
+                Owner::Made(i) => made_name(i),
+            };
+            let target = made_name(i).unwrap_or_else(Name::root);
+            let owner = owner.unwrap_or_else(|| self.rr.record.name.clone());
+            return Cow::Owned(Record::from_rdata(
+                owner,
+                self.rr.record.ttl,
+                RData::CNAME(CNAME(target)),
+            ));
+        }
         let owner = match self.owner {
             Owner::Record => return Cow::Borrowed(&self.rr.record),
             Owner::Query if self.rr.record.name.eq_case(qname) => {
@@ -90,6 +133,7 @@ impl Answered<'_> {
             }
             Owner::Query => qname.clone(),
             Owner::Name(name) => Name::from(name),
+            Owner::Made(i) => made_name(i).unwrap_or_else(|| self.rr.record.name.clone()),
         };
         let mut record = self.rr.record.clone();
         record.name = owner;
@@ -125,6 +169,9 @@ pub struct Answer<'v> {
     pub ede: Option<u16>,
     /// What sending it records; see [`Answer::record_served`].
     pub(crate) served: Served<'v>,
+    /// Names made for this answer: the targets of the CNAMEs DNAMEs
+    /// synthesized (see [`Owner::Made`], [`Answered::cname_to`]).
+    pub made: Vec<LowerName>,
 }
 
 /// What serving a steered answer records: the service's query counter, the
@@ -220,6 +267,7 @@ impl<'v> Answer<'v> {
             region: None,
             ede: None,
             served: Served::default(),
+            made: Vec::new(),
         }
     }
 
@@ -351,10 +399,7 @@ fn chaos<'v>(view: &'v DnsView, q: &Question<'_>) -> Answer<'v> {
     match found {
         Some((_, rr)) if matches!(q.qtype, RecordType::TXT | RecordType::ANY) => {
             let mut answers = Section::new();
-            answers.push(Answered {
-                rr,
-                owner: Owner::Query,
-            });
+            answers.push(Answered::new(rr, Owner::Query));
             Answer::new(ResponseCode::NoError, false, answers)
         }
         _ => Answer::refused(),
@@ -396,124 +441,217 @@ fn resolve<'v>(
     // left out) needs no look in the steering tables.
     let mut static_name = known.is_some_and(|k| !k.steered) && view.unplanned.is_empty();
     let mut chain = Section::new();
-    let mut current: &LowerName = q.name;
-    // The targets followed so far: `current` from the second step on.
-    let mut followed: [Option<&'v LowerName>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
+    // The names DNAMEs made on the way (the answer keeps them).
+    let mut made: Vec<LowerName> = Vec::new();
+    // Where this step looks: the query name, a CNAME's target or a made name.
+    let mut at = Step::Query;
+    // Where each step after the first looked.
+    let mut followed: [Option<Step<'v>>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
     // The node each step's CNAME came from, and whether a wildcard
     // synthesized it, for loop detection.
     let mut aliases: [Option<(&'v Node, bool)>; MAX_CNAME_CHAIN] = [None; MAX_CNAME_CHAIN];
     // The ECS scope and region of a CNAME-style steered name the chain
     // went through: the answer depends on the client there too.
     let mut steered_part = None;
-    for step in 0..=MAX_CNAME_CHAIN {
-        if let Some(target) = step.checked_sub(1).and_then(|i| followed[i]) {
-            let Some(z) = zone_of(view, target, q.qtype) else {
-                // Out of our zones: the resolver follows from here.
-                let a = Answer::new(ResponseCode::NoError, true, chain);
-                return with_steered(a, steered_part);
+    let mut a = 'chain: {
+        for step in 0..=MAX_CNAME_CHAIN {
+            let current = at.name(q.name, &made);
+            // Whether the chain has been at `name` already.
+            let been = |name: &LowerName| {
+                name == q.name
+                    || followed
+                        .iter()
+                        .flatten()
+                        .any(|s| s.name(q.name, &made) == name)
             };
-            zone = z;
-        }
-        let svc = match (static_name, step, wire) {
-            (true, ..) => None,
-            (false, 0, Some(wire)) => view.services.get_wire(wire),
-            (false, ..) => view.services.get(current),
-        };
-        static_name = false;
-        if let Some(svc) = svc {
-            let owner = if step == 0 {
-                Owner::Query
+            if step > 0 {
+                let Some(z) = zone_of(view, current, q.qtype) else {
+                    // Out of our zones: the resolver follows from here.
+                    let a = Answer::new(ResponseCode::NoError, true, chain);
+                    break 'chain with_steered(a, steered_part);
+                };
+                zone = z;
+            }
+            let svc = match (static_name, step, wire) {
+                (true, ..) => None,
+                (false, 0, Some(wire)) => view.services.get_wire(wire),
+                (false, ..) => view.services.get(current),
+            };
+            static_name = false;
+            if let Some(svc) = svc {
+                let owner = if step == 0 {
+                    Owner::Query
+                } else {
+                    Owner::Record
+                };
+                let (a, alias) = steered(view, svc, q, client, chain, owner);
+                *served = a.served;
+                let follow = alias.filter(|&t| {
+                    q.qtype != RecordType::CNAME && step < MAX_CNAME_CHAIN && !been(t)
+                });
+                let a = with_steered(a, steered_part);
+                let Some(target) = follow else {
+                    break 'chain a;
+                };
+                steered_part = Some((a.ecs_scope, a.region));
+                chain = a.answers;
+                followed[step] = Some(Step::View(target));
+                at = Step::View(target);
+                continue;
+            }
+            if !view.unplanned.is_empty() && view.unplanned.contains(current) {
+                break 'chain Answer::servfail();
+            }
+            let found = match known_node.take() {
+                Some(node) if step == 0 => zone.found_at(node, current, q.qtype),
+                _ => zone.find(current, q.qtype),
+            };
+            let (node, synthesized) = match found {
+                Found::NxDomain => {
+                    let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
+                    break 'chain with_steered(a, steered_part);
+                }
+                Found::Referral(cut) => {
+                    // Not authoritative for a referral, unless a CNAME of ours
+                    // led here (the answer section then is ours).
+                    let mut a = Answer::new(ResponseCode::NoError, step > 0, chain);
+                    a.referral = cut.rrset(RecordType::NS);
+                    a.additional = cut.additional(RecordType::NS);
+                    break 'chain with_steered(a, steered_part);
+                }
+                Found::Dname(node) => {
+                    // RFC 6672 3.2: the DNAME, then the CNAME it makes for
+                    // this name, then on to the CNAME's target.
+                    let (Some(dname), Some(target)) =
+                        (node.rrset(RecordType::DNAME).first(), node.dname.as_ref())
+                    else {
+                        let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
+                        break 'chain with_steered(a, steered_part);
+                    };
+                    chain.push(Answered::new(dname, Owner::Record));
+                    let Some(name) = substitute(current, dname.record.name.num_labels(), target)
+                    else {
+                        // Longer than a name may be (RFC 6672 2.2).
+                        let a = Answer::new(ResponseCode::YXDomain, true, chain);
+                        break 'chain with_steered(a, steered_part);
+                    };
+                    let looped = been(&name);
+                    let Ok(i) = u8::try_from(made.len()) else {
+                        break;
+                    };
+                    made.push(name);
+                    chain.push(Answered {
+                        rr: dname,
+                        owner: at.owner(),
+                        cname_to: Some(i),
+                    });
+                    if q.qtype == RecordType::CNAME || looped || step == MAX_CNAME_CHAIN {
+                        break;
+                    }
+                    followed[step] = Some(Step::Made(i));
+                    at = Step::Made(i);
+                    continue;
+                }
+                Found::Node { node, synthesized } => (node, synthesized),
+            };
+            let owner = match (at, synthesized) {
+                (Step::Query, _) => Owner::Query,
+                (_, false) => Owner::Record,
+                (at, true) => at.owner(),
+            };
+            let rtype = if q.qtype == RecordType::ANY {
+                // RFC 8482: answer ANY minimally, with one RRset.
+                node.rrs.first().map(|r| r.record_type())
             } else {
-                Owner::Record
+                Some(q.qtype)
             };
-            let (a, alias) = steered(view, svc, q, client, chain, owner);
-            *served = a.served;
-            let follow = alias.filter(|&t| {
-                q.qtype != RecordType::CNAME
-                    && step < MAX_CNAME_CHAIN
-                    && t != q.name
-                    && !followed.iter().flatten().any(|&f| f == t)
-            });
-            let a = with_steered(a, steered_part);
-            let Some(target) = follow else {
-                return a;
+            let set = rtype.map_or(&[][..], |t| node.rrset(t));
+            if !set.is_empty() {
+                chain.extend(set.iter().map(|rr| Answered::new(rr, owner)));
+                let mut a = Answer::new(ResponseCode::NoError, true, chain);
+                a.additional = rtype.map_or(&[][..], |t| node.additional(t));
+                break 'chain with_steered(a, steered_part);
+            }
+            let Some(target) = node.cname.as_ref() else {
+                let a = Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
+                break 'chain with_steered(a, steered_part);
             };
-            steered_part = Some((a.ecs_scope, a.region));
-            chain = a.answers;
-            followed[step] = Some(target);
-            current = target;
-            continue;
-        }
-        if !view.unplanned.is_empty() && view.unplanned.contains(current) {
-            return Answer::servfail();
-        }
-        let found = match known_node.take() {
-            Some(node) if step == 0 => zone.found_at(node, current, q.qtype),
-            _ => zone.find(current, q.qtype),
-        };
-        let (node, synthesized) = match found {
-            Found::NxDomain => {
-                let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
-                return with_steered(a, steered_part);
+            // A loop ends where it closes, with what was collected, as Knot
+            // and NSD answer: an alias already in the answer is not repeated,
+            // and a wildcard that synthesizes its own target stops after its
+            // second CNAME (the owners differ, so both are sent).
+            let seen = |(n, s): (&Node, bool)| std::ptr::eq(n, node) && s == synthesized;
+            let repeated = !synthesized && aliases.iter().flatten().any(|&a| seen(a));
+            if repeated || step == MAX_CNAME_CHAIN {
+                break;
             }
-            Found::Referral(cut) => {
-                // Not authoritative for a referral, unless a CNAME of ours
-                // led here (the answer section then is ours).
-                let mut a = Answer::new(ResponseCode::NoError, step > 0, chain);
-                a.referral = cut.rrset(RecordType::NS);
-                a.additional = cut.additional(RecordType::NS);
-                return with_steered(a, steered_part);
+            chain.extend(
+                node.rrset(RecordType::CNAME)
+                    .iter()
+                    .map(|rr| Answered::new(rr, owner)),
+            );
+            let wildcard_loop = synthesized && step > 0 && aliases[step - 1].is_some_and(seen);
+            if wildcard_loop {
+                break;
             }
-            Found::Node { node, synthesized } => (node, synthesized),
-        };
-        let owner = match (step, synthesized) {
-            (0, _) => Owner::Query,
-            (_, false) => Owner::Record,
-            (i, true) => followed[i - 1].map_or(Owner::Record, Owner::Name),
-        };
-        let rtype = if q.qtype == RecordType::ANY {
-            // RFC 8482: answer ANY minimally, with one RRset.
-            node.rrs.first().map(|r| r.record_type())
-        } else {
-            Some(q.qtype)
-        };
-        let set = rtype.map_or(&[][..], |t| node.rrset(t));
-        if !set.is_empty() {
-            chain.extend(set.iter().map(|rr| Answered { rr, owner }));
-            let mut a = Answer::new(ResponseCode::NoError, true, chain);
-            a.additional = rtype.map_or(&[][..], |t| node.additional(t));
-            return with_steered(a, steered_part);
+            aliases[step] = Some((node, synthesized));
+            followed[step] = Some(Step::View(target));
+            at = Step::View(target);
         }
-        let Some(target) = node.cname.as_ref() else {
-            let a = Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
-            return with_steered(a, steered_part);
-        };
-        // A loop ends where it closes, with what was collected, as Knot
-        // and NSD answer: an alias already in the answer is not repeated,
-        // and a wildcard that synthesizes its own target stops after its
-        // second CNAME (the owners differ, so both are sent).
-        let seen = |(n, s): (&Node, bool)| std::ptr::eq(n, node) && s == synthesized;
-        let repeated = !synthesized && aliases.iter().flatten().any(|&a| seen(a));
-        if repeated || step == MAX_CNAME_CHAIN {
-            break;
+        with_steered(
+            Answer::new(ResponseCode::NoError, true, chain),
+            steered_part,
+        )
+    };
+    a.made = made;
+    a
+}
+
+/// Where a step of a CNAME chain looks (see `resolve`).
+#[derive(Clone, Copy)]
+enum Step<'v> {
+    Query,
+    /// A CNAME's target, held by the view.
+    View(&'v LowerName),
+    /// A DNAME's substitution: `Answer::made[i]`.
+    Made(u8),
+}
+
+impl<'v> Step<'v> {
+    fn name<'a>(self, qname: &'a LowerName, made: &'a [LowerName]) -> &'a LowerName
+    where
+        'v: 'a,
+    {
+        match self {
+            Self::Query => qname,
+            Self::View(name) => name,
+            Self::Made(i) => made.get(usize::from(i)).unwrap_or(qname),
         }
-        chain.extend(
-            node.rrset(RecordType::CNAME)
-                .iter()
-                .map(|rr| Answered { rr, owner }),
-        );
-        let wildcard_loop = synthesized && step > 0 && aliases[step - 1].is_some_and(seen);
-        if wildcard_loop {
-            break;
-        }
-        aliases[step] = Some((node, synthesized));
-        followed[step] = Some(target);
-        current = target;
     }
-    with_steered(
-        Answer::new(ResponseCode::NoError, true, chain),
-        steered_part,
-    )
+
+    /// The owner records found here are written with.
+    fn owner(self) -> Owner<'v> {
+        match self {
+            Self::Query => Owner::Query,
+            Self::View(name) => Owner::Name(name),
+            Self::Made(i) => Owner::Made(i),
+        }
+    }
+}
+
+/// `name` (below the DNAME's owner, of `owner_labels` labels) with that
+/// owner replaced by `target` (RFC 6672 2.2); `None` when the result is
+/// longer than a name may be.
+fn substitute(name: &LowerName, owner_labels: u8, target: &LowerName) -> Option<LowerName> {
+    let name = Name::from(name);
+    let keep = usize::from(name.num_labels().checked_sub(owner_labels)?);
+    let target = Name::from(target);
+    let labels: Vec<&[u8]> = name.iter().take(keep).chain(target.iter()).collect();
+    let wire: usize = labels.iter().map(|l| 1 + l.len()).sum::<usize>() + 1;
+    if wire > 255 {
+        return None;
+    }
+    Name::from_labels(labels).ok().map(|n| LowerName::new(&n))
 }
 
 /// An answer that went through a steered name depends on the client as
@@ -597,7 +735,7 @@ fn steered_records<'v>(
                 *alias = t.cname_target.as_ref();
                 let rr = t.cname.as_ref()?;
                 served.pick(i);
-                Some(Answered { rr, owner })
+                Some(Answered::new(rr, owner))
             }));
             if chain.len() > before {
                 let mut a = positive(chain, set.any.hashed(1) && !set.cname_uniform);
@@ -647,7 +785,7 @@ fn steered_records<'v>(
             fallback
                 .iter()
                 .take(svc.max_records)
-                .map(|rr| Answered { rr, owner }),
+                .map(|rr| Answered::new(rr, owner)),
         );
         let mut a = positive(chain, false);
         a.served = served;
@@ -668,7 +806,7 @@ fn steered_records<'v>(
         let t = set.targets.get(target)?;
         let rr = if v6 { t.aaaa.as_ref() } else { t.a.as_ref() }?;
         served.pick(target);
-        Some(Answered { rr, owner })
+        Some(Answered::new(rr, owner))
     }));
     let mut a = positive(chain, keyed.hashed(svc.max_records));
     a.served = served;

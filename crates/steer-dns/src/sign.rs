@@ -443,18 +443,24 @@ pub(crate) fn sign_answer(
     // The answer section, RRset by RRset (runs of one owner and type).
     let mut i = 0;
     while let Some(first) = result.answers.get(i) {
-        let owner = first.record(qname).name.clone();
-        let rtype = first.record_type();
+        let made = &result.made;
+        let owner = first.record(qname, made).name.clone();
+        let rtype = first.rtype();
         let run = result.answers[i..]
             .iter()
-            .take_while(|a| a.record_type() == rtype && a.record(qname).name == owner)
+            .take_while(|a| a.rtype() == rtype && a.record(qname, made).name == owner)
             .count();
         let set: Vec<Record> = result.answers[i..i + run]
             .iter()
-            .map(|a| a.record(qname).into_owned())
+            .map(|a| a.record(qname, made).into_owned())
             .collect();
         i += run;
         out.answers.extend(set.iter().cloned());
+        // A CNAME a DNAME synthesized is not signed: validators check it
+        // against the signed DNAME (RFC 6672 5.3.1), as NSD and Knot send it.
+        if first.cname_to.is_some() {
+            continue;
+        }
         // DS is the parent's, signed with its key (RFC 4035 2.4).
         let Some(signer) = signer_for(view, &owner, rtype == RecordType::DS) else {
             continue;
@@ -489,7 +495,7 @@ pub(crate) fn sign_answer(
             .answers
             .iter()
             .rev()
-            .find_map(|a| match &a.rr.record.data {
+            .find_map(|a| match &a.record(qname, &result.made).data {
                 RData::CNAME(c) => Some(c.0.clone()),
                 _ => None,
             })

@@ -70,7 +70,9 @@ pub(crate) fn write_fast(
     }
     let question = packet.get(12..i + 4)?;
     let pre_encoded = |rr: &Rr| rr.full().is_some();
-    if !(result.answers.iter().all(|a| pre_encoded(a.rr))
+    // What a DNAME made (a CNAME, names) takes hickory's encoder.
+    if !(result.made.is_empty()
+        && result.answers.iter().all(|a| pre_encoded(a.rr))
         && result.soa.is_none_or(pre_encoded)
         && result.referral.iter().all(pre_encoded)
         && result.additional.iter().all(pre_encoded))
@@ -147,6 +149,8 @@ pub(crate) fn write_fast(
         match a.owner {
             Owner::Query => out.extend_from_slice(&[0xc0, 0x0c]),
             Owner::Record => names!().owner(a.rr.owner_wire()?, out),
+            // Never here: answers with made names are not written here.
+            Owner::Made(_) => return None,
             Owner::Name(name) => {
                 for label in name.iter() {
                     out.push(label.len() as u8);

@@ -9,9 +9,9 @@
 use hickory_server::proto::{
     rr::{
         LowerName, Name, RData, Record, RecordType,
-        rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT},
+        rdata::{A, AAAA, CNAME, MX, NS, NULL, SOA, TXT},
     },
-    serialize::binary::{BinDecoder, Restrict},
+    serialize::binary::{BinDecodable, BinDecoder, Restrict},
 };
 use steer_types::{RecordData, Zone};
 
@@ -80,6 +80,9 @@ pub(crate) struct Node {
     pub(crate) wildcard: Option<LowerName>,
     /// The CNAME target, when this name is an alias.
     pub(crate) cname: Option<LowerName>,
+    /// The DNAME target, when names below this one are redirected (RFC
+    /// 6672; none exists, the config refuses them).
+    pub(crate) dname: Option<LowerName>,
 }
 
 impl Node {
@@ -99,7 +102,7 @@ impl Node {
     /// (NXDOMAIN): no cut here or above refers it, no wildcard here
     /// synthesizes it (see `find`'s closest encloser).
     pub(crate) fn denies_below(&self) -> bool {
-        self.cut.is_none() && self.wildcard.is_none()
+        self.cut.is_none() && self.wildcard.is_none() && self.dname.is_none()
     }
 
     /// What goes in the additional section with the `rtype` set.
@@ -121,6 +124,9 @@ pub(crate) enum Found<'v> {
     },
     /// At or below a zone cut: the cut's node, whose NS set refers.
     Referral(&'v Node),
+    /// Below a DNAME: its owner's node; the name is substituted (RFC 6672
+    /// 3.2).
+    Dname(&'v Node),
     NxDomain,
 }
 
@@ -137,6 +143,11 @@ impl CompiledZone {
             if let Some(node) = self.nodes.get(&ce) {
                 if let Some(cut) = &node.cut {
                     return self.referral(cut);
+                }
+                // RFC 6672 3.2: a DNAME at the closest encloser redirects
+                // every name below it (before any wildcard).
+                if node.dname.is_some() {
+                    return Found::Dname(node);
                 }
                 // RFC 4592 3.3.1: the source of synthesis is `*.<ce>`.
                 return match node.wildcard.as_ref().and_then(|w| self.nodes.get(w)) {
@@ -224,6 +235,24 @@ fn wire_rdata(owner: &str, rtype: u16, rdata: &[u8]) -> Result<RData, ViewError>
         .map_err(|e| bad(e.to_string()))
 }
 
+/// A name's uncompressed wire form.
+fn name_wire(name: &Name) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+    out
+}
+
+/// The target of a DNAME, from its RDATA.
+fn dname_target(rdata: &[u8]) -> Option<LowerName> {
+    let mut decoder = BinDecoder::new(rdata);
+    let target = <Name as BinDecodable>::read(&mut decoder).ok()?;
+    decoder.is_empty().then(|| LowerName::new(&target))
+}
+
 /// The names an RRset's records point at, for additional processing.
 fn targets(rdata: &RData) -> Option<&Name> {
     match rdata {
@@ -278,6 +307,12 @@ pub(crate) fn compile(
             RecordData::A(a) => RData::A(A(*a)),
             RecordData::Aaaa(a) => RData::AAAA(AAAA(*a)),
             RecordData::Cname(target) => RData::CNAME(CNAME(name(target)?)),
+            // hickory has no DNAME type: its RDATA is the target's wire
+            // form, never compressed (RFC 6672 2.5).
+            RecordData::Dname(target) => RData::Unknown {
+                code: RecordType::DNAME,
+                rdata: NULL::with(name_wire(&name(target)?)),
+            },
             RecordData::Ns(target) => RData::NS(NS(name(target)?)),
             RecordData::Mx {
                 preference,
@@ -313,9 +348,17 @@ pub(crate) fn compile(
             RData::CNAME(c) => Some(LowerName::new(&c.0)),
             _ => None,
         });
+        let dname = rrs.iter().find_map(|r| match &r.data {
+            RData::Unknown {
+                code: RecordType::DNAME,
+                rdata,
+            } => dname_target(&rdata.anything),
+            _ => None,
+        });
         let node = nodes.entry(owner.clone()).or_default();
         node.rrs = rrs.into_iter().map(Rr::new).collect();
         node.cname = cname;
+        node.dname = dname;
         // Its ancestors up to the apex exist too (empty non-terminals).
         let mut n = owner;
         while n != origin_lower && !n.is_root() && origin_lower.zone_of(&n) {

@@ -309,7 +309,7 @@ fn cnames_to_steered_names_carry_the_steered_answer_and_its_scope() {
     let owners: Vec<String> = a
         .answers
         .iter()
-        .map(|r| r.record(&qname).name.to_string())
+        .map(|r| r.record(&qname, &a.made).name.to_string())
         .collect();
     assert_eq!(
         owners,

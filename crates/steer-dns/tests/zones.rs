@@ -52,6 +52,16 @@ fn view() -> DnsView {
         cname("loop2", "loop1"),
         cname("dangling", "nothere"),
         cname("towild", "x.wild"),
+        rec("dn", RecordData::Dname("wild.example.test.".into())),
+        rec("dnl1", RecordData::Dname("dnl2.example.test.".into())),
+        rec("dnl2", RecordData::Dname("dnl1.example.test.".into())),
+        rec(
+            "dnlong",
+            RecordData::Dname(format!(
+                "{}.example.test.",
+                ["a".repeat(63), "b".repeat(63), "c".repeat(50)].join(".")
+            )),
+        ),
     ];
     // c0 -> c1 -> ... -> c7 -> www
     for i in 0..8 {
@@ -103,7 +113,7 @@ fn answers(view: &DnsView, name: &str, qtype: RecordType) -> Vec<(String, Record
     let (a, qname) = ask(view, name, qtype);
     a.answers
         .iter()
-        .map(|r| (r.record(&qname).name.to_string(), r.record_type()))
+        .map(|r| (r.record(&qname, &a.made).name.to_string(), r.rtype()))
         .collect()
 }
 
@@ -181,6 +191,57 @@ fn cname_chains_end_at_data_loops_the_cap_or_nxdomain() {
     let got = answers(&v, "c0.example.test.", RecordType::A);
     assert_eq!(got.len(), MAX_CNAME_CHAIN);
     assert!(got.iter().all(|(_, t)| *t == RecordType::CNAME));
+}
+
+#[test]
+fn dnames_redirect_the_names_below_them() {
+    let v = view();
+    // The DNAME, the CNAME it makes for the name as asked, then the
+    // target's data (here a wildcard's, owned by the made name).
+    let (a, qname) = ask(&v, "Www.Dn.example.test.", RecordType::A);
+    let sent: Vec<String> = a
+        .answers
+        .iter()
+        .map(|r| {
+            let rec = r.record(&qname, &a.made);
+            format!("{} {} {}", rec.name, rec.record_type(), rec.data)
+        })
+        .collect();
+    assert_eq!((a.rcode, a.authoritative), (ResponseCode::NoError, true));
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent[0].starts_with("dn.example.test. DNAME"), "{sent:?}");
+    assert_eq!(sent[1], "Www.Dn.example.test. CNAME www.wild.example.test.");
+    assert_eq!(sent[2], "www.wild.example.test. A 192.0.2.2");
+    // At the owner the DNAME is data like any other.
+    assert_eq!(
+        answers(&v, "dn.example.test.", RecordType::DNAME),
+        [("dn.example.test.".to_string(), RecordType::DNAME)]
+    );
+    let (a, _) = ask(&v, "dn.example.test.", RecordType::A);
+    assert!(a.answers.is_empty() && a.soa.is_some() && a.rcode == ResponseCode::NoError);
+    // QTYPE=CNAME: the DNAME and the CNAME, not followed.
+    let got = answers(&v, "x.dn.example.test.", RecordType::CNAME);
+    assert_eq!(
+        got[1],
+        ("x.dn.example.test.".to_string(), RecordType::CNAME)
+    );
+    assert_eq!(got.len(), 2);
+    // Two DNAMEs into each other: the chain ends where it closes.
+    let (a, _) = ask(&v, "x.dnl1.example.test.", RecordType::A);
+    assert_eq!(a.answers.len(), 4);
+    assert_eq!(a.rcode, ResponseCode::NoError);
+    // A substitution longer than 255 octets: YXDOMAIN with the DNAME.
+    let long = format!("{}.dnlong.example.test.", "x".repeat(63));
+    let (a, _) = ask(&v, &long, RecordType::A);
+    assert_eq!((a.rcode, a.answers.len()), (ResponseCode::YXDomain, 1));
+    // The fast writer leaves made names to hickory's encoder; the reply
+    // decodes with the synthesized CNAME in it.
+    let mut out = Vec::new();
+    let q = query("www.dn.example.test.", 1);
+    steer_dns::respond_udp(&v, &q, [192, 0, 2, 9].into(), 0, &mut out);
+    let msg = Message::from_vec(&out).unwrap();
+    let types: Vec<RecordType> = msg.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types, [RecordType::DNAME, RecordType::CNAME, RecordType::A]);
 }
 
 fn query(name: &str, qtype: u16) -> Vec<u8> {

@@ -27,6 +27,9 @@ pub enum RecordData {
         exchange: String,
     },
     Txt(String),
+    /// A DNAME (RFC 6672): names below the owner are redirected to the
+    /// same names below this target (fully qualified, lower-case).
+    Dname(String),
     /// Any other type (SRV, CAA, PTR, multi-string TXT, ...) as its type
     /// code and uncompressed wire-format RDATA (RFC 3597), as loaded from a
     /// zone file.

@@ -3,8 +3,8 @@
 //! Responses are compared on rcode, AA, TC and the answer, authority and
 //! additional sections as sets of records (TTL included).
 //!
-//! Steer matches Knot DNS exactly. NSD (default configuration) differs from
-//! Knot by design in three ways, and Steer follows Knot in each:
+//! Steer matches Knot DNS and NSD but where they differ from each other
+//! by design; there Steer follows Knot, except as noted:
 //! - NSD adds the zone's NS set (and its addresses) to the authority and
 //!   additional sections of positive answers; Knot and Steer answer
 //!   minimally. NSD is checked with that set taken out, and its additional
@@ -19,6 +19,9 @@
 //!   every target first and never sets TC; Knot (and Steer) go target by
 //!   target, skip what does not fit, and set TC when glue below the cut is
 //!   missing (RFC 9471).
+//! - A DNAME substitution longer than a name may be is YXDOMAIN with the
+//!   DNAME (RFC 6672 2.2), as NSD answers; Knot answers NXDOMAIN with the
+//!   SOA. Compared with NSD only.
 //! - For ANY at a name with several RRsets (RFC 8482 minimal answers) NSD
 //!   picks the SOA, Knot and Steer the first type in type order.
 //!
@@ -140,6 +143,18 @@ generic     A     \# 4 c000020d
 multi       TXT   ( "line one"
                     "line two" ) ; and a comment
 deleg       DS    12345 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+; DNAME (RFC 6672): a subtree redirected inside the zone, out of it,
+; to another DNAME, in a loop, one whose substitution is too long, and
+; a CNAME to a name below one
+dn          DNAME dtarget
+dtarget     A     192.0.2.70
+www.dtarget A     192.0.2.71
+dnout       DNAME elsewhere.example.
+dn2         DNAME dn.diff.test.
+dnl1        DNAME dnl2
+dnl2        DNAME dnl1
+dnlong      DNAME a123456789012345678901234567890123456789012345678901234567890.b123456789012345678901234567890123456789012345678901234567890.c123456789012345678901234567890123456789012345678901234567890.diff.test.
+todn        CNAME www.dn
 ; an answer too big for 512 bytes
 big TXT "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 big TXT "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -297,6 +312,25 @@ const QUERIES: &[(&str, &str, Peers)] = &[
     ("tonodata.diff.test", "A", Both),
     ("todeleg.diff.test", "A", Both),
     ("tomx.diff.test", "MX", Both),
+    // DNAME
+    ("www.dn.diff.test", "A", Both),
+    ("WWW.Dn.diff.test", "A", Both),
+    ("a.b.dn.diff.test", "A", Both),
+    ("nope.dn.diff.test", "A", Both),
+    ("nope.dn.diff.test", "TXT", Both),
+    ("dn.diff.test", "TYPE39", Both),
+    ("dn.diff.test", "A", Both),
+    ("www.dn.diff.test", "CNAME", Both),
+    ("www.dn.diff.test", "TYPE39", Both),
+    ("x.dnout.diff.test", "A", Both),
+    ("www.dn2.diff.test", "A", Both),
+    ("x.dnl1.diff.test", "A", Both),
+    (
+        "x12345678901234567890123456789012345678901234567890123456789012.dnlong.diff.test",
+        "A",
+        Nsd,
+    ),
+    ("todn.diff.test", "A", Both),
     // delegations
     ("deleg.diff.test", "NS", Both),
     ("deleg.diff.test", "A", Both),

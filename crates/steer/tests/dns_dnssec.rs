@@ -27,6 +27,7 @@ const RECORDS: &str = r#"  { name = "www", type = "A", value = "192.0.2.80" },
   { name = "sub", type = "NS", value = "ns.sub.example.test." },
   { name = "ns.sub", type = "A", value = "192.0.2.53" },
   { name = "big", type = "TXT", value = "BIG" },
+  { name = "dn", type = "DNAME", value = "wild.example.test." },
 ]
 dnssec = true"#;
 
@@ -234,6 +235,9 @@ fn a_validating_resolver_trusts_signed_answers_and_refuses_another_key() {
         (&["example.test", "DNSKEY"][..], Some("257 3 13")),
         (&["example.test", "CDS"][..], Some(&format!("{tag} 13 2"))),
         (&["big.example.test", "TXT"][..], Some("xxxx")),
+        // Below a DNAME: the signed DNAME, the CNAME it makes (unsigned,
+        // RFC 6672 5.3.1) and the wildcard's signed A.
+        (&["x.dn.example.test", "A"][..], Some("192.0.2.90")),
         // Compact denial: NOERROR with an NSEC at the name (RFC 9824).
         (&["nope.example.test", "A"][..], None),
         (&["www.example.test", "MX"][..], None),

@@ -70,28 +70,12 @@ pub enum Owner<'v> {
 pub struct Answered<'v> {
     pub rr: &'v Rr,
     pub owner: Owner<'v>,
-    /// The CNAME that the DNAME `rr` synthesizes for `owner` (RFC 6672
-    /// 3.1): its target is `Answer::made[i]`, its TTL the DNAME's.
-    pub cname_to: Option<u8>,
 }
 
 impl<'v> Answered<'v> {
     /// `rr` as it is, sent with `owner`.
     pub(crate) fn new(rr: &'v Rr, owner: Owner<'v>) -> Self {
-        Self {
-            rr,
-            owner,
-            cname_to: None,
-        }
-    }
-
-    /// The type sent: CNAME for one a DNAME synthesizes.
-    pub fn rtype(&self) -> RecordType {
-        if self.cname_to.is_some() {
-            RecordType::CNAME
-        } else {
-            self.rr.record_type()
-        }
+        Self { rr, owner }
     }
 }
 
@@ -107,25 +91,9 @@ impl Answered<'_> {
     /// The record as sent, for encoders that take hickory records:
     /// borrowed unless its owner differs from the stored one. At the query
     /// name it is the name as asked, case included, as the fast writer's
-    /// pointer to the question sends it.
-    /// `made` is the answer's [`Answer::made`].
-    pub fn record(&self, qname: &Name, made: &[LowerName]) -> Cow<'_, Record> {
-        let made_name = |i: u8| made.get(usize::from(i)).map(Name::from);
-        if let Some(i) = self.cname_to {
-            let owner = match self.owner {
-                Owner::Record => None,
-                Owner::Query => Some(qname.clone()),
-                Owner::Name(name) => Some(Name::from(name)),
-                Owner::Made(i) => made_name(i),
-            };
-            let target = made_name(i).unwrap_or_else(Name::root);
-            let owner = owner.unwrap_or_else(|| self.rr.record.name.clone());
-            return Cow::Owned(Record::from_rdata(
-                owner,
-                self.rr.record.ttl,
-                RData::CNAME(CNAME(target)),
-            ));
-        }
+    /// pointer to the question sends it. `made`: the answer's made names
+    /// (see [`Answer::record`]).
+    fn record_in(&self, qname: &Name, made: &[LowerName]) -> Cow<'_, Record> {
         let owner = match self.owner {
             Owner::Record => return Cow::Borrowed(&self.rr.record),
             Owner::Query if self.rr.record.name.eq_case(qname) => {
@@ -133,12 +101,24 @@ impl Answered<'_> {
             }
             Owner::Query => qname.clone(),
             Owner::Name(name) => Name::from(name),
-            Owner::Made(i) => made_name(i).unwrap_or_else(|| self.rr.record.name.clone()),
+            Owner::Made(i) => made
+                .get(usize::from(i))
+                .map_or_else(|| self.rr.record.name.clone(), Name::from),
         };
         let mut record = self.rr.record.clone();
         record.name = owner;
         Cow::Owned(record)
     }
+}
+
+/// What DNAMEs made for one answer (RFC 6672): the names substituted, and
+/// which answer records are the CNAMEs synthesized to them. Boxed in the
+/// answer, and there only when a DNAME was met.
+#[derive(Debug, Default)]
+pub(crate) struct Synth {
+    pub(crate) names: Vec<LowerName>,
+    /// (index in the answer section, index in `names` of its target).
+    cnames: Vec<(usize, u8)>,
 }
 
 /// An answer section: a few records, so kept on the stack (a CNAME chain
@@ -169,9 +149,8 @@ pub struct Answer<'v> {
     pub ede: Option<u16>,
     /// What sending it records; see [`Answer::record_served`].
     pub(crate) served: Served<'v>,
-    /// Names made for this answer: the targets of the CNAMEs DNAMEs
-    /// synthesized (see [`Owner::Made`], [`Answered::cname_to`]).
-    pub made: Vec<LowerName>,
+    /// What DNAMEs made for it (see [`Answer::record`]).
+    pub(crate) synth: Option<Box<Synth>>,
 }
 
 /// What serving a steered answer records: the service's query counter, the
@@ -267,8 +246,50 @@ impl<'v> Answer<'v> {
             region: None,
             ede: None,
             served: Served::default(),
-            made: Vec::new(),
+            synth: None,
         }
+    }
+
+    /// Answer record `i` as sent, for encoders that take hickory records
+    /// (see `Answered::record_in`); a CNAME a DNAME synthesized is made
+    /// here: owner the name it was made for, TTL the DNAME's (RFC 6672
+    /// 3.1).
+    pub fn record(&self, i: usize, qname: &Name) -> Option<Cow<'_, Record>> {
+        let a = self.answers.get(i)?;
+        let Some(synth) = &self.synth else {
+            return Some(a.record_in(qname, &[]));
+        };
+        let made = synth.names.as_slice();
+        let Some(&(_, to)) = synth.cnames.iter().find(|(at, _)| *at == i) else {
+            return Some(a.record_in(qname, made));
+        };
+        let owner = match a.owner {
+            Owner::Record => a.rr.record.name.clone(),
+            Owner::Query => qname.clone(),
+            Owner::Name(name) => Name::from(name),
+            Owner::Made(m) => Name::from(made.get(usize::from(m))?),
+        };
+        let target = Name::from(made.get(usize::from(to))?);
+        Some(Cow::Owned(Record::from_rdata(
+            owner,
+            a.rr.record.ttl,
+            RData::CNAME(CNAME(target)),
+        )))
+    }
+
+    /// Every answer record as sent (see [`Answer::record`]).
+    pub fn records<'a, 'q>(
+        &'a self,
+        qname: &'q Name,
+    ) -> impl Iterator<Item = Cow<'a, Record>> + use<'a, 'q, 'v> {
+        (0..self.answers.len()).filter_map(move |i| self.record(i, qname))
+    }
+
+    /// Whether answer record `i` is a CNAME a DNAME synthesized.
+    pub(crate) fn synthesized(&self, i: usize) -> bool {
+        self.synth
+            .as_ref()
+            .is_some_and(|s| s.cnames.iter().any(|(at, _)| *at == i))
     }
 
     /// Records that this answer was sent (see [`Served`]).
@@ -441,8 +462,8 @@ fn resolve<'v>(
     // left out) needs no look in the steering tables.
     let mut static_name = known.is_some_and(|k| !k.steered) && view.unplanned.is_empty();
     let mut chain = Section::new();
-    // The names DNAMEs made on the way (the answer keeps them).
-    let mut made: Vec<LowerName> = Vec::new();
+    // What DNAMEs made on the way, if one was met.
+    let mut synth: Option<Box<Synth>> = None;
     // Where this step looks: the query name, a CNAME's target or a made name.
     let mut at = Step::Query;
     // Where each step after the first looked.
@@ -453,157 +474,160 @@ fn resolve<'v>(
     // The ECS scope and region of a CNAME-style steered name the chain
     // went through: the answer depends on the client there too.
     let mut steered_part = None;
-    let mut a = 'chain: {
-        for step in 0..=MAX_CNAME_CHAIN {
-            let current = at.name(q.name, &made);
-            // Whether the chain has been at `name` already.
-            let been = |name: &LowerName| {
-                name == q.name
-                    || followed
-                        .iter()
-                        .flatten()
-                        .any(|s| s.name(q.name, &made) == name)
-            };
-            if step > 0 {
-                let Some(z) = zone_of(view, current, q.qtype) else {
-                    // Out of our zones: the resolver follows from here.
-                    let a = Answer::new(ResponseCode::NoError, true, chain);
-                    break 'chain with_steered(a, steered_part);
-                };
-                zone = z;
-            }
-            let svc = match (static_name, step, wire) {
-                (true, ..) => None,
-                (false, 0, Some(wire)) => view.services.get_wire(wire),
-                (false, ..) => view.services.get(current),
-            };
-            static_name = false;
-            if let Some(svc) = svc {
-                let owner = if step == 0 {
-                    Owner::Query
-                } else {
-                    Owner::Record
-                };
-                let (a, alias) = steered(view, svc, q, client, chain, owner);
-                *served = a.served;
-                let follow = alias.filter(|&t| {
-                    q.qtype != RecordType::CNAME && step < MAX_CNAME_CHAIN && !been(t)
-                });
-                let a = with_steered(a, steered_part);
-                let Some(target) = follow else {
-                    break 'chain a;
-                };
-                steered_part = Some((a.ecs_scope, a.region));
-                chain = a.answers;
-                followed[step] = Some(Step::View(target));
-                at = Step::View(target);
-                continue;
-            }
-            if !view.unplanned.is_empty() && view.unplanned.contains(current) {
-                break 'chain Answer::servfail();
-            }
-            let found = match known_node.take() {
-                Some(node) if step == 0 => zone.found_at(node, current, q.qtype),
-                _ => zone.find(current, q.qtype),
-            };
-            let (node, synthesized) = match found {
-                Found::NxDomain => {
-                    let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
-                    break 'chain with_steered(a, steered_part);
-                }
-                Found::Referral(cut) => {
-                    // Not authoritative for a referral, unless a CNAME of ours
-                    // led here (the answer section then is ours).
-                    let mut a = Answer::new(ResponseCode::NoError, step > 0, chain);
-                    a.referral = cut.rrset(RecordType::NS);
-                    a.additional = cut.additional(RecordType::NS);
-                    break 'chain with_steered(a, steered_part);
-                }
-                Found::Dname(node) => {
-                    // RFC 6672 3.2: the DNAME, then the CNAME it makes for
-                    // this name, then on to the CNAME's target.
-                    let (Some(dname), Some(target)) =
-                        (node.rrset(RecordType::DNAME).first(), node.dname.as_ref())
-                    else {
-                        let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
-                        break 'chain with_steered(a, steered_part);
-                    };
-                    chain.push(Answered::new(dname, Owner::Record));
-                    let Some(name) = substitute(current, dname.record.name.num_labels(), target)
-                    else {
-                        // Longer than a name may be (RFC 6672 2.2).
-                        let a = Answer::new(ResponseCode::YXDomain, true, chain);
-                        break 'chain with_steered(a, steered_part);
-                    };
-                    let looped = been(&name);
-                    let Ok(i) = u8::try_from(made.len()) else {
-                        break;
-                    };
-                    made.push(name);
-                    chain.push(Answered {
-                        rr: dname,
-                        owner: at.owner(),
-                        cname_to: Some(i),
-                    });
-                    if q.qtype == RecordType::CNAME || looped || step == MAX_CNAME_CHAIN {
-                        break;
-                    }
-                    followed[step] = Some(Step::Made(i));
-                    at = Step::Made(i);
-                    continue;
-                }
-                Found::Node { node, synthesized } => (node, synthesized),
-            };
-            let owner = match (at, synthesized) {
-                (Step::Query, _) => Owner::Query,
-                (_, false) => Owner::Record,
-                (at, true) => at.owner(),
-            };
-            let rtype = if q.qtype == RecordType::ANY {
-                // RFC 8482: answer ANY minimally, with one RRset.
-                node.rrs.first().map(|r| r.record_type())
-            } else {
-                Some(q.qtype)
-            };
-            let set = rtype.map_or(&[][..], |t| node.rrset(t));
-            if !set.is_empty() {
-                chain.extend(set.iter().map(|rr| Answered::new(rr, owner)));
-                let mut a = Answer::new(ResponseCode::NoError, true, chain);
-                a.additional = rtype.map_or(&[][..], |t| node.additional(t));
-                break 'chain with_steered(a, steered_part);
-            }
-            let Some(target) = node.cname.as_ref() else {
-                let a = Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
-                break 'chain with_steered(a, steered_part);
-            };
-            // A loop ends where it closes, with what was collected, as Knot
-            // and NSD answer: an alias already in the answer is not repeated,
-            // and a wildcard that synthesizes its own target stops after its
-            // second CNAME (the owners differ, so both are sent).
-            let seen = |(n, s): (&Node, bool)| std::ptr::eq(n, node) && s == synthesized;
-            let repeated = !synthesized && aliases.iter().flatten().any(|&a| seen(a));
-            if repeated || step == MAX_CNAME_CHAIN {
-                break;
-            }
-            chain.extend(
-                node.rrset(RecordType::CNAME)
+    for step in 0..=MAX_CNAME_CHAIN {
+        let made = synth.as_deref().map_or(&[][..], |s| s.names.as_slice());
+        let current = at.name(q.name, made);
+        // Whether the chain has been at `name` already.
+        let been = |name: &LowerName| {
+            name == q.name
+                || followed
                     .iter()
-                    .map(|rr| Answered::new(rr, owner)),
-            );
-            let wildcard_loop = synthesized && step > 0 && aliases[step - 1].is_some_and(seen);
-            if wildcard_loop {
-                break;
-            }
-            aliases[step] = Some((node, synthesized));
+                    .flatten()
+                    .any(|s| s.name(q.name, made) == name)
+        };
+        if step > 0 {
+            let Some(z) = zone_of(view, current, q.qtype) else {
+                // Out of our zones: the resolver follows from here.
+                let a = Answer::new(ResponseCode::NoError, true, chain);
+                return done(a, steered_part, synth);
+            };
+            zone = z;
+        }
+        let svc = match (static_name, step, wire) {
+            (true, ..) => None,
+            (false, 0, Some(wire)) => view.services.get_wire(wire),
+            (false, ..) => view.services.get(current),
+        };
+        static_name = false;
+        if let Some(svc) = svc {
+            let owner = if step == 0 {
+                Owner::Query
+            } else {
+                Owner::Record
+            };
+            let (a, alias) = steered(view, svc, q, client, chain, owner);
+            *served = a.served;
+            let follow = alias
+                .filter(|&t| q.qtype != RecordType::CNAME && step < MAX_CNAME_CHAIN && !been(t));
+            let Some(target) = follow else {
+                return done(a, steered_part, synth);
+            };
+            let a = with_steered(a, steered_part);
+            steered_part = Some((a.ecs_scope, a.region));
+            chain = a.answers;
             followed[step] = Some(Step::View(target));
             at = Step::View(target);
+            continue;
         }
-        with_steered(
-            Answer::new(ResponseCode::NoError, true, chain),
-            steered_part,
-        )
-    };
-    a.made = made;
+        if !view.unplanned.is_empty() && view.unplanned.contains(current) {
+            return Answer::servfail();
+        }
+        let found = match known_node.take() {
+            Some(node) if step == 0 => zone.found_at(node, current, q.qtype),
+            _ => zone.find(current, q.qtype),
+        };
+        let (node, synthesized) = match found {
+            Found::NxDomain => {
+                let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
+                return done(a, steered_part, synth);
+            }
+            Found::Referral(cut) => {
+                // Not authoritative for a referral, unless a CNAME of ours
+                // led here (the answer section then is ours).
+                let mut a = Answer::new(ResponseCode::NoError, step > 0, chain);
+                a.referral = cut.rrset(RecordType::NS);
+                a.additional = cut.additional(RecordType::NS);
+                return done(a, steered_part, synth);
+            }
+            Found::Dname(node) => {
+                // RFC 6672 3.2: the DNAME, then the CNAME it makes for
+                // this name, then on to the CNAME's target.
+                let (Some(dname), Some(target)) =
+                    (node.rrset(RecordType::DNAME).first(), node.dname.as_ref())
+                else {
+                    let a = Answer::negative(ResponseCode::NXDomain, &zone.soa_negative, chain);
+                    return done(a, steered_part, synth);
+                };
+                chain.push(Answered::new(dname, Owner::Record));
+                let Some(name) = substitute(current, dname.record.name.num_labels(), target) else {
+                    // Longer than a name may be (RFC 6672 2.2).
+                    let a = Answer::new(ResponseCode::YXDomain, true, chain);
+                    return done(a, steered_part, synth);
+                };
+                let looped = been(&name);
+                let s = synth.get_or_insert_with(Box::default);
+                let Ok(i) = u8::try_from(s.names.len()) else {
+                    break;
+                };
+                s.names.push(name);
+                s.cnames.push((chain.len(), i));
+                chain.push(Answered::new(dname, at.owner()));
+                if q.qtype == RecordType::CNAME || looped || step == MAX_CNAME_CHAIN {
+                    break;
+                }
+                followed[step] = Some(Step::Made(i));
+                at = Step::Made(i);
+                continue;
+            }
+            Found::Node { node, synthesized } => (node, synthesized),
+        };
+        let owner = match (at, synthesized) {
+            (Step::Query, _) => Owner::Query,
+            (_, false) => Owner::Record,
+            (at, true) => at.owner(),
+        };
+        let rtype = if q.qtype == RecordType::ANY {
+            // RFC 8482: answer ANY minimally, with one RRset.
+            node.rrs.first().map(|r| r.record_type())
+        } else {
+            Some(q.qtype)
+        };
+        let set = rtype.map_or(&[][..], |t| node.rrset(t));
+        if !set.is_empty() {
+            chain.extend(set.iter().map(|rr| Answered::new(rr, owner)));
+            let mut a = Answer::new(ResponseCode::NoError, true, chain);
+            a.additional = rtype.map_or(&[][..], |t| node.additional(t));
+            return done(a, steered_part, synth);
+        }
+        let Some(target) = node.cname.as_ref() else {
+            let a = Answer::negative(ResponseCode::NoError, &zone.soa_negative, chain);
+            return done(a, steered_part, synth);
+        };
+        // A loop ends where it closes, with what was collected, as Knot
+        // and NSD answer: an alias already in the answer is not repeated,
+        // and a wildcard that synthesizes its own target stops after its
+        // second CNAME (the owners differ, so both are sent).
+        let seen = |(n, s): (&Node, bool)| std::ptr::eq(n, node) && s == synthesized;
+        let repeated = !synthesized && aliases.iter().flatten().any(|&a| seen(a));
+        if repeated || step == MAX_CNAME_CHAIN {
+            break;
+        }
+        chain.extend(
+            node.rrset(RecordType::CNAME)
+                .iter()
+                .map(|rr| Answered::new(rr, owner)),
+        );
+        let wildcard_loop = synthesized && step > 0 && aliases[step - 1].is_some_and(seen);
+        if wildcard_loop {
+            break;
+        }
+        aliases[step] = Some((node, synthesized));
+        followed[step] = Some(Step::View(target));
+        at = Step::View(target);
+    }
+    let a = Answer::new(ResponseCode::NoError, true, chain);
+    done(a, steered_part, synth)
+}
+
+/// `a` as `resolve` returns it: with the steered part's scope and region
+/// (see [`with_steered`]) and what DNAMEs made.
+fn done<'v>(
+    a: Answer<'v>,
+    part: Option<(u8, Option<usize>)>,
+    synth: Option<Box<Synth>>,
+) -> Answer<'v> {
+    let mut a = with_steered(a, part);
+    a.synth = synth;
     a
 }
 

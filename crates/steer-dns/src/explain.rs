@@ -61,9 +61,8 @@ pub fn explain(
         ));
     }
     let answers: Vec<String> = result
-        .answers
-        .iter()
-        .map(|r| match &r.record(&parsed, &result.made).data {
+        .records(&parsed)
+        .map(|r| match &r.data {
             RData::A(a) => a.0.to_string(),
             RData::AAAA(a) => a.0.to_string(),
             other => other.to_string(),

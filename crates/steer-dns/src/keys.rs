@@ -57,6 +57,10 @@ fn bad(path: &Path, reason: impl Into<String>) -> KeyError {
 }
 
 /// One of a zone's keys, its timing and the records that publish it.
+/// A zone's key files as [`ZoneKey::fingerprint`] saw them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KeyFiles(Vec<(String, u64, Option<std::time::SystemTime>)>);
+
 pub(crate) struct ZoneKey {
     pub(crate) pair: EcdsaKeyPair,
     /// X || Y, as in the DNSKEY RDATA (RFC 6605 4).
@@ -102,6 +106,35 @@ impl ZoneKey {
         };
         found.sort();
         found.iter().map(|p| Self::load(p)).collect()
+    }
+
+    /// What [`Self::load_all`] would read for `origin` in `dir`, as each
+    /// key file's name, length and modification time: unchanged, the keys
+    /// are (the publisher checks this every few seconds; parsing the keys
+    /// again each time is wasted work).
+    pub(crate) fn fingerprint(origin: &str, dir: &Path) -> Result<KeyFiles, KeyError> {
+        let prefix = format!("k{}+013+", origin.to_ascii_lowercase());
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(KeyFiles::default()),
+            Err(e) => return Err(bad(dir, e.to_string())),
+        };
+        let mut files = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let lower = name.to_ascii_lowercase();
+            if !(lower.starts_with(&prefix)
+                && (name.ends_with(".private") || name.ends_with(".key")))
+            {
+                continue;
+            }
+            let meta = entry
+                .metadata()
+                .map_err(|e| bad(&entry.path(), e.to_string()))?;
+            files.push((name, meta.len(), meta.modified().ok()));
+        }
+        files.sort();
+        Ok(KeyFiles(files))
     }
 
     /// Reads a BIND key pair (`.private` and the `.key` beside it).
@@ -182,7 +215,7 @@ impl ZoneKey {
         })
     }
 
-    fn generate(origin: &str, dir: &Path, now: i64) -> Result<Self, KeyError> {
+    pub(crate) fn generate(origin: &str, dir: &Path, now: i64) -> Result<Self, KeyError> {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|e| bad(dir, format!("cannot generate a key: {e}")))?;

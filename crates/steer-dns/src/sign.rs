@@ -23,7 +23,7 @@
 //! ZSK). A signer is replaced, cache and all, when a key or a key's state
 //! changes ([`crate::ViewPublisher::refresh_keys`]).
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use hickory_proto::dnssec::{
     Algorithm, TBS,
@@ -142,6 +142,12 @@ impl Signer {
     }
 
     /// Whether `other` serves the same keys in the same states.
+    /// Whether every key is at `now` in the state it was made with (no
+    /// Publish, Activate, Inactive or Delete time reached since).
+    pub(crate) fn states_hold_at(&self, now: i64) -> bool {
+        self.keys.iter().all(|(k, st)| k.state_at(now) == *st)
+    }
+
     pub(crate) fn same_keys(&self, other: &Self) -> bool {
         let id = |s: &Self| -> Vec<(u16, u16, Vec<u8>, KeyState, crate::rollover::KeyTiming)> {
             s.keys
@@ -441,24 +447,27 @@ pub(crate) fn sign_answer(
     };
     let mut denials: Vec<Record> = Vec::new();
     // The answer section, RRset by RRset (runs of one owner and type).
+    let sent: Vec<Record> = result.records(qname).map(Cow::into_owned).collect();
     let mut i = 0;
-    while let Some(first) = result.answers.get(i) {
-        let made = &result.made;
-        let owner = first.record(qname, made).name.clone();
-        let rtype = first.rtype();
-        let run = result.answers[i..]
+    while let (Some(head), Some(first)) = (sent.get(i), result.answers.get(i)) {
+        let owner = head.name.clone();
+        let rtype = head.record_type();
+        let synthesized = result.synthesized(i);
+        let run = sent[i..]
             .iter()
-            .take_while(|a| a.rtype() == rtype && a.record(qname, made).name == owner)
+            .enumerate()
+            .take_while(|(k, r)| {
+                r.record_type() == rtype
+                    && r.name == owner
+                    && result.synthesized(i + k) == synthesized
+            })
             .count();
-        let set: Vec<Record> = result.answers[i..i + run]
-            .iter()
-            .map(|a| a.record(qname, made).into_owned())
-            .collect();
+        let set: Vec<Record> = sent[i..i + run].to_vec();
         i += run;
         out.answers.extend(set.iter().cloned());
         // A CNAME a DNAME synthesized is not signed: validators check it
         // against the signed DNAME (RFC 6672 5.3.1), as NSD and Knot send it.
-        if first.cname_to.is_some() {
+        if synthesized {
             continue;
         }
         // DS is the parent's, signed with its key (RFC 4035 2.4).
@@ -491,11 +500,10 @@ pub(crate) fn sign_answer(
             ));
         }
         // The name the negative answer is about: the end of the chain.
-        let last = result
-            .answers
+        let last = sent
             .iter()
             .rev()
-            .find_map(|a| match &a.record(qname, &result.made).data {
+            .find_map(|r| match &r.data {
                 RData::CNAME(c) => Some(c.0.clone()),
                 _ => None,
             })

@@ -13,14 +13,21 @@ use std::sync::{Arc, Mutex};
 use steer_types::{DnssecDs, DnssecZone};
 
 use crate::{
-    keys::{KeyError, ZoneKey},
+    keys::{KeyError, KeyFiles, ZoneKey},
     sign::Signer,
     view::ViewError,
 };
 
 #[derive(Default)]
 pub(crate) struct SignerCache {
-    signers: Mutex<Vec<(DnssecZone, Arc<Signer>)>>,
+    /// Each signed zone's signer and its key files as they were read.
+    signers: Mutex<Vec<Cached>>,
+}
+
+struct Cached {
+    zone: DnssecZone,
+    signer: Arc<Signer>,
+    files: KeyFiles,
 }
 
 /// What [`crate::ViewPublisher::dnssec_ds`] found for a zone.
@@ -46,12 +53,17 @@ impl SignerCache {
         let mut cache = self.signers.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         for zone in signed {
-            let signer = match cache.iter().find(|(z, _)| z == zone) {
-                Some((_, s)) => s.clone(),
+            let signer = match cache.iter().find(|c| c.zone == *zone) {
+                Some(c) => c.signer.clone(),
                 None => {
                     let keys = ZoneKey::load_or_generate(&zone.origin, &zone.key_dir, now)?;
+                    let files = ZoneKey::fingerprint(&zone.origin, &zone.key_dir)?;
                     let signer = Arc::new(make(zone, keys, now)?);
-                    cache.push((zone.clone(), signer.clone()));
+                    cache.push(Cached {
+                        zone: zone.clone(),
+                        signer: signer.clone(),
+                        files,
+                    });
                     signer
                 }
             };
@@ -67,8 +79,19 @@ impl SignerCache {
         let mut candidates = Vec::new();
         {
             let cache = self.signers.lock().unwrap_or_else(|e| e.into_inner());
-            for (zone, current) in cache.iter() {
+            for Cached {
+                zone,
+                signer: current,
+                files,
+            } in cache.iter()
+            {
                 if !signed.contains(zone) {
+                    continue;
+                }
+                // The same files and no key time reached: the same keys.
+                let seen = ZoneKey::fingerprint(&zone.origin, &zone.key_dir)
+                    .inspect_err(|_| key_error(zone))?;
+                if seen == *files && current.states_hold_at(now) {
                     continue;
                 }
                 let keys = ZoneKey::load_all(&zone.origin, &zone.key_dir)
@@ -83,22 +106,26 @@ impl SignerCache {
                 }
                 let origin = crate::view::name(&zone.origin)?;
                 let fresh = Signer::new(origin, keys, now).inspect_err(|_| key_error(zone))?;
-                if !fresh.same_keys(current) {
-                    candidates.push((zone.clone(), fresh));
-                }
+                // Read whole: the files as they are now (one changed while
+                // being read shows as changed at the next refresh).
+                let changed = !fresh.same_keys(current);
+                candidates.push((zone.clone(), changed.then_some(fresh), seen));
             }
         }
-        if candidates.is_empty() {
-            return Ok(false);
-        }
+        let mut changed = false;
         let mut cache = self.signers.lock().unwrap_or_else(|e| e.into_inner());
-        for (zone, fresh) in candidates {
-            installed(&zone, &fresh)?;
-            if let Some(slot) = cache.iter_mut().find(|(z, _)| *z == zone) {
-                slot.1 = Arc::new(fresh);
+        for (zone, fresh, files) in candidates {
+            let Some(slot) = cache.iter_mut().find(|c| c.zone == zone) else {
+                continue;
+            };
+            if let Some(fresh) = fresh {
+                installed(&zone, &fresh)?;
+                slot.signer = Arc::new(fresh);
+                changed = true;
             }
+            slot.files = files;
         }
-        Ok(true)
+        Ok(changed)
     }
 
     /// The DS records of `origin` if `signed` lists it.
@@ -106,8 +133,8 @@ impl SignerCache {
         let cache = self.signers.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .iter()
-            .find(|(z, _)| z.origin == origin && signed.contains(z))
-            .map(|(_, s)| s.ds_records())
+            .find(|c| c.zone.origin == origin && signed.contains(&c.zone))
+            .map(|c| c.signer.ds_records())
     }
 }
 
@@ -147,4 +174,60 @@ fn installed(zone: &DnssecZone, signer: &Signer) -> Result<(), ViewError> {
 
 fn key_error(zone: &DnssecZone) {
     metrics::counter!("steer_dnssec_key_errors_total", "zone" => zone.origin.clone()).increment(1);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_are_read_again_only_when_they_or_a_key_time_change() {
+        let dir = std::env::temp_dir().join(format!("steer-signers-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let zone = DnssecZone {
+            origin: "example.test.".into(),
+            key_dir: dir.clone(),
+        };
+        let zones = std::slice::from_ref(&zone);
+        let cache = SignerCache::default();
+        let now = 1_800_000_000;
+        cache.for_zones(zones, now).unwrap();
+        let files = || -> Vec<std::path::PathBuf> {
+            let mut f: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('K'))
+                })
+                .collect();
+            f.sort();
+            f
+        };
+        let first = files();
+        assert_eq!(first.len(), 2, "a generated .key and .private");
+        assert!(!cache.refresh(zones, now + 10).unwrap(), "nothing changed");
+        // A second key, active from now + 100: new files, a new signer.
+        ZoneKey::generate(&zone.origin, &dir, now + 100).unwrap();
+        assert!(cache.refresh(zones, now + 20).unwrap(), "a key was added");
+        assert!(!cache.refresh(zones, now + 30).unwrap(), "read once");
+        // Its Activate time reached: no file changed, its state did.
+        assert!(
+            cache.refresh(zones, now + 150).unwrap(),
+            "a key time reached"
+        );
+        assert!(!cache.refresh(zones, now + 160).unwrap());
+        // A key's files removed are seen as well.
+        for f in files().iter().filter(|f| !first.contains(f)) {
+            std::fs::remove_file(f).unwrap();
+        }
+        assert!(
+            cache.refresh(zones, now + 170).unwrap(),
+            "a key was removed"
+        );
+        assert!(!cache.refresh(zones, now + 180).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -552,11 +552,7 @@ impl<'v> Sections<'v> {
     pub(crate) fn of<'r: 'v>(result: &'v Answer<'r>, qname: &Name) -> Self {
         let authority = result.soa.map_or(result.referral, std::slice::from_ref);
         Self {
-            answers: result
-                .answers
-                .iter()
-                .map(|a| a.record(qname, &result.made))
-                .collect(),
+            answers: result.records(qname).collect(),
             authority: authority.iter().map(|r| &r.record).collect(),
             additional: result.additional.iter().map(|r| &r.record).collect(),
         }

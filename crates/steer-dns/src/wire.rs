@@ -71,7 +71,7 @@ pub(crate) fn write_fast(
     let question = packet.get(12..i + 4)?;
     let pre_encoded = |rr: &Rr| rr.full().is_some();
     // What a DNAME made (a CNAME, names) takes hickory's encoder.
-    if !(result.made.is_empty()
+    if !(result.synth.is_none()
         && result.answers.iter().all(|a| pre_encoded(a.rr))
         && result.soa.is_none_or(pre_encoded)
         && result.referral.iter().all(pre_encoded)

@@ -306,11 +306,7 @@ fn cnames_to_steered_names_carry_the_steered_answer_and_its_scope() {
         qclass: DNSClass::IN,
     };
     let a = answer(&v, &q, &client);
-    let owners: Vec<String> = a
-        .answers
-        .iter()
-        .map(|r| r.record(&qname, &a.made).name.to_string())
-        .collect();
+    let owners: Vec<String> = a.records(&qname).map(|r| r.name.to_string()).collect();
     assert_eq!(
         owners,
         [

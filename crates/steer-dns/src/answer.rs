@@ -434,7 +434,7 @@ fn resolve<'v>(
     served: &mut Served<'v>,
     known: Option<(&[u8], &'v Known)>,
 ) -> Answer<'v> {
-    let (wire, known) = (known.map(|k| k.0), known.map(|k| k.1));
+    let known = known.map(|k| k.1);
     match q.qclass {
         // QCLASS * (RFC 1035 3.2.5): the zones are all class IN, so their
         // data is all there is; answered as IN, as Knot DNS does.
@@ -460,7 +460,7 @@ fn resolve<'v>(
     };
     // A static name (no steered name, and no configured one the plan
     // left out) needs no look in the steering tables.
-    let mut static_name = known.is_some_and(|k| !k.steered) && view.unplanned.is_empty();
+    let mut static_name = known.is_some_and(|k| k.steered.is_none()) && view.unplanned.is_empty();
     let mut chain = Section::new();
     // What DNAMEs made on the way, if one was met.
     let mut synth: Option<Box<Synth>> = None;
@@ -493,9 +493,9 @@ fn resolve<'v>(
             };
             zone = z;
         }
-        let svc = match (static_name, step, wire) {
+        let svc = match (static_name, step, known) {
             (true, ..) => None,
-            (false, 0, Some(wire)) => view.services.get_wire(wire),
+            (false, 0, Some(k)) => k.steered.and_then(|i| view.services.at(i)),
             (false, ..) => view.services.get(current),
         };
         static_name = false;

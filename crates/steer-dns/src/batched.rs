@@ -129,6 +129,8 @@ fn serve_family<S: Peer>(
     let mut batches = 0u32;
     // A batch received after the view changed, answered from the new one.
     let mut carried = None;
+    // Whether the last batch was small (see `SMALL_BATCH`).
+    let mut small = false;
     // Whether the socket's receive timeout is set (see `FLUSH_AFTER`).
     let mut timed = false;
     // Whether the view changed: one atomic load while it has not (a
@@ -142,8 +144,11 @@ fn serve_family<S: Peer>(
         loop {
             let received = match carried.take() {
                 Some(n) => n,
-                None => match receive(fd, &mut recv, &mut bufs, pktinfo, ipv6, &mut meta) {
-                    Received::Batch(n) => n,
+                None => match receive(fd, &mut recv, &mut bufs, pktinfo, ipv6, &mut meta, small) {
+                    Received::Batch(n) => {
+                        small = n < SMALL_BATCH;
+                        n
+                    }
                     Received::Nothing => continue,
                     Received::Idle => {
                         // Nothing came for FLUSH_AFTER: apply what was
@@ -299,6 +304,13 @@ enum Received {
     Unavailable,
 }
 
+/// Datagrams asked for while the socket's queue holds few: a batch that
+/// came back smaller than this asks for this many next, not [`BATCH`].
+/// The headers of every slot asked for are written before each call, so a
+/// worker answering a query or two per call spent more on slots it did
+/// not fill than on the call (one that fills these asks for all again).
+const SMALL_BATCH: usize = 8;
+
 fn receive<S: Peer>(
     fd: RawFd,
     recv: &mut MultiHeaders<S>,
@@ -306,11 +318,37 @@ fn receive<S: Peer>(
     pktinfo: bool,
     ipv6: bool,
     meta: &mut Meta<S>,
+    small: bool,
 ) -> Received {
+    let (received, lost_pktinfo) = if small {
+        receive_n::<S, SMALL_BATCH>(fd, recv, bufs, pktinfo, meta)
+    } else {
+        receive_n::<S, BATCH>(fd, recv, bufs, pktinfo, meta)
+    };
+    if lost_pktinfo {
+        // The kernel shrinks each header's control length to what it
+        // filled; start again from full-size buffers.
+        *recv = recv_headers(pktinfo, ipv6);
+    }
+    received
+}
+
+/// One `recvmmsg` into the first `N` buffers; whether a datagram came
+/// without its PKTINFO.
+fn receive_n<S: Peer, const N: usize>(
+    fd: RawFd,
+    recv: &mut MultiHeaders<S>,
+    bufs: &mut [[u8; MAX_REQUEST]; BATCH],
+    pktinfo: bool,
+    meta: &mut Meta<S>,
+) -> (Received, bool) {
     let mut lost_pktinfo = false;
+    let Some((bufs, _)) = bufs.split_first_chunk_mut::<N>() else {
+        return (Received::Nothing, false);
+    };
     let received = {
         // On the stack: allocating them showed in the worker's profile.
-        let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+        let mut iovs: [[IoSliceMut<'_>; 1]; N] = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
         match recvmmsg(fd, recv, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
             Ok(results) => {
                 let mut n = 0;
@@ -336,12 +374,7 @@ fn receive<S: Peer>(
             }
         }
     };
-    if lost_pktinfo {
-        // The kernel shrinks each header's control length to what it
-        // filled; start again from full-size buffers.
-        *recv = recv_headers(pktinfo, ipv6);
-    }
-    received
+    (received, lost_pktinfo)
 }
 
 /// An empty vector in `v`'s allocation, for values of another lifetime:

@@ -24,9 +24,11 @@ const QTYPES: [(RecordType, &str); 11] = [
     (RecordType::PTR, "PTR"),
 ];
 
-const RCODES: [(ResponseCode, &str); 7] = [
+const RCODES: [(ResponseCode, &str); 8] = [
     (ResponseCode::NoError, "NOERROR"),
     (ResponseCode::NXDomain, "NXDOMAIN"),
+    // A DNAME substitution too long for a name (RFC 6672 2.2).
+    (ResponseCode::YXDomain, "YXDOMAIN"),
     (ResponseCode::Refused, "REFUSED"),
     (ResponseCode::FormErr, "FORMERR"),
     (ResponseCode::NotImp, "NOTIMP"),

@@ -103,8 +103,10 @@ pub(crate) struct Known {
     /// The zone that answers it (the longest origin above it), for every
     /// type but DS (see `answer::zone_of`).
     pub(crate) zone: usize,
-    /// A steered name: the view's services decide it.
-    pub(crate) steered: bool,
+    /// A steered name: the view's services decide it. Its place in the
+    /// steered names the index was built with, which is its service's in
+    /// the view (see `view::Services::at`).
+    pub(crate) steered: Option<u32>,
     /// No name below it exists but those indexed, and none is synthesized
     /// or referred (it is a node of `zone`, not at or below a cut, with
     /// no wildcard child): a name under it that is not indexed does not
@@ -139,7 +141,11 @@ impl NameIndex {
             .enumerate()
             .map(|(i, (origin, _))| (wire(origin), i))
             .collect();
-        let steered: crate::view::HashSet<&LowerName> = steered.iter().collect();
+        let steered: HashMap<&LowerName, u32> = steered
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((n, u32::try_from(i).ok()?)))
+            .collect();
         let mut map: HashMap<Box<[u8]>, Known> = HashMap::default();
         for (i, (_, names)) in zones.iter().enumerate() {
             for &(name, denies, node) in names {
@@ -166,7 +172,7 @@ impl NameIndex {
                         slot.insert(Known {
                             name: name.clone(),
                             zone,
-                            steered: steered.contains(name),
+                            steered: steered.get(name).copied(),
                             denies_below,
                             node,
                         });
@@ -219,10 +225,6 @@ impl<V> ByName<V> {
     /// By the lowercase wire form (as [`read`] gives it).
     pub(crate) fn get_wire(&self, wire: &[u8]) -> Option<&V> {
         self.0.get(wire)
-    }
-
-    pub(crate) fn contains_key(&self, name: &LowerName) -> bool {
-        self.get(name).is_some()
     }
 }
 
@@ -346,10 +348,10 @@ mod tests {
         let (key, found) = index.get(name.as_bytes()).unwrap();
         assert_eq!(key, name.as_bytes());
         assert_eq!(found.name, n("app.example.test."));
-        assert_eq!((found.zone, found.steered), (1, true));
+        assert_eq!((found.zone, found.steered), (1, Some(0)));
         let (wire, _) = read(b"\x07example\x04test\x00", 0).unwrap();
         let found = index.get(wire.as_bytes()).unwrap().1;
-        assert_eq!((found.zone, found.steered), (1, false));
+        assert_eq!((found.zone, found.steered), (1, None));
         let (wire, _) = read(b"\x00", 0).unwrap();
         assert!(index.get(wire.as_bytes()).unwrap().1.name.is_root());
         let (other, _) = read(b"\x03www\x07example\x04test\x00", 0).unwrap();
@@ -367,8 +369,8 @@ mod tests {
         let (packet, _) = read(b"\x03APP\x07example\x04TEST\x00", 0).unwrap();
         assert_eq!(map.get_wire(packet.as_bytes()), Some(&7));
         assert_eq!(map.get(&n(".")), Some(&1));
-        assert!(!map.contains_key(&n("www.example.test.")));
-        assert!(map.contains_key(&n("app.example.test.")));
+        assert!(map.get(&n("www.example.test.")).is_none());
+        assert!(map.get(&n("app.example.test.")).is_some());
     }
 
     #[test]

@@ -328,13 +328,47 @@ fn canary_threshold(share_ppm: u32) -> u64 {
     u64::try_from((u128::from(u64::MAX) * share) / 1_000_000).unwrap_or(u64::MAX)
 }
 
+/// A view's steered services, by name and by their place in the plan (the
+/// name index's [`crate::names::Known::steered`]: no second lookup by name
+/// for a steered query name).
+#[derive(Default)]
+pub(crate) struct Services {
+    list: Vec<Option<CompiledService>>,
+    names: crate::names::ByName<usize>,
+}
+
+impl Services {
+    fn insert(&mut self, index: usize, name: &LowerName, svc: CompiledService) {
+        if self.list.len() <= index {
+            self.list.resize_with(index + 1, || None);
+        }
+        if let Some(slot) = self.list.get_mut(index) {
+            *slot = Some(svc);
+            self.names.insert(name, index);
+        }
+    }
+
+    /// The service at `index` in the plan's order.
+    pub(crate) fn at(&self, index: u32) -> Option<&CompiledService> {
+        self.list.get(usize::try_from(index).ok()?)?.as_ref()
+    }
+
+    pub(crate) fn get(&self, name: &LowerName) -> Option<&CompiledService> {
+        self.list.get(*self.names.get(name)?)?.as_ref()
+    }
+
+    pub(crate) fn contains_key(&self, name: &LowerName) -> bool {
+        self.get(name).is_some()
+    }
+}
+
 /// The immutable view the DNS handler answers from.
 pub struct DnsView {
     pub(crate) plan_version: u64,
     /// Shared with the views before and after while the zones do not
     /// change (see [`ZoneCache`]).
     pub(crate) zones: Arc<Zones>,
-    pub(crate) services: crate::names::ByName<CompiledService>,
+    pub(crate) services: Services,
     /// Steered names the config has but the plan decides nothing for (an
     /// edge that holds no plan yet): answered SERVFAIL, never NXDOMAIN, so
     /// resolvers ask another server and cache nothing.
@@ -465,7 +499,7 @@ impl DnsView {
             .collect::<Result<_, _>>()?;
         let compiled_zones = zone_cache.get_or_compile(zones, steered, signers)?;
 
-        let mut services = crate::names::ByName::default();
+        let mut services = Services::default();
         let mut residual: f64 = 0.0;
         let at_target: HashSet<&PopId> = plan
             .body
@@ -474,7 +508,8 @@ impl DnsView {
             .filter(|p| p.at_target)
             .map(|p| &p.id)
             .collect();
-        for svc in &plan.body.services {
+        // In the order of `steered` (the name index knows each one's place).
+        for (index, svc) in plan.body.services.iter().enumerate() {
             let owner = name(&svc.fqdn)?;
             let lower = LowerName::new(&owner);
             let Some(zone) = compiled_zones.iter().position(|z| z.origin.zone_of(&lower)) else {
@@ -561,6 +596,7 @@ impl DnsView {
                 .filter_map(|s| s.residual)
                 .fold(residual, f64::max);
             services.insert(
+                index,
                 &lower,
                 CompiledService {
                     zone,

@@ -60,8 +60,8 @@ pub enum Owner<'v> {
     Record,
     /// A name reached through a CNAME that a wildcard synthesized.
     Name(&'v LowerName),
-    /// A name this answer made, `Answer::made[i]`: a DNAME's substitution
-    /// (RFC 6672), followed on.
+    /// The `i`th name a DNAME made for this answer (RFC 6672), followed
+    /// on (see [`Answer::record`]).
     Made(u8),
 }
 

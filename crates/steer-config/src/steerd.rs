@@ -870,7 +870,7 @@ fn inline_zone(
     // RFC 6672 2.3: nothing below a DNAME (it would never be served).
     for raw in &z.records {
         let name = absolute(&origin, raw.get_ref().name.get_ref());
-        if let Some(owner) = dname_above(&records, &name) {
+        if let Some(owner) = crate::zonefile::dname_above(&records, &name) {
             r.at(
                 raw.get_ref().name.span(),
                 format!("{name} is below the DNAME at {owner}: names there are redirected, never served (RFC 6672 2.3)"),
@@ -885,15 +885,6 @@ fn inline_zone(
         ns_ttl: z.ttl,
         records,
     })
-}
-
-/// The owner of a DNAME in `records` strictly above `name`, if any.
-fn dname_above<'a>(records: &'a [StaticRecord], name: &str) -> Option<&'a str> {
-    records
-        .iter()
-        .filter(|rec| matches!(rec.data, RecordData::Dname(_)))
-        .map(|rec| rec.name.as_str())
-        .find(|owner| name != *owner && (*owner == "." || name.ends_with(&format!(".{owner}"))))
 }
 
 fn absolute(origin: &str, name: &str) -> String {
@@ -1137,7 +1128,7 @@ fn topology(
                     format!("{name} is not inside any configured zone"),
                 );
             }
-            if let Some(owner) = zones.iter().find_map(|z| dname_above(&z.records, &name)) {
+            if let Some(owner) = zones.iter().find_map(|z| crate::zonefile::dname_above(&z.records, &name)) {
                 r.at(
                     s.name.span(),
                     format!("{name} is below the DNAME at {owner}: names there are redirected (RFC 6672)"),

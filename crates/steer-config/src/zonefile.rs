@@ -190,7 +190,6 @@ fn parse(path: &Path, text: &str, origin: &str) -> Result<Zone, Vec<ConfigError>
     }
     // RFC 6672 2.3, 2.4: one DNAME per owner, and no name below it (a
     // query there is redirected: such data would never be served).
-    let mut dnames: Vec<(LowerName, &RrKey)> = Vec::new();
     for (key, set) in &records {
         let count = set
             .records_without_rrsigs()
@@ -205,21 +204,14 @@ fn parse(path: &Path, text: &str, origin: &str) -> Result<Zone, Vec<ConfigError>
                 ),
             ));
         }
-        if count > 0 {
-            dnames.push((key.name.clone(), key));
-        }
     }
     for key in records.keys() {
-        if let Some((owner, _)) = dnames
-            .iter()
-            .find(|(owner, _)| *owner != key.name && owner.zone_of(&key.name))
-        {
+        let name = lower(&Name::from(&key.name));
+        if let Some(owner) = dname_above(&out, &name) {
             errors.push(err(
                 line_of(key),
                 format!(
-                    "{} is below the DNAME at {}: names there are redirected, never served (RFC 6672 2.3)",
-                    lower(&Name::from(&key.name)),
-                    lower(&Name::from(owner)),
+                    "{name} is below the DNAME at {owner}: names there are redirected, never served (RFC 6672 2.3)"
                 ),
             ));
         }
@@ -251,6 +243,16 @@ fn lower(name: &Name) -> String {
         n.push('.');
     }
     n
+}
+
+/// The owner of a DNAME in `records` strictly above `name` (both fully
+/// qualified, lower-case), if any: such a name is never served.
+pub(crate) fn dname_above<'a>(records: &'a [StaticRecord], name: &str) -> Option<&'a str> {
+    records
+        .iter()
+        .filter(|rec| matches!(rec.data, RecordData::Dname(_)))
+        .map(|rec| rec.name.as_str())
+        .find(|owner| name != *owner && (*owner == "." || name.ends_with(&format!(".{owner}"))))
 }
 
 /// Whether `data` is a DNAME, in the generic or the presentation form

@@ -57,6 +57,26 @@ fn bad(path: &Path, reason: impl Into<String>) -> KeyError {
 }
 
 /// One of a zone's keys, its timing and the records that publish it.
+/// `origin`'s key files in `dir` (`K<origin>+013+<tag>.private` and
+/// `.key`, any case); none when `dir` does not exist yet.
+fn key_files(origin: &str, dir: &Path) -> Result<Vec<fs::DirEntry>, KeyError> {
+    let prefix = format!("k{}+013+", origin.to_ascii_lowercase());
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(bad(dir, e.to_string())),
+    };
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                n.to_ascii_lowercase().starts_with(&prefix)
+                    && (n.ends_with(".private") || n.ends_with(".key"))
+            })
+        })
+        .collect())
+}
+
 /// A zone's key files as [`ZoneKey::fingerprint`] saw them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KeyFiles(Vec<(String, u64, Option<std::time::SystemTime>)>);
@@ -91,46 +111,26 @@ impl ZoneKey {
     /// not load fails them all (a half-read key set could drop the key
     /// that signs).
     pub(crate) fn load_all(origin: &str, dir: &Path) -> Result<Vec<Self>, KeyError> {
-        let prefix = format!("k{}+013+", origin.to_ascii_lowercase());
-        let mut found: Vec<PathBuf> = match fs::read_dir(dir) {
-            Ok(entries) => entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                        n.to_ascii_lowercase().starts_with(&prefix) && n.ends_with(".private")
-                    })
-                })
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(bad(dir, e.to_string())),
-        };
+        let mut found: Vec<PathBuf> = key_files(origin, dir)?
+            .into_iter()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "private"))
+            .collect();
         found.sort();
         found.iter().map(|p| Self::load(p)).collect()
     }
 
     /// What [`Self::load_all`] would read for `origin` in `dir`, as each
     /// key file's name, length and modification time: unchanged, the keys
-    /// are (the publisher checks this every few seconds; parsing the keys
-    /// again each time is wasted work).
+    /// are (the publisher looks every second; parsing the keys each time
+    /// was wasted work).
     pub(crate) fn fingerprint(origin: &str, dir: &Path) -> Result<KeyFiles, KeyError> {
-        let prefix = format!("k{}+013+", origin.to_ascii_lowercase());
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(KeyFiles::default()),
-            Err(e) => return Err(bad(dir, e.to_string())),
-        };
         let mut files = Vec::new();
-        for entry in entries.filter_map(Result::ok) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let lower = name.to_ascii_lowercase();
-            if !(lower.starts_with(&prefix)
-                && (name.ends_with(".private") || name.ends_with(".key")))
-            {
-                continue;
-            }
+        for entry in key_files(origin, dir)? {
             let meta = entry
                 .metadata()
                 .map_err(|e| bad(&entry.path(), e.to_string()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
             files.push((name, meta.len(), meta.modified().ok()));
         }
         files.sort();

@@ -89,8 +89,8 @@ fn write_wire(name: &LowerName, buf: &mut WireName) -> Option<()> {
     Some(())
 }
 
-/// The wire form of a stored name, for a key.
-fn wire(name: &LowerName) -> Box<[u8]> {
+/// The wire form of a stored name (lower-case), for a key.
+pub(crate) fn wire(name: &LowerName) -> Box<[u8]> {
     let mut buf = WireName::default();
     let _ = write_wire(name, &mut buf);
     buf.as_bytes().into()

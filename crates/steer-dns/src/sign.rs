@@ -141,13 +141,13 @@ impl Signer {
         })
     }
 
-    /// Whether `other` serves the same keys in the same states.
     /// Whether every key is at `now` in the state it was made with (no
     /// Publish, Activate, Inactive or Delete time reached since).
     pub(crate) fn states_hold_at(&self, now: i64) -> bool {
         self.keys.iter().all(|(k, st)| k.state_at(now) == *st)
     }
 
+    /// Whether `other` serves the same keys in the same states.
     pub(crate) fn same_keys(&self, other: &Self) -> bool {
         let id = |s: &Self| -> Vec<(u16, u16, Vec<u8>, KeyState, crate::rollover::KeyTiming)> {
             s.keys

@@ -235,17 +235,6 @@ fn wire_rdata(owner: &str, rtype: u16, rdata: &[u8]) -> Result<RData, ViewError>
         .map_err(|e| bad(e.to_string()))
 }
 
-/// A name's uncompressed wire form.
-fn name_wire(name: &Name) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name.iter() {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label);
-    }
-    out.push(0);
-    out
-}
-
 /// The target of a DNAME, from its RDATA.
 fn dname_target(rdata: &[u8]) -> Option<LowerName> {
     let mut decoder = BinDecoder::new(rdata);
@@ -311,7 +300,7 @@ pub(crate) fn compile(
             // form, never compressed (RFC 6672 2.5).
             RecordData::Dname(target) => RData::Unknown {
                 code: RecordType::DNAME,
-                rdata: NULL::with(name_wire(&name(target)?)),
+                rdata: NULL::with(crate::names::wire(&LowerName::new(&name(target)?)).into()),
             },
             RecordData::Ns(target) => RData::NS(NS(name(target)?)),
             RecordData::Mx {
